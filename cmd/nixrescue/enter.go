@@ -1,0 +1,38 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+)
+
+func newEnterCommand() *cobra.Command {
+	var f containerFlags
+	var command string
+	var silent bool
+	cmd := &cobra.Command{
+		Use:   "enter [flags] [-- ARGS...]",
+		Short: "Open a shell in the recovery container (a drop-in for nixos-enter)",
+		Long: `Enter activates the target's system inside a recovery container and opens
+its shell (the system's bash, or /bin/sh when it has none) on a pty. It takes
+nixos-enter's options: --root (default /mnt), --system, -c/--command, --silent,
+and -- ARGS to run a command instead of the shell.`,
+		Example: `  nixrescue enter
+  nixrescue enter --root /mnt -c 'nixos-rebuild boot'
+  nixrescue enter -- passwd root`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o, err := f.options(args)
+			if err != nil {
+				return err
+			}
+			o.ShellCommand = command
+			o.Quiet = o.Quiet || silent
+			o.Login = len(args) == 0 && command == ""
+			o.Terminal = true
+			return runSession(cmd.Context(), o)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVarP(&command, "command", "c", "", "run `STRING` with the target's shell instead of an interactive shell")
+	cmd.Flags().BoolVar(&silent, "silent", false, "same as --quiet (nixos-enter's name)")
+	cmd.Flags().SetInterspersed(false)
+	return cmd
+}

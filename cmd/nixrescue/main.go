@@ -1,0 +1,69 @@
+// Command nixrescue repairs a broken NixOS install from any Linux rescue
+// system: the mounted NixOS root becomes the rootfs of a recovery
+// container, activation and the user's command run inside it, and nothing
+// is left behind. This package only turns flags into options and results
+// into exit statuses; the work is done in runtime/ and specs/.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
+	"github.com/nixrescue/nixrescue/runtime/helper"
+	"github.com/nixrescue/nixrescue/runtime/session"
+	"github.com/nixrescue/nixrescue/specs"
+)
+
+func init() {
+	// libcontainer re-executes this binary as "init" to set a container
+	// up; that is not a command of ours.
+	embedded.MaybeInit()
+}
+
+// exitCoder is an error that carries its own exit status.
+type exitCoder interface{ ExitCode() int }
+
+// exitStatus is a command's exit status, passed through unchanged.
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+func (e exitStatus) ExitCode() int { return int(e) }
+
+func main() {
+	if os.Args[0] == specs.HelperPath {
+		helper.Main(os.Args[1:])
+	}
+	root := newRootCommand()
+	err := root.Execute()
+	if err == nil {
+		os.Exit(0)
+	}
+	var ec exitCoder
+	if errors.As(err, &ec) {
+		if _, ok := err.(exitStatus); !ok {
+			fmt.Fprintf(os.Stderr, "nixrescue: %v\n", err)
+		}
+		os.Exit(ec.ExitCode())
+	}
+	fmt.Fprintf(os.Stderr, "nixrescue: %v\n", err)
+	os.Exit(session.ExitFailure)
+}
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "nixrescue",
+		Short: "Repair a NixOS install from any Linux rescue system",
+		Long: `nixrescue repairs a NixOS install that does not boot, from any Linux rescue
+system. The mounted NixOS root becomes the rootfs of a recovery container with
+/dev, /proc, /sys and DNS injected; the system's activation and your command
+run inside it, and nothing is left mounted or changed on the host.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newRunCommand(), newEnterCommand(), newSpecCommand())
+	return root
+}

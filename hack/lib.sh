@@ -1,0 +1,12 @@
+# Shared by the scripts in hack/: Go on PATH and the static build of
+# nixrescue. Source it; it defines functions and changes nothing.
+
+export PATH="$PATH:/usr/local/go/bin"
+
+# build_static OUT: the fully static nixrescue (cgo for libcontainer's
+# nsenter, glibc linked in). It must be static: it also runs inside the
+# target as the container's helper, where none of this host's libraries are.
+build_static() {
+	CGO_ENABLED=1 go build -trimpath -tags 'netgo osusergo' \
+		-ldflags '-extldflags -static' -o "$1" ./cmd/nixrescue
+}

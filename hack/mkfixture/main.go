@@ -1,0 +1,39 @@
+// Command mkfixture writes a NixOS-shaped root directory for trying
+// nixrescue by hand and for its tests (see package hack/fixture).
+//
+//	go run ./hack/mkfixture -resolv nixos-chain /tmp/nixos-root
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/nixrescue/nixrescue/hack/fixture"
+)
+
+func main() {
+	resolv := flag.String("resolv", string(fixture.ResolvNixOSChain), "shape of /etc/resolv.conf: file, missing, run-link or nixos-chain")
+	hostname := flag.String("hostname", "nixfixture", "the target's hostname")
+	busybox := flag.String("busybox", "/bin/busybox", "static busybox to copy in")
+	flag.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: mkfixture [flags] DIR")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() != 1 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	dir := flag.Arg(0)
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		fmt.Fprintf(os.Stderr, "mkfixture: %s is not empty: name a new directory\n", dir)
+		os.Exit(1)
+	}
+	l, err := fixture.Build(dir, fixture.Options{Hostname: *hostname, Resolv: fixture.ResolvShape(*resolv), Busybox: *busybox})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "mkfixture: %v\n", err)
+		os.Exit(1)
+	}
+	fmt.Printf("NixOS-shaped root in %s; current system %s\n", dir, l.Systems[len(l.Systems)-1])
+}

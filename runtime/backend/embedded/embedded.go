@@ -1,0 +1,302 @@
+// Package embedded runs recovery containers with runc's libcontainer,
+// linked into the nixrescue binary: no daemon and no other binary.
+//
+// libcontainer sets a container up by re-executing the running binary with
+// the argument "init" (the nsenter package's C constructor joins the
+// namespaces before the Go runtime starts); main must call MaybeInit first
+// thing. Its state lives under the state directory given to New, one
+// directory per container; New destroys the state that a killed nixrescue
+// left behind.
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/containerd/console"
+	_ "github.com/opencontainers/cgroups/devices" // lets the cgroup manager apply device rules
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	_ "github.com/opencontainers/runc/libcontainer/nsenter" // joins namespaces in "init" before Go starts
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	"github.com/opencontainers/runc/libcontainer/utils"
+	rspec "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/nixrescue/nixrescue/runtime/backend"
+)
+
+// initPipeEnv is the variable libcontainer sets for the process it
+// re-executes as "init"; without it the argument "init" is not ours to take.
+const initPipeEnv = "_LIBCONTAINER_INITPIPE"
+
+// MaybeInit hands the process to libcontainer when it was started as a
+// container's init; it does not return then. Call it from an init()
+// function of package main, before anything else runs.
+func MaybeInit() {
+	if len(os.Args) > 1 && os.Args[1] == "init" && os.Getenv(initPipeEnv) != "" {
+		libcontainer.Init()
+	}
+}
+
+// Runner is the embedded backend.
+type Runner struct {
+	stateDir string
+	noPivot  bool
+}
+
+// Option configures a Runner.
+type Option func(*Runner)
+
+// WithNoPivot makes containers use MS_MOVE and chroot instead of
+// pivot_root, for rescue systems running from an initramfs.
+func WithNoPivot(on bool) Option { return func(r *Runner) { r.noPivot = on } }
+
+// New returns a Runner keeping container state under stateDir. live tells
+// whether a container id belongs to a session still running; the state of
+// every other container found there is destroyed.
+func New(stateDir string, live func(id string) bool, opts ...Option) (*Runner, error) {
+	logrus.SetLevel(logrus.WarnLevel)
+	r := &Runner{stateDir: stateDir}
+	for _, o := range opts {
+		o(r)
+	}
+	if err := r.destroyStale(live); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Name implements backend.Runner.
+func (r *Runner) Name() string { return "embedded" }
+
+// destroyStale destroys containers whose session is gone.
+func (r *Runner) destroyStale(live func(id string) bool) error {
+	entries, err := os.ReadDir(r.stateDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("read container state directory: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() || (live != nil && live(e.Name())) {
+			continue
+		}
+		if err := DestroyByID(r.stateDir, e.Name()); err != nil {
+			return fmt.Errorf("destroy stale container %s: %w", e.Name(), err)
+		}
+	}
+	return nil
+}
+
+// DestroyByID kills and removes a container found in stateDir.
+func DestroyByID(stateDir, id string) error {
+	c, err := libcontainer.Load(stateDir, id)
+	if err != nil {
+		// Unreadable state (a crash while it was written): nothing runs
+		// that we could find through it.
+		return os.RemoveAll(filepath.Join(stateDir, id))
+	}
+	if st, err := c.Status(); err == nil && st != libcontainer.Stopped {
+		_ = c.Signal(unix.SIGKILL)
+		waitStopped(c, 5*time.Second)
+	}
+	return c.Destroy()
+}
+
+func waitStopped(c *libcontainer.Container, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if st, err := c.Status(); err != nil || st == libcontainer.Stopped {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Create implements backend.Runner.
+func (r *Runner) Create(ctx context.Context, id string, spec *rspec.Spec) (backend.Container, error) {
+	if err := os.MkdirAll(r.stateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state directory: %w", err)
+	}
+	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
+		CgroupName:  id,
+		Spec:        spec,
+		NoPivotRoot: r.noPivot,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("convert spec: %w", err)
+	}
+	rlimits, err := convertRlimits(spec.Process.Rlimits)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Rlimits = rlimits
+	lc, err := libcontainer.Create(r.stateDir, id, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("create container: %w", err)
+	}
+	c := &container{lc: lc, rlimits: rlimits}
+	// The holder reads this pipe; when nixrescue dies, the kernel closes
+	// the write end, the holder exits and the container stops with it.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		_ = lc.Destroy()
+		return nil, fmt.Errorf("create session pipe: %w", err)
+	}
+	c.alive = pw
+	c.init = &libcontainer.Process{
+		Args:       spec.Process.Args,
+		Env:        spec.Process.Env,
+		Cwd:        spec.Process.Cwd,
+		Stderr:     os.Stderr,
+		ExtraFiles: []*os.File{pr},
+		Rlimits:    rlimits,
+		Init:       true,
+	}
+	err = lc.Run(c.init)
+	pr.Close()
+	if err != nil {
+		_ = c.Destroy()
+		return nil, fmt.Errorf("start container: %w", err)
+	}
+	return c, nil
+}
+
+type container struct {
+	lc      *libcontainer.Container
+	init    *libcontainer.Process
+	alive   *os.File
+	rlimits []configs.Rlimit
+}
+
+// Exec implements backend.Container.
+func (c *container) Exec(ctx context.Context, p backend.Process) (int, error) {
+	lp := &libcontainer.Process{
+		Args:    p.Args,
+		Env:     p.Env,
+		Cwd:     p.Cwd,
+		Stdin:   p.Stdin,
+		Stdout:  p.Stdout,
+		Stderr:  p.Stderr,
+		Rlimits: c.rlimits,
+	}
+	var consoleParent *os.File
+	if p.Terminal {
+		parent, child, err := utils.NewSockPair("console")
+		if err != nil {
+			return -1, fmt.Errorf("create console socket: %w", err)
+		}
+		defer parent.Close()
+		defer child.Close()
+		consoleParent = parent
+		lp.ConsoleSocket = child
+		lp.ConsoleWidth, lp.ConsoleHeight = p.Width, p.Height
+	}
+	if err := c.lc.Run(lp); err != nil {
+		return -1, fmt.Errorf("start %s: %w", p.Args[0], err)
+	}
+	if consoleParent != nil {
+		master, err := utils.RecvFile(consoleParent)
+		if err != nil {
+			_ = lp.Signal(unix.SIGKILL)
+			_, _ = lp.Wait()
+			return -1, fmt.Errorf("receive console: %w", err)
+		}
+		cons, err := console.ConsoleFromFile(master)
+		if err != nil {
+			master.Close()
+			_ = lp.Signal(unix.SIGKILL)
+			_, _ = lp.Wait()
+			return -1, fmt.Errorf("use console: %w", err)
+		}
+		if p.Attach != nil {
+			detach := p.Attach(cons)
+			defer detach()
+		}
+		defer cons.Close()
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				_ = lp.Signal(unix.SIGKILL)
+				return
+			case s, ok := <-p.Signals:
+				if !ok {
+					return
+				}
+				_ = lp.Signal(s)
+			}
+		}
+	}()
+	ps, err := lp.Wait()
+	if ps == nil {
+		return -1, fmt.Errorf("wait for %s: %w", p.Args[0], err)
+	}
+	return exitStatus(ps), nil
+}
+
+// exitStatus is the status a shell would report.
+func exitStatus(ps *os.ProcessState) int {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}
+
+// Destroy implements backend.Container.
+func (c *container) Destroy() error {
+	if c.lc == nil {
+		return nil
+	}
+	if c.alive != nil {
+		c.alive.Close()
+		c.alive = nil
+	}
+	if st, err := c.lc.Status(); err == nil && st != libcontainer.Stopped {
+		_ = c.lc.Signal(unix.SIGKILL)
+	}
+	if c.init != nil {
+		_, _ = c.init.Wait()
+	}
+	waitStopped(c.lc, 5*time.Second)
+	err := c.lc.Destroy()
+	c.lc = nil
+	if err != nil {
+		return fmt.Errorf("destroy container: %w", err)
+	}
+	return nil
+}
+
+var rlimitTypes = map[string]int{
+	"RLIMIT_NOFILE":  unix.RLIMIT_NOFILE,
+	"RLIMIT_NPROC":   unix.RLIMIT_NPROC,
+	"RLIMIT_CORE":    unix.RLIMIT_CORE,
+	"RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK,
+	"RLIMIT_STACK":   unix.RLIMIT_STACK,
+}
+
+// convertRlimits maps the spec's rlimits to libcontainer's: specconv
+// leaves them to the caller, as runc's own newProcess does.
+func convertRlimits(in []rspec.POSIXRlimit) ([]configs.Rlimit, error) {
+	var out []configs.Rlimit
+	for _, r := range in {
+		t, ok := rlimitTypes[r.Type]
+		if !ok {
+			return nil, fmt.Errorf("rlimit %s is not supported", r.Type)
+		}
+		out = append(out, configs.Rlimit{Type: t, Hard: r.Hard, Soft: r.Soft})
+	}
+	return out, nil
+}

@@ -1,0 +1,130 @@
+// Package helper is the part of nixrescue that runs inside the recovery
+// container. The nixrescue binary is bound read-only at specs.HelperPath and
+// started under that name; main hands control here before anything else.
+//
+// It has two jobs:
+//   - hold: the container's first process. It keeps the container alive
+//     while activation and the command run as further processes in it, and
+//     exits when nixrescue goes away (the pipe it inherits on fd 3 reaches
+//     EOF) or on SIGTERM. As PID 1 of a private PID namespace it reaps
+//     orphans, which no program of the target would do for us.
+//   - exec: looks a command up on the container's PATH and executes it,
+//     exiting 127 (not found) or 126 (not executable) as a shell and
+//     `docker run` do, so that both backends report the same statuses.
+//
+// The binary runs with none of the host's files around it, so it must be
+// linked statically; session refuses a dynamic build before starting.
+package helper
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Exit statuses of the exec mode, as POSIX shells use them.
+const (
+	ExitNotFound      = 127
+	ExitCannotExecute = 126
+)
+
+// Main runs the helper with args (without argv[0]) and never returns.
+func Main(args []string) {
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "nixrescue helper: no mode given (hold or exec)")
+		os.Exit(2)
+	}
+	switch args[0] {
+	case "hold":
+		hold()
+	case "exec":
+		rest := args[1:]
+		if len(rest) > 0 && rest[0] == "--" {
+			rest = rest[1:]
+		}
+		os.Exit(execCommand(rest))
+	default:
+		fmt.Fprintf(os.Stderr, "nixrescue helper: unknown mode %q\n", args[0])
+		os.Exit(2)
+	}
+}
+
+// hold waits for the end of the session and reaps children meanwhile.
+func hold() {
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGCHLD)
+	done := make(chan struct{})
+	// fd 3 is the read end of a pipe whose write end only nixrescue holds:
+	// EOF means nixrescue is gone, whatever killed it.
+	if f := os.NewFile(3, "session"); f != nil {
+		if _, err := f.Stat(); err == nil {
+			go func() {
+				_, _ = io.Copy(io.Discard, f)
+				close(done)
+			}()
+		}
+	}
+	for {
+		select {
+		case <-done:
+			os.Exit(0)
+		case s := <-sigs:
+			if s == unix.SIGCHLD {
+				reap()
+				continue
+			}
+			os.Exit(0)
+		}
+	}
+}
+
+// reap collects every exited child without blocking.
+func reap() {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if pid <= 0 || err != nil {
+			return
+		}
+	}
+}
+
+// execCommand replaces the helper with the command, or returns the status
+// a shell would give for why it cannot.
+func execCommand(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "nixrescue: no command given")
+		return ExitCannotExecute
+	}
+	name := args[0]
+	path, err := exec.LookPath(name)
+	if err != nil {
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+			where := "on the target's PATH"
+			if strings.Contains(name, "/") {
+				where = "in the target"
+			}
+			fmt.Fprintf(os.Stderr, "nixrescue: %s: command not found %s; check the name, or give its full path\n", name, where)
+			return ExitNotFound
+		}
+		fmt.Fprintf(os.Stderr, "nixrescue: %s: cannot be run: %v\n", name, err)
+		return ExitCannotExecute
+	}
+	err = syscall.Exec(path, args, os.Environ())
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		// The file is there, so what is missing is its interpreter.
+		fmt.Fprintf(os.Stderr, "nixrescue: %s: cannot be run: its interpreter or loader is missing in the target\n", name)
+		return ExitNotFound
+	default:
+		fmt.Fprintf(os.Stderr, "nixrescue: %s: cannot be run: %v\n", name, err)
+		return ExitCannotExecute
+	}
+}

@@ -1,0 +1,85 @@
+// Package host gathers the facts about the rescue host that a recovery
+// container's spec depends on: its capability bounding set, whether it
+// booted by EFI, its open-file limit. Parsers take an io.Reader so they can
+// be tested on any input; the Read… functions open the live files.
+package host
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/moby/sys/capability"
+	"golang.org/x/sys/unix"
+)
+
+// Facts are what the spec needs to know about the host.
+type Facts struct {
+	// Capabilities is the bounding set of this process, as CAP_… names.
+	Capabilities []string
+	// EFI is true when the host booted by EFI (/sys/firmware/efi exists).
+	EFI bool
+	// NoFile is the hard RLIMIT_NOFILE of this process: the most a
+	// container can be given without CAP_SYS_RESOURCE.
+	NoFile uint64
+}
+
+// maxNoFile caps the open-file limit handed to the container.
+const maxNoFile = 1 << 20
+
+// Read gathers the facts from the running host.
+func Read() (Facts, error) {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return Facts{}, fmt.Errorf("read capabilities: %w", err)
+	}
+	defer f.Close()
+	caps, err := ParseBoundingSet(f)
+	if err != nil {
+		return Facts{}, err
+	}
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return Facts{}, fmt.Errorf("read RLIMIT_NOFILE: %w", err)
+	}
+	return Facts{Capabilities: caps, EFI: EFIBooted("/sys"), NoFile: min(rl.Max, maxNoFile)}, nil
+}
+
+// EFIBooted tells whether the host under sysfs root sys booted by EFI.
+func EFIBooted(sys string) bool {
+	st, err := os.Stat(sys + "/firmware/efi")
+	return err == nil && st.IsDir()
+}
+
+// ParseBoundingSet reads the CapBnd line of a /proc/PID/status file and
+// returns the capability names it holds, sorted. Bits the library does not
+// know by name are left out: a runtime could not name them either.
+func ParseBoundingSet(r io.Reader) ([]string, error) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		key, val, ok := strings.Cut(sc.Text(), ":")
+		if !ok || key != "CapBnd" {
+			continue
+		}
+		bits, err := strconv.ParseUint(strings.TrimSpace(val), 16, 64)
+		if err != nil {
+			return nil, fmt.Errorf("parse CapBnd %q: %w", strings.TrimSpace(val), err)
+		}
+		var names []string
+		for _, c := range capability.ListKnown() {
+			if c < 64 && bits&(1<<uint(c)) != 0 {
+				names = append(names, "CAP_"+strings.ToUpper(c.String()))
+			}
+		}
+		slices.Sort(names)
+		return names, nil
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read status: %w", err)
+	}
+	return nil, fmt.Errorf("no CapBnd line in status")
+}

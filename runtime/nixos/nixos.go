@@ -1,0 +1,217 @@
+// Package nixos holds what nixrescue knows about a NixOS root: how to tell
+// one, its system profile and generations, which system a session
+// activates, the environment NixOS programs expect, and the hostname.
+//
+// Every path of the target is resolved inside the root
+// (github.com/cyphar/filepath-securejoin), never against the host: the
+// target's links are absolute and mean the target's own files.
+package nixos
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+)
+
+// Paths inside a NixOS root.
+const (
+	SystemProfile = "/nix/var/nix/profiles/system"
+	NixOSMarker   = "/etc/NIXOS"
+	HostnameFile  = "/etc/hostname"
+	// DefaultHostname is NixOS's default networking.hostName.
+	DefaultHostname = "nixos"
+)
+
+// ErrNotNixOS says a directory holds no NixOS root.
+var ErrNotNixOS = errors.New("not a NixOS root")
+
+// RootError is a problem with the root directory a user named.
+type RootError struct {
+	Root string
+	Err  error
+	Fix  string
+}
+
+func (e *RootError) Error() string {
+	msg := fmt.Sprintf("%s: %v", e.Root, e.Err)
+	if e.Fix != "" {
+		msg += ": " + e.Fix
+	}
+	return msg
+}
+
+func (e *RootError) Unwrap() error { return e.Err }
+
+// CheckRoot returns nil when root is a directory holding a NixOS root:
+// /etc/NIXOS or a system profile.
+func CheckRoot(root string) error {
+	st, err := os.Stat(root)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return &RootError{Root: root, Err: errors.New("no such directory"), Fix: "mount the NixOS root there first, or name the right directory"}
+	case err != nil:
+		return &RootError{Root: root, Err: err}
+	case !st.IsDir():
+		return &RootError{Root: root, Err: errors.New("not a directory"), Fix: "name the directory where the NixOS root is mounted"}
+	}
+	for _, p := range []string{NixOSMarker, SystemProfile} {
+		if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
+			return nil
+		}
+	}
+	return &RootError{Root: root, Err: ErrNotNixOS, Fix: "it has neither /etc/NIXOS nor " + SystemProfile + "; mount the NixOS root partition there"}
+}
+
+// InRoot resolves p (absolute, as the target sees it) inside root and
+// returns the host path.
+func InRoot(root, p string) (string, error) {
+	return securejoin.SecureJoin(root, p)
+}
+
+// System is the NixOS system a session activates.
+type System struct {
+	// Path is how the target names it: a profile link or a store path.
+	Path string
+	// StorePath is where Path leads inside the root.
+	StorePath string
+	// Generation is the profile generation, or 0 when Path is not one.
+	Generation int
+}
+
+// SystemChoice is what the user asked for: a path, a generation, or
+// (both empty) the current system profile.
+type SystemChoice struct {
+	Path       string
+	Generation int
+}
+
+// GenerationLink is the profile link of generation n.
+func GenerationLink(n int) string {
+	return fmt.Sprintf("%s-%d-link", SystemProfile, n)
+}
+
+var storePathRE = regexp.MustCompile(`^/nix/store/[0-9a-z]{32}-[^/]+$`)
+
+// ResolveSystem finds the system to activate inside root.
+func ResolveSystem(root string, c SystemChoice) (System, error) {
+	var s System
+	switch {
+	case c.Path != "" && c.Generation != 0:
+		return s, errors.New("--system and --generation both name a system: give one")
+	case c.Path != "":
+		if !path.IsAbs(c.Path) {
+			return s, fmt.Errorf("--system %q: give the path as the target sees it, starting with /nix/store or /nix/var/nix/profiles", c.Path)
+		}
+		s.Path = path.Clean(c.Path)
+	case c.Generation < 0:
+		return s, fmt.Errorf("--generation %d: generations are numbered from 1", c.Generation)
+	case c.Generation > 0:
+		s.Path = GenerationLink(c.Generation)
+		s.Generation = c.Generation
+	default:
+		s.Path = SystemProfile
+	}
+	if _, err := os.Lstat(filepath.Join(root, path.Dir(s.Path))); err != nil && c.Generation > 0 {
+		return s, fmt.Errorf("generation %d: the target has no system profile directory: %w", c.Generation, err)
+	}
+	full, err := InRoot(root, s.Path)
+	if err != nil {
+		return s, fmt.Errorf("resolve %s inside the target: %w", s.Path, err)
+	}
+	rel, _ := filepath.Rel(root, full)
+	s.StorePath = path.Join("/", filepath.ToSlash(rel))
+	if _, err := os.Lstat(filepath.Join(root, s.Path)); errors.Is(err, os.ErrNotExist) {
+		switch {
+		case c.Generation > 0:
+			return s, fmt.Errorf("generation %d does not exist in the target (no %s): pick one that does", c.Generation, s.Path)
+		case c.Path != "":
+			return s, fmt.Errorf("--system %s does not exist in the target", s.Path)
+		default:
+			return s, fmt.Errorf("the target has no system profile (%s): name a system with --system PATH", s.Path)
+		}
+	}
+	st, err := os.Stat(full)
+	if err != nil {
+		return s, fmt.Errorf("%s points to %s, which does not exist in the target: pick another system with --generation N or --system PATH", s.Path, s.StorePath)
+	}
+	if !st.IsDir() {
+		return s, fmt.Errorf("%s leads to %s, which is not a system directory: pick another with --generation N or --system PATH", s.Path, s.StorePath)
+	}
+	if s.Generation == 0 {
+		s.Generation = generationOf(root, s.Path)
+	}
+	return s, nil
+}
+
+// generationOf follows the profile link to its generation link, if any.
+func generationOf(root, p string) int {
+	if p != SystemProfile {
+		return 0
+	}
+	link, err := os.Readlink(filepath.Join(root, p))
+	if err != nil {
+		return 0
+	}
+	m := regexp.MustCompile(`^system-([0-9]+)-link$`).FindStringSubmatch(path.Base(link))
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// HasStorePathShape reports whether p looks like /nix/store/<hash>-<name>.
+func HasStorePathShape(p string) bool { return storePathRE.MatchString(p) }
+
+// Exists tells whether p (inside root) leads to something, links resolved
+// inside root.
+func Exists(root, p string) bool {
+	full, err := InRoot(root, p)
+	if err != nil {
+		return false
+	}
+	_, err = os.Stat(full)
+	return err == nil
+}
+
+// maxHostnameFile bounds what is read of the target's /etc/hostname.
+const maxHostnameFile = 4096
+
+var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$`)
+
+// Hostname reads the target's hostname from /etc/hostname, resolved inside
+// root; DefaultHostname when there is none.
+func Hostname(root string) (string, error) {
+	full, err := InRoot(root, HostnameFile)
+	if err != nil {
+		return "", fmt.Errorf("resolve /etc/hostname inside the target: %w", err)
+	}
+	f, err := os.Open(full)
+	if errors.Is(err, os.ErrNotExist) {
+		return DefaultHostname, nil
+	} else if err != nil {
+		return "", fmt.Errorf("read the target's /etc/hostname: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxHostnameFile))
+	if err != nil {
+		return "", fmt.Errorf("read the target's /etc/hostname: %w", err)
+	}
+	name, _, _ := strings.Cut(string(b), "\n")
+	name = strings.TrimSpace(name)
+	if name == "" {
+		return DefaultHostname, nil
+	}
+	if !hostnameRE.MatchString(name) {
+		return "", fmt.Errorf("the target's /etc/hostname holds %.40q, not a hostname: fix the file", name)
+	}
+	return name, nil
+}

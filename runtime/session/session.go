@@ -1,0 +1,494 @@
+// Package session runs one recovery session: it checks the target, builds
+// the container's spec, starts the container through a backend, runs
+// activation and then the user's command in it, and tears everything down,
+// whatever happened in between. The pipeline is the one ../shared/DESIGN.md
+// draws; targets other than a mounted directory (disks, images) will slot
+// in before Prepare as a step that yields the mounted root.
+package session
+
+import (
+	"bytes"
+	"context"
+	"debug/elf"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	rspec "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/nixrescue/nixrescue/runtime/backend"
+	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
+	"github.com/nixrescue/nixrescue/runtime/dns"
+	"github.com/nixrescue/nixrescue/runtime/host"
+	"github.com/nixrescue/nixrescue/runtime/nixos"
+	"github.com/nixrescue/nixrescue/specs"
+)
+
+// Exit statuses for nixrescue's own failures, as `docker run` and
+// `podman run` use them; the command's own status passes through otherwise.
+const (
+	ExitFailure       = 125
+	ExitCannotExecute = 126
+	ExitNotFound      = 127
+)
+
+// DefaultStateDir is where sessions keep their state on the host.
+const DefaultStateDir = "/run/nixrescue"
+
+// EFIMode says when efivarfs goes into the container.
+type EFIMode string
+
+const (
+	EFIAuto EFIMode = "auto" // when the host booted by EFI
+	EFIOn   EFIMode = "on"   // always; an error when the host has no EFI
+	EFIOff  EFIMode = "off"  // never
+)
+
+// DNSNone as the only --dns value leaves the target's resolv.conf alone.
+const DNSNone = "none"
+
+// Options describe a session. The zero value of each field is the default.
+type Options struct {
+	// Root is the directory holding the mounted NixOS root.
+	Root string
+	// System picks the system to activate.
+	System nixos.SystemChoice
+	// NoActivate skips activation (and systemd-tmpfiles).
+	NoActivate bool
+	// Quiet hides activation's output unless it fails.
+	Quiet bool
+	// Args is the command; empty runs the target's shell.
+	Args []string
+	// ShellCommand, when set, is run by the target's shell (-c).
+	ShellCommand string
+	// Login runs the shell as a login shell (enter).
+	Login bool
+	// Terminal gives the command a pty when stdin is a terminal.
+	Terminal bool
+	// DNS servers to use instead of the host's; ["none"] injects nothing.
+	DNS []string
+	// NetworkNone isolates the network.
+	NetworkNone bool
+	// IsolatePIDs gives the container its own PID namespace.
+	IsolatePIDs bool
+	// EFI is the efivarfs mode; empty is auto.
+	EFI EFIMode
+	// StateDir is where session state lives; empty is DefaultStateDir.
+	StateDir string
+
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+}
+
+func (o *Options) defaults() {
+	if o.StateDir == "" {
+		o.StateDir = DefaultStateDir
+	}
+	if o.EFI == "" {
+		o.EFI = EFIAuto
+	}
+	if o.Stdin == nil {
+		o.Stdin = os.Stdin
+	}
+	if o.Stdout == nil {
+		o.Stdout = os.Stdout
+	}
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+}
+
+// Prepared is everything a container needs, decided before it starts.
+type Prepared struct {
+	Root     string
+	System   nixos.System
+	Hostname string
+	Env      []string
+	DNS      dns.Plan
+	Resolv   []byte
+	Host     host.Facts
+	EFIVars  bool
+}
+
+// Prepare checks the target and decides the container's shape. It reads
+// the host and the target and changes neither.
+func Prepare(o Options) (*Prepared, error) {
+	o.defaults()
+	if o.Root == "" {
+		return nil, errors.New("no root given: name the directory where the NixOS root is mounted with --root")
+	}
+	root, err := filepath.Abs(o.Root)
+	if err != nil {
+		return nil, fmt.Errorf("resolve --root: %w", err)
+	}
+	if r, err := filepath.EvalSymlinks(root); err == nil {
+		root = r
+	}
+	if err := nixos.CheckRoot(root); err != nil {
+		return nil, err
+	}
+	sys, err := nixos.ResolveSystem(root, o.System)
+	if err != nil {
+		return nil, err
+	}
+	if !o.NoActivate && !nixos.Exists(root, sys.Path+"/activate") {
+		return nil, fmt.Errorf("%s has no activate script: it is not a NixOS system; pick another with --generation N or --system PATH, or pass --no-activate", sys.StorePath)
+	}
+	hostname, err := nixos.Hostname(root)
+	if err != nil {
+		return nil, err
+	}
+	facts, err := host.Read()
+	if err != nil {
+		return nil, err
+	}
+	p := &Prepared{Root: root, System: sys, Hostname: hostname, Host: facts}
+	switch o.EFI {
+	case EFIAuto:
+		p.EFIVars = facts.EFI
+	case EFIOn:
+		if !facts.EFI {
+			return nil, errors.New("--efi on: this host did not boot by EFI (no /sys/firmware/efi), so it has no EFI variables to give; use --efi auto")
+		}
+		p.EFIVars = true
+	case EFIOff:
+	default:
+		return nil, fmt.Errorf("--efi %q: use auto, on or off", o.EFI)
+	}
+	term := ""
+	if o.Terminal {
+		term = os.Getenv("TERM")
+	}
+	p.Env = nixos.Env(sys.Path, term)
+	if !(len(o.DNS) == 1 && o.DNS[0] == DNSNone) {
+		p.Resolv, err = dns.BuildFromHost(o.DNS)
+		if err != nil {
+			return nil, err
+		}
+		p.DNS, err = dns.PlanFor(root, sys.Path)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// Spec is the spec of a container for p. resolvSource is the host path of
+// the resolv.conf to bind (relative paths are relative to a bundle);
+// helperSource the nixrescue binary to bind at specs.HelperPath.
+func (p *Prepared) Spec(args []string, resolvSource, helperSource, cgroupsPath string, o Options) (*rspec.Spec, error) {
+	so := specs.Options{
+		Root:         p.Root,
+		Hostname:     p.Hostname,
+		Env:          p.Env,
+		Args:         args,
+		Capabilities: p.Host.Capabilities,
+		NoFile:       p.Host.NoFile,
+		NetworkNone:  o.NetworkNone,
+		IsolatePIDs:  o.IsolatePIDs,
+		EFIVars:      p.EFIVars,
+		HelperSource: helperSource,
+		CgroupsPath:  cgroupsPath,
+	}
+	if p.Resolv != nil && len(p.DNS.Dests) > 0 {
+		so.ResolvSource = resolvSource
+		so.ResolvDests = p.DNS.Dests
+	}
+	return specs.Recovery(so)
+}
+
+// HelperSource is the running binary, which serves as the in-container
+// helper. It must be static: the target has none of the host's libraries.
+func HelperSource() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find the nixrescue binary: %w", err)
+	}
+	exe, err = filepath.EvalSymlinks(exe)
+	if err != nil {
+		return "", fmt.Errorf("find the nixrescue binary: %w", err)
+	}
+	f, err := elf.Open(exe)
+	if err != nil {
+		return "", fmt.Errorf("read the nixrescue binary: %w", err)
+	}
+	defer f.Close()
+	for _, prog := range f.Progs {
+		if prog.Type == elf.PT_INTERP {
+			return "", fmt.Errorf("%s is dynamically linked, but it also runs inside the target, which has none of this host's libraries: build it static (see the README)", exe)
+		}
+	}
+	return exe, nil
+}
+
+// Run runs a whole session and returns the command's exit status. An
+// error means nixrescue itself failed (ExitFailure); the session is torn
+// down in every case.
+func Run(ctx context.Context, o Options) (int, error) {
+	o.defaults()
+	p, err := Prepare(o)
+	if err != nil {
+		return ExitFailure, err
+	}
+	helperSrc, err := HelperSource()
+	if err != nil {
+		return ExitFailure, err
+	}
+	args, err := commandArgs(p, o)
+	if err != nil {
+		return ExitFailure, err
+	}
+
+	// Signals: forwarded to whatever runs in the container; before and
+	// between processes they cancel the session.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP)
+	defer signal.Stop(sigs)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fwd := &forwarder{}
+	go fwd.loop(sigs, cancel)
+
+	st, err := newState(o.StateDir)
+	if err != nil {
+		return ExitFailure, err
+	}
+	s, err := st.begin(p.Root)
+	if err != nil {
+		return ExitFailure, err
+	}
+	defer s.end()
+
+	runner, err := embedded.New(st.containerDir(), st.live)
+	if err != nil {
+		return ExitFailure, err
+	}
+	resolvSrc := ""
+	if p.Resolv != nil && len(p.DNS.Dests) > 0 {
+		if resolvSrc, err = s.writeResolv(p.Resolv); err != nil {
+			return ExitFailure, err
+		}
+		if p.DNS.Placeholder != "" {
+			if err := s.createPlaceholder(p.Root, p.DNS.Placeholder); err != nil {
+				return ExitFailure, err
+			}
+		}
+	}
+	spec, err := p.Spec(nil, resolvSrc, helperSrc, "/"+s.id, o)
+	if err != nil {
+		return ExitFailure, err
+	}
+	if ctx.Err() != nil {
+		return ExitFailure, errInterrupted
+	}
+	c, err := runner.Create(ctx, s.id, spec)
+	if err != nil {
+		return ExitFailure, fmt.Errorf("start the recovery container: %w", err)
+	}
+	s.container = c
+
+	if !o.NoActivate {
+		if err := activate(ctx, c, p, o, fwd); err != nil {
+			return ExitFailure, err
+		}
+	}
+
+	proc := backend.Process{
+		Args:   helperExec(args),
+		Env:    p.Env,
+		Cwd:    "/",
+		Stdin:  o.Stdin,
+		Stdout: o.Stdout,
+		Stderr: o.Stderr,
+	}
+	if o.Terminal {
+		if t := newTerminal(o.Stdin, o.Stdout); t != nil {
+			proc.Terminal = true
+			proc.Width, proc.Height = t.size()
+			proc.Attach = t.attach
+		}
+	}
+	code, err := fwd.run(ctx, c, proc)
+	if err != nil {
+		return ExitFailure, err
+	}
+	return code, nil
+}
+
+var errInterrupted = errors.New("interrupted: the session was torn down")
+
+// activate runs the system's activation, then systemd-tmpfiles.
+func activate(ctx context.Context, c backend.Container, p *Prepared, o Options, fwd *forwarder) error {
+	var out io.Writer = o.Stderr
+	var buf bytes.Buffer
+	if o.Quiet {
+		out = &buf
+	}
+	steps := []struct {
+		what string
+		args []string
+	}{{"activation of " + p.System.Path, nixos.ActivateCommand(p.System.Path)}}
+	if nixos.Exists(p.Root, nixos.TmpfilesCommand(p.System.Path)[0]) {
+		steps = append(steps, struct {
+			what string
+			args []string
+		}{"systemd-tmpfiles", nixos.TmpfilesCommand(p.System.Path)})
+	}
+	for _, step := range steps {
+		buf.Reset()
+		code, err := fwd.run(ctx, c, backend.Process{
+			Args: helperExec(step.args), Env: p.Env, Cwd: "/",
+			Stdout: out, Stderr: out,
+		})
+		if err != nil {
+			return fmt.Errorf("run %s: %w", step.what, err)
+		}
+		if fwd.interrupted() {
+			return errInterrupted
+		}
+		if code != 0 {
+			if o.Quiet {
+				o.Stderr.Write(buf.Bytes())
+			}
+			// NixOS's activation carries on after errors (trap ERR), and
+			// so do we: the system may still be usable enough to repair.
+			fmt.Fprintf(o.Stderr, "nixrescue: warning: %s exited with status %d; carrying on (its output is above)\n", step.what, code)
+		}
+	}
+	return nil
+}
+
+// helperExec runs args through the in-container helper, which gives the
+// shell's 127 and 126 when the command cannot be run.
+func helperExec(args []string) []string {
+	return append([]string{specs.HelperPath, "exec", "--"}, args...)
+}
+
+// commandArgs is the command the user asked for.
+func commandArgs(p *Prepared, o Options) ([]string, error) {
+	if o.ShellCommand != "" && len(o.Args) > 0 {
+		return nil, errors.New("give the command either with -c or after --, not both")
+	}
+	shell := nixos.Shell(p.Root, p.System.Path)
+	switch {
+	case o.ShellCommand != "":
+		return []string{shell, "-c", o.ShellCommand}, nil
+	case len(o.Args) > 0:
+		return o.Args, nil
+	case o.Login:
+		return []string{shell, "-l"}, nil
+	default:
+		return []string{shell}, nil
+	}
+}
+
+// forwarder passes signals to the process that runs, and cancels the
+// session when none does.
+type forwarder struct {
+	mu      sync.Mutex
+	current chan os.Signal
+	intr    atomic.Bool
+}
+
+func (f *forwarder) loop(sigs <-chan os.Signal, cancel context.CancelFunc) {
+	for s := range sigs {
+		f.mu.Lock()
+		cur := f.current
+		f.mu.Unlock()
+		f.intr.Store(true)
+		if cur == nil {
+			cancel()
+			continue
+		}
+		select {
+		case cur <- s:
+		default:
+		}
+	}
+}
+
+func (f *forwarder) interrupted() bool { return f.intr.Load() }
+
+func (f *forwarder) run(ctx context.Context, c backend.Container, p backend.Process) (int, error) {
+	ch := make(chan os.Signal, 4)
+	p.Signals = ch
+	f.mu.Lock()
+	f.current = ch
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.current = nil
+		f.mu.Unlock()
+	}()
+	if ctx.Err() != nil {
+		return ExitFailure, errInterrupted
+	}
+	return c.Exec(ctx, p)
+}
+
+// SpecOptions are the options of a spec without a session: the spec
+// command prints it, or writes a bundle that any OCI runtime can run.
+type SpecOptions struct {
+	Options
+	// Bundle, when set, is a directory to write config.json and
+	// resolv.conf into; it must be new or empty.
+	Bundle string
+}
+
+// WriteSpec writes the spec a session would use for o to w, or a bundle.
+// The spec names the resolv.conf relative to the bundle, as runc reads
+// relative bind sources.
+func WriteSpec(o SpecOptions, w io.Writer) error {
+	o.defaults()
+	p, err := Prepare(o.Options)
+	if err != nil {
+		return err
+	}
+	helperSrc, err := HelperSource()
+	if err != nil {
+		return err
+	}
+	if p.DNS.Placeholder != "" {
+		// A runtime would create the mount point in the target and leave
+		// it there; a session makes it and removes it afterwards.
+		fmt.Fprintf(o.Stderr, "nixrescue: warning: the target has no %s, so the spec injects no DNS (a session does)\n", p.DNS.Placeholder)
+		p.DNS.Dests = nil
+	}
+	spec, err := p.Spec(o.Args, "resolv.conf", helperSrc, "", o.Options)
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode spec: %w", err)
+	}
+	b = append(b, '\n')
+	if o.Bundle == "" {
+		_, err = w.Write(b)
+		return err
+	}
+	if err := os.MkdirAll(o.Bundle, 0o755); err != nil {
+		return fmt.Errorf("create bundle %s: %w", o.Bundle, err)
+	}
+	if entries, err := os.ReadDir(o.Bundle); err != nil {
+		return fmt.Errorf("read bundle %s: %w", o.Bundle, err)
+	} else if len(entries) > 0 {
+		return fmt.Errorf("bundle directory %s is not empty: name a new or empty directory", o.Bundle)
+	}
+	if p.Resolv != nil {
+		if err := os.WriteFile(filepath.Join(o.Bundle, "resolv.conf"), p.Resolv, 0o644); err != nil {
+			return fmt.Errorf("write bundle: %w", err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(o.Bundle, "config.json"), b, 0o644); err != nil {
+		return fmt.Errorf("write bundle: %w", err)
+	}
+	return nil
+}

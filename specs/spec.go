@@ -1,0 +1,259 @@
+package specs
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+
+	rspec "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// SpecOpt changes a spec in place. Options are applied in order, and the
+// order of mount options is the order of the mounts in the spec.
+type SpecOpt func(*rspec.Spec) error
+
+// Generate returns a bare spec with every option applied in order.
+func Generate(opts ...SpecOpt) (*rspec.Spec, error) {
+	s := bare()
+	for _, o := range opts {
+		if err := o(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// bare is the smallest valid spec: root user, cwd /, no mounts, no
+// namespaces, nothing else. Options add the rest.
+func bare() *rspec.Spec {
+	return &rspec.Spec{
+		Version: rspec.Version,
+		Root:    &rspec.Root{},
+		Process: &rspec.Process{
+			User: rspec.User{UID: 0, GID: 0},
+			Cwd:  "/",
+		},
+		Linux: &rspec.Linux{},
+	}
+}
+
+// WithRoot makes dir the container's rootfs, writable: recovery edits the
+// target in place.
+func WithRoot(dir string) SpecOpt {
+	return func(s *rspec.Spec) error {
+		if !path.IsAbs(dir) {
+			return fmt.Errorf("rootfs %q is not an absolute path", dir)
+		}
+		s.Root = &rspec.Root{Path: dir, Readonly: false}
+		return nil
+	}
+}
+
+// WithHostname sets the hostname seen inside (a new UTS namespace is needed
+// for it; WithNamespaces adds one).
+func WithHostname(name string) SpecOpt {
+	return func(s *rspec.Spec) error {
+		s.Hostname = name
+		return nil
+	}
+}
+
+// WithArgs sets the container's first process.
+func WithArgs(args ...string) SpecOpt {
+	return func(s *rspec.Spec) error {
+		if len(args) == 0 {
+			return errors.New("process args are empty")
+		}
+		s.Process.Args = slices.Clone(args)
+		return nil
+	}
+}
+
+// WithEnv replaces the whole environment: nothing of the host's leaks in.
+func WithEnv(env []string) SpecOpt {
+	return func(s *rspec.Spec) error {
+		s.Process.Env = slices.Clone(env)
+		return nil
+	}
+}
+
+// WithCapabilities gives the process these capabilities, bounding,
+// effective and permitted alike. Callers pass the host's bounding set: a
+// fixed full list fails on hosts whose bounding set lacks some.
+func WithCapabilities(caps []string) SpecOpt {
+	return func(s *rspec.Spec) error {
+		c := slices.Clone(caps)
+		slices.Sort(c)
+		s.Process.Capabilities = &rspec.LinuxCapabilities{
+			Bounding:  c,
+			Effective: slices.Clone(c),
+			Permitted: slices.Clone(c),
+		}
+		// Setuid wrappers (/run/wrappers) need privileges to be gainable.
+		s.Process.NoNewPrivileges = false
+		return nil
+	}
+}
+
+// WithNoFileLimit sets RLIMIT_NOFILE, soft and hard: builds open many files.
+func WithNoFileLimit(n uint64) SpecOpt {
+	return func(s *rspec.Spec) error {
+		s.Process.Rlimits = slices.DeleteFunc(s.Process.Rlimits, func(r rspec.POSIXRlimit) bool {
+			return r.Type == "RLIMIT_NOFILE"
+		})
+		s.Process.Rlimits = append(s.Process.Rlimits, rspec.POSIXRlimit{Type: "RLIMIT_NOFILE", Soft: n, Hard: n})
+		return nil
+	}
+}
+
+// WithNamespace adds a new namespace of type t (once).
+func WithNamespace(t rspec.LinuxNamespaceType) SpecOpt {
+	return func(s *rspec.Spec) error {
+		for _, ns := range s.Linux.Namespaces {
+			if ns.Type == t {
+				return nil
+			}
+		}
+		s.Linux.Namespaces = append(s.Linux.Namespaces, rspec.LinuxNamespace{Type: t})
+		return nil
+	}
+}
+
+// WithCgroupsPath names the container's cgroup.
+func WithCgroupsPath(p string) SpecOpt {
+	return func(s *rspec.Spec) error {
+		s.Linux.CgroupsPath = p
+		return nil
+	}
+}
+
+// WithRootfsPropagation sets the propagation of the container's mounts.
+// rslave: host mounts reach the container, nothing goes back.
+func WithRootfsPropagation(p string) SpecOpt {
+	return func(s *rspec.Spec) error {
+		s.Linux.RootfsPropagation = p
+		return nil
+	}
+}
+
+// WithMount appends a mount.
+func WithMount(m rspec.Mount) SpecOpt {
+	return func(s *rspec.Spec) error {
+		if !path.IsAbs(m.Destination) {
+			return fmt.Errorf("mount destination %q is not absolute", m.Destination)
+		}
+		m.Options = slices.Clone(m.Options)
+		s.Mounts = append(s.Mounts, m)
+		return nil
+	}
+}
+
+// WithProc mounts a fresh /proc.
+func WithProc() SpecOpt {
+	return WithMount(rspec.Mount{Destination: "/proc", Type: "proc", Source: "proc",
+		Options: []string{"nosuid", "noexec", "nodev"}})
+}
+
+// WithSys mounts the host's sysfs at /sys, writable (as nixos-enter's
+// rbind is), and efivarfs at /sys/firmware/efi/efivars when efivars is true.
+// Nothing is masked: bootctl and grub-install read /sys/firmware.
+func WithSys(efivars bool) SpecOpt {
+	return func(s *rspec.Spec) error {
+		if err := WithMount(rspec.Mount{Destination: "/sys", Type: "sysfs", Source: "sysfs",
+			Options: []string{"nosuid", "noexec", "nodev", "rw"}})(s); err != nil {
+			return err
+		}
+		if !efivars {
+			return nil
+		}
+		return WithMount(rspec.Mount{Destination: "/sys/firmware/efi/efivars", Type: "efivarfs", Source: "efivarfs",
+			Options: []string{"nosuid", "noexec", "nodev", "rw"}})(s)
+	}
+}
+
+// WithHostDev binds the host's /dev recursively (live device nodes and the
+// /dev/disk links udev keeps), then a private devpts, /dev/shm and
+// /dev/mqueue on top, and allows block devices in the device cgroup.
+func WithHostDev() SpecOpt {
+	return func(s *rspec.Spec) error {
+		for _, m := range []rspec.Mount{
+			{Destination: "/dev", Type: "bind", Source: "/dev", Options: []string{"rbind", "rslave", "nosuid"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts",
+				Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm",
+				Options: []string{"nosuid", "noexec", "nodev", "mode=1777"}},
+			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue",
+				Options: []string{"nosuid", "noexec", "nodev"}},
+		} {
+			if err := WithMount(m)(s); err != nil {
+				return err
+			}
+		}
+		return WithDeviceRules(RecoveryDeviceRules())(s)
+	}
+}
+
+// WithDeviceRules replaces the device cgroup rules.
+func WithDeviceRules(rules []rspec.LinuxDeviceCgroup) SpecOpt {
+	return func(s *rspec.Spec) error {
+		if s.Linux.Resources == nil {
+			s.Linux.Resources = &rspec.LinuxResources{}
+		}
+		s.Linux.Resources.Devices = slices.Clone(rules)
+		return nil
+	}
+}
+
+// RecoveryDeviceRules denies everything, then allows every block device
+// (grub-install writes the disk, mkfs and fsck work on partitions) and the
+// character devices a shell, a build and the device-mapper and loop tools
+// need.
+func RecoveryDeviceRules() []rspec.LinuxDeviceCgroup {
+	char := func(major, minor int64) rspec.LinuxDeviceCgroup {
+		r := rspec.LinuxDeviceCgroup{Allow: true, Type: "c", Major: &major, Access: "rwm"}
+		if minor >= 0 {
+			r.Minor = &minor
+		}
+		return r
+	}
+	return []rspec.LinuxDeviceCgroup{
+		{Allow: false, Access: "rwm"},
+		{Allow: true, Type: "b", Access: "rwm"},
+		char(1, 3), char(1, 5), char(1, 7), char(1, 8), char(1, 9), // null zero full random urandom
+		char(5, 0), char(5, 1), char(5, 2), // tty console ptmx
+		char(136, -1),                                                             // pts
+		char(10, 200), char(10, 229), char(10, 234), char(10, 236), char(10, 237), // tun fuse btrfs-control mapper/control loop-control
+	}
+}
+
+// WithTmpfs mounts a fresh tmpfs; mode is its permission bits.
+func WithTmpfs(dest, mode string) SpecOpt {
+	return WithMount(rspec.Mount{Destination: dest, Type: "tmpfs", Source: "tmpfs",
+		Options: []string{"nosuid", "nodev", "mode=" + mode}})
+}
+
+// WithBind binds a host file or directory into the container. A read-only
+// bind is remounted read-only by the runtime.
+func WithBind(src, dest string, readonly bool) SpecOpt {
+	opts := []string{"bind", "rprivate"}
+	if readonly {
+		opts = append(opts, "ro")
+	}
+	return WithMount(rspec.Mount{Destination: dest, Type: "bind", Source: src, Options: opts})
+}
+
+// WithResolvConf binds the host-side file src, read-only, at each of dests:
+// the places inside the root where the target's /etc/resolv.conf leads
+// (already resolved inside the root by the caller). Binding at the end of
+// the chain leaves the target's links as they are.
+func WithResolvConf(src string, dests []string) SpecOpt {
+	return func(s *rspec.Spec) error {
+		for _, d := range dests {
+			if err := WithBind(src, d, true)(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
