@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/containerd/console v1.0.5
+	github.com/creack/pty v1.1.24
 	github.com/cyphar/filepath-securejoin v0.7.0
 	github.com/moby/sys/capability v0.4.0
 	github.com/opencontainers/cgroups v0.1.0

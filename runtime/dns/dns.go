@@ -184,7 +184,10 @@ func PlanFor(root, system string) (Plan, error) {
 	candidates := []string{targetResolvConf}
 	if p.Shape == ShapeLink && system != "" {
 		if link, err := os.Readlink(filepath.Join(root, targetResolvConf)); err == nil {
-			if path.Clean(path.Join("/etc", link)) == "/etc/static/resolv.conf" {
+			if !path.IsAbs(link) {
+				link = path.Join("/etc", link)
+			}
+			if path.Clean(link) == "/etc/static/resolv.conf" {
 				candidates = append(candidates, path.Join(system, "etc/resolv.conf"))
 			}
 		}

@@ -233,6 +233,14 @@ func HelperSource() (string, error) {
 // down in every case.
 func Run(ctx context.Context, o Options) (int, error) {
 	o.defaults()
+	// What killed sessions left goes first: it may be in this target
+	// (a mount point made for resolv.conf), and Prepare must see the
+	// target as it really is.
+	st, err := newState(o.StateDir)
+	if err != nil {
+		return ExitFailure, err
+	}
+	defer st.removeDirsIfUnused()
 	p, err := Prepare(o)
 	if err != nil {
 		return ExitFailure, err
@@ -256,10 +264,6 @@ func Run(ctx context.Context, o Options) (int, error) {
 	fwd := &forwarder{}
 	go fwd.loop(sigs, cancel)
 
-	st, err := newState(o.StateDir)
-	if err != nil {
-		return ExitFailure, err
-	}
 	s, err := st.begin(p.Root)
 	if err != nil {
 		return ExitFailure, err
@@ -286,7 +290,7 @@ func Run(ctx context.Context, o Options) (int, error) {
 		return ExitFailure, err
 	}
 	if ctx.Err() != nil {
-		return ExitFailure, errInterrupted
+		return errInterrupted.ExitCode(), errInterrupted
 	}
 	c, err := runner.Create(ctx, s.id, spec)
 	if err != nil {
@@ -322,7 +326,16 @@ func Run(ctx context.Context, o Options) (int, error) {
 	return code, nil
 }
 
-var errInterrupted = errors.New("interrupted: the session was torn down")
+// InterruptedError says a signal ended the session before the command
+// ran; the session was torn down all the same.
+type InterruptedError struct{}
+
+func (InterruptedError) Error() string { return "interrupted: the session was torn down" }
+
+// ExitCode is a shell's status for a command ended by SIGINT.
+func (InterruptedError) ExitCode() int { return 128 + int(unix.SIGINT) }
+
+var errInterrupted = InterruptedError{}
 
 // activate runs the system's activation, then systemd-tmpfiles.
 func activate(ctx context.Context, c backend.Container, p *Prepared, o Options, fwd *forwarder) error {

@@ -232,7 +232,13 @@ func (s *session) end() {
 // when they are empty.
 func (s *session) removeDirs() {
 	_ = os.RemoveAll(s.st.sessionDir(s.id))
-	for _, d := range []string{s.st.containerDir(), s.st.sessionsDir(), s.st.dir} {
+	s.st.removeDirsIfUnused()
+}
+
+// removeDirsIfUnused removes the state directories when no session uses
+// them, so that the host's /run is left as it was.
+func (st *state) removeDirsIfUnused() {
+	for _, d := range []string{st.containerDir(), st.sessionsDir(), st.dir} {
 		_ = unix.Rmdir(d) // fails while other sessions use it, as it should
 	}
 }

@@ -216,11 +216,12 @@ func (c *container) Exec(ctx context.Context, p backend.Process) (int, error) {
 			_, _ = lp.Wait()
 			return -1, fmt.Errorf("use console: %w", err)
 		}
+		defer cons.Close()
 		if p.Attach != nil {
+			// Runs before the Close above: the output is drained first.
 			detach := p.Attach(cons)
 			defer detach()
 		}
-		defer cons.Close()
 	}
 	done := make(chan struct{})
 	defer close(done)

@@ -1,0 +1,609 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+
+	"github.com/nixrescue/nixrescue/hack/fixture"
+	"github.com/nixrescue/nixrescue/hack/testenv"
+	"github.com/nixrescue/nixrescue/runtime/dns"
+)
+
+// binary is the static nixrescue under test, built once by TestMain.
+var binary string
+
+func TestMain(m *testing.M) {
+	if testenv.Enabled() && os.Geteuid() == 0 {
+		dir, err := os.MkdirTemp("", "nixrescue-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		binary, err = testenv.BuildStatic("../..", dir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+		code := m.Run()
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+// target is a fixture root for one test.
+type target struct {
+	root   string
+	layout fixture.Layout
+}
+
+func newTarget(t *testing.T, o fixture.Options) target {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "root")
+	l, err := fixture.Build(root, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return target{root: root, layout: l}
+}
+
+// result is how a nixrescue invocation ended.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// nixrescue runs the binary with args, with a deadline, stdin from
+// /dev/null.
+func nixrescue(t *testing.T, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("nixrescue %v: %v", args, err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("nixrescue %v did not finish in time; stderr:\n%s", args, r.stderr)
+	}
+	return r
+}
+
+// session runs `nixrescue run --root ROOT FLAGS… -- CMD…` and checks
+// that the host and the target are left as they were (but for allowed
+// target paths).
+func (tg target) session(t *testing.T, flags []string, cmd []string, allowed ...string) result {
+	t.Helper()
+	host := testenv.SnapshotHost(t)
+	tree := testenv.SnapshotTree(t, tg.root)
+	args := append([]string{"run", "--root", tg.root}, flags...)
+	args = append(append(args, "--"), cmd...)
+	r := nixrescue(t, args...)
+	testenv.AssertHostUnchanged(t, host)
+	testenv.AssertTreeUnchanged(t, tg.root, tree, allowed...)
+	return r
+}
+
+func current(tg target) string { return tg.layout.Systems[len(tg.layout.Systems)-1] }
+
+func TestActivationRunsInsideAndLeavesNothing(t *testing.T) {
+	testenv.Require(t)
+	tg := newTarget(t, fixture.Options{})
+	r := tg.session(t, nil, []string{"sh", "-c",
+		"readlink /run/current-system; awk '$2 == \"/run/wrappers\" {print \"wrappers:\" $3}' /proc/mounts; test -d /run/user/0 && echo tmpfiles-ran"})
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	for _, want := range []string{current(tg), "wrappers:tmpfs", "tmpfiles-ran"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("inside, missing %q:\n%s", want, r.stdout)
+		}
+	}
+	if !strings.Contains(r.stderr, "activating the configuration") {
+		t.Errorf("activation's output not shown:\n%s", r.stderr)
+	}
+	if _, err := os.Lstat("/run/current-system"); err == nil {
+		t.Error("the host has /run/current-system after the session")
+	}
+}
+
+func TestQuietHidesActivation(t *testing.T) {
+	testenv.Require(t)
+	tg := newTarget(t, fixture.Options{})
+	r := tg.session(t, []string{"--quiet"}, []string{"true"})
+	if r.code != 0 || r.stderr != "" {
+		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+func TestNoActivate(t *testing.T) {
+	testenv.Require(t)
+	tg := newTarget(t, fixture.Options{})
+	r := tg.session(t, []string{"--no-activate"}, []string{"sh", "-c", "test -e /run/current-system && echo activated || echo not-activated"})
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "not-activated" || strings.Contains(r.stderr, "activating") {
+		t.Errorf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestGenerationAndSystem(t *testing.T) {
+	testenv.Require(t)
+	tg := newTarget(t, fixture.Options{})
+	for _, flags := range [][]string{{"--generation", "1"}, {"--system", tg.layout.Systems[0]}} {
+		// Activating generation 1 points /etc/static at its etc, as
+		// NixOS's activation does.
+		r := tg.session(t, append(flags, "-q"), []string{"sh", "-c", "readlink /run/current-system; readlink /etc/static"}, "etc/static")
+		want := tg.layout.Systems[0] + "\n" + tg.layout.Etcs[0] + "\n"
+		if r.code != 0 || r.stdout != want {
+			t.Errorf("%v: exit %d, stdout %q, want %q; stderr %s", flags, r.code, r.stdout, want, r.stderr)
+		}
+	}
+}
+
+func TestActivationFailureIsAWarning(t *testing.T) {
+	testenv.Require(t)
+	tg := newTarget(t, fixture.Options{})
+	activate := filepath.Join(tg.root, tg.layout.Systems[0], "activate")
+	if err := os.WriteFile(activate, []byte("#!/bin/sh\necho 'activate: something broke' >&2\nexit 3\n"), 0o555); err != nil {
+		t.Fatal(err)
+	}
+	r := tg.session(t, []string{"--generation", "1", "--quiet"}, []string{"echo", "command-ran"})
+	if r.code != 0 || !strings.Contains(r.stdout, "command-ran") {
+		t.Errorf("exit %d, stdout %q", r.code, r.stdout)
+	}
+	for _, want := range []string{"something broke", "warning: activation of /nix/var/nix/profiles/system-1-link exited with status 3"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	testenv.Require(t)
+	tg := newTarget(t, fixture.Options{})
+	cases := []struct {
+		cmd    []string
+		code   int
+		stderr string
+	}{
+		{[]string{"true"}, 0, ""},
+		{[]string{"false"}, 1, ""},
+		{[]string{"sh", "-c", "exit 42"}, 42, ""},
+		{[]string{"sh", "-c", "kill -TERM $$"}, 128 + 15, ""},
+		{[]string{"no-such-command"}, 127, "no-such-command: command not found"},
+		{[]string{"/no/such/file"}, 127, "/no/such/file: command not found in the target"},
+		{[]string{"/etc/NIXOS"}, 126, "/etc/NIXOS: cannot be run"},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.cmd, " "), func(t *testing.T) {
+			r := tg.session(t, []string{"-q"}, c.cmd)
+			if r.code != c.code {
+				t.Errorf("exit %d, want %d; stderr %s", r.code, c.code, r.stderr)
+			}
+			if c.stderr != "" && (!strings.Contains(r.stderr, c.stderr) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0) {
+				t.Errorf("stderr %q, want one line with %q", r.stderr, c.stderr)
+			}
+		})
+	}
+}
+
+func TestHostnameIsTheTargets(t *testing.T) {
+	testenv.Require(t)
+	tg := newTarget(t, fixture.Options{Hostname: "rescued-box"})
+	r := tg.session(t, []string{"-q"}, []string{"hostname"})
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "rescued-box" {
+		t.Errorf("exit %d, hostname %q", r.code, r.stdout)
+	}
+	if h, _ := os.Hostname(); h == "rescued-box" {
+		t.Error("the host's hostname changed")
+	}
+}
+
+func hostResolv(t *testing.T) string {
+	b, err := dns.BuildFromHost(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestDNSForEachResolvShape(t *testing.T) {
+	testenv.Require(t)
+	want := hostResolv(t)
+	for _, shape := range fixture.Shapes {
+		t.Run(string(shape), func(t *testing.T) {
+			tg := newTarget(t, fixture.Options{Resolv: shape})
+			r := tg.session(t, []string{"-q"}, []string{"cat", "/etc/resolv.conf"})
+			if r.code != 0 || r.stdout != want {
+				t.Errorf("exit %d; inside /etc/resolv.conf is\n%s\nwant\n%s\nstderr: %s", r.code, r.stdout, want, r.stderr)
+			}
+			r = tg.session(t, []string{"-q", "--dns", "192.0.2.7", "--dns", "192.0.2.8"}, []string{"cat", "/etc/resolv.conf"})
+			if r.code != 0 || !strings.Contains(r.stdout, "nameserver 192.0.2.7\nnameserver 192.0.2.8\n") || strings.Contains(r.stdout, fixture.TargetNameserver) {
+				t.Errorf("--dns: exit %d, inside:\n%s", r.code, r.stdout)
+			}
+			if shape == fixture.ResolvMissing {
+				if _, err := os.Lstat(filepath.Join(tg.root, "etc/resolv.conf")); err == nil {
+					t.Error("the mount point made for the missing resolv.conf is still in the target")
+				}
+			}
+			r = tg.session(t, []string{"-q", "--dns", "none"}, []string{"sh", "-c", "cat /etc/resolv.conf 2>/dev/null || echo absent"})
+			if strings.Contains(r.stdout, "written by nixrescue") {
+				t.Errorf("--dns none injected:\n%s", r.stdout)
+			}
+		})
+	}
+}
+
+func TestDNSLinksThatEscapeStayInside(t *testing.T) {
+	testenv.Require(t)
+	// A host file the target's link names: it must be neither read nor
+	// covered by a mount.
+	canaryDir, err := os.MkdirTemp("/var/tmp", "nixrescue-canary-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(canaryDir)
+	canary := filepath.Join(canaryDir, "resolv.conf")
+	if err := os.WriteFile(canary, []byte("nameserver 203.0.113.66\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := hostResolv(t)
+	for name, link := range map[string]string{
+		"relative": "../../../../../../../../../../tmp/escaped-resolv.conf",
+		"absolute": "/tmp/escaped-resolv.conf",
+	} {
+		t.Run(name+"-into-tmp", func(t *testing.T) {
+			tg := newTarget(t, fixture.Options{Resolv: fixture.ResolvMissing})
+			os.Symlink(link, filepath.Join(tg.root, "etc/resolv.conf"))
+			r := tg.session(t, []string{"-q"}, []string{"cat", "/etc/resolv.conf"})
+			if r.code != 0 || r.stdout != want {
+				t.Errorf("exit %d; inside:\n%s\nstderr %s", r.code, r.stdout, r.stderr)
+			}
+		})
+	}
+	for name, link := range map[string]string{
+		"relative": "../../../../../../../../.." + canary,
+		"absolute": canary,
+	} {
+		t.Run(name+"-to-a-host-file", func(t *testing.T) {
+			tg := newTarget(t, fixture.Options{Resolv: fixture.ResolvMissing})
+			os.Symlink(link, filepath.Join(tg.root, "etc/resolv.conf"))
+			r := tg.session(t, []string{"-q"}, []string{"cat", "/etc/resolv.conf"})
+			// The link leads, inside the root, into a directory the target
+			// does not have: refused, clearly, before anything runs.
+			if r.code != 125 || !strings.Contains(r.stderr, "--dns none") || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+				t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+			}
+			if b, _ := os.ReadFile(canary); string(b) != "nameserver 203.0.113.66\n" {
+				t.Errorf("the host's canary changed: %q", b)
+			}
+		})
+	}
+}
+
+func TestIsolatePIDsReapsZombies(t *testing.T) {
+	testenv.Require(t)
+	tg := newTarget(t, fixture.Options{})
+	// The subshell's child is orphaned and must be reaped by PID 1.
+	r := tg.session(t, []string{"-q", "--isolate-pids"}, []string{"sh", "-c",
+		"(sleep 0.2 &); sleep 1; echo pid1=$(cat /proc/1/cmdline | tr '\\0' ' '); ps -o stat,comm | grep -c '^Z' || true"})
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "pid1=/run/nixrescue/nixrescue hold") {
+		t.Errorf("PID 1 is not the helper:\n%s", r.stdout)
+	}
+	if !strings.HasSuffix(strings.TrimSpace(r.stdout), "\n0") {
+		t.Errorf("zombies left:\n%s", r.stdout)
+	}
+	// And by default the host's PID namespace is shared.
+	r = tg.session(t, []string{"-q"}, []string{"sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '"})
+	if strings.Contains(r.stdout, "nixrescue hold") {
+		t.Errorf("PID namespace isolated by default: %s", r.stdout)
+	}
+}
+
+func TestNetworkNone(t *testing.T) {
+	testenv.Require(t)
+	tg := newTarget(t, fixture.Options{})
+	r := tg.session(t, []string{"-q", "--network", "none"}, []string{"sh", "-c", "ls /sys/class/net"})
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "lo" {
+		t.Errorf("exit %d, interfaces %q", r.code, r.stdout)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	testenv.Require(t)
+	tg := newTarget(t, fixture.Options{})
+	dangling := newTarget(t, fixture.Options{})
+	if err := os.RemoveAll(filepath.Join(dangling.root, current(dangling))); err != nil {
+		t.Fatal(err)
+	}
+	notDir := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(notDir, nil, 0o644)
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"root missing", []string{"run", "--root", "/nonexistent/mnt", "--", "true"}, "no such directory"},
+		{"root not a directory", []string{"run", "--root", notDir, "--", "true"}, "not a directory"},
+		{"not NixOS", []string{"run", "--root", t.TempDir(), "--", "true"}, "not a NixOS root"},
+		{"dangling profile", []string{"run", "--root", dangling.root, "--", "true"}, "--generation N or --system PATH"},
+		{"no such generation", []string{"run", "--root", tg.root, "--generation", "9", "--", "true"}, "generation 9 does not exist"},
+		{"no command", []string{"run", "--root", tg.root}, "run needs a command"},
+		{"bad --efi", []string{"run", "--root", tg.root, "--efi", "maybe", "--", "true"}, "use auto, on or off"},
+		{"bad --network", []string{"run", "--root", tg.root, "--network", "bridge", "--", "true"}, "use host or none"},
+		{"bad --dns", []string{"run", "--root", tg.root, "--dns", "dns.google", "--", "true"}, "not an IP address"},
+		{"unknown flag", []string{"run", "--root", tg.root, "--frobnicate", "--", "true"}, "unknown flag"},
+	}
+	if _, err := os.Stat("/sys/firmware/efi"); err != nil {
+		cases = append(cases, struct {
+			name string
+			args []string
+			want string
+		}{"--efi on without EFI", []string{"run", "--root", tg.root, "--efi", "on", "--", "true"}, "did not boot by EFI"})
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			host := testenv.SnapshotHost(t)
+			tree := testenv.SnapshotTree(t, tg.root)
+			r := nixrescue(t, c.args...)
+			if r.code != 125 {
+				t.Errorf("exit %d, want 125", r.code)
+			}
+			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+			if len(lines) != 1 || !strings.HasPrefix(lines[0], "nixrescue: ") || !strings.Contains(lines[0], c.want) {
+				t.Errorf("stderr %q, want one line with %q", r.stderr, c.want)
+			}
+			testenv.AssertHostUnchanged(t, host)
+			testenv.AssertTreeUnchanged(t, tg.root, tree)
+		})
+	}
+}
+
+// startSession starts `nixrescue run` with a command that prints "ready"
+// once it runs, and waits for that.
+func startSession(t *testing.T, tg target, cmd string) (*exec.Cmd, *safeBuffer) {
+	t.Helper()
+	c := exec.Command(binary, "run", "--root", tg.root, "-q", "--", "sh", "-c", cmd)
+	out, err := c.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr safeBuffer
+	c.Stderr = &stderr
+	// A command that outlives nixrescue (SIGKILL) keeps stderr open.
+	c.WaitDelay = 2 * time.Second
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if sc.Text() == "ready" {
+				ready <- true
+				io.Copy(io.Discard, out)
+				return
+			}
+		}
+		ready <- false
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatalf("the session ended before its command ran: %s", stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		c.Process.Kill()
+		t.Fatalf("the command did not start: %s", stderr.String())
+	}
+	return c, &stderr
+}
+
+func waitExit(t *testing.T, c *exec.Cmd) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	select {
+	case <-done:
+		return c.ProcessState.ExitCode()
+	case <-time.After(30 * time.Second):
+		c.Process.Kill()
+		t.Fatal("nixrescue did not exit")
+		return -1
+	}
+}
+
+func TestCtrlCTearsDown(t *testing.T) {
+	testenv.Require(t)
+	tg := newTarget(t, fixture.Options{})
+	host := testenv.SnapshotHost(t)
+	tree := testenv.SnapshotTree(t, tg.root)
+	c, stderr := startSession(t, tg, "echo ready; exec sleep 60")
+	c.Process.Signal(syscall.SIGINT)
+	if code := waitExit(t, c); code != 128+int(syscall.SIGINT) {
+		t.Errorf("exit %d, want %d; stderr %s", code, 128+int(syscall.SIGINT), stderr)
+	}
+	testenv.AssertHostUnchanged(t, host)
+	testenv.AssertTreeUnchanged(t, tg.root, tree)
+}
+
+func TestSIGKILLLeftoversDestroyedAtNextStart(t *testing.T) {
+	testenv.Require(t)
+	tg := newTarget(t, fixture.Options{Resolv: fixture.ResolvMissing})
+	host := testenv.SnapshotHost(t)
+	tree := testenv.SnapshotTree(t, tg.root)
+	c, _ := startSession(t, tg, "echo ready; exec sleep 300")
+	c.Process.Kill()
+	waitExit(t, c)
+	// The command was in the host's PID namespace: it outlives nixrescue
+	// until the next start destroys the stale container.
+	r := nixrescue(t, "run", "--root", tg.root, "-q", "--", "true")
+	if r.code != 0 {
+		t.Fatalf("next session: exit %d: %s", r.code, r.stderr)
+	}
+	testenv.AssertHostUnchanged(t, host)
+	testenv.AssertTreeUnchanged(t, tg.root, tree)
+	out, _ := exec.Command("pgrep", "-f", "^sleep 300$").Output()
+	if len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("the killed session's command still runs: pids %s", out)
+	}
+}
+
+func TestEnterOnAPty(t *testing.T) {
+	testenv.Require(t)
+	tg := newTarget(t, fixture.Options{})
+	host := testenv.SnapshotHost(t)
+	tree := testenv.SnapshotTree(t, tg.root)
+	cmd := exec.Command(binary, "enter", "--root", tg.root, "--silent")
+	cmd.Env = append(os.Environ(), "TERM=dumb", "PS1=# ")
+	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 30, Cols: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	var out safeBuffer
+	go io.Copy(&out, ptmx)
+	// Wait for the shell, check the pty size made it in, then answer.
+	waitFor(t, &out, func(s string) bool { return strings.Contains(s, "#") })
+	fmt.Fprintf(ptmx, "stty size; tty; echo pid=$$\n")
+	waitFor(t, &out, func(s string) bool { return regexp.MustCompile(`pid=[0-9]+`).MatchString(s) })
+	// The window changes: the container's pty follows.
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 41, Cols: 121}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	fmt.Fprintf(ptmx, "stty size; exit 3\n")
+	code := waitExit(t, cmd)
+	if code != 3 {
+		t.Errorf("exit %d, want 3; output:\n%s", code, out.String())
+	}
+	s := out.String()
+	if !regexp.MustCompile(`pid=[0-9]+`).MatchString(s) {
+		t.Errorf("no pid answer:\n%s", s)
+	}
+	if !strings.Contains(s, "30 100") || !strings.Contains(s, "/dev/pts/") {
+		t.Errorf("not on a pty of the host's size:\n%s", s)
+	}
+	if !strings.Contains(s, "41 121") {
+		t.Errorf("the pty did not follow the window's resize:\n%s", s)
+	}
+	testenv.AssertHostUnchanged(t, host)
+	testenv.AssertTreeUnchanged(t, tg.root, tree)
+}
+
+func TestEnterCommandLikeNixosEnter(t *testing.T) {
+	testenv.Require(t)
+	tg := newTarget(t, fixture.Options{})
+	r := nixrescue(t, "enter", "--root", tg.root, "--silent", "-c", "echo $0; exit 7")
+	if r.code != 7 || strings.TrimSpace(r.stdout) != "/bin/sh" {
+		t.Errorf("-c: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	r = nixrescue(t, "enter", "--root", tg.root, "--silent", "--", "echo", "args")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "args" {
+		t.Errorf("-- ARGS: exit %d, stdout %q", r.code, r.stdout)
+	}
+}
+
+func waitFor(t *testing.T, b *safeBuffer, ok func(string) bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if ok(b.String()) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out; output so far:\n%s", b.String())
+}
+
+func TestSpecAndBundleRunByRunc(t *testing.T) {
+	testenv.Require(t)
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		t.Fatal("runc is not installed: run hack/install-deps")
+	}
+	tg := newTarget(t, fixture.Options{})
+	r := nixrescue(t, "spec", "--root", tg.root)
+	if r.code != 0 || !strings.Contains(r.stdout, `"ociVersion"`) || !strings.Contains(r.stdout, tg.root) {
+		t.Fatalf("spec: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	bundle := filepath.Join(t.TempDir(), "bundle")
+	r = nixrescue(t, "spec", "--root", tg.root, "--bundle", bundle, "--", "sh", "-c", "hostname; cat /etc/resolv.conf")
+	if r.code != 0 {
+		t.Fatalf("spec --bundle: exit %d: %s", r.code, r.stderr)
+	}
+	host := testenv.SnapshotHost(t)
+	tree := testenv.SnapshotTree(t, tg.root)
+	stateDir := t.TempDir()
+	id := "nixrescue-test-" + strconv.Itoa(os.Getpid())
+	run := exec.Command(runc, "--root", stateDir, "run", "--bundle", bundle, id)
+	var out, errb bytes.Buffer
+	run.Stdout, run.Stderr = &out, &errb
+	if err := run.Run(); err != nil {
+		t.Fatalf("runc run: %v\n%s", err, errb.String())
+	}
+	if !strings.Contains(out.String(), "nixfixture\n") || !strings.Contains(out.String(), "written by nixrescue") {
+		t.Errorf("runc run output:\n%s", out.String())
+	}
+	testenv.AssertHostUnchanged(t, host)
+	testenv.AssertTreeUnchanged(t, tg.root, tree)
+	if err := os.WriteFile(filepath.Join(bundle, "extra"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = nixrescue(t, "spec", "--root", tg.root, "--bundle", bundle)
+	if r.code != 125 || !strings.Contains(r.stderr, "not empty") {
+		t.Errorf("non-empty bundle: exit %d, %s", r.code, r.stderr)
+	}
+}
+
+func TestCtrlCDuringActivationTearsDown(t *testing.T) {
+	testenv.Require(t)
+	tg := newTarget(t, fixture.Options{})
+	activate := filepath.Join(tg.root, tg.layout.Systems[0], "activate")
+	if err := os.WriteFile(activate, []byte("#!/bin/sh\necho activation-started\nexec sleep 60\n"), 0o555); err != nil {
+		t.Fatal(err)
+	}
+	host := testenv.SnapshotHost(t)
+	tree := testenv.SnapshotTree(t, tg.root)
+	c := exec.Command(binary, "run", "--root", tg.root, "--generation", "1", "--", "echo", "command-ran")
+	var stdout, stderr safeBuffer
+	c.Stdout, c.Stderr = &stdout, &stderr
+	c.WaitDelay = 2 * time.Second
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, &stderr, func(s string) bool { return strings.Contains(s, "activation-started") })
+	c.Process.Signal(syscall.SIGINT)
+	code := waitExit(t, c)
+	if code != 130 || strings.Contains(stdout.String(), "command-ran") {
+		t.Errorf("exit %d (want 130), stdout %q", code, stdout.String())
+	}
+	if !strings.Contains(stderr.String(), "interrupted") {
+		t.Errorf("stderr does not say it was interrupted:\n%s", stderr.String())
+	}
+	testenv.AssertHostUnchanged(t, host)
+	testenv.AssertTreeUnchanged(t, tg.root, tree)
+}

@@ -1,0 +1,204 @@
+// Package testenv is what nixrescue's integration tests share: the gate on
+// NIXRESCUE_INTEGRATION, the static build of the binary under test, and
+// snapshots of the host and of a target tree, so that every session test
+// can assert that it left both as they were.
+package testenv
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// EnvVar gates the tests that need root or a daemon.
+const EnvVar = "NIXRESCUE_INTEGRATION"
+
+// Require skips t when EnvVar is unset, and fails it when EnvVar is set
+// but the test cannot run here (not root): on CI a skipped test would
+// prove nothing.
+func Require(t testing.TB) {
+	t.Helper()
+	if os.Getenv(EnvVar) == "" {
+		t.Skipf("%s is unset: this test needs root (hack/test sets it)", EnvVar)
+	}
+	if os.Geteuid() != 0 {
+		t.Fatalf("%s is set but this test runs as uid %d: it needs root", EnvVar, os.Geteuid())
+	}
+}
+
+// Enabled tells whether integration tests run.
+func Enabled() bool { return os.Getenv(EnvVar) != "" }
+
+// BuildStatic builds the static nixrescue binary into dir and returns its
+// path; moduleRoot is the repository's top directory.
+func BuildStatic(moduleRoot, dir string) (string, error) {
+	out := filepath.Join(dir, "nixrescue")
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", "netgo osusergo",
+		"-ldflags", "-extldflags -static", "-o", out, "./cmd/nixrescue")
+	cmd.Dir = moduleRoot
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build nixrescue: %v\n%s", err, b)
+	}
+	return out, nil
+}
+
+// Host is what a session must leave as it found it.
+type Host struct {
+	Mounts  []string // mount points and sources, from /proc/self/mountinfo
+	Loops   []string // attached loop devices and their backing files
+	Run     []string // entries under /run, two levels deep
+	Cgroups []string // cgroup directories named nixrescue*
+}
+
+// SnapshotHost reads the host's state.
+func SnapshotHost(t testing.TB) Host {
+	t.Helper()
+	var h Host
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h.Mounts, err = ParseMountPoints(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loops, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, l := range loops {
+		b, _ := os.ReadFile(l)
+		h.Loops = append(h.Loops, l+"="+strings.TrimSpace(string(b)))
+	}
+	parts, _ := filepath.Glob("/sys/block/loop*/loop*p*")
+	h.Loops = append(h.Loops, parts...)
+	for _, pat := range []string{"/run/*", "/run/*/*"} {
+		m, _ := filepath.Glob(pat)
+		h.Run = append(h.Run, m...)
+	}
+	for _, pat := range []string{"/sys/fs/cgroup/*/nixrescue*", "/sys/fs/cgroup/nixrescue*", "/sys/fs/cgroup/*/*/nixrescue*"} {
+		m, _ := filepath.Glob(pat)
+		h.Cgroups = append(h.Cgroups, m...)
+	}
+	sort.Strings(h.Run)
+	sort.Strings(h.Cgroups)
+	return h
+}
+
+// ParseMountPoints returns "mountpoint source fstype" for each line of a
+// mountinfo file, sorted.
+func ParseMountPoints(r io.Reader) ([]string, error) {
+	var out []string
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		sep := slices.Index(f, "-")
+		if len(f) < 5 || sep < 0 || sep+2 >= len(f) {
+			return nil, fmt.Errorf("malformed mountinfo line %q", sc.Text())
+		}
+		out = append(out, f[4]+" "+f[sep+2]+" "+f[sep+1])
+	}
+	sort.Strings(out)
+	return out, sc.Err()
+}
+
+// AssertHostUnchanged fails t for any difference between before and now.
+func AssertHostUnchanged(t testing.TB, before Host) {
+	t.Helper()
+	after := SnapshotHost(t)
+	diff := func(what string, a, b []string) {
+		for _, x := range b {
+			if !slices.Contains(a, x) {
+				t.Errorf("host %s: new %s", what, x)
+			}
+		}
+		for _, x := range a {
+			if !slices.Contains(b, x) {
+				t.Errorf("host %s: gone %s", what, x)
+			}
+		}
+	}
+	diff("mount", before.Mounts, after.Mounts)
+	diff("loop device", before.Loops, after.Loops)
+	diff("/run entry", before.Run, after.Run)
+	diff("cgroup", before.Cgroups, after.Cgroups)
+}
+
+// Tree is a snapshot of a directory tree: for each path, its type,
+// permissions and content (file hash or link target). Times are left out:
+// activation re-creates links with the same targets.
+type Tree map[string]string
+
+// SnapshotTree reads the tree under root.
+func SnapshotTree(t testing.TB, root string) Tree {
+	t.Helper()
+	tree := Tree{}
+	err := filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		switch {
+		case info.Mode()&os.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			tree[rel] = "link " + target
+		case info.Mode().IsRegular():
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			h := sha256.New()
+			_, err = io.Copy(h, f)
+			f.Close()
+			if err != nil {
+				return err
+			}
+			tree[rel] = fmt.Sprintf("file %o %s", info.Mode().Perm(), hex.EncodeToString(h.Sum(nil))[:16])
+		case info.IsDir():
+			tree[rel] = fmt.Sprintf("dir %o", info.Mode().Perm()|info.Mode()&os.ModeSticky)
+		default:
+			tree[rel] = "other " + info.Mode().String()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree
+}
+
+// AssertTreeUnchanged fails t for any difference between before and the
+// tree under root now, except the paths in allowed (relative to root).
+func AssertTreeUnchanged(t testing.TB, root string, before Tree, allowed ...string) {
+	t.Helper()
+	after := SnapshotTree(t, root)
+	var keys []string
+	for k := range before {
+		keys = append(keys, k)
+	}
+	for k := range after {
+		if _, ok := before[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if slices.Contains(allowed, k) {
+			continue
+		}
+		if before[k] != after[k] {
+			t.Errorf("target %s: was %q, now %q", k, before[k], after[k])
+		}
+	}
+}

@@ -1,0 +1,117 @@
+package nixos
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nixrescue/nixrescue/hack/fixture"
+)
+
+// fixtureRoot builds a NixOS-shaped root; busybox is a stand-in file, as
+// nothing here runs it.
+func fixtureRoot(t *testing.T) (string, fixture.Layout) {
+	t.Helper()
+	bb := filepath.Join(t.TempDir(), "busybox")
+	if err := os.WriteFile(bb, []byte("#!/bin/false\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	l, err := fixture.Build(dir, fixture.Options{Busybox: bb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, l
+}
+
+func TestCheckRoot(t *testing.T) {
+	r, _ := fixtureRoot(t)
+	if err := CheckRoot(r); err != nil {
+		t.Errorf("fixture: %v", err)
+	}
+	var re *RootError
+	if err := CheckRoot(t.TempDir()); !errors.Is(err, ErrNotNixOS) || !errors.As(err, &re) {
+		t.Errorf("empty dir: %v", err)
+	}
+	if err := CheckRoot(filepath.Join(r, "nope")); err == nil || !strings.Contains(err.Error(), "no such directory") {
+		t.Errorf("missing dir: %v", err)
+	}
+	if err := CheckRoot(filepath.Join(r, "etc/NIXOS")); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("file: %v", err)
+	}
+}
+
+func TestResolveSystem(t *testing.T) {
+	r, l := fixtureRoot(t)
+	s, err := ResolveSystem(r, SystemChoice{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Path != SystemProfile || s.StorePath != l.Systems[1] || s.Generation != 2 {
+		t.Errorf("default: %+v", s)
+	}
+	s, err = ResolveSystem(r, SystemChoice{Generation: 1})
+	if err != nil || s.StorePath != l.Systems[0] || s.Path != GenerationLink(1) || s.Generation != 1 {
+		t.Errorf("generation 1: %+v %v", s, err)
+	}
+	s, err = ResolveSystem(r, SystemChoice{Path: l.Systems[0]})
+	if err != nil || s.StorePath != l.Systems[0] || s.Generation != 0 {
+		t.Errorf("--system: %+v %v", s, err)
+	}
+}
+
+func TestResolveSystemErrors(t *testing.T) {
+	r, l := fixtureRoot(t)
+	cases := map[string]struct {
+		c    SystemChoice
+		want string
+	}{
+		"both":          {SystemChoice{Path: l.Systems[0], Generation: 1}, "give one"},
+		"relative":      {SystemChoice{Path: "nix/store/x"}, "as the target sees it"},
+		"no generation": {SystemChoice{Generation: 7}, "generation 7 does not exist"},
+		"negative":      {SystemChoice{Generation: -1}, "numbered from 1"},
+		"missing path":  {SystemChoice{Path: "/nix/store/00000000000000000000000000000000-gone"}, "does not exist"},
+		"not a dir":     {SystemChoice{Path: "/etc/NIXOS"}, "not a system directory"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := ResolveSystem(r, c.c)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("got %v, want …%s…", err, c.want)
+			}
+		})
+	}
+	// A dangling profile: the store path it names was deleted.
+	if err := os.RemoveAll(filepath.Join(r, l.Systems[1])); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ResolveSystem(r, SystemChoice{})
+	if err == nil || !strings.Contains(err.Error(), "does not exist in the target") || !strings.Contains(err.Error(), "--generation") {
+		t.Errorf("dangling profile: %v", err)
+	}
+}
+
+func TestHostname(t *testing.T) {
+	r, _ := fixtureRoot(t)
+	if h, err := Hostname(r); err != nil || h != "nixfixture" {
+		t.Errorf("through /etc/static: %q %v", h, err)
+	}
+	os.Remove(filepath.Join(r, "etc/hostname"))
+	if h, err := Hostname(r); err != nil || h != DefaultHostname {
+		t.Errorf("missing: %q %v", h, err)
+	}
+	// An escaping link is resolved inside the root: the host's
+	// /etc/hostname is never read.
+	os.Symlink("../../../../../../../etc/hostname-of-target", filepath.Join(r, "etc/hostname"))
+	os.WriteFile(filepath.Join(r, "etc/hostname-of-target"), []byte("inside\n"), 0o644)
+	if h, err := Hostname(r); err != nil || h != "inside" {
+		t.Errorf("escaping link: %q %v", h, err)
+	}
+	os.Remove(filepath.Join(r, "etc/hostname"))
+	os.WriteFile(filepath.Join(r, "etc/hostname"), []byte("bad name; rm -rf /\n"), 0o644)
+	if _, err := Hostname(r); err == nil {
+		t.Error("junk accepted as hostname")
+	}
+}
