@@ -24,6 +24,9 @@ func init() {
 	embedded.MaybeInit()
 }
 
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
 // exitCoder is an error that carries its own exit status.
 type exitCoder interface{ ExitCode() int }
 
@@ -61,6 +64,7 @@ func newRootCommand() *cobra.Command {
 system. The mounted NixOS root becomes the rootfs of a recovery container with
 /dev, /proc, /sys and DNS injected; the system's activation and your command
 run inside it, and nothing is left mounted or changed on the host.`,
+		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

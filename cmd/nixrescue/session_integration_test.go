@@ -607,3 +607,32 @@ func TestCtrlCDuringActivationTearsDown(t *testing.T) {
 	testenv.AssertHostUnchanged(t, host)
 	testenv.AssertTreeUnchanged(t, tg.root, tree)
 }
+
+func TestHostDevAndSysInside(t *testing.T) {
+	testenv.Require(t)
+	// A block device of the host, made for this test: the container must
+	// see it and be allowed to read it (grub-install writes the disk it
+	// names).
+	img := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(img, append([]byte("nixrescue-block-marker"), make([]byte, 1<<20)...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("losetup", "--find", "--show", img).Output()
+	if err != nil {
+		t.Fatalf("losetup: %v", err)
+	}
+	dev := strings.TrimSpace(string(out))
+	defer exec.Command("losetup", "-d", dev).Run()
+	tg := newTarget(t, fixture.Options{})
+	r := tg.session(t, []string{"-q"}, []string{"sh", "-c",
+		"test -b " + dev + " && head -c 22 " + dev + "; echo; test -c /dev/null && echo null; " +
+			"awk '$2 == \"/dev/pts\" || $2 == \"/dev/shm\" || $2 == \"/dev/mqueue\" || $2 == \"/sys\" || $2 == \"/proc\" || $2 == \"/run\" || $2 == \"/tmp\" {print $2, $3}' /proc/mounts | sort -u; " +
+			"test -e /sys/firmware && echo sys-unmasked"})
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	want := "nixrescue-block-marker\nnull\n/dev/mqueue mqueue\n/dev/pts devpts\n/dev/shm tmpfs\n/proc proc\n/run tmpfs\n/sys sysfs\n/tmp tmpfs\nsys-unmasked\n"
+	if r.stdout != want {
+		t.Errorf("inside:\n%s\nwant:\n%s", r.stdout, want)
+	}
+}

@@ -26,6 +26,9 @@ type Facts struct {
 	// NoFile is the hard RLIMIT_NOFILE of this process: the most a
 	// container can be given without CAP_SYS_RESOURCE.
 	NoFile uint64
+	// InitramfsRoot is true when / is the initramfs (rootfs), from which
+	// pivot_root cannot move away.
+	InitramfsRoot bool
 }
 
 // maxNoFile caps the open-file limit handed to the container.
@@ -46,7 +49,37 @@ func Read() (Facts, error) {
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
 		return Facts{}, fmt.Errorf("read RLIMIT_NOFILE: %w", err)
 	}
-	return Facts{Capabilities: caps, EFI: EFIBooted("/sys"), NoFile: min(rl.Max, maxNoFile)}, nil
+	mi, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return Facts{}, fmt.Errorf("read mount table: %w", err)
+	}
+	defer mi.Close()
+	initramfs, err := RootIsInitramfs(mi)
+	if err != nil {
+		return Facts{}, err
+	}
+	return Facts{Capabilities: caps, EFI: EFIBooted("/sys"), NoFile: min(rl.Max, maxNoFile), InitramfsRoot: initramfs}, nil
+}
+
+// RootIsInitramfs reads a mountinfo file and tells whether / is the
+// kernel's rootfs (an initramfs never switched away from).
+func RootIsInitramfs(r io.Reader) (bool, error) {
+	sc := bufio.NewScanner(r)
+	root := ""
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		sep := slices.Index(f, "-")
+		if len(f) < 5 || sep < 0 || sep+1 >= len(f) {
+			return false, fmt.Errorf("malformed mountinfo line %q", sc.Text())
+		}
+		if f[4] == "/" {
+			root = f[sep+1] // the last mount on / is the one in effect
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return false, fmt.Errorf("read mount table: %w", err)
+	}
+	return root == "rootfs", nil
 }
 
 // EFIBooted tells whether the host under sysfs root sys booted by EFI.

@@ -38,3 +38,18 @@ func TestParseBoundingSetEmptyAndBad(t *testing.T) {
 		t.Error("bad hex: want an error")
 	}
 }
+
+func TestRootIsInitramfs(t *testing.T) {
+	disk := "22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
+	initramfs := "1 1 0:2 / / rw - rootfs rootfs rw\n"
+	switchedRoot := initramfs + "25 1 254:0 / / rw - ext4 /dev/vda rw\n"
+	for in, want := range map[string]bool{disk: false, initramfs: true, switchedRoot: false} {
+		got, err := RootIsInitramfs(strings.NewReader(in))
+		if err != nil || got != want {
+			t.Errorf("%q: got %v %v, want %v", in, got, err, want)
+		}
+	}
+	if _, err := RootIsInitramfs(strings.NewReader("garbage\n")); err == nil {
+		t.Error("malformed mountinfo accepted")
+	}
+}

@@ -233,6 +233,9 @@ func HelperSource() (string, error) {
 // down in every case.
 func Run(ctx context.Context, o Options) (int, error) {
 	o.defaults()
+	if os.Geteuid() != 0 {
+		return ExitFailure, errors.New("a recovery session needs root (it mounts and makes namespaces): run nixrescue as root, e.g. with sudo")
+	}
 	// What killed sessions left goes first: it may be in this target
 	// (a mount point made for resolv.conf), and Prepare must see the
 	// target as it really is.
@@ -270,7 +273,9 @@ func Run(ctx context.Context, o Options) (int, error) {
 	}
 	defer s.end()
 
-	runner, err := embedded.New(st.containerDir(), st.live)
+	// A rescue system running from its initramfs has no root to pivot
+	// away from: runc's no-pivot mode (MS_MOVE and chroot) works there.
+	runner, err := embedded.New(st.containerDir(), st.live, embedded.WithNoPivot(p.Host.InitramfsRoot))
 	if err != nil {
 		return ExitFailure, err
 	}
