@@ -5,7 +5,6 @@
 package testenv
 
 import (
-	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -17,6 +16,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 // EnvVar gates the tests that need root or a daemon.
@@ -93,21 +94,19 @@ func SnapshotHost(t testing.TB) Host {
 	return h
 }
 
-// ParseMountPoints returns "mountpoint source fstype" for each line of a
-// mountinfo file, sorted.
+// ParseMountPoints returns "mountpoint source fstype" for each mount of
+// a mountinfo file, sorted.
 func ParseMountPoints(r io.Reader) ([]string, error) {
+	mounts, err := mountinfo.GetMountsFromReader(r, nil)
+	if err != nil {
+		return nil, err
+	}
 	var out []string
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		sep := slices.Index(f, "-")
-		if len(f) < 5 || sep < 0 || sep+2 >= len(f) {
-			return nil, fmt.Errorf("malformed mountinfo line %q", sc.Text())
-		}
-		out = append(out, f[4]+" "+f[sep+2]+" "+f[sep+1])
+	for _, m := range mounts {
+		out = append(out, m.Mountpoint+" "+m.Source+" "+m.FSType)
 	}
 	sort.Strings(out)
-	return out, sc.Err()
+	return out, nil
 }
 
 // AssertHostUnchanged fails t for any difference between before and now.

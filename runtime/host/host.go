@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/moby/sys/capability"
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -64,22 +65,14 @@ func Read() (Facts, error) {
 // RootIsInitramfs reads a mountinfo file and tells whether / is the
 // kernel's rootfs (an initramfs never switched away from).
 func RootIsInitramfs(r io.Reader) (bool, error) {
-	sc := bufio.NewScanner(r)
-	root := ""
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		sep := slices.Index(f, "-")
-		if len(f) < 5 || sep < 0 || sep+1 >= len(f) {
-			return false, fmt.Errorf("malformed mountinfo line %q", sc.Text())
-		}
-		if f[4] == "/" {
-			root = f[sep+1] // the last mount on / is the one in effect
-		}
-	}
-	if err := sc.Err(); err != nil {
+	mounts, err := mountinfo.GetMountsFromReader(r, func(m *mountinfo.Info) (skip, stop bool) {
+		return m.Mountpoint != "/", false
+	})
+	if err != nil {
 		return false, fmt.Errorf("read mount table: %w", err)
 	}
-	return root == "rootfs", nil
+	// With several mounts on /, the last one is in effect.
+	return len(mounts) > 0 && mounts[len(mounts)-1].FSType == "rootfs", nil
 }
 
 // EFIBooted tells whether the host under sysfs root sys booted by EFI.
