@@ -47,6 +47,13 @@ type Options struct {
 	ResolvDests  []string
 	// CgroupsPath names the container's cgroup.
 	CgroupsPath string
+	// HostDev binds the host's /dev instead of a curated one.
+	HostDev bool
+	// Devices go into a curated /dev (the target's disk and partitions);
+	// DiskLinks is a host directory of by-* links for them, bound at
+	// /dev/disk.
+	Devices   []rspec.LinuxDevice
+	DiskLinks string
 }
 
 // HoldArgs are the arguments of the helper's hold mode.
@@ -78,7 +85,7 @@ func Recovery(o Options) (*rspec.Spec, error) {
 		WithNamespace(rspec.IPCNamespace),
 		WithRootfsPropagation("rslave"),
 		WithProc(),
-		WithHostDev(),
+		withDev(o),
 		WithSys(o.EFIVars),
 		WithTmpfs("/run", "0755"),
 		WithTmpfs("/tmp", "1777"),
@@ -102,4 +109,11 @@ func Recovery(o Options) (*rspec.Spec, error) {
 		opts = append(opts, WithCgroupsPath(o.CgroupsPath))
 	}
 	return Generate(opts...)
+}
+
+func withDev(o Options) SpecOpt {
+	if o.HostDev {
+		return WithHostDev()
+	}
+	return WithCuratedDev(o.Devices, o.DiskLinks)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strings"
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -192,6 +193,59 @@ func WithHostDev() SpecOpt {
 		}
 		return WithDeviceRules(RecoveryDeviceRules())(s)
 	}
+}
+
+// WithCuratedDev gives the container a /dev of its own: a tmpfs with the
+// usual nodes (the runtime makes null, zero, full, random, urandom, tty
+// and the ptmx, fd and std* links), a private devpts, /dev/shm and
+// /dev/mqueue, plus devices (the target's disk and partitions), and, when
+// diskLinks is set, that host directory bound read-only at /dev/disk (the
+// by-uuid, by-label, by-partuuid and by-id links for those devices). No
+// other disk of the host is visible, and the device cgroup allows only
+// these block devices.
+func WithCuratedDev(devices []rspec.LinuxDevice, diskLinks string) SpecOpt {
+	return func(s *rspec.Spec) error {
+		for _, m := range []rspec.Mount{
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=0755", "size=65536k"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts",
+				Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm",
+				Options: []string{"nosuid", "noexec", "nodev", "mode=1777"}},
+			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue",
+				Options: []string{"nosuid", "noexec", "nodev"}},
+		} {
+			if err := WithMount(m)(s); err != nil {
+				return err
+			}
+		}
+		if diskLinks != "" {
+			if err := WithBind(diskLinks, "/dev/disk", true)(s); err != nil {
+				return err
+			}
+		}
+		rules := curatedCharRules()
+		for _, d := range devices {
+			if !path.IsAbs(d.Path) || !strings.HasPrefix(d.Path, "/dev/") {
+				return fmt.Errorf("device %q is not under /dev", d.Path)
+			}
+			s.Linux.Devices = append(s.Linux.Devices, d)
+			major, minor := d.Major, d.Minor
+			rules = append(rules, rspec.LinuxDeviceCgroup{Allow: true, Type: d.Type, Major: &major, Minor: &minor, Access: "rwm"})
+		}
+		return WithDeviceRules(rules)(s)
+	}
+}
+
+// curatedCharRules deny everything, then allow the character devices of a
+// curated /dev.
+func curatedCharRules() []rspec.LinuxDeviceCgroup {
+	rules := []rspec.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}
+	for _, r := range RecoveryDeviceRules() {
+		if r.Allow && r.Type == "c" {
+			rules = append(rules, r)
+		}
+	}
+	return rules
 }
 
 // WithDeviceRules replaces the device cgroup rules.

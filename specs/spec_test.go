@@ -2,6 +2,7 @@ package specs
 
 import (
 	"encoding/json"
+	"fmt"
 	"flag"
 	"os"
 	"path/filepath"
@@ -46,6 +47,16 @@ func TestRecoveryGolden(t *testing.T) {
 		},
 		"no-dns": func(o *Options) {
 			o.ResolvSource, o.ResolvDests = "", nil
+		},
+		"host-dev": func(o *Options) {
+			o.HostDev = true
+		},
+		"curated-disk": func(o *Options) {
+			o.Devices = []rspec.LinuxDevice{
+				{Path: "/dev/loop3", Type: "b", Major: 7, Minor: 3},
+				{Path: "/dev/loop3p2", Type: "b", Major: 259, Minor: 1},
+			}
+			o.DiskLinks = "/run/nixrescue/sessions/nixrescue-0123456789ab/dev-disk"
 		},
 	}
 	for name, change := range cases {
@@ -261,5 +272,41 @@ func TestOptionErrors(t *testing.T) {
 	o.HelperSource = ""
 	if _, err := Recovery(o); err == nil {
 		t.Error("no args and no helper accepted")
+	}
+}
+
+func TestWithCuratedDev(t *testing.T) {
+	devs := []rspec.LinuxDevice{{Path: "/dev/sdb", Type: "b", Major: 8, Minor: 16}, {Path: "/dev/sdb2", Type: "b", Major: 8, Minor: 18}}
+	s, err := Generate(WithCuratedDev(devs, "/links"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Mounts[0].Destination != "/dev" || s.Mounts[0].Type != "tmpfs" {
+		t.Errorf("/dev is not a tmpfs of its own: %+v", s.Mounts[0])
+	}
+	if !slices.ContainsFunc(s.Mounts, func(m rspec.Mount) bool {
+		return m.Destination == "/dev/disk" && m.Source == "/links" && slices.Contains(m.Options, "ro")
+	}) {
+		t.Errorf("no read-only /dev/disk links: %+v", s.Mounts)
+	}
+	if !slices.Equal(s.Linux.Devices, devs) {
+		t.Errorf("devices %+v", s.Linux.Devices)
+	}
+	// Only the target's block devices: no wildcard block rule.
+	var blocks []string
+	for _, r := range s.Linux.Resources.Devices {
+		if r.Allow && r.Type == "b" {
+			if r.Major == nil || r.Minor == nil {
+				t.Errorf("a wildcard block rule: %+v", r)
+				continue
+			}
+			blocks = append(blocks, fmt.Sprintf("%d:%d", *r.Major, *r.Minor))
+		}
+	}
+	if !slices.Equal(blocks, []string{"8:16", "8:18"}) {
+		t.Errorf("allowed block devices %v", blocks)
+	}
+	if _, err := Generate(WithCuratedDev([]rspec.LinuxDevice{{Path: "/etc/passwd", Type: "b"}}, "")); err == nil {
+		t.Error("a device outside /dev accepted")
 	}
 }

@@ -9,23 +9,23 @@ func newEnterCommand() *cobra.Command {
 	var command string
 	var silent bool
 	cmd := &cobra.Command{
-		Use:   "enter [flags] [-- ARGS...]",
+		Use:   "enter [TARGET] [flags] [-- ARGS...]",
 		Short: "Open a shell in the recovery container (a drop-in for nixos-enter)",
-		Long: `Enter activates the target's system inside a recovery container and opens
-its shell (the system's bash, or /bin/sh when it has none) on a pty. It takes
-nixos-enter's options: --root (default /mnt), --system, -c/--command, --silent,
-and -- ARGS to run a command instead of the shell.`,
-		Example: `  nixrescue enter
+		Long: `Enter opens TARGET (or the root mounted at --root, default /mnt), activates its
+system inside a recovery container and opens its shell (the system's bash, or
+/bin/sh when it has none) on a pty. It takes nixos-enter's options: --root,
+--system, -c/--command, --silent, and -- ARGS to run a command instead.`,
+		Example: `  nixrescue enter /dev/sdb
   nixrescue enter --root /mnt -c 'nixos-rebuild boot'
-  nixrescue enter -- passwd root`,
+  nixrescue enter disk.img -- passwd root`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := f.options(args)
+			o, err := f.options(cmd, args)
 			if err != nil {
 				return err
 			}
 			o.ShellCommand = command
 			o.Quiet = o.Quiet || silent
-			o.Login = len(args) == 0 && command == ""
+			o.Login = len(o.Args) == 0 && command == ""
 			o.Terminal = true
 			return runSession(cmd.Context(), o)
 		},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -8,48 +9,97 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/session"
 )
 
-// containerFlags are the flags every command that builds a container takes.
+// targetFlags are the flags of every command that opens a target.
+type targetFlags struct {
+	root     string
+	readOnly bool
+	rootPart string
+	mounts   []string
+	boot     string
+	force    bool
+	dev      string
+	stateDir string
+	system   string
+	gen      int
+}
+
+func (f *targetFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.root, "root", "/mnt", "directory where the NixOS root is already mounted (when no TARGET is given)")
+	fl.BoolVar(&f.readOnly, "read-only", false, "attach and mount everything read-only (no activation: it writes)")
+	fl.StringVar(&f.rootPart, "root-part", "", "partition `N` (or device) holding the root, when a disk has several")
+	fl.StringArrayVar(&f.mounts, "mount", nil, "mount `DEV:PATH` instead of (or besides) the fstab's entry for PATH (repeatable; DEV may be a partition number)")
+	fl.StringVar(&f.boot, "boot", "", "mount `DEV` on /boot (same as --mount DEV:/boot)")
+	fl.BoolVar(&f.force, "force", false, "open a target even when it is mounted read-write elsewhere on this host")
+	fl.StringVar(&f.dev, "dev", "curated", "the container's /dev: curated (the target's disk only) or host")
+	fl.StringVar(&f.system, "system", "", "system to use, as the target names it (default: the system profile)")
+	fl.IntVar(&f.gen, "generation", 0, "use generation `N` of the system profile")
+	fl.StringVar(&f.stateDir, "state-dir", session.DefaultStateDir, "where session state is kept on the host")
+	_ = fl.MarkHidden("state-dir")
+}
+
+// apply puts the flags into o; target is the TARGET argument or "".
+func (f *targetFlags) apply(cmd *cobra.Command, o *session.Options, target string) error {
+	if target != "" && cmd.Flags().Changed("root") {
+		return errors.New("give either TARGET or --root DIR, not both")
+	}
+	o.Target = target
+	if target == "" {
+		o.Root = f.root
+	}
+	o.ReadOnly, o.RootPart, o.Mounts, o.Boot, o.Force = f.readOnly, f.rootPart, f.mounts, f.boot, f.force
+	o.StateDir = f.stateDir
+	o.System.Path, o.System.Generation = f.system, f.gen
+	switch f.dev {
+	case "curated":
+	case "host":
+		o.HostDev = true
+	default:
+		return fmt.Errorf("--dev %q: use curated or host", f.dev)
+	}
+	return nil
+}
+
+// containerFlags are the flags of every command that builds a container.
 type containerFlags struct {
-	root        string
-	system      string
-	generation  int
+	targetFlags
 	noActivate  bool
 	quiet       bool
 	dns         []string
 	network     string
 	isolatePIDs bool
 	efi         string
-	stateDir    string
 }
 
 func (f *containerFlags) register(cmd *cobra.Command) {
+	f.targetFlags.register(cmd)
 	fl := cmd.Flags()
-	fl.StringVar(&f.root, "root", "/mnt", "directory where the NixOS root is mounted (with /boot etc. under it)")
-	fl.StringVar(&f.system, "system", "", "system to activate, as the target names it (default: the system profile)")
-	fl.IntVar(&f.generation, "generation", 0, "activate generation `N` of the system profile")
 	fl.BoolVar(&f.noActivate, "no-activate", false, "do not run the system's activation first")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "hide activation's output unless it fails")
 	fl.StringSliceVar(&f.dns, "dns", nil, "DNS server `IP` to use inside instead of the host's (repeatable); 'none' leaves resolv.conf alone")
 	fl.StringVar(&f.network, "network", "host", "network of the container: host or none")
 	fl.BoolVar(&f.isolatePIDs, "isolate-pids", false, "give the container its own PID namespace (bootloader tools then think they run in a container)")
 	fl.StringVar(&f.efi, "efi", "auto", "efivarfs inside: auto (when the host booted by EFI), on or off")
-	fl.StringVar(&f.stateDir, "state-dir", session.DefaultStateDir, "where session state is kept on the host")
-	_ = fl.MarkHidden("state-dir")
 }
 
-func (f *containerFlags) options(args []string) (session.Options, error) {
+// options turns the flags and the positional arguments (TARGET before
+// "--", the command after it) into session options.
+func (f *containerFlags) options(cmd *cobra.Command, args []string) (session.Options, error) {
+	target, command, err := splitArgs(cmd, args)
+	if err != nil {
+		return session.Options{}, err
+	}
 	o := session.Options{
-		Root:        f.root,
-		NoActivate:  f.noActivate,
+		NoActivate:  f.noActivate || f.readOnly,
 		Quiet:       f.quiet,
-		Args:        args,
+		Args:        command,
 		DNS:         f.dns,
 		IsolatePIDs: f.isolatePIDs,
 		EFI:         session.EFIMode(f.efi),
-		StateDir:    f.stateDir,
 	}
-	o.System.Path = f.system
-	o.System.Generation = f.generation
+	if err := f.targetFlags.apply(cmd, &o, target); err != nil {
+		return o, err
+	}
 	switch f.network {
 	case "host":
 	case "none":
@@ -58,4 +108,22 @@ func (f *containerFlags) options(args []string) (session.Options, error) {
 		return o, fmt.Errorf("--network %q: use host or none", f.network)
 	}
 	return o, nil
+}
+
+// splitArgs takes TARGET (at most one) before "--" and the command after.
+func splitArgs(cmd *cobra.Command, args []string) (string, []string, error) {
+	before, after := args, []string(nil)
+	if dash := cmd.ArgsLenAtDash(); dash >= 0 {
+		before, after = args[:dash], args[dash:]
+	} else if len(args) > 1 {
+		return "", nil, fmt.Errorf("unexpected %q: put the command after --, e.g. nixrescue %s TARGET -- CMD", args[1], cmd.Name())
+	}
+	if len(before) > 1 {
+		return "", nil, fmt.Errorf("one TARGET at most, got %d: %v", len(before), before)
+	}
+	target := ""
+	if len(before) == 1 {
+		target = before[0]
+	}
+	return target, after, nil
 }

@@ -68,6 +68,6 @@ run inside it, and nothing is left mounted or changed on the host.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCommand(), newEnterCommand(), newSpecCommand())
+	root.AddCommand(newRunCommand(), newEnterCommand(), newSpecCommand(), newInspectCommand(), newCleanupCommand())
 	return root
 }

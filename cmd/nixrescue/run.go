@@ -12,21 +12,24 @@ import (
 func newRunCommand() *cobra.Command {
 	var f containerFlags
 	cmd := &cobra.Command{
-		Use:   "run [flags] -- CMD [ARG...]",
-		Short: "Run a command in the recovery container of a mounted NixOS root",
-		Long: `Run activates the target's system inside a recovery container (unless
---no-activate), then runs CMD there, and exits with CMD's exit status.
-nixrescue's own failures exit 125; 126 means CMD could not be run, 127 that it
-does not exist in the target.`,
-		Example: `  nixrescue run --root /mnt -- nixos-rebuild boot
-  nixrescue run --root /mnt --generation 41 --quiet -- cat /etc/os-release`,
+		Use:   "run [TARGET] [flags] -- CMD [ARG...]",
+		Short: "Run a command in the recovery container of a NixOS target",
+		Long: `Run opens TARGET (a disk, a partition, a disk image, or a directory where the
+NixOS root is mounted; --root DIR when no TARGET is given), mounts it as its own
+fstab says, activates its system inside a recovery container (unless
+--no-activate), runs CMD there, tears everything down, and exits with CMD's
+exit status. nixrescue's own failures exit 125; 126 means CMD could not be run,
+127 that it does not exist in the target.`,
+		Example: `  nixrescue run /dev/sdb -- nixos-rebuild boot
+  nixrescue run disk.img --read-only -- cat /etc/os-release
+  nixrescue run --root /mnt --generation 41 --quiet -- ls /boot`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return errors.New("run needs a command: nixrescue run --root DIR -- CMD [ARG...]")
-			}
-			o, err := f.options(args)
+			o, err := f.options(cmd, args)
 			if err != nil {
 				return err
+			}
+			if len(o.Args) == 0 {
+				return errors.New("run needs a command: nixrescue run TARGET -- CMD [ARG...]")
 			}
 			return runSession(cmd.Context(), o)
 		},
@@ -41,7 +44,11 @@ func runSession(ctx context.Context, o session.Options) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	code, err := session.Run(ctx, o)
+	return exitResult(session.Run(ctx, o))
+}
+
+// exitResult turns a (status, error) pair into main's error.
+func exitResult(code int, err error) error {
 	if err != nil {
 		return err
 	}

@@ -624,7 +624,7 @@ func TestHostDevAndSysInside(t *testing.T) {
 	dev := strings.TrimSpace(string(out))
 	defer exec.Command("losetup", "-d", dev).Run()
 	tg := newTarget(t, fixture.Options{})
-	r := tg.session(t, []string{"-q"}, []string{"sh", "-c",
+	r := tg.session(t, []string{"-q", "--dev", "host"}, []string{"sh", "-c",
 		"test -b " + dev + " && head -c 22 " + dev + "; echo; test -c /dev/null && echo null; " +
 			"awk '$2 == \"/dev/pts\" || $2 == \"/dev/shm\" || $2 == \"/dev/mqueue\" || $2 == \"/sys\" || $2 == \"/proc\" || $2 == \"/run\" || $2 == \"/tmp\" {print $2, $3}' /proc/mounts | sort -u; " +
 			"test -e /sys/firmware && echo sys-unmasked"})

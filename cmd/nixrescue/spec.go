@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -12,19 +13,20 @@ func newSpecCommand() *cobra.Command {
 	var f containerFlags
 	var bundle string
 	cmd := &cobra.Command{
-		Use:   "spec [flags] [-- CMD [ARG...]]",
+		Use:   "spec [TARGET] [flags] [--bundle DIR] [-- CMD [ARG...]]",
 		Short: "Print the OCI runtime spec of the recovery container, or write a bundle",
 		Long: `Spec prints the OCI runtime spec (config.json) nixrescue would use for the
-mounted NixOS root, without starting anything. With --bundle DIR it writes a
-bundle (config.json and the resolv.conf it binds) that any OCI runtime can run,
-for example: runc run -b DIR NAME. With -- CMD the bundle runs CMD; without it,
-its first process only holds the container open for 'runc exec'.`,
+target, without starting anything. With --bundle DIR (for a root mounted at
+--root DIR) it writes a bundle (config.json, the resolv.conf and /dev/disk links
+it binds) that any OCI runtime can run, e.g. runc run --bundle DIR NAME. With
+-- CMD the bundle runs CMD; without it, its first process only holds the
+container open for 'runc exec'.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := f.options(args)
+			o, err := f.options(cmd, args)
 			if err != nil {
 				return err
 			}
-			return session.WriteSpec(session.SpecOptions{Options: o, Bundle: bundle}, os.Stdout)
+			return exitResult(session.WriteSpec(context.Background(), session.SpecOptions{Options: o, Bundle: bundle}, os.Stdout))
 		},
 	}
 	f.register(cmd)

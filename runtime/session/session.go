@@ -28,6 +28,7 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/dns"
 	"github.com/nixrescue/nixrescue/runtime/host"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
+	"github.com/nixrescue/nixrescue/runtime/target"
 	"github.com/nixrescue/nixrescue/specs"
 )
 
@@ -82,6 +83,13 @@ type Options struct {
 	EFI EFIMode
 	// StateDir is where session state lives; empty is DefaultStateDir.
 	StateDir string
+	// Target is the TARGET argument (a disk, partition, image or
+	// directory); empty means Root.
+	Target string
+	// TargetOptions say how a disk or image is opened.
+	TargetOptions
+	// HostDev binds the host's /dev instead of a curated one.
+	HostDev bool
 
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
@@ -115,6 +123,9 @@ type Prepared struct {
 	Resolv   []byte
 	Host     host.Facts
 	EFIVars  bool
+	// Devices and DiskLinks make the curated /dev.
+	Devices   []rspec.LinuxDevice
+	DiskLinks string
 }
 
 // Prepare checks the target and decides the container's shape. It reads
@@ -122,7 +133,7 @@ type Prepared struct {
 func Prepare(o Options) (*Prepared, error) {
 	o.defaults()
 	if o.Root == "" {
-		return nil, errors.New("no root given: name the directory where the NixOS root is mounted with --root")
+		return nil, errors.New("no target given: name a disk, an image or the directory where the NixOS root is mounted")
 	}
 	root, err := filepath.Abs(o.Root)
 	if err != nil {
@@ -196,6 +207,9 @@ func (p *Prepared) Spec(args []string, resolvSource, helperSource, cgroupsPath s
 		EFIVars:      p.EFIVars,
 		HelperSource: helperSource,
 		CgroupsPath:  cgroupsPath,
+		HostDev:      o.HostDev,
+		Devices:      p.Devices,
+		DiskLinks:    p.DiskLinks,
 	}
 	if p.Resolv != nil && len(p.DNS.Dests) > 0 {
 		so.ResolvSource = resolvSource
@@ -233,30 +247,10 @@ func HelperSource() (string, error) {
 // down in every case.
 func Run(ctx context.Context, o Options) (int, error) {
 	o.defaults()
-	if os.Geteuid() != 0 {
-		return ExitFailure, errors.New("a recovery session needs root (it mounts and makes namespaces): run nixrescue as root, e.g. with sudo")
-	}
-	// What killed sessions left goes first: it may be in this target
-	// (a mount point made for resolv.conf), and Prepare must see the
-	// target as it really is.
-	st, err := newState(o.StateDir)
-	if err != nil {
-		return ExitFailure, err
-	}
-	defer st.removeDirsIfUnused()
-	p, err := Prepare(o)
-	if err != nil {
-		return ExitFailure, err
-	}
 	helperSrc, err := HelperSource()
 	if err != nil {
 		return ExitFailure, err
 	}
-	args, err := commandArgs(p, o)
-	if err != nil {
-		return ExitFailure, err
-	}
-
 	// Signals: forwarded to whatever runs in the container; before and
 	// between processes they cancel the session.
 	sigs := make(chan os.Signal, 8)
@@ -267,15 +261,20 @@ func Run(ctx context.Context, o Options) (int, error) {
 	fwd := &forwarder{}
 	go fwd.loop(sigs, cancel)
 
-	s, err := st.begin(p.Root)
+	l, code, err := open(ctx, o, true)
+	if l == nil {
+		return code, err
+	}
+	defer l.close()
+	p, s := l.prepared, l.s
+	o = l.o
+	args, err := commandArgs(p, o)
 	if err != nil {
 		return ExitFailure, err
 	}
-	defer s.end()
-
 	// A rescue system running from its initramfs has no root to pivot
 	// away from: runc's no-pivot mode (MS_MOVE and chroot) works there.
-	runner, err := embedded.New(st.containerDir(), st.live, embedded.WithNoPivot(p.Host.InitramfsRoot))
+	runner, err := embedded.New(s.st.containerDir(), s.st.live, embedded.WithNoPivot(p.Host.InitramfsRoot))
 	if err != nil {
 		return ExitFailure, err
 	}
@@ -324,11 +323,87 @@ func Run(ctx context.Context, o Options) (int, error) {
 			proc.Attach = t.attach
 		}
 	}
-	code, err := fwd.run(ctx, c, proc)
+	code, err = fwd.run(ctx, c, proc)
 	if err != nil {
 		return ExitFailure, err
 	}
 	return code, nil
+}
+
+// live is an open session: its state, its target opened and mounted, and
+// the container's shape decided.
+type live struct {
+	st       *state
+	s        *session
+	o        Options
+	target   target.Target
+	prepared *Prepared
+}
+
+func (l *live) close() {
+	l.s.end()
+	l.st.removeDirsIfUnused()
+}
+
+// open begins a session on o's target. When the target must be mounted
+// and this process is not yet in a mount namespace of its own, it runs the
+// whole command again in one and returns nil with that run's exit status.
+func open(ctx context.Context, o Options, prepare bool) (*live, int, error) {
+	if os.Geteuid() != 0 {
+		return nil, ExitFailure, errors.New("a recovery session needs root (it mounts and makes namespaces): run nixrescue as root, e.g. with sudo")
+	}
+	t, err := o.resolveTarget()
+	if err != nil {
+		return nil, ExitFailure, err
+	}
+	if t.Kind != target.KindDirectory {
+		if !inPrivateNS() {
+			code, err := reexecInPrivateNS()
+			return nil, code, err
+		}
+		if err := enterPrivateNS(); err != nil {
+			return nil, ExitFailure, err
+		}
+	}
+	// What killed sessions left goes first: it may be in this target (a
+	// mount point made for resolv.conf, a loop device of this image), and
+	// the target must be seen as it really is.
+	st, err := newState(o.StateDir)
+	if err != nil {
+		return nil, ExitFailure, err
+	}
+	s, err := st.begin(t.Path)
+	if err != nil {
+		st.removeDirsIfUnused()
+		return nil, ExitFailure, err
+	}
+	l := &live{st: st, s: s, o: o, target: t}
+	if t.Kind != target.KindDirectory {
+		op, err := openTarget(ctx, t, o.TargetOptions, s)
+		if err != nil {
+			l.close()
+			return nil, ExitFailure, err
+		}
+		s.opened = op
+		l.o.Root = op.RootDir
+		for _, w := range op.Warnings {
+			fmt.Fprintf(o.Stderr, "nixrescue: warning: %s\n", w)
+		}
+	}
+	if !prepare {
+		return l, 0, nil
+	}
+	if l.prepared, err = Prepare(l.o); err != nil {
+		l.close()
+		return nil, ExitFailure, err
+	}
+	if !o.HostDev {
+		if err := l.curateDev(); err != nil {
+			l.close()
+			return nil, ExitFailure, err
+		}
+	}
+	return l, 0, nil
 }
 
 // InterruptedError says a signal ended the session before the command
@@ -461,17 +536,55 @@ type SpecOptions struct {
 }
 
 // WriteSpec writes the spec a session would use for o to w, or a bundle.
-// The spec names the resolv.conf relative to the bundle, as runc reads
-// relative bind sources.
-func WriteSpec(o SpecOptions, w io.Writer) error {
+// The spec names the resolv.conf and the /dev/disk links relative to the
+// bundle, as runc reads relative bind sources.
+func WriteSpec(ctx context.Context, o SpecOptions, w io.Writer) (int, error) {
 	o.defaults()
-	p, err := Prepare(o.Options)
-	if err != nil {
-		return err
-	}
 	helperSrc, err := HelperSource()
 	if err != nil {
-		return err
+		return ExitFailure, err
+	}
+	t, err := o.resolveTarget()
+	if err != nil {
+		return ExitFailure, err
+	}
+	if o.Bundle != "" {
+		if entries, err := os.ReadDir(o.Bundle); err == nil && len(entries) > 0 {
+			return ExitFailure, fmt.Errorf("bundle directory %s is not empty: name a new or empty directory", o.Bundle)
+		}
+	}
+	var p *Prepared
+	if t.Kind == target.KindDirectory {
+		if p, err = Prepare(o.Options); err != nil {
+			return ExitFailure, err
+		}
+		if !o.HostDev {
+			disk, parts := mountedDisk(p.Root)
+			if p.Devices, err = devicesFor(disk, parts); err != nil {
+				return ExitFailure, err
+			}
+			if disk != "" {
+				p.DiskLinks = "disk"
+				if o.Bundle != "" {
+					if err := writeDiskLinks(filepath.Join(o.Bundle, "disk"), disk, parts); err != nil {
+						return ExitFailure, err
+					}
+				}
+			}
+		}
+	} else {
+		if o.Bundle != "" {
+			return ExitFailure, fmt.Errorf("%s is a %s: a bundle needs a root that stays mounted; mount the NixOS root yourself and pass --root DIR", t.Arg, t.Kind)
+		}
+		// The spec of a session on a disk or image names the session's
+		// own mounts: print it while they exist.
+		l, code, err := open(ctx, o.Options, true)
+		if l == nil {
+			return code, err
+		}
+		defer l.close()
+		p = l.prepared
+		o.Options = l.o
 	}
 	if p.DNS.Placeholder != "" {
 		// A runtime would create the mount point in the target and leave
@@ -481,31 +594,34 @@ func WriteSpec(o SpecOptions, w io.Writer) error {
 	}
 	spec, err := p.Spec(o.Args, "resolv.conf", helperSrc, "", o.Options)
 	if err != nil {
-		return err
+		return ExitFailure, err
 	}
 	b, err := json.MarshalIndent(spec, "", "  ")
 	if err != nil {
-		return fmt.Errorf("encode spec: %w", err)
+		return ExitFailure, fmt.Errorf("encode spec: %w", err)
 	}
 	b = append(b, '\n')
 	if o.Bundle == "" {
 		_, err = w.Write(b)
-		return err
+		return 0, err
 	}
-	if err := os.MkdirAll(o.Bundle, 0o755); err != nil {
-		return fmt.Errorf("create bundle %s: %w", o.Bundle, err)
+	if err := writeBundle(o.Bundle, b, p.Resolv); err != nil {
+		return ExitFailure, err
 	}
-	if entries, err := os.ReadDir(o.Bundle); err != nil {
-		return fmt.Errorf("read bundle %s: %w", o.Bundle, err)
-	} else if len(entries) > 0 {
-		return fmt.Errorf("bundle directory %s is not empty: name a new or empty directory", o.Bundle)
+	return 0, nil
+}
+
+// writeBundle writes config.json and resolv.conf into dir.
+func writeBundle(dir string, config, resolv []byte) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create bundle %s: %w", dir, err)
 	}
-	if p.Resolv != nil {
-		if err := os.WriteFile(filepath.Join(o.Bundle, "resolv.conf"), p.Resolv, 0o644); err != nil {
+	if resolv != nil {
+		if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), resolv, 0o644); err != nil {
 			return fmt.Errorf("write bundle: %w", err)
 		}
 	}
-	if err := os.WriteFile(filepath.Join(o.Bundle, "config.json"), b, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), config, 0o644); err != nil {
 		return fmt.Errorf("write bundle: %w", err)
 	}
 	return nil

@@ -9,11 +9,13 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/nixrescue/nixrescue/runtime/backend"
 	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
+	"github.com/nixrescue/nixrescue/runtime/mount"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
 )
 
@@ -36,7 +38,7 @@ func newState(dir string) (*state, error) {
 	if err := os.MkdirAll(st.sessionsDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory %s: %w", dir, err)
 	}
-	if err := st.removeStaleSessions(); err != nil {
+	if _, err := st.removeStaleSessions(); err != nil {
 		return nil, err
 	}
 	return st, nil
@@ -59,24 +61,28 @@ func (st *state) live(id string) bool {
 
 // removeStaleSessions undoes what killed sessions left: their containers,
 // their placeholders in targets, their directories.
-func (st *state) removeStaleSessions() error {
+func (st *state) removeStaleSessions() ([]string, error) {
 	entries, err := os.ReadDir(st.sessionsDir())
 	if err != nil {
-		return fmt.Errorf("read session directory: %w", err)
+		return nil, fmt.Errorf("read session directory: %w", err)
 	}
+	var removed []string
 	for _, e := range entries {
 		if st.live(e.Name()) {
 			continue
 		}
 		if err := embedded.DestroyByID(st.containerDir(), e.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("destroy the container of stale session %s: %w", e.Name(), err)
+			return removed, fmt.Errorf("destroy the container of stale session %s: %w", e.Name(), err)
 		}
-		(&session{st: st, id: e.Name()}).undo()
+		if err := (&session{st: st, id: e.Name()}).undo(); err != nil {
+			return removed, fmt.Errorf("undo stale session %s: %w", e.Name(), err)
+		}
 		if err := os.RemoveAll(st.sessionDir(e.Name())); err != nil {
-			return fmt.Errorf("remove stale session %s: %w", e.Name(), err)
+			return removed, fmt.Errorf("remove stale session %s: %w", e.Name(), err)
 		}
+		removed = append(removed, e.Name())
 	}
-	return nil
+	return removed, nil
 }
 
 // session is one running session's share of the state.
@@ -85,16 +91,61 @@ type session struct {
 	id        string
 	lock      *os.File
 	container backend.Container
+	opened    *Opened
+	journal   undoRecord
 }
 
-// undoRecord is what must be undone in the target after the session.
+// dir is the session's directory.
+func (s *session) dir() string { return s.st.sessionDir(s.id) }
+
+// record changes the journal and writes it.
+func (s *session) record(change func(*undoRecord)) error {
+	change(&s.journal)
+	return s.writeUndo(s.journal)
+}
+
+// readJournal reads session id's journal.
+func (st *state) readJournal(id string) (undoRecord, error) {
+	var r undoRecord
+	b, err := os.ReadFile(filepath.Join(st.sessionDir(id), "undo.json"))
+	if err != nil {
+		return r, err
+	}
+	return r, json.Unmarshal(b, &r)
+}
+
+// holderOf returns the PID of the live session that locked p, or 0.
+func (st *state) holderOf(p string) int {
+	entries, _ := os.ReadDir(st.sessionsDir())
+	for _, e := range entries {
+		if r, err := st.readJournal(e.Name()); err == nil && r.Lock == targetKey(p) && st.live(e.Name()) {
+			return r.PID
+		}
+	}
+	return 0
+}
+
+// undoRecord is the session's journal: what it holds and made, so that
+// what a killed session left can be found and undone.
 type undoRecord struct {
-	Root        string `json:"root"`
-	Placeholder string `json:"placeholder,omitempty"`
-	Inode       uint64 `json:"inode,omitempty"`
+	PID         int          `json:"pid"`
+	Target      string       `json:"target,omitempty"`
+	Lock        string       `json:"lock,omitempty"`
+	Root        string       `json:"root,omitempty"`
+	Placeholder string       `json:"placeholder,omitempty"`
+	Inode       uint64       `json:"inode,omitempty"`
+	Loops       []loopRecord `json:"loops,omitempty"`
 }
 
-func (st *state) begin(root string) (*session, error) {
+// loopRecord is a loop device a session attached, and the partitions it
+// added to it.
+type loopRecord struct {
+	Device     string `json:"device"`
+	Backing    string `json:"backing"`
+	Partitions []int  `json:"partitions,omitempty"`
+}
+
+func (st *state) begin(target string) (*session, error) {
 	var b [6]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, fmt.Errorf("make a session id: %w", err)
@@ -123,7 +174,13 @@ func (st *state) begin(root string) (*session, error) {
 		return nil, fmt.Errorf("lock session: %w", err)
 	}
 	s.lock = lock
-	if err := s.writeUndo(undoRecord{Root: root}); err != nil {
+	// The PID the user knows: the one they started, when this process is
+	// its re-execution in a private mount namespace.
+	pid := os.Getpid()
+	if inPrivateNS() {
+		pid = os.Getppid()
+	}
+	if err := s.record(func(r *undoRecord) { r.PID, r.Target = pid, target }); err != nil {
 		s.end()
 		return nil, err
 	}
@@ -169,7 +226,7 @@ func (s *session) createPlaceholder(root, p string) error {
 	err = unix.Fstat(fd, &st)
 	unix.Close(fd)
 	if err == nil {
-		err = s.writeUndo(undoRecord{Root: root, Placeholder: p, Inode: st.Ino})
+		err = s.record(func(r *undoRecord) { r.Root, r.Placeholder, r.Inode = root, p, st.Ino })
 	}
 	if err != nil {
 		_ = unix.Unlinkat(dir, path.Base(p), 0)
@@ -188,15 +245,13 @@ func openDirInRoot(root, p string) (int, error) {
 	return unix.Open(full, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 }
 
-// undo removes the placeholder this session recorded, if it is still the
-// empty file we made.
-func (s *session) undo() {
-	b, err := os.ReadFile(filepath.Join(s.st.sessionDir(s.id), "undo.json"))
-	if err != nil {
-		return
-	}
-	var r undoRecord
-	if json.Unmarshal(b, &r) != nil || r.Placeholder == "" {
+// undoPlaceholder removes the resolv.conf mount point the session made in
+// the target, if it is still the empty file it made. For a target the
+// session mounted itself this only works while it is mounted: a killed
+// session's placeholder stays in the image (it is empty).
+func (s *session) undoPlaceholder() {
+	r, err := s.st.readJournal(s.id)
+	if err != nil || r.Placeholder == "" {
 		return
 	}
 	dir, err := openDirInRoot(r.Root, path.Dir(r.Placeholder))
@@ -213,7 +268,31 @@ func (s *session) undo() {
 	}
 }
 
-// end tears the session down: container, placeholder, state.
+// undoLoops releases the loop devices the journal records, if they are
+// still attached to the same files: normally they went by themselves
+// (autoclear) once nothing held them.
+func (s *session) undoLoops() error {
+	r, err := s.st.readJournal(s.id)
+	if err != nil {
+		return nil
+	}
+	var first error
+	for _, l := range r.Loops {
+		if err := releaseLoop(l); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// undo undoes what the journal of a dead session records.
+func (s *session) undo() error {
+	s.undoPlaceholder()
+	return s.undoLoops()
+}
+
+// end tears the session down in the reverse order of setup: container,
+// placeholder, mounts, partitions, loop device, state.
 func (s *session) end() {
 	if s.container != nil {
 		if err := s.container.Destroy(); err != nil {
@@ -221,7 +300,16 @@ func (s *session) end() {
 		}
 		s.container = nil
 	}
-	s.undo()
+	s.undoPlaceholder()
+	if s.opened != nil {
+		if err := s.opened.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "nixrescue: warning: teardown: %v\n", err)
+		}
+		s.opened = nil
+	}
+	if err := s.undoLoops(); err != nil {
+		fmt.Fprintf(os.Stderr, "nixrescue: warning: teardown: %v\n", err)
+	}
 	if s.lock != nil {
 		s.lock.Close()
 	}
@@ -241,4 +329,31 @@ func (st *state) removeDirsIfUnused() {
 	for _, d := range []string{st.containerDir(), st.sessionsDir(), st.dir} {
 		_ = unix.Rmdir(d) // fails while other sessions use it, as it should
 	}
+}
+
+// releaseLoop detaches a recorded loop device if it still serves the
+// recorded file, removing the partitions added to it first.
+func releaseLoop(l loopRecord) error {
+	name := filepath.Base(l.Device)
+	if mount.BackingFile(name) != l.Backing {
+		return nil
+	}
+	if f, err := os.Open(l.Device); err == nil {
+		for _, n := range l.Partitions {
+			_ = mount.DeletePartition(f, n)
+		}
+		f.Close()
+	}
+	if err := mount.Detach(l.Device); err != nil {
+		return fmt.Errorf("detach %s: %w", l.Device, err)
+	}
+	// Detaching waits for the last user; give it a moment.
+	deadline := time.Now().Add(3 * time.Second)
+	for mount.BackingFile(name) == l.Backing {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s (%s) is still in use: it will detach when its last user ends", l.Device, l.Backing)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
 }

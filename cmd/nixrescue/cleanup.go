@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nixrescue/nixrescue/runtime/session"
+)
+
+func newCleanupCommand() *cobra.Command {
+	var all, asJSON bool
+	var stateDir string
+	cmd := &cobra.Command{
+		Use:   "cleanup [--all] [--json]",
+		Short: "Undo what killed nixrescue sessions left behind",
+		Long: `Cleanup finds the sessions whose nixrescue was killed and undoes what they
+left: containers and their processes, cgroups, loop devices and partitions,
+mount points made in targets, state under /run/nixrescue. Sessions still
+running are left alone. --all also removes nixrescue cgroups no session names.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := session.Cleanup(context.Background(), stateDir, all)
+			if asJSON {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				if e := enc.Encode(r); e != nil && err == nil {
+					err = e
+				}
+			} else {
+				for _, id := range r.Removed {
+					fmt.Printf("removed what session %s left\n", id)
+				}
+				for _, c := range r.Cgroups {
+					fmt.Printf("removed cgroup %s\n", c)
+				}
+				for _, id := range r.Live {
+					fmt.Printf("left session %s alone: it is still running\n", id)
+				}
+				if len(r.Removed)+len(r.Cgroups) == 0 && err == nil {
+					fmt.Println("nothing to clean up")
+				}
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "also remove nixrescue cgroups that no session names")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print what was done as JSON")
+	cmd.Flags().StringVar(&stateDir, "state-dir", session.DefaultStateDir, "where session state is kept on the host")
+	_ = cmd.Flags().MarkHidden("state-dir")
+	return cmd
+}

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nixrescue/nixrescue/runtime/session"
+)
+
+func newInspectCommand() *cobra.Command {
+	var f targetFlags
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "inspect TARGET [--json]",
+		Short: "Show what is on a target: partitions, the NixOS root, the mount plan, generations",
+		Long: `Inspect opens TARGET as a session would (attach, find the NixOS root, mount it
+as its fstab says) and reports the disk, its partitions and filesystems, which
+is the root, the mount plan (and what cannot be mounted), the system
+generations, the current system, the bootloader the configuration uses, whether
+this host booted by EFI, and warnings. It runs nothing in the target and
+leaves nothing behind. --json prints the report as JSON (see the README).`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var o session.Options
+			target := ""
+			if len(args) == 1 {
+				target = args[0]
+			}
+			if err := f.apply(cmd, &o, target); err != nil {
+				return err
+			}
+			return exitResult(session.Inspect(context.Background(), o, func(r *session.Report) error {
+				if asJSON {
+					enc := json.NewEncoder(os.Stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(r)
+				}
+				return r.WriteText(os.Stdout)
+			}))
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	return cmd
+}

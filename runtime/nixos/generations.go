@@ -1,0 +1,205 @@
+package nixos
+
+import (
+	"encoding/xml"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Generation is one generation of the system profile.
+type Generation struct {
+	Number int `json:"number"`
+	// Date is when the generation was made (the link's time).
+	Date time.Time `json:"date"`
+	// StorePath is the system it names; Missing when the store no longer
+	// has it.
+	StorePath    string `json:"store_path"`
+	Missing      bool   `json:"missing,omitempty"`
+	NixOSVersion string `json:"nixos_version,omitempty"`
+	Kernel       string `json:"kernel,omitempty"`
+	Current      bool   `json:"current"`
+}
+
+// maxGenerations bounds how many generation links are read.
+const maxGenerations = 100000
+
+var genLinkRE = regexp.MustCompile(`^system-([0-9]{1,9})-link$`)
+
+// Generations lists the system profile's generations, oldest first.
+func Generations(root string) ([]Generation, error) {
+	dir, err := InRoot(root, path.Dir(SystemProfile))
+	if err != nil {
+		return nil, fmt.Errorf("resolve the profile directory: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read the system profiles: %w", err)
+	}
+	current := generationOf(root, SystemProfile)
+	var gens []Generation
+	for _, e := range entries {
+		m := genLinkRE.FindStringSubmatch(e.Name())
+		if m == nil {
+			continue
+		}
+		if len(gens) >= maxGenerations {
+			return nil, fmt.Errorf("more than %d system generations: not a profile nixrescue can list", maxGenerations)
+		}
+		n, _ := strconv.Atoi(m[1])
+		g := Generation{Number: n, Current: n == current}
+		link := filepath.Join(dir, e.Name())
+		if st, err := os.Lstat(link); err == nil {
+			g.Date = st.ModTime().UTC()
+		}
+		full, err := InRoot(root, GenerationLink(n))
+		if err != nil {
+			g.Missing = true
+			gens = append(gens, g)
+			continue
+		}
+		rel, _ := filepath.Rel(root, full)
+		g.StorePath = "/" + filepath.ToSlash(rel)
+		if _, err := os.Stat(full); err != nil {
+			g.Missing = true
+		}
+		g.NixOSVersion, g.Kernel = describeSystem(root, g.StorePath)
+		gens = append(gens, g)
+	}
+	sort.Slice(gens, func(i, j int) bool { return gens[i].Number < gens[j].Number })
+	return gens, nil
+}
+
+var (
+	systemNameRE = regexp.MustCompile(`-nixos-system-.*-([0-9]{2}\.[0-9]{2}[^-/]*)$`)
+	kernelNameRE = regexp.MustCompile(`^/nix/store/[0-9a-z]{32}-linux-([0-9][^/]*)/`)
+)
+
+// describeSystem reads the NixOS version and kernel version of a system
+// as the store paths name them.
+func describeSystem(root, system string) (version, kernel string) {
+	if m := systemNameRE.FindStringSubmatch(system); m != nil {
+		version = m[1]
+	}
+	if k, err := os.Readlink(filepath.Join(root, system, "kernel")); err == nil {
+		if m := kernelNameRE.FindStringSubmatch(k); m != nil {
+			kernel = m[1]
+		}
+	}
+	return version, kernel
+}
+
+// Bootloader is what the system's configuration installs.
+type Bootloader struct {
+	// Kind is grub-bios, grub-efi, systemd-boot, or unknown.
+	Kind string `json:"kind"`
+	// Devices are the disks GRUB for BIOS installs to, as the target names
+	// them (boot.loader.grub.devices).
+	Devices []string `json:"devices,omitempty"`
+	// Installer is the store path of the system's installBootLoader.
+	Installer string `json:"installer,omitempty"`
+	// Config is GRUB's grub-config.xml, when GRUB.
+	Config string `json:"config,omitempty"`
+}
+
+var storeRefRE = regexp.MustCompile(`/nix/store/[0-9a-z]{32}-[A-Za-z0-9+._?=-]+`)
+
+// maxScript bounds what is read of a script to find store paths in it.
+const maxScript = 1 << 20
+
+// DetectBootloader reads the system's switch-to-configuration for the
+// installBootLoader it runs (nixos/modules/system/activation/top-level.nix
+// substitutes it), and, for GRUB, the grub-config.xml that install-grub.sh
+// hands to install-grub.pl.
+func DetectBootloader(root, system string) Bootloader {
+	b := Bootloader{Kind: "unknown"}
+	for _, ref := range storeRefs(root, system+"/bin/switch-to-configuration") {
+		switch {
+		case strings.HasSuffix(ref, "-install-grub.sh"):
+			b.Installer = ref
+			b.Kind = "grub-bios"
+			for _, cfg := range storeRefs(root, ref) {
+				if strings.HasSuffix(cfg, "-grub-config.xml") {
+					b.Config = cfg
+					b.Devices, b.Kind = readGrubConfig(root, cfg)
+				}
+			}
+			return b
+		case strings.Contains(ref, "systemd-boot"):
+			b.Installer, b.Kind = ref, "systemd-boot"
+			return b
+		}
+	}
+	return b
+}
+
+// storeRefs lists the store paths named in a file of the target.
+func storeRefs(root, p string) []string {
+	full, err := InRoot(root, p)
+	if err != nil {
+		return nil
+	}
+	f, err := os.Open(full)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxScript))
+	if err != nil {
+		return nil
+	}
+	return storeRefRE.FindAllString(string(b), -1)
+}
+
+// readGrubConfig reads the devices and EFI support of a grub-config.xml
+// (builtins.toXML of the GRUB module's settings).
+func readGrubConfig(root, p string) ([]string, string) {
+	full, err := InRoot(root, p)
+	if err != nil {
+		return nil, "grub-bios"
+	}
+	f, err := os.Open(full)
+	if err != nil {
+		return nil, "grub-bios"
+	}
+	defer f.Close()
+	type value struct {
+		Value string `xml:"value,attr"`
+	}
+	type attr struct {
+		Name   string  `xml:"name,attr"`
+		Bool   *value  `xml:"bool"`
+		String *value  `xml:"string"`
+		List   []value `xml:"list>string"`
+	}
+	var doc struct {
+		Attrs []attr `xml:"attrs>attr"`
+	}
+	if err := xml.NewDecoder(io.LimitReader(f, maxScript)).Decode(&doc); err != nil {
+		return nil, "grub-bios"
+	}
+	kind := "grub-bios"
+	var devices []string
+	for _, a := range doc.Attrs {
+		switch a.Name {
+		case "devices":
+			for _, v := range a.List {
+				if v.Value != "nodev" {
+					devices = append(devices, v.Value)
+				}
+			}
+		case "efiSupport":
+			if a.Bool != nil && a.Bool.Value == "true" {
+				kind = "grub-efi"
+			}
+		}
+	}
+	return devices, kind
+}

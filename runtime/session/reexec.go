@@ -1,0 +1,70 @@
+package session
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nixrescue/nixrescue/runtime/mount"
+)
+
+// privateNSEnv marks the nixrescue process that runs in the session's own
+// mount namespace.
+const privateNSEnv = "_NIXRESCUE_PRIVATE_MOUNT_NS"
+
+// inPrivateNS tells whether this process is the re-executed one.
+func inPrivateNS() bool { return os.Getenv(privateNSEnv) == "1" }
+
+// reexecInPrivateNS runs this same command again in a new mount
+// namespace and returns its exit status. Every mount a session makes (the
+// target's filesystems, probes) lives in that namespace and vanishes with
+// it, even when nixrescue is killed: the child dies with its parent
+// (PR_SET_PDEATHSIG), and nothing it mounts propagates back (its tree is
+// made rslave before anything is mounted).
+func reexecInPrivateNS() (int, error) {
+	// Pdeathsig follows the thread that started the child: keep it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
+	cmd.Args[0] = os.Args[0]
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), privateNSEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS, Pdeathsig: unix.SIGKILL}
+	// The child handles signals; a terminal's reach it directly (same
+	// process group), others sent to us are passed on.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT)
+	defer signal.Stop(sigs)
+	if err := cmd.Start(); err != nil {
+		return ExitFailure, fmt.Errorf("start nixrescue in a private mount namespace: %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				_ = cmd.Process.Signal(s)
+			case <-done:
+				return
+			}
+		}
+	}()
+	err := cmd.Wait()
+	close(done)
+	if cmd.ProcessState == nil {
+		return ExitFailure, fmt.Errorf("wait for nixrescue: %w", err)
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal()), nil
+	}
+	return cmd.ProcessState.ExitCode(), nil
+}
+
+// enterPrivateNS prepares the re-executed process: its mounts must never
+// reach the host.
+func enterPrivateNS() error { return mount.MakePrivateTree() }

@@ -1,0 +1,577 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+
+	"github.com/nixrescue/nixrescue/runtime/mount"
+	"github.com/nixrescue/nixrescue/runtime/nixos"
+	"github.com/nixrescue/nixrescue/runtime/target"
+)
+
+// TargetOptions are the options about how a target is opened.
+type TargetOptions struct {
+	// ReadOnly attaches and mounts everything read-only.
+	ReadOnly bool
+	// RootPart picks the root partition (a number or a device) when a
+	// disk has more than one NixOS root.
+	RootPart string
+	// Mounts are --mount DEV:PATH overrides; Boot is --boot DEV.
+	Mounts []string
+	Boot   string
+	// Force opens a target that is mounted read-write elsewhere.
+	Force bool
+}
+
+// Opened is a target made ready: attached, partitions known, its root and
+// filesystems mounted in the session's mount namespace.
+type Opened struct {
+	Target     target.Target      `json:"target"`
+	Disk       string             `json:"disk,omitempty"`
+	Image      string             `json:"image,omitempty"`
+	Table      string             `json:"table,omitempty"`
+	Partitions []target.Partition `json:"partitions"`
+	Root       *target.Found      `json:"root,omitempty"`
+	Plan       []target.Entry     `json:"mounts"`
+	Warnings   []string           `json:"warnings"`
+
+	// RootDir is the mounted root on the host (in the session's mount
+	// namespace).
+	RootDir string `json:"-"`
+
+	loop    *mount.Loop
+	diskDev *os.File
+	added   []int
+	mounter *mount.Mounter
+	lock    *os.File
+}
+
+// Devices are the block devices of the target: the whole disk, then its
+// partitions.
+func (op *Opened) Devices() []string {
+	var out []string
+	if op.Disk != "" {
+		out = append(out, op.Disk)
+	}
+	for _, p := range op.Partitions {
+		if p.Device != "" && p.Device != op.Disk {
+			out = append(out, p.Device)
+		}
+	}
+	return out
+}
+
+func (op *Opened) warn(format string, a ...any) {
+	op.Warnings = append(op.Warnings, fmt.Sprintf(format, a...))
+}
+
+// openTarget opens t for session s. On error, everything it did is undone.
+func openTarget(ctx context.Context, t target.Target, to TargetOptions, s *session) (op *Opened, err error) {
+	op = &Opened{Target: t, mounter: &mount.Mounter{ReadOnly: to.ReadOnly}, Partitions: []target.Partition{}, Warnings: []string{}}
+	defer func() {
+		if err != nil {
+			op.Close()
+			op = nil
+		}
+	}()
+	switch t.Kind {
+	case target.KindImage:
+		err = op.attachImage(ctx, t, to, s)
+	case target.KindDisk, target.KindPartition:
+		err = op.openDisk(ctx, t, to, s)
+	default:
+		return nil, fmt.Errorf("%s is a %s: it needs no opening", t.Arg, t.Kind)
+	}
+	if err != nil {
+		return op, err
+	}
+	if err := op.probe(ctx); err != nil {
+		return op, err
+	}
+	if err := op.mountRoot(s, to); err != nil {
+		return op, err
+	}
+	return op, nil
+}
+
+// lockTarget takes the session's lock on path (an image file or a whole
+// disk), so that a second session on the same target is refused.
+func (op *Opened) lockTarget(p string, s *session) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return &target.TargetError{Target: op.Target.Arg, Err: err}
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			who := "another program"
+			if pid := s.st.holderOf(p); pid > 0 {
+				who = fmt.Sprintf("nixrescue (pid %d)", pid)
+			}
+			return &target.TargetError{Target: op.Target.Arg, Err: fmt.Errorf("in use by %s", who),
+				Fix: "wait for that session to end (one session per target)"}
+		}
+		return fmt.Errorf("lock %s: %w", p, err)
+	}
+	op.lock = f
+	return s.record(func(r *undoRecord) { r.Lock = p })
+}
+
+// checkNotMounted refuses a target whose devices are mounted read-write
+// on the host, unless forced: two kernels' worth of writers corrupt a
+// filesystem.
+func (op *Opened) checkNotMounted(devices []string, force bool) error {
+	nums := map[[2]int]string{}
+	for _, d := range devices {
+		if maj, min, err := target.DeviceNumber(d); err == nil {
+			nums[[2]int{int(maj), int(min)}] = d
+		}
+	}
+	mounts, err := mountinfo.GetMounts(nil)
+	if err != nil {
+		return fmt.Errorf("read the mount table: %w", err)
+	}
+	for _, m := range mounts {
+		d, ok := nums[[2]int{m.Major, m.Minor}]
+		if !ok || slices.Contains(strings.Split(m.Options, ","), "ro") {
+			continue
+		}
+		if force {
+			op.warn("%s is mounted read-write at %s; going on because of --force", d, m.Mountpoint)
+			continue
+		}
+		return &target.TargetError{Target: op.Target.Arg, Err: fmt.Errorf("%s is mounted read-write at %s", d, m.Mountpoint),
+			Fix: "unmount it first, or use that directory as the target, or pass --force"}
+	}
+	return nil
+}
+
+func (op *Opened) attachImage(ctx context.Context, t target.Target, to TargetOptions, s *session) error {
+	op.Image = t.Path
+	if err := op.lockTarget(t.Path, s); err != nil {
+		return err
+	}
+	// Loop devices already backed by this image (attached by hand or by
+	// another tool) count as the target's devices.
+	var others []string
+	for _, l := range loopsBackedBy(t.Path) {
+		others = append(others, l)
+		if parts, err := target.KernelPartitions(l); err == nil {
+			for _, p := range parts {
+				others = append(others, p.Device)
+			}
+		}
+	}
+	if err := op.checkNotMounted(others, to.Force); err != nil {
+		return err
+	}
+	// Read the table before attaching: a truncated image is refused
+	// without anything attached, and the file stays as it was.
+	size, err := fileSize(op.lock)
+	if err != nil {
+		return err
+	}
+	pr, err := target.ProbeDevice(ctx, t.Path)
+	if err != nil {
+		return err
+	}
+	table, err := target.ReadTable(op.lock, size, 512)
+	if err != nil {
+		return &target.TargetError{Target: t.Arg, Err: err}
+	}
+	if table.Type == "" && pr.Type == "" {
+		return &target.TargetError{Target: t.Arg, Err: errors.New("no partition table and no filesystem found"),
+			Fix: "the image is empty, truncated or damaged; check that it was copied whole"}
+	}
+	loop, err := mount.AttachLoop(t.Path, to.ReadOnly)
+	if err != nil {
+		return fmt.Errorf("attach %s: %w", t.Arg, err)
+	}
+	op.loop, op.Disk, op.diskDev = loop, loop.Path, loop.File()
+	if err := s.record(func(r *undoRecord) { r.Loops = append(r.Loops, loopRecord{Device: loop.Path, Backing: t.Path}) }); err != nil {
+		return err
+	}
+	if table.Type == "" {
+		// A bare filesystem: the loop device is the one "partition".
+		op.Partitions = []target.Partition{{Number: 0, Device: loop.Path, Size: size}}
+		return nil
+	}
+	op.Table = table.Type
+	return op.addPartitions(table.Partitions, s)
+}
+
+// addPartitions makes each partition of the table a block device of the
+// whole-disk device (BLKPG), unless the kernel already did.
+func (op *Opened) addPartitions(parts []target.Partition, s *session) error {
+	known, _ := target.KernelPartitions(op.Disk)
+	for _, p := range parts {
+		if i := slices.IndexFunc(known, func(k target.Partition) bool { return k.Number == p.Number }); i >= 0 {
+			if known[i].Start != p.Start || known[i].Size != p.Size {
+				return fmt.Errorf("the kernel's partition %d of %s differs from the partition table: run partprobe or partx -u %s", p.Number, op.Disk, op.Disk)
+			}
+			p.Device = known[i].Device
+			op.Partitions = append(op.Partitions, p)
+			continue
+		}
+		dev, err := mount.AddPartition(op.diskDev, p.Number, p.Start, p.Size)
+		if err != nil {
+			return err
+		}
+		op.added = append(op.added, p.Number)
+		if err := s.record(func(r *undoRecord) {
+			if n := len(r.Loops); n > 0 && r.Loops[n-1].Device == op.Disk {
+				r.Loops[n-1].Partitions = append(r.Loops[n-1].Partitions, p.Number)
+			}
+		}); err != nil {
+			return err
+		}
+		p.Device = dev
+		op.Partitions = append(op.Partitions, p)
+	}
+	return nil
+}
+
+func (op *Opened) openDisk(ctx context.Context, t target.Target, to TargetOptions, s *session) error {
+	op.Disk = t.Disk
+	if err := op.lockTarget(t.Disk, s); err != nil {
+		return err
+	}
+	known, err := target.KernelPartitions(t.Disk)
+	if err != nil {
+		return err
+	}
+	devs := []string{t.Disk}
+	for _, p := range known {
+		devs = append(devs, p.Device)
+	}
+	if err := op.checkNotMounted(devs, to.Force); err != nil {
+		return err
+	}
+	flag := os.O_RDWR
+	if to.ReadOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(t.Disk, flag|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &target.TargetError{Target: t.Arg, Err: err}
+	}
+	op.diskDev = f
+	size, err := target.Size(f)
+	if err != nil {
+		return fmt.Errorf("size of %s: %w", t.Disk, err)
+	}
+	table, err := target.ReadTable(f, size, target.SectorSize(f))
+	if err != nil {
+		return &target.TargetError{Target: t.Arg, Err: err}
+	}
+	if table.Type == "" {
+		op.Partitions = []target.Partition{{Number: 0, Device: t.Disk, Size: size}}
+		return nil
+	}
+	op.Table = table.Type
+	if !to.ReadOnly || len(known) > 0 {
+		return op.addPartitions(table.Partitions, s)
+	}
+	for _, p := range table.Partitions {
+		op.Partitions = append(op.Partitions, p)
+	}
+	return nil
+}
+
+// probe identifies the filesystem on each partition.
+func (op *Opened) probe(ctx context.Context) error {
+	for i := range op.Partitions {
+		p := &op.Partitions[i]
+		if p.Device == "" {
+			continue
+		}
+		pr, err := target.ProbeDevice(ctx, p.Device)
+		if err != nil {
+			return err
+		}
+		p.FS = pr.FS
+	}
+	return nil
+}
+
+// mountRoot finds the NixOS root, mounts it and, when the store is on a
+// filesystem of its own, that one too, then plans and mounts the rest from
+// the target's fstab.
+func (op *Opened) mountRoot(s *session, to TargetOptions) error {
+	probeDir := filepath.Join(s.dir(), "probe")
+	op.RootDir = filepath.Join(s.dir(), "root")
+	for _, d := range []string{probeDir, op.RootDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	roots, nixes, err := target.Discover(op.Partitions, probeDir)
+	if err != nil {
+		return err
+	}
+	root, err := op.chooseRoot(roots, to.RootPart)
+	if err != nil {
+		return err
+	}
+	op.Root = &root
+	if err := op.mounter.Mount(root.Partition.Device, op.RootDir, root.Partition.Type, target.RootOptions(root, nil)); err != nil {
+		return err
+	}
+	// The system, and with it the fstab, is in the store: mount a separate
+	// /nix first when the root alone has no system profile.
+	var nixEntry *target.Entry
+	if !nixos.Exists(op.RootDir, nixos.SystemProfile) && len(nixes) > 0 {
+		n := nixes[0]
+		dir, err := op.mountpointDir("/nix")
+		if err != nil {
+			return err
+		}
+		opts := target.RootOptions(n, nil)
+		if err := op.mounter.Mount(n.Partition.Device, dir, n.Partition.Type, opts); err != nil {
+			return err
+		}
+		nixEntry = &target.Entry{Mountpoint: "/nix", Spec: n.Describe(), Device: n.Partition.Device, Type: n.Partition.Type,
+			Options: opts, Action: target.ActionMount, Origin: "discovered", MappedBy: "holds the Nix store"}
+	}
+	fstab, err := op.readFstab()
+	if err != nil {
+		return err
+	}
+	var overrides []target.Override
+	for _, m := range to.Mounts {
+		o, err := target.ParseOverride(m)
+		if err != nil {
+			return err
+		}
+		overrides = append(overrides, o)
+	}
+	if to.Boot != "" {
+		overrides = append(overrides, target.Override{Spec: to.Boot, Mountpoint: "/boot", Origin: "--boot"})
+	}
+	rootEntry := target.Entry{Mountpoint: "/", Spec: root.Describe(), Device: root.Partition.Device, Type: root.Partition.Type,
+		Options: target.RootOptions(root, nil), Action: target.ActionMount, Origin: "discovered", MappedBy: "holds /etc/NIXOS"}
+	if fe := target.RootEntry(fstab); fe != nil {
+		rootEntry.Spec = fe.Spec
+		if p, _, ok := target.MapSource(fe.Spec, op.Partitions); !ok || p.Device != root.Partition.Device {
+			op.warn("the fstab's root %s is not %s, where the NixOS root was found", fe.Spec, root.Describe())
+		}
+	}
+	plan := target.BuildPlan(fstab, op.Partitions, overrides)
+	if nixEntry != nil {
+		for i := range plan {
+			if plan[i].Mountpoint == "/nix" && plan[i].Action == target.ActionMount {
+				if plan[i].Device != nixEntry.Device {
+					op.warn("the fstab mounts %s on /nix, but the store was found on %s", plan[i].Spec, nixEntry.Spec)
+				}
+				plan[i].Action, plan[i].Reason = target.ActionSkip, "mounted already (it holds the store, which holds the fstab)"
+			}
+		}
+	}
+	op.Plan = append([]target.Entry{rootEntry}, plan...)
+	if nixEntry != nil {
+		op.Plan = append(op.Plan[:1], append([]target.Entry{*nixEntry}, op.Plan[1:]...)...)
+	}
+	if missing := target.Unmapped(plan); len(missing) > 0 {
+		e := missing[0]
+		return &target.TargetError{Target: op.Target.Arg,
+			Err: fmt.Errorf("the fstab mounts %s on %s, which is not on this disk", e.Spec, e.Mountpoint),
+			Fix: fmt.Sprintf("pass --mount DEVICE:%s, or mark the entry nofail", e.Mountpoint)}
+	}
+	for i := range op.Plan {
+		e := &op.Plan[i]
+		if e.Action != target.ActionMount || e.Origin == "discovered" {
+			continue
+		}
+		if e.Type == "" || e.Type == "auto" {
+			pr, err := target.ProbeDevice(context.Background(), e.Device)
+			if err != nil {
+				return err
+			}
+			e.Type = pr.Type
+		}
+		dir, err := op.mountpointDir(e.Mountpoint)
+		if err == nil {
+			err = op.mounter.Mount(e.Device, dir, e.Type, e.Options)
+		}
+		if err != nil {
+			if e.NoFail {
+				e.Action, e.Reason = target.ActionSkip, "failed (nofail): "+err.Error()
+				op.warn("%s: %v (nofail: going on)", e.Mountpoint, err)
+				continue
+			}
+			return fmt.Errorf("mount %s: %w", e.Mountpoint, err)
+		}
+	}
+	return nil
+}
+
+// chooseRoot picks the root among those found.
+func (op *Opened) chooseRoot(roots []target.Found, want string) (target.Found, error) {
+	if want != "" {
+		for _, r := range roots {
+			if r.Partition.Device == want || strconv.Itoa(r.Partition.Number) == strings.TrimPrefix(want, "p") {
+				return r, nil
+			}
+		}
+		return target.Found{}, &target.TargetError{Target: op.Target.Arg, Err: fmt.Errorf("--root-part %s holds no NixOS root", want),
+			Fix: "name one of " + describeFound(roots)}
+	}
+	if op.Target.Kind == target.KindPartition {
+		for _, r := range roots {
+			if r.Partition.Number == op.Target.Partition {
+				return r, nil
+			}
+		}
+		return target.Found{}, &target.NoRootError{Target: op.Target.Arg, Parts: op.partitionsNumbered(op.Target.Partition)}
+	}
+	switch len(roots) {
+	case 0:
+		return target.Found{}, &target.NoRootError{Target: op.Target.Arg, Parts: op.Partitions}
+	case 1:
+		return roots[0], nil
+	}
+	return target.Found{}, &target.TargetError{Target: op.Target.Arg, Err: fmt.Errorf("%d NixOS roots found: %s", len(roots), describeFound(roots)),
+		Fix: "choose one with --root-part N"}
+}
+
+func (op *Opened) partitionsNumbered(n int) []target.Partition {
+	for _, p := range op.Partitions {
+		if p.Number == n {
+			return []target.Partition{p}
+		}
+	}
+	return nil
+}
+
+func describeFound(roots []target.Found) string {
+	var s []string
+	for _, r := range roots {
+		s = append(s, fmt.Sprintf("%d (%s)", r.Partition.Number, r.Describe()))
+	}
+	return strings.Join(s, ", ")
+}
+
+// mountpointDir resolves a mount point inside the mounted root and makes
+// it when it is missing, as systemd does at boot.
+func (op *Opened) mountpointDir(mp string) (string, error) {
+	dir, err := nixos.InRoot(op.RootDir, mp)
+	if err != nil {
+		return "", fmt.Errorf("resolve mount point %s inside the target: %w", mp, err)
+	}
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if op.mounter.ReadOnly {
+			return "", fmt.Errorf("mount point %s does not exist in the target (read-only: not created)", mp)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", fmt.Errorf("create mount point %s: %w", mp, err)
+		}
+		op.warn("created the missing mount point %s in the target, as systemd would at boot", mp)
+	case err != nil:
+		return "", err
+	case !st.IsDir():
+		return "", fmt.Errorf("mount point %s is not a directory in the target", mp)
+	}
+	return dir, nil
+}
+
+// readFstab reads etc/fstab of the system the profile names, resolved
+// inside the root (on NixOS /etc/fstab is generated from the system).
+func (op *Opened) readFstab() ([]target.FstabEntry, error) {
+	candidates := []string{nixos.SystemProfile + "/etc/fstab", "/etc/fstab"}
+	for _, c := range candidates {
+		p, err := nixos.InRoot(op.RootDir, c)
+		if err != nil {
+			continue
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		entries, err := target.ParseFstab(f)
+		f.Close()
+		if err != nil {
+			return nil, &target.TargetError{Target: op.Target.Arg, Err: fmt.Errorf("%s: %w", c, err), Fix: "fix the target's fstab, or mount by hand and pass the directory"}
+		}
+		return entries, nil
+	}
+	op.warn("the target has no fstab (neither %s): only the root is mounted", strings.Join(candidates, " nor "))
+	return nil, nil
+}
+
+// Close unmounts everything, removes the partitions it added and lets the
+// loop device go; it is safe to call more than once.
+func (op *Opened) Close() error {
+	var first error
+	keep := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	if op.mounter != nil {
+		keep(op.mounter.UnmountAll())
+	}
+	if op.diskDev != nil {
+		for i := len(op.added) - 1; i >= 0; i-- {
+			keep(mount.DeletePartition(op.diskDev, op.added[i]))
+		}
+		op.added = nil
+	}
+	if op.loop != nil {
+		keep(op.loop.Close())
+		op.loop = nil
+	} else if op.diskDev != nil {
+		keep(op.diskDev.Close())
+	}
+	op.diskDev = nil
+	if op.lock != nil {
+		op.lock.Close()
+		op.lock = nil
+	}
+	return first
+}
+
+// loopsBackedBy lists loop devices attached to file.
+func loopsBackedBy(file string) []string {
+	var out []string
+	want, err := os.Stat(file)
+	if err != nil {
+		return nil
+	}
+	entries, _ := os.ReadDir("/sys/block")
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "loop") {
+			continue
+		}
+		b := mount.BackingFile(e.Name())
+		if b == "" {
+			continue
+		}
+		if st, err := os.Stat(strings.TrimSuffix(b, " (deleted)")); err == nil && os.SameFile(st, want) {
+			out = append(out, "/dev/"+e.Name())
+		}
+	}
+	return out
+}
+
+func fileSize(f *os.File) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
+
+// targetKey is how journals name a target, for finding a lock's holder.
+func targetKey(p string) string { return path.Clean(p) }

@@ -1,0 +1,198 @@
+package target
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+
+	"github.com/nixrescue/nixrescue/runtime/mount"
+)
+
+// mountableTypes are the filesystems a NixOS root, /nix or /boot may be on.
+var mountableTypes = []string{"ext4", "ext3", "ext2", "btrfs", "xfs", "f2fs", "vfat", "jfs", "bcachefs"}
+
+// Mountable tells whether nixrescue mounts filesystems of this type.
+func Mountable(fsType string) bool { return slices.Contains(mountableTypes, fsType) }
+
+// probeOptions mount a filesystem read-only without writing anything to
+// it: no journal replay, no log recovery.
+func probeOptions(fsType string) []string {
+	switch fsType {
+	case "ext4", "ext3":
+		return []string{"ro", "noload"}
+	case "xfs":
+		return []string{"ro", "norecovery"}
+	case "btrfs":
+		return []string{"ro", "subvolid=5", "rescue=nologreplay"}
+	}
+	return []string{"ro"}
+}
+
+// Found is a filesystem (or btrfs subvolume) that holds a NixOS root or a
+// separate /nix.
+type Found struct {
+	Partition Partition `json:"partition"`
+	// Subvol is the btrfs subvolume, "" for the filesystem's top.
+	Subvol string `json:"subvolume,omitempty"`
+}
+
+// Describe names it for messages.
+func (f Found) Describe() string {
+	s := f.Partition.Device
+	if f.Subvol != "" {
+		s += " subvolume " + f.Subvol
+	}
+	return s
+}
+
+// IsNixOSRoot tells whether dir holds a NixOS root.
+func IsNixOSRoot(dir string) bool {
+	return exists(filepath.Join(dir, "etc/NIXOS")) || exists(filepath.Join(dir, "nix/var/nix/profiles/system"))
+}
+
+// isNixFS tells whether dir is a filesystem mounted on /nix.
+func isNixFS(dir string) bool {
+	return exists(filepath.Join(dir, "var/nix/profiles/system")) || (exists(filepath.Join(dir, "store")) && exists(filepath.Join(dir, "var/nix")))
+}
+
+func exists(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+// Discover mounts each mountable partition read-only at probeDir (which
+// must exist, in a private mount namespace) and returns the NixOS roots and
+// separate /nix filesystems on them, btrfs subvolumes included.
+func Discover(parts []Partition, probeDir string) (roots, nixes []Found, err error) {
+	for _, p := range parts {
+		if !Mountable(p.Type) || p.Device == "" {
+			continue
+		}
+		m := &mount.Mounter{ReadOnly: true}
+		if err := m.Mount(p.Device, probeDir, p.Type, probeOptions(p.Type)); err != nil {
+			// A filesystem the kernel cannot mount is not the root; say
+			// why if no root turns up.
+			continue
+		}
+		look := func(sub string) {
+			dir := filepath.Join(probeDir, sub)
+			if IsNixOSRoot(dir) {
+				roots = append(roots, Found{Partition: p, Subvol: sub})
+			} else if isNixFS(dir) {
+				nixes = append(nixes, Found{Partition: p, Subvol: sub})
+			}
+		}
+		look("")
+		if p.Type == "btrfs" {
+			for _, sub := range subvolumes(probeDir) {
+				look(sub)
+			}
+		}
+		if err := m.UnmountAll(); err != nil {
+			return nil, nil, err
+		}
+	}
+	return roots, nixes, nil
+}
+
+// subvolumes lists the btrfs subvolumes directly under dir, and one level
+// further for layouts that keep them in a directory: a subvolume's root
+// directory has inode 256.
+func subvolumes(dir string) []string {
+	var subs []string
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		if isSubvolume(filepath.Join(dir, e.Name())) {
+			subs = append(subs, e.Name())
+			continue
+		}
+		inner, err := os.ReadDir(filepath.Join(dir, e.Name()))
+		if err != nil || len(inner) > 64 {
+			continue
+		}
+		for _, i := range inner {
+			if i.IsDir() && isSubvolume(filepath.Join(dir, e.Name(), i.Name())) {
+				subs = append(subs, e.Name()+"/"+i.Name())
+			}
+		}
+	}
+	return subs
+}
+
+func isSubvolume(p string) bool {
+	st, err := os.Lstat(p)
+	if err != nil || !st.IsDir() {
+		return false
+	}
+	return st.Sys().(*syscall.Stat_t).Ino == 256
+}
+
+// RootOptions are the mount options of the root found: the fstab's for
+// "/" when there is one, else the subvolume.
+func RootOptions(f Found, fstab *FstabEntry) []string {
+	var opts []string
+	if fstab != nil {
+		opts = slices.DeleteFunc(slices.Clone(fstab.Options), func(o string) bool {
+			return o == "ro" // the target is repaired read-write unless --read-only
+		})
+	}
+	if f.Subvol != "" {
+		opts = slices.DeleteFunc(opts, func(o string) bool {
+			return len(o) > 7 && (o[:7] == "subvol=" || (len(o) > 9 && o[:9] == "subvolid="))
+		})
+		opts = append(opts, "subvol="+f.Subvol)
+	}
+	return opts
+}
+
+// describeParts summarises partitions for an error message.
+func describeParts(parts []Partition) string {
+	s := ""
+	for i, p := range parts {
+		if i > 0 {
+			s += ", "
+		}
+		name := p.Device
+		if name == "" {
+			name = fmt.Sprintf("partition %d", p.Number)
+		}
+		switch {
+		case p.Type != "":
+			s += fmt.Sprintf("%s %s", name, p.Type)
+		case p.PartType == "bios_grub":
+			s += name + " (BIOS boot)"
+		default:
+			s += name + " (no filesystem recognised: empty, or its superblock is damaged)"
+		}
+		if p.Label != "" {
+			s += fmt.Sprintf(" %q", p.Label)
+		}
+	}
+	return s
+}
+
+// NoRootError says no NixOS root was found on a target.
+type NoRootError struct {
+	Target string
+	Parts  []Partition
+}
+
+func (e *NoRootError) Error() string {
+	if len(e.Parts) == 0 {
+		return fmt.Sprintf("%s: no filesystem found: it is empty, truncated or damaged", e.Target)
+	}
+	for _, p := range e.Parts {
+		if what := Unsupported(p.Type); what != "" {
+			return fmt.Sprintf("%s: %s holds %s, which nixrescue does not open yet: unlock or activate it yourself and pass the device of the opened root", e.Target, p.Device, what)
+		}
+	}
+	return fmt.Sprintf("%s: no NixOS root found (no /etc/NIXOS or /nix/var/nix/profiles/system) on %s", e.Target, describeParts(e.Parts))
+}

@@ -1,0 +1,244 @@
+package target
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/diskfs/go-diskfs/partition/gpt"
+	"github.com/diskfs/go-diskfs/partition/mbr"
+	"golang.org/x/sys/unix"
+)
+
+// Partition is one partition of a target disk.
+type Partition struct {
+	Number int `json:"number"`
+	// Device is the host's block device for it, once there is one.
+	Device string `json:"device,omitempty"`
+	// Start and Size are in bytes.
+	Start int64 `json:"start"`
+	Size  int64 `json:"size"`
+	// From the partition table.
+	PartUUID  string `json:"partuuid,omitempty"`
+	PartLabel string `json:"partlabel,omitempty"`
+	PartType  string `json:"parttype,omitempty"`
+	// From the filesystem, as blkid reads it.
+	FS
+}
+
+// FS is what blkid finds on a device.
+type FS struct {
+	Type  string `json:"fstype,omitempty"`
+	UUID  string `json:"uuid,omitempty"`
+	Label string `json:"label,omitempty"`
+}
+
+// Table is a partition table read from a disk or image.
+type Table struct {
+	// Type is "gpt", "dos" (MBR), or "" for a bare filesystem.
+	Type       string
+	Partitions []Partition
+}
+
+// Known GPT partition types, for messages and for telling a BIOS boot
+// partition (which holds GRUB's core.img and no filesystem) from a broken
+// one.
+var gptTypeNames = map[string]string{
+	"21686148-6449-6E6F-744E-656564454649": "bios_grub",
+	"C12A7328-F81F-11D2-BA4B-00A0C93EC93B": "esp",
+	"0FC63DAF-8483-4772-8E79-3D69D8477DE4": "linux",
+	"0657FD6D-A4AB-43C4-84E5-0933C84B4F4F": "swap",
+	"E6D6D379-F507-44C2-A23C-238F2A3DF928": "lvm",
+	"CA7D7CCB-63ED-4C53-861C-1742536059CC": "luks",
+	"6A898CC3-1DD2-11B2-99A6-080020736631": "zfs",
+	"4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709": "root-x86-64",
+}
+
+// ReadTable reads the partition table of f (a disk or image of size
+// bytes, with the given logical sector size). A table whose partitions run
+// past the end is a truncated image, and an error.
+func ReadTable(f *os.File, size int64, sector int) (Table, error) {
+	if sector == 0 {
+		sector = 512
+	}
+	var t Table
+	if g, err := gpt.Read(f, sector, sector); err == nil {
+		t.Type = "gpt"
+		for _, p := range g.Partitions {
+			if p.Type == gpt.Unused {
+				continue
+			}
+			typ := strings.ToUpper(string(p.Type))
+			if name, ok := gptTypeNames[typ]; ok {
+				typ = name
+			}
+			t.Partitions = append(t.Partitions, Partition{
+				Number:    p.Index,
+				Start:     int64(p.Start) * int64(sector),
+				Size:      (int64(p.End) - int64(p.Start) + 1) * int64(sector),
+				PartUUID:  strings.ToLower(p.GUID),
+				PartLabel: p.Name,
+				PartType:  typ,
+			})
+		}
+	} else if m, err := mbr.Read(f, sector, sector); err == nil {
+		t.Type = "dos"
+		for _, p := range m.Partitions {
+			if p.Type == mbr.Empty || p.Size == 0 {
+				continue
+			}
+			if p.Type == mbr.GPTProtective {
+				return t, errors.New("the disk has a protective MBR but its GPT is unreadable (corrupt or truncated)")
+			}
+			t.Partitions = append(t.Partitions, Partition{
+				Number:   p.Index,
+				Start:    int64(p.Start) * int64(sector),
+				Size:     int64(p.Size) * int64(sector),
+				PartUUID: strings.ToLower(p.UUID()),
+				PartType: fmt.Sprintf("0x%02x", uint8(p.Type)),
+			})
+		}
+	} else {
+		return t, nil
+	}
+	sort.Slice(t.Partitions, func(i, j int) bool { return t.Partitions[i].Number < t.Partitions[j].Number })
+	for _, p := range t.Partitions {
+		if p.Start+p.Size > size {
+			return t, fmt.Errorf("partition %d ends at byte %d but the disk has %d bytes: the image is truncated or damaged (copy it again)", p.Number, p.Start+p.Size, size)
+		}
+	}
+	return t, nil
+}
+
+// Size is the size in bytes of a block device or file.
+func Size(f *os.File) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if st.Mode().IsRegular() {
+		return st.Size(), nil
+	}
+	n, err := unix.IoctlGetUint64(int(f.Fd()), unix.BLKGETSIZE64)
+	return int64(n), err
+}
+
+// SectorSize is the logical sector size of a block device (512 for files).
+func SectorSize(f *os.File) int {
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		return 512
+	}
+	n, err := unix.IoctlGetInt(int(f.Fd()), unix.BLKSSZGET)
+	if err != nil || n <= 0 {
+		return 512
+	}
+	return n
+}
+
+// Probe is what blkid finds on a device or image: a filesystem, or a
+// partition table (PTType).
+type Probe struct {
+	FS
+	PTType string
+	// Version and usage, for unsupported volume layers (crypto, raid).
+	Usage string
+}
+
+// ProbeDevice runs blkid's low-level probe (no cache) on path.
+func ProbeDevice(ctx context.Context, path string) (Probe, error) {
+	var p Probe
+	cmd := exec.CommandContext(ctx, "blkid", "-p", "-o", "export", path)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == 2 {
+		return p, nil // nothing recognised
+	}
+	if errors.Is(err, exec.ErrNotFound) {
+		return p, errors.New("blkid is not installed: install util-linux")
+	}
+	if err != nil {
+		return p, fmt.Errorf("blkid %s: %v %s", path, err, strings.TrimSpace(errb.String()))
+	}
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "TYPE":
+			p.Type = v
+		case "UUID":
+			p.UUID = v
+		case "LABEL":
+			p.Label = v
+		case "PTTYPE":
+			p.PTType = v
+		case "USAGE":
+			p.Usage = v
+		}
+	}
+	return p, nil
+}
+
+// KernelPartitions lists the partitions the kernel knows of disk (a /dev
+// path), from sysfs.
+func KernelPartitions(disk string) ([]Partition, error) {
+	name := filepath.Base(disk)
+	entries, err := os.ReadDir(filepath.Join("/sys/block", name))
+	if err != nil {
+		return nil, fmt.Errorf("read partitions of %s: %w", disk, err)
+	}
+	var parts []Partition
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), name) {
+			continue
+		}
+		dir := filepath.Join("/sys/block", name, e.Name())
+		num, err1 := readInt(filepath.Join(dir, "partition"))
+		start, err2 := readInt(filepath.Join(dir, "start"))
+		size, err3 := readInt(filepath.Join(dir, "size"))
+		if err1 != nil || err2 != nil || err3 != nil {
+			continue
+		}
+		// sysfs counts 512-byte sectors whatever the device's sector size.
+		parts = append(parts, Partition{Number: int(num), Device: "/dev/" + e.Name(), Start: start * 512, Size: size * 512})
+	}
+	sort.Slice(parts, func(i, j int) bool { return parts[i].Number < parts[j].Number })
+	return parts, nil
+}
+
+func readInt(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+}
+
+// Unsupported says which volume layers nixrescue cannot open yet.
+func Unsupported(fsType string) string {
+	switch fsType {
+	case "crypto_LUKS":
+		return "LUKS encryption"
+	case "LVM2_member":
+		return "LVM"
+	case "zfs_member":
+		return "ZFS"
+	case "linux_raid_member":
+		return "Linux software RAID (md)"
+	case "bcache":
+		return "bcache"
+	}
+	return ""
+}
