@@ -33,6 +33,5 @@ system inside a recovery container and opens its shell (the system's bash, or
 	f.register(cmd)
 	cmd.Flags().StringVarP(&command, "command", "c", "", "run `STRING` with the target's shell instead of an interactive shell")
 	cmd.Flags().BoolVar(&silent, "silent", false, "same as --quiet (nixos-enter's name)")
-	cmd.Flags().SetInterspersed(false)
 	return cmd
 }

@@ -35,7 +35,6 @@ exit status. nixrescue's own failures exit 125; 126 means CMD could not be run,
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().SetInterspersed(false)
 	return cmd
 }
 

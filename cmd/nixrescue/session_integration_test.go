@@ -41,6 +41,9 @@ func TestMain(m *testing.M) {
 		}
 		code := m.Run()
 		os.RemoveAll(dir)
+		if images.dir != "" {
+			os.RemoveAll(images.dir)
+		}
 		os.Exit(code)
 	}
 	os.Exit(m.Run())

@@ -31,6 +31,5 @@ container open for 'runc exec'.`,
 	}
 	f.register(cmd)
 	cmd.Flags().StringVar(&bundle, "bundle", "", "write a bundle into `DIR` instead of printing the spec")
-	cmd.Flags().SetInterspersed(false)
 	return cmd
 }

@@ -16,8 +16,9 @@ func main() {
 	resolv := flag.String("resolv", string(fixture.ResolvNixOSChain), "shape of /etc/resolv.conf: file, missing, run-link or nixos-chain")
 	hostname := flag.String("hostname", "nixfixture", "the target's hostname")
 	busybox := flag.String("busybox", "/bin/busybox", "static busybox to copy in")
+	image := flag.String("image", "", "write a disk image of this `layout` (bios, efi, btrfs, xfs-nix, bare) to the path instead of a directory (root needed)")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: mkfixture [flags] DIR")
+		fmt.Fprintln(os.Stderr, "usage: mkfixture [flags] DIR\n       mkfixture -image LAYOUT [flags] FILE")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -26,11 +27,21 @@ func main() {
 		os.Exit(2)
 	}
 	dir := flag.Arg(0)
+	opts := fixture.Options{Hostname: *hostname, Resolv: fixture.ResolvShape(*resolv), Busybox: *busybox}
+	if *image != "" {
+		img, err := fixture.BuildImage(dir, fixture.ImageOptions{Layout: fixture.DiskLayout(*image), Root: opts})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "mkfixture: %v\n", err)
+			os.Exit(1)
+		}
+		fmt.Printf("NixOS disk image (%s) in %s; fstab:\n%s", *image, img.Path, img.Fstab)
+		return
+	}
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		fmt.Fprintf(os.Stderr, "mkfixture: %s is not empty: name a new directory\n", dir)
 		os.Exit(1)
 	}
-	l, err := fixture.Build(dir, fixture.Options{Hostname: *hostname, Resolv: fixture.ResolvShape(*resolv), Busybox: *busybox})
+	l, err := fixture.Build(dir, opts)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "mkfixture: %v\n", err)
 		os.Exit(1)

@@ -80,6 +80,32 @@ func (m *Mounter) Mount(device, target, fstype string, options []string) error {
 	return nil
 }
 
+// MountReadOnly mounts like Mount, but read-only whatever the options
+// say: for looking before writing (RemountWritable follows).
+func (m *Mounter) MountReadOnly(device, target, fstype string, options []string) error {
+	flags, data := Flags(options)
+	if err := unix.Mount(device, target, fstype, flags|unix.MS_RDONLY, data); err != nil {
+		return fmt.Errorf("mount %s (%s) on %s: %w", device, fstype, target, err)
+	}
+	m.mounted = append(m.mounted, target)
+	return nil
+}
+
+// RemountWritable makes every mount of this Mounter writable (unless it
+// is ReadOnly), keeping the other flags the options gave.
+func (m *Mounter) RemountWritable(options map[string][]string) error {
+	if m.ReadOnly {
+		return nil
+	}
+	for _, t := range m.mounted {
+		flags, _ := Flags(options[t])
+		if err := unix.Mount("", t, "", unix.MS_REMOUNT|(flags&^unix.MS_RDONLY), ""); err != nil {
+			return fmt.Errorf("remount %s read-write: %w", t, err)
+		}
+	}
+	return nil
+}
+
 // Mounted lists what this Mounter has mounted, in order.
 func (m *Mounter) Mounted() []string { return slices.Clone(m.mounted) }
 

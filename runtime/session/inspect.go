@@ -36,6 +36,8 @@ type Report struct {
 // printed the report).
 func Inspect(ctx context.Context, o Options, print func(*Report) error) (int, error) {
 	o.defaults()
+	// Looking changes nothing: not even a superblock's mount time.
+	o.ReadOnly = true
 	l, code, err := open(ctx, o, false)
 	if l == nil {
 		return code, err

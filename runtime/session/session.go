@@ -378,6 +378,9 @@ func open(ctx context.Context, o Options, prepare bool) (*live, int, error) {
 		return nil, ExitFailure, err
 	}
 	l := &live{st: st, s: s, o: o, target: t}
+	if t.Kind == target.KindDirectory {
+		l.o.Root = t.Path
+	}
 	if t.Kind != target.KindDirectory {
 		op, err := openTarget(ctx, t, o.TargetOptions, s)
 		if err != nil {

@@ -324,7 +324,10 @@ func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 		return err
 	}
 	op.Root = &root
-	if err := op.mounter.Mount(root.Partition.Device, op.RootDir, root.Partition.Type, target.RootOptions(root, nil)); err != nil {
+	// Read-only until the plan is known to be good: a refused session
+	// leaves the target as it was, superblocks included.
+	early := map[string][]string{op.RootDir: target.RootOptions(root, nil)}
+	if err := op.mounter.MountReadOnly(root.Partition.Device, op.RootDir, root.Partition.Type, early[op.RootDir]); err != nil {
 		return err
 	}
 	// The system, and with it the fstab, is in the store: mount a separate
@@ -337,9 +340,10 @@ func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 			return err
 		}
 		opts := target.RootOptions(n, nil)
-		if err := op.mounter.Mount(n.Partition.Device, dir, n.Partition.Type, opts); err != nil {
+		if err := op.mounter.MountReadOnly(n.Partition.Device, dir, n.Partition.Type, opts); err != nil {
 			return err
 		}
+		early[dir] = opts
 		nixEntry = &target.Entry{Mountpoint: "/nix", Spec: n.Describe(), Device: n.Partition.Device, Type: n.Partition.Type,
 			Options: opts, Action: target.ActionMount, Origin: "discovered", MappedBy: "holds the Nix store"}
 	}
@@ -368,24 +372,31 @@ func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 	}
 	plan := target.BuildPlan(fstab, op.Partitions, overrides)
 	if nixEntry != nil {
-		for i := range plan {
-			if plan[i].Mountpoint == "/nix" && plan[i].Action == target.ActionMount {
-				if plan[i].Device != nixEntry.Device {
-					op.warn("the fstab mounts %s on /nix, but the store was found on %s", plan[i].Spec, nixEntry.Spec)
-				}
-				plan[i].Action, plan[i].Reason = target.ActionSkip, "mounted already (it holds the store, which holds the fstab)"
-			}
+		// /nix is mounted already: the fstab's entry for it is that
+		// mount, if it names the same filesystem.
+		i := slices.IndexFunc(plan, func(e target.Entry) bool { return e.Mountpoint == "/nix" && e.Action == target.ActionMount })
+		switch {
+		case i >= 0 && plan[i].Device == nixEntry.Device:
+			// Marked discovered: it is not mounted a second time.
+			plan[i].Origin, plan[i].Options = "discovered", nixEntry.Options
+			plan[i].Reason = "mounted first: it holds the store, where the fstab is"
+		case i >= 0:
+			op.warn("the fstab mounts %s on /nix, but the store was found on %s: that one is mounted", plan[i].Spec, nixEntry.Spec)
+			plan[i].Action, plan[i].Reason = target.ActionSkip, "the store is on "+nixEntry.Spec
+			plan = append([]target.Entry{*nixEntry}, plan...)
+		default:
+			plan = append([]target.Entry{*nixEntry}, plan...)
 		}
 	}
 	op.Plan = append([]target.Entry{rootEntry}, plan...)
-	if nixEntry != nil {
-		op.Plan = append(op.Plan[:1], append([]target.Entry{*nixEntry}, op.Plan[1:]...)...)
-	}
 	if missing := target.Unmapped(plan); len(missing) > 0 {
 		e := missing[0]
 		return &target.TargetError{Target: op.Target.Arg,
 			Err: fmt.Errorf("the fstab mounts %s on %s, which is not on this disk", e.Spec, e.Mountpoint),
 			Fix: fmt.Sprintf("pass --mount DEVICE:%s, or mark the entry nofail", e.Mountpoint)}
+	}
+	if err := op.mounter.RemountWritable(early); err != nil {
+		return err
 	}
 	for i := range op.Plan {
 		e := &op.Plan[i]

@@ -47,9 +47,12 @@ func (f Found) Describe() string {
 	return s
 }
 
-// IsNixOSRoot tells whether dir holds a NixOS root.
+// IsNixOSRoot tells whether dir holds a NixOS root: /etc/NIXOS, or an
+// /etc beside a system profile (a btrfs top level that only holds a nix
+// subvolume is not a root).
 func IsNixOSRoot(dir string) bool {
-	return exists(filepath.Join(dir, "etc/NIXOS")) || exists(filepath.Join(dir, "nix/var/nix/profiles/system"))
+	return exists(filepath.Join(dir, "etc/NIXOS")) ||
+		(exists(filepath.Join(dir, "etc")) && exists(filepath.Join(dir, "nix/var/nix/profiles/system")))
 }
 
 // isNixFS tells whether dir is a filesystem mounted on /nix.
@@ -76,19 +79,26 @@ func Discover(parts []Partition, probeDir string) (roots, nixes []Found, err err
 			// why if no root turns up.
 			continue
 		}
-		look := func(sub string) {
+		look := func(sub string) bool {
 			dir := filepath.Join(probeDir, sub)
 			if IsNixOSRoot(dir) {
 				roots = append(roots, Found{Partition: p, Subvol: sub})
+				return true
 			} else if isNixFS(dir) {
 				nixes = append(nixes, Found{Partition: p, Subvol: sub})
 			}
+			return false
 		}
-		look("")
+		subRoot := false
 		if p.Type == "btrfs" {
 			for _, sub := range subvolumes(probeDir) {
-				look(sub)
+				subRoot = look(sub) || subRoot
 			}
+		}
+		// A btrfs top level that holds a root subvolume is not a root of
+		// its own, whatever it looks like.
+		if !subRoot {
+			look("")
 		}
 		if err := m.UnmountAll(); err != nil {
 			return nil, nil, err
@@ -138,7 +148,7 @@ func isSubvolume(p string) bool {
 // RootOptions are the mount options of the root found: the fstab's for
 // "/" when there is one, else the subvolume.
 func RootOptions(f Found, fstab *FstabEntry) []string {
-	var opts []string
+	opts := []string{}
 	if fstab != nil {
 		opts = slices.DeleteFunc(slices.Clone(fstab.Options), func(o string) bool {
 			return o == "ro" // the target is repaired read-write unless --read-only

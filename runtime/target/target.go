@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -85,8 +86,8 @@ func Resolve(arg string) (Target, error) {
 	case st.Mode().IsRegular():
 		t.Kind = KindImage
 	case st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0:
-		rdev := st.Sys().(*unix.Stat_t).Rdev
-		disk, part, err := wholeDisk(unix.Major(rdev), unix.Minor(rdev))
+		rdev := st.Sys().(*syscall.Stat_t).Rdev
+		disk, part, err := wholeDisk(unix.Major(uint64(rdev)), unix.Minor(uint64(rdev)))
 		if err != nil {
 			return t, &TargetError{Target: arg, Err: err}
 		}

@@ -1,0 +1,516 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nixrescue/nixrescue/hack/fixture"
+	"github.com/nixrescue/nixrescue/hack/testenv"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// images are fixture disk images, built once per test binary and copied
+// (sparse) for each test.
+var images struct {
+	once sync.Once
+	dir  string
+	err  error
+	// by name: a layout, or a broken variant
+	built map[string]*fixture.Image
+}
+
+// Broken variants of the BIOS layout.
+const (
+	imgTruncated   = "truncated"
+	imgZeroedRoot  = "zeroed-root"
+	imgBadUUID     = "bad-uuid"
+	imgBadUUIDNoFl = "bad-uuid-nofail"
+	imgLUKS        = "luks"
+	imgEmpty       = "empty-ext4"
+)
+
+func buildImages() {
+	images.built = map[string]*fixture.Image{}
+	images.dir, images.err = os.MkdirTemp("/var/tmp", "nixrescue-images-")
+	if images.err != nil {
+		return
+	}
+	build := func(name string, o fixture.ImageOptions) *fixture.Image {
+		if images.err != nil {
+			return nil
+		}
+		img, err := fixture.BuildImage(filepath.Join(images.dir, name+".img"), o)
+		if err != nil {
+			images.err = fmt.Errorf("build image %s: %w", name, err)
+			return nil
+		}
+		images.built[name] = img
+		return img
+	}
+	for _, l := range fixture.DiskLayouts {
+		build(string(l), fixture.ImageOptions{Layout: l, Root: fixture.Options{Bootloader: map[bool]string{true: fixture.BootSystemd}[l == fixture.LayoutEFI]}})
+	}
+	missing := "/dev/disk/by-uuid/00000000-dead-4bad-8bad-000000000000 /data ext4 defaults 0 2\n"
+	build(imgBadUUID, fixture.ImageOptions{Layout: fixture.LayoutBIOS, ExtraFstab: missing})
+	build(imgBadUUIDNoFl, fixture.ImageOptions{Layout: fixture.LayoutBIOS, ExtraFstab: strings.Replace(missing, "defaults", "defaults,nofail", 1)})
+	if bios := build(imgTruncated, fixture.ImageOptions{Layout: fixture.LayoutBIOS}); bios != nil {
+		if err := os.Truncate(bios.Path, 60<<20); err != nil {
+			images.err = err
+		}
+	}
+	if z := build(imgZeroedRoot, fixture.ImageOptions{Layout: fixture.LayoutBIOS}); z != nil {
+		// The root is partition 3, after 1 MiB of GPT, 1 MiB bios_grub
+		// and 32 MiB of /boot; ext4's superblock is 1 KiB into it.
+		f, err := os.OpenFile(z.Path, os.O_WRONLY, 0)
+		if err == nil {
+			_, err = f.WriteAt(make([]byte, 4096), (1+1+32)<<20)
+			f.Close()
+		}
+		if err != nil {
+			images.err = err
+		}
+	}
+	if images.err == nil {
+		// A LUKS container: blkid knows it by its header.
+		p := filepath.Join(images.dir, imgLUKS+".img")
+		h := make([]byte, 592)
+		copy(h, "LUKS\xba\xbe\x00\x01aes")
+		copy(h[40:], "xts-plain64")
+		copy(h[72:], "sha256")
+		copy(h[168:], "0f2d8f4e-6c2a-4a3e-9b9e-1234567890ab")
+		images.err = os.WriteFile(p, h, 0o644)
+		if images.err == nil {
+			images.err = os.Truncate(p, 16<<20)
+		}
+		images.built[imgLUKS] = &fixture.Image{Path: p}
+	}
+	if images.err == nil {
+		// A filesystem with no NixOS on it.
+		p := filepath.Join(images.dir, imgEmpty+".img")
+		if images.err = os.WriteFile(p, nil, 0o644); images.err == nil {
+			images.err = os.Truncate(p, 16<<20)
+		}
+		if images.err == nil {
+			if out, err := exec.Command("mkfs.ext4", "-q", "-F", "-L", "data", p).CombinedOutput(); err != nil {
+				images.err = fmt.Errorf("mkfs: %v %s", err, out)
+			}
+		}
+		images.built[imgEmpty] = &fixture.Image{Path: p}
+	}
+}
+
+// image copies fixture image name into the test's directory.
+func image(t *testing.T, name string) (string, *fixture.Image) {
+	t.Helper()
+	images.once.Do(buildImages)
+	if images.err != nil {
+		t.Fatal(images.err)
+	}
+	img := images.built[name]
+	dst := filepath.Join(t.TempDir(), name+".img")
+	if out, err := exec.Command("cp", "--sparse=always", img.Path, dst).CombinedOutput(); err != nil {
+		t.Fatalf("copy image: %v %s", err, out)
+	}
+	return dst, img
+}
+
+func fileHash(t *testing.T, p string) string {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// imageSession runs nixrescue with args and checks that the host is as
+// before.
+func imageSession(t *testing.T, args ...string) result {
+	t.Helper()
+	host := testenv.SnapshotHost(t)
+	r := nixrescue(t, args...)
+	testenv.AssertHostUnchanged(t, host)
+	return r
+}
+
+var (
+	loopRE = regexp.MustCompile(`/dev/loop[0-9]+`)
+	dateRE = regexp.MustCompile(`"date": "[^"]*"`)
+)
+
+func TestInspectImagesGolden(t *testing.T) {
+	testenv.Require(t)
+	for _, l := range fixture.DiskLayouts {
+		t.Run(string(l), func(t *testing.T) {
+			img, _ := image(t, string(l))
+			r := imageSession(t, "inspect", img, "--json")
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			var report map[string]any
+			if err := json.Unmarshal([]byte(r.stdout), &report); err != nil {
+				t.Fatalf("not JSON: %v\n%s", err, r.stdout)
+			}
+			got := strings.ReplaceAll(r.stdout, img, "IMAGE")
+			got = loopRE.ReplaceAllString(got, "/dev/loopN")
+			got = dateRE.ReplaceAllString(got, `"date": "DATE"`)
+			golden := filepath.Join("testdata", "inspect-"+string(l)+".json")
+			if *update {
+				os.MkdirAll("testdata", 0o755)
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (go test ./cmd/nixrescue -update writes it)", err)
+			}
+			if got != string(want) {
+				t.Errorf("inspect --json differs from %s:\n%s", golden, got)
+			}
+		})
+	}
+}
+
+func TestInspectText(t *testing.T) {
+	testenv.Require(t)
+	img, _ := image(t, string(fixture.LayoutBIOS))
+	r := imageSession(t, "inspect", img)
+	for _, want := range []string{"partition table gpt", "bios_grub", "NixOS root: /dev/loop", "/boot", "* 2", "bootloader: grub-bios on /dev/sdz", "this host booted by EFI: false"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("inspect lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}
+
+// mountsInside lists "mountpoint fstype" of the target's filesystems as
+// the container sees them.
+const mountsInside = `awk '$2 == "/" || $2 == "/boot" || $2 == "/nix" || $2 == "/home" || $2 == "/data" || $2 == "/mnt" {print $2, $3}' /proc/mounts | sort -u`
+
+func TestMountsAsTheFstabSays(t *testing.T) {
+	testenv.Require(t)
+	want := map[fixture.DiskLayout]string{
+		fixture.LayoutBIOS:   "/ ext4\n/boot ext4\n",
+		fixture.LayoutEFI:    "/ ext4\n/boot " + map[bool]string{true: "vfat", false: "ext4"}[fixture.KernelHasVFAT()] + "\n",
+		fixture.LayoutBtrfs:  "/ btrfs\n/home btrfs\n/nix btrfs\n",
+		fixture.LayoutXFSNix: "/ ext4\n/nix xfs\n",
+		fixture.LayoutBare:   "/ ext4\n",
+	}
+	for _, l := range fixture.DiskLayouts {
+		name := string(l)
+		if l == fixture.LayoutEFI && !fixture.KernelHasVFAT() {
+			name += "-esp-ext4-standin-no-vfat-in-kernel"
+		}
+		t.Run(name, func(t *testing.T) {
+			img, _ := image(t, string(l))
+			before := fileHash(t, img)
+			r := imageSession(t, "run", img, "-q", "--", "sh", "-c", mountsInside+"; readlink /run/current-system; cat /etc/hostname")
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, r.stderr)
+			}
+			if !strings.HasPrefix(r.stdout, want[l]) || !strings.Contains(r.stdout, "nixos-system-nixfixture") || !strings.HasSuffix(r.stdout, "nixfixture\n") {
+				t.Errorf("inside:\n%s\nwant mounts:\n%s", r.stdout, want[l])
+			}
+			if l == fixture.LayoutBIOS || l == fixture.LayoutEFI {
+				r = imageSession(t, "run", img, "-q", "--", "cat", "/boot/nixrescue-boot-marker")
+				if r.code != 0 || r.stdout != "the /boot filesystem\n" {
+					t.Errorf("/boot inside: exit %d %q %s", r.code, r.stdout, r.stderr)
+				}
+			}
+			// Activation changed the image (links made again); --read-only
+			// changes nothing at all.
+			_ = before
+			before = fileHash(t, img)
+			r = imageSession(t, "run", img, "--read-only", "--", "sh", "-c", "touch /etc/x 2>/dev/null && echo writable || echo read-only")
+			if r.code != 0 || strings.TrimSpace(r.stdout) != "read-only" {
+				t.Errorf("--read-only: exit %d %q %s", r.code, r.stdout, r.stderr)
+			}
+			if fileHash(t, img) != before {
+				t.Error("--read-only changed the image")
+			}
+		})
+	}
+}
+
+func TestCuratedDev(t *testing.T) {
+	testenv.Require(t)
+	img, fx := image(t, string(fixture.LayoutBIOS))
+	root, boot := fx.Partitions[3], fx.Partitions[2]
+	script := `ls /dev | grep -E '^(loop|sd|vd|nvme)' | tr '\n' ' '; echo; ` +
+		`readlink /dev/disk/by-uuid/` + root.UUID + `; readlink /dev/disk/by-label/boot; readlink /dev/disk/by-partuuid/` + boot.PartUUID + `; ` +
+		`readlink /dev/disk/by-partlabel/root; test -b /dev/disk/by-uuid/` + root.UUID + ` && echo block`
+	r := imageSession(t, "run", img, "-q", "--", "sh", "-c", script)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	lines := strings.Split(r.stdout, "\n")
+	devs := strings.Fields(lines[0])
+	if len(devs) != 4 || !loopRE.MatchString("/dev/"+devs[0]) {
+		t.Errorf("devices inside: %v (want the loop device and its three partitions, nothing else)", devs)
+	}
+	for _, d := range devs {
+		if !strings.HasPrefix(d, strings.TrimPrefix(devs[0], "/dev/")) {
+			t.Errorf("a device of another disk inside: %s", d)
+		}
+	}
+	if len(lines) < 6 || !strings.HasSuffix(lines[1], "p3") || !strings.HasSuffix(lines[2], "p2") || !strings.HasSuffix(lines[3], "p2") || !strings.HasSuffix(lines[4], "p3") || lines[5] != "block" {
+		t.Errorf("/dev/disk links inside:\n%s", r.stdout)
+	}
+	// --dev host shows the host's devices instead.
+	r = imageSession(t, "run", img, "-q", "--dev", "host", "--", "sh", "-c", "ls /dev | grep -c -E '^(loop|vd|sd)'")
+	if r.code != 0 || strings.TrimSpace(r.stdout) == "4" {
+		t.Errorf("--dev host: exit %d, %q", r.code, r.stdout)
+	}
+}
+
+func TestOverridesBootAndMount(t *testing.T) {
+	testenv.Require(t)
+	img, _ := image(t, string(fixture.LayoutBIOS))
+	r := imageSession(t, "run", img, "-q", "--boot", "2", "--mount", "2:/mnt", "--", "sh", "-c", mountsInside+"; ls /mnt")
+	if r.code != 0 || !strings.Contains(r.stdout, "/boot ext4\n/mnt ext4\n") || !strings.Contains(r.stdout, "nixrescue-boot-marker") {
+		t.Errorf("exit %d:\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = imageSession(t, "run", img, "-q", "--mount", "nonsense", "--", "true")
+	if r.code != 125 || !strings.Contains(r.stderr, "DEVICE:/PATH") {
+		t.Errorf("bad --mount: exit %d %s", r.code, r.stderr)
+	}
+}
+
+func TestFstabNamingAnotherDisk(t *testing.T) {
+	testenv.Require(t)
+	img, _ := image(t, imgBadUUID)
+	before := fileHash(t, img)
+	r := imageSession(t, "run", img, "-q", "--", "true")
+	if r.code != 125 || !strings.Contains(r.stderr, "/data") || !strings.Contains(r.stderr, "--mount DEVICE:/data") || strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 {
+		t.Errorf("without nofail: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if fileHash(t, img) != before {
+		t.Error("a refused session changed the image")
+	}
+	img, _ = image(t, imgBadUUIDNoFl)
+	r = imageSession(t, "inspect", img, "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"reason": "not on the target disk (nofail)"`) {
+		t.Errorf("nofail: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = imageSession(t, "run", img, "-q", "--", "sh", "-c", mountsInside)
+	if r.code != 0 || r.stdout != "/ ext4\n/boot ext4\n" {
+		t.Errorf("nofail session: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestBadTargets(t *testing.T) {
+	testenv.Require(t)
+	cases := []struct {
+		name, image, want string
+	}{
+		{"truncated image", imgTruncated, "truncated"},
+		{"zeroed root superblock", imgZeroedRoot, "no filesystem recognised"},
+		{"LUKS", imgLUKS, "LUKS encryption, which nixrescue does not open yet"},
+		{"a filesystem without NixOS", imgEmpty, "no NixOS root found"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			img, _ := image(t, c.image)
+			before := fileHash(t, img)
+			for _, cmd := range []string{"inspect", "run"} {
+				args := []string{cmd, img}
+				if cmd == "run" {
+					args = append(args, "--", "true")
+				}
+				r := imageSession(t, args...)
+				lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+				if r.code != 125 || len(lines) != 1 || !strings.Contains(lines[0], c.want) {
+					t.Errorf("%s: exit %d, stderr %q, want one line with %q", cmd, r.code, r.stderr, c.want)
+				}
+			}
+			if fileHash(t, img) != before {
+				t.Error("the image changed")
+			}
+		})
+	}
+	r := imageSession(t, "inspect", "/nonexistent/disk.img")
+	if r.code != 125 || !strings.Contains(r.stderr, "no such file, device or directory") {
+		t.Errorf("missing path: exit %d %s", r.code, r.stderr)
+	}
+	r = imageSession(t, "inspect", t.TempDir())
+	if r.code != 125 || !strings.Contains(r.stderr, "not a NixOS root") {
+		t.Errorf("empty directory: exit %d %s", r.code, r.stderr)
+	}
+	r = imageSession(t, "inspect", "/dev/null")
+	if r.code != 125 || !strings.Contains(r.stderr, "name a disk") {
+		t.Errorf("a character device: exit %d %s", r.code, r.stderr)
+	}
+}
+
+// attach attaches img to a loop device as a test of a real disk would
+// have it, optionally with its partitions (partx -a); detached at cleanup.
+func attach(t *testing.T, img string, partitions bool) string {
+	t.Helper()
+	out, err := exec.Command("losetup", "--find", "--show", img).Output()
+	if err != nil {
+		t.Fatalf("losetup: %v", err)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() {
+		exec.Command("partx", "-d", dev).Run()
+		exec.Command("losetup", "-d", dev).Run()
+	})
+	if partitions {
+		if out, err := exec.Command("partx", "-a", dev).CombinedOutput(); err != nil {
+			t.Fatalf("partx -a: %v %s", err, out)
+		}
+	}
+	return dev
+}
+
+func TestDiskAndPartitionTargets(t *testing.T) {
+	testenv.Require(t)
+	img, _ := image(t, string(fixture.LayoutBIOS))
+	disk := attach(t, img, false)
+	// A whole disk whose partitions the kernel does not know: nixrescue
+	// adds them, and removes them after.
+	r := imageSession(t, "run", disk, "-q", "--", "sh", "-c", mountsInside)
+	if r.code != 0 || r.stdout != "/ ext4\n/boot ext4\n" {
+		t.Errorf("disk %s: exit %d %q %s", disk, r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(disk + "p3"); err == nil {
+		t.Errorf("%sp3 left behind", disk)
+	}
+	img2, _ := image(t, string(fixture.LayoutBIOS))
+	disk2 := attach(t, img2, true)
+	// A partition the kernel knows: it is the root; its disk is used.
+	r = imageSession(t, "run", disk2+"p3", "-q", "--", "sh", "-c", mountsInside+"; ls /dev | grep -c loop")
+	if r.code != 0 || r.stdout != "/ ext4\n/boot ext4\n4\n" {
+		t.Errorf("partition %sp3: exit %d %q %s", disk2, r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(disk2 + "p3"); err != nil {
+		t.Errorf("the kernel's own partition %sp3 was removed", disk2)
+	}
+	r = imageSession(t, "inspect", disk2+"p2")
+	if r.code != 125 || !strings.Contains(r.stderr, "no NixOS root") {
+		t.Errorf("the /boot partition as target: exit %d %s", r.code, r.stderr)
+	}
+}
+
+func TestTargetInUse(t *testing.T) {
+	testenv.Require(t)
+	img, _ := image(t, string(fixture.LayoutBIOS))
+	host := testenv.SnapshotHost(t)
+	first := exec.Command(binary, "run", img, "-q", "--", "sh", "-c", "echo ready; exec sleep 60")
+	out, _ := first.StdoutPipe()
+	first.WaitDelay = 2 * time.Second
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "ready\n" {
+		t.Fatalf("first session did not start: %q %v", buf, err)
+	}
+	r := nixrescue(t, "run", img, "-q", "--", "true")
+	want := fmt.Sprintf("in use by nixrescue (pid %d)", first.Process.Pid)
+	if r.code != 125 || !strings.Contains(r.stderr, want) {
+		t.Errorf("second session: exit %d, stderr %q, want %q", r.code, r.stderr, want)
+	}
+	// cleanup leaves the live session alone.
+	r = nixrescue(t, "cleanup", "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"live": [`) || strings.Contains(r.stdout, `"removed": [\n    "`) {
+		t.Errorf("cleanup with a live session: exit %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	first.Process.Signal(syscall.SIGTERM)
+	waitExit(t, first)
+	testenv.AssertHostUnchanged(t, host)
+}
+
+func TestMountedReadWriteElsewhereIsRefused(t *testing.T) {
+	testenv.Require(t)
+	img, _ := image(t, string(fixture.LayoutBIOS))
+	dev := attach(t, img, true)
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", dev+"p2", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v %s", err, out)
+	}
+	defer exec.Command("umount", mnt).Run()
+	r := nixrescue(t, "inspect", dev)
+	if r.code != 125 || !strings.Contains(r.stderr, "mounted read-write at "+mnt) || !strings.Contains(r.stderr, "--force") {
+		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	r = nixrescue(t, "run", dev, "--force", "-q", "--", "cat", "/boot/nixrescue-boot-marker")
+	if r.code != 0 || !strings.Contains(r.stderr, "going on because of --force") {
+		t.Errorf("--force: exit %d %s", r.code, r.stderr)
+	}
+}
+
+func TestImageSessionEndings(t *testing.T) {
+	testenv.Require(t)
+	t.Run("error exit", func(t *testing.T) {
+		img, _ := image(t, string(fixture.LayoutBtrfs))
+		r := imageSession(t, "run", img, "-q", "--", "sh", "-c", "exit 3")
+		if r.code != 3 {
+			t.Errorf("exit %d: %s", r.code, r.stderr)
+		}
+	})
+	t.Run("SIGINT", func(t *testing.T) {
+		img, _ := image(t, string(fixture.LayoutXFSNix))
+		host := testenv.SnapshotHost(t)
+		c := exec.Command(binary, "run", img, "-q", "--", "sh", "-c", "echo ready; exec sleep 60")
+		out, _ := c.StdoutPipe()
+		c.WaitDelay = 2 * time.Second
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 6)
+		io.ReadFull(out, buf)
+		c.Process.Signal(syscall.SIGINT)
+		if code := waitExit(t, c); code != 130 {
+			t.Errorf("exit %d", code)
+		}
+		testenv.AssertHostUnchanged(t, host)
+	})
+	t.Run("SIGKILL then cleanup", func(t *testing.T) {
+		img, _ := image(t, string(fixture.LayoutBIOS))
+		host := testenv.SnapshotHost(t)
+		c := exec.Command(binary, "run", img, "-q", "--", "sh", "-c", "echo ready; exec sleep 60")
+		out, _ := c.StdoutPipe()
+		c.WaitDelay = 2 * time.Second
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 6)
+		io.ReadFull(out, buf)
+		c.Process.Kill()
+		waitExit(t, c)
+		// The host's mount table never saw the session's mounts.
+		now := testenv.SnapshotHost(t)
+		if !bytes.Equal([]byte(strings.Join(now.Mounts, "\n")), []byte(strings.Join(host.Mounts, "\n"))) {
+			t.Errorf("mounts on the host after SIGKILL")
+		}
+		r := nixrescue(t, "cleanup")
+		if r.code != 0 || !strings.Contains(r.stdout, "removed what session") {
+			t.Errorf("cleanup: exit %d %q %s", r.code, r.stdout, r.stderr)
+		}
+		testenv.AssertHostUnchanged(t, host)
+		r = nixrescue(t, "inspect", img)
+		if r.code != 0 {
+			t.Errorf("the image cannot be opened after cleanup: %s", r.stderr)
+		}
+	})
+}
