@@ -60,14 +60,14 @@ func Skip(e FstabEntry) string {
 	switch {
 	case e.Type == "swap" || e.Mountpoint == "swap" || e.Mountpoint == "none":
 		return "swap"
+	case e.HasOption("bind") || e.HasOption("rbind"):
+		return "bind mount"
 	case slices.Contains(networkTypes, e.Type) || strings.HasPrefix(e.Type, "nfs"):
 		return "network filesystem"
 	case slices.Contains(pseudoTypes, e.Type) && e.Type != "auto":
 		return "not a disk filesystem (" + e.Type + ")"
 	case e.HasOption("noauto"):
 		return "noauto"
-	case e.HasOption("bind") || e.HasOption("rbind"):
-		return "bind mount"
 	case !path.IsAbs(e.Mountpoint):
 		return "mount point is not an absolute path"
 	}
