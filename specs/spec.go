@@ -178,15 +178,8 @@ func WithSys(efivars bool) SpecOpt {
 // /dev/mqueue on top, and allows block devices in the device cgroup.
 func WithHostDev() SpecOpt {
 	return func(s *rspec.Spec) error {
-		for _, m := range []rspec.Mount{
-			{Destination: "/dev", Type: "bind", Source: "/dev", Options: []string{"rbind", "rslave", "nosuid"}},
-			{Destination: "/dev/pts", Type: "devpts", Source: "devpts",
-				Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
-			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm",
-				Options: []string{"nosuid", "noexec", "nodev", "mode=1777"}},
-			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue",
-				Options: []string{"nosuid", "noexec", "nodev"}},
-		} {
+		mounts := append([]rspec.Mount{{Destination: "/dev", Type: "bind", Source: "/dev", Options: []string{"rbind", "rslave", "nosuid"}}}, devSubMounts()...)
+		for _, m := range mounts {
 			if err := WithMount(m)(s); err != nil {
 				return err
 			}
@@ -205,15 +198,8 @@ func WithHostDev() SpecOpt {
 // these block devices.
 func WithCuratedDev(devices []rspec.LinuxDevice, diskLinks string) SpecOpt {
 	return func(s *rspec.Spec) error {
-		for _, m := range []rspec.Mount{
-			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=0755", "size=65536k"}},
-			{Destination: "/dev/pts", Type: "devpts", Source: "devpts",
-				Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
-			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm",
-				Options: []string{"nosuid", "noexec", "nodev", "mode=1777"}},
-			{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue",
-				Options: []string{"nosuid", "noexec", "nodev"}},
-		} {
+		mounts := append([]rspec.Mount{{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=0755", "size=65536k"}}}, devSubMounts()...)
+		for _, m := range mounts {
 			if err := WithMount(m)(s); err != nil {
 				return err
 			}
@@ -246,6 +232,20 @@ func curatedCharRules() []rspec.LinuxDeviceCgroup {
 		}
 	}
 	return rules
+}
+
+// devSubMounts are what every /dev of ours has on top: a private devpts
+// (its own ptmx, so the container's ptys are its own), /dev/shm and
+// /dev/mqueue.
+func devSubMounts() []rspec.Mount {
+	return []rspec.Mount{
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts",
+			Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm",
+			Options: []string{"nosuid", "noexec", "nodev", "mode=1777"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue",
+			Options: []string{"nosuid", "noexec", "nodev"}},
+	}
 }
 
 // WithDeviceRules replaces the device cgroup rules.

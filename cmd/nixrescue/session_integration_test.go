@@ -385,11 +385,11 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// startSession starts `nixrescue run` with a command that prints "ready"
-// once it runs, and waits for that.
-func startSession(t *testing.T, tg target, cmd string) (*exec.Cmd, *safeBuffer) {
+// startSession starts `nixrescue run TARGET -q -- sh -c CMD`, where CMD
+// prints "ready" once it runs, and waits for that.
+func startSession(t *testing.T, targetArg string, cmd string) (*exec.Cmd, *safeBuffer) {
 	t.Helper()
-	c := exec.Command(binary, "run", "--root", tg.root, "-q", "--", "sh", "-c", cmd)
+	c := exec.Command(binary, "run", targetArg, "-q", "--", "sh", "-c", cmd)
 	out, err := c.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -444,7 +444,7 @@ func TestCtrlCTearsDown(t *testing.T) {
 	tg := newTarget(t, fixture.Options{})
 	host := testenv.SnapshotHost(t)
 	tree := testenv.SnapshotTree(t, tg.root)
-	c, stderr := startSession(t, tg, "echo ready; exec sleep 60")
+	c, stderr := startSession(t, tg.root, "echo ready; exec sleep 60")
 	c.Process.Signal(syscall.SIGINT)
 	if code := waitExit(t, c); code != 128+int(syscall.SIGINT) {
 		t.Errorf("exit %d, want %d; stderr %s", code, 128+int(syscall.SIGINT), stderr)
@@ -458,7 +458,7 @@ func TestSIGKILLLeftoversDestroyedAtNextStart(t *testing.T) {
 	tg := newTarget(t, fixture.Options{Resolv: fixture.ResolvMissing})
 	host := testenv.SnapshotHost(t)
 	tree := testenv.SnapshotTree(t, tg.root)
-	c, _ := startSession(t, tg, "echo ready; exec sleep 300")
+	c, _ := startSession(t, tg.root, "echo ready; exec sleep 300")
 	c.Process.Kill()
 	waitExit(t, c)
 	// The command was in the host's PID namespace: it outlives nixrescue

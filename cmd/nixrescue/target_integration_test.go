@@ -15,7 +15,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/nixrescue/nixrescue/hack/fixture"
 	"github.com/nixrescue/nixrescue/hack/testenv"
@@ -415,16 +414,7 @@ func TestTargetInUse(t *testing.T) {
 	testenv.Require(t)
 	img, _ := image(t, string(fixture.LayoutBIOS))
 	host := testenv.SnapshotHost(t)
-	first := exec.Command(binary, "run", img, "-q", "--", "sh", "-c", "echo ready; exec sleep 60")
-	out, _ := first.StdoutPipe()
-	first.WaitDelay = 2 * time.Second
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 6)
-	if _, err := io.ReadFull(out, buf); err != nil || string(buf) != "ready\n" {
-		t.Fatalf("first session did not start: %q %v", buf, err)
-	}
+	first, _ := startSession(t, img, "echo ready; exec sleep 60")
 	r := nixrescue(t, "run", img, "-q", "--", "true")
 	want := fmt.Sprintf("in use by nixrescue (pid %d)", first.Process.Pid)
 	if r.code != 125 || !strings.Contains(r.stderr, want) {
@@ -471,14 +461,7 @@ func TestImageSessionEndings(t *testing.T) {
 	t.Run("SIGINT", func(t *testing.T) {
 		img, _ := image(t, string(fixture.LayoutXFSNix))
 		host := testenv.SnapshotHost(t)
-		c := exec.Command(binary, "run", img, "-q", "--", "sh", "-c", "echo ready; exec sleep 60")
-		out, _ := c.StdoutPipe()
-		c.WaitDelay = 2 * time.Second
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, 6)
-		io.ReadFull(out, buf)
+		c, _ := startSession(t, img, "echo ready; exec sleep 60")
 		c.Process.Signal(syscall.SIGINT)
 		if code := waitExit(t, c); code != 130 {
 			t.Errorf("exit %d", code)
@@ -488,14 +471,7 @@ func TestImageSessionEndings(t *testing.T) {
 	t.Run("SIGKILL then cleanup", func(t *testing.T) {
 		img, _ := image(t, string(fixture.LayoutBIOS))
 		host := testenv.SnapshotHost(t)
-		c := exec.Command(binary, "run", img, "-q", "--", "sh", "-c", "echo ready; exec sleep 60")
-		out, _ := c.StdoutPipe()
-		c.WaitDelay = 2 * time.Second
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, 6)
-		io.ReadFull(out, buf)
+		c, _ := startSession(t, img, "echo ready; exec sleep 60")
 		c.Process.Kill()
 		waitExit(t, c)
 		// The host's mount table never saw the session's mounts.
