@@ -490,3 +490,29 @@ func TestImageSessionEndings(t *testing.T) {
 		}
 	})
 }
+
+func TestTwoRootsAskForRootPart(t *testing.T) {
+	testenv.Require(t)
+	img, _ := image(t, string(fixture.LayoutBIOS))
+	// Make the /boot partition look like a NixOS root too.
+	dev := attach(t, img, true)
+	mnt := t.TempDir()
+	if out, err := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-ec",
+		`mount "$1" "$2"; mkdir -p "$2/etc"; touch "$2/etc/NIXOS"; umount "$2"`, "sh", dev+"p2", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	exec.Command("partx", "-d", dev).Run()
+	exec.Command("losetup", "-d", dev).Run()
+	r := imageSession(t, "inspect", img)
+	if r.code != 125 || !strings.Contains(r.stderr, "2 NixOS roots found") || !strings.Contains(r.stderr, "--root-part N") {
+		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	r = imageSession(t, "inspect", img, "--root-part", "3", "--json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"device": "/dev/loop`) {
+		t.Errorf("--root-part 3: exit %d %s", r.code, r.stderr)
+	}
+	r = imageSession(t, "inspect", img, "--root-part", "1")
+	if r.code != 125 || !strings.Contains(r.stderr, "--root-part 1 holds no NixOS root") {
+		t.Errorf("--root-part 1: exit %d %s", r.code, r.stderr)
+	}
+}

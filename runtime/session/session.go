@@ -577,7 +577,7 @@ func WriteSpec(ctx context.Context, o SpecOptions, w io.Writer) (int, error) {
 		}
 	} else {
 		if o.Bundle != "" {
-			return ExitFailure, fmt.Errorf("%s is a %s: a bundle needs a root that stays mounted; mount the NixOS root yourself and pass --root DIR", t.Arg, t.Kind)
+			return ExitFailure, fmt.Errorf("%s (%s): a bundle needs a root that stays mounted; mount the NixOS root yourself and pass --root DIR", t.Arg, t.Kind)
 		}
 		// The spec of a session on a disk or image names the session's
 		// own mounts: print it while they exist.
