@@ -21,6 +21,7 @@ type targetFlags struct {
 	stateDir string
 	system   string
 	gen      int
+	aliases  []string
 }
 
 func (f *targetFlags) register(cmd *cobra.Command) {
@@ -34,6 +35,7 @@ func (f *targetFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.dev, "dev", "curated", "the container's /dev: curated (the target's disk only) or host")
 	fl.StringVar(&f.system, "system", "", "system to use, as the target names it (default: the system profile)")
 	fl.IntVar(&f.gen, "generation", 0, "use generation `N` of the system profile")
+	fl.StringArrayVar(&f.aliases, "disk-alias", nil, "another `NAME` of the target's disk, as the target machine saw it (e.g. /dev/sda; repeatable)")
 	fl.StringVar(&f.stateDir, "state-dir", session.DefaultStateDir, "where session state is kept on the host")
 	_ = fl.MarkHidden("state-dir")
 }
@@ -50,6 +52,7 @@ func (f *targetFlags) apply(cmd *cobra.Command, o *session.Options, target strin
 	o.ReadOnly, o.RootPart, o.Mounts, o.Boot, o.Force = f.readOnly, f.rootPart, f.mounts, f.boot, f.force
 	o.StateDir = f.stateDir
 	o.System.Path, o.System.Generation = f.system, f.gen
+	o.DiskAliases = f.aliases
 	switch f.dev {
 	case "curated":
 	case "host":
@@ -69,6 +72,7 @@ type containerFlags struct {
 	network     string
 	isolatePIDs bool
 	efi         string
+	noPivot     bool
 }
 
 func (f *containerFlags) register(cmd *cobra.Command) {
@@ -80,6 +84,7 @@ func (f *containerFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.network, "network", "host", "network of the container: host or none")
 	fl.BoolVar(&f.isolatePIDs, "isolate-pids", false, "give the container its own PID namespace (bootloader tools then think they run in a container)")
 	fl.StringVar(&f.efi, "efi", "auto", "efivarfs inside: auto (when the host booted by EFI), on or off")
+	fl.BoolVar(&f.noPivot, "no-pivot", false, "enter the root with MS_MOVE and chroot instead of pivot_root (detected on initramfs rescue systems)")
 }
 
 // options turns the flags and the positional arguments (TARGET before
@@ -96,6 +101,7 @@ func (f *containerFlags) options(cmd *cobra.Command, args []string) (session.Opt
 		DNS:         f.dns,
 		IsolatePIDs: f.isolatePIDs,
 		EFI:         session.EFIMode(f.efi),
+		NoPivot:     f.noPivot,
 	}
 	if err := f.targetFlags.apply(cmd, &o, target); err != nil {
 		return o, err

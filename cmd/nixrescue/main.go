@@ -6,6 +6,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -41,7 +42,7 @@ func main() {
 		helper.Main(os.Args[1:])
 	}
 	root := newRootCommand()
-	err := root.Execute()
+	err := root.ExecuteContext(context.Background())
 	if err == nil {
 		os.Exit(0)
 	}
@@ -68,6 +69,6 @@ run inside it, and nothing is left mounted or changed on the host.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCommand(), newEnterCommand(), newSpecCommand(), newInspectCommand(), newCleanupCommand())
+	root.AddCommand(newRunCommand(), newEnterCommand(), newSpecCommand(), newInspectCommand(), newCleanupCommand(), newRebuildCommand())
 	return root
 }

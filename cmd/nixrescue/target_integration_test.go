@@ -263,13 +263,15 @@ func TestCuratedDev(t *testing.T) {
 	}
 	lines := strings.Split(r.stdout, "\n")
 	devs := strings.Fields(lines[0])
-	if len(devs) != 4 || !loopRE.MatchString("/dev/"+devs[0]) {
-		t.Errorf("devices inside: %v (want the loop device and its three partitions, nothing else)", devs)
+	// The loop disk and its three partitions, and the name the target's
+	// configuration gives its disk (/dev/sdz, with its partitions), which
+	// leads to the same devices; nothing else.
+	if len(devs) != 8 || !loopRE.MatchString("/dev/"+devs[0]) || devs[4] != "sdz" {
+		t.Errorf("devices inside: %v", devs)
 	}
-	for _, d := range devs {
-		if !strings.HasPrefix(d, strings.TrimPrefix(devs[0], "/dev/")) {
-			t.Errorf("a device of another disk inside: %s", d)
-		}
+	nums := imageSession(t, "run", img, "-q", "--", "sh", "-c", `for d in /dev/* /dev/*/*; do [ -b "$d" ] && stat -c '%t:%T' "$d"; done | sort | uniq -c`)
+	if got := strings.Fields(nums.stdout); len(got) != 8 || got[0] != "2" || got[2] != "2" || got[4] != "2" || got[6] != "2" {
+		t.Errorf("block device numbers inside (count, major:minor): %v", got)
 	}
 	if len(lines) < 6 || !strings.HasSuffix(lines[1], "p3") || !strings.HasSuffix(lines[2], "p2") || !strings.HasSuffix(lines[3], "p2") || !strings.HasSuffix(lines[4], "p3") || lines[5] != "block" {
 		t.Errorf("/dev/disk links inside:\n%s", r.stdout)

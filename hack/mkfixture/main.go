@@ -16,6 +16,7 @@ func main() {
 	resolv := flag.String("resolv", string(fixture.ResolvNixOSChain), "shape of /etc/resolv.conf: file, missing, run-link or nixos-chain")
 	hostname := flag.String("hostname", "nixfixture", "the target's hostname")
 	busybox := flag.String("busybox", "/bin/busybox", "static busybox to copy in")
+	realNix := flag.Bool("real-nix", false, "put a real Nix, GRUB and udevadm (the host's) into the store (root needed)")
 	image := flag.String("image", "", "write a disk image of this `layout` (bios, efi, btrfs, xfs-nix, bare) to the path instead of a directory (root needed)")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: mkfixture [flags] DIR\n       mkfixture -image LAYOUT [flags] FILE")
@@ -27,7 +28,7 @@ func main() {
 		os.Exit(2)
 	}
 	dir := flag.Arg(0)
-	opts := fixture.Options{Hostname: *hostname, Resolv: fixture.ResolvShape(*resolv), Busybox: *busybox}
+	opts := fixture.Options{Hostname: *hostname, Resolv: fixture.ResolvShape(*resolv), Busybox: *busybox, RealNix: *realNix}
 	if *image != "" {
 		img, err := fixture.BuildImage(dir, fixture.ImageOptions{Layout: fixture.DiskLayout(*image), Root: opts})
 		if err != nil {

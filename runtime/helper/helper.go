@@ -2,7 +2,7 @@
 // container. The nixrescue binary is bound read-only at specs.HelperPath and
 // started under that name; main hands control here before anything else.
 //
-// It has two jobs:
+// It has three jobs:
 //   - hold: the container's first process. It keeps the container alive
 //     while activation and the command run as further processes in it, and
 //     exits when nixrescue goes away (the pipe it inherits on fd 3 reaches
@@ -11,6 +11,8 @@
 //   - exec: looks a command up on the container's PATH and executes it,
 //     exiting 127 (not found) or 126 (not executable) as a shell and
 //     `docker run` do, so that both backends report the same statuses.
+//   - probe-sandbox: tells whether Nix's build sandbox can work in the
+//     container (see probeSandbox).
 //
 // The binary runs with none of the host's files around it, so it must be
 // linked statically; session refuses a dynamic build before starting.
@@ -23,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -44,6 +47,8 @@ func Main(args []string) {
 	switch args[0] {
 	case "hold":
 		hold()
+	case "probe-sandbox":
+		os.Exit(probeSandbox())
 	case "exec":
 		rest := args[1:]
 		if len(rest) > 0 && rest[0] == "--" {
@@ -54,6 +59,42 @@ func Main(args []string) {
 		fmt.Fprintf(os.Stderr, "nixrescue helper: unknown mode %q\n", args[0])
 		os.Exit(2)
 	}
+}
+
+// probeSandbox does, in a throwaway mount namespace, the mount steps of
+// Nix's build sandbox (libstore's build/local-derivation-goal.cc): make
+// '/' private, then pivot_root into a new root. The first fails where '/'
+// is not a mount of its own (a plain chroot: "unable to make '/' private"),
+// the second on a root that cannot be pivoted away from (an initramfs:
+// "cannot pivot old root directory"). Exit 0 when both work.
+func probeSandbox() int {
+	runtime.LockOSThread() // the namespace is this thread's; it exits with it
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		fmt.Fprintf(os.Stderr, "cannot create a mount namespace: %v\n", err)
+		return 1
+	}
+	if err := unix.Mount("", "/", "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
+		fmt.Fprintf(os.Stderr, "unable to make '/' private: %v\n", err)
+		return 1
+	}
+	// A tmpfs over /tmp in this namespace only: nothing is left behind.
+	steps := []func() error{
+		func() error { return unix.Mount("probe", "/tmp", "tmpfs", 0, "") },
+		func() error { return os.Mkdir("/tmp/root", 0o700) },
+		func() error { return unix.Mount("probe", "/tmp/root", "tmpfs", 0, "") },
+		func() error { return os.Mkdir("/tmp/root/old", 0o700) },
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			fmt.Fprintf(os.Stderr, "cannot prepare a sandbox root: %v\n", err)
+			return 1
+		}
+	}
+	if err := unix.PivotRoot("/tmp/root", "/tmp/root/old"); err != nil {
+		fmt.Fprintf(os.Stderr, "cannot pivot old root directory: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 // hold waits for the end of the session and reaps children meanwhile.

@@ -109,7 +109,8 @@ type Bootloader struct {
 	Config string `json:"config,omitempty"`
 }
 
-var storeRefRE = regexp.MustCompile(`/nix/store/[0-9a-z]{32}-[A-Za-z0-9+._?=-]+`)
+// storeRefRE matches a store path and a path inside it.
+var storeRefRE = regexp.MustCompile(`/nix/store/[0-9a-z]{32}-[A-Za-z0-9+._?=-]+(/[A-Za-z0-9+._?=/-]+)?`)
 
 // maxScript bounds what is read of a script to find store paths in it.
 const maxScript = 1 << 20
@@ -122,11 +123,11 @@ func DetectBootloader(root, system string) Bootloader {
 	b := Bootloader{Kind: "unknown"}
 	for _, ref := range storeRefs(root, system+"/bin/switch-to-configuration") {
 		switch {
-		case strings.HasSuffix(ref, "-install-grub.sh"):
+		case strings.HasSuffix(ref, "install-grub.sh"):
 			b.Installer = ref
 			b.Kind = "grub-bios"
 			for _, cfg := range storeRefs(root, ref) {
-				if strings.HasSuffix(cfg, "-grub-config.xml") {
+				if strings.HasSuffix(cfg, "grub-config.xml") {
 					b.Config = cfg
 					b.Devices, b.Kind = readGrubConfig(root, cfg)
 				}

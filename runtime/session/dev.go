@@ -43,14 +43,39 @@ func (l *live) curateDev() error {
 		disk, parts = mountedDisk(l.prepared.Root)
 	}
 	devs, err := devicesFor(disk, parts)
-	if err != nil || disk == "" {
+	if err != nil {
 		return err
+	}
+	if disk == "" {
+		if l.o.StrictDiskAliases {
+			return fmt.Errorf("%s is not a mount point of a disk, so nixrescue cannot tell which disk the bootloader goes on: name the disk (or image) as TARGET", l.prepared.Root)
+		}
+		return nil
 	}
 	links := filepath.Join(l.s.dir(), "dev-disk")
 	if err := writeDiskLinks(links, disk, parts); err != nil {
 		return err
 	}
-	l.prepared.Devices, l.prepared.DiskLinks = devs, links
+	var aliases []DiskAlias
+	if op := l.s.opened; op != nil {
+		aliases = op.Aliases // checked while the target was still read-only
+	} else {
+		fstab, _, _ := target.ReadSystemFstab(l.prepared.Root)
+		var problems []string
+		aliases, problems = diskAliases(l.prepared.Root, l.prepared.System.StorePath, fstab, l.o.DiskAliases, disk)
+		for _, p := range problems {
+			if l.o.StrictDiskAliases {
+				return fmt.Errorf("refused before anything ran: %s", p)
+			}
+			fmt.Fprintf(l.o.Stderr, "nixrescue: warning: %s\n", p)
+		}
+	}
+	extra, err := aliasDevices(aliases, disk, parts, links)
+	if err != nil {
+		return err
+	}
+	l.aliases = aliases
+	l.prepared.Devices, l.prepared.DiskLinks = append(devs, extra...), links
 	return nil
 }
 

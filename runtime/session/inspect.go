@@ -26,6 +26,7 @@ type Report struct {
 	CurrentSystem     string             `json:"current_system"`
 	CurrentGeneration int                `json:"current_generation,omitempty"`
 	Bootloader        nixos.Bootloader   `json:"bootloader"`
+	DiskAliases       []DiskAlias        `json:"disk_aliases"`
 	HostEFI           bool               `json:"host_efi"`
 	Warnings          []string           `json:"warnings"`
 }
@@ -43,12 +44,19 @@ func Inspect(ctx context.Context, o Options, print func(*Report) error) (int, er
 		return code, err
 	}
 	defer l.close()
-	r := &Report{Target: l.target, Partitions: []target.Partition{}, Mounts: []target.Entry{}, Warnings: []string{}, HostEFI: host.EFIBooted("/sys")}
+	r := &Report{Target: l.target, Partitions: []target.Partition{}, Mounts: []target.Entry{}, Warnings: []string{}, DiskAliases: []DiskAlias{}, HostEFI: host.EFIBooted("/sys")}
+	root := l.o.Root
 	if op := l.s.opened; op != nil {
 		r.Disk, r.Image, r.Table, r.Partitions, r.Root, r.Mounts = op.Disk, op.Image, op.Table, op.Partitions, op.Root, op.Plan
 		r.Warnings = append(r.Warnings, op.Warnings...)
+		r.DiskAliases = append(r.DiskAliases, op.Aliases...)
+	} else if disk, _ := mountedDisk(root); disk != "" {
+		fstab, _, _ := target.ReadSystemFstab(root)
+		sys, _ := currentGeneration(root)
+		aliases, problems := diskAliases(root, sys, fstab, o.DiskAliases, disk)
+		r.DiskAliases = append(r.DiskAliases, aliases...)
+		r.Warnings = append(r.Warnings, problems...)
 	}
-	root := l.o.Root
 	if err := nixos.CheckRoot(root); err != nil {
 		return ExitFailure, err
 	}
@@ -130,6 +138,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		boot += " on " + strings.Join(r.Bootloader.Devices, ", ")
 	}
 	fmt.Fprintf(w, "bootloader: %s\n", boot)
+	for _, a := range r.DiskAliases {
+		fmt.Fprintf(w, "disk name %s (from %s) leads to %s inside\n", a.Name, a.Source, a.Device)
+	}
 	fmt.Fprintf(w, "this host booted by EFI: %v\n", r.HostEFI)
 	for _, warn := range r.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", warn)

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -90,6 +91,19 @@ type Options struct {
 	TargetOptions
 	// HostDev binds the host's /dev instead of a curated one.
 	HostDev bool
+	// NoPivot uses runc's no-pivot mode (MS_MOVE and chroot), as a rescue
+	// system running from its initramfs needs; it is detected there.
+	NoPivot bool
+	// Sandbox, when set, decides Nix's build sandbox for the command.
+	Sandbox SandboxMode
+	// ExtraEnv is added to the command's environment (not activation's).
+	ExtraEnv []string
+	// Report, when set, is filled with what the session did, and given
+	// to OnReport once all is torn down (in the process that ran it).
+	Report   *RunReport
+	OnReport func(*RunReport) error
+	// bootloaderStep reports what the command did to the bootloader.
+	bootloaderStep bool
 
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
@@ -246,6 +260,20 @@ func HelperSource() (string, error) {
 // error means nixrescue itself failed (ExitFailure); the session is torn
 // down in every case.
 func Run(ctx context.Context, o Options) (int, error) {
+	ran := false
+	code, err := run(ctx, &o, &ran)
+	if ran && o.OnReport != nil && o.Report != nil {
+		if rerr := o.OnReport(o.Report); rerr != nil && err == nil {
+			return ExitFailure, rerr
+		}
+	}
+	return code, err
+}
+
+// run is Run; ran says whether the session ran in this process (not in a
+// re-executed one).
+func run(ctx context.Context, op *Options, ran *bool) (int, error) {
+	o := *op
 	o.defaults()
 	helperSrc, err := HelperSource()
 	if err != nil {
@@ -261,20 +289,36 @@ func Run(ctx context.Context, o Options) (int, error) {
 	fwd := &forwarder{}
 	go fwd.loop(sigs, cancel)
 
+	if o.Report == nil {
+		o.Report = &RunReport{}
+	}
+	rep := o.Report
+	rep.Backend, rep.Phases, rep.DiskAliases = "embedded", []Phase{}, []DiskAlias{}
 	l, code, err := open(ctx, o, true)
 	if l == nil {
 		return code, err
 	}
+	*ran = true
+	op.Report = rep
 	defer l.close()
 	p, s := l.prepared, l.s
 	o = l.o
+	rep.Target, rep.DiskAliases = l.target, append(rep.DiskAliases, l.aliases...)
+	rep.SystemBefore, rep.GenerationBefore = currentGeneration(p.Root)
+	defer func() {
+		rep.SystemAfter, rep.GenerationAfter = currentGeneration(p.Root)
+		if o.bootloaderStep {
+			rep.Bootloader = bootloaderAfter(p.Root, slices.Contains(o.ExtraEnv, "NIXOS_INSTALL_BOOTLOADER=1"), rep.ExitStatus)
+		}
+	}()
+	tm := timer{&rep.Phases}
 	args, err := commandArgs(p, o)
 	if err != nil {
 		return ExitFailure, err
 	}
 	// A rescue system running from its initramfs has no root to pivot
 	// away from: runc's no-pivot mode (MS_MOVE and chroot) works there.
-	runner, err := embedded.New(s.st.containerDir(), s.st.live, embedded.WithNoPivot(p.Host.InitramfsRoot))
+	runner, err := embedded.New(s.st.containerDir(), s.st.live, embedded.WithNoPivot(o.NoPivot || p.Host.InitramfsRoot))
 	if err != nil {
 		return ExitFailure, err
 	}
@@ -296,25 +340,49 @@ func Run(ctx context.Context, o Options) (int, error) {
 	if ctx.Err() != nil {
 		return errInterrupted.ExitCode(), errInterrupted
 	}
+	done := tm.start("container create")
 	c, err := runner.Create(ctx, s.id, spec)
+	done()
 	if err != nil {
 		return ExitFailure, fmt.Errorf("start the recovery container: %w", err)
 	}
 	s.container = c
 
 	if !o.NoActivate {
-		if err := activate(ctx, c, p, o, fwd); err != nil {
+		done := tm.start("activation")
+		err := activate(ctx, c, p, o, fwd)
+		done()
+		if err != nil {
 			return ExitFailure, err
 		}
 	}
+	env := append(slices.Clone(p.Env), o.ExtraEnv...)
+	if o.Sandbox != "" {
+		ch, err := chooseSandbox(ctx, c, p, o.Sandbox, o.Stderr, fwd)
+		if err != nil {
+			return ExitFailure, err
+		}
+		rep.Sandbox = ch
+		if ch.NixConfig != "" {
+			env = append(env, "NIX_CONFIG="+ch.NixConfig)
+		}
+	}
 
+	var netFailed bool
 	proc := backend.Process{
 		Args:   helperExec(args),
-		Env:    p.Env,
+		Env:    env,
 		Cwd:    "/",
 		Stdin:  o.Stdin,
 		Stdout: o.Stdout,
 		Stderr: o.Stderr,
+	}
+	if o.bootloaderStep {
+		// A rebuild's output is watched for network failures, to say what
+		// to do about them. (Not other commands': a pipe instead of the
+		// terminal changes how programs behave.)
+		proc.Stdout = &failureWatch{w: o.Stdout, seen: &netFailed}
+		proc.Stderr = &failureWatch{w: o.Stderr, seen: &netFailed}
 	}
 	if o.Terminal {
 		if t := newTerminal(o.Stdin, o.Stdout); t != nil {
@@ -323,10 +391,16 @@ func Run(ctx context.Context, o Options) (int, error) {
 			proc.Attach = t.attach
 		}
 	}
+	done = tm.start("command")
 	code, err = fwd.run(ctx, c, proc)
+	done()
 	if err != nil {
 		return ExitFailure, err
 	}
+	if code != 0 && netFailed {
+		fmt.Fprintln(o.Stderr, networkHint(o))
+	}
+	rep.ExitStatus = code
 	return code, nil
 }
 
@@ -338,11 +412,14 @@ type live struct {
 	o        Options
 	target   target.Target
 	prepared *Prepared
+	aliases  []DiskAlias
 }
 
 func (l *live) close() {
+	done := l.s.timer.start("teardown")
 	l.s.end()
 	l.st.removeDirsIfUnused()
+	done()
 }
 
 // open begins a session on o's target. When the target must be mounted
@@ -376,6 +453,9 @@ func open(ctx context.Context, o Options, prepare bool) (*live, int, error) {
 	if err != nil {
 		st.removeDirsIfUnused()
 		return nil, ExitFailure, err
+	}
+	if o.Report != nil {
+		s.timer = timer{&o.Report.Phases}
 	}
 	l := &live{st: st, s: s, o: o, target: t}
 	if t.Kind == target.KindDirectory {

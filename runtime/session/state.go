@@ -93,6 +93,7 @@ type session struct {
 	container backend.Container
 	opened    *Opened
 	journal   undoRecord
+	timer     timer
 }
 
 // dir is the session's directory.

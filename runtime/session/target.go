@@ -31,6 +31,11 @@ type TargetOptions struct {
 	Boot   string
 	// Force opens a target that is mounted read-write elsewhere.
 	Force bool
+	// DiskAliases are more names for the target's disk (--disk-alias);
+	// StrictDiskAliases refuses a configuration naming a disk that cannot
+	// be mapped (rebuild) instead of warning.
+	DiskAliases       []string
+	StrictDiskAliases bool
 }
 
 // Opened is a target made ready: attached, partitions known, its root and
@@ -44,6 +49,8 @@ type Opened struct {
 	Root       *target.Found      `json:"root,omitempty"`
 	Plan       []target.Entry     `json:"mounts"`
 	Warnings   []string           `json:"warnings"`
+	// Aliases are the disk names of the configuration, mapped to Disk.
+	Aliases []DiskAlias `json:"-"`
 
 	// RootDir is the mounted root on the host (in the session's mount
 	// namespace).
@@ -84,18 +91,23 @@ func openTarget(ctx context.Context, t target.Target, to TargetOptions, s *sessi
 			op = nil
 		}
 	}()
+	done := s.timer.start("attach")
 	switch t.Kind {
 	case target.KindImage:
 		err = op.attachImage(ctx, t, to, s)
 	case target.KindDisk, target.KindPartition:
 		err = op.openDisk(ctx, t, to, s)
 	default:
-		return nil, fmt.Errorf("%s is a %s: it needs no opening", t.Arg, t.Kind)
+		err = fmt.Errorf("%s is a %s: it needs no opening", t.Arg, t.Kind)
 	}
+	done()
 	if err != nil {
 		return op, err
 	}
-	if err := op.probe(ctx); err != nil {
+	done = s.timer.start("discover")
+	err = op.probe(ctx)
+	done()
+	if err != nil {
 		return op, err
 	}
 	if err := op.mountRoot(s, to); err != nil {
@@ -315,10 +327,13 @@ func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 			return fmt.Errorf("create %s: %w", d, err)
 		}
 	}
+	done := s.timer.start("discover")
 	roots, nixes, err := target.Discover(op.Partitions, probeDir)
+	done()
 	if err != nil {
 		return err
 	}
+	defer s.timer.start("mount")()
 	root, err := op.chooseRoot(roots, to.RootPart)
 	if err != nil {
 		return err
@@ -394,6 +409,17 @@ func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 		return &target.TargetError{Target: op.Target.Arg,
 			Err: fmt.Errorf("the fstab mounts %s on %s, which is not on this disk", e.Spec, e.Mountpoint),
 			Fix: fmt.Sprintf("pass --mount DEVICE:%s, or mark the entry nofail", e.Mountpoint)}
+	}
+	// Disk names the configuration gives the boot disk, checked while
+	// nothing is written yet: a rebuild refuses what cannot be mapped.
+	sys, _ := currentGeneration(op.RootDir)
+	var problems []string
+	op.Aliases, problems = diskAliases(op.RootDir, sys, fstab, to.DiskAliases, op.Disk)
+	for _, p := range problems {
+		if to.StrictDiskAliases {
+			return fmt.Errorf("refused before anything ran: %s", p)
+		}
+		op.warn("%s", p)
 	}
 	if err := op.mounter.RemountWritable(early); err != nil {
 		return err
@@ -497,28 +523,16 @@ func (op *Opened) mountpointDir(mp string) (string, error) {
 	return dir, nil
 }
 
-// readFstab reads etc/fstab of the system the profile names, resolved
-// inside the root (on NixOS /etc/fstab is generated from the system).
+// readFstab reads the target's fstab (target.ReadSystemFstab).
 func (op *Opened) readFstab() ([]target.FstabEntry, error) {
-	candidates := []string{nixos.SystemProfile + "/etc/fstab", "/etc/fstab"}
-	for _, c := range candidates {
-		p, err := nixos.InRoot(op.RootDir, c)
-		if err != nil {
-			continue
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			continue
-		}
-		entries, err := target.ParseFstab(f)
-		f.Close()
-		if err != nil {
-			return nil, &target.TargetError{Target: op.Target.Arg, Err: fmt.Errorf("%s: %w", c, err), Fix: "fix the target's fstab, or mount by hand and pass the directory"}
-		}
-		return entries, nil
+	entries, from, err := target.ReadSystemFstab(op.RootDir)
+	if err != nil {
+		return nil, &target.TargetError{Target: op.Target.Arg, Err: err, Fix: "fix the target's fstab, or mount by hand and pass the directory"}
 	}
-	op.warn("the target has no fstab (neither %s): only the root is mounted", strings.Join(candidates, " nor "))
-	return nil, nil
+	if from == "" {
+		op.warn("the target has no fstab: only the root is mounted")
+	}
+	return entries, nil
 }
 
 // Close unmounts everything, removes the partitions it added and lets the

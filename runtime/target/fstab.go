@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
 )
 
 // FstabEntry is one line of an fstab(5).
@@ -199,4 +202,32 @@ func EscapeUdev(s string) string {
 		b.WriteByte(c)
 	}
 	return b.String()
+}
+
+// fstabPaths are where a NixOS root's fstab is, inside the root: the
+// system's own (on NixOS /etc/fstab is a link to it, made by activation),
+// then /etc/fstab.
+var fstabPaths = []string{"/nix/var/nix/profiles/system/etc/fstab", "/etc/fstab"}
+
+// ReadSystemFstab reads the fstab of the NixOS root mounted at root, every
+// link resolved inside root. It returns the path it read ("" when there
+// is no fstab, which is no error).
+func ReadSystemFstab(root string) ([]FstabEntry, string, error) {
+	for _, c := range fstabPaths {
+		p, err := securejoin.SecureJoin(root, c)
+		if err != nil {
+			continue
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		entries, err := ParseFstab(f)
+		f.Close()
+		if err != nil {
+			return nil, c, fmt.Errorf("%s: %w", c, err)
+		}
+		return entries, c, nil
+	}
+	return nil, "", nil
 }

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nixrescue/nixrescue/runtime/session"
+)
+
+func newRebuildCommand() *cobra.Command {
+	var f containerFlags
+	var noInstall, asJSON bool
+	var sandbox string
+	cmd := &cobra.Command{
+		Use:   "rebuild TARGET [flags] [-- EXTRA nixos-rebuild ARGS]",
+		Short: "Run nixos-rebuild boot --install-bootloader in the recovery container",
+		Long: `Rebuild opens TARGET, activates its system in a recovery container and runs
+nixos-rebuild boot --install-bootloader there (with NIXOS_INSTALL_BOOTLOADER=1),
+its output streamed, and exits with its status: what makes a NixOS machine boot
+again after its configuration was fixed.
+
+The disk names the configuration gives the boot disk (boot.loader.grub.device,
+as the target machine saw it, e.g. /dev/sda) are made to lead to the target's
+own disk inside the container, whatever this host calls it; a name that cannot
+be mapped stops the rebuild before anything runs (--disk-alias adds a name).
+
+Nix's build sandbox stays on when it can work in the container (--sandbox
+auto, the default, finds out); otherwise the build runs with sandbox = false for
+this session only (NIX_CONFIG), and says so. /etc/nix/nix.conf is never edited.`,
+		Example: `  nixrescue rebuild /dev/sdb
+  nixrescue rebuild disk.img --json
+  nixrescue rebuild /dev/sdb --disk-alias /dev/sda -- --option substituters ''`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o, err := f.options(cmd, args)
+			if err != nil {
+				return err
+			}
+			ro := session.RebuildOptions{Options: o, NoInstallBootloader: noInstall, Extra: o.Args}
+			ro.Args = nil
+			ro.Sandbox = session.SandboxMode(sandbox)
+			if asJSON {
+				// stdout is the report's; the rebuild's output goes to stderr.
+				ro.Stdout = os.Stderr
+			}
+			return exitResult(session.Rebuild(cmd.Context(), ro, func(r *session.RunReport) error {
+				if !asJSON {
+					return nil
+				}
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(r)
+			}))
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().BoolVar(&noInstall, "no-install-bootloader", false, "run nixos-rebuild boot without --install-bootloader")
+	cmd.Flags().StringVar(&sandbox, "sandbox", "auto", "Nix's build sandbox: auto (on when it can work here), on or off")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a report as JSON on stdout once done (the rebuild's output goes to stderr)")
+	return cmd
+}
