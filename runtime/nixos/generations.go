@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Generation is one generation of the system profile.
@@ -203,4 +205,40 @@ func readGrubConfig(root, p string) ([]string, string) {
 		}
 	}
 	return devices, kind
+}
+
+// IsNixOSSystem tells whether p (inside root) is a NixOS system: what
+// switch-to-configuration and the bootloader need of it.
+func IsNixOSSystem(root, p string) bool {
+	return Exists(root, p+"/bin/switch-to-configuration") && Exists(root, p+"/nixos-version")
+}
+
+// CurrentGeneration is the generation the system profile points at, 0
+// when it points at no generation link.
+func CurrentGeneration(root string) int { return generationOf(root, SystemProfile) }
+
+// SwitchGeneration points the system profile at generation n, as
+// nix-env --switch-generation does: a new link made beside it and renamed
+// over it, so the profile is never missing. The profile directory is
+// resolved inside root.
+func SwitchGeneration(root string, n int) error {
+	dir, err := InRoot(root, path.Dir(SystemProfile))
+	if err != nil {
+		return err
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open the profile directory: %w", err)
+	}
+	defer unix.Close(fd)
+	tmp := fmt.Sprintf(".system-%d.nixrescue-tmp", os.Getpid())
+	_ = unix.Unlinkat(fd, tmp, 0)
+	if err := unix.Symlinkat(fmt.Sprintf("system-%d-link", n), fd, tmp); err != nil {
+		return fmt.Errorf("make the profile link: %w", err)
+	}
+	if err := unix.Renameat(fd, tmp, fd, path.Base(SystemProfile)); err != nil {
+		_ = unix.Unlinkat(fd, tmp, 0)
+		return fmt.Errorf("switch the profile: %w", err)
+	}
+	return nil
 }

@@ -104,6 +104,12 @@ type Options struct {
 	OnReport func(*RunReport) error
 	// bootloaderStep reports what the command did to the bootloader.
 	bootloaderStep bool
+	// beforeContainer runs on the host once the target is mounted and
+	// before the container starts; afterCommand after the command, before
+	// teardown. Commands built on sessions (rollback, hardware-config)
+	// use them.
+	beforeContainer func(root string) error
+	afterCommand    func(root string, code int) error
 
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
@@ -340,6 +346,11 @@ func run(ctx context.Context, op *Options, ran *bool) (int, error) {
 	if ctx.Err() != nil {
 		return errInterrupted.ExitCode(), errInterrupted
 	}
+	if o.beforeContainer != nil {
+		if err := o.beforeContainer(p.Root); err != nil {
+			return ExitFailure, err
+		}
+	}
 	done := tm.start("container create")
 	c, err := runner.Create(ctx, s.id, spec)
 	done()
@@ -399,6 +410,11 @@ func run(ctx context.Context, op *Options, ran *bool) (int, error) {
 	}
 	if code != 0 && netFailed {
 		fmt.Fprintln(o.Stderr, networkHint(o))
+	}
+	if o.afterCommand != nil {
+		if err := o.afterCommand(p.Root, code); err != nil {
+			return ExitFailure, err
+		}
 	}
 	rep.ExitStatus = code
 	return code, nil
