@@ -232,8 +232,8 @@ func TestRebuildRefusals(t *testing.T) {
 		t.Error("a refused rebuild changed the image")
 	}
 	r = imageSession(t, "rebuild", img, "-q", "--disk-alias", "/dev/sdz", "--disk-alias", "/dev/sdy")
-	if r.code != 0 {
-		t.Errorf("with --disk-alias for both: exit %d %s", r.code, r.stderr)
+	if r.code != 0 || !strings.Contains(r.stdout+r.stderr, "on /dev/sdz...") || !strings.Contains(r.stdout+r.stderr, "on /dev/sdy...") {
+		t.Errorf("with --disk-alias for both (GRUB on both names of the one disk): exit %d %s%s", r.code, r.stdout, r.stderr)
 	}
 	r = imageSession(t, "rebuild", img, "--dev", "host")
 	if r.code != 125 || !strings.Contains(r.stderr, "--dev host") {

@@ -27,17 +27,12 @@ type GenerationsReport struct {
 // Generations opens the target read-only and lists its generations, with
 // the current one and the one the bootloader boots by default.
 func Generations(ctx context.Context, o Options, print func(*GenerationsReport) error) (int, error) {
-	o.defaults()
-	o.ReadOnly = true
-	l, code, err := open(ctx, o, false)
+	l, code, err := openReadOnly(ctx, o)
 	if l == nil {
 		return code, err
 	}
 	defer l.close()
 	root := l.o.Root
-	if err := nixos.CheckRoot(root); err != nil {
-		return ExitFailure, err
-	}
 	gens, err := nixos.Generations(root)
 	if err != nil {
 		return ExitFailure, err

@@ -36,10 +36,7 @@ type Report struct {
 // status when it ran itself again in a private mount namespace (that run
 // printed the report).
 func Inspect(ctx context.Context, o Options, print func(*Report) error) (int, error) {
-	o.defaults()
-	// Looking changes nothing: not even a superblock's mount time.
-	o.ReadOnly = true
-	l, code, err := open(ctx, o, false)
+	l, code, err := openReadOnly(ctx, o)
 	if l == nil {
 		return code, err
 	}
@@ -56,9 +53,6 @@ func Inspect(ctx context.Context, o Options, print func(*Report) error) (int, er
 		aliases, problems := diskAliases(root, sys, fstab, o.DiskAliases, disk)
 		r.DiskAliases = append(r.DiskAliases, aliases...)
 		r.Warnings = append(r.Warnings, problems...)
-	}
-	if err := nixos.CheckRoot(root); err != nil {
-		return ExitFailure, err
 	}
 	if r.Generations, err = nixos.Generations(root); err != nil {
 		r.Warnings = append(r.Warnings, err.Error())
@@ -80,6 +74,23 @@ func Inspect(ctx context.Context, o Options, print func(*Report) error) (int, er
 		r.Warnings = append(r.Warnings, "the system boots with systemd-boot but this host did not boot by EFI: a rebuild cannot write EFI variables from here")
 	}
 	return 0, print(r)
+}
+
+// openReadOnly opens a session that only looks: everything read-only (not
+// even a superblock's mount time changes), no container, and the root
+// checked to be NixOS.
+func openReadOnly(ctx context.Context, o Options) (*live, int, error) {
+	o.defaults()
+	o.ReadOnly = true
+	l, code, err := open(ctx, o, false)
+	if l == nil {
+		return nil, code, err
+	}
+	if err := nixos.CheckRoot(l.o.Root); err != nil {
+		l.close()
+		return nil, ExitFailure, err
+	}
+	return l, 0, nil
 }
 
 // WriteText prints a report for people.
