@@ -3,7 +3,7 @@
 // it one after another (containerd's task-and-exec model, which
 // libcontainer offers too), and Destroy removes every trace of it.
 // The engines live in subpackages: embedded (runc's libcontainer, linked
-// in) and, later, containerd.
+// in) and containerd (a host's containerd daemon).
 package backend
 
 import (
@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 
-	"github.com/containerd/console"
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -43,14 +42,22 @@ type Process struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 
-	// Terminal asks for a pty. The backend hands the pty's console to
-	// Attach once the process runs; Attach wires it to the user's
-	// terminal and returns a function that undoes that.
-	Terminal bool
-	Width    uint16
-	Height   uint16
-	Attach   func(c console.Console) (detach func())
+	// TTY, when set, runs the process on a pty wired to the user's
+	// terminal instead of Stdin, Stdout and Stderr.
+	TTY TTY
 
 	// Signals are forwarded to the process while it runs.
 	Signals <-chan os.Signal
+}
+
+// TTY is the user's terminal, as a backend needs it to run a process on a
+// pty: input and output, the window size and its changes, raw mode.
+type TTY interface {
+	In() io.Reader
+	Out() io.Writer
+	Size() (width, height uint16)
+	// Resized signals each change of the window's size.
+	Resized() <-chan struct{}
+	// Raw puts the terminal in raw mode; the result restores it.
+	Raw() (restore func())
 }

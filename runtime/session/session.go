@@ -397,9 +397,7 @@ func run(ctx context.Context, op *Options, ran *bool) (int, error) {
 	}
 	if o.Terminal {
 		if t := newTerminal(o.Stdin, o.Stdout); t != nil {
-			proc.Terminal = true
-			proc.Width, proc.Height = t.size()
-			proc.Attach = t.attach
+			proc.TTY = t
 		}
 	}
 	done = tm.start("command")

@@ -4,17 +4,18 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"time"
 
 	"github.com/containerd/console"
 	"golang.org/x/sys/unix"
 )
 
-// terminal wires a container's pty to the user's terminal: raw mode, both
-// directions copied, and the pty resized whenever the window is.
+// terminal is the user's terminal as backend.TTY: raw mode, its size, and
+// SIGWINCH for its changes.
 type terminal struct {
 	current console.Console
+	in      io.Reader
 	out     io.Writer
+	resized chan struct{}
 }
 
 // newTerminal returns nil when stdin is not a terminal: the command then
@@ -28,10 +29,25 @@ func newTerminal(stdin io.Reader, stdout io.Writer) *terminal {
 	if err != nil {
 		return nil
 	}
-	return &terminal{current: c, out: stdout}
+	t := &terminal{current: c, in: c, out: stdout, resized: make(chan struct{}, 1)}
+	winch := make(chan os.Signal, 1)
+	signal.Notify(winch, unix.SIGWINCH)
+	go func() {
+		for range winch {
+			select {
+			case t.resized <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return t
 }
 
-func (t *terminal) size() (uint16, uint16) {
+func (t *terminal) In() io.Reader            { return t.in }
+func (t *terminal) Out() io.Writer           { return t.out }
+func (t *terminal) Resized() <-chan struct{} { return t.resized }
+
+func (t *terminal) Size() (uint16, uint16) {
 	ws, err := t.current.Size()
 	if err != nil {
 		return 80, 24
@@ -39,37 +55,7 @@ func (t *terminal) size() (uint16, uint16) {
 	return ws.Width, ws.Height
 }
 
-// attach starts copying between the user's terminal and the container's
-// pty; the returned function stops it and restores the terminal.
-func (t *terminal) attach(pty console.Console) func() {
+func (t *terminal) Raw() func() {
 	_ = t.current.SetRaw()
-	winch := make(chan os.Signal, 1)
-	signal.Notify(winch, unix.SIGWINCH)
-	stop := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-winch:
-				_ = pty.ResizeFrom(t.current)
-			}
-		}
-	}()
-	go func() { _, _ = io.Copy(pty, t.current) }()
-	outDone := make(chan struct{})
-	go func() {
-		// Ends with EIO once the last process holding the pty exits.
-		_, _ = io.Copy(t.out, pty)
-		close(outDone)
-	}()
-	return func() {
-		select {
-		case <-outDone:
-		case <-time.After(2 * time.Second):
-		}
-		signal.Stop(winch)
-		close(stop)
-		_ = t.current.Reset()
-	}
+	return func() { _ = t.current.Reset() }
 }

@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -188,7 +189,7 @@ func (c *container) Exec(ctx context.Context, p backend.Process) (int, error) {
 		Rlimits: c.rlimits,
 	}
 	var consoleParent *os.File
-	if p.Terminal {
+	if p.TTY != nil {
 		parent, child, err := utils.NewSockPair("console")
 		if err != nil {
 			return -1, fmt.Errorf("create console socket: %w", err)
@@ -197,7 +198,7 @@ func (c *container) Exec(ctx context.Context, p backend.Process) (int, error) {
 		defer child.Close()
 		consoleParent = parent
 		lp.ConsoleSocket = child
-		lp.ConsoleWidth, lp.ConsoleHeight = p.Width, p.Height
+		lp.ConsoleWidth, lp.ConsoleHeight = p.TTY.Size()
 	}
 	if err := c.lc.Run(lp); err != nil {
 		return -1, fmt.Errorf("start %s: %w", p.Args[0], err)
@@ -217,11 +218,8 @@ func (c *container) Exec(ctx context.Context, p backend.Process) (int, error) {
 			return -1, fmt.Errorf("use console: %w", err)
 		}
 		defer cons.Close()
-		if p.Attach != nil {
-			// Runs before the Close above: the output is drained first.
-			detach := p.Attach(cons)
-			defer detach()
-		}
+		// Runs before the Close above: the output is drained first.
+		defer attach(cons, p.TTY)()
 	}
 	done := make(chan struct{})
 	defer close(done)
@@ -300,4 +298,38 @@ func convertRlimits(in []rspec.POSIXRlimit) ([]configs.Rlimit, error) {
 		out = append(out, configs.Rlimit{Type: t, Hard: r.Hard, Soft: r.Soft})
 	}
 	return out, nil
+}
+
+// attach wires the container's pty to the user's terminal: raw mode, both
+// directions copied, the pty resized with the window. The result waits
+// for the output to drain (it ends with EIO once the process holding the
+// pty exits) and restores the terminal.
+func attach(pty console.Console, tty backend.TTY) func() {
+	restore := tty.Raw()
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tty.Resized():
+				w, h := tty.Size()
+				_ = pty.Resize(console.WinSize{Width: w, Height: h})
+			}
+		}
+	}()
+	go func() { _, _ = io.Copy(pty, tty.In()) }()
+	outDone := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(tty.Out(), pty)
+		close(outDone)
+	}()
+	return func() {
+		select {
+		case <-outDone:
+		case <-time.After(2 * time.Second):
+		}
+		close(stop)
+		restore()
+	}
 }
