@@ -14,6 +14,7 @@ import (
 func newCleanupCommand() *cobra.Command {
 	var all, asJSON bool
 	var stateDir string
+	var b backendFlags
 	cmd := &cobra.Command{
 		Use:   "cleanup [--all] [--json]",
 		Short: "Undo what killed nixrescue sessions left behind",
@@ -23,7 +24,7 @@ mount points made in targets, state under /run/nixrescue. Sessions still
 running are left alone. --all also removes nixrescue cgroups no session names.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := session.Cleanup(context.Background(), stateDir, all)
+			r, err := session.Cleanup(context.Background(), session.CleanupOptions{StateDir: stateDir, All: all, Backend: b.backend, Address: b.address, Namespace: b.namespace})
 			if asJSON {
 				enc := json.NewEncoder(os.Stdout)
 				enc.SetIndent("", "  ")
@@ -34,13 +35,16 @@ running are left alone. --all also removes nixrescue cgroups no session names.`,
 				for _, id := range r.Removed {
 					fmt.Printf("removed what session %s left\n", id)
 				}
+				for _, c := range r.Containers {
+					fmt.Printf("deleted containerd container %s\n", c)
+				}
 				for _, c := range r.Cgroups {
 					fmt.Printf("removed cgroup %s\n", c)
 				}
 				for _, id := range r.Live {
 					fmt.Printf("left session %s alone: it is still running\n", id)
 				}
-				if len(r.Removed)+len(r.Cgroups) == 0 && err == nil {
+				if len(r.Removed)+len(r.Containers)+len(r.Cgroups) == 0 && err == nil {
 					fmt.Println("nothing to clean up")
 				}
 			}
@@ -51,5 +55,6 @@ running are left alone. --all also removes nixrescue cgroups no session names.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print what was done as JSON")
 	cmd.Flags().StringVar(&stateDir, "state-dir", session.DefaultStateDir, "where session state is kept on the host")
 	_ = cmd.Flags().MarkHidden("state-dir")
+	b.register(cmd)
 	return cmd
 }

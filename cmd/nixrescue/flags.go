@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/nixrescue/nixrescue/runtime/backend/containerd"
 	"github.com/nixrescue/nixrescue/runtime/session"
 )
 
@@ -73,6 +74,23 @@ type containerFlags struct {
 	isolatePIDs bool
 	efi         string
 	noPivot     bool
+	backendFlags
+}
+
+// backendFlags choose the container runtime.
+type backendFlags struct {
+	backend   string
+	address   string
+	namespace string
+	verbose   bool
+}
+
+func (b *backendFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&b.backend, "backend", "auto", "container runtime: auto (containerd when its socket answers, else embedded), embedded or containerd")
+	fl.StringVar(&b.address, "address", containerd.DefaultAddress, "containerd's socket")
+	fl.StringVar(&b.namespace, "namespace", containerd.DefaultNamespace, "containerd namespace of nixrescue's containers")
+	fl.BoolVarP(&b.verbose, "verbose", "v", false, "say which backend runs the session, and why")
 }
 
 func (f *containerFlags) register(cmd *cobra.Command) {
@@ -85,6 +103,7 @@ func (f *containerFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.isolatePIDs, "isolate-pids", false, "give the container its own PID namespace (bootloader tools then think they run in a container)")
 	fl.StringVar(&f.efi, "efi", "auto", "efivarfs inside: auto (when the host booted by EFI), on or off")
 	fl.BoolVar(&f.noPivot, "no-pivot", false, "enter the root with MS_MOVE and chroot instead of pivot_root (detected on initramfs rescue systems)")
+	f.backendFlags.register(cmd)
 }
 
 // options turns the flags and the positional arguments (TARGET before
@@ -102,6 +121,10 @@ func (f *containerFlags) options(cmd *cobra.Command, args []string) (session.Opt
 		IsolatePIDs: f.isolatePIDs,
 		EFI:         session.EFIMode(f.efi),
 		NoPivot:     f.noPivot,
+		Backend:     f.backend,
+		Address:     f.address,
+		Namespace:   f.namespace,
+		Verbose:     f.verbose,
 	}
 	if err := f.targetFlags.apply(cmd, &o, target); err != nil {
 		return o, err

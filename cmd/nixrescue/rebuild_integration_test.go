@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -68,7 +67,7 @@ func writeConfiguration(t *testing.T, img, loader string) {
 ` + loader + `  system.stateVersion = "24.05";
 }
 `
-	c := exec.Command(binary, "run", img, "-q", "--no-activate", "--", "sh", "-c", "cat > /etc/nixos/configuration.nix")
+	c := command(context.Background(), "run", img, "-q", "--no-activate", "--", "sh", "-c", "cat > /etc/nixos/configuration.nix")
 	c.Stdin = strings.NewReader(conf)
 	if out, err := c.CombinedOutput(); err != nil {
 		t.Fatalf("edit configuration.nix: %v %s", err, out)

@@ -26,27 +26,64 @@ import (
 // binary is the static nixrescue under test, built once by TestMain.
 var binary string
 
+// backends are the container runtimes every integration test runs on:
+// the whole suite runs once for each (TestMain). containerd needs a daemon:
+// hack/test starts a private one (hack/with-containerd) and names its
+// socket in NIXRESCUE_CONTAINERD_ADDRESS.
+var backends = []string{"embedded", "containerd"}
+
+// backend is the one the suite runs on now; containerdAddress its socket.
+var backend, containerdAddress string
+
 func TestMain(m *testing.M) {
-	if testenv.Enabled() && os.Geteuid() == 0 {
-		dir, err := os.MkdirTemp("", "nixrescue-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		binary, err = testenv.BuildStatic("../..", dir)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-		code := m.Run()
-		os.RemoveAll(dir)
-		if images.dir != "" {
-			os.RemoveAll(images.dir)
-		}
-		os.Exit(code)
+	if !testenv.Enabled() || os.Geteuid() != 0 {
+		os.Exit(m.Run()) // the integration tests skip (or fail) themselves
 	}
-	os.Exit(m.Run())
+	dir, err := os.MkdirTemp("", "nixrescue-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary, err = testenv.BuildStatic("../..", dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := 0
+	for _, backend = range backends {
+		if backend == "containerd" {
+			if containerdAddress = os.Getenv("NIXRESCUE_CONTAINERD_ADDRESS"); containerdAddress == "" {
+				fmt.Fprintln(os.Stderr, "NIXRESCUE_CONTAINERD_ADDRESS is unset: run the tests with hack/with-containerd (hack/test does); the containerd backend is not tested")
+				code = 1
+				continue
+			}
+		}
+		fmt.Printf("=== the integration tests on the %s backend\n", backend)
+		if c := m.Run(); c != 0 {
+			code = c
+		}
+	}
+	os.RemoveAll(dir)
+	if images.dir != "" {
+		os.RemoveAll(images.dir)
+	}
+	os.Exit(code)
+}
+
+// takesBackend are the commands that run containers.
+var takesBackend = map[string]bool{"run": true, "enter": true, "rebuild": true, "rollback": true, "hardware-config": true, "cleanup": true}
+
+// command is the nixrescue binary with args, the suite's backend chosen.
+func command(ctx context.Context, args ...string) *exec.Cmd {
+	if len(args) > 0 && takesBackend[args[0]] {
+		flags := []string{"--backend", backend}
+		if backend == "containerd" {
+			flags = append(flags, "--address", containerdAddress)
+		}
+		args = append(append([]string{args[0]}, flags...), args[1:]...)
+	}
+	return exec.CommandContext(ctx, binary, args...)
 }
 
 // target is a fixture root for one test.
@@ -77,7 +114,7 @@ func nixrescue(t *testing.T, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd := command(ctx, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -389,7 +426,7 @@ func TestBadInput(t *testing.T) {
 // prints "ready" once it runs, and waits for that.
 func startSession(t *testing.T, targetArg string, cmd string) (*exec.Cmd, *safeBuffer) {
 	t.Helper()
-	c := exec.Command(binary, "run", targetArg, "-q", "--", "sh", "-c", cmd)
+	c := command(context.Background(), "run", targetArg, "-q", "--", "sh", "-c", cmd)
 	out, err := c.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -480,7 +517,7 @@ func TestEnterOnAPty(t *testing.T) {
 	tg := newTarget(t, fixture.Options{})
 	host := testenv.SnapshotHost(t)
 	tree := testenv.SnapshotTree(t, tg.root)
-	cmd := exec.Command(binary, "enter", "--root", tg.root, "--silent")
+	cmd := command(context.Background(), "enter", "--root", tg.root, "--silent")
 	cmd.Env = append(os.Environ(), "TERM=dumb", "PS1=# ")
 	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 30, Cols: 100})
 	if err != nil {
@@ -591,7 +628,7 @@ func TestCtrlCDuringActivationTearsDown(t *testing.T) {
 	}
 	host := testenv.SnapshotHost(t)
 	tree := testenv.SnapshotTree(t, tg.root)
-	c := exec.Command(binary, "run", "--root", tg.root, "--generation", "1", "--", "echo", "command-ran")
+	c := command(context.Background(), "run", "--root", tg.root, "--generation", "1", "--", "echo", "command-ran")
 	var stdout, stderr safeBuffer
 	c.Stdout, c.Stderr = &stdout, &stderr
 	c.WaitDelay = 2 * time.Second

@@ -476,9 +476,12 @@ func TestImageSessionEndings(t *testing.T) {
 		c, _ := startSession(t, img, "echo ready; exec sleep 60")
 		c.Process.Kill()
 		waitExit(t, c)
-		// The host's mount table never saw the session's mounts.
+		// With the embedded backend the host's mount table never saw the
+		// session's mounts (a mount namespace of its own); containerd's
+		// shim needs them in the host's, in the session's private tree,
+		// until cleanup.
 		now := testenv.SnapshotHost(t)
-		if !bytes.Equal([]byte(strings.Join(now.Mounts, "\n")), []byte(strings.Join(host.Mounts, "\n"))) {
+		if backend == "embedded" && !bytes.Equal([]byte(strings.Join(now.Mounts, "\n")), []byte(strings.Join(host.Mounts, "\n"))) {
 			t.Errorf("mounts on the host after SIGKILL")
 		}
 		r := nixrescue(t, "cleanup")

@@ -59,6 +59,9 @@ type Host struct {
 	Loops   []string // attached loop devices and their backing files
 	Run     []string // entries under /run, two levels deep
 	Cgroups []string // cgroup directories named nixrescue*
+	// Containerd are the containers and tasks in containerd's nixrescue
+	// namespace, when a containerd is named by NIXRESCUE_CONTAINERD_ADDRESS.
+	Containerd []string
 }
 
 // SnapshotHost reads the host's state.
@@ -91,6 +94,17 @@ func SnapshotHost(t testing.TB) Host {
 	}
 	sort.Strings(h.Run)
 	sort.Strings(h.Cgroups)
+	if addr := os.Getenv("NIXRESCUE_CONTAINERD_ADDRESS"); addr != "" {
+		for _, what := range []string{"containers", "tasks"} {
+			out, err := exec.Command("ctr", "--address", addr, "-n", "nixrescue", what, "ls", "-q").Output()
+			if err != nil {
+				t.Fatalf("ctr %s ls: %v", what, err)
+			}
+			for _, id := range strings.Fields(string(out)) {
+				h.Containerd = append(h.Containerd, what+" "+id)
+			}
+		}
+	}
 	return h
 }
 
@@ -129,6 +143,7 @@ func AssertHostUnchanged(t testing.TB, before Host) {
 	diff("loop device", before.Loops, after.Loops)
 	diff("/run entry", before.Run, after.Run)
 	diff("cgroup", before.Cgroups, after.Cgroups)
+	diff("containerd object", before.Containerd, after.Containerd)
 }
 
 // Tree is a snapshot of a directory tree: for each path, its type,

@@ -16,10 +16,22 @@ import (
 type CleanupReport struct {
 	// Removed are the sessions whose leftovers were removed.
 	Removed []string `json:"removed"`
+	// Containers are containerd containers of dead sessions, deleted
+	// (namespace/id).
+	Containers []string `json:"containers"`
 	// Cgroups are stray nixrescue cgroups removed by --all.
 	Cgroups []string `json:"cgroups"`
 	// Live are sessions still running, left alone.
 	Live []string `json:"live"`
+}
+
+// CleanupOptions are cleanup's.
+type CleanupOptions struct {
+	StateDir string
+	All      bool
+	// Backend, Address and Namespace say where to look for containerd
+	// containers: auto looks at the default socket.
+	Backend, Address, Namespace string
 }
 
 // Cleanup undoes what killed sessions left: their containers and
@@ -27,8 +39,9 @@ type CleanupReport struct {
 // targets, state. Sessions still running are left alone. With all, it
 // also removes nixrescue cgroups that no session's state names (left by
 // a crash while the state was being written).
-func Cleanup(ctx context.Context, stateDir string, all bool) (CleanupReport, error) {
-	r := CleanupReport{Removed: []string{}, Cgroups: []string{}, Live: []string{}}
+func Cleanup(ctx context.Context, co CleanupOptions) (CleanupReport, error) {
+	stateDir, all := co.StateDir, co.All
+	r := CleanupReport{Removed: []string{}, Containers: []string{}, Cgroups: []string{}, Live: []string{}}
 	if os.Geteuid() != 0 {
 		return r, errors.New("cleanup needs root: run it as root, e.g. with sudo")
 	}
@@ -46,11 +59,23 @@ func Cleanup(ctx context.Context, stateDir string, all bool) (CleanupReport, err
 				r.Live = append(r.Live, e.Name())
 			}
 		}
-		removed, err := st.removeStaleSessions()
+	}
+	// containerd's leftovers, when a containerd answers (quietly skipped
+	// when none does, unless one was named).
+	be, err := chooseBackend(ctx, Options{Backend: co.Backend, Address: co.Address, Namespace: co.Namespace})
+	if err != nil && co.Backend == BackendContainerd {
+		return r, err
+	}
+	if _, err := os.Stat(st.sessionsDir()); err == nil || be.containerd != nil {
+		if err := os.MkdirAll(st.sessionsDir(), 0o700); err != nil {
+			return r, err
+		}
+		removed, containers, err := st.cleanStale(ctx, be.containerd)
+		r.Removed = append(r.Removed, removed...)
+		r.Containers = append(r.Containers, containers...)
 		if err != nil {
 			return r, err
 		}
-		r.Removed = append(r.Removed, removed...)
 	}
 	if all {
 		cgs, err := removeStrayCgroups(func(id string) bool { return st.live(id) })

@@ -26,14 +26,14 @@ func inPrivateNS() bool { return os.Getenv(privateNSEnv) == "1" }
 // it, even when nixrescue is killed: the child dies with its parent
 // (PR_SET_PDEATHSIG), and nothing it mounts propagates back (its tree is
 // made rslave before anything is mounted).
-func reexecInPrivateNS() (int, error) {
+func reexecInPrivateNS(env ...string) (int, error) {
 	// Pdeathsig follows the thread that started the child: keep it.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
 	cmd.Args[0] = os.Args[0]
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(os.Environ(), privateNSEnv+"=1")
+	cmd.Env = append(append(os.Environ(), privateNSEnv+"=1"), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS, Pdeathsig: unix.SIGKILL}
 	// The child handles signals; a terminal's reach it directly (same
 	// process group), others sent to us are passed on.

@@ -17,6 +17,7 @@ import (
 // stable; the README documents them.
 type RunReport struct {
 	Backend          string          `json:"backend"`
+	BackendWhy       string          `json:"backend_why"`
 	Target           target.Target   `json:"target"`
 	SystemBefore     string          `json:"system_before,omitempty"`
 	GenerationBefore int             `json:"generation_before,omitempty"`

@@ -25,7 +25,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nixrescue/nixrescue/runtime/backend"
-	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
 	"github.com/nixrescue/nixrescue/runtime/dns"
 	"github.com/nixrescue/nixrescue/runtime/host"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
@@ -98,6 +97,12 @@ type Options struct {
 	Sandbox SandboxMode
 	// ExtraEnv is added to the command's environment (not activation's).
 	ExtraEnv []string
+	// Backend is auto, embedded or containerd; Address and Namespace are
+	// containerd's socket and namespace. Verbose says which was chosen.
+	Backend   string
+	Address   string
+	Namespace string
+	Verbose   bool
 	// Report, when set, is filled with what the session did, and given
 	// to OnReport once all is torn down (in the process that ran it).
 	Report   *RunReport
@@ -299,7 +304,7 @@ func run(ctx context.Context, op *Options, ran *bool) (int, error) {
 		o.Report = &RunReport{}
 	}
 	rep := o.Report
-	rep.Backend, rep.Phases, rep.DiskAliases = "embedded", []Phase{}, []DiskAlias{}
+	rep.Phases, rep.DiskAliases = []Phase{}, []DiskAlias{}
 	l, code, err := open(ctx, o, true)
 	if l == nil {
 		return code, err
@@ -322,9 +327,7 @@ func run(ctx context.Context, op *Options, ran *bool) (int, error) {
 	if err != nil {
 		return ExitFailure, err
 	}
-	// A rescue system running from its initramfs has no root to pivot
-	// away from: runc's no-pivot mode (MS_MOVE and chroot) works there.
-	runner, err := embedded.New(s.st.containerDir(), s.st.live, embedded.WithNoPivot(o.NoPivot || p.Host.InitramfsRoot))
+	runner, err := l.runner(p)
 	if err != nil {
 		return ExitFailure, err
 	}
@@ -427,6 +430,7 @@ type live struct {
 	target   target.Target
 	prepared *Prepared
 	aliases  []DiskAlias
+	backend  backendChoice
 }
 
 func (l *live) close() {
@@ -447,9 +451,22 @@ func open(ctx context.Context, o Options, prepare bool) (*live, int, error) {
 	if err != nil {
 		return nil, ExitFailure, err
 	}
-	if t.Kind != target.KindDirectory {
+	be := backendChoice{name: BackendEmbedded, why: "no container to run"}
+	if prepare {
+		if be, err = chooseBackend(ctx, o); err != nil {
+			return nil, ExitFailure, err
+		}
+		if o.Verbose && !inPrivateNS() {
+			fmt.Fprintf(o.Stderr, "nixrescue: backend %s (%s)\n", be.name, be.why)
+		}
+	}
+	// Mounts go into a mount namespace of the session's own, except with
+	// containerd, whose shim must see them from the host's (see package
+	// backend/containerd): then into a private tree of the host's.
+	hostTree := be.name == BackendContainerd && t.Kind != target.KindDirectory
+	if t.Kind != target.KindDirectory && !hostTree {
 		if !inPrivateNS() {
-			code, err := reexecInPrivateNS()
+			code, err := reexecInPrivateNS(backendEnv + "=" + be.name)
 			return nil, code, err
 		}
 		if err := enterPrivateNS(); err != nil {
@@ -463,6 +480,10 @@ func open(ctx context.Context, o Options, prepare bool) (*live, int, error) {
 	if err != nil {
 		return nil, ExitFailure, err
 	}
+	if _, _, err := st.cleanStale(ctx, be.containerd); err != nil {
+		st.removeDirsIfUnused()
+		return nil, ExitFailure, err
+	}
 	s, err := st.begin(t.Path)
 	if err != nil {
 		st.removeDirsIfUnused()
@@ -470,8 +491,16 @@ func open(ctx context.Context, o Options, prepare bool) (*live, int, error) {
 	}
 	if o.Report != nil {
 		s.timer = timer{&o.Report.Phases}
+		o.Report.Backend = be.name
+		o.Report.BackendWhy = be.why
 	}
-	l := &live{st: st, s: s, o: o, target: t}
+	l := &live{st: st, s: s, o: o, target: t, backend: be}
+	if hostTree {
+		if err := s.privateTree(); err != nil {
+			l.close()
+			return nil, ExitFailure, err
+		}
+	}
 	if t.Kind == target.KindDirectory {
 		l.o.Root = t.Path
 	}

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -9,11 +10,15 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"time"
+
+	"github.com/moby/sys/mountinfo"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/nixrescue/nixrescue/runtime/backend"
+	"github.com/nixrescue/nixrescue/runtime/backend/containerd"
 	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
 	"github.com/nixrescue/nixrescue/runtime/mount"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
@@ -38,10 +43,20 @@ func newState(dir string) (*state, error) {
 	if err := os.MkdirAll(st.sessionsDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory %s: %w", dir, err)
 	}
-	if _, err := st.removeStaleSessions(); err != nil {
-		return nil, err
-	}
 	return st, nil
+}
+
+// cleanStale removes what killed sessions left: first their containerd
+// containers (when a containerd is at hand), whose processes may hold the
+// rest, then everything their journals record.
+func (st *state) cleanStale(ctx context.Context, cd *containerd.Runner) (sessions, containers []string, err error) {
+	if cd != nil {
+		if containers, err = cd.Leftovers(ctx, st.live); err != nil {
+			return nil, containers, err
+		}
+	}
+	sessions, err = st.removeStaleSessions()
+	return sessions, containers, err
 }
 
 func (st *state) sessionsDir() string         { return filepath.Join(st.dir, "sessions") }
@@ -77,7 +92,7 @@ func (st *state) removeStaleSessions() ([]string, error) {
 		if err := (&session{st: st, id: e.Name()}).undo(); err != nil {
 			return removed, fmt.Errorf("undo stale session %s: %w", e.Name(), err)
 		}
-		if err := os.RemoveAll(st.sessionDir(e.Name())); err != nil {
+		if err := removeUnmounted(st.sessionDir(e.Name())); err != nil {
 			return removed, fmt.Errorf("remove stale session %s: %w", e.Name(), err)
 		}
 		removed = append(removed, e.Name())
@@ -136,6 +151,9 @@ type undoRecord struct {
 	Placeholder string       `json:"placeholder,omitempty"`
 	Inode       uint64       `json:"inode,omitempty"`
 	Loops       []loopRecord `json:"loops,omitempty"`
+	// HostTree is the session's directory when it is a private mount
+	// tree of the host's mount namespace (the containerd backend).
+	HostTree string `json:"host_tree,omitempty"`
 }
 
 // loopRecord is a loop device a session attached, and the partitions it
@@ -289,7 +307,47 @@ func (s *session) undoLoops() error {
 // undo undoes what the journal of a dead session records.
 func (s *session) undo() error {
 	s.undoPlaceholder()
+	if r, err := s.st.readJournal(s.id); err == nil && r.HostTree != "" {
+		if err := unmountTree(r.HostTree); err != nil {
+			return err
+		}
+	}
 	return s.undoLoops()
+}
+
+// privateTree makes the session's directory a mount of its own, private:
+// what is mounted under it stays there, in the host's mount namespace,
+// where containerd's shim can see it, and reaches no other mount.
+func (s *session) privateTree() error {
+	dir := s.dir()
+	if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("make the session's mount tree: %w", err)
+	}
+	if err := s.record(func(r *undoRecord) { r.HostTree = dir }); err != nil {
+		_ = unix.Unmount(dir, unix.MNT_DETACH)
+		return err
+	}
+	if err := unix.Mount("", dir, "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make the session's mount tree private: %w", err)
+	}
+	return nil
+}
+
+// unmountTree unmounts dir and everything mounted under it, deepest
+// first.
+func unmountTree(dir string) error {
+	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+	if err != nil {
+		return fmt.Errorf("read the mount table: %w", err)
+	}
+	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i].Mountpoint) > len(mounts[j].Mountpoint) })
+	var first error
+	for _, m := range mounts {
+		if err := mount.Unmount(m.Mountpoint); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // end tears the session down in the reverse order of setup: container,
@@ -308,6 +366,11 @@ func (s *session) end() {
 		}
 		s.opened = nil
 	}
+	if s.journal.HostTree != "" {
+		if err := unmountTree(s.journal.HostTree); err != nil {
+			fmt.Fprintf(os.Stderr, "nixrescue: warning: teardown: %v\n", err)
+		}
+	}
 	if err := s.undoLoops(); err != nil {
 		fmt.Fprintf(os.Stderr, "nixrescue: warning: teardown: %v\n", err)
 	}
@@ -320,8 +383,23 @@ func (s *session) end() {
 // removeDirs removes the session's directory and the shared directories
 // when they are empty.
 func (s *session) removeDirs() {
-	_ = os.RemoveAll(s.st.sessionDir(s.id))
+	if err := removeUnmounted(s.st.sessionDir(s.id)); err != nil {
+		fmt.Fprintf(os.Stderr, "nixrescue: warning: %v\n", err)
+	}
 	s.st.removeDirsIfUnused()
+}
+
+// removeUnmounted removes dir, but never while anything is mounted under
+// it: removing recursively would then delete the target's files.
+func removeUnmounted(dir string) error {
+	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+	if err != nil {
+		return fmt.Errorf("read the mount table: %w", err)
+	}
+	if len(mounts) > 0 {
+		return fmt.Errorf("%s still has %s mounted: not removed; run nixrescue cleanup", dir, mounts[0].Mountpoint)
+	}
+	return os.RemoveAll(dir)
 }
 
 // removeDirsIfUnused removes the state directories when no session uses

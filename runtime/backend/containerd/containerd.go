@@ -1,0 +1,321 @@
+// Package containerd runs recovery containers on a host's containerd, so
+// that they show up where the host's operators look for containers
+// (`ctr -n nixrescue tasks ls`) and containerd's own cleanup applies. It
+// uses containerd's v2 Go client and works against 1.6, 1.7 and 2.x
+// daemons (it needs only the containers, tasks and version services).
+//
+// The container is created from the very spec the embedded backend runs,
+// with no image and no snapshot: its root is the spec's root path.
+//
+// Mounts. containerd's shim lives in the host's mount namespace and
+// mounts the container's rootfs from there, so it must see the session's
+// root and its submounts. A session on a disk or image therefore mounts
+// them in the host's namespace, in a tree of its own under
+// /run/nixrescue/sessions/ID that is first made a private mount of itself:
+// nothing mounted there propagates to the rest of the host (or into other
+// containers sharing /run), and the session's journal records the tree, so
+// that `nixrescue cleanup` unmounts it after a crash. (Handing the root to
+// containerd as the task's rootfs mounts would let containerd mount the root
+// but not /boot and the other submounts, and the embedded backend's spec
+// would no longer be the one containerd runs.)
+//
+// Each container is in its own containerd namespace (nixrescue by
+// default) and labelled with its session and target; it holds no content,
+// snapshot or lease for containerd's garbage collector to weigh, so a
+// label is all that is needed to find and delete what a killed session
+// left. Process I/O goes through FIFOs in the session's own directory.
+package containerd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/containerd/v2/plugins"
+	"github.com/containerd/errdefs"
+	rspec "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/nixrescue/nixrescue/runtime/backend"
+)
+
+// Defaults.
+const (
+	DefaultAddress   = "/run/containerd/containerd.sock"
+	DefaultNamespace = "nixrescue"
+	// LabelSession marks the containers nixrescue makes.
+	LabelSession = "io.nixrescue.session"
+	LabelTarget  = "io.nixrescue.target"
+	LabelPID     = "io.nixrescue.pid"
+)
+
+// ConnectError is a containerd that cannot be used, with the fix.
+type ConnectError struct {
+	Address string
+	Err     error
+	Fix     string
+}
+
+func (e *ConnectError) Error() string {
+	return fmt.Sprintf("containerd at %s: %v: %s", e.Address, e.Err, e.Fix)
+}
+
+func (e *ConnectError) Unwrap() error { return e.Err }
+
+// Runner is the containerd backend.
+type Runner struct {
+	client    *client.Client
+	address   string
+	namespace string
+	// Labels go on every container (target, pid).
+	Labels map[string]string
+	// FIFODir is where process I/O FIFOs are made.
+	FIFODir string
+}
+
+// Connect reaches the daemon at address within timeout and checks that it
+// answers as containerd does.
+func Connect(ctx context.Context, address, namespace string, timeout time.Duration) (*Runner, error) {
+	if address == "" {
+		address = DefaultAddress
+	}
+	if namespace == "" {
+		namespace = DefaultNamespace
+	}
+	st, err := os.Stat(address)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil, &ConnectError{Address: address, Err: errors.New("no such socket"), Fix: "start containerd, name its socket with --address, or use --backend embedded"}
+	case err != nil:
+		return nil, &ConnectError{Address: address, Err: err, Fix: "check the path, or use --backend embedded"}
+	case st.Mode()&os.ModeSocket == 0:
+		return nil, &ConnectError{Address: address, Err: errors.New("not a socket"), Fix: "name containerd's socket with --address"}
+	}
+	if err := unix.Access(address, unix.R_OK|unix.W_OK); err != nil {
+		return nil, &ConnectError{Address: address, Err: errors.New("permission denied"), Fix: "run nixrescue as root"}
+	}
+	c, err := client.New(address, client.WithDefaultNamespace(namespace), client.WithTimeout(timeout))
+	if err != nil {
+		return nil, &ConnectError{Address: address, Err: fmt.Errorf("does not answer: %w", err), Fix: "check that it is containerd and that it runs, or use --backend embedded"}
+	}
+	vctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	v, err := c.Version(vctx)
+	if err != nil {
+		c.Close()
+		return nil, &ConnectError{Address: address, Err: fmt.Errorf("does not answer as containerd: %w", err), Fix: "check that it is containerd's socket, or use --backend embedded"}
+	}
+	if major, minor := parseVersion(v.Version); major < 1 || (major == 1 && minor < 6) {
+		c.Close()
+		return nil, &ConnectError{Address: address, Err: fmt.Errorf("containerd %s is too old", v.Version), Fix: "nixrescue needs containerd 1.6 or newer; use --backend embedded"}
+	}
+	return &Runner{client: c, address: address, namespace: namespace}, nil
+}
+
+// parseVersion reads "v1.6.20", "1.6.20~ds1" or "2.1.0" into major, minor.
+func parseVersion(v string) (int, int) {
+	v = strings.TrimPrefix(v, "v")
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return 0, 0
+	}
+	major, _ := strconv.Atoi(parts[0])
+	minor, _ := strconv.Atoi(strings.TrimFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
+	return major, minor
+}
+
+// Name implements backend.Runner.
+func (r *Runner) Name() string { return "containerd" }
+
+// Address is the daemon's socket.
+func (r *Runner) Address() string { return r.address }
+
+// Close closes the connection.
+func (r *Runner) Close() error { return r.client.Close() }
+
+func (r *Runner) ctx(ctx context.Context) context.Context {
+	return namespaces.WithNamespace(ctx, r.namespace)
+}
+
+// Create implements backend.Runner.
+func (r *Runner) Create(ctx context.Context, id string, spec *rspec.Spec) (backend.Container, error) {
+	ctx = r.ctx(ctx)
+	labels := map[string]string{LabelSession: id}
+	for k, v := range r.Labels {
+		labels[k] = v
+	}
+	c, err := r.client.NewContainer(ctx, id,
+		client.WithSpec(spec),
+		client.WithRuntime(plugins.RuntimeRuncV2, nil),
+		client.WithContainerLabels(labels))
+	if err != nil {
+		return nil, r.wrap(fmt.Errorf("create container: %w", err))
+	}
+	ct := &container{r: r, c: c, spec: spec}
+	task, err := c.NewTask(ctx, cio.NullIO)
+	if err != nil {
+		_ = ct.Destroy()
+		return nil, r.wrap(fmt.Errorf("create task: %w", err))
+	}
+	ct.task = task
+	if err := task.Start(ctx); err != nil {
+		_ = ct.Destroy()
+		return nil, r.wrap(fmt.Errorf("start task: %w", err))
+	}
+	return ct, nil
+}
+
+// wrap says which daemon failed when the connection is the reason.
+func (r *Runner) wrap(err error) error {
+	if errdefs.IsUnavailable(err) || errors.Is(err, context.DeadlineExceeded) {
+		return &ConnectError{Address: r.address, Err: fmt.Errorf("stopped answering: %w", err), Fix: "check that containerd still runs; the session's mounts are torn down all the same"}
+	}
+	return err
+}
+
+type container struct {
+	r    *Runner
+	c    client.Container
+	task client.Task
+	spec *rspec.Spec
+	n    int
+}
+
+// Exec implements backend.Container.
+func (ct *container) Exec(ctx context.Context, p backend.Process) (int, error) {
+	ctx = ct.r.ctx(ctx)
+	ps := *ct.spec.Process
+	ps.Args, ps.Env, ps.Cwd = p.Args, p.Env, p.Cwd
+	ps.Terminal = p.TTY != nil
+	var creator cio.Creator
+	if p.TTY != nil {
+		w, h := p.TTY.Size()
+		ps.ConsoleSize = &rspec.Box{Width: uint(w), Height: uint(h)}
+		creator = cio.NewCreator(cio.WithStreams(p.TTY.In(), p.TTY.Out(), nil), cio.WithTerminal, cio.WithFIFODir(ct.r.FIFODir))
+	} else {
+		stdin := p.Stdin
+		creator = cio.NewCreator(cio.WithStreams(stdin, p.Stdout, p.Stderr), cio.WithFIFODir(ct.r.FIFODir))
+	}
+	ct.n++
+	execID := fmt.Sprintf("exec-%d", ct.n)
+	proc, err := ct.task.Exec(ctx, execID, &ps, creator)
+	if err != nil {
+		return -1, ct.r.wrap(fmt.Errorf("exec %s: %w", p.Args[0], err))
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		_, _ = proc.Delete(dctx, client.WithProcessKill)
+	}()
+	statusC, err := proc.Wait(ctx)
+	if err != nil {
+		return -1, ct.r.wrap(fmt.Errorf("wait for %s: %w", p.Args[0], err))
+	}
+	if p.TTY != nil {
+		restore := p.TTY.Raw()
+		defer restore()
+	}
+	if err := proc.Start(ctx); err != nil {
+		return -1, ct.r.wrap(fmt.Errorf("start %s: %w", p.Args[0], err))
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		var resized <-chan struct{}
+		if p.TTY != nil {
+			resized = p.TTY.Resized()
+		}
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				_ = proc.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
+				return
+			case <-resized:
+				w, h := p.TTY.Size()
+				_ = proc.Resize(ctx, uint32(w), uint32(h))
+			case s, ok := <-p.Signals:
+				if !ok {
+					return
+				}
+				if sig, ok := s.(syscall.Signal); ok {
+					_ = proc.Kill(ctx, sig)
+				}
+			}
+		}
+	}()
+	st := <-statusC
+	code, _, err := st.Result()
+	if err != nil {
+		return -1, ct.r.wrap(fmt.Errorf("wait for %s: %w", p.Args[0], err))
+	}
+	// Let the output FIFOs drain before the caller goes on.
+	proc.IO().Wait()
+	return int(code), nil
+}
+
+// Destroy implements backend.Container: every process of the container is
+// killed (the host's PID namespace is shared, so the task's init is not
+// the only one), then the task and the container are deleted.
+func (ct *container) Destroy() error {
+	ctx, cancel := context.WithTimeout(ct.r.ctx(context.Background()), 30*time.Second)
+	defer cancel()
+	if ct.task != nil {
+		_ = ct.task.Kill(ctx, syscall.SIGKILL, client.WithKillAll)
+		if ch, err := ct.task.Wait(ctx); err == nil {
+			select {
+			case <-ch:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		if _, err := ct.task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+			return ct.r.wrap(fmt.Errorf("delete task: %w", err))
+		}
+		ct.task = nil
+	}
+	if ct.c != nil {
+		if err := ct.c.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
+			return ct.r.wrap(fmt.Errorf("delete container: %w", err))
+		}
+		ct.c = nil
+	}
+	return nil
+}
+
+// Leftovers lists the nixrescue containers in the namespace whose session
+// is not live, and deletes them with their tasks.
+func (r *Runner) Leftovers(ctx context.Context, live func(session string) bool) ([]string, error) {
+	ctx = r.ctx(ctx)
+	cs, err := r.client.Containers(ctx, "labels."+strconv.Quote(LabelSession))
+	if err != nil {
+		return nil, r.wrap(fmt.Errorf("list containers: %w", err))
+	}
+	var removed []string
+	for _, c := range cs {
+		labels, err := c.Labels(ctx)
+		if err != nil {
+			continue
+		}
+		if live(labels[LabelSession]) {
+			continue
+		}
+		ct := &container{r: r, c: c}
+		if task, err := c.Task(ctx, nil); err == nil {
+			ct.task = task
+		}
+		if err := ct.Destroy(); err != nil {
+			return removed, err
+		}
+		removed = append(removed, r.namespace+"/"+c.ID())
+	}
+	return removed, nil
+}
