@@ -91,9 +91,16 @@ func Cleanup(ctx context.Context, co CleanupOptions) (CleanupReport, error) {
 // removeStrayCgroups kills the processes of nixrescue-* cgroups whose
 // session is not live, and removes the cgroups.
 func removeStrayCgroups(live func(string) bool) ([]string, error) {
+	return removeCgroups("nixrescue-*", live)
+}
+
+// removeCgroups kills the processes of the cgroups named like pattern (in
+// every hierarchy) whose session is not live, and removes the cgroups:
+// what a container whose runtime is gone (a containerd that died) leaves.
+func removeCgroups(pattern string, live func(string) bool) ([]string, error) {
 	var removed []string
 	var dirs []string
-	for _, pat := range []string{"/sys/fs/cgroup/nixrescue-*", "/sys/fs/cgroup/*/nixrescue-*"} {
+	for _, pat := range []string{"/sys/fs/cgroup/" + pattern, "/sys/fs/cgroup/*/" + pattern} {
 		m, _ := filepath.Glob(pat)
 		dirs = append(dirs, m...)
 	}

@@ -304,9 +304,15 @@ func (s *session) undoLoops() error {
 	return first
 }
 
-// undo undoes what the journal of a dead session records.
+// undo undoes what the journal of a dead session records. Processes of
+// its container that its runtime did not kill (a containerd that died
+// with the session) are killed through the container's cgroup first: they
+// hold its mounts, and the mounts the loop devices.
 func (s *session) undo() error {
 	s.undoPlaceholder()
+	if _, err := removeCgroups(s.id, func(string) bool { return false }); err != nil {
+		return err
+	}
 	if r, err := s.st.readJournal(s.id); err == nil && r.HostTree != "" {
 		if err := unmountTree(r.HostTree); err != nil {
 			return err

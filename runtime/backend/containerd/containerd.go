@@ -30,9 +30,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -200,8 +202,11 @@ func (ct *container) Exec(ctx context.Context, p backend.Process) (int, error) {
 		w, h := p.TTY.Size()
 		ps.ConsoleSize = &rspec.Box{Width: uint(w), Height: uint(h)}
 		creator = cio.NewCreator(cio.WithStreams(p.TTY.In(), p.TTY.Out(), nil), cio.WithTerminal, cio.WithFIFODir(ct.r.FIFODir))
-	} else {
-		stdin := p.Stdin
+	}
+	// The shim keeps the stdin FIFO open: EOF reaches the process only
+	// when we say so (CloseIO), once our copy of stdin ends.
+	stdin := &eofNotifier{r: p.Stdin, eof: make(chan struct{})}
+	if p.TTY == nil {
 		creator = cio.NewCreator(cio.WithStreams(stdin, p.Stdout, p.Stderr), cio.WithFIFODir(ct.r.FIFODir))
 	}
 	ct.n++
@@ -228,6 +233,15 @@ func (ct *container) Exec(ctx context.Context, p backend.Process) (int, error) {
 	}
 	done := make(chan struct{})
 	defer close(done)
+	if p.TTY == nil {
+		go func() {
+			select {
+			case <-stdin.eof:
+				_ = proc.CloseIO(ctx, client.WithStdinCloser)
+			case <-done:
+			}
+		}()
+	}
 	go func() {
 		var resized <-chan struct{}
 		if p.TTY != nil {
@@ -318,4 +332,24 @@ func (r *Runner) Leftovers(ctx context.Context, live func(session string) bool) 
 		removed = append(removed, r.namespace+"/"+c.ID())
 	}
 	return removed, nil
+}
+
+// eofNotifier passes a reader on and closes eof when it ends (a nil
+// reader ends at once).
+type eofNotifier struct {
+	r    io.Reader
+	eof  chan struct{}
+	once sync.Once
+}
+
+func (e *eofNotifier) Read(p []byte) (int, error) {
+	if e.r == nil {
+		e.once.Do(func() { close(e.eof) })
+		return 0, io.EOF
+	}
+	n, err := e.r.Read(p)
+	if err != nil {
+		e.once.Do(func() { close(e.eof) })
+	}
+	return n, err
 }

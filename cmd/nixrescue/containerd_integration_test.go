@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nixrescue/nixrescue/hack/fixture"
+	"github.com/nixrescue/nixrescue/hack/testenv"
+)
+
+// onContainerdPass tells whether the suite runs on containerd now; the
+// tests of containerd itself run in that pass only.
+func onContainerdPass(t *testing.T) bool {
+	if backend != "containerd" {
+		t.Log("containerd's own tests run in the suite's containerd pass")
+		return false
+	}
+	return true
+}
+
+// TestContainerdRunsTheEmbeddedSpec compares the spec containerd holds
+// for a live session with the one nixrescue spec prints (the embedded
+// backend's), but for what names the session (its cgroup, the paths of
+// its own files).
+func TestContainerdRunsTheEmbeddedSpec(t *testing.T) {
+	testenv.Require(t)
+	if !onContainerdPass(t) {
+		return
+	}
+	tg := newTarget(t, fixture.Options{})
+	want := nixrescue(t, "spec", "--root", tg.root)
+	c, _ := startSession(t, tg.root, "echo ready; exec sleep 60")
+	defer func() { c.Process.Signal(syscall.SIGTERM); waitExit(t, c) }()
+	ids, err := exec.Command("ctr", "--address", containerdAddress, "-n", "nixrescue", "containers", "ls", "-q").Output()
+	if err != nil || len(strings.Fields(string(ids))) != 1 {
+		t.Fatalf("containers: %q %v", ids, err)
+	}
+	info, err := exec.Command("ctr", "--address", containerdAddress, "-n", "nixrescue", "containers", "info", strings.TrimSpace(string(ids))).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ci struct {
+		Labels map[string]string `json:"Labels"`
+		Spec   json.RawMessage   `json:"Spec"`
+	}
+	if err := json.Unmarshal(info, &ci); err != nil {
+		t.Fatal(err)
+	}
+	if ci.Labels["io.nixrescue.target"] != tg.root || ci.Labels["io.nixrescue.session"] == "" {
+		t.Errorf("labels %v", ci.Labels)
+	}
+	norm := func(b []byte) string {
+		var s map[string]any
+		if err := json.Unmarshal(b, &s); err != nil {
+			t.Fatal(err)
+		}
+		linux := s["linux"].(map[string]any)
+		delete(linux, "cgroupsPath")
+		for _, m := range s["mounts"].([]any) {
+			mm := m.(map[string]any)
+			if src, _ := mm["source"].(string); strings.HasSuffix(src, "resolv.conf") {
+				mm["source"] = "resolv.conf"
+			}
+		}
+		out, _ := json.MarshalIndent(s, "", " ")
+		return string(out)
+	}
+	if got, w := norm(ci.Spec), norm([]byte(want.stdout)); got != w {
+		t.Errorf("containerd's spec differs from the embedded backend's:\ncontainerd:\n%s\nembedded:\n%s", got, w)
+	}
+}
+
+func TestContainerdBadSockets(t *testing.T) {
+	testenv.Require(t)
+	if !onContainerdPass(t) {
+		return
+	}
+	tg := newTarget(t, fixture.Options{})
+	// A socket that is not containerd's: it accepts and says nothing.
+	notContainerd := filepath.Join(t.TempDir(), "other.sock")
+	l, err := net.Listen("unix", notContainerd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	regular := filepath.Join(t.TempDir(), "file")
+	exec.Command("touch", regular).Run()
+	for name, c := range map[string]struct{ address, want string }{
+		"missing":        {"/nonexistent/containerd.sock", "containerd at /nonexistent/containerd.sock: no such socket: start containerd, name its socket with --address, or use --backend embedded"},
+		"not a socket":   {regular, "not a socket"},
+		"not containerd": {notContainerd, "containerd at " + notContainerd + ": does not answer"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			host := testenv.SnapshotHost(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, binary, "run", "--root", tg.root, "--backend", "containerd", "--address", c.address, "--", "true").CombinedOutput()
+			code := -1
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			if code != 125 || len(lines) != 1 || !strings.Contains(lines[0], c.want) {
+				t.Errorf("exit %d, output %q, want one line with %q", code, out, c.want)
+			}
+			testenv.AssertHostUnchanged(t, host)
+		})
+	}
+}
+
+func TestBackendAuto(t *testing.T) {
+	testenv.Require(t)
+	if !onContainerdPass(t) {
+		return
+	}
+	tg := newTarget(t, fixture.Options{})
+	for address, want := range map[string]string{
+		containerdAddress:   "backend containerd (auto: containerd answered at " + containerdAddress + ")",
+		"/nonexistent.sock": "backend embedded (auto: containerd at /nonexistent.sock: no such socket)",
+	} {
+		out, err := exec.Command(binary, "run", "--root", tg.root, "-q", "-v", "--backend", "auto", "--address", address, "--", "true").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), want) {
+			t.Errorf("--address %s: %v %q, want %q", address, err, out, want)
+		}
+	}
+}
