@@ -207,7 +207,14 @@ func (ct *container) Exec(ctx context.Context, p backend.Process) (int, error) {
 	// when we say so (CloseIO), once our copy of stdin ends.
 	stdin := &eofNotifier{r: p.Stdin, eof: make(chan struct{})}
 	if p.TTY == nil {
-		creator = cio.NewCreator(cio.WithStreams(stdin, p.Stdout, p.Stderr), cio.WithFIFODir(ct.r.FIFODir))
+		stdout, stderr := p.Stdout, p.Stderr
+		if stdout == stderr {
+			// cio copies each on its own goroutine: one writer for both
+			// must take turns (exec.Cmd shares one pipe instead).
+			w := &syncWriter{w: stdout}
+			stdout, stderr = w, w
+		}
+		creator = cio.NewCreator(cio.WithStreams(stdin, stdout, stderr), cio.WithFIFODir(ct.r.FIFODir))
 	}
 	ct.n++
 	execID := fmt.Sprintf("exec-%d", ct.n)
@@ -352,4 +359,16 @@ func (e *eofNotifier) Read(p []byte) (int, error) {
 		e.once.Do(func() { close(e.eof) })
 	}
 	return n, err
+}
+
+// syncWriter lets two goroutines write to one writer.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
