@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -11,6 +12,7 @@ import (
 
 func newRunCommand() *cobra.Command {
 	var f containerFlags
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "run [TARGET] [flags] -- CMD [ARG...]",
 		Short: "Run a command in the recovery container of a NixOS target",
@@ -31,10 +33,17 @@ exit status. nixrescue's own failures exit 125; 126 means CMD could not be run,
 			if len(o.Args) == 0 {
 				return errors.New("run needs a command: nixrescue run TARGET -- CMD [ARG...]")
 			}
+			if asJSON {
+				// stdout is the report's; the command's output goes to stderr.
+				o.Stdout = os.Stderr
+				o.Report = &session.RunReport{}
+				o.OnReport = func(r *session.RunReport) error { return writeJSON(r) }
+			}
 			return runSession(cmd.Context(), o)
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a report (backend, generations, per-phase durations) as JSON on stdout once done; the command's output goes to stderr")
 	return cmd
 }
 

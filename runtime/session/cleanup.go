@@ -55,7 +55,7 @@ func Cleanup(ctx context.Context, co CleanupOptions) (CleanupReport, error) {
 			return r, err
 		}
 		for _, e := range entries {
-			if st.live(e.Name()) {
+			if !strings.HasPrefix(e.Name(), ".") && st.live(e.Name()) {
 				r.Live = append(r.Live, e.Name())
 			}
 		}

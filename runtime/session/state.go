@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/moby/sys/mountinfo"
@@ -83,6 +84,14 @@ func (st *state) removeStaleSessions() ([]string, error) {
 	}
 	var removed []string
 	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			// A session being made (or a crash while it was made: an empty
+			// directory with at most a lock in it).
+			if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > time.Minute && !st.live(e.Name()) {
+				_ = os.RemoveAll(st.sessionDir(e.Name()))
+			}
+			continue
+		}
 		if st.live(e.Name()) {
 			continue
 		}
@@ -170,27 +179,37 @@ func (st *state) begin(target string) (*session, error) {
 		return nil, fmt.Errorf("make a session id: %w", err)
 	}
 	s := &session{st: st, id: "nixrescue-" + hex.EncodeToString(b[:])}
+	// The directory is made under a hidden name, locked, and only then
+	// renamed into place: another session's stale sweep must never see a
+	// session directory whose lock is not held yet.
+	tmp := filepath.Join(st.sessionsDir(), "."+s.id)
 	for {
 		// Another session may remove the shared directories while it ends;
 		// make them again when that happens.
 		if err := os.MkdirAll(st.sessionsDir(), 0o700); err != nil {
 			return nil, fmt.Errorf("create state directory: %w", err)
 		}
-		if err := os.Mkdir(st.sessionDir(s.id), 0o700); err == nil {
+		if err := os.Mkdir(tmp, 0o700); err == nil {
 			break
 		} else if !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("create session directory: %w", err)
 		}
 	}
-	lock, err := os.OpenFile(filepath.Join(st.sessionDir(s.id), "lock"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		s.removeDirs()
-		return nil, fmt.Errorf("create session lock: %w", err)
+	lock, err := os.OpenFile(filepath.Join(tmp, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err == nil {
+		if err = unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+			lock.Close()
+		}
 	}
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		lock.Close()
-		s.removeDirs()
-		return nil, fmt.Errorf("lock session: %w", err)
+	if err == nil {
+		if err = os.Rename(tmp, st.sessionDir(s.id)); err != nil {
+			lock.Close()
+		}
+	}
+	if err != nil {
+		_ = os.RemoveAll(tmp)
+		st.removeDirsIfUnused()
+		return nil, fmt.Errorf("create the session's lock: %w", err)
 	}
 	s.lock = lock
 	// The PID the user knows: the one they started, when this process is

@@ -1,0 +1,377 @@
+// Command bench measures what nixrescue costs next to what it isolates, as
+// ratios against baselines run side by side in the same invocation on the
+// same machine: interleaved runs, medians, min and max. It is not a test:
+// it asserts nothing about time; it says which targets were met.
+//
+//	hack/bench                 # the full run (README: Performance)
+//	hack/bench -smoke          # one iteration of everything (hack/test runs it)
+//
+// It needs root, the static nixrescue, and for the containerd rows a
+// containerd (hack/bench starts a private one with hack/with-containerd).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nixrescue/nixrescue/hack/fixture"
+)
+
+type sample struct {
+	ms    float64
+	rssKB int64
+	err   error
+}
+
+// Case is one measured command.
+type Case struct {
+	Name   string   `json:"name"`
+	Group  string   `json:"group"`
+	Median float64  `json:"median_ms"`
+	Min    float64  `json:"min_ms"`
+	Max    float64  `json:"max_ms"`
+	RSSKB  int64    `json:"peak_rss_kib,omitempty"`
+	Runs   int      `json:"runs"`
+	Errors []string `json:"errors,omitempty"`
+	// Unavailable says why the case could not run here.
+	Unavailable string `json:"unavailable,omitempty"`
+
+	run     func(i int) sample
+	samples []sample
+}
+
+// Ratio is a target: a case's median against a baseline's.
+type Ratio struct {
+	Name   string  `json:"name"`
+	Value  float64 `json:"value"`
+	Target string  `json:"target"`
+	Met    bool    `json:"met"`
+}
+
+// Report is what bench prints and writes.
+type Report struct {
+	Machine     string  `json:"machine"`
+	Iterations  int     `json:"iterations"`
+	Cases       []*Case `json:"cases"`
+	Ratios      []Ratio `json:"ratios"`
+	Concurrency []Conc  `json:"concurrency"`
+}
+
+// Conc is one concurrency level.
+type Conc struct {
+	Sessions   int     `json:"sessions"`
+	WallMS     float64 `json:"wall_ms"`
+	PerSecond  float64 `json:"sessions_per_second"`
+	AllOK      bool    `json:"all_ok"`
+	LeftBehind string  `json:"left_behind,omitempty"`
+}
+
+func main() {
+	iterations := flag.Int("iterations", 9, "runs of each case (interleaved)")
+	smoke := flag.Bool("smoke", false, "one run of each case and concurrency 1 and 2: that it all still works, no figures")
+	bin := flag.String("nixrescue", "", "the static nixrescue binary")
+	out := flag.String("out", "", "write bench.md and bench.json into this directory")
+	flag.Parse()
+	if *bin == "" {
+		fail("give the static nixrescue with -nixrescue (hack/bench builds it)")
+	}
+	if *smoke {
+		*iterations = 1
+	}
+	work, err := os.MkdirTemp("/var/tmp", "nixrescue-bench-")
+	if err != nil {
+		fail(err.Error())
+	}
+	defer os.RemoveAll(work)
+	r, err := bench(work, *bin, *iterations, *smoke)
+	if err != nil {
+		fail(err.Error())
+	}
+	md := r.markdown()
+	fmt.Print(md)
+	if *out != "" {
+		j, _ := json.MarshalIndent(r, "", "  ")
+		_ = os.WriteFile(filepath.Join(*out, "bench.json"), append(j, '\n'), 0o644)
+		_ = os.WriteFile(filepath.Join(*out, "bench.md"), []byte(md), 0o644)
+	}
+	for _, c := range r.Cases {
+		if len(c.Errors) > 0 {
+			fail(fmt.Sprintf("%s failed: %s", c.Name, c.Errors[0]))
+		}
+	}
+	for _, c := range r.Concurrency {
+		if !c.AllOK || c.LeftBehind != "" {
+			fail(fmt.Sprintf("%d sessions at once: ok=%v, left behind: %s", c.Sessions, c.AllOK, c.LeftBehind))
+		}
+	}
+}
+
+func fail(msg string) {
+	fmt.Fprintln(os.Stderr, "bench:", msg)
+	os.Exit(1)
+}
+
+// timed runs a command and measures it.
+func timed(name string, args ...string) sample {
+	cmd := exec.Command(name, args...)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	s := sample{ms: float64(time.Since(start).Microseconds()) / 1000}
+	if err != nil {
+		s.err = fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
+	}
+	if cmd.ProcessState != nil {
+		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+			s.rssKB = ru.Maxrss
+		}
+	}
+	return s
+}
+
+func sh(script string) func(int) sample {
+	return func(i int) sample { return timed("sh", "-ec", strings.ReplaceAll(script, "$I", fmt.Sprint(i))) }
+}
+
+func bench(work, bin string, iterations int, smoke bool) (*Report, error) {
+	root := filepath.Join(work, "root")
+	if _, err := fixture.Build(root, fixture.Options{}); err != nil {
+		return nil, err
+	}
+	bundle := filepath.Join(work, "bundle")
+	if out, err := exec.Command(bin, "spec", "--root", root, "--bundle", bundle, "--", "/bin/sh", "-c", "true").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("nixrescue spec --bundle: %v %s", err, out)
+	}
+	img := filepath.Join(work, "disk.img")
+	fx, err := fixture.BuildImage(img, fixture.ImageOptions{Layout: fixture.LayoutBIOS})
+	if err != nil {
+		return nil, err
+	}
+	_ = fx
+	addr := os.Getenv("NIXRESCUE_CONTAINERD_ADDRESS")
+	runcState := filepath.Join(work, "runc")
+
+	q := func(s string) string { return "'" + s + "'" }
+	cases := []*Case{
+		{Name: "nixrescue run --no-activate -- true (embedded)", Group: "start", run: func(int) sample {
+			return timed(bin, "run", "--root", root, "--no-activate", "-q", "--backend", "embedded", "--", "true")
+		}},
+		{Name: "(a) nixos-enter-style: unshare, rbind /dev /sys, chroot", Group: "start", run: sh(
+			`unshare --fork --mount --uts --pid --mount-proc --propagation private sh -ec "mount --rbind /dev ` + q(root+"/dev") + ` && mount --rbind /sys ` + q(root+"/sys") + ` && chroot ` + q(root) + ` /bin/sh -c true"`)},
+		{Name: "(b) the seed's procedure: mount -R /dev /proc /sys, chroot, umount", Group: "start", run: sh(
+			// In a private mount namespace: a recursive unmount under shared
+			// propagation can take host mounts with it (FIELD-NOTES).
+			`unshare --mount --propagation private sh -ec "for d in dev proc sys; do mount -R /\$d ` + q(root) + `/\$d; done; chroot ` + q(root) + ` /bin/sh -c true; for d in dev proc sys; do umount -R ` + q(root) + `/\$d; done"`)},
+		{Name: "(c) systemd-nspawn --pipe", Group: "start", run: func(int) sample {
+			return timed("systemd-nspawn", "--pipe", "-q", "--register=no", "--keep-unit", "-D", root, "/bin/sh", "-c", "true")
+		}},
+		{Name: "(d) runc run (nixrescue spec --bundle)", Group: "start", run: func(i int) sample {
+			return timed("runc", "--root", runcState, "run", "--bundle", bundle, fmt.Sprintf("bench-%d", i))
+		}},
+		{Name: "nixrescue run IMAGE -- true (embedded, whole session)", Group: "session", run: func(int) sample {
+			return timed(bin, "run", img, "-q", "--backend", "embedded", "--", "true")
+		}},
+		{Name: "the seed's procedure on the image (losetup, partx, mounts, chroot activate, chroot true, unmounts)", Group: "session", run: sh(
+			`unshare --mount --propagation private sh -ec '
+dev=$(losetup --find --show ` + q(img) + `); trap "partx -d $dev; losetup -d $dev" EXIT
+partx -a $dev; m=$(mktemp -d); mount ${dev}p3 $m; mount ${dev}p2 $m/boot
+for d in dev proc sys; do mount -R /$d $m/$d; done
+chroot $m /nix/var/nix/profiles/system/activate >/dev/null 2>&1 || true
+chroot $m /bin/sh -c true
+umount -R $m; rmdir $m'`)},
+	}
+	if _, err := exec.LookPath("systemd-nspawn"); err != nil {
+		cases[3].Unavailable = "systemd-nspawn is not installed (systemd-container)"
+	}
+	if addr != "" {
+		cases = append(cases,
+			&Case{Name: "nixrescue run --no-activate -- true (containerd)", Group: "start", run: func(int) sample {
+				return timed(bin, "run", "--root", root, "--no-activate", "-q", "--backend", "containerd", "--address", addr, "--", "true")
+			}},
+			&Case{Name: "(e) ctr run --rm --rootfs", Group: "start", run: func(i int) sample {
+				return timed("ctr", "--address", addr, "-n", "nixrescue-bench", "run", "--rm", "--rootfs", root, fmt.Sprintf("bench-%d", i), "/bin/sh", "-c", "true")
+			}},
+			&Case{Name: "nixrescue run IMAGE -- true (containerd, whole session)", Group: "session", run: func(int) sample {
+				return timed(bin, "run", img, "-q", "--backend", "containerd", "--address", addr, "--", "true")
+			}},
+		)
+	}
+	// Interleaved: every case once per round, so that a noisy moment
+	// touches them all alike.
+	for i := 0; i < iterations; i++ {
+		for _, c := range cases {
+			if c.Unavailable == "" {
+				c.samples = append(c.samples, c.run(i))
+			}
+		}
+	}
+	for _, c := range cases {
+		summarise(c)
+	}
+	rep := &Report{Machine: machine(), Iterations: iterations, Cases: cases}
+	median := func(prefix string) float64 {
+		for _, c := range cases {
+			if strings.HasPrefix(c.Name, prefix) && c.Unavailable == "" && len(c.Errors) == 0 {
+				return c.Median
+			}
+		}
+		return 0
+	}
+	ratio := func(name, a, b, target string, limit float64) {
+		x, y := median(a), median(b)
+		if x == 0 || y == 0 {
+			return
+		}
+		rep.Ratios = append(rep.Ratios, Ratio{Name: name, Value: x / y, Target: target, Met: x/y <= limit})
+	}
+	ratio("embedded start / (a) nixos-enter-style", "nixrescue run --no-activate -- true (embedded)", "(a)", "≤ 2.0", 2.0)
+	ratio("embedded start / (c) systemd-nspawn", "nixrescue run --no-activate -- true (embedded)", "(c)", "≤ 0.5", 0.5)
+	ratio("containerd start / (e) ctr run", "nixrescue run --no-activate -- true (containerd)", "(e)", "≤ 1.0", 1.0)
+	ratio("embedded session / the seed's procedure", "nixrescue run IMAGE -- true (embedded", "the seed's procedure on the image", "≤ 1.5", 1.5)
+
+	levels := []int{1, 4, 8}
+	if smoke {
+		levels = []int{1, 2}
+	}
+	for _, n := range levels {
+		rep.Concurrency = append(rep.Concurrency, concurrency(work, bin, fx, n))
+	}
+	if len(rep.Concurrency) > 1 {
+		serial := rep.Concurrency[0].PerSecond
+		last := rep.Concurrency[len(rep.Concurrency)-1]
+		rep.Ratios = append(rep.Ratios, Ratio{Name: fmt.Sprintf("throughput at %d / serial", last.Sessions), Value: last.PerSecond / serial, Target: "≥ 1.5", Met: last.PerSecond/serial >= 1.5})
+	}
+	return rep, nil
+}
+
+func summarise(c *Case) {
+	var ms []float64
+	for _, s := range c.samples {
+		if s.err != nil {
+			c.Errors = append(c.Errors, s.err.Error())
+			continue
+		}
+		ms = append(ms, s.ms)
+		c.RSSKB = max(c.RSSKB, s.rssKB)
+	}
+	c.Runs = len(c.samples)
+	if len(ms) == 0 {
+		return
+	}
+	slices.Sort(ms)
+	c.Median, c.Min, c.Max = ms[len(ms)/2], ms[0], ms[len(ms)-1]
+	if len(ms)%2 == 0 {
+		c.Median = (ms[len(ms)/2-1] + ms[len(ms)/2]) / 2
+	}
+}
+
+// concurrency runs n sessions on n copies of the image at once.
+func concurrency(work, bin string, fx *fixture.Image, n int) Conc {
+	var imgs []string
+	for i := 0; i < n; i++ {
+		p := filepath.Join(work, fmt.Sprintf("conc-%d-%d.img", n, i))
+		if out, err := exec.Command("cp", "--sparse=always", fx.Path, p).CombinedOutput(); err != nil {
+			return Conc{Sessions: n, LeftBehind: fmt.Sprintf("copy: %v %s", err, out)}
+		}
+		imgs = append(imgs, p)
+	}
+	defer func() {
+		for _, p := range imgs {
+			os.Remove(p)
+		}
+	}()
+	before := hostState()
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	start := time.Now()
+	for i := range imgs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			if out, err := exec.CommandContext(ctx, bin, "run", imgs[i], "-q", "--backend", "embedded", "--", "true").CombinedOutput(); err != nil {
+				errs[i] = fmt.Errorf("%v: %s", err, out)
+			}
+		}(i)
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	c := Conc{Sessions: n, WallMS: float64(wall.Microseconds()) / 1000, PerSecond: float64(n) / wall.Seconds(), AllOK: true}
+	for _, e := range errs {
+		if e != nil {
+			c.AllOK = false
+			c.LeftBehind = e.Error()
+		}
+	}
+	if after := hostState(); after != before && c.LeftBehind == "" {
+		c.LeftBehind = "the host changed (mounts, loop devices or /run/nixrescue)"
+	}
+	return c
+}
+
+// hostState is what sessions must leave as they found it.
+func hostState() string {
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	loops, _ := exec.Command("losetup", "-a").Output()
+	_, err := os.Stat("/run/nixrescue")
+	return fmt.Sprintf("%d %s %v", strings.Count(string(mi), "\n"), loops, err == nil)
+}
+
+func machine() string {
+	var u syscall.Utsname
+	_ = syscall.Uname(&u)
+	rel := func(b [65]int8) string {
+		var s []byte
+		for _, c := range b {
+			if c == 0 {
+				break
+			}
+			s = append(s, byte(c))
+		}
+		return string(s)
+	}
+	return fmt.Sprintf("%s %s, %d cores, %s", rel(u.Sysname), rel(u.Release), runtime.NumCPU(), runtime.Version())
+}
+
+func (r *Report) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Machine: %s; %d interleaved runs per case.\n\n", r.Machine, r.Iterations)
+	fmt.Fprintln(&b, "| case | median ms | min | max | peak RSS |")
+	fmt.Fprintln(&b, "|---|---:|---:|---:|---:|")
+	for _, c := range r.Cases {
+		switch {
+		case c.Unavailable != "":
+			fmt.Fprintf(&b, "| %s | unavailable: %s | | | |\n", c.Name, c.Unavailable)
+		case len(c.Errors) > 0 && c.Median == 0:
+			fmt.Fprintf(&b, "| %s | failed: %s | | | |\n", c.Name, c.Errors[0])
+		default:
+			rss := ""
+			if strings.HasPrefix(c.Name, "nixrescue") {
+				rss = fmt.Sprintf("%.1f MiB", float64(c.RSSKB)/1024)
+			}
+			fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.1f | %s |\n", c.Name, c.Median, c.Min, c.Max, rss)
+		}
+	}
+	fmt.Fprintln(&b, "\n| ratio | value | target | met |")
+	fmt.Fprintln(&b, "|---|---:|---|---|")
+	for _, x := range r.Ratios {
+		fmt.Fprintf(&b, "| %s | %.2f | %s | %v |\n", x.Name, x.Value, x.Target, x.Met)
+	}
+	fmt.Fprintln(&b, "\n| sessions at once (distinct images, embedded) | wall ms | sessions/s | all ok, nothing left |")
+	fmt.Fprintln(&b, "|---:|---:|---:|---|")
+	for _, c := range r.Concurrency {
+		fmt.Fprintf(&b, "| %d | %.0f | %.2f | %v |\n", c.Sessions, c.WallMS, c.PerSecond, c.AllOK && c.LeftBehind == "")
+	}
+	return b.String()
+}
