@@ -29,7 +29,7 @@ const EnvVar = "NIXRESCUE_INTEGRATION"
 func Require(t testing.TB) {
 	t.Helper()
 	if os.Getenv(EnvVar) == "" {
-		t.Skipf("%s is unset: this test needs root (hack/test sets it)", EnvVar)
+		t.Skip("NIXRESCUE_INTEGRATION is unset: this test needs root (hack/test sets it)")
 	}
 	if os.Geteuid() != 0 {
 		t.Fatalf("%s is set but this test runs as uid %d: it needs root", EnvVar, os.Geteuid())
