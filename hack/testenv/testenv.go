@@ -86,7 +86,15 @@ func SnapshotHost(t testing.TB) Host {
 	h.Loops = append(h.Loops, parts...)
 	for _, pat := range []string{"/run/*", "/run/*/*"} {
 		m, _ := filepath.Glob(pat)
-		h.Run = append(h.Run, m...)
+		for _, p := range m {
+			// util-linux's own state (libmount's utab, blkid's cache),
+			// made by the mount, mkfs and partx the fixtures run; nixrescue
+			// uses neither (mount(2), blkid -p).
+			if strings.HasPrefix(p, "/run/mount") || strings.HasPrefix(p, "/run/blkid") {
+				continue
+			}
+			h.Run = append(h.Run, p)
+		}
 	}
 	for _, pat := range []string{"/sys/fs/cgroup/*/nixrescue*", "/sys/fs/cgroup/nixrescue*", "/sys/fs/cgroup/*/*/nixrescue*"} {
 		m, _ := filepath.Glob(pat)
