@@ -3,7 +3,6 @@ package mount
 import (
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -106,9 +105,6 @@ func (m *Mounter) RemountWritable(options map[string][]string) error {
 	return nil
 }
 
-// Mounted lists what this Mounter has mounted, in order.
-func (m *Mounter) Mounted() []string { return slices.Clone(m.mounted) }
-
 // UnmountLast unmounts the most recent mount.
 func (m *Mounter) UnmountLast() error {
 	if len(m.mounted) == 0 {
@@ -157,9 +153,4 @@ func MakePrivateTree() error {
 		return fmt.Errorf("make the session's mount namespace private: %w", err)
 	}
 	return nil
-}
-
-// EnsureDir makes directory dir (a host path) if it is missing.
-func EnsureDir(dir string) error {
-	return os.MkdirAll(dir, 0o755)
 }

@@ -98,8 +98,6 @@ func GenerationLink(n int) string {
 	return fmt.Sprintf("%s-%d-link", SystemProfile, n)
 }
 
-var storePathRE = regexp.MustCompile(`^/nix/store/[0-9a-z]{32}-[^/]+$`)
-
 // ResolveSystem finds the system to activate inside root.
 func ResolveSystem(root string, c SystemChoice) (System, error) {
 	var s System
@@ -160,16 +158,13 @@ func generationOf(root, p string) int {
 	if err != nil {
 		return 0
 	}
-	m := regexp.MustCompile(`^system-([0-9]+)-link$`).FindStringSubmatch(path.Base(link))
+	m := genLinkRE.FindStringSubmatch(path.Base(link))
 	if m == nil {
 		return 0
 	}
 	n, _ := strconv.Atoi(m[1])
 	return n
 }
-
-// HasStorePathShape reports whether p looks like /nix/store/<hash>-<name>.
-func HasStorePathShape(p string) bool { return storePathRE.MatchString(p) }
 
 // Exists tells whether p (inside root) leads to something, links resolved
 // inside root.

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -102,7 +103,7 @@ func chooseSandbox(ctx context.Context, c backend.Container, p *Prepared, mode S
 	default:
 		return nil, fmt.Errorf("--sandbox %q: use auto, on or off", mode)
 	}
-	var why bytesBuffer
+	var why bytes.Buffer
 	code, err := fwd.run(ctx, c, backend.Process{Args: []string{specs.HelperPath, "probe-sandbox"}, Env: p.Env, Cwd: "/", Stdout: &why, Stderr: &why})
 	if err != nil {
 		return nil, fmt.Errorf("probe the Nix sandbox: %w", err)
@@ -112,21 +113,9 @@ func chooseSandbox(ctx context.Context, c backend.Container, p *Prepared, mode S
 		return ch, nil
 	}
 	ch.On, ch.NixConfig = false, "sandbox = false"
-	ch.Why = fmt.Sprintf("the Nix build sandbox cannot work in this container (%s)", trimNL(why.String()))
+	ch.Why = fmt.Sprintf("the Nix build sandbox cannot work in this container (%s)", strings.TrimSpace(why.String()))
 	fmt.Fprintf(stderr, "nixrescue: %s; building with sandbox = false for this session only (NIX_CONFIG); the target's nix.conf is unchanged\n", ch.Why)
 	return ch, nil
-}
-
-type bytesBuffer struct{ b []byte }
-
-func (w *bytesBuffer) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
-func (w *bytesBuffer) String() string              { return string(w.b) }
-
-func trimNL(s string) string {
-	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == '\r') {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // currentGeneration reads the system profile of root.
@@ -206,7 +195,7 @@ type failureWatch struct {
 func (f *failureWatch) Write(p []byte) (int, error) {
 	buf := append(f.tail, p...)
 	for _, pat := range networkFailures {
-		if bytesContains(buf, pat) {
+		if bytes.Contains(buf, []byte(pat)) {
 			*f.seen = true
 		}
 	}
@@ -215,10 +204,6 @@ func (f *failureWatch) Write(p []byte) (int, error) {
 	}
 	f.tail = append([]byte(nil), buf...)
 	return f.w.Write(p)
-}
-
-func bytesContains(b []byte, s string) bool {
-	return len(s) > 0 && strings.Contains(string(b), s)
 }
 
 // networkHint is said after a command failed on the network.

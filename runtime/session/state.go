@@ -143,7 +143,7 @@ func (st *state) readJournal(id string) (undoRecord, error) {
 func (st *state) holderOf(p string) int {
 	entries, _ := os.ReadDir(st.sessionsDir())
 	for _, e := range entries {
-		if r, err := st.readJournal(e.Name()); err == nil && r.Lock == targetKey(p) && st.live(e.Name()) {
+		if r, err := st.readJournal(e.Name()); err == nil && r.Lock == p && st.live(e.Name()) {
 			return r.PID
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -61,21 +60,6 @@ type Opened struct {
 	added   []int
 	mounter *mount.Mounter
 	lock    *os.File
-}
-
-// Devices are the block devices of the target: the whole disk, then its
-// partitions.
-func (op *Opened) Devices() []string {
-	var out []string
-	if op.Disk != "" {
-		out = append(out, op.Disk)
-	}
-	for _, p := range op.Partitions {
-		if p.Device != "" && p.Device != op.Disk {
-			out = append(out, p.Device)
-		}
-	}
-	return out
 }
 
 func (op *Opened) warn(format string, a ...any) {
@@ -294,9 +278,7 @@ func (op *Opened) openDisk(ctx context.Context, t target.Target, to TargetOption
 	if !to.ReadOnly || len(known) > 0 {
 		return op.addPartitions(table.Partitions, s)
 	}
-	for _, p := range table.Partitions {
-		op.Partitions = append(op.Partitions, p)
-	}
+	op.Partitions = append(op.Partitions, table.Partitions...)
 	return nil
 }
 
@@ -597,6 +579,3 @@ func fileSize(f *os.File) (int64, error) {
 	}
 	return st.Size(), nil
 }
-
-// targetKey is how journals name a target, for finding a lock's holder.
-func targetKey(p string) string { return path.Clean(p) }

@@ -126,16 +126,6 @@ func (e FstabEntry) HasOption(o string) bool {
 	return false
 }
 
-// Option returns the value of a key=value option.
-func (e FstabEntry) Option(key string) (string, bool) {
-	for _, x := range e.Options {
-		if k, v, ok := strings.Cut(x, "="); ok && k == key {
-			return v, true
-		}
-	}
-	return "", false
-}
-
 // SourceKind says how an fstab spec names its device.
 type SourceKind string
 

@@ -204,7 +204,7 @@ func (c *container) Exec(ctx context.Context, p backend.Process) (int, error) {
 		return -1, fmt.Errorf("start %s: %w", p.Args[0], err)
 	}
 	if consoleParent != nil {
-		master, err := utils.RecvFile(consoleParent)
+		master, err := recvFile(consoleParent)
 		if err != nil {
 			_ = lp.Signal(unix.SIGKILL)
 			_, _ = lp.Wait()
@@ -332,4 +332,25 @@ func attach(pty console.Console, tty backend.TTY) func() {
 		close(stop)
 		restore()
 	}
+}
+
+// recvFile receives the file descriptor libcontainer sends on the console
+// socket (SCM_RIGHTS): the pty's master. (libcontainer's own helper is
+// deprecated for outside use.)
+func recvFile(socket *os.File) (*os.File, error) {
+	name := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := unix.Recvmsg(int(socket.Fd()), name, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return nil, fmt.Errorf("no file descriptor in the console message (%d messages): %v", len(msgs), err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		return nil, fmt.Errorf("no single file descriptor in the console message: %v", err)
+	}
+	return os.NewFile(uintptr(fds[0]), string(name[:n])), nil
 }
