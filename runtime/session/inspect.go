@@ -15,13 +15,7 @@ import (
 // Report is what inspect finds on a target. Its JSON field names are
 // stable; the README documents them.
 type Report struct {
-	Target            target.Target      `json:"target"`
-	Disk              string             `json:"disk,omitempty"`
-	Image             string             `json:"image,omitempty"`
-	Table             string             `json:"table,omitempty"`
-	Partitions        []target.Partition `json:"partitions"`
-	Root              *target.Found      `json:"root,omitempty"`
-	Mounts            []target.Entry     `json:"mounts"`
+	Layout
 	Generations       []nixos.Generation `json:"generations"`
 	CurrentSystem     string             `json:"current_system"`
 	CurrentGeneration int                `json:"current_generation,omitempty"`
@@ -41,10 +35,10 @@ func Inspect(ctx context.Context, o Options, print func(*Report) error) (int, er
 		return code, err
 	}
 	defer l.close()
-	r := &Report{Target: l.target, Partitions: []target.Partition{}, Mounts: []target.Entry{}, Warnings: []string{}, DiskAliases: []DiskAlias{}, HostEFI: host.EFIBooted("/sys")}
+	r := &Report{Layout: Layout{Target: l.target, Partitions: []target.Partition{}, Plan: []target.Entry{}}, Warnings: []string{}, DiskAliases: []DiskAlias{}, HostEFI: host.EFIBooted("/sys")}
 	root := l.o.Root
 	if op := l.s.opened; op != nil {
-		r.Disk, r.Image, r.Table, r.Partitions, r.Root, r.Mounts = op.Disk, op.Image, op.Table, op.Partitions, op.Root, op.Plan
+		r.Layout = op.Layout
 		r.Warnings = append(r.Warnings, op.Warnings...)
 		r.DiskAliases = append(r.DiskAliases, op.Aliases...)
 	} else if disk, _ := mountedDisk(root); disk != "" {
@@ -117,10 +111,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	if r.Root != nil {
 		fmt.Fprintf(w, "\nNixOS root: %s\n", r.Root.Describe())
 	}
-	if len(r.Mounts) > 0 {
+	if len(r.Plan) > 0 {
 		fmt.Fprintln(w, "\nmount plan (from the target's fstab):")
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		for _, e := range r.Mounts {
+		for _, e := range r.Plan {
 			what := "mount " + e.Device
 			if e.Action == target.ActionSkip {
 				what = "skip: " + e.Reason

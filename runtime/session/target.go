@@ -37,9 +37,10 @@ type TargetOptions struct {
 	StrictDiskAliases bool
 }
 
-// Opened is a target made ready: attached, partitions known, its root and
-// filesystems mounted in the session's mount namespace.
-type Opened struct {
+// Layout is what opening a target finds: the disk, its partitions, the
+// root and the mount plan. Its JSON field names are stable (inspect
+// reports it).
+type Layout struct {
 	Target     target.Target      `json:"target"`
 	Disk       string             `json:"disk,omitempty"`
 	Image      string             `json:"image,omitempty"`
@@ -47,7 +48,13 @@ type Opened struct {
 	Partitions []target.Partition `json:"partitions"`
 	Root       *target.Found      `json:"root,omitempty"`
 	Plan       []target.Entry     `json:"mounts"`
-	Warnings   []string           `json:"warnings"`
+}
+
+// Opened is a target made ready: attached, partitions known, its root and
+// filesystems mounted in the session's mount namespace.
+type Opened struct {
+	Layout
+	Warnings []string `json:"warnings"`
 	// Aliases are the disk names of the configuration, mapped to Disk.
 	Aliases []DiskAlias `json:"-"`
 
@@ -68,7 +75,7 @@ func (op *Opened) warn(format string, a ...any) {
 
 // openTarget opens t for session s. On error, everything it did is undone.
 func openTarget(ctx context.Context, t target.Target, to TargetOptions, s *session) (op *Opened, err error) {
-	op = &Opened{Target: t, mounter: &mount.Mounter{ReadOnly: to.ReadOnly}, Partitions: []target.Partition{}, Warnings: []string{}}
+	op = &Opened{Layout: Layout{Target: t, Partitions: []target.Partition{}}, mounter: &mount.Mounter{ReadOnly: to.ReadOnly}, Warnings: []string{}}
 	defer func() {
 		if err != nil {
 			op.Close()
