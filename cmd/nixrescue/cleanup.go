@@ -1,11 +1,6 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"fmt"
-	"os"
-
 	"github.com/spf13/cobra"
 
 	"github.com/nixrescue/nixrescue/runtime/session"
@@ -24,29 +19,12 @@ mount points made in targets, state under /run/nixrescue. Sessions still
 running are left alone. --all also removes nixrescue cgroups no session names.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := session.Cleanup(context.Background(), session.CleanupOptions{StateDir: stateDir, All: all, Backend: b.backend, Address: b.address, Namespace: b.namespace})
-			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				if e := enc.Encode(r); e != nil && err == nil {
-					err = e
-				}
-			} else {
-				for _, id := range r.Removed {
-					fmt.Printf("removed what session %s left\n", id)
-				}
-				for _, c := range r.Containers {
-					fmt.Printf("deleted containerd container %s\n", c)
-				}
-				for _, c := range r.Cgroups {
-					fmt.Printf("removed cgroup %s\n", c)
-				}
-				for _, id := range r.Live {
-					fmt.Printf("left session %s alone: it is still running\n", id)
-				}
-				if len(r.Removed)+len(r.Containers)+len(r.Cgroups) == 0 && err == nil {
-					fmt.Println("nothing to clean up")
-				}
+			r, err := session.Cleanup(cmd.Context(), session.CleanupOptions{StateDir: stateDir, All: all, Backend: b.backend, Address: b.address, Namespace: b.namespace})
+			if err != nil && !asJSON && r.Empty() {
+				return err
+			}
+			if perr := printReport(asJSON, &r); err == nil {
+				err = perr
 			}
 			return err
 		},

@@ -1,10 +1,6 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"os"
-
 	"github.com/spf13/cobra"
 
 	"github.com/nixrescue/nixrescue/runtime/session"
@@ -25,20 +21,11 @@ leaves nothing behind. --json prints the report as JSON (see the README).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var o session.Options
-			target := ""
-			if len(args) == 1 {
-				target = args[0]
-			}
-			if err := f.apply(cmd, &o, target); err != nil {
+			if err := f.apply(cmd, &o, firstArg(args)); err != nil {
 				return err
 			}
-			return exitResult(session.Inspect(context.Background(), o, func(r *session.Report) error {
-				if asJSON {
-					enc := json.NewEncoder(os.Stdout)
-					enc.SetIndent("", "  ")
-					return enc.Encode(r)
-				}
-				return r.WriteText(os.Stdout)
+			return exitResult(session.Inspect(cmd.Context(), o, func(r *session.Report) error {
+				return printReport(asJSON, r)
 			}))
 		},
 	}

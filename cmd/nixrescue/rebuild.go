@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -48,9 +47,7 @@ this session only (NIX_CONFIG), and says so. /etc/nix/nix.conf is never edited.`
 				if !asJSON {
 					return nil
 				}
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(r)
+				return writeJSON(r)
 			}))
 		},
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -26,7 +25,7 @@ container open for 'runc exec'.`,
 			if err != nil {
 				return err
 			}
-			return exitResult(session.WriteSpec(context.Background(), session.SpecOptions{Options: o, Bundle: bundle}, os.Stdout))
+			return exitResult(session.WriteSpec(cmd.Context(), session.SpecOptions{Options: o, Bundle: bundle}, os.Stdout))
 		},
 	}
 	f.register(cmd)

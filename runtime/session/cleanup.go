@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +24,29 @@ type CleanupReport struct {
 	Cgroups []string `json:"cgroups"`
 	// Live are sessions still running, left alone.
 	Live []string `json:"live"`
+}
+
+// Empty tells whether cleanup found nothing to remove.
+func (r *CleanupReport) Empty() bool { return len(r.Removed)+len(r.Containers)+len(r.Cgroups) == 0 }
+
+// WriteText says for people what was removed and what was left alone.
+func (r *CleanupReport) WriteText(w io.Writer) error {
+	for _, id := range r.Removed {
+		fmt.Fprintf(w, "removed what session %s left\n", id)
+	}
+	for _, c := range r.Containers {
+		fmt.Fprintf(w, "deleted containerd container %s\n", c)
+	}
+	for _, c := range r.Cgroups {
+		fmt.Fprintf(w, "removed cgroup %s\n", c)
+	}
+	for _, id := range r.Live {
+		fmt.Fprintf(w, "left session %s alone: it is still running\n", id)
+	}
+	if r.Empty() {
+		fmt.Fprintln(w, "nothing to clean up")
+	}
+	return nil
 }
 
 // CleanupOptions are cleanup's.

@@ -124,6 +124,23 @@ func HardwareConfig(ctx context.Context, ho HardwareOptions, report func(*Hardwa
 	return code, report(r)
 }
 
+// WriteText writes the diff (nothing when there is no change).
+func (r *HardwareReport) WriteText(w io.Writer) error {
+	_, err := io.WriteString(w, r.Diff)
+	return err
+}
+
+// Summary says in one line what was done.
+func (r *HardwareReport) Summary() string {
+	switch {
+	case !r.Changed:
+		return "no change: " + r.Path + " already describes this machine; nothing written"
+	case r.Written:
+		return "wrote " + r.Path + "; the old one is " + r.Backup
+	}
+	return "nothing written; pass --write to replace " + r.Path
+}
+
 // limitedWriter keeps at most n bytes and fails past them.
 type limitedWriter struct {
 	w io.Writer

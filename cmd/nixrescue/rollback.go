@@ -1,0 +1,40 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nixrescue/nixrescue/runtime/session"
+)
+
+func newRollbackCommand() *cobra.Command {
+	var f containerFlags
+	var to int
+	cmd := &cobra.Command{
+		Use:   "rollback TARGET [--to N]",
+		Short: "Make an older generation the one that boots",
+		Long: `Rollback points the system profile at generation N (default: the one before
+the current), as nix-env --switch-generation does, then runs that generation's
+switch-to-configuration boot in the recovery container, so that the
+bootloader's default follows. A generation whose system is gone from the store,
+or a profile that is not a NixOS system profile, is refused; if
+switch-to-configuration fails, the profile is pointed back where it was.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o, err := f.options(cmd, args)
+			if err != nil {
+				return err
+			}
+			if len(o.Args) > 0 {
+				return errors.New("rollback takes no command")
+			}
+			if to < 0 {
+				return errors.New("--to N: generations are numbered from 1")
+			}
+			return exitResult(session.Rollback(cmd.Context(), session.RollbackOptions{Options: o, To: to}))
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().IntVar(&to, "to", 0, "roll back to generation `N` (default: the one before the current)")
+	return cmd
+}
