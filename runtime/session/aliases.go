@@ -100,6 +100,23 @@ func diskAliases(root string, system string, fstab []target.FstabEntry, explicit
 	return aliases, problems
 }
 
+// checkedDiskAliases is diskAliases with its problems handled: a strict
+// session (rebuild) refuses the first, others pass each to warn. A nil
+// fstab is read from the root.
+func checkedDiskAliases(root, system string, fstab []target.FstabEntry, explicit []string, disk string, strict bool, warn func(string)) ([]DiskAlias, error) {
+	if fstab == nil {
+		fstab, _, _ = target.ReadSystemFstab(root)
+	}
+	aliases, problems := diskAliases(root, system, fstab, explicit, disk)
+	for _, p := range problems {
+		if strict {
+			return nil, fmt.Errorf("refused before anything ran: %s", p)
+		}
+		warn(p)
+	}
+	return aliases, nil
+}
+
 // aliasDevices makes the alias names exist in the curated /dev: device
 // nodes for /dev/X names (and their partitions), links in the /dev/disk
 // directory links for /dev/disk/by-… names.

@@ -60,14 +60,11 @@ func (l *live) curateDev() error {
 	if op := l.s.opened; op != nil {
 		aliases = op.Aliases // checked while the target was still read-only
 	} else {
-		fstab, _, _ := target.ReadSystemFstab(l.prepared.Root)
-		var problems []string
-		aliases, problems = diskAliases(l.prepared.Root, l.prepared.System.StorePath, fstab, l.o.DiskAliases, disk)
-		for _, p := range problems {
-			if l.o.StrictDiskAliases {
-				return fmt.Errorf("refused before anything ran: %s", p)
-			}
-			fmt.Fprintf(l.o.Stderr, "nixrescue: warning: %s\n", p)
+		var err error
+		aliases, err = checkedDiskAliases(l.prepared.Root, l.prepared.System.StorePath, nil, l.o.DiskAliases, disk, l.o.StrictDiskAliases,
+			func(p string) { fmt.Fprintf(l.o.Stderr, "nixrescue: warning: %s\n", p) })
+		if err != nil {
+			return err
 		}
 	}
 	extra, err := aliasDevices(aliases, disk, parts, links)

@@ -72,6 +72,7 @@ func HardwareConfig(ctx context.Context, ho HardwareOptions, report func(*Hardwa
 	var out bytes.Buffer
 	o.Stdout = &limitedWriter{w: &out, n: maxHardwareConfig}
 	r := &HardwareReport{Path: HardwareConfigPath}
+	compared := false
 	o.beforeContainer = func(root string) error {
 		dir, err := nixos.InRoot(root, path.Dir(HardwareConfigPath))
 		if err == nil {
@@ -105,23 +106,25 @@ func HardwareConfig(ctx context.Context, ho HardwareOptions, report func(*Hardwa
 			})
 		}
 		if !ho.Write || !r.Changed {
+			compared = true
 			return nil
 		}
 		r.Backup, err = replaceInRoot(root, HardwareConfigPath, []byte(r.Generated), now)
 		if err != nil {
 			return err
 		}
-		r.Written = true
+		r.Written, compared = true, true
 		return nil
 	}
 	o.Report = &RunReport{}
-	ran := false
-	code, err := run(ctx, &o, &ran)
-	if !ran || err != nil {
-		return code, err
+	o.OnReport = func(rep *RunReport) error {
+		if !compared { // the session failed; its error says why
+			return nil
+		}
+		r.Target = rep.Target
+		return report(r)
 	}
-	r.Target = o.Report.Target
-	return code, report(r)
+	return Run(ctx, o)
 }
 
 // WriteText writes the diff (nothing when there is no change).

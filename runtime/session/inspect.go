@@ -42,11 +42,10 @@ func Inspect(ctx context.Context, o Options, print func(*Report) error) (int, er
 		r.Warnings = append(r.Warnings, op.Warnings...)
 		r.DiskAliases = append(r.DiskAliases, op.Aliases...)
 	} else if disk, _ := mountedDisk(root); disk != "" {
-		fstab, _, _ := target.ReadSystemFstab(root)
 		sys, _ := currentGeneration(root)
-		aliases, problems := diskAliases(root, sys, fstab, o.DiskAliases, disk)
+		aliases, _ := checkedDiskAliases(root, sys, nil, o.DiskAliases, disk, false,
+			func(p string) { r.Warnings = append(r.Warnings, p) })
 		r.DiskAliases = append(r.DiskAliases, aliases...)
-		r.Warnings = append(r.Warnings, problems...)
 	}
 	if r.Generations, err = nixos.Generations(root); err != nil {
 		r.Warnings = append(r.Warnings, err.Error())

@@ -159,7 +159,7 @@ func Rebuild(ctx context.Context, ro RebuildOptions, onReport func(*RunReport) e
 		o.Sandbox = SandboxAuto
 	}
 	o.StrictDiskAliases = true
-	o.bootloaderStep = true
+	o.bootloaderStep, o.networkHint = true, true
 	o.Report = &RunReport{}
 	o.OnReport = onReport
 	return Run(ctx, o)

@@ -109,6 +109,10 @@ type Options struct {
 	OnReport func(*RunReport) error
 	// bootloaderStep reports what the command did to the bootloader.
 	bootloaderStep bool
+	// networkHint watches the command's output for failed downloads and
+	// says what to do about them (a pipe instead of the terminal changes
+	// how programs behave, so only where it helps: rebuild).
+	networkHint bool
 	// beforeContainer runs on the host once the target is mounted and
 	// before the container starts; afterCommand after the command, before
 	// teardown. Commands built on sessions (rollback, hardware-config)
@@ -391,10 +395,7 @@ func run(ctx context.Context, op *Options, ran *bool) (int, error) {
 		Stdout: o.Stdout,
 		Stderr: o.Stderr,
 	}
-	if o.bootloaderStep {
-		// A rebuild's output is watched for network failures, to say what
-		// to do about them. (Not other commands': a pipe instead of the
-		// terminal changes how programs behave.)
+	if o.networkHint {
 		proc.Stdout = &failureWatch{w: o.Stdout, seen: &netFailed}
 		proc.Stderr = &failureWatch{w: o.Stderr, seen: &netFailed}
 	}

@@ -402,13 +402,10 @@ func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 	// Disk names the configuration gives the boot disk, checked while
 	// nothing is written yet: a rebuild refuses what cannot be mapped.
 	sys, _ := currentGeneration(op.RootDir)
-	var problems []string
-	op.Aliases, problems = diskAliases(op.RootDir, sys, fstab, to.DiskAliases, op.Disk)
-	for _, p := range problems {
-		if to.StrictDiskAliases {
-			return fmt.Errorf("refused before anything ran: %s", p)
-		}
-		op.warn("%s", p)
+	op.Aliases, err = checkedDiskAliases(op.RootDir, sys, fstab, to.DiskAliases, op.Disk, to.StrictDiskAliases,
+		func(p string) { op.warn("%s", p) })
+	if err != nil {
+		return err
 	}
 	if err := op.mounter.RemountWritable(early); err != nil {
 		return err
