@@ -396,6 +396,14 @@ func TestDiskAndPartitionTargets(t *testing.T) {
 	if _, err := os.Stat(disk + "p3"); err == nil {
 		t.Errorf("%sp3 left behind", disk)
 	}
+	// Read-only (inspect is): the partitions are added all the same.
+	r = imageSession(t, "inspect", disk)
+	if r.code != 0 || !strings.Contains(r.stdout, "NixOS root: "+disk+"p3") {
+		t.Errorf("inspect %s: exit %d %s %s", disk, r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(disk + "p3"); err == nil {
+		t.Errorf("%sp3 left behind by inspect", disk)
+	}
 	img2, _ := image(t, string(fixture.LayoutBIOS))
 	disk2 := attach(t, img2, true)
 	// A partition the kernel knows: it is the root; its disk is used.

@@ -282,11 +282,9 @@ func (op *Opened) openDisk(ctx context.Context, t target.Target, to TargetOption
 		return nil
 	}
 	op.Table = table.Type
-	if !to.ReadOnly || len(known) > 0 {
-		return op.addPartitions(table.Partitions, s)
-	}
-	op.Partitions = append(op.Partitions, table.Partitions...)
-	return nil
+	// Adding partitions (BLKPG) tells the kernel where they are and
+	// writes nothing to the disk: read-only targets get them too.
+	return op.addPartitions(table.Partitions, s)
 }
 
 // probe identifies the filesystem on each partition.
