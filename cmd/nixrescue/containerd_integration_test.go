@@ -138,5 +138,14 @@ func TestBackendAuto(t *testing.T) {
 		if err != nil || !strings.Contains(string(out), want) {
 			t.Errorf("--address %s: %v %q, want %q", address, err, out, want)
 		}
+		// And in the --json report.
+		out, err = exec.Command(binary, "run", "--root", tg.root, "-q", "--json", "--backend", "auto", "--address", address, "--", "true").Output()
+		var rep struct {
+			Backend    string `json:"backend"`
+			BackendWhy string `json:"backend_why"`
+		}
+		if err != nil || json.Unmarshal(out, &rep) != nil || want != "backend "+rep.Backend+" ("+rep.BackendWhy+")" {
+			t.Errorf("--json with --address %s: %v %s", address, err, out)
+		}
 	}
 }

@@ -476,18 +476,75 @@ func waitExit(t *testing.T, c *exec.Cmd) int {
 	}
 }
 
+// TestCtrlCTearsDown: SIGINT and SIGTERM reach the command, whose status
+// (128+N) is nixrescue's, and the session is torn down.
 func TestCtrlCTearsDown(t *testing.T) {
 	testenv.Require(t)
-	tg := newTarget(t, fixture.Options{})
-	host := testenv.SnapshotHost(t)
-	tree := testenv.SnapshotTree(t, tg.root)
-	c, stderr := startSession(t, tg.root, "echo ready; exec sleep 60")
-	c.Process.Signal(syscall.SIGINT)
-	if code := waitExit(t, c); code != 128+int(syscall.SIGINT) {
-		t.Errorf("exit %d, want %d; stderr %s", code, 128+int(syscall.SIGINT), stderr)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			tg := newTarget(t, fixture.Options{})
+			host := testenv.SnapshotHost(t)
+			tree := testenv.SnapshotTree(t, tg.root)
+			c, stderr := startSession(t, tg.root, "echo ready; exec sleep 60")
+			c.Process.Signal(sig)
+			if code := waitExit(t, c); code != 128+int(sig) {
+				t.Errorf("exit %d, want %d; stderr %s", code, 128+int(sig), stderr)
+			}
+			testenv.AssertHostUnchanged(t, host)
+			testenv.AssertTreeUnchanged(t, tg.root, tree)
+		})
 	}
-	testenv.AssertHostUnchanged(t, host)
-	testenv.AssertTreeUnchanged(t, tg.root, tree)
+}
+
+// TestCapabilitiesAndLimitsInside: the host's bounding set, effective too;
+// no NoNewPrivileges; RLIMIT_NOFILE raised to the host's hard limit;
+// efivarfs only when the host booted by EFI.
+func TestCapabilitiesAndLimitsInside(t *testing.T) {
+	testenv.Require(t)
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	capBnd := ""
+	for _, l := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(l, "CapBnd:") {
+			capBnd = strings.TrimSpace(strings.TrimPrefix(l, "CapBnd:"))
+		}
+	}
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	efivarfs := "0"
+	if _, err := os.Stat("/sys/firmware/efi"); err == nil {
+		efivarfs = "1"
+	}
+	tg := newTarget(t, fixture.Options{})
+	r := tg.session(t, []string{"-q"}, []string{"sh", "-c",
+		"grep -E '^(CapBnd|CapEff|NoNewPrivs):' /proc/self/status | tr -d '\\t'; ulimit -n; ulimit -Hn; grep -c ' /sys/firmware/efi/efivars efivarfs ' /proc/mounts || true"})
+	// In /proc/PID/status order.
+	want := fmt.Sprintf("CapEff:%s\nCapBnd:%s\nNoNewPrivs:0\n%d\n%d\n%s\n", capBnd, capBnd, min(rl.Max, 1<<20), min(rl.Max, 1<<20), efivarfs)
+	if r.code != 0 || r.stdout != want {
+		t.Errorf("inside:\n%s\nwant:\n%s%s", r.stdout, want, r.stderr)
+	}
+}
+
+func TestEnterUsesTheTargetsBash(t *testing.T) {
+	testenv.Require(t)
+	tg := newTarget(t, fixture.Options{})
+	sw, err := os.Readlink(filepath.Join(tg.root, current(tg), "sw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A bash in the system: a script that says it ran, then is sh.
+	bash := "#!" + tg.layout.Busybox + "/bin/sh\necho the-targets-bash >&2\nexec " + tg.layout.Busybox + "/bin/sh \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(tg.root, sw, "bin/bash"), []byte(bash), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := nixrescue(t, "enter", "--root", tg.root, "--silent", "-c", "echo hi")
+	if r.code != 0 || r.stdout != "hi\n" || !strings.Contains(r.stderr, "the-targets-bash") {
+		t.Errorf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
 }
 
 func TestSIGKILLLeftoversDestroyedAtNextStart(t *testing.T) {
