@@ -54,6 +54,11 @@ type Options struct {
 	// /dev/disk.
 	Devices   []rspec.LinuxDevice
 	DiskLinks string
+	// MemoryLimit, in bytes, is what the container's processes may use
+	// together (0: no limit); MemorySwap, when set, is memory and swap
+	// together (the host must account swap in its memory cgroup).
+	MemoryLimit int64
+	MemorySwap  int64
 }
 
 // HoldArgs are the arguments of the helper's hold mode.
@@ -107,6 +112,9 @@ func Recovery(o Options) (*rspec.Spec, error) {
 	}
 	if o.CgroupsPath != "" {
 		opts = append(opts, WithCgroupsPath(o.CgroupsPath))
+	}
+	if o.MemoryLimit > 0 {
+		opts = append(opts, WithMemoryLimit(o.MemoryLimit, o.MemorySwap))
 	}
 	return Generate(opts...)
 }

@@ -281,6 +281,26 @@ func RecoveryDeviceRules() []rspec.LinuxDeviceCgroup {
 	}
 }
 
+// WithMemoryLimit limits the memory (and, when swap is not 0, memory plus
+// swap) of the container's processes, in bytes: past it the kernel's OOM
+// killer kills one of them.
+func WithMemoryLimit(limit, swap int64) SpecOpt {
+	return func(s *rspec.Spec) error {
+		if limit <= 0 {
+			return fmt.Errorf("memory limit %d: must be positive", limit)
+		}
+		if s.Linux.Resources == nil {
+			s.Linux.Resources = &rspec.LinuxResources{}
+		}
+		m := &rspec.LinuxMemory{Limit: &limit}
+		if swap != 0 {
+			m.Swap = &swap
+		}
+		s.Linux.Resources.Memory = m
+		return nil
+	}
+}
+
 // WithTmpfs mounts a fresh tmpfs; mode is its permission bits.
 func WithTmpfs(dest, mode string) SpecOpt {
 	return WithMount(rspec.Mount{Destination: dest, Type: "tmpfs", Source: "tmpfs",

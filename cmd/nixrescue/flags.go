@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
 	"github.com/nixrescue/nixrescue/runtime/backend/containerd"
@@ -74,6 +75,7 @@ type containerFlags struct {
 	isolatePIDs bool
 	efi         string
 	noPivot     bool
+	memory      string
 	backendFlags
 }
 
@@ -102,6 +104,7 @@ func (f *containerFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.network, "network", "host", "network of the container: host or none")
 	fl.BoolVar(&f.isolatePIDs, "isolate-pids", false, "give the container its own PID namespace (bootloader tools then think they run in a container)")
 	fl.StringVar(&f.efi, "efi", "auto", "efivarfs inside: auto (when the host booted by EFI), on or off")
+	fl.StringVar(&f.memory, "memory", "", "limit the memory of everything in the container to `SIZE` (e.g. 512M, 2G; swap included where the host accounts it)")
 	fl.BoolVar(&f.noPivot, "no-pivot", false, "enter the root with MS_MOVE and chroot instead of pivot_root (detected on initramfs rescue systems)")
 	f.backendFlags.register(cmd)
 }
@@ -129,6 +132,13 @@ func (f *containerFlags) options(cmd *cobra.Command, args []string) (session.Opt
 	if err := f.targetFlags.apply(cmd, &o, target); err != nil {
 		return o, err
 	}
+	if f.memory != "" {
+		n, err := units.RAMInBytes(f.memory)
+		if err != nil || n < minMemory {
+			return o, fmt.Errorf("--memory %q: give a size of at least 16M, such as 512M or 2G", f.memory)
+		}
+		o.Memory = n
+	}
 	switch f.network {
 	case "host":
 	case "none":
@@ -138,6 +148,10 @@ func (f *containerFlags) options(cmd *cobra.Command, args []string) (session.Opt
 	}
 	return o, nil
 }
+
+// minMemory is the least --memory accepted: below it not even activation
+// runs, and the runtime refuses limits under what it already uses.
+const minMemory = 16 << 20
 
 // splitArgs takes TARGET (at most one) before "--" and the command after.
 func splitArgs(cmd *cobra.Command, args []string) (string, []string, error) {

@@ -26,6 +26,8 @@ import (
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+
+	"github.com/nixrescue/nixrescue/runtime/rootfs"
 )
 
 // Files the host keeps its resolver configuration in.
@@ -168,7 +170,7 @@ var containerKernelFS = []string{"/dev", "/proc", "/sys"}
 // destination too.
 func PlanFor(root, system string) (Plan, error) {
 	var p Plan
-	st, err := os.Lstat(filepath.Join(root, targetResolvConf))
+	st, err := rootfs.Lstat(root, targetResolvConf)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		p.Shape = ShapeMissing
@@ -183,7 +185,7 @@ func PlanFor(root, system string) (Plan, error) {
 	}
 	candidates := []string{targetResolvConf}
 	if p.Shape == ShapeLink && system != "" {
-		if link, err := os.Readlink(filepath.Join(root, targetResolvConf)); err == nil {
+		if link, err := rootfs.Readlink(root, targetResolvConf); err == nil {
 			if !path.IsAbs(link) {
 				link = path.Join("/etc", link)
 			}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,6 +31,9 @@ type Facts struct {
 	// InitramfsRoot is true when / is the initramfs (rootfs), from which
 	// pivot_root cannot move away.
 	InitramfsRoot bool
+	// SwapAccounted is true when the memory cgroup can limit swap too, so
+	// that a memory limit is not escaped by swapping.
+	SwapAccounted bool
 }
 
 // maxNoFile caps the open-file limit handed to the container.
@@ -59,7 +63,52 @@ func Read() (Facts, error) {
 	if err != nil {
 		return Facts{}, err
 	}
-	return Facts{Capabilities: caps, EFI: EFIBooted("/sys"), NoFile: min(rl.Max, maxNoFile), InitramfsRoot: initramfs}, nil
+	return Facts{Capabilities: caps, EFI: EFIBooted("/sys"), NoFile: min(rl.Max, maxNoFile), InitramfsRoot: initramfs,
+		SwapAccounted: swapAccounted(cgroupRoot)}, nil
+}
+
+// cgroupRoot is where the cgroup hierarchies are mounted.
+const cgroupRoot = "/sys/fs/cgroup"
+
+// swapAccounted tells whether the memory cgroup under root limits swap:
+// v1's memory.memsw files exist only then; v2 has memory.swap.max in
+// every child when the memory controller is on.
+func swapAccounted(root string) bool {
+	if _, err := os.Stat(filepath.Join(root, "memory/memory.memsw.limit_in_bytes")); err == nil {
+		return true
+	}
+	b, err := os.ReadFile(filepath.Join(root, "cgroup.controllers"))
+	return err == nil && slices.Contains(strings.Fields(string(b)), "memory")
+}
+
+// OOMKills counts the processes the kernel's OOM killer killed in the
+// cgroup named cgroupsPath (as in a spec), from cgroup v1's
+// memory.oom_control or v2's memory.events; 0 when neither can be read.
+func OOMKills(cgroupsPath string) uint64 {
+	for _, f := range []string{
+		filepath.Join(cgroupRoot, "memory", cgroupsPath, "memory.oom_control"),
+		filepath.Join(cgroupRoot, cgroupsPath, "memory.events"),
+	} {
+		if n, ok := readCounter(f, "oom_kill"); ok {
+			return n
+		}
+	}
+	return 0
+}
+
+// readCounter reads the "key N" line of a cgroup file of such lines.
+func readCounter(file, key string) (uint64, bool) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, " "); ok && k == key {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
 
 // RootIsInitramfs reads a mountinfo file and tells whether / is the

@@ -3,10 +3,13 @@ package mount
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -105,22 +108,47 @@ func (m *Mounter) RemountWritable(options map[string][]string) error {
 	return nil
 }
 
-// UnmountLast unmounts the most recent mount.
-func (m *Mounter) UnmountLast() error {
-	if len(m.mounted) == 0 {
-		return nil
+// MountOn mounts like Mount (read-only when readOnly) on dir, an open
+// directory: a handle resolved inside a target (see rootfs.OpenDir), so
+// that no link the target holds can turn the mount towards a host path
+// between the lookup and the mount. The mount is made through
+// /proc/self/fd, as runc does.
+func (m *Mounter) MountOn(device string, dir *os.File, fstype string, options []string, readOnly bool) error {
+	flags, data := Flags(options)
+	if m.ReadOnly || readOnly {
+		flags |= unix.MS_RDONLY
 	}
-	t := m.mounted[len(m.mounted)-1]
-	m.mounted = m.mounted[:len(m.mounted)-1]
-	return Unmount(t)
+	proc := fmt.Sprintf("/proc/self/fd/%d", dir.Fd())
+	where, err := os.Readlink(proc)
+	if err != nil {
+		return fmt.Errorf("mount %s: find the mount point: %w", device, err)
+	}
+	if err := unix.Mount(device, proc, fstype, flags, data); err != nil {
+		return fmt.Errorf("mount %s (%s) on %s: %w", device, fstype, where, err)
+	}
+	m.mounted = append(m.mounted, where)
+	return nil
 }
 
-// UnmountAll unmounts everything in reverse order and returns the first
-// error; it carries on after errors so that as much as possible is undone.
-func (m *Mounter) UnmountAll() error {
+// Mounted lists this Mounter's mounts, in the order they were made.
+func (m *Mounter) Mounted() []string { return slices.Clone(m.mounted) }
+
+// Forget drops the Mounter's record (UnmountUnder undid the mounts).
+func (m *Mounter) Forget() { m.mounted = nil }
+
+// UnmountUnder unmounts dir and everything mounted under it, deepest
+// first. The paths come from the kernel's mount table at the time, not
+// from what was recorded when mounting: a target whose programs renamed
+// directories or made links cannot redirect an unmount to a host path.
+func UnmountUnder(dir string) error {
+	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+	if err != nil {
+		return fmt.Errorf("read the mount table: %w", err)
+	}
+	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i].Mountpoint) > len(mounts[j].Mountpoint) })
 	var first error
-	for len(m.mounted) > 0 {
-		if err := m.UnmountLast(); err != nil && first == nil {
+	for _, m := range mounts {
+		if err := Unmount(m.Mountpoint); err != nil && first == nil {
 			first = err
 		}
 	}
@@ -132,12 +160,12 @@ func (m *Mounter) UnmountAll() error {
 func Unmount(target string) error {
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		err := unix.Unmount(target, 0)
+		err := unix.Unmount(target, unix.UMOUNT_NOFOLLOW)
 		if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
 			return nil
 		}
 		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
-			if err2 := unix.Unmount(target, unix.MNT_DETACH); err2 == nil {
+			if err2 := unix.Unmount(target, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err2 == nil {
 				return nil
 			}
 			return fmt.Errorf("unmount %s: %w", target, err)

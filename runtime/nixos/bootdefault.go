@@ -3,11 +3,12 @@ package nixos
 import (
 	"bufio"
 	"io"
-	"os"
 	"path"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/nixrescue/nixrescue/runtime/rootfs"
 )
 
 // BootDefault is what the boot partition says the bootloader boots by
@@ -44,16 +45,8 @@ func ReadBootDefault(root string, gens []Generation) BootDefault {
 	return BootDefault{}
 }
 
-func openInRoot(root, p string) (*os.File, error) {
-	full, err := InRoot(root, p)
-	if err != nil {
-		return nil, err
-	}
-	return os.Open(full)
-}
-
 func grubDefault(root string, gens []Generation) (BootDefault, bool) {
-	f, err := openInRoot(root, "/boot/grub/grub.cfg")
+	f, err := rootfs.Open(root, "/boot/grub/grub.cfg")
 	if err != nil {
 		return BootDefault{}, false
 	}
@@ -104,7 +97,7 @@ func grubDefault(root string, gens []Generation) (BootDefault, bool) {
 }
 
 func sdbootDefault(root string) (BootDefault, bool) {
-	f, err := openInRoot(root, "/boot/loader/loader.conf")
+	f, err := rootfs.Open(root, "/boot/loader/loader.conf")
 	if err != nil {
 		return BootDefault{}, false
 	}

@@ -1,11 +1,11 @@
 package nixos
 
 import (
-	"io"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/nixrescue/nixrescue/runtime/rootfs"
 )
 
 // configFiles are where a NixOS configuration usually names its boot disk.
@@ -23,16 +23,10 @@ var (
 func ConfiguredGrubDevices(root string) []string {
 	var out []string
 	for _, f := range configFiles {
-		p, err := InRoot(root, f)
+		b, err := rootfs.ReadHead(root, f, maxScript)
 		if err != nil {
 			continue
 		}
-		fh, err := os.Open(p)
-		if err != nil {
-			continue
-		}
-		b, _ := io.ReadAll(io.LimitReader(fh, maxScript))
-		fh.Close()
 		text := stripNixComments(string(b))
 		for _, m := range grubDeviceRE.FindAllStringSubmatch(text, -1) {
 			out = append(out, m[1])

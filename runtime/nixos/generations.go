@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nixrescue/nixrescue/runtime/rootfs"
 )
 
 // Generation is one generation of the system profile.
@@ -90,7 +92,7 @@ func describeSystem(root, system string) (version, kernel string) {
 	if m := systemNameRE.FindStringSubmatch(system); m != nil {
 		version = m[1]
 	}
-	if k, err := os.Readlink(filepath.Join(root, system, "kernel")); err == nil {
+	if k, err := rootfs.Readlink(root, system+"/kernel"); err == nil {
 		if m := kernelNameRE.FindStringSubmatch(k); m != nil {
 			kernel = m[1]
 		}
@@ -145,16 +147,7 @@ func DetectBootloader(root, system string) Bootloader {
 
 // storeRefs lists the store paths named in a file of the target.
 func storeRefs(root, p string) []string {
-	full, err := InRoot(root, p)
-	if err != nil {
-		return nil
-	}
-	f, err := os.Open(full)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxScript))
+	b, err := rootfs.ReadHead(root, p, maxScript)
 	if err != nil {
 		return nil
 	}
@@ -164,11 +157,7 @@ func storeRefs(root, p string) []string {
 // readGrubConfig reads the devices and EFI support of a grub-config.xml
 // (builtins.toXML of the GRUB module's settings).
 func readGrubConfig(root, p string) ([]string, string) {
-	full, err := InRoot(root, p)
-	if err != nil {
-		return nil, "grub-bios"
-	}
-	f, err := os.Open(full)
+	f, err := rootfs.Open(root, p)
 	if err != nil {
 		return nil, "grub-bios"
 	}

@@ -10,7 +10,6 @@ package nixos
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"path/filepath"
@@ -19,6 +18,8 @@ import (
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+
+	"github.com/nixrescue/nixrescue/runtime/rootfs"
 )
 
 // Paths inside a NixOS root.
@@ -63,11 +64,39 @@ func CheckRoot(root string) error {
 		return &RootError{Root: root, Err: errors.New("not a directory"), Fix: "name the directory where the NixOS root is mounted"}
 	}
 	for _, p := range []string{NixOSMarker, SystemProfile} {
-		if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
+		if _, err := rootfs.Lstat(root, p); err == nil {
 			return nil
 		}
 	}
 	return &RootError{Root: root, Err: ErrNotNixOS, Fix: "it has neither /etc/NIXOS nor " + SystemProfile + "; mount the NixOS root partition there"}
+}
+
+// ContainerDirs are the directories of the root that a recovery container
+// mounts its own filesystems on.
+var ContainerDirs = []string{"/dev", "/proc", "/sys", "/run", "/tmp"}
+
+// CheckContainerDirs refuses a root where one of ContainerDirs is not a
+// directory: a link there (a /run that leads to /etc) would have the
+// runtime mount over whatever it leads to inside the target. A missing
+// one is fine: the runtime makes it.
+func CheckContainerDirs(root string) error {
+	for _, d := range ContainerDirs {
+		st, err := rootfs.Lstat(root, d)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			continue
+		case err != nil:
+			return &RootError{Root: root, Err: err}
+		case st.Mode()&os.ModeSymlink != 0:
+			to, _ := rootfs.Readlink(root, d)
+			return &RootError{Root: root, Err: fmt.Errorf("%s is a link to %q, not a directory", d, to),
+				Fix: "a NixOS root has an empty directory there; replace the link with one (the container's " + d + " would be mounted where it leads)"}
+		case !st.IsDir():
+			return &RootError{Root: root, Err: fmt.Errorf("%s is not a directory", d),
+				Fix: "a NixOS root has an empty directory there; replace the file with one"}
+		}
+	}
+	return nil
 }
 
 // InRoot resolves p (absolute, as the target sees it) inside root and
@@ -117,7 +146,7 @@ func ResolveSystem(root string, c SystemChoice) (System, error) {
 	default:
 		s.Path = SystemProfile
 	}
-	if _, err := os.Lstat(filepath.Join(root, path.Dir(s.Path))); err != nil && c.Generation > 0 {
+	if _, err := rootfs.Lstat(root, path.Dir(s.Path)); err != nil && c.Generation > 0 {
 		return s, fmt.Errorf("generation %d: the target has no system profile directory: %w", c.Generation, err)
 	}
 	full, err := InRoot(root, s.Path)
@@ -126,7 +155,7 @@ func ResolveSystem(root string, c SystemChoice) (System, error) {
 	}
 	rel, _ := filepath.Rel(root, full)
 	s.StorePath = path.Join("/", filepath.ToSlash(rel))
-	if _, err := os.Lstat(filepath.Join(root, s.Path)); errors.Is(err, os.ErrNotExist) {
+	if _, err := rootfs.Lstat(root, s.Path); errors.Is(err, os.ErrNotExist) {
 		switch {
 		case c.Generation > 0:
 			return s, fmt.Errorf("generation %d does not exist in the target (no %s): pick one that does", c.Generation, s.Path)
@@ -154,7 +183,7 @@ func generationOf(root, p string) int {
 	if p != SystemProfile {
 		return 0
 	}
-	link, err := os.Readlink(filepath.Join(root, p))
+	link, err := rootfs.Readlink(root, p)
 	if err != nil {
 		return 0
 	}
@@ -185,20 +214,11 @@ var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$`)
 // Hostname reads the target's hostname from /etc/hostname, resolved inside
 // root; DefaultHostname when there is none.
 func Hostname(root string) (string, error) {
-	full, err := InRoot(root, HostnameFile)
-	if err != nil {
-		return "", fmt.Errorf("resolve /etc/hostname inside the target: %w", err)
-	}
-	f, err := os.Open(full)
+	b, err := rootfs.ReadHead(root, HostnameFile, maxHostnameFile)
 	if errors.Is(err, os.ErrNotExist) {
 		return DefaultHostname, nil
 	} else if err != nil {
-		return "", fmt.Errorf("read the target's /etc/hostname: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxHostnameFile))
-	if err != nil {
-		return "", fmt.Errorf("read the target's /etc/hostname: %w", err)
+		return "", fmt.Errorf("read the target's /etc/hostname: %w: fix or remove the file", err)
 	}
 	name, _, _ := strings.Cut(string(b), "\n")
 	name = strings.TrimSpace(name)

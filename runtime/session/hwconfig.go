@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nixrescue/nixrescue/runtime/nixos"
+	"github.com/nixrescue/nixrescue/runtime/rootfs"
 	"github.com/nixrescue/nixrescue/runtime/target"
 )
 
@@ -161,20 +162,7 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 // readInRoot reads a file of the target, resolved inside root, at most max
 // bytes.
 func readInRoot(root, p string, max int64) ([]byte, error) {
-	full, err := nixos.InRoot(root, p)
-	if err != nil {
-		return nil, err
-	}
-	f, err := os.Open(full)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err == nil && int64(len(b)) > max {
-		err = fmt.Errorf("%s is larger than %d bytes", p, max)
-	}
-	return b, err
+	return rootfs.ReadFile(root, p, max)
 }
 
 // replaceInRoot replaces file p of the target with content: a temporary

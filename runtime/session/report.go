@@ -28,6 +28,7 @@ type RunReport struct {
 	Sandbox          *SandboxChoice  `json:"sandbox,omitempty"`
 	Bootloader       *BootloaderStep `json:"bootloader,omitempty"`
 	ExitStatus       int             `json:"exit_status"`
+	OOMKilled        bool            `json:"oom_killed,omitempty"`
 	Phases           []Phase         `json:"phases"`
 }
 
@@ -184,19 +185,31 @@ func bootloaderAfter(root string, installing bool, code int) *BootloaderStep {
 var networkFailures = []string{"unable to download", "Could not resolve host", "Couldn't resolve host",
 	"Temporary failure in name resolution", "Network is unreachable", "Connection timed out", "Could not connect to server"}
 
+// spaceFailures are what programs print when the filesystem is full
+// (strerror(ENOSPC), and Nix's own words).
+var spaceFailures = []string{"No space left on device", "not enough free disk space"}
+
+// failures are the kinds of failure a command's output reported.
+type failures struct{ network, space bool }
+
 // failureWatch passes output on and notes whether it reported a network
-// failure.
+// failure or a full filesystem.
 type failureWatch struct {
 	w    io.Writer
 	tail []byte
-	seen *bool
+	seen *failures
 }
 
 func (f *failureWatch) Write(p []byte) (int, error) {
 	buf := append(f.tail, p...)
 	for _, pat := range networkFailures {
 		if bytes.Contains(buf, []byte(pat)) {
-			*f.seen = true
+			f.seen.network = true
+		}
+	}
+	for _, pat := range spaceFailures {
+		if bytes.Contains(buf, []byte(pat)) {
+			f.seen.space = true
 		}
 	}
 	if len(buf) > 256 {
@@ -205,6 +218,9 @@ func (f *failureWatch) Write(p []byte) (int, error) {
 	f.tail = append([]byte(nil), buf...)
 	return f.w.Write(p)
 }
+
+// spaceHint is said after a command failed on a full filesystem.
+const spaceHint = "nixrescue: hint: a filesystem of the target is full: free space (nixrescue enter, then nix-collect-garbage, or remove old generations with nix-env -p /nix/var/nix/profiles/system --delete-generations old) and try again"
 
 // networkHint is said after a command failed on the network.
 func networkHint(o Options) string {

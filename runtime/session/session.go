@@ -21,6 +21,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	units "github.com/docker/go-units"
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -90,6 +91,9 @@ type Options struct {
 	TargetOptions
 	// HostDev binds the host's /dev instead of a curated one.
 	HostDev bool
+	// Memory limits, in bytes, what the container's processes may use
+	// together (0: no limit), swap included where the host accounts it.
+	Memory int64
 	// NoPivot uses runc's no-pivot mode (MS_MOVE and chroot), as a rescue
 	// system running from its initramfs needs; it is detected there.
 	NoPivot bool
@@ -174,6 +178,16 @@ func Prepare(o Options) (*Prepared, error) {
 	if err := nixos.CheckRoot(root); err != nil {
 		return nil, err
 	}
+	if err := nixos.CheckContainerDirs(root); err != nil {
+		return nil, err
+	}
+	if !o.ReadOnly {
+		var fs unix.Statfs_t
+		if err := unix.Statfs(root, &fs); err == nil && fs.Flags&unix.ST_RDONLY != 0 {
+			return nil, &nixos.RootError{Root: root, Err: errors.New("mounted read-only"),
+				Fix: "remount it read-write (mount -o remount,rw), or pass --read-only to look without activating"}
+		}
+	}
 	sys, err := nixos.ResolveSystem(root, o.System)
 	if err != nil {
 		return nil, err
@@ -239,6 +253,10 @@ func (p *Prepared) Spec(args []string, resolvSource, helperSource, cgroupsPath s
 		HostDev:      o.HostDev,
 		Devices:      p.Devices,
 		DiskLinks:    p.DiskLinks,
+		MemoryLimit:  o.Memory,
+	}
+	if o.Memory > 0 && p.Host.SwapAccounted {
+		so.MemorySwap = o.Memory
 	}
 	if p.Resolv != nil && len(p.DNS.Dests) > 0 {
 		so.ResolvSource = resolvSource
@@ -358,6 +376,7 @@ func run(ctx context.Context, op *Options, ran *bool) (int, error) {
 			return ExitFailure, err
 		}
 	}
+	pauseForTest(ctx, "mounted")
 	done := tm.start("container create")
 	c, err := runner.Create(ctx, s.id, spec)
 	done()
@@ -386,7 +405,7 @@ func run(ctx context.Context, op *Options, ran *bool) (int, error) {
 		}
 	}
 
-	var netFailed bool
+	var failed failures
 	proc := backend.Process{
 		Args:   helperExec(args),
 		Env:    env,
@@ -396,8 +415,8 @@ func run(ctx context.Context, op *Options, ran *bool) (int, error) {
 		Stderr: o.Stderr,
 	}
 	if o.networkHint {
-		proc.Stdout = &failureWatch{w: o.Stdout, seen: &netFailed}
-		proc.Stderr = &failureWatch{w: o.Stderr, seen: &netFailed}
+		proc.Stdout = &failureWatch{w: o.Stdout, seen: &failed}
+		proc.Stderr = &failureWatch{w: o.Stderr, seen: &failed}
 	}
 	if o.Terminal {
 		if t := newTerminal(o.Stdin, o.Stdout); t != nil {
@@ -410,8 +429,15 @@ func run(ctx context.Context, op *Options, ran *bool) (int, error) {
 	if err != nil {
 		return ExitFailure, err
 	}
-	if code != 0 && netFailed {
+	if code != 0 && failed.network {
 		fmt.Fprintln(o.Stderr, networkHint(o))
+	}
+	if code != 0 && failed.space {
+		fmt.Fprintln(o.Stderr, spaceHint)
+	}
+	if code == 128+int(unix.SIGKILL) && o.Memory > 0 && host.OOMKills("/"+s.id) > 0 {
+		rep.OOMKilled = true
+		fmt.Fprintf(o.Stderr, "nixrescue: the command was killed for lack of memory: it needed more than --memory %s; raise --memory or drop it\n", units.BytesSize(float64(o.Memory)))
 	}
 	if o.afterCommand != nil {
 		if err := o.afterCommand(p.Root, code); err != nil {
@@ -420,6 +446,20 @@ func run(ctx context.Context, op *Options, ran *bool) (int, error) {
 	}
 	rep.ExitStatus = code
 	return code, nil
+}
+
+// pauseEnv names a point of the session (attached, mounted) where
+// nixrescue stops until it is interrupted or killed: the crash tests kill
+// it there. Not for users; it changes nothing else.
+const pauseEnv = "_NIXRESCUE_TEST_PAUSE"
+
+// pauseForTest stops at point when pauseEnv names it.
+func pauseForTest(ctx context.Context, point string) {
+	if os.Getenv(pauseEnv) != point {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "nixrescue: test: paused at %s\n", point)
+	<-ctx.Done()
 }
 
 // live is an open session: its state, its target opened and mounted, and

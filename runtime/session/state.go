@@ -10,7 +10,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -333,7 +332,7 @@ func (s *session) undo() error {
 		return err
 	}
 	if r, err := s.st.readJournal(s.id); err == nil && r.HostTree != "" {
-		if err := unmountTree(r.HostTree); err != nil {
+		if err := mount.UnmountUnder(r.HostTree); err != nil {
 			return err
 		}
 	}
@@ -358,23 +357,6 @@ func (s *session) privateTree() error {
 	return nil
 }
 
-// unmountTree unmounts dir and everything mounted under it, deepest
-// first.
-func unmountTree(dir string) error {
-	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
-	if err != nil {
-		return fmt.Errorf("read the mount table: %w", err)
-	}
-	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i].Mountpoint) > len(mounts[j].Mountpoint) })
-	var first error
-	for _, m := range mounts {
-		if err := mount.Unmount(m.Mountpoint); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
-}
-
 // end tears the session down in the reverse order of setup: container,
 // placeholder, mounts, partitions, loop device, state.
 func (s *session) end() {
@@ -392,7 +374,7 @@ func (s *session) end() {
 		s.opened = nil
 	}
 	if s.journal.HostTree != "" {
-		if err := unmountTree(s.journal.HostTree); err != nil {
+		if err := mount.UnmountUnder(s.journal.HostTree); err != nil {
 			fmt.Fprintf(os.Stderr, "nixrescue: warning: teardown: %v\n", err)
 		}
 	}

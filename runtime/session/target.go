@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/nixrescue/nixrescue/runtime/mount"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
+	"github.com/nixrescue/nixrescue/runtime/rootfs"
 	"github.com/nixrescue/nixrescue/runtime/target"
 )
 
@@ -95,6 +97,7 @@ func openTarget(ctx context.Context, t target.Target, to TargetOptions, s *sessi
 	if err != nil {
 		return op, err
 	}
+	pauseForTest(ctx, "attached")
 	done = s.timer.start("discover")
 	err = op.probe(ctx)
 	done()
@@ -197,7 +200,10 @@ func (op *Opened) attachImage(ctx context.Context, t target.Target, to TargetOpt
 			Fix: "the image is empty, truncated or damaged; check that it was copied whole"}
 	}
 	loop, err := mount.AttachLoop(t.Path, to.ReadOnly)
-	if err != nil {
+	if errors.Is(err, unix.EROFS) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+		return &target.TargetError{Target: t.Arg, Err: errors.New("the image cannot be opened for writing (a read-only filesystem or file)"),
+			Fix: "pass --read-only to look at it, or copy it somewhere writable"}
+	} else if err != nil {
 		return fmt.Errorf("attach %s: %w", t.Arg, err)
 	}
 	op.loop, op.Disk, op.diskDev = loop, loop.Path, loop.File()
@@ -337,15 +343,18 @@ func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 	var nixEntry *target.Entry
 	if !nixos.Exists(op.RootDir, nixos.SystemProfile) && len(nixes) > 0 {
 		n := nixes[0]
-		dir, err := op.mountpointDir("/nix")
+		dir, err := op.mountpointDir("/nix", nil)
 		if err != nil {
 			return err
 		}
 		opts := target.RootOptions(n, nil)
-		if err := op.mounter.MountReadOnly(n.Partition.Device, dir, n.Partition.Type, opts); err != nil {
+		err = op.mounter.MountOn(n.Partition.Device, dir, n.Partition.Type, opts, true)
+		dir.Close()
+		if err != nil {
 			return err
 		}
-		early[dir] = opts
+		mounted := op.mounter.Mounted()
+		early[mounted[len(mounted)-1]] = opts
 		nixEntry = &target.Entry{Mountpoint: "/nix", Spec: n.Describe(), Device: n.Partition.Device, Type: n.Partition.Type,
 			Options: opts, Action: target.ActionMount, Origin: "discovered", MappedBy: "holds the Nix store"}
 	}
@@ -405,8 +414,14 @@ func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 	if err != nil {
 		return err
 	}
-	if err := op.mounter.RemountWritable(early); err != nil {
-		return err
+	// The fstab's mounts are made read-only too, and all made writable
+	// once the last has worked: a mount that fails halfway leaves every
+	// filesystem as it was (unless a missing mount point had to be made,
+	// which needs its parent writable).
+	writable := false
+	makeWritable := func() error {
+		writable = true
+		return op.mounter.RemountWritable(early)
 	}
 	for i := range op.Plan {
 		e := &op.Plan[i]
@@ -420,9 +435,14 @@ func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 			}
 			e.Type = pr.Type
 		}
-		dir, err := op.mountpointDir(e.Mountpoint)
+		dir, err := op.mountpointDir(e.Mountpoint, makeWritable)
 		if err == nil {
-			err = op.mounter.Mount(e.Device, dir, e.Type, e.Options)
+			err = op.mounter.MountOn(e.Device, dir, e.Type, e.Options, !writable)
+			if err == nil {
+				mounted := op.mounter.Mounted()
+				early[mounted[len(mounted)-1]] = e.Options
+			}
+			dir.Close()
 		}
 		if err != nil {
 			if e.NoFail {
@@ -433,7 +453,7 @@ func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 			return fmt.Errorf("mount %s: %w", e.Mountpoint, err)
 		}
 	}
-	return nil
+	return op.mounter.RemountWritable(early)
 }
 
 // chooseRoot picks the root among those found.
@@ -482,27 +502,35 @@ func describeFound(roots []target.Found) string {
 	return strings.Join(s, ", ")
 }
 
-// mountpointDir resolves a mount point inside the mounted root and makes
-// it when it is missing, as systemd does at boot.
-func (op *Opened) mountpointDir(mp string) (string, error) {
-	dir, err := nixos.InRoot(op.RootDir, mp)
-	if err != nil {
-		return "", fmt.Errorf("resolve mount point %s inside the target: %w", mp, err)
+// mountpointDir opens a mount point inside the mounted root, every link
+// resolved inside it, and makes it when it is missing, as systemd does at
+// boot. A mount point that is a link (a /boot that leads to /etc) is
+// followed inside the target, as systemd would, and said. beforeCreate
+// runs before a missing one is made (it makes the root writable); nil
+// refuses to make it.
+func (op *Opened) mountpointDir(mp string, beforeCreate func() error) (*os.File, error) {
+	dir, err := rootfs.OpenDir(op.RootDir, mp, false)
+	if errors.Is(err, os.ErrNotExist) {
+		if op.mounter.ReadOnly || beforeCreate == nil {
+			return nil, fmt.Errorf("mount point %s does not exist in the target (read-only: not created)", mp)
+		}
+		if err := beforeCreate(); err != nil {
+			return nil, err
+		}
+		if dir, err = rootfs.OpenDir(op.RootDir, mp, true); err == nil {
+			op.warn("created the missing mount point %s in the target, as systemd would at boot", mp)
+		}
 	}
-	st, err := os.Stat(dir)
 	switch {
-	case errors.Is(err, os.ErrNotExist):
-		if op.mounter.ReadOnly {
-			return "", fmt.Errorf("mount point %s does not exist in the target (read-only: not created)", mp)
-		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return "", fmt.Errorf("create mount point %s: %w", mp, err)
-		}
-		op.warn("created the missing mount point %s in the target, as systemd would at boot", mp)
+	case errors.Is(err, unix.ENOTDIR):
+		return nil, fmt.Errorf("mount point %s is not a directory in the target", mp)
 	case err != nil:
-		return "", err
-	case !st.IsDir():
-		return "", fmt.Errorf("mount point %s is not a directory in the target", mp)
+		return nil, fmt.Errorf("mount point %s in the target: %w", mp, err)
+	}
+	if where, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", dir.Fd())); err == nil {
+		if rel, err := filepath.Rel(op.RootDir, where); err == nil && "/"+filepath.ToSlash(rel) != path.Clean(mp) {
+			op.warn("mount point %s is a link in the target: mounted on %s, inside the target, as systemd would", mp, "/"+filepath.ToSlash(rel))
+		}
 	}
 	return dir, nil
 }
@@ -528,8 +556,11 @@ func (op *Opened) Close() error {
 			first = err
 		}
 	}
-	if op.mounter != nil {
-		keep(op.mounter.UnmountAll())
+	if op.mounter != nil && op.RootDir != "" {
+		// What the kernel says is mounted there, not what was recorded:
+		// the target's programs ran on these mounts (mount.UnmountUnder).
+		keep(mount.UnmountUnder(op.RootDir))
+		op.mounter.Forget()
 	}
 	if op.diskDev != nil {
 		for i := len(op.added) - 1; i >= 0; i-- {

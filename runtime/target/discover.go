@@ -7,6 +7,8 @@ import (
 	"slices"
 	"syscall"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
+
 	"github.com/nixrescue/nixrescue/runtime/mount"
 )
 
@@ -51,17 +53,23 @@ func (f Found) Describe() string {
 // /etc beside a system profile (a btrfs top level that only holds a nix
 // subvolume is not a root).
 func IsNixOSRoot(dir string) bool {
-	return exists(filepath.Join(dir, "etc/NIXOS")) ||
-		(exists(filepath.Join(dir, "etc")) && exists(filepath.Join(dir, "nix/var/nix/profiles/system")))
+	return existsIn(dir, "etc/NIXOS") || (existsIn(dir, "etc") && existsIn(dir, "nix/var/nix/profiles/system"))
 }
 
 // isNixFS tells whether dir is a filesystem mounted on /nix.
 func isNixFS(dir string) bool {
-	return exists(filepath.Join(dir, "var/nix/profiles/system")) || (exists(filepath.Join(dir, "store")) && exists(filepath.Join(dir, "var/nix")))
+	return existsIn(dir, "var/nix/profiles/system") || (existsIn(dir, "store") && existsIn(dir, "var/nix"))
 }
 
-func exists(p string) bool {
-	_, err := os.Lstat(p)
+// existsIn tells whether p exists under dir, the links on the way
+// resolved inside dir: a filesystem whose etc is a link to /etc says
+// nothing about the host's /etc. The last component is not followed.
+func existsIn(dir, p string) bool {
+	parent, err := securejoin.SecureJoin(dir, filepath.Dir(p))
+	if err != nil {
+		return false
+	}
+	_, err = os.Lstat(filepath.Join(parent, filepath.Base(p)))
 	return err == nil
 }
 
@@ -100,7 +108,7 @@ func Discover(parts []Partition, probeDir string) (roots, nixes []Found, err err
 		if !subRoot {
 			look("")
 		}
-		if err := m.UnmountAll(); err != nil {
+		if err := mount.Unmount(probeDir); err != nil {
 			return nil, nil, err
 		}
 	}

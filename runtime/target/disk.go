@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/diskfs/go-diskfs/backend"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/diskfs/go-diskfs/partition/mbr"
 	"golang.org/x/sys/unix"
@@ -65,11 +66,17 @@ var gptTypeNames = map[string]string{
 // ReadTable reads the partition table of f (a disk or image of size
 // bytes, with the given logical sector size). A table whose partitions run
 // past the end is a truncated image, and an error.
-func ReadTable(f *os.File, size int64, sector int) (Table, error) {
+func ReadTable(f backend.File, size int64, sector int) (t Table, err error) {
 	if sector == 0 {
 		sector = 512
 	}
-	var t Table
+	// The table comes from a disk nobody vouches for: whatever the parser
+	// makes of it, a panic is not an answer.
+	defer func() {
+		if r := recover(); r != nil {
+			t, err = Table{}, fmt.Errorf("the partition table is unreadable (%v): the disk is damaged or not partitioned as it claims", r)
+		}
+	}()
 	if g, err := gpt.Read(f, sector, sector); err == nil {
 		t.Type = "gpt"
 		for _, p := range g.Partitions {

@@ -2,14 +2,14 @@ package target
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/nixrescue/nixrescue/runtime/rootfs"
 )
 
 // FstabEntry is one line of an fstab(5).
@@ -101,7 +101,12 @@ func unescapeFstab(s string) (string, error) {
 		}
 		b.WriteByte(s[i])
 	}
-	return b.String(), nil
+	// An escape may spell bytes that are no text (\200): such a field
+	// names no path or filesystem anyone can type.
+	if out := b.String(); utf8.ValidString(out) && !strings.ContainsRune(out, 0) {
+		return out, nil
+	}
+	return "", fmt.Errorf("field %q escapes to bytes that are not text", s)
 }
 
 func isOctal(s string) bool {
@@ -204,12 +209,11 @@ var fstabPaths = []string{"/nix/var/nix/profiles/system/etc/fstab", "/etc/fstab"
 // is no fstab, which is no error).
 func ReadSystemFstab(root string) ([]FstabEntry, string, error) {
 	for _, c := range fstabPaths {
-		p, err := securejoin.SecureJoin(root, c)
-		if err != nil {
-			continue
-		}
-		f, err := os.Open(p)
-		if err != nil {
+		f, err := rootfs.Open(root, c)
+		var nr *rootfs.NotRegularError
+		if errors.As(err, &nr) {
+			return nil, c, nr
+		} else if err != nil {
 			continue
 		}
 		entries, err := ParseFstab(f)
