@@ -40,6 +40,11 @@ const (
 	imgBadUUIDNoFl = "bad-uuid-nofail"
 	imgLUKS        = "luks"
 	imgEmpty       = "empty-ext4"
+	// Hostile and faulty variants (hostile_integration_test.go).
+	imgLinks        = "hostile-links"
+	imgJunkFstab    = "junk-fstab"
+	imgHalfway      = "mount-fails-halfway"
+	imgSlowActivate = "slow-activate"
 )
 
 func buildImages() {
@@ -83,6 +88,7 @@ func buildImages() {
 			images.err = err
 		}
 	}
+	buildHostileImages(build)
 	if images.err == nil {
 		// A LUKS container: blkid knows it by its header.
 		p := filepath.Join(images.dir, imgLUKS+".img")

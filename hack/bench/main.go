@@ -94,6 +94,9 @@ func main() {
 		fail(err.Error())
 	}
 	defer os.RemoveAll(work)
+	// ctr run puts its tasks in a cgroup named after the namespace,
+	// which containerd leaves (empty) after them.
+	defer removeEmptyCgroups("nixrescue-bench")
 	r, err := bench(work, *bin, *iterations, *smoke)
 	if err != nil {
 		fail(err.Error())
@@ -115,6 +118,23 @@ func main() {
 			fail(fmt.Sprintf("%d sessions at once: ok=%v, left behind: %s", c.Sessions, c.AllOK, c.LeftBehind))
 		}
 	}
+}
+
+// removeEmptyCgroups removes the cgroup name from every hierarchy, when
+// nothing is left in it (rmdir refuses otherwise).
+func removeEmptyCgroups(name string) {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + name)
+	if d := "/sys/fs/cgroup/" + name; fileExists(d) {
+		dirs = append(dirs, d)
+	}
+	for _, d := range dirs {
+		_ = os.Remove(d)
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 func fail(msg string) {

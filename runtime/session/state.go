@@ -63,15 +63,33 @@ func (st *state) sessionsDir() string         { return filepath.Join(st.dir, "se
 func (st *state) containerDir() string        { return filepath.Join(st.dir, "containers") }
 func (st *state) sessionDir(id string) string { return filepath.Join(st.sessionsDir(), id) }
 
-// live tells whether session id still runs: its lock is held.
+// live tells whether session id still runs: its lock is held. A lock
+// held while the nixrescue the user started is gone belongs to its
+// re-execution in a private mount namespace, which the kernel is killing
+// with it (PR_SET_PDEATHSIG): that one is given a moment to die, so that a
+// cleanup right after a kill -9 does not take the session for live.
 func (st *state) live(id string) bool {
 	f, err := os.Open(filepath.Join(st.sessionDir(id), "lock"))
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-	return errors.Is(err, unix.EWOULDBLOCK)
+	held := func() bool {
+		return errors.Is(unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB), unix.EWOULDBLOCK)
+	}
+	if !held() {
+		return false
+	}
+	r, err := st.readJournal(id)
+	if err != nil || r.PID <= 0 || unix.Kill(r.PID, 0) != unix.ESRCH {
+		return true
+	}
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if !held() {
+			return false
+		}
+	}
+	return true
 }
 
 // removeStaleSessions undoes what killed sessions left: their containers,

@@ -519,6 +519,8 @@ func (op *Opened) mountpointDir(mp string, beforeCreate func() error) (*os.File,
 		}
 		if dir, err = rootfs.OpenDir(op.RootDir, mp, true); err == nil {
 			op.warn("created the missing mount point %s in the target, as systemd would at boot", mp)
+		} else if errors.Is(err, unix.ENOTDIR) || errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("mount point %s cannot be made in the target: a link on its way leads nowhere or to a file; fix the link or pass --mount DEV:PATH elsewhere", mp)
 		}
 	}
 	switch {
