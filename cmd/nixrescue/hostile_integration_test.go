@@ -571,4 +571,3 @@ func TestRebuildOnAFullFilesystem(t *testing.T) {
 		t.Errorf("profile %s → %s", profile, got)
 	}
 }
-
