@@ -86,11 +86,25 @@ func (m *Mounter) Mount(device, target, fstype string, options []string) error {
 // say: for looking before writing (RemountWritable follows).
 func (m *Mounter) MountReadOnly(device, target, fstype string, options []string) error {
 	flags, data := Flags(options)
-	if err := unix.Mount(device, target, fstype, flags|unix.MS_RDONLY, data); err != nil {
+	if err := m.mount(device, target, fstype, flags, data, true); err != nil {
 		return fmt.Errorf("mount %s (%s) on %s: %w", device, fstype, target, err)
 	}
 	m.mounted = append(m.mounted, target)
 	return nil
+}
+
+// mount is mount(2). A read-only mount of a filesystem that is mounted
+// read-write elsewhere (a target opened with --force) fails with EBUSY:
+// then, unless everything must be read-only, it is mounted as asked, since
+// mounting it read-only first protects nothing.
+func (m *Mounter) mount(device, target, fstype string, flags uintptr, data string, forcedReadOnly bool) error {
+	if forcedReadOnly {
+		err := unix.Mount(device, target, fstype, flags|unix.MS_RDONLY, data)
+		if !errors.Is(err, unix.EBUSY) || m.ReadOnly {
+			return err
+		}
+	}
+	return unix.Mount(device, target, fstype, flags, data)
 }
 
 // RemountWritable makes every mount of this Mounter writable (unless it
@@ -115,7 +129,7 @@ func (m *Mounter) RemountWritable(options map[string][]string) error {
 // /proc/self/fd, as runc does.
 func (m *Mounter) MountOn(device string, dir *os.File, fstype string, options []string, readOnly bool) error {
 	flags, data := Flags(options)
-	if m.ReadOnly || readOnly {
+	if m.ReadOnly {
 		flags |= unix.MS_RDONLY
 	}
 	proc := fmt.Sprintf("/proc/self/fd/%d", dir.Fd())
@@ -123,7 +137,7 @@ func (m *Mounter) MountOn(device string, dir *os.File, fstype string, options []
 	if err != nil {
 		return fmt.Errorf("mount %s: find the mount point: %w", device, err)
 	}
-	if err := unix.Mount(device, proc, fstype, flags, data); err != nil {
+	if err := m.mount(device, proc, fstype, flags, data, readOnly && flags&unix.MS_RDONLY == 0); err != nil {
 		return fmt.Errorf("mount %s (%s) on %s: %w", device, fstype, where, err)
 	}
 	m.mounted = append(m.mounted, where)
