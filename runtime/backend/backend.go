@@ -8,8 +8,10 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -48,6 +50,36 @@ type Process struct {
 
 	// Signals are forwarded to the process while it runs.
 	Signals <-chan os.Signal
+}
+
+// StartError says a process could not be started in the container: its
+// program is not there, or cannot be executed. Runtimes report why as
+// text (it crosses runc's sync pipe, or containerd's API), so NotFound
+// reads it.
+type StartError struct {
+	Program string
+	Err     error
+}
+
+func (e *StartError) Error() string { return fmt.Sprintf("start %s: %v", e.Program, e.Err) }
+func (e *StartError) Unwrap() error { return e.Err }
+
+// NotFound tells whether the program, or the interpreter it names, does
+// not exist in the container (a shell's 127, not 126).
+func (e *StartError) NotFound() bool {
+	s := e.Err.Error()
+	return strings.Contains(s, "executable file not found") || strings.Contains(s, "no such file or directory")
+}
+
+// Reason is the last part of the runtime's message: "permission denied",
+// "exec format error" …
+func (e *StartError) Reason() string {
+	s := strings.TrimSpace(e.Err.Error())
+	s = strings.TrimSuffix(s, ": unknown") // containerd's error kind
+	if i := strings.LastIndex(s, ": "); i >= 0 {
+		s = s[i+2:]
+	}
+	return s
 }
 
 // TTY is the user's terminal, as a backend needs it to run a process on a

@@ -2,15 +2,12 @@
 // container. The nixrescue binary is bound read-only at specs.HelperPath and
 // started under that name; main hands control here before anything else.
 //
-// It has three jobs:
+// It has two jobs:
 //   - hold: the container's first process. It keeps the container alive
 //     while activation and the command run as further processes in it, and
 //     exits when nixrescue goes away (the pipe it inherits on fd 3 reaches
 //     EOF) or on SIGTERM. As PID 1 of a private PID namespace it reaps
 //     orphans, which no program of the target would do for us.
-//   - exec: looks a command up on the container's PATH and executes it,
-//     exiting 127 (not found) or 126 (not executable) as a shell and
-//     `docker run` do, so that both backends report the same statuses.
 //   - probe-sandbox: tells whether Nix's build sandbox can work in the
 //     container (see probeSandbox).
 //
@@ -19,20 +16,17 @@
 package helper
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"runtime"
-	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// Exit statuses of the exec mode, as POSIX shells use them.
+// Exit statuses of a command that cannot be run, as POSIX shells and
+// `docker run` give them (session maps the runtimes' start errors to them).
 const (
 	ExitNotFound      = 127
 	ExitCannotExecute = 126
@@ -41,7 +35,7 @@ const (
 // Main runs the helper with args (without argv[0]) and never returns.
 func Main(args []string) {
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "nixrescue helper: no mode given (hold or exec)")
+		fmt.Fprintln(os.Stderr, "nixrescue helper: no mode given (hold or probe-sandbox)")
 		os.Exit(2)
 	}
 	switch args[0] {
@@ -49,12 +43,6 @@ func Main(args []string) {
 		hold()
 	case "probe-sandbox":
 		os.Exit(probeSandbox())
-	case "exec":
-		rest := args[1:]
-		if len(rest) > 0 && rest[0] == "--" {
-			rest = rest[1:]
-		}
-		os.Exit(execCommand(rest))
 	default:
 		fmt.Fprintf(os.Stderr, "nixrescue helper: unknown mode %q\n", args[0])
 		os.Exit(2)
@@ -134,38 +122,5 @@ func reap() {
 		if pid <= 0 || err != nil {
 			return
 		}
-	}
-}
-
-// execCommand replaces the helper with the command, or returns the status
-// a shell would give for why it cannot.
-func execCommand(args []string) int {
-	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "nixrescue: no command given")
-		return ExitCannotExecute
-	}
-	name := args[0]
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
-			where := "on the target's PATH"
-			if strings.Contains(name, "/") {
-				where = "in the target"
-			}
-			fmt.Fprintf(os.Stderr, "nixrescue: %s: command not found %s; check the name, or give its full path\n", name, where)
-			return ExitNotFound
-		}
-		fmt.Fprintf(os.Stderr, "nixrescue: %s: cannot be run: %v\n", name, err)
-		return ExitCannotExecute
-	}
-	err = syscall.Exec(path, args, os.Environ())
-	switch {
-	case errors.Is(err, unix.ENOENT):
-		// The file is there, so what is missing is its interpreter.
-		fmt.Fprintf(os.Stderr, "nixrescue: %s: cannot be run: its interpreter or loader is missing in the target\n", name)
-		return ExitNotFound
-	default:
-		fmt.Fprintf(os.Stderr, "nixrescue: %s: cannot be run: %v\n", name, err)
-		return ExitCannotExecute
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -27,6 +28,7 @@ import (
 
 	"github.com/nixrescue/nixrescue/runtime/backend"
 	"github.com/nixrescue/nixrescue/runtime/dns"
+	"github.com/nixrescue/nixrescue/runtime/helper"
 	"github.com/nixrescue/nixrescue/runtime/host"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
 	"github.com/nixrescue/nixrescue/runtime/target"
@@ -407,7 +409,7 @@ func run(ctx context.Context, op *Options, ran *bool) (int, error) {
 
 	var failed failures
 	proc := backend.Process{
-		Args:   helperExec(args),
+		Args:   args,
 		Env:    env,
 		Cwd:    "/",
 		Stdin:  o.Stdin,
@@ -604,7 +606,7 @@ func activate(ctx context.Context, c backend.Container, p *Prepared, o Options, 
 	for _, step := range steps {
 		buf.Reset()
 		code, err := fwd.run(ctx, c, backend.Process{
-			Args: helperExec(step.args), Env: p.Env, Cwd: "/",
+			Args: step.args, Env: p.Env, Cwd: "/",
 			Stdout: out, Stderr: out,
 		})
 		if err != nil {
@@ -623,12 +625,6 @@ func activate(ctx context.Context, c backend.Container, p *Prepared, o Options, 
 		}
 	}
 	return nil
-}
-
-// helperExec runs args through the in-container helper, which gives the
-// shell's 127 and 126 when the command cannot be run.
-func helperExec(args []string) []string {
-	return append([]string{specs.HelperPath, "exec", "--"}, args...)
 }
 
 // commandArgs is the command the user asked for.
@@ -690,7 +686,30 @@ func (f *forwarder) run(ctx context.Context, c backend.Container, p backend.Proc
 	if ctx.Err() != nil {
 		return ExitFailure, errInterrupted
 	}
-	return c.Exec(ctx, p)
+	code, err := c.Exec(ctx, p)
+	var se *backend.StartError
+	if errors.As(err, &se) {
+		// The program runs directly, without a launcher in the container:
+		// its absence is the shell's 127, anything else its 126.
+		w := p.Stderr
+		if p.TTY != nil {
+			w = p.TTY.Out()
+		}
+		if w == nil {
+			w = os.Stderr
+		}
+		if se.NotFound() {
+			where := "on the target's PATH"
+			if strings.Contains(se.Program, "/") {
+				where = "in the target"
+			}
+			fmt.Fprintf(w, "nixrescue: %s: command not found %s (or the interpreter it names is missing); check the name, or give its full path\n", se.Program, where)
+			return helper.ExitNotFound, nil
+		}
+		fmt.Fprintf(w, "nixrescue: %s: cannot be run: %s\n", se.Program, se.Reason())
+		return helper.ExitCannotExecute, nil
+	}
+	return code, err
 }
 
 // SpecOptions are the options of a spec without a session: the spec

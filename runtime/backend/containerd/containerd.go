@@ -236,7 +236,10 @@ func (ct *container) Exec(ctx context.Context, p backend.Process) (int, error) {
 		defer restore()
 	}
 	if err := proc.Start(ctx); err != nil {
-		return -1, ct.r.wrap(fmt.Errorf("start %s: %w", p.Args[0], err))
+		if errdefs.IsUnavailable(err) {
+			return -1, ct.r.wrap(fmt.Errorf("start %s: %w", p.Args[0], err))
+		}
+		return -1, &backend.StartError{Program: p.Args[0], Err: err}
 	}
 	done := make(chan struct{})
 	defer close(done)

@@ -201,7 +201,7 @@ func (c *container) Exec(ctx context.Context, p backend.Process) (int, error) {
 		lp.ConsoleWidth, lp.ConsoleHeight = p.TTY.Size()
 	}
 	if err := c.lc.Run(lp); err != nil {
-		return -1, fmt.Errorf("start %s: %w", p.Args[0], err)
+		return -1, &backend.StartError{Program: p.Args[0], Err: err}
 	}
 	if consoleParent != nil {
 		master, err := recvFile(consoleParent)
