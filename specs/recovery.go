@@ -8,9 +8,8 @@ import (
 
 // HelperPath is where the nixrescue binary is bound inside the container.
 // It serves as the container's first process (it holds the container open
-// and, as PID 1 of a private PID namespace, reaps zombies) and as the
-// launcher of each command (exit status 127 or 126 as a shell gives them).
-// It lives on the container's own /run tmpfs, so nothing is written to the
+// and, as PID 1 of a private PID namespace, reaps zombies) and probes
+// whether Nix's build sandbox can work there. It lives on the container's own /run tmpfs, so nothing is written to the
 // target.
 const HelperPath = "/run/nixrescue/nixrescue"
 
