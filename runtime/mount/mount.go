@@ -60,95 +60,61 @@ func Flags(options []string) (uintptr, string) {
 	return flags, strings.Join(data, ",")
 }
 
-// Mounter mounts filesystems and remembers them, to unmount them in
-// reverse order.
+// Mounter mounts a target's filesystems read-only, for looking before
+// writing, and remembers them, to make them writable once all is known to
+// be good.
 type Mounter struct {
-	// ReadOnly mounts everything read-only.
+	// ReadOnly keeps everything read-only.
 	ReadOnly bool
-	mounted  []string
+	mounts   []made
 }
 
-// Mount mounts device (of type fstype, with fstab options) at target, a
-// host path that must be a directory.
-func (m *Mounter) Mount(device, target, fstype string, options []string) error {
+// made is one mount: where it is and the flags its options ask for.
+type made struct {
+	where string
+	flags uintptr
+}
+
+// MountReadOnly mounts device (of type fstype, with fstab options) on dir,
+// read-only whatever the options say.
+// dir is an open directory: a handle resolved inside a target (see
+// rootfs.OpenDir), so that no link the target holds can turn the mount
+// towards a host path between the lookup and the mount; the mount is made
+// through /proc/self/fd, as runc does. A filesystem mounted read-write
+// elsewhere (a target opened with --force) refuses a read-only mount with
+// EBUSY: then, unless everything must stay read-only, it is mounted as the
+// options ask, since mounting it read-only first protects nothing.
+func (m *Mounter) MountReadOnly(device string, dir *os.File, fstype string, options []string) error {
 	flags, data := Flags(options)
-	if m.ReadOnly {
-		flags |= unix.MS_RDONLY
-	}
-	if err := unix.Mount(device, target, fstype, flags, data); err != nil {
-		return fmt.Errorf("mount %s (%s) on %s: %w", device, fstype, target, err)
-	}
-	m.mounted = append(m.mounted, target)
-	return nil
-}
-
-// MountReadOnly mounts like Mount, but read-only whatever the options
-// say: for looking before writing (RemountWritable follows).
-func (m *Mounter) MountReadOnly(device, target, fstype string, options []string) error {
-	flags, data := Flags(options)
-	if err := m.mount(device, target, fstype, flags, data, true); err != nil {
-		return fmt.Errorf("mount %s (%s) on %s: %w", device, fstype, target, err)
-	}
-	m.mounted = append(m.mounted, target)
-	return nil
-}
-
-// mount is mount(2). A read-only mount of a filesystem that is mounted
-// read-write elsewhere (a target opened with --force) fails with EBUSY:
-// then, unless everything must be read-only, it is mounted as asked, since
-// mounting it read-only first protects nothing.
-func (m *Mounter) mount(device, target, fstype string, flags uintptr, data string, forcedReadOnly bool) error {
-	if forcedReadOnly {
-		err := unix.Mount(device, target, fstype, flags|unix.MS_RDONLY, data)
-		if !errors.Is(err, unix.EBUSY) || m.ReadOnly {
-			return err
-		}
-	}
-	return unix.Mount(device, target, fstype, flags, data)
-}
-
-// RemountWritable makes every mount of this Mounter writable (unless it
-// is ReadOnly), keeping the other flags the options gave.
-func (m *Mounter) RemountWritable(options map[string][]string) error {
-	if m.ReadOnly {
-		return nil
-	}
-	for _, t := range m.mounted {
-		flags, _ := Flags(options[t])
-		if err := unix.Mount("", t, "", unix.MS_REMOUNT|(flags&^unix.MS_RDONLY), ""); err != nil {
-			return fmt.Errorf("remount %s read-write: %w", t, err)
-		}
-	}
-	return nil
-}
-
-// MountOn mounts like Mount (read-only when readOnly) on dir, an open
-// directory: a handle resolved inside a target (see rootfs.OpenDir), so
-// that no link the target holds can turn the mount towards a host path
-// between the lookup and the mount. The mount is made through
-// /proc/self/fd, as runc does.
-func (m *Mounter) MountOn(device string, dir *os.File, fstype string, options []string, readOnly bool) error {
-	flags, data := Flags(options)
-	if m.ReadOnly {
-		flags |= unix.MS_RDONLY
-	}
 	proc := fmt.Sprintf("/proc/self/fd/%d", dir.Fd())
 	where, err := os.Readlink(proc)
 	if err != nil {
 		return fmt.Errorf("mount %s: find the mount point: %w", device, err)
 	}
-	if err := m.mount(device, proc, fstype, flags, data, readOnly && flags&unix.MS_RDONLY == 0); err != nil {
+	err = unix.Mount(device, proc, fstype, flags|unix.MS_RDONLY, data)
+	if errors.Is(err, unix.EBUSY) && !m.ReadOnly {
+		err = unix.Mount(device, proc, fstype, flags, data)
+	}
+	if err != nil {
 		return fmt.Errorf("mount %s (%s) on %s: %w", device, fstype, where, err)
 	}
-	m.mounted = append(m.mounted, where)
+	m.mounts = append(m.mounts, made{where: where, flags: flags})
 	return nil
 }
 
-// Mounted lists this Mounter's mounts, in the order they were made.
-func (m *Mounter) Mounted() []string { return slices.Clone(m.mounted) }
-
-// Forget drops the Mounter's record (UnmountUnder undid the mounts).
-func (m *Mounter) Forget() { m.mounted = nil }
+// RemountWritable makes every mount of this Mounter writable (unless it
+// is ReadOnly), with the other flags its options gave.
+func (m *Mounter) RemountWritable() error {
+	if m.ReadOnly {
+		return nil
+	}
+	for _, mt := range m.mounts {
+		if err := unix.Mount("", mt.where, "", unix.MS_REMOUNT|(mt.flags&^unix.MS_RDONLY), ""); err != nil {
+			return fmt.Errorf("remount %s read-write: %w", mt.where, err)
+		}
+	}
+	return nil
+}
 
 // UnmountUnder unmounts dir and everything mounted under it, deepest
 // first. The paths come from the kernel's mount table at the time, not

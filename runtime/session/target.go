@@ -332,10 +332,10 @@ func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 		return err
 	}
 	op.Root = &root
-	// Read-only until the plan is known to be good: a refused session
-	// leaves the target as it was, superblocks included.
-	early := map[string][]string{op.RootDir: target.RootOptions(root, nil)}
-	if err := op.mounter.MountReadOnly(root.Partition.Device, op.RootDir, root.Partition.Type, early[op.RootDir]); err != nil {
+	// Read-only until the plan is known to be good and every mount of it
+	// has worked: a refused session, or a mount that fails halfway, leaves
+	// the target as it was, superblocks included.
+	if err := op.mountAt(root.Partition.Device, "/", root.Partition.Type, target.RootOptions(root, nil), nil); err != nil {
 		return err
 	}
 	// The system, and with it the fstab, is in the store: mount a separate
@@ -343,18 +343,10 @@ func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 	var nixEntry *target.Entry
 	if !nixos.Exists(op.RootDir, nixos.SystemProfile) && len(nixes) > 0 {
 		n := nixes[0]
-		dir, err := op.mountpointDir("/nix", nil)
-		if err != nil {
-			return err
-		}
 		opts := target.RootOptions(n, nil)
-		err = op.mounter.MountOn(n.Partition.Device, dir, n.Partition.Type, opts, true)
-		dir.Close()
-		if err != nil {
+		if err := op.mountAt(n.Partition.Device, "/nix", n.Partition.Type, opts, nil); err != nil {
 			return err
 		}
-		mounted := op.mounter.Mounted()
-		early[mounted[len(mounted)-1]] = opts
 		nixEntry = &target.Entry{Mountpoint: "/nix", Spec: n.Describe(), Device: n.Partition.Device, Type: n.Partition.Type,
 			Options: opts, Action: target.ActionMount, Origin: "discovered", MappedBy: "holds the Nix store"}
 	}
@@ -414,15 +406,8 @@ func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 	if err != nil {
 		return err
 	}
-	// The fstab's mounts are made read-only too, and all made writable
-	// once the last has worked: a mount that fails halfway leaves every
-	// filesystem as it was (unless a missing mount point had to be made,
-	// which needs its parent writable).
-	writable := false
-	makeWritable := func() error {
-		writable = true
-		return op.mounter.RemountWritable(early)
-	}
+	// A missing mount point is made as systemd would, which needs its
+	// parent writable: only then is anything written before the end.
 	for i := range op.Plan {
 		e := &op.Plan[i]
 		if e.Action != target.ActionMount || e.Origin == "discovered" {
@@ -435,16 +420,7 @@ func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 			}
 			e.Type = pr.Type
 		}
-		dir, err := op.mountpointDir(e.Mountpoint, makeWritable)
-		if err == nil {
-			err = op.mounter.MountOn(e.Device, dir, e.Type, e.Options, !writable)
-			if err == nil {
-				mounted := op.mounter.Mounted()
-				early[mounted[len(mounted)-1]] = e.Options
-			}
-			dir.Close()
-		}
-		if err != nil {
+		if err := op.mountAt(e.Device, e.Mountpoint, e.Type, e.Options, op.mounter.RemountWritable); err != nil {
 			if e.NoFail {
 				e.Action, e.Reason = target.ActionSkip, "failed (nofail): "+err.Error()
 				op.warn("%s: %v (nofail: going on)", e.Mountpoint, err)
@@ -453,7 +429,18 @@ func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 			return fmt.Errorf("mount %s: %w", e.Mountpoint, err)
 		}
 	}
-	return op.mounter.RemountWritable(early)
+	return op.mounter.RemountWritable()
+}
+
+// mountAt mounts device read-only on the target's mount point mp
+// (mountpointDir; beforeCreate as there).
+func (op *Opened) mountAt(device, mp, fstype string, options []string, beforeCreate func() error) error {
+	dir, err := op.mountpointDir(mp, beforeCreate)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return op.mounter.MountReadOnly(device, dir, fstype, options)
 }
 
 // chooseRoot picks the root among those found.
@@ -530,8 +517,8 @@ func (op *Opened) mountpointDir(mp string, beforeCreate func() error) (*os.File,
 		return nil, fmt.Errorf("mount point %s in the target: %w", mp, err)
 	}
 	if where, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", dir.Fd())); err == nil {
-		if rel, err := filepath.Rel(op.RootDir, where); err == nil && "/"+filepath.ToSlash(rel) != path.Clean(mp) {
-			op.warn("mount point %s is a link in the target: mounted on %s, inside the target, as systemd would", mp, "/"+filepath.ToSlash(rel))
+		if rel, err := filepath.Rel(op.RootDir, where); err == nil && path.Join("/", filepath.ToSlash(rel)) != path.Clean(mp) {
+			op.warn("mount point %s is a link in the target: mounted on %s, inside the target, as systemd would", mp, path.Join("/", filepath.ToSlash(rel)))
 		}
 	}
 	return dir, nil
@@ -558,11 +545,10 @@ func (op *Opened) Close() error {
 			first = err
 		}
 	}
-	if op.mounter != nil && op.RootDir != "" {
+	if op.RootDir != "" {
 		// What the kernel says is mounted there, not what was recorded:
 		// the target's programs ran on these mounts (mount.UnmountUnder).
 		keep(mount.UnmountUnder(op.RootDir))
-		op.mounter.Forget()
 	}
 	if op.diskDev != nil {
 		for i := len(op.added) - 1; i >= 0; i-- {

@@ -7,9 +7,10 @@ import (
 	"slices"
 	"syscall"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
+	"golang.org/x/sys/unix"
 
 	"github.com/nixrescue/nixrescue/runtime/mount"
+	"github.com/nixrescue/nixrescue/runtime/rootfs"
 )
 
 // mountableTypes are the filesystems a NixOS root, /nix or /boot may be on.
@@ -62,14 +63,10 @@ func isNixFS(dir string) bool {
 }
 
 // existsIn tells whether p exists under dir, the links on the way
-// resolved inside dir: a filesystem whose etc is a link to /etc says
-// nothing about the host's /etc. The last component is not followed.
+// resolved inside dir (a filesystem whose etc is a link to /etc says
+// nothing about the host's /etc); p itself is not followed.
 func existsIn(dir, p string) bool {
-	parent, err := securejoin.SecureJoin(dir, filepath.Dir(p))
-	if err != nil {
-		return false
-	}
-	_, err = os.Lstat(filepath.Join(parent, filepath.Base(p)))
+	_, err := rootfs.Lstat(dir, p)
 	return err == nil
 }
 
@@ -81,8 +78,8 @@ func Discover(parts []Partition, probeDir string) (roots, nixes []Found, err err
 		if !Mountable(p.Type) || p.Device == "" {
 			continue
 		}
-		m := &mount.Mounter{ReadOnly: true}
-		if err := m.Mount(p.Device, probeDir, p.Type, probeOptions(p.Type)); err != nil {
+		flags, data := mount.Flags(probeOptions(p.Type))
+		if err := unix.Mount(p.Device, probeDir, p.Type, flags|unix.MS_RDONLY, data); err != nil {
 			// A filesystem the kernel cannot mount is not the root; say
 			// why if no root turns up.
 			continue
