@@ -95,7 +95,7 @@ func HardwareConfig(ctx context.Context, ho HardwareOptions, report func(*Hardwa
 			return fmt.Errorf("nixos-generate-config failed with status %d (its output is above); nothing was written", code)
 		}
 		r.Generated = out.String()
-		old, err := readInRoot(root, HardwareConfigPath, maxHardwareConfig)
+		old, err := rootfs.ReadFile(root, HardwareConfigPath, maxHardwareConfig)
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("read the target's %s: %w", HardwareConfigPath, err)
 		}
@@ -159,25 +159,19 @@ func (l *limitedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-// readInRoot reads a file of the target, resolved inside root, at most max
-// bytes.
-func readInRoot(root, p string, max int64) ([]byte, error) {
-	return rootfs.ReadFile(root, p, max)
-}
-
 // replaceInRoot replaces file p of the target with content: a temporary
 // file beside it, synced, then the old file kept under a timestamped name
 // (a hard link) and the new one renamed over it. A reader sees the old file
 // or the new one, never half of one. It returns the backup's path ("" when
 // there was no old file).
 func replaceInRoot(root, p string, content []byte, now time.Time) (string, error) {
-	dir, err := openDirInRoot(root, path.Dir(p))
+	d, err := rootfs.OpenDir(root, path.Dir(p), false)
 	if err != nil {
 		return "", fmt.Errorf("open %s in the target: %w", path.Dir(p), err)
 	}
-	defer unix.Close(dir)
+	defer d.Close()
 	// O_PATH cannot create files: reopen the directory for that.
-	dfd, err := unix.Openat(dir, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	dfd, err := unix.Openat(int(d.Fd()), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return "", fmt.Errorf("open %s in the target: %w", path.Dir(p), err)
 	}

@@ -21,7 +21,7 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/backend/containerd"
 	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
 	"github.com/nixrescue/nixrescue/runtime/mount"
-	"github.com/nixrescue/nixrescue/runtime/nixos"
+	"github.com/nixrescue/nixrescue/runtime/rootfs"
 )
 
 // state is the host-side state directory of all sessions:
@@ -266,11 +266,12 @@ func (s *session) writeResolv(content []byte) (string, error) {
 // for resolv.conf where the target has none, and records it so that it is
 // removed after the session, even after a crash.
 func (s *session) createPlaceholder(root, p string) error {
-	dir, err := openDirInRoot(root, path.Dir(p))
+	d, err := rootfs.OpenDir(root, path.Dir(p), false)
 	if err != nil {
 		return fmt.Errorf("open %s in the target: %w", path.Dir(p), err)
 	}
-	defer unix.Close(dir)
+	defer d.Close()
+	dir := int(d.Fd())
 	// Record first: a crash between the two leaves a record of nothing,
 	// which undo ignores, rather than a file nobody knows of.
 	fd, err := unix.Openat(dir, path.Base(p), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
@@ -290,16 +291,6 @@ func (s *session) createPlaceholder(root, p string) error {
 	return nil
 }
 
-// openDirInRoot opens directory p, resolved inside root, without following
-// a last-moment symlink.
-func openDirInRoot(root, p string) (int, error) {
-	full, err := nixos.InRoot(root, p)
-	if err != nil {
-		return -1, err
-	}
-	return unix.Open(full, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-}
-
 // undoPlaceholder removes the resolv.conf mount point the session made in
 // the target, if it is still the empty file it made. For a target the
 // session mounted itself this only works while it is mounted: a killed
@@ -309,11 +300,12 @@ func (s *session) undoPlaceholder() {
 	if err != nil || r.Placeholder == "" {
 		return
 	}
-	dir, err := openDirInRoot(r.Root, path.Dir(r.Placeholder))
+	d, err := rootfs.OpenDir(r.Root, path.Dir(r.Placeholder), false)
 	if err != nil {
 		return
 	}
-	defer unix.Close(dir)
+	defer d.Close()
+	dir := int(d.Fd())
 	var st unix.Stat_t
 	if unix.Fstatat(dir, path.Base(r.Placeholder), &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
 		return
