@@ -120,21 +120,16 @@ func main() {
 	}
 }
 
-// removeEmptyCgroups removes the cgroup name from every hierarchy, when
-// nothing is left in it (rmdir refuses otherwise).
+// removeEmptyCgroups removes the cgroup name from every hierarchy (v1)
+// and from the unified one, when nothing is left in it (rmdir refuses
+// otherwise).
 func removeEmptyCgroups(name string) {
-	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + name)
-	if d := "/sys/fs/cgroup/" + name; fileExists(d) {
-		dirs = append(dirs, d)
+	for _, pat := range []string{"/sys/fs/cgroup/" + name, "/sys/fs/cgroup/*/" + name} {
+		dirs, _ := filepath.Glob(pat)
+		for _, d := range dirs {
+			_ = os.Remove(d)
+		}
 	}
-	for _, d := range dirs {
-		_ = os.Remove(d)
-	}
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }
 
 func fail(msg string) {
