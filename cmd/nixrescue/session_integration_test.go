@@ -221,12 +221,17 @@ func TestActivationFailureIsAWarning(t *testing.T) {
 func TestExitCodes(t *testing.T) {
 	testenv.Require(t)
 	tg := newTarget(t, fixture.Options{})
+	// A script whose interpreter the target lacks: a shell's 127 too.
+	if err := os.WriteFile(filepath.Join(tg.root, "root/no-interpreter"), []byte("#!/no/such/interpreter\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		cmd    []string
 		code   int
 		stderr string
 	}{
 		{[]string{"true"}, 0, ""},
+		{[]string{"/root/no-interpreter"}, 127, "/root/no-interpreter: cannot be run: its interpreter /no/such/interpreter is missing in the target"},
 		{[]string{"false"}, 1, ""},
 		{[]string{"sh", "-c", "exit 42"}, 42, ""},
 		{[]string{"sh", "-c", "kill -TERM $$"}, 128 + 15, ""},

@@ -30,6 +30,10 @@ type Container interface {
 	// Exec runs p in the container and waits for it; it returns the
 	// process's exit status (128+N when killed by signal N).
 	Exec(ctx context.Context, p Process) (int, error)
+	// Root is the container's root as the host sees it through the
+	// container's first process (/proc/PID/root): with the container's own
+	// mounts, its /run and /tmp.
+	Root() string
 	// Destroy stops every process of the container and removes its state
 	// and cgroups. It is safe to call more than once.
 	Destroy() error
@@ -64,8 +68,8 @@ type StartError struct {
 func (e *StartError) Error() string { return fmt.Sprintf("start %s: %v", e.Program, e.Err) }
 func (e *StartError) Unwrap() error { return e.Err }
 
-// NotFound tells whether the program, or the interpreter it names, does
-// not exist in the container (a shell's 127, not 126).
+// NotFound tells whether the program does not exist in the container (a
+// shell's 127, not 126).
 func (e *StartError) NotFound() bool {
 	s := e.Err.Error()
 	return strings.Contains(s, "executable file not found") || strings.Contains(s, "no such file or directory")

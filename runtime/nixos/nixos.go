@@ -71,34 +71,6 @@ func CheckRoot(root string) error {
 	return &RootError{Root: root, Err: ErrNotNixOS, Fix: "it has neither /etc/NIXOS nor " + SystemProfile + "; mount the NixOS root partition there"}
 }
 
-// ContainerDirs are the directories of the root that a recovery container
-// mounts its own filesystems on.
-var ContainerDirs = []string{"/dev", "/proc", "/sys", "/run", "/tmp"}
-
-// CheckContainerDirs refuses a root where one of ContainerDirs is not a
-// directory: a link there (a /run that leads to /etc) would have the
-// runtime mount over whatever it leads to inside the target. A missing
-// one is fine: the runtime makes it.
-func CheckContainerDirs(root string) error {
-	for _, d := range ContainerDirs {
-		st, err := rootfs.Lstat(root, d)
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-			continue
-		case err != nil:
-			return &RootError{Root: root, Err: err}
-		case st.Mode()&os.ModeSymlink != 0:
-			to, _ := rootfs.Readlink(root, d)
-			return &RootError{Root: root, Err: fmt.Errorf("%s is a link to %q, not a directory", d, to),
-				Fix: "a NixOS root has an empty directory there; replace the link with one (the container's " + d + " would be mounted where it leads)"}
-		case !st.IsDir():
-			return &RootError{Root: root, Err: fmt.Errorf("%s is not a directory", d),
-				Fix: "a NixOS root has an empty directory there; replace the file with one"}
-		}
-	}
-	return nil
-}
-
 // InRoot resolves p (absolute, as the target sees it) inside root and
 // returns the host path.
 func InRoot(root, p string) (string, error) {

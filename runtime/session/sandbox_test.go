@@ -28,6 +28,10 @@ func (c *probeContainer) Exec(_ context.Context, p backend.Process) (int, error)
 
 func (c *probeContainer) Destroy() error { return nil }
 
+// Root is a directory with nothing in it: no program there names an
+// interpreter.
+func (c *probeContainer) Root() string { return "/nonexistent" }
+
 func TestChooseSandbox(t *testing.T) {
 	p := &Prepared{Env: []string{"PATH=/bin"}}
 	cases := []struct {

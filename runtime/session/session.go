@@ -31,6 +31,7 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/helper"
 	"github.com/nixrescue/nixrescue/runtime/host"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
+	"github.com/nixrescue/nixrescue/runtime/rootfs"
 	"github.com/nixrescue/nixrescue/runtime/target"
 	"github.com/nixrescue/nixrescue/specs"
 )
@@ -180,9 +181,6 @@ func Prepare(o Options) (*Prepared, error) {
 	if err := nixos.CheckRoot(root); err != nil {
 		return nil, err
 	}
-	if err := nixos.CheckContainerDirs(root); err != nil {
-		return nil, err
-	}
 	if !o.ReadOnly {
 		var fs unix.Statfs_t
 		if err := unix.Statfs(root, &fs); err == nil && fs.Flags&unix.ST_RDONLY != 0 {
@@ -264,7 +262,45 @@ func (p *Prepared) Spec(args []string, resolvSource, helperSource, cgroupsPath s
 		so.ResolvSource = resolvSource
 		so.ResolvDests = p.DNS.Dests
 	}
-	return specs.Recovery(so)
+	spec, err := specs.Recovery(so)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkMountPoints(p.Root, spec); err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+// checkMountPoints refuses a root where a mount point of spec that lies in
+// the target's own tree (under no other mount of the spec) is a link, or,
+// for a filesystem, not a directory: the runtime follows links inside the
+// root, so a /run that leads to /etc would have the container's /run
+// mounted over the target's /etc. Missing ones are fine: the runtime makes
+// them. The resolv.conf destinations are resolved already (dns.PlanFor).
+func checkMountPoints(root string, spec *rspec.Spec) error {
+	for _, m := range spec.Mounts {
+		covered := slices.ContainsFunc(spec.Mounts, func(o rspec.Mount) bool {
+			return o.Destination != m.Destination && strings.HasPrefix(m.Destination, strings.TrimSuffix(o.Destination, "/")+"/")
+		})
+		if covered {
+			continue
+		}
+		st, err := rootfs.Lstat(root, m.Destination)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+		case err != nil:
+			return &nixos.RootError{Root: root, Err: err}
+		case st.Mode()&os.ModeSymlink != 0:
+			to, _ := rootfs.Readlink(root, m.Destination)
+			return &nixos.RootError{Root: root, Err: fmt.Errorf("%s is a link to %q, not a directory", m.Destination, to),
+				Fix: "a NixOS root has an empty directory there; replace the link with one (the container's " + m.Destination + " would be mounted where it leads)"}
+		case !st.IsDir() && m.Type != "bind":
+			return &nixos.RootError{Root: root, Err: fmt.Errorf("%s is not a directory", m.Destination),
+				Fix: "a NixOS root has an empty directory there; replace the file with one"}
+		}
+	}
+	return nil
 }
 
 // HelperSource is the running binary, which serves as the in-container
@@ -686,30 +722,44 @@ func (f *forwarder) run(ctx context.Context, c backend.Container, p backend.Proc
 	if ctx.Err() != nil {
 		return ExitFailure, errInterrupted
 	}
+	// Programs run directly in the container, with no launcher of ours:
+	// why one cannot run is said here, with a shell's status.
+	if interp := missingInterpreter(c.Root(), p.Args[0], p.Env); interp != "" {
+		fmt.Fprintf(errorWriter(p), "nixrescue: %s: cannot be run: its interpreter %s is missing in the target\n", p.Args[0], interp)
+		return helper.ExitNotFound, nil
+	}
 	code, err := c.Exec(ctx, p)
 	var se *backend.StartError
 	if errors.As(err, &se) {
-		// The program runs directly, without a launcher in the container:
-		// its absence is the shell's 127, anything else its 126.
-		w := p.Stderr
-		if p.TTY != nil {
-			w = p.TTY.Out()
-		}
-		if w == nil {
-			w = os.Stderr
-		}
-		if se.NotFound() {
-			where := "on the target's PATH"
-			if strings.Contains(se.Program, "/") {
-				where = "in the target"
-			}
-			fmt.Fprintf(w, "nixrescue: %s: command not found %s (or the interpreter it names is missing); check the name, or give its full path\n", se.Program, where)
-			return helper.ExitNotFound, nil
-		}
-		fmt.Fprintf(w, "nixrescue: %s: cannot be run: %s\n", se.Program, se.Reason())
-		return helper.ExitCannotExecute, nil
+		return cannotRun(se, errorWriter(p)), nil
 	}
 	return code, err
+}
+
+// errorWriter is where p's errors go: its terminal, or its stderr.
+func errorWriter(p backend.Process) io.Writer {
+	switch {
+	case p.TTY != nil:
+		return p.TTY.Out()
+	case p.Stderr != nil:
+		return p.Stderr
+	}
+	return os.Stderr
+}
+
+// cannotRun says to w why a program could not be started, and returns the
+// status a shell gives for it: 127 when it is not there, 126 otherwise.
+func cannotRun(se *backend.StartError, w io.Writer) int {
+	if se.NotFound() {
+		where := "on the target's PATH"
+		if strings.Contains(se.Program, "/") {
+			where = "in the target"
+		}
+		fmt.Fprintf(w, "nixrescue: %s: command not found %s; check the name, or give its full path\n", se.Program, where)
+		return helper.ExitNotFound
+	}
+	fmt.Fprintf(w, "nixrescue: %s: cannot be run: %s\n", se.Program, se.Reason())
+	return helper.ExitCannotExecute
 }
 
 // SpecOptions are the options of a spec without a session: the spec

@@ -191,6 +191,9 @@ type container struct {
 	n    int
 }
 
+// Root implements backend.Container.
+func (ct *container) Root() string { return fmt.Sprintf("/proc/%d/root", ct.task.Pid()) }
+
 // Exec implements backend.Container.
 func (ct *container) Exec(ctx context.Context, p backend.Process) (int, error) {
 	ctx = ct.r.ctx(ctx)

@@ -190,6 +190,12 @@ type container struct {
 	rlimits []configs.Rlimit
 }
 
+// Root implements backend.Container.
+func (c *container) Root() string {
+	pid, _ := c.init.Pid()
+	return fmt.Sprintf("/proc/%d/root", pid)
+}
+
 // Exec implements backend.Container.
 func (c *container) Exec(ctx context.Context, p backend.Process) (int, error) {
 	lp := &libcontainer.Process{

@@ -1,0 +1,97 @@
+package session
+
+import (
+	"bytes"
+	"debug/elf"
+	"errors"
+	"os"
+	"path"
+	"strings"
+
+	"github.com/nixrescue/nixrescue/runtime/rootfs"
+)
+
+// missingInterpreter tells, before a program is started, whether the
+// kernel would refuse it for want of the interpreter its #! line names or
+// the loader its ELF header asks for, and returns that path ("" when
+// nothing is missing, or the program itself is not found: the runtime
+// reports that). runc reports an execve that fails this way only after it
+// said the process started ("exec …: no such file or directory", status
+// 255 or 1), too late for a shell's 127. Paths resolve in root, the
+// container's own view of itself (backend.Container.Root): a #! line may
+// name /run/current-system/sw/bin/bash, on the container's /run.
+func missingInterpreter(root, prog string, env []string) string {
+	file := findProgram(root, prog, env)
+	if file == "" {
+		return ""
+	}
+	f, err := rootfs.Open(root, file)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	head := make([]byte, 256)
+	n, _ := f.ReadAt(head, 0)
+	head = head[:n]
+	interp := ""
+	switch {
+	case bytes.HasPrefix(head, []byte("#!")):
+		line, _, _ := bytes.Cut(head[2:], []byte("\n"))
+		if fields := strings.Fields(string(line)); len(fields) > 0 {
+			interp = fields[0]
+		}
+	case bytes.HasPrefix(head, []byte(elf.ELFMAG)):
+		ef, err := elf.NewFile(f)
+		if err != nil {
+			return ""
+		}
+		for _, p := range ef.Progs {
+			if p.Type == elf.PT_INTERP {
+				b := make([]byte, p.Filesz)
+				if _, err := p.ReadAt(b, 0); err == nil {
+					interp = string(bytes.TrimRight(b, "\x00"))
+				}
+			}
+		}
+	}
+	if interp == "" || !path.IsAbs(interp) {
+		return ""
+	}
+	if g, err := rootfs.Open(root, interp); errors.Is(err, os.ErrNotExist) {
+		return interp
+	} else if err == nil {
+		g.Close()
+	}
+	return ""
+}
+
+// findProgram finds prog as execve(3) callers do: a name with a slash is
+// a path (relative to /, the processes' working directory), another is
+// looked up on env's PATH; the first executable regular file wins.
+func findProgram(root, prog string, env []string) string {
+	if strings.Contains(prog, "/") {
+		return path.Join("/", prog)
+	}
+	pathList := ""
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			pathList = v
+		}
+	}
+	for _, dir := range strings.Split(pathList, ":") {
+		if !path.IsAbs(dir) {
+			continue
+		}
+		candidate := path.Join(dir, prog)
+		f, err := rootfs.Open(root, candidate)
+		if err != nil {
+			continue
+		}
+		st, err := f.Stat()
+		f.Close()
+		if err == nil && st.Mode()&0o111 != 0 {
+			return candidate
+		}
+	}
+	return ""
+}
