@@ -240,6 +240,34 @@ func TestWithNoFileLimitReplaces(t *testing.T) {
 	}
 }
 
+func TestWithMemoryLimit(t *testing.T) {
+	s, err := Generate(WithMemoryLimit(64<<20, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := s.Linux.Resources.Memory; m == nil || m.Limit == nil || *m.Limit != 64<<20 || m.Swap != nil {
+		t.Errorf("memory %+v (swap left to the host unless given)", m)
+	}
+	s, err = Generate(WithMemoryLimit(64<<20, 64<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := s.Linux.Resources.Memory; m.Swap == nil || *m.Swap != 64<<20 {
+		t.Errorf("memory %+v, want swap 64 MiB (no swap beyond the limit)", m)
+	}
+	if _, err := Generate(WithMemoryLimit(0, 0)); err == nil {
+		t.Error("a limit of 0 accepted")
+	}
+	// Without MemoryLimit, Recovery sets no memory resource.
+	r, err := Recovery(Options{Root: "/mnt", HelperSource: "/nixrescue"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Linux.Resources != nil && r.Linux.Resources.Memory != nil {
+		t.Errorf("memory limited by default: %+v", r.Linux.Resources.Memory)
+	}
+}
+
 func TestWithResolvConfReadOnlyAtEachDest(t *testing.T) {
 	s, err := Generate(WithResolvConf("/host/resolv.conf", []string{"/etc/resolv.conf", "/run/x/resolv.conf"}))
 	if err != nil {

@@ -1,6 +1,8 @@
 package host
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -51,5 +53,36 @@ func TestRootIsInitramfs(t *testing.T) {
 	}
 	if _, err := RootIsInitramfs(strings.NewReader("garbage\n")); err == nil {
 		t.Error("malformed mountinfo accepted")
+	}
+}
+
+func TestCgroupMemoryFiles(t *testing.T) {
+	dir := t.TempDir()
+	// cgroup v1's memory.oom_control, and v2's memory.events.
+	v1 := filepath.Join(dir, "oom_control")
+	os.WriteFile(v1, []byte("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"), 0o644)
+	v2 := filepath.Join(dir, "events")
+	os.WriteFile(v2, []byte("low 0\nhigh 0\nmax 7\noom 1\noom_kill 1\noom_group_kill 0\n"), 0o644)
+	for file, want := range map[string]uint64{v1: 2, v2: 1} {
+		if n, ok := readCounter(file, "oom_kill"); !ok || n != want {
+			t.Errorf("%s: %d %v, want %d", file, n, ok, want)
+		}
+	}
+	if _, ok := readCounter(filepath.Join(dir, "missing"), "oom_kill"); ok {
+		t.Error("a missing file counted")
+	}
+	// Swap accounting: v1 by its memsw files, v2 by the memory controller.
+	if swapAccounted(dir) {
+		t.Error("swap accounted in an empty hierarchy")
+	}
+	os.MkdirAll(filepath.Join(dir, "memory"), 0o755)
+	os.WriteFile(filepath.Join(dir, "memory/memory.memsw.limit_in_bytes"), nil, 0o644)
+	if !swapAccounted(dir) {
+		t.Error("v1 memsw not seen")
+	}
+	v2root := t.TempDir()
+	os.WriteFile(filepath.Join(v2root, "cgroup.controllers"), []byte("cpuset cpu io memory pids\n"), 0o644)
+	if !swapAccounted(v2root) {
+		t.Error("v2 memory controller not seen")
 	}
 }
