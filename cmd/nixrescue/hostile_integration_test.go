@@ -36,7 +36,7 @@ func buildHostileImages(build func(string, fixture.ImageOptions) *fixture.Image)
 	// /boot is a link out of the root, and /srv a link to a host path
 	// with a mount point under it: both are followed inside the target.
 	build(imgLinks, fixture.ImageOptions{Layout: fixture.LayoutBIOS,
-		ExtraFstab: "/dev/disk/by-label/boot /srv/data ext4 defaults 0 2\n",
+		ExtraFstab: "/dev/disk/by-label/boot /srv/data ext4 ro 0 2\n",
 		Tweak: func(root string) error {
 			if err := os.Remove(filepath.Join(root, "boot")); err != nil {
 				return err
@@ -269,8 +269,11 @@ func TestHostileLinksInAnImage(t *testing.T) {
 	img, _ := image(t, imgLinks)
 	files := hostFiles(t)
 	host := testenv.SnapshotHost(t)
+	// The entry for /srv/data says ro: it stays read-only when the others
+	// are made writable (the same filesystem is writable on /etc).
 	c := command(context.Background(), "run", img, "--no-activate", "--", "sh", "-c",
-		"echo ready; ls /etc/nixrescue-boot-marker "+hostCanaryDir+"/data/nixrescue-boot-marker; exec sleep 60")
+		"echo ready; ls /etc/nixrescue-boot-marker "+hostCanaryDir+"/data/nixrescue-boot-marker; "+
+			"touch /etc/w && rm /etc/w && echo etc-writable; touch "+hostCanaryDir+"/data/w 2>/dev/null && echo data-writable || echo data-read-only; exec sleep 60")
 	var stdout, stderr safeBuffer
 	c.Stdout, c.Stderr = &stdout, &stderr
 	c.WaitDelay = 2 * time.Second
@@ -281,14 +284,14 @@ func TestHostileLinksInAnImage(t *testing.T) {
 		if strings.Contains(stderr.String(), "No such") || strings.Contains(stderr.String(), "nixrescue: ") && !strings.Contains(stderr.String(), "warning") {
 			t.Fatalf("the session failed: %s", stderr.String())
 		}
-		return strings.Contains(s, "nixrescue-boot-marker\n")
+		return strings.Contains(s, "data-")
 	})
 	if outside := newMountsOutsideSessions(t, host); len(outside) > 0 {
 		t.Errorf("mounts outside the session's tree while it runs: %v", outside)
 	}
 	c.Process.Signal(syscall.SIGTERM)
 	waitExit(t, c)
-	want := "ready\n/etc/nixrescue-boot-marker\n" + hostCanaryDir + "/data/nixrescue-boot-marker\n"
+	want := "ready\n/etc/nixrescue-boot-marker\n" + hostCanaryDir + "/data/nixrescue-boot-marker\netc-writable\ndata-read-only\n"
 	if stdout.String() != want {
 		t.Errorf("inside:\n%s\nwant:\n%s\nstderr %s", stdout.String(), want, stderr.String())
 	}

@@ -80,10 +80,11 @@ type made struct {
 // dir is an open directory: a handle resolved inside a target (see
 // rootfs.OpenDir), so that no link the target holds can turn the mount
 // towards a host path between the lookup and the mount; the mount is made
-// through /proc/self/fd, as runc does. A filesystem mounted read-write
-// elsewhere (a target opened with --force) refuses a read-only mount with
-// EBUSY: then, unless everything must stay read-only, it is mounted as the
-// options ask, since mounting it read-only first protects nothing.
+// through /proc/self/fd, as runc does. A filesystem already mounted
+// read-write (by an earlier entry of the same fstab, or on the host, with
+// --force) refuses a new read-only mount with EBUSY: it is then mounted
+// read-write and that one mount made read-only (a bind remount), which
+// leaves the filesystem's other mounts as they are.
 func (m *Mounter) MountReadOnly(device string, dir *os.File, fstype string, options []string) error {
 	flags, data := Flags(options)
 	proc := fmt.Sprintf("/proc/self/fd/%d", dir.Fd())
@@ -92,8 +93,12 @@ func (m *Mounter) MountReadOnly(device string, dir *os.File, fstype string, opti
 		return fmt.Errorf("mount %s: find the mount point: %w", device, err)
 	}
 	err = unix.Mount(device, proc, fstype, flags|unix.MS_RDONLY, data)
-	if errors.Is(err, unix.EBUSY) && !m.ReadOnly {
-		err = unix.Mount(device, proc, fstype, flags, data)
+	if errors.Is(err, unix.EBUSY) {
+		if err = unix.Mount(device, proc, fstype, flags&^unix.MS_RDONLY, data); err == nil {
+			if err = unix.Mount("", where, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|flags, ""); err != nil {
+				_ = unix.Unmount(where, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
+			}
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("mount %s (%s) on %s: %w", device, fstype, where, err)
@@ -103,12 +108,16 @@ func (m *Mounter) MountReadOnly(device string, dir *os.File, fstype string, opti
 }
 
 // RemountWritable makes every mount of this Mounter writable (unless it
-// is ReadOnly), with the other flags its options gave.
+// is ReadOnly), with the other flags its options gave. A mount whose
+// options say ro stays read-only: it is left as it was mounted.
 func (m *Mounter) RemountWritable() error {
 	if m.ReadOnly {
 		return nil
 	}
 	for _, mt := range m.mounts {
+		if mt.flags&unix.MS_RDONLY != 0 {
+			continue
+		}
 		if err := unix.Mount("", mt.where, "", unix.MS_REMOUNT|(mt.flags&^unix.MS_RDONLY), ""); err != nil {
 			return fmt.Errorf("remount %s read-write: %w", mt.where, err)
 		}
