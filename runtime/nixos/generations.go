@@ -39,7 +39,7 @@ var genLinkRE = regexp.MustCompile(`^system-([0-9]{1,9})-link$`)
 
 // Generations lists the system profile's generations, oldest first.
 func Generations(root string) ([]Generation, error) {
-	dir, err := InRoot(root, path.Dir(SystemProfile))
+	dir, err := rootfs.Join(root, path.Dir(SystemProfile))
 	if err != nil {
 		return nil, fmt.Errorf("resolve the profile directory: %w", err)
 	}
@@ -63,7 +63,7 @@ func Generations(root string) ([]Generation, error) {
 		if st, err := os.Lstat(link); err == nil {
 			g.Date = st.ModTime().UTC()
 		}
-		full, err := InRoot(root, GenerationLink(n))
+		full, err := rootfs.Join(root, GenerationLink(n))
 		if err != nil {
 			g.Missing = true
 			gens = append(gens, g)
@@ -211,7 +211,7 @@ func CurrentGeneration(root string) int { return generationOf(root, SystemProfil
 // over it, so the profile is never missing. The profile directory is
 // resolved inside root.
 func SwitchGeneration(root string, n int) error {
-	dir, err := InRoot(root, path.Dir(SystemProfile))
+	dir, err := rootfs.Join(root, path.Dir(SystemProfile))
 	if err != nil {
 		return err
 	}

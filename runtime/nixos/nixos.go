@@ -3,7 +3,7 @@
 // activates, the environment NixOS programs expect, and the hostname.
 //
 // Every path of the target is resolved inside the root
-// (github.com/cyphar/filepath-securejoin), never against the host: the
+// (runtime/rootfs), never against the host: the
 // target's links are absolute and mean the target's own files.
 package nixos
 
@@ -16,8 +16,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-
-	securejoin "github.com/cyphar/filepath-securejoin"
 
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 )
@@ -71,12 +69,6 @@ func CheckRoot(root string) error {
 	return &RootError{Root: root, Err: ErrNotNixOS, Fix: "it has neither /etc/NIXOS nor " + SystemProfile + "; mount the NixOS root partition there"}
 }
 
-// InRoot resolves p (absolute, as the target sees it) inside root and
-// returns the host path.
-func InRoot(root, p string) (string, error) {
-	return securejoin.SecureJoin(root, p)
-}
-
 // System is the NixOS system a session activates.
 type System struct {
 	// Path is how the target names it: a profile link or a store path.
@@ -121,7 +113,7 @@ func ResolveSystem(root string, c SystemChoice) (System, error) {
 	if _, err := rootfs.Lstat(root, path.Dir(s.Path)); err != nil && c.Generation > 0 {
 		return s, fmt.Errorf("generation %d: the target has no system profile directory: %w", c.Generation, err)
 	}
-	full, err := InRoot(root, s.Path)
+	full, err := rootfs.Join(root, s.Path)
 	if err != nil {
 		return s, fmt.Errorf("resolve %s inside the target: %w", s.Path, err)
 	}
@@ -170,7 +162,7 @@ func generationOf(root, p string) int {
 // Exists tells whether p (inside root) leads to something, links resolved
 // inside root.
 func Exists(root, p string) bool {
-	full, err := InRoot(root, p)
+	full, err := rootfs.Join(root, p)
 	if err != nil {
 		return false
 	}

@@ -138,10 +138,18 @@ func OpenDir(root, p string, create bool) (*os.File, error) {
 	return f, nil
 }
 
+// Join resolves p (absolute, as the target sees it) inside root and
+// returns the host path, every link on the way resolved inside root
+// (securejoin.SecureJoin): for stat-like uses; to open, use Open or
+// OpenDir, which resolve and open in one step.
+func Join(root, p string) (string, error) {
+	return securejoin.SecureJoin(root, p)
+}
+
 // parentInRoot resolves the directory holding p inside root and returns
 // the host path of p in it; p's last component is not followed.
 func parentInRoot(root, p string) (string, error) {
-	dir, err := securejoin.SecureJoin(root, path.Dir(path.Clean("/"+p)))
+	dir, err := Join(root, path.Dir(path.Clean("/"+p)))
 	if err != nil {
 		return "", err
 	}

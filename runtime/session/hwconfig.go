@@ -13,7 +13,6 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 	"golang.org/x/sys/unix"
 
-	"github.com/nixrescue/nixrescue/runtime/nixos"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 	"github.com/nixrescue/nixrescue/runtime/target"
 )
@@ -75,7 +74,7 @@ func HardwareConfig(ctx context.Context, ho HardwareOptions, report func(*Hardwa
 	r := &HardwareReport{Path: HardwareConfigPath}
 	compared := false
 	o.beforeContainer = func(root string) error {
-		dir, err := nixos.InRoot(root, path.Dir(HardwareConfigPath))
+		dir, err := rootfs.Join(root, path.Dir(HardwareConfigPath))
 		if err == nil {
 			var st os.FileInfo
 			if st, err = os.Stat(dir); err == nil && !st.IsDir() {
