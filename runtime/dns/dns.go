@@ -25,8 +25,6 @@ import (
 	"slices"
 	"strings"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
-
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 )
 
@@ -195,7 +193,7 @@ func PlanFor(root, system string) (Plan, error) {
 		}
 	}
 	for _, c := range candidates {
-		dest, err := resolveInRoot(root, c)
+		dest, err := rootfs.Resolve(root, c)
 		if err != nil {
 			return p, fmt.Errorf("resolve %s inside the target: %w", c, err)
 		}
@@ -228,20 +226,6 @@ func PlanFor(root, system string) (Plan, error) {
 		p.Dests = append(p.Dests, dest)
 	}
 	return p, nil
-}
-
-// resolveInRoot resolves p (absolute, as seen inside root) with every
-// symlink taken inside root, and returns it as seen inside root.
-func resolveInRoot(root, p string) (string, error) {
-	full, err := securejoin.SecureJoin(root, p)
-	if err != nil {
-		return "", err
-	}
-	rel, err := filepath.Rel(root, full)
-	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-		return "", fmt.Errorf("%s resolves outside the root", p)
-	}
-	return path.Join("/", rel), nil
 }
 
 func under(p string, dirs []string) bool {

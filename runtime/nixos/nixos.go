@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -117,8 +116,9 @@ func ResolveSystem(root string, c SystemChoice) (System, error) {
 	if err != nil {
 		return s, fmt.Errorf("resolve %s inside the target: %w", s.Path, err)
 	}
-	rel, _ := filepath.Rel(root, full)
-	s.StorePath = path.Join("/", filepath.ToSlash(rel))
+	if s.StorePath, err = rootfs.Resolve(root, s.Path); err != nil {
+		return s, fmt.Errorf("resolve %s inside the target: %w", s.Path, err)
+	}
 	if _, err := rootfs.Lstat(root, s.Path); errors.Is(err, os.ErrNotExist) {
 		switch {
 		case c.Generation > 0:

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
@@ -144,6 +145,20 @@ func OpenDir(root, p string, create bool) (*os.File, error) {
 // OpenDir, which resolve and open in one step.
 func Join(root, p string) (string, error) {
 	return securejoin.SecureJoin(root, p)
+}
+
+// Resolve resolves p inside root like Join, but returns the path as the
+// target sees it (absolute, every link taken).
+func Resolve(root, p string) (string, error) {
+	full, err := Join(root, p)
+	if err != nil {
+		return "", err
+	}
+	rel, err := filepath.Rel(root, full)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", fmt.Errorf("%s resolves outside the root", p)
+	}
+	return path.Join("/", filepath.ToSlash(rel)), nil
 }
 
 // parentInRoot resolves the directory holding p inside root and returns

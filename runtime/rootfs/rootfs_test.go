@@ -114,6 +114,12 @@ func TestLstatReadlinkAndOpenDirStayInside(t *testing.T) {
 	if l, err := Readlink(root, "/nix/var/nix/link"); err != nil || l != "/etc" {
 		t.Errorf("Readlink: %q %v", l, err)
 	}
+	if p, err := Resolve(root, "/nix/var/nix/link/hostname"); err != nil || p != "/etc/hostname" {
+		t.Errorf("Resolve: %q %v", p, err)
+	}
+	if p, err := Resolve(root, "/etc/rel"); err != nil || p != secret {
+		t.Errorf("Resolve of a link out of the root: %q %v, want %s inside", p, err, secret)
+	}
 	if _, err := Lstat(root, "/nix/var/nix/link/hostname"); err != nil {
 		t.Errorf("Lstat through a link: %v", err)
 	}
