@@ -401,6 +401,8 @@ func TestBadInput(t *testing.T) {
 		{"bad --network", []string{"run", "--root", tg.root, "--network", "bridge", "--", "true"}, "use host or none"},
 		{"bad --dns", []string{"run", "--root", tg.root, "--dns", "dns.google", "--", "true"}, "not an IP address"},
 		{"unknown flag", []string{"run", "--root", tg.root, "--frobnicate", "--", "true"}, "unknown flag"},
+		{"--memory too small", []string{"run", "--root", tg.root, "--memory", "1k", "--", "true"}, "give a size of at least 16M"},
+		{"--memory not a size", []string{"run", "--root", tg.root, "--memory", "lots", "--", "true"}, "such as 512M or 2G"},
 	}
 	if _, err := os.Stat("/sys/firmware/efi"); err != nil {
 		cases = append(cases, struct {
