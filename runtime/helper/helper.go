@@ -5,8 +5,8 @@
 // It has two jobs:
 //   - hold: the container's first process. It keeps the container alive
 //     while activation and the command run as further processes in it, and
-//     exits when nixrescue goes away (the pipe it inherits on fd 3 reaches
-//     EOF) or on SIGTERM. As PID 1 of a private PID namespace it reaps
+//     exits when nixrescue goes away (the pipe named by SessionFDEnv reaches
+//     EOF, where the backend passes one) or on SIGTERM. As PID 1 of a private PID namespace it reaps
 //     orphans, which no program of the target would do for us.
 //   - probe-sandbox: tells whether Nix's build sandbox can work in the
 //     container (see probeSandbox).
@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,6 +32,14 @@ const (
 	ExitNotFound      = 127
 	ExitCannotExecute = 126
 )
+
+// SessionFDEnv names, in hold's environment, the descriptor of the pipe
+// whose write end only nixrescue holds. It must be said, not assumed: Go's
+// runtime (1.25 and later) keeps the cgroup's CPU quota files open to
+// follow the limit, and takes the lowest free descriptors, so a hold
+// started without a pipe finds one of them at fd 3, reads "-1" and EOF,
+// and would take that for nixrescue's end.
+const SessionFDEnv = "NIXRESCUE_SESSION_FD"
 
 // Main runs the helper with args (without argv[0]) and never returns.
 func Main(args []string) {
@@ -90,15 +99,11 @@ func hold() {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGCHLD)
 	done := make(chan struct{})
-	// fd 3 is the read end of a pipe whose write end only nixrescue holds:
-	// EOF means nixrescue is gone, whatever killed it.
-	if f := os.NewFile(3, "session"); f != nil {
-		if _, err := f.Stat(); err == nil {
-			go func() {
-				_, _ = io.Copy(io.Discard, f)
-				close(done)
-			}()
-		}
+	if f := sessionPipe(); f != nil {
+		go func() {
+			_, _ = io.Copy(io.Discard, f)
+			close(done)
+		}()
 	}
 	for {
 		select {
@@ -112,6 +117,20 @@ func hold() {
 			os.Exit(0)
 		}
 	}
+}
+
+// sessionPipe is the pipe named by SessionFDEnv, or nil when there is none
+// (the containerd backend ends the task itself) or it is not a pipe.
+func sessionPipe() *os.File {
+	fd, err := strconv.Atoi(os.Getenv(SessionFDEnv))
+	if err != nil || fd < 3 {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "session")
 }
 
 // reap collects every exited child without blocking.

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"syscall"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nixrescue/nixrescue/runtime/backend"
+	"github.com/nixrescue/nixrescue/runtime/helper"
 )
 
 // initPipeEnv is the variable libcontainer sets for the process it
@@ -167,10 +169,10 @@ func (r *Runner) Create(ctx context.Context, id string, spec *rspec.Spec) (backe
 	c.alive = pw
 	c.init = &libcontainer.Process{
 		Args:       spec.Process.Args,
-		Env:        spec.Process.Env,
+		Env:        append(slices.Clip(spec.Process.Env), helper.SessionFDEnv+"=3"),
 		Cwd:        spec.Process.Cwd,
 		Stderr:     os.Stderr,
-		ExtraFiles: []*os.File{pr},
+		ExtraFiles: []*os.File{pr}, // fd 3
 		Rlimits:    rlimits,
 		Init:       true,
 	}

@@ -1,0 +1,99 @@
+package helper
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The test binary runs hold itself when asked through this variable.
+const runHoldEnv = "NIXRESCUE_TEST_RUN_HOLD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(runHoldEnv) != "" {
+		Main([]string{"hold"})
+	}
+	os.Exit(m.Run())
+}
+
+// startHold starts hold in a child with only stdin, stdout and stderr open,
+// as a container runtime starts a container's first process, plus extra.
+func startHold(t *testing.T, env []string, extra ...*os.File) (*exec.Cmd, <-chan error) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(append(os.Environ(), runHoldEnv+"=1"), env...)
+	cmd.ExtraFiles = extra
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return cmd, done
+}
+
+// Without a pipe named, hold stays until it is told to go, whatever Go's
+// runtime opened at fd 3 (the cgroup's cpu.cfs_quota_us on this host: hold
+// read it to its end and exited at once, and containerd's next exec found
+// "a stopped container").
+func TestHoldWithoutPipeWaitsForSIGTERM(t *testing.T) {
+	cmd, done := startHold(t, nil)
+	select {
+	case err := <-done:
+		t.Fatalf("hold ended by itself (%v); it must wait for SIGTERM", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("after SIGTERM: %v, want exit 0", err)
+	}
+}
+
+// With the pipe named, hold ends when the write end closes.
+func TestHoldEndsWithItsPipe(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, done := startHold(t, []string{SessionFDEnv + "=3"}, r)
+	r.Close()
+	select {
+	case err := <-done:
+		t.Fatalf("hold ended while the pipe was open (%v)", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	w.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("after EOF: %v, want exit 0", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("hold did not end 10 s after its pipe closed")
+	}
+}
+
+// A variable naming something other than a pipe is not taken for one.
+func TestHoldIgnoresANonPipe(t *testing.T) {
+	f, err := os.Open(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cmd, done := startHold(t, []string{SessionFDEnv + "=3"}, f)
+	select {
+	case err := <-done:
+		t.Fatalf("hold ended by itself (%v) reading a regular file", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	var ee *exec.ExitError
+	if err := <-done; err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+}
