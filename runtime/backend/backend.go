@@ -1,7 +1,10 @@
 // Package backend defines how a recovery session drives a container
 // runtime: a Runner creates a container from an OCI spec, processes run in
 // it one after another (containerd's task-and-exec model, which
-// libcontainer offers too), and Destroy removes every trace of it.
+// libcontainer offers too), and Destroy removes every trace of it. When a
+// session runs one program and nothing before it, that program is the
+// container's first process instead (`runc run`, `ctr run`): one process
+// started instead of two.
 // The engines live in subpackages: embedded (runc's libcontainer, linked
 // in) and containerd (a host's containerd daemon).
 package backend
@@ -11,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
@@ -23,6 +27,24 @@ type Runner interface {
 	// Create starts a container from spec, with the spec's process as its
 	// first process, and returns once it runs.
 	Create(ctx context.Context, id string, spec *rspec.Spec) (Container, error)
+	// CreateFirst creates a container from spec whose first process is p:
+	// the spec's process settings (user, capabilities, rlimits) with p's
+	// program, environment, working directory and I/O. It returns once the
+	// container is set up, just before p's program is executed; a program
+	// that is not there is a *StartError.
+	CreateFirst(ctx context.Context, id string, spec *rspec.Spec, p Process) (First, error)
+}
+
+// First is a container created around its first process, which waits to
+// be executed (`runc create`).
+type First interface {
+	// Root is as Container's: the container's own view of its root.
+	Root() string
+	// Run executes the first process and waits for it; it returns the
+	// process's exit status (128+N when killed by signal N).
+	Run(ctx context.Context) (int, error)
+	// Destroy is as Container's.
+	Destroy() error
 }
 
 // Container is a running recovery container.
@@ -73,6 +95,14 @@ func (e *StartError) Unwrap() error { return e.Err }
 func (e *StartError) NotFound() bool {
 	s := e.Err.Error()
 	return strings.Contains(s, "executable file not found") || strings.Contains(s, "no such file or directory")
+}
+
+// IsExecError tells whether a runtime's error at a container's creation
+// is its init's lookup of program (os/exec's `exec: "prog": …`, which runc
+// does before it waits to execute it), not a failure to set the container
+// up.
+func IsExecError(err error, program string) bool {
+	return strings.Contains(err.Error(), "exec: "+strconv.Quote(program)+": ")
 }
 
 // Reason is the last part of the runtime's message: "permission denied",

@@ -382,7 +382,6 @@ func run(ctx context.Context, op *Options, ran *bool) (int, error) {
 			rep.Bootloader = bootloaderAfter(p.Root, slices.Contains(o.ExtraEnv, "NIXOS_INSTALL_BOOTLOADER=1"), rep.ExitStatus)
 		}
 	}()
-	tm := timer{&rep.Phases}
 	args, err := commandArgs(p, o)
 	if err != nil {
 		return ExitFailure, err
@@ -415,55 +414,37 @@ func run(ctx context.Context, op *Options, ran *bool) (int, error) {
 		}
 	}
 	pauseForTest(ctx, "mounted")
-	done := tm.start("container create")
-	c, err := runner.Create(ctx, s.id, spec)
-	done()
-	if err != nil {
-		return ExitFailure, fmt.Errorf("start the recovery container: %w", err)
-	}
-	s.container = c
-
-	if !o.NoActivate {
-		done := tm.start("activation")
-		err := activate(ctx, c, p, o, fwd)
-		done()
-		if err != nil {
-			return ExitFailure, err
-		}
-	}
-	env := append(slices.Clone(p.Env), o.ExtraEnv...)
-	if o.Sandbox != "" {
-		ch, err := chooseSandbox(ctx, c, p, o.Sandbox, o.Stderr, fwd)
-		if err != nil {
-			return ExitFailure, err
-		}
-		rep.Sandbox = ch
-		if ch.NixConfig != "" {
-			env = append(env, "NIX_CONFIG="+ch.NixConfig)
-		}
-	}
 
 	var failed failures
-	proc := backend.Process{
-		Args:   args,
-		Env:    env,
-		Cwd:    "/",
-		Stdin:  o.Stdin,
-		Stdout: o.Stdout,
-		Stderr: o.Stderr,
-	}
-	if o.networkHint {
-		proc.Stdout = &failureWatch{w: o.Stdout, seen: &failed}
-		proc.Stderr = &failureWatch{w: o.Stderr, seen: &failed}
-	}
-	if o.Terminal {
-		if t := newTerminal(o.Stdin, o.Stdout); t != nil {
-			proc.TTY = t
+	command := func(env []string) backend.Process {
+		proc := backend.Process{
+			Args:   args,
+			Env:    env,
+			Cwd:    "/",
+			Stdin:  o.Stdin,
+			Stdout: o.Stdout,
+			Stderr: o.Stderr,
 		}
+		if o.networkHint {
+			proc.Stdout = &failureWatch{w: o.Stdout, seen: &failed}
+			proc.Stderr = &failureWatch{w: o.Stderr, seen: &failed}
+		}
+		if o.Terminal {
+			if t := newTerminal(o.Stdin, o.Stdout); t != nil {
+				proc.TTY = t
+			}
+		}
+		return proc
 	}
-	done = tm.start("command")
-	code, err = fwd.run(ctx, c, proc)
-	done()
+	env := append(slices.Clone(p.Env), o.ExtraEnv...)
+	if o.NoActivate && o.Sandbox == "" {
+		// Nothing runs before the command: it is the container's first
+		// process, and the container is made around it (one process
+		// started instead of two: the hold's, then the command's).
+		code, err = fwd.runFirst(ctx, runner, s, spec, command(env))
+	} else {
+		code, err = runWithHold(ctx, runner, s, spec, p, o, fwd, command, env, rep)
+	}
 	if err != nil {
 		return ExitFailure, err
 	}
@@ -484,6 +465,39 @@ func run(ctx context.Context, op *Options, ran *bool) (int, error) {
 	}
 	rep.ExitStatus = code
 	return code, nil
+}
+
+// runWithHold runs the command in a container whose first process is the
+// hold, after what must run before it: activation, the sandbox probe.
+func runWithHold(ctx context.Context, runner backend.Runner, s *session, spec *rspec.Spec, p *Prepared, o Options, fwd *forwarder, command func([]string) backend.Process, env []string, rep *RunReport) (int, error) {
+	done := s.timer.start("container create")
+	c, err := runner.Create(ctx, s.id, spec)
+	done()
+	if err != nil {
+		return ExitFailure, fmt.Errorf("start the recovery container: %w", err)
+	}
+	s.container = c
+	if !o.NoActivate {
+		done := s.timer.start("activation")
+		err := activate(ctx, c, p, o, fwd)
+		done()
+		if err != nil {
+			return ExitFailure, err
+		}
+	}
+	if o.Sandbox != "" {
+		ch, err := chooseSandbox(ctx, c, p, o.Sandbox, o.Stderr, fwd)
+		if err != nil {
+			return ExitFailure, err
+		}
+		rep.Sandbox = ch
+		if ch.NixConfig != "" {
+			env = append(env, "NIX_CONFIG="+ch.NixConfig)
+		}
+	}
+	done = s.timer.start("command")
+	defer done()
+	return fwd.run(ctx, c, command(env))
 }
 
 // pauseEnv names a point of the session (attached, mounted) where
@@ -709,31 +723,84 @@ func (f *forwarder) loop(sigs <-chan os.Signal, cancel context.CancelFunc) {
 func (f *forwarder) interrupted() bool { return f.intr.Load() }
 
 func (f *forwarder) run(ctx context.Context, c backend.Container, p backend.Process) (int, error) {
-	ch := make(chan os.Signal, 4)
-	p.Signals = ch
-	f.mu.Lock()
-	f.current = ch
-	f.mu.Unlock()
-	defer func() {
-		f.mu.Lock()
-		f.current = nil
-		f.mu.Unlock()
-	}()
+	detach := f.attach(&p)
+	defer detach()
 	if ctx.Err() != nil {
 		return ExitFailure, errInterrupted
 	}
-	// Programs run directly in the container, with no launcher of ours:
-	// why one cannot run is said here, with a shell's status.
-	if interp := missingInterpreter(c.Root(), p.Args[0], p.Env); interp != "" {
-		fmt.Fprintf(errorWriter(p), "nixrescue: %s: cannot be run: its interpreter %s is missing in the target\n", p.Args[0], interp)
-		return helper.ExitNotFound, nil
+	if code, ok := checkInterpreter(c.Root(), p); !ok {
+		return code, nil
 	}
 	code, err := c.Exec(ctx, p)
+	return startResult(code, err, p)
+}
+
+// runFirst runs p as the first process of a container made from spec, and
+// times the container's creation and the command.
+func (f *forwarder) runFirst(ctx context.Context, runner backend.Runner, s *session, spec *rspec.Spec, p backend.Process) (int, error) {
+	ch := make(chan os.Signal, 4)
+	p.Signals = ch
+	done := s.timer.start("container create")
+	c, err := runner.CreateFirst(ctx, s.id, spec, p)
+	done()
+	var se *backend.StartError
+	if errors.As(err, &se) {
+		return cannotRun(se, errorWriter(p)), nil
+	}
+	if err != nil {
+		return ExitFailure, fmt.Errorf("start the recovery container: %w", err)
+	}
+	s.container = c
+	done = s.timer.start("command")
+	defer done()
+	f.forwardTo(ch)
+	defer f.forwardTo(nil)
+	if ctx.Err() != nil {
+		return ExitFailure, errInterrupted
+	}
+	if code, ok := checkInterpreter(c.Root(), p); !ok {
+		return code, nil
+	}
+	code, err := c.Run(ctx)
+	return startResult(code, err, p)
+}
+
+// startResult is a process's exit status, or, when its program could not
+// be started, a shell's status for that, said on p's error output.
+func startResult(code int, err error, p backend.Process) (int, error) {
 	var se *backend.StartError
 	if errors.As(err, &se) {
 		return cannotRun(se, errorWriter(p)), nil
 	}
 	return code, err
+}
+
+// attach forwards signals to p from now until the result is called.
+func (f *forwarder) attach(p *backend.Process) (detach func()) {
+	ch := make(chan os.Signal, 4)
+	p.Signals = ch
+	f.forwardTo(ch)
+	return func() { f.forwardTo(nil) }
+}
+
+// forwardTo makes ch the destination of signals (nil: none, they cancel
+// the session).
+func (f *forwarder) forwardTo(ch chan os.Signal) {
+	f.mu.Lock()
+	f.current = ch
+	f.mu.Unlock()
+}
+
+// checkInterpreter says, before p is started in a container whose root
+// is at root, when its program cannot run for want of an interpreter:
+// programs run directly, with no launcher of ours, so why one cannot run
+// is said here, with a shell's status (ok false).
+func checkInterpreter(root string, p backend.Process) (int, bool) {
+	if interp := missingInterpreter(root, p.Args[0], p.Env); interp != "" {
+		fmt.Fprintf(errorWriter(p), "nixrescue: %s: cannot be run: its interpreter %s is missing in the target\n", p.Args[0], interp)
+		return helper.ExitNotFound, false
+	}
+	return 0, true
 }
 
 // errorWriter is where p's errors go: its terminal, or its stderr.

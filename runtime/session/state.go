@@ -17,7 +17,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nixrescue/nixrescue/runtime/backend"
 	"github.com/nixrescue/nixrescue/runtime/backend/containerd"
 	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
 	"github.com/nixrescue/nixrescue/runtime/mount"
@@ -131,7 +130,7 @@ type session struct {
 	st        *state
 	id        string
 	lock      *os.File
-	container backend.Container
+	container interface{ Destroy() error } // a backend.Container or backend.First
 	opened    *Opened
 	journal   undoRecord
 	timer     timer

@@ -150,6 +150,50 @@ func (r *Runner) ctx(ctx context.Context) context.Context {
 // Create implements backend.Runner.
 func (r *Runner) Create(ctx context.Context, id string, spec *rspec.Spec) (backend.Container, error) {
 	ctx = r.ctx(ctx)
+	ct, err := r.newContainer(ctx, id, spec)
+	if err != nil {
+		return nil, err
+	}
+	task, err := ct.c.NewTask(ctx, cio.NullIO)
+	if err != nil {
+		_ = ct.Destroy()
+		return nil, r.wrap(fmt.Errorf("create task: %w", err))
+	}
+	ct.task = task
+	if err := task.Start(ctx); err != nil {
+		_ = ct.Destroy()
+		return nil, r.wrap(fmt.Errorf("start task: %w", err))
+	}
+	return ct, nil
+}
+
+// CreateFirst implements backend.Runner: the task is created with p as its
+// process (runc create), and first.Run starts it, as `ctr run` does.
+func (r *Runner) CreateFirst(ctx context.Context, id string, spec *rspec.Spec, p backend.Process) (backend.First, error) {
+	ctx = r.ctx(ctx)
+	s := *spec
+	ps := *spec.Process
+	withProcess(&ps, p)
+	s.Process = &ps
+	ct, err := r.newContainer(ctx, id, &s)
+	if err != nil {
+		return nil, err
+	}
+	creator, stdin := r.io(p)
+	task, err := ct.c.NewTask(ctx, creator)
+	if err != nil {
+		_ = ct.Destroy()
+		if backend.IsExecError(err, p.Args[0]) {
+			return nil, &backend.StartError{Program: p.Args[0], Err: err}
+		}
+		return nil, r.wrap(fmt.Errorf("create task: %w", err))
+	}
+	ct.task = task
+	return &first{container: ct, p: p, stdin: stdin}, nil
+}
+
+// newContainer makes the container object, labelled, with no task yet.
+func (r *Runner) newContainer(ctx context.Context, id string, spec *rspec.Spec) (*container, error) {
 	labels := map[string]string{LabelSession: id}
 	for k, v := range r.Labels {
 		labels[k] = v
@@ -161,18 +205,7 @@ func (r *Runner) Create(ctx context.Context, id string, spec *rspec.Spec) (backe
 	if err != nil {
 		return nil, r.wrap(fmt.Errorf("create container: %w", err))
 	}
-	ct := &container{r: r, c: c, spec: spec}
-	task, err := c.NewTask(ctx, cio.NullIO)
-	if err != nil {
-		_ = ct.Destroy()
-		return nil, r.wrap(fmt.Errorf("create task: %w", err))
-	}
-	ct.task = task
-	if err := task.Start(ctx); err != nil {
-		_ = ct.Destroy()
-		return nil, r.wrap(fmt.Errorf("start task: %w", err))
-	}
-	return ct, nil
+	return &container{r: r, c: c, spec: spec}, nil
 }
 
 // wrap says which daemon failed when the connection is the reason.
@@ -194,31 +227,42 @@ type container struct {
 // Root implements backend.Container.
 func (ct *container) Root() string { return fmt.Sprintf("/proc/%d/root", ct.task.Pid()) }
 
+// withProcess puts p's program, environment, working directory and
+// terminal into ps, the spec's process.
+func withProcess(ps *rspec.Process, p backend.Process) {
+	ps.Args, ps.Env, ps.Cwd = p.Args, p.Env, p.Cwd
+	ps.Terminal = p.TTY != nil
+	if p.TTY != nil {
+		w, h := p.TTY.Size()
+		ps.ConsoleSize = &rspec.Box{Width: uint(w), Height: uint(h)}
+	}
+}
+
+// io is how p's I/O reaches the shim: its terminal, or FIFOs copied from
+// and to its streams. The shim keeps the stdin FIFO open: EOF reaches the
+// process only when we say so (CloseIO), once our copy of stdin ends,
+// which the returned notifier tells.
+func (r *Runner) io(p backend.Process) (cio.Creator, *eofNotifier) {
+	stdin := &eofNotifier{r: p.Stdin, eof: make(chan struct{})}
+	if p.TTY != nil {
+		return cio.NewCreator(cio.WithStreams(p.TTY.In(), p.TTY.Out(), nil), cio.WithTerminal, cio.WithFIFODir(r.FIFODir)), stdin
+	}
+	stdout, stderr := p.Stdout, p.Stderr
+	if stdout == stderr {
+		// cio copies each on its own goroutine: one writer for both
+		// must take turns (exec.Cmd shares one pipe instead).
+		w := &syncWriter{w: stdout}
+		stdout, stderr = w, w
+	}
+	return cio.NewCreator(cio.WithStreams(stdin, stdout, stderr), cio.WithFIFODir(r.FIFODir)), stdin
+}
+
 // Exec implements backend.Container.
 func (ct *container) Exec(ctx context.Context, p backend.Process) (int, error) {
 	ctx = ct.r.ctx(ctx)
 	ps := *ct.spec.Process
-	ps.Args, ps.Env, ps.Cwd = p.Args, p.Env, p.Cwd
-	ps.Terminal = p.TTY != nil
-	var creator cio.Creator
-	if p.TTY != nil {
-		w, h := p.TTY.Size()
-		ps.ConsoleSize = &rspec.Box{Width: uint(w), Height: uint(h)}
-		creator = cio.NewCreator(cio.WithStreams(p.TTY.In(), p.TTY.Out(), nil), cio.WithTerminal, cio.WithFIFODir(ct.r.FIFODir))
-	}
-	// The shim keeps the stdin FIFO open: EOF reaches the process only
-	// when we say so (CloseIO), once our copy of stdin ends.
-	stdin := &eofNotifier{r: p.Stdin, eof: make(chan struct{})}
-	if p.TTY == nil {
-		stdout, stderr := p.Stdout, p.Stderr
-		if stdout == stderr {
-			// cio copies each on its own goroutine: one writer for both
-			// must take turns (exec.Cmd shares one pipe instead).
-			w := &syncWriter{w: stdout}
-			stdout, stderr = w, w
-		}
-		creator = cio.NewCreator(cio.WithStreams(stdin, stdout, stderr), cio.WithFIFODir(ct.r.FIFODir))
-	}
+	withProcess(&ps, p)
+	creator, stdin := ct.r.io(p)
 	ct.n++
 	execID := fmt.Sprintf("exec-%d", ct.n)
 	proc, err := ct.task.Exec(ctx, execID, &ps, creator)
@@ -230,9 +274,15 @@ func (ct *container) Exec(ctx context.Context, p backend.Process) (int, error) {
 		defer cancel()
 		_, _ = proc.Delete(dctx, client.WithProcessKill)
 	}()
+	return ct.r.start(ctx, proc, p, stdin)
+}
+
+// start starts proc and follows it to its end: stdin's EOF passed on,
+// signals and window sizes forwarded, the output drained.
+func (r *Runner) start(ctx context.Context, proc client.Process, p backend.Process, stdin *eofNotifier) (int, error) {
 	statusC, err := proc.Wait(ctx)
 	if err != nil {
-		return -1, ct.r.wrap(fmt.Errorf("wait for %s: %w", p.Args[0], err))
+		return -1, r.wrap(fmt.Errorf("wait for %s: %w", p.Args[0], err))
 	}
 	if p.TTY != nil {
 		restore := p.TTY.Raw()
@@ -240,7 +290,7 @@ func (ct *container) Exec(ctx context.Context, p backend.Process) (int, error) {
 	}
 	if err := proc.Start(ctx); err != nil {
 		if errdefs.IsUnavailable(err) {
-			return -1, ct.r.wrap(fmt.Errorf("start %s: %w", p.Args[0], err))
+			return -1, r.wrap(fmt.Errorf("start %s: %w", p.Args[0], err))
 		}
 		return -1, &backend.StartError{Program: p.Args[0], Err: err}
 	}
@@ -283,11 +333,23 @@ func (ct *container) Exec(ctx context.Context, p backend.Process) (int, error) {
 	st := <-statusC
 	code, _, err := st.Result()
 	if err != nil {
-		return -1, ct.r.wrap(fmt.Errorf("wait for %s: %w", p.Args[0], err))
+		return -1, r.wrap(fmt.Errorf("wait for %s: %w", p.Args[0], err))
 	}
 	// Let the output FIFOs drain before the caller goes on.
 	proc.IO().Wait()
 	return int(code), nil
+}
+
+// first is a container whose task was created around the first process.
+type first struct {
+	*container
+	p     backend.Process
+	stdin *eofNotifier
+}
+
+// Run implements backend.First.
+func (f *first) Run(ctx context.Context) (int, error) {
+	return f.r.start(f.r.ctx(ctx), f.task, f.p, f.stdin)
 }
 
 // Destroy implements backend.Container: every process of the container is

@@ -138,6 +138,70 @@ func waitStopped(c *libcontainer.Container, limit time.Duration) {
 
 // Create implements backend.Runner.
 func (r *Runner) Create(ctx context.Context, id string, spec *rspec.Spec) (backend.Container, error) {
+	c, err := r.create(id, spec)
+	if err != nil {
+		return nil, err
+	}
+	// The holder reads this pipe; when nixrescue dies, the kernel closes
+	// the write end, the holder exits and the container stops with it.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		_ = c.Destroy()
+		return nil, fmt.Errorf("create session pipe: %w", err)
+	}
+	c.alive = pw
+	c.init = &libcontainer.Process{
+		Args:       spec.Process.Args,
+		Env:        append(slices.Clip(spec.Process.Env), helper.SessionFDEnv+"=3"),
+		Cwd:        spec.Process.Cwd,
+		Stderr:     os.Stderr,
+		ExtraFiles: []*os.File{pr}, // fd 3
+		Rlimits:    c.rlimits,
+		Init:       true,
+	}
+	err = c.lc.Run(c.init)
+	pr.Close()
+	if err != nil {
+		_ = c.Destroy()
+		return nil, fmt.Errorf("start container: %w", err)
+	}
+	return c, nil
+}
+
+// CreateFirst implements backend.Runner: libcontainer's Start runs the
+// container's init up to the point where it waits to execute p (runc
+// create); first.Run lets it (runc start).
+func (r *Runner) CreateFirst(ctx context.Context, id string, spec *rspec.Spec, p backend.Process) (backend.First, error) {
+	c, err := r.create(id, spec)
+	if err != nil {
+		return nil, err
+	}
+	lp, console, err := c.process(p)
+	if err != nil {
+		_ = c.Destroy()
+		return nil, err
+	}
+	lp.Init = true
+	c.init = lp
+	err = c.lc.Start(lp)
+	if console != nil {
+		console.child.Close()
+	}
+	if err != nil {
+		if console != nil {
+			console.parent.Close()
+		}
+		_ = c.Destroy()
+		if backend.IsExecError(err, p.Args[0]) {
+			return nil, &backend.StartError{Program: p.Args[0], Err: err}
+		}
+		return nil, fmt.Errorf("start container: %w", err)
+	}
+	return &first{container: c, p: p, console: console}, nil
+}
+
+// create makes the container's state and cgroups, with no process yet.
+func (r *Runner) create(id string, spec *rspec.Spec) (*container, error) {
 	if err := os.MkdirAll(r.stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
@@ -158,31 +222,7 @@ func (r *Runner) Create(ctx context.Context, id string, spec *rspec.Spec) (backe
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
-	c := &container{lc: lc, rlimits: rlimits}
-	// The holder reads this pipe; when nixrescue dies, the kernel closes
-	// the write end, the holder exits and the container stops with it.
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		_ = lc.Destroy()
-		return nil, fmt.Errorf("create session pipe: %w", err)
-	}
-	c.alive = pw
-	c.init = &libcontainer.Process{
-		Args:       spec.Process.Args,
-		Env:        append(slices.Clip(spec.Process.Env), helper.SessionFDEnv+"=3"),
-		Cwd:        spec.Process.Cwd,
-		Stderr:     os.Stderr,
-		ExtraFiles: []*os.File{pr}, // fd 3
-		Rlimits:    rlimits,
-		Init:       true,
-	}
-	err = lc.Run(c.init)
-	pr.Close()
-	if err != nil {
-		_ = c.Destroy()
-		return nil, fmt.Errorf("start container: %w", err)
-	}
-	return c, nil
+	return &container{lc: lc, rlimits: rlimits}, nil
 }
 
 type container struct {
@@ -198,8 +238,13 @@ func (c *container) Root() string {
 	return fmt.Sprintf("/proc/%d/root", pid)
 }
 
-// Exec implements backend.Container.
-func (c *container) Exec(ctx context.Context, p backend.Process) (int, error) {
+// consoleSocket is the pair of sockets over which runc sends the master of
+// the pty it makes for a process.
+type consoleSocket struct{ parent, child *os.File }
+
+// process is p as libcontainer runs it, with a console socket when p runs
+// on a terminal.
+func (c *container) process(p backend.Process) (*libcontainer.Process, *consoleSocket, error) {
 	lp := &libcontainer.Process{
 		Args:    p.Args,
 		Env:     p.Env,
@@ -209,23 +254,43 @@ func (c *container) Exec(ctx context.Context, p backend.Process) (int, error) {
 		Stderr:  p.Stderr,
 		Rlimits: c.rlimits,
 	}
-	var consoleParent *os.File
-	if p.TTY != nil {
-		parent, child, err := utils.NewSockPair("console")
-		if err != nil {
-			return -1, fmt.Errorf("create console socket: %w", err)
-		}
-		defer parent.Close()
-		defer child.Close()
-		consoleParent = parent
-		lp.ConsoleSocket = child
-		lp.ConsoleWidth, lp.ConsoleHeight = p.TTY.Size()
+	if p.TTY == nil {
+		return lp, nil, nil
 	}
-	if err := c.lc.Run(lp); err != nil {
+	parent, child, err := utils.NewSockPair("console")
+	if err != nil {
+		return nil, nil, fmt.Errorf("create console socket: %w", err)
+	}
+	lp.ConsoleSocket = child
+	lp.ConsoleWidth, lp.ConsoleHeight = p.TTY.Size()
+	return lp, &consoleSocket{parent: parent, child: child}, nil
+}
+
+// Exec implements backend.Container.
+func (c *container) Exec(ctx context.Context, p backend.Process) (int, error) {
+	lp, console, err := c.process(p)
+	if err != nil {
+		return -1, err
+	}
+	err = c.lc.Run(lp)
+	if console != nil {
+		console.child.Close()
+	}
+	if err != nil {
+		if console != nil {
+			console.parent.Close()
+		}
 		return -1, &backend.StartError{Program: p.Args[0], Err: err}
 	}
-	if consoleParent != nil {
-		master, err := recvFile(consoleParent)
+	return wait(ctx, lp, p, console)
+}
+
+// wait attaches a started process to the user's terminal when it has one,
+// forwards signals to it until it ends, and returns its exit status.
+func wait(ctx context.Context, lp *libcontainer.Process, p backend.Process, cs *consoleSocket) (int, error) {
+	if cs != nil {
+		defer cs.parent.Close()
+		master, err := recvFile(cs.parent)
 		if err != nil {
 			_ = lp.Signal(unix.SIGKILL)
 			_, _ = lp.Wait()
@@ -265,6 +330,24 @@ func (c *container) Exec(ctx context.Context, p backend.Process) (int, error) {
 		return -1, fmt.Errorf("wait for %s: %w", p.Args[0], err)
 	}
 	return exitStatus(ps), nil
+}
+
+// first is a container whose first process waits to be executed.
+type first struct {
+	*container
+	p       backend.Process
+	console *consoleSocket
+}
+
+// Run implements backend.First.
+func (f *first) Run(ctx context.Context) (int, error) {
+	if err := f.lc.Exec(); err != nil {
+		if f.console != nil {
+			f.console.parent.Close()
+		}
+		return -1, &backend.StartError{Program: f.p.Args[0], Err: err}
+	}
+	return wait(ctx, f.init, f.p, f.console)
 }
 
 // exitStatus is the status a shell would report.
@@ -374,4 +457,13 @@ func recvFile(socket *os.File) (*os.File, error) {
 		return nil, fmt.Errorf("no single file descriptor in the console message: %v", err)
 	}
 	return os.NewFile(uintptr(fds[0]), string(name[:n])), nil
+}
+
+// Destroy implements backend.First: the console socket goes too when the
+// process never ran.
+func (f *first) Destroy() error {
+	if f.console != nil {
+		f.console.parent.Close()
+	}
+	return f.container.Destroy()
 }
