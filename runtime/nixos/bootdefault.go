@@ -4,10 +4,10 @@ import (
 	"bufio"
 	"io"
 	"path"
-	"regexp"
 	"strconv"
 	"strings"
 
+	"github.com/nixrescue/nixrescue/runtime/internal/lazyre"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 )
 
@@ -23,11 +23,11 @@ type BootDefault struct {
 }
 
 var (
-	grubDefaultRE   = regexp.MustCompile(`^\s*set\s+default="?([^"\s]*)"?`)
-	grubMenuentryRE = regexp.MustCompile(`^\s*menuentry\s+(?:'([^']*)'|"([^"]*)")`)
-	configNumberRE  = regexp.MustCompile(`Configuration ([0-9]+)`)
-	initRE          = regexp.MustCompile(`init=(/nix/store/[0-9a-z]{32}-[^/\s]+)/init`)
-	sdbootEntryRE   = regexp.MustCompile(`nixos-generation-([0-9]+)(?:-specialisation-[^.]*)?\.conf$`)
+	grubDefaultRE   = lazyre.New(`^\s*set\s+default="?([^"\s]*)"?`)
+	grubMenuentryRE = lazyre.New(`^\s*menuentry\s+(?:'([^']*)'|"([^"]*)")`)
+	configNumberRE  = lazyre.New(`Configuration ([0-9]+)`)
+	initRE          = lazyre.New(`init=(/nix/store/[0-9a-z]{32}-[^/\s]+)/init`)
+	sdbootEntryRE   = lazyre.New(`nixos-generation-([0-9]+)(?:-specialisation-[^.]*)?\.conf$`)
 )
 
 // ReadBootDefault reads the default boot entry from root's /boot:
@@ -57,10 +57,10 @@ func grubDefault(root string, gens []Generation) (BootDefault, bool) {
 	sc := bufio.NewScanner(io.LimitReader(f, maxScript))
 	for sc.Scan() {
 		line := sc.Text()
-		if m := grubDefaultRE.FindStringSubmatch(line); m != nil && m[1] != "" {
+		if m := grubDefaultRE().FindStringSubmatch(line); m != nil && m[1] != "" {
 			def = m[1]
 		}
-		if m := grubMenuentryRE.FindStringSubmatch(line); m != nil {
+		if m := grubMenuentryRE().FindStringSubmatch(line); m != nil {
 			titles = append(titles, m[1]+m[2])
 			bodies = append(bodies, "")
 			continue
@@ -82,11 +82,11 @@ func grubDefault(root string, gens []Generation) (BootDefault, bool) {
 		return d, true
 	}
 	d.Entry = titles[i]
-	if m := configNumberRE.FindStringSubmatch(titles[i]); m != nil {
+	if m := configNumberRE().FindStringSubmatch(titles[i]); m != nil {
 		d.Generation, _ = strconv.Atoi(m[1])
 		return d, true
 	}
-	if m := initRE.FindStringSubmatch(bodies[i]); m != nil {
+	if m := initRE().FindStringSubmatch(bodies[i]); m != nil {
 		for _, g := range gens {
 			if g.StorePath == m[1] {
 				d.Generation = g.Number
@@ -108,7 +108,7 @@ func sdbootDefault(root string) (BootDefault, bool) {
 		fields := strings.Fields(sc.Text())
 		if len(fields) == 2 && fields[0] == "default" {
 			d.Entry = path.Base(fields[1])
-			if m := sdbootEntryRE.FindStringSubmatch(d.Entry); m != nil {
+			if m := sdbootEntryRE().FindStringSubmatch(d.Entry); m != nil {
 				d.Generation, _ = strconv.Atoi(m[1])
 			}
 		}

@@ -2,9 +2,9 @@ package nixos
 
 import (
 	"path/filepath"
-	"regexp"
 	"strings"
 
+	"github.com/nixrescue/nixrescue/runtime/internal/lazyre"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 )
 
@@ -12,9 +12,9 @@ import (
 var configFiles = []string{"/etc/nixos/configuration.nix", "/etc/nixos/hardware-configuration.nix"}
 
 var (
-	grubDeviceRE  = regexp.MustCompile(`grub\.device\s*=\s*"([^"]*)"`)
-	grubDevicesRE = regexp.MustCompile(`grub\.devices\s*=\s*\[([^\]]*)\]`)
-	quotedRE      = regexp.MustCompile(`"([^"]*)"`)
+	grubDeviceRE  = lazyre.New(`grub\.device\s*=\s*"([^"]*)"`)
+	grubDevicesRE = lazyre.New(`grub\.devices\s*=\s*\[([^\]]*)\]`)
+	quotedRE      = lazyre.New(`"([^"]*)"`)
 )
 
 // ConfiguredGrubDevices reads the disks the configuration in /etc/nixos
@@ -28,11 +28,11 @@ func ConfiguredGrubDevices(root string) []string {
 			continue
 		}
 		text := stripNixComments(string(b))
-		for _, m := range grubDeviceRE.FindAllStringSubmatch(text, -1) {
+		for _, m := range grubDeviceRE().FindAllStringSubmatch(text, -1) {
 			out = append(out, m[1])
 		}
-		for _, m := range grubDevicesRE.FindAllStringSubmatch(text, -1) {
-			for _, q := range quotedRE.FindAllStringSubmatch(m[1], -1) {
+		for _, m := range grubDevicesRE().FindAllStringSubmatch(text, -1) {
+			for _, q := range quotedRE().FindAllStringSubmatch(m[1], -1) {
 				out = append(out, q[1])
 			}
 		}
@@ -54,22 +54,22 @@ func stripNixComments(s string) string {
 }
 
 var (
-	wholeDiskRE = regexp.MustCompile(`^/dev/(?:[shv]d[a-z]+|xvd[a-z]+|nvme[0-9]+n[0-9]+|mmcblk[0-9]+|disk/by-(?:id|path|diskseq)/[^/]+)$`)
-	partNameRE  = regexp.MustCompile(`^/dev/(?:[shv]d[a-z]+[0-9]+|xvd[a-z]+[0-9]+|nvme[0-9]+n[0-9]+p[0-9]+|mmcblk[0-9]+p[0-9]+|disk/by-(?:id|path)/[^/]+-part[0-9]+|disk/by-(?:uuid|label|partuuid|partlabel)/.+)$`)
-	diskOfPart  = regexp.MustCompile(`^(/dev/(?:[shv]d[a-z]+|xvd[a-z]+))[0-9]+$|^(/dev/(?:nvme[0-9]+n[0-9]+|mmcblk[0-9]+))p[0-9]+$`)
+	wholeDiskRE = lazyre.New(`^/dev/(?:[shv]d[a-z]+|xvd[a-z]+|nvme[0-9]+n[0-9]+|mmcblk[0-9]+|disk/by-(?:id|path|diskseq)/[^/]+)$`)
+	partNameRE  = lazyre.New(`^/dev/(?:[shv]d[a-z]+[0-9]+|xvd[a-z]+[0-9]+|nvme[0-9]+n[0-9]+p[0-9]+|mmcblk[0-9]+p[0-9]+|disk/by-(?:id|path)/[^/]+-part[0-9]+|disk/by-(?:uuid|label|partuuid|partlabel)/.+)$`)
+	diskOfPart  = lazyre.New(`^(/dev/(?:[shv]d[a-z]+|xvd[a-z]+))[0-9]+$|^(/dev/(?:nvme[0-9]+n[0-9]+|mmcblk[0-9]+))p[0-9]+$`)
 )
 
 // IsWholeDiskName tells whether name names a whole disk (as GRUB's device
 // must).
-func IsWholeDiskName(name string) bool { return wholeDiskRE.MatchString(filepath.Clean(name)) }
+func IsWholeDiskName(name string) bool { return wholeDiskRE().MatchString(filepath.Clean(name)) }
 
 // IsPartitionName tells whether name names a partition or a filesystem.
-func IsPartitionName(name string) bool { return partNameRE.MatchString(filepath.Clean(name)) }
+func IsPartitionName(name string) bool { return partNameRE().MatchString(filepath.Clean(name)) }
 
 // DiskOfPartitionName returns the disk of a /dev/sdXN-style partition
 // name, or "".
 func DiskOfPartitionName(name string) string {
-	m := diskOfPart.FindStringSubmatch(name)
+	m := diskOfPart().FindStringSubmatch(name)
 	if m == nil {
 		return ""
 	}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nixrescue/nixrescue/runtime/internal/lazyre"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 )
 
@@ -35,7 +35,7 @@ type Generation struct {
 // maxGenerations bounds how many generation links are read.
 const maxGenerations = 100000
 
-var genLinkRE = regexp.MustCompile(`^system-([0-9]{1,9})-link$`)
+var genLinkRE = lazyre.New(`^system-([0-9]{1,9})-link$`)
 
 // Generations lists the system profile's generations, oldest first.
 func Generations(root string) ([]Generation, error) {
@@ -50,7 +50,7 @@ func Generations(root string) ([]Generation, error) {
 	current := generationOf(root, SystemProfile)
 	var gens []Generation
 	for _, e := range entries {
-		m := genLinkRE.FindStringSubmatch(e.Name())
+		m := genLinkRE().FindStringSubmatch(e.Name())
 		if m == nil {
 			continue
 		}
@@ -82,18 +82,18 @@ func Generations(root string) ([]Generation, error) {
 }
 
 var (
-	systemNameRE = regexp.MustCompile(`-nixos-system-.*-([0-9]{2}\.[0-9]{2}[^-/]*)$`)
-	kernelNameRE = regexp.MustCompile(`^/nix/store/[0-9a-z]{32}-linux-([0-9][^/]*)/`)
+	systemNameRE = lazyre.New(`-nixos-system-.*-([0-9]{2}\.[0-9]{2}[^-/]*)$`)
+	kernelNameRE = lazyre.New(`^/nix/store/[0-9a-z]{32}-linux-([0-9][^/]*)/`)
 )
 
 // describeSystem reads the NixOS version and kernel version of a system
 // as the store paths name them.
 func describeSystem(root, system string) (version, kernel string) {
-	if m := systemNameRE.FindStringSubmatch(system); m != nil {
+	if m := systemNameRE().FindStringSubmatch(system); m != nil {
 		version = m[1]
 	}
 	if k, err := rootfs.Readlink(root, system+"/kernel"); err == nil {
-		if m := kernelNameRE.FindStringSubmatch(k); m != nil {
+		if m := kernelNameRE().FindStringSubmatch(k); m != nil {
 			kernel = m[1]
 		}
 	}
@@ -114,7 +114,7 @@ type Bootloader struct {
 }
 
 // storeRefRE matches a store path and a path inside it.
-var storeRefRE = regexp.MustCompile(`/nix/store/[0-9a-z]{32}-[A-Za-z0-9+._?=-]+(/[A-Za-z0-9+._?=/-]+)?`)
+var storeRefRE = lazyre.New(`/nix/store/[0-9a-z]{32}-[A-Za-z0-9+._?=-]+(/[A-Za-z0-9+._?=/-]+)?`)
 
 // maxScript bounds what is read of a script to find store paths in it.
 const maxScript = 1 << 20
@@ -151,7 +151,7 @@ func storeRefs(root, p string) []string {
 	if err != nil {
 		return nil
 	}
-	return storeRefRE.FindAllString(string(b), -1)
+	return storeRefRE().FindAllString(string(b), -1)
 }
 
 // readGrubConfig reads the devices and EFI support of a grub-config.xml

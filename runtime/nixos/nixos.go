@@ -12,10 +12,10 @@ import (
 	"fmt"
 	"os"
 	"path"
-	"regexp"
 	"strconv"
 	"strings"
 
+	"github.com/nixrescue/nixrescue/runtime/internal/lazyre"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 )
 
@@ -151,7 +151,7 @@ func generationOf(root, p string) int {
 	if err != nil {
 		return 0
 	}
-	m := genLinkRE.FindStringSubmatch(path.Base(link))
+	m := genLinkRE().FindStringSubmatch(path.Base(link))
 	if m == nil {
 		return 0
 	}
@@ -173,7 +173,7 @@ func Exists(root, p string) bool {
 // maxHostnameFile bounds what is read of the target's /etc/hostname.
 const maxHostnameFile = 4096
 
-var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$`)
+var hostnameRE = lazyre.New(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$`)
 
 // Hostname reads the target's hostname from /etc/hostname, resolved inside
 // root; DefaultHostname when there is none.
@@ -189,7 +189,7 @@ func Hostname(root string) (string, error) {
 	if name == "" {
 		return DefaultHostname, nil
 	}
-	if !hostnameRE.MatchString(name) {
+	if !hostnameRE().MatchString(name) {
 		return "", fmt.Errorf("the target's /etc/hostname holds %.40q, not a hostname: fix the file", name)
 	}
 	return name, nil

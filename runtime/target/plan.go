@@ -3,10 +3,11 @@ package target
 import (
 	"fmt"
 	"path"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/nixrescue/nixrescue/runtime/internal/lazyre"
 )
 
 // Action says what the plan does with an fstab entry.
@@ -74,8 +75,8 @@ func Skip(e FstabEntry) string {
 	return ""
 }
 
-var partNumberRE = regexp.MustCompile(`^/dev/(?:[shvx]d[a-z]+|nvme[0-9]+n[0-9]+p|mmcblk[0-9]+p|loop[0-9]+p)([0-9]+)$`)
-var idPartRE = regexp.MustCompile(`-part([0-9]+)$`)
+var partNumberRE = lazyre.New(`^/dev/(?:[shvx]d[a-z]+|nvme[0-9]+n[0-9]+p|mmcblk[0-9]+p|loop[0-9]+p)([0-9]+)$`)
+var idPartRE = lazyre.New(`-part([0-9]+)$`)
 
 // MapSource finds the partition an fstab spec names among parts (the
 // target disk's). A /dev/sdXN name or a by-id …-partN name means the
@@ -103,13 +104,13 @@ func MapSource(spec string, parts []Partition) (Partition, string, bool) {
 	case SourcePartLabel:
 		p, ok = match(func(p Partition) bool { return p.PartLabel != "" && p.PartLabel == v })
 	case SourceID:
-		if m := idPartRE.FindStringSubmatch(v); m != nil {
+		if m := idPartRE().FindStringSubmatch(v); m != nil {
 			n, _ := strconv.Atoi(m[1])
 			p, ok = match(func(p Partition) bool { return p.Number == n })
 			return p, "partition number in by-id name", ok
 		}
 	case SourcePath:
-		if m := partNumberRE.FindStringSubmatch(v); m != nil {
+		if m := partNumberRE().FindStringSubmatch(v); m != nil {
 			n, _ := strconv.Atoi(m[1])
 			p, ok = match(func(p Partition) bool { return p.Number == n })
 			return p, "partition number", ok
