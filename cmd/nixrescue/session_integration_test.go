@@ -239,16 +239,26 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"/no/such/file"}, 127, "/no/such/file: command not found in the target"},
 		{[]string{"/etc/NIXOS"}, 126, "/etc/NIXOS: cannot be run"},
 	}
-	for _, c := range cases {
-		t.Run(strings.Join(c.cmd, " "), func(t *testing.T) {
-			r := tg.session(t, []string{"-q"}, c.cmd)
-			if r.code != c.code {
-				t.Errorf("exit %d, want %d; stderr %s", r.code, c.code, r.stderr)
-			}
-			if c.stderr != "" && (!strings.Contains(r.stderr, c.stderr) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0) {
-				t.Errorf("stderr %q, want one line with %q", r.stderr, c.stderr)
-			}
-		})
+	// After activation the command is started in a running container;
+	// with --no-activate it is the container's first process.
+	for _, way := range []string{"after activation", "first process"} {
+		flags := []string{"-q"}
+		if way == "first process" {
+			flags = append(flags, "--no-activate")
+		}
+		for _, c := range cases {
+			t.Run(way+"/"+strings.Join(c.cmd, " "), func(t *testing.T) {
+				host := testenv.SnapshotHost(t)
+				r := tg.session(t, flags, c.cmd)
+				if r.code != c.code {
+					t.Errorf("exit %d, want %d; stderr %s", r.code, c.code, r.stderr)
+				}
+				if c.stderr != "" && (!strings.Contains(r.stderr, c.stderr) || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0) {
+					t.Errorf("stderr %q, want one line with %q", r.stderr, c.stderr)
+				}
+				testenv.AssertHostUnchanged(t, host)
+			})
+		}
 	}
 }
 
@@ -431,9 +441,10 @@ func TestBadInput(t *testing.T) {
 
 // startSession starts `nixrescue run TARGET -q -- sh -c CMD`, where CMD
 // prints "ready" once it runs, and waits for that.
-func startSession(t *testing.T, targetArg string, cmd string) (*exec.Cmd, *safeBuffer) {
+func startSession(t *testing.T, targetArg string, cmd string, flags ...string) (*exec.Cmd, *safeBuffer) {
 	t.Helper()
-	c := command(context.Background(), "run", targetArg, "-q", "--", "sh", "-c", cmd)
+	args := append(append([]string{"run", targetArg, "-q"}, flags...), "--", "sh", "-c", cmd)
+	c := command(context.Background(), args...)
 	out, err := c.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -488,18 +499,22 @@ func waitExit(t *testing.T, c *exec.Cmd) int {
 func TestCtrlCTearsDown(t *testing.T) {
 	testenv.Require(t)
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
-		t.Run(sig.String(), func(t *testing.T) {
-			tg := newTarget(t, fixture.Options{})
-			host := testenv.SnapshotHost(t)
-			tree := testenv.SnapshotTree(t, tg.root)
-			c, stderr := startSession(t, tg.root, "echo ready; exec sleep 60")
-			c.Process.Signal(sig)
-			if code := waitExit(t, c); code != 128+int(sig) {
-				t.Errorf("exit %d, want %d; stderr %s", code, 128+int(sig), stderr)
-			}
-			testenv.AssertHostUnchanged(t, host)
-			testenv.AssertTreeUnchanged(t, tg.root, tree)
-		})
+		// The command after activation, and as the container's first
+		// process (--no-activate).
+		for _, flags := range [][]string{nil, {"--no-activate"}} {
+			t.Run(strings.Join(append([]string{sig.String()}, flags...), " "), func(t *testing.T) {
+				tg := newTarget(t, fixture.Options{})
+				host := testenv.SnapshotHost(t)
+				tree := testenv.SnapshotTree(t, tg.root)
+				c, stderr := startSession(t, tg.root, "echo ready; exec sleep 60", flags...)
+				c.Process.Signal(sig)
+				if code := waitExit(t, c); code != 128+int(sig) {
+					t.Errorf("exit %d, want %d; stderr %s", code, 128+int(sig), stderr)
+				}
+				testenv.AssertHostUnchanged(t, host)
+				testenv.AssertTreeUnchanged(t, tg.root, tree)
+			})
+		}
 	}
 }
 
@@ -576,12 +591,21 @@ func TestSIGKILLLeftoversDestroyedAtNextStart(t *testing.T) {
 	}
 }
 
+// TestEnterOnAPty: the shell after activation, and as the container's
+// first process (--no-activate), on a pty of the terminal's size that
+// follows its resizes.
 func TestEnterOnAPty(t *testing.T) {
 	testenv.Require(t)
+	for _, flags := range [][]string{nil, {"--no-activate"}} {
+		t.Run(strings.Join(append([]string{"enter"}, flags...), " "), func(t *testing.T) { enterOnAPty(t, flags) })
+	}
+}
+
+func enterOnAPty(t *testing.T, flags []string) {
 	tg := newTarget(t, fixture.Options{})
 	host := testenv.SnapshotHost(t)
 	tree := testenv.SnapshotTree(t, tg.root)
-	cmd := command(context.Background(), "enter", "--root", tg.root, "--silent")
+	cmd := command(context.Background(), append([]string{"enter", "--root", tg.root, "--silent"}, flags...)...)
 	cmd.Env = append(os.Environ(), "TERM=dumb", "PS1=# ")
 	ptmx, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 30, Cols: 100})
 	if err != nil {
