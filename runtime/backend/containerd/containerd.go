@@ -359,14 +359,24 @@ func (ct *container) Destroy() error {
 	ctx, cancel := context.WithTimeout(ct.r.ctx(context.Background()), 30*time.Second)
 	defer cancel()
 	if ct.task != nil {
-		_ = ct.task.Kill(ctx, syscall.SIGKILL, client.WithKillAll)
-		if ch, err := ct.task.Wait(ctx); err == nil {
-			select {
-			case <-ch:
-			case <-time.After(10 * time.Second):
+		// A first process that has ended needs no kill: deleting the task
+		// (runc delete) kills what is left in its cgroup, as for any
+		// container sharing the host's PID namespace; `runc kill --all`
+		// would run runc once more for nothing.
+		// WithProcessKill is left out for the same reason: it kills
+		// whatever the task's state.
+		var opts []client.ProcessDeleteOpts
+		if st, err := ct.task.Status(ctx); err != nil || st.Status != client.Stopped {
+			_ = ct.task.Kill(ctx, syscall.SIGKILL, client.WithKillAll)
+			if ch, err := ct.task.Wait(ctx); err == nil {
+				select {
+				case <-ch:
+				case <-time.After(10 * time.Second):
+				}
 			}
+			opts = append(opts, client.WithProcessKill)
 		}
-		if _, err := ct.task.Delete(ctx, client.WithProcessKill); err != nil && !errdefs.IsNotFound(err) {
+		if _, err := ct.task.Delete(ctx, opts...); err != nil && !errdefs.IsNotFound(err) {
 			return ct.r.wrap(fmt.Errorf("delete task: %w", err))
 		}
 		ct.task = nil
