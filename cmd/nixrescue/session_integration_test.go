@@ -764,3 +764,25 @@ func TestHostDevAndSysInside(t *testing.T) {
 		t.Errorf("inside:\n%s\nwant:\n%s", r.stdout, want)
 	}
 }
+
+// TestBackgroundProcessesEndWithTheSession: what the command leaves
+// running in the background is killed at teardown, whether the command was
+// the container's first process (--no-activate) or ran after activation.
+func TestBackgroundProcessesEndWithTheSession(t *testing.T) {
+	testenv.Require(t)
+	for _, flags := range [][]string{{"-q"}, {"-q", "--no-activate"}} {
+		t.Run(strings.Join(flags, " "), func(t *testing.T) {
+			tg := newTarget(t, fixture.Options{})
+			host := testenv.SnapshotHost(t)
+			r := tg.session(t, flags, []string{"sh", "-c", "sleep 313 </dev/null >/dev/null 2>&1 & echo started"})
+			if r.code != 0 || strings.TrimSpace(r.stdout) != "started" {
+				t.Fatalf("exit %d, stdout %q, stderr %s", r.code, r.stdout, r.stderr)
+			}
+			if out, _ := exec.Command("pgrep", "-f", "^sleep 313$").Output(); len(bytes.TrimSpace(out)) > 0 {
+				exec.Command("pkill", "-f", "^sleep 313$").Run()
+				t.Errorf("the command's background process outlived the session: pids %s", out)
+			}
+			testenv.AssertHostUnchanged(t, host)
+		})
+	}
+}
