@@ -293,18 +293,17 @@ func (op *Opened) openDisk(ctx context.Context, t target.Target, to TargetOption
 	return op.addPartitions(table.Partitions, s)
 }
 
-// probe identifies the filesystem on each partition.
+// probe identifies the filesystem on each partition, with one run of
+// blkid for all.
 func (op *Opened) probe(ctx context.Context) error {
+	probes, err := target.ProbeDevices(ctx, partDevices(op.Partitions, ""))
+	if err != nil {
+		return err
+	}
 	for i := range op.Partitions {
-		p := &op.Partitions[i]
-		if p.Device == "" {
-			continue
+		if p := &op.Partitions[i]; p.Device != "" {
+			p.FS = probes[p.Device].FS
 		}
-		pr, err := target.ProbeDevice(ctx, p.Device)
-		if err != nil {
-			return err
-		}
-		p.FS = pr.FS
 	}
 	return nil
 }

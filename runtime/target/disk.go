@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -161,27 +162,58 @@ type Probe struct {
 
 // ProbeDevice runs blkid's low-level probe (no cache) on path.
 func ProbeDevice(ctx context.Context, path string) (Probe, error) {
-	var p Probe
-	cmd := exec.CommandContext(ctx, "blkid", "-p", "-o", "export", path)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) && ee.ExitCode() == 2 {
-		return p, nil // nothing recognised
+	probes, err := ProbeDevices(ctx, []string{path})
+	return probes[path], err
+}
+
+// ProbeDevices probes several devices with one run of blkid (each run
+// costs an exec; a disk has several partitions). A device where nothing is
+// recognised has a zero Probe. When blkid fails on one of them, each is
+// probed on its own, so that the error names the device.
+func ProbeDevices(ctx context.Context, paths []string) (map[string]Probe, error) {
+	probes := map[string]Probe{}
+	if len(paths) == 0 {
+		return probes, nil
 	}
-	if errors.Is(err, exec.ErrNotFound) {
-		return p, errors.New("blkid is not installed: install util-linux")
+	out, err := runBlkid(ctx, paths)
+	if err != nil && len(paths) > 1 {
+		for _, p := range paths {
+			pr, err := ProbeDevice(ctx, p)
+			if err != nil {
+				return nil, err
+			}
+			probes[p] = pr
+		}
+		return probes, nil
 	}
 	if err != nil {
-		return p, fmt.Errorf("blkid %s: %v %s", path, err, strings.TrimSpace(errb.String()))
+		return nil, err
 	}
-	sc := bufio.NewScanner(&out)
+	return parseBlkidExport(out, paths)
+}
+
+// parseBlkidExport reads blkid's export format: for each device
+// recognised, DEVNAME=path then KEY=value lines.
+func parseBlkidExport(out []byte, paths []string) (map[string]Probe, error) {
+	probes := map[string]Probe{}
+	dev := ""
+	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), "=")
 		if !ok {
 			continue
 		}
+		if k == "DEVNAME" {
+			if !slices.Contains(paths, v) {
+				return nil, fmt.Errorf("blkid answered for %s, which it was not asked about", v)
+			}
+			dev = v
+			continue
+		}
+		if dev == "" {
+			continue
+		}
+		p := probes[dev]
 		switch k {
 		case "TYPE":
 			p.Type = v
@@ -194,8 +226,26 @@ func ProbeDevice(ctx context.Context, path string) (Probe, error) {
 		case "USAGE":
 			p.Usage = v
 		}
+		probes[dev] = p
 	}
-	return p, nil
+	return probes, nil
+}
+
+// runBlkid runs blkid's low-level probe on paths and returns what it
+// printed; its status 2 (nothing recognised on some device) is no error.
+func runBlkid(ctx context.Context, paths []string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "blkid", append([]string{"-p", "-o", "export"}, paths...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil, errors.As(err, &ee) && ee.ExitCode() == 2:
+		return out.Bytes(), nil
+	case errors.Is(err, exec.ErrNotFound):
+		return nil, errors.New("blkid is not installed: install util-linux")
+	}
+	return nil, fmt.Errorf("blkid %s: %v %s", strings.Join(paths, " "), err, strings.TrimSpace(errb.String()))
 }
 
 // KernelPartitions lists the partitions the kernel knows of disk (a /dev
