@@ -60,8 +60,13 @@ type Options struct {
 	MemorySwap  int64
 }
 
+// HoldSocket is where, on the container's own /run, the hold listens for
+// nixrescue's control connection when the runtime could not hand it one
+// (containerd; see runtime/backend/holdctl).
+const HoldSocket = "/run/nixrescue/control.sock"
+
 // HoldArgs are the arguments of the helper's hold mode.
-func HoldArgs() []string { return []string{HelperPath, "hold"} }
+func HoldArgs() []string { return []string{HelperPath, "hold", "--listen", HoldSocket} }
 
 // Recovery builds the spec of a recovery container. The order of the
 // mounts matters: /run and /tmp are fresh tmpfs before anything is bound

@@ -1,12 +1,12 @@
 // Package backend defines how a recovery session drives a container
 // runtime: a Runner creates a container from an OCI spec, processes run in
-// it one after another (containerd's task-and-exec model, which
-// libcontainer offers too), and Destroy removes every trace of it. When a
-// session runs one program and nothing before it, that program is the
-// container's first process instead (`runc run`, `ctr run`): one process
-// started instead of two.
-// The engines live in subpackages: embedded (runc's libcontainer, linked
-// in) and containerd (a host's containerd daemon).
+// it one after another, and Destroy removes every trace of it. The
+// container's first process is the hold (runtime/helper), which starts the
+// processes on request (runtime/backend/holdctl); when a session runs one
+// program and nothing before it, that program is the container's first
+// process instead (`runc run`, `ctr run`): one process started instead of
+// two. The engines live in subpackages: embedded (runc's libcontainer,
+// linked in) and containerd (a host's containerd daemon).
 package backend
 
 import (

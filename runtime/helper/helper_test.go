@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The test binary runs hold itself when asked through this variable.
@@ -54,46 +56,61 @@ func TestHoldWithoutPipeWaitsForSIGTERM(t *testing.T) {
 	}
 }
 
-// With the pipe named, hold ends when the write end closes.
-func TestHoldEndsWithItsPipe(t *testing.T) {
-	r, w, err := os.Pipe()
+// With a socket named, hold ends when nixrescue's end closes.
+func TestHoldEndsWithItsSocket(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, done := startHold(t, []string{SessionFDEnv + "=3"}, r)
-	r.Close()
+	ours, theirs := os.NewFile(uintptr(fds[0]), "ours"), os.NewFile(uintptr(fds[1]), "theirs")
+	_, done := startHold(t, []string{SessionFDEnv + "=3"}, theirs)
+	theirs.Close()
 	select {
 	case err := <-done:
-		t.Fatalf("hold ended while the pipe was open (%v)", err)
+		t.Fatalf("hold ended while the socket was open (%v)", err)
 	case <-time.After(300 * time.Millisecond):
 	}
-	w.Close()
+	ours.Close()
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatalf("after EOF: %v, want exit 0", err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("hold did not end 10 s after its pipe closed")
+		t.Fatal("hold did not end 10 s after its socket closed")
 	}
 }
 
-// A variable naming something other than a pipe is not taken for one.
-func TestHoldIgnoresANonPipe(t *testing.T) {
-	f, err := os.Open(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	cmd, done := startHold(t, []string{SessionFDEnv + "=3"}, f)
-	select {
-	case err := <-done:
-		t.Fatalf("hold ended by itself (%v) reading a regular file", err)
-	case <-time.After(500 * time.Millisecond):
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	var ee *exec.ExitError
-	if err := <-done; err != nil && !errors.As(err, &ee) {
-		t.Fatal(err)
+// A variable naming something other than a socket is not taken for one.
+func TestHoldIgnoresANonSocket(t *testing.T) {
+	for _, kind := range []string{"regular file", "pipe"} {
+		t.Run(kind, func(t *testing.T) {
+			var f *os.File
+			if kind == "pipe" {
+				r, w, err := os.Pipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer w.Close()
+				f = r
+			} else {
+				var err error
+				if f, err = os.Open(os.Args[0]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			defer f.Close()
+			cmd, done := startHold(t, []string{SessionFDEnv + "=3"}, f)
+			select {
+			case err := <-done:
+				t.Fatalf("hold ended by itself (%v) on a %s", err, kind)
+			case <-time.After(500 * time.Millisecond):
+			}
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			var ee *exec.ExitError
+			if err := <-done; err != nil && !errors.As(err, &ee) {
+				t.Fatal(err)
+			}
+		})
 	}
 }

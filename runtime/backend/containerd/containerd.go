@@ -23,7 +23,11 @@
 // default) and labelled with its session and target; it holds no content,
 // snapshot or lease for containerd's garbage collector to weigh, so a
 // label is all that is needed to find and delete what a killed session
-// left. Process I/O goes through FIFOs in the session's own directory.
+// left. The hold started as the task's process starts the session's
+// processes (runtime/backend/holdctl); it listens on the container's /run,
+// and nixrescue connects through /proc/PID/root before any program of the
+// target runs. A container made around its first process has that
+// process's I/O go through FIFOs in the session's own directory.
 package containerd
 
 import (
@@ -47,6 +51,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nixrescue/nixrescue/runtime/backend"
+	"github.com/nixrescue/nixrescue/runtime/backend/holdctl"
+	"github.com/nixrescue/nixrescue/specs"
 )
 
 // Defaults.
@@ -164,6 +170,18 @@ func (r *Runner) Create(ctx context.Context, id string, spec *rspec.Spec) (backe
 		_ = ct.Destroy()
 		return nil, r.wrap(fmt.Errorf("start task: %w", err))
 	}
+	// The hold listens on its own /run for our one connection (a task
+	// gets no descriptors of ours); reached through its own view of its
+	// root, before any program of the target has run in the container.
+	sock := fmt.Sprintf("/proc/%d/root%s", task.Pid(), specs.HoldSocket)
+	ct.hold, err = holdctl.Dial(ctx, sock, func() bool {
+		st, err := task.Status(ctx)
+		return err == nil && st.Status == client.Running
+	})
+	if err != nil {
+		_ = ct.Destroy()
+		return nil, r.wrap(err)
+	}
 	return ct, nil
 }
 
@@ -221,7 +239,7 @@ type container struct {
 	c    client.Container
 	task client.Task
 	spec *rspec.Spec
-	n    int
+	hold *holdctl.Conn // nil for a container made around its first process
 }
 
 // Root implements backend.Container.
@@ -257,24 +275,9 @@ func (r *Runner) io(p backend.Process) (cio.Creator, *eofNotifier) {
 	return cio.NewCreator(cio.WithStreams(stdin, stdout, stderr), cio.WithFIFODir(r.FIFODir)), stdin
 }
 
-// Exec implements backend.Container.
+// Exec implements backend.Container: the hold starts p.
 func (ct *container) Exec(ctx context.Context, p backend.Process) (int, error) {
-	ctx = ct.r.ctx(ctx)
-	ps := *ct.spec.Process
-	withProcess(&ps, p)
-	creator, stdin := ct.r.io(p)
-	ct.n++
-	execID := fmt.Sprintf("exec-%d", ct.n)
-	proc, err := ct.task.Exec(ctx, execID, &ps, creator)
-	if err != nil {
-		return -1, ct.r.wrap(fmt.Errorf("exec %s: %w", p.Args[0], err))
-	}
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		_, _ = proc.Delete(dctx, client.WithProcessKill)
-	}()
-	return ct.r.start(ctx, proc, p, stdin)
+	return ct.hold.Exec(ctx, p)
 }
 
 // start starts proc and follows it to its end: stdin's EOF passed on,
@@ -358,6 +361,10 @@ func (f *first) Run(ctx context.Context) (int, error) {
 func (ct *container) Destroy() error {
 	ctx, cancel := context.WithTimeout(ct.r.ctx(context.Background()), 30*time.Second)
 	defer cancel()
+	if ct.hold != nil {
+		ct.hold.Close() // the hold exits: the task stops of itself
+		ct.hold = nil
+	}
 	if ct.task != nil {
 		// A first process that has ended needs no kill: deleting the task
 		// (runc delete) kills what is left in its cgroup, as for any

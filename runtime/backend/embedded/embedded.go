@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -33,6 +32,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nixrescue/nixrescue/runtime/backend"
+	"github.com/nixrescue/nixrescue/runtime/backend/holdctl"
 	"github.com/nixrescue/nixrescue/runtime/helper"
 )
 
@@ -142,25 +142,26 @@ func (r *Runner) Create(ctx context.Context, id string, spec *rspec.Spec) (backe
 	if err != nil {
 		return nil, err
 	}
-	// The holder reads this pipe; when nixrescue dies, the kernel closes
-	// the write end, the holder exits and the container stops with it.
-	pr, pw, err := os.Pipe()
+	// The hold serves this socket: it starts the session's processes, and
+	// when nixrescue dies the kernel closes our end, the hold exits and
+	// the container stops with it.
+	hold, theirs, err := holdctl.Pair()
 	if err != nil {
 		_ = c.Destroy()
-		return nil, fmt.Errorf("create session pipe: %w", err)
+		return nil, err
 	}
-	c.alive = pw
+	c.hold = hold
 	c.init = &libcontainer.Process{
 		Args:       spec.Process.Args,
 		Env:        append(slices.Clip(spec.Process.Env), helper.SessionFDEnv+"=3"),
 		Cwd:        spec.Process.Cwd,
 		Stderr:     os.Stderr,
-		ExtraFiles: []*os.File{pr}, // fd 3
+		ExtraFiles: []*os.File{theirs}, // fd 3
 		Rlimits:    c.rlimits,
 		Init:       true,
 	}
 	err = c.lc.Run(c.init)
-	pr.Close()
+	theirs.Close()
 	if err != nil {
 		_ = c.Destroy()
 		return nil, fmt.Errorf("start container: %w", err)
@@ -228,7 +229,7 @@ func (r *Runner) create(id string, spec *rspec.Spec) (*container, error) {
 type container struct {
 	lc      *libcontainer.Container
 	init    *libcontainer.Process
-	alive   *os.File
+	hold    *holdctl.Conn // nil for a container made around its first process
 	rlimits []configs.Rlimit
 }
 
@@ -266,23 +267,9 @@ func (c *container) process(p backend.Process) (*libcontainer.Process, *consoleS
 	return lp, &consoleSocket{parent: parent, child: child}, nil
 }
 
-// Exec implements backend.Container.
+// Exec implements backend.Container: the hold starts p.
 func (c *container) Exec(ctx context.Context, p backend.Process) (int, error) {
-	lp, console, err := c.process(p)
-	if err != nil {
-		return -1, err
-	}
-	err = c.lc.Run(lp)
-	if console != nil {
-		console.child.Close()
-	}
-	if err != nil {
-		if console != nil {
-			console.parent.Close()
-		}
-		return -1, &backend.StartError{Program: p.Args[0], Err: err}
-	}
-	return wait(ctx, lp, p, console)
+	return c.hold.Exec(ctx, p)
 }
 
 // wait attaches a started process to the user's terminal when it has one,
@@ -305,7 +292,7 @@ func wait(ctx context.Context, lp *libcontainer.Process, p backend.Process, cs *
 		}
 		defer cons.Close()
 		// Runs before the Close above: the output is drained first.
-		defer attach(cons, p.TTY)()
+		defer backend.AttachTTY(cons, p.TTY)()
 	}
 	done := make(chan struct{})
 	defer close(done)
@@ -363,9 +350,9 @@ func (c *container) Destroy() error {
 	if c.lc == nil {
 		return nil
 	}
-	if c.alive != nil {
-		c.alive.Close()
-		c.alive = nil
+	if c.hold != nil {
+		c.hold.Close()
+		c.hold = nil
 	}
 	if st, err := c.lc.Status(); err == nil && st != libcontainer.Stopped {
 		_ = c.lc.Signal(unix.SIGKILL)
@@ -402,40 +389,6 @@ func convertRlimits(in []rspec.POSIXRlimit) ([]configs.Rlimit, error) {
 		out = append(out, configs.Rlimit{Type: t, Hard: r.Hard, Soft: r.Soft})
 	}
 	return out, nil
-}
-
-// attach wires the container's pty to the user's terminal: raw mode, both
-// directions copied, the pty resized with the window. The result waits
-// for the output to drain (it ends with EIO once the process holding the
-// pty exits) and restores the terminal.
-func attach(pty console.Console, tty backend.TTY) func() {
-	restore := tty.Raw()
-	stop := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tty.Resized():
-				w, h := tty.Size()
-				_ = pty.Resize(console.WinSize{Width: w, Height: h})
-			}
-		}
-	}()
-	go func() { _, _ = io.Copy(pty, tty.In()) }()
-	outDone := make(chan struct{})
-	go func() {
-		_, _ = io.Copy(tty.Out(), pty)
-		close(outDone)
-	}()
-	return func() {
-		select {
-		case <-outDone:
-		case <-time.After(2 * time.Second):
-		}
-		close(stop)
-		restore()
-	}
 }
 
 // recvFile receives the file descriptor libcontainer sends on the console

@@ -1,0 +1,335 @@
+// Package holdctl is nixrescue's end of the hold's control connection: the
+// hold (runtime/helper), the first process of every recovery container
+// that outlives one command, starts the session's processes in the
+// container when asked. A fork and an exec from a process that is already
+// in the container's namespaces, cgroup and limits cost a millisecond; a
+// runtime's exec (runc exec, a containerd exec) sets a process up from
+// scratch with a re-executed runc init, ~20-30 ms each here, and a session
+// runs two to four of them (activation, systemd-tmpfiles, the sandbox
+// probe, the command).
+//
+// Both backends use it: the embedded one hands the hold one end of a
+// socket pair; containerd, which cannot pass descriptors to a task, has
+// the hold listen on its own /run, and nixrescue connects through
+// /proc/PID/root before any program of the target has run.
+package holdctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"reflect"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containerd/console"
+	"golang.org/x/sys/unix"
+
+	"github.com/nixrescue/nixrescue/runtime/backend"
+	"github.com/nixrescue/nixrescue/runtime/helper"
+)
+
+// Conn is a control connection to a hold.
+type Conn struct {
+	mu sync.Mutex
+	c  *net.UnixConn
+}
+
+// Pair makes a connection and the socket the hold inherits for it
+// (helper.SessionFDEnv names its descriptor); the caller closes that
+// socket once the hold has it.
+func Pair() (*Conn, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create the hold's socket: %w", err)
+	}
+	ours := os.NewFile(uintptr(fds[0]), "hold")
+	defer ours.Close()
+	theirs := os.NewFile(uintptr(fds[1]), "hold")
+	c, err := net.FileConn(ours)
+	if err != nil {
+		theirs.Close()
+		return nil, nil, fmt.Errorf("use the hold's socket: %w", err)
+	}
+	return &Conn{c: c.(*net.UnixConn)}, theirs, nil
+}
+
+// Dial connects to a hold listening at path, trying until it listens;
+// alive tells whether the hold still runs (no point waiting otherwise).
+func Dial(ctx context.Context, path string, alive func() bool) (*Conn, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: path, Net: "unixpacket"})
+		if err == nil {
+			return &Conn{c: c}, nil
+		}
+		if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ECONNREFUSED) {
+			return nil, fmt.Errorf("connect to the hold: %w", err)
+		}
+		if time.Now().After(deadline) || !alive() {
+			return nil, fmt.Errorf("connect to the hold: it did not listen at %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// Close ends the connection; the hold then exits, and the container with
+// it.
+func (c *Conn) Close() error { return c.c.Close() }
+
+// Exec has the hold start p and waits for it: its exit status (128+N when
+// killed by signal N), or a *backend.StartError when it could not start.
+// Signals on p.Signals are passed on; ctx's end kills it.
+func (c *Conn) Exec(ctx context.Context, p backend.Process) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	start := helper.Start{Args: p.Args, Env: p.Env, Cwd: p.Cwd}
+	var std *stdio
+	if p.TTY != nil {
+		start.TTY = true
+		start.Width, start.Height = p.TTY.Size()
+	} else {
+		var err error
+		if std, err = newStdio(p); err != nil {
+			return -1, err
+		}
+	}
+	err := helper.Send(c.c, helper.Request{Start: &start}, std.childFiles()...)
+	std.sent()
+	if err != nil {
+		std.stop()
+		return -1, lost(err)
+	}
+	var r helper.Reply
+	files, err := helper.Receive(c.c, &r)
+	if err != nil {
+		std.stop()
+		return -1, lost(err)
+	}
+	if r.Error != "" {
+		closeAll(files)
+		std.stop()
+		return -1, &backend.StartError{Program: p.Args[0], Err: errors.New(r.Error)}
+	}
+	if p.TTY != nil {
+		if len(files) != 1 {
+			closeAll(files)
+			c.signal(unix.SIGKILL)
+			return -1, errors.New("the hold sent no pty for the terminal")
+		}
+		cons, err := console.ConsoleFromFile(files[0])
+		if err != nil {
+			files[0].Close()
+			c.signal(unix.SIGKILL)
+			return -1, fmt.Errorf("use the pty: %w", err)
+		}
+		defer cons.Close()
+		// Runs before the Close above: the output is drained first.
+		defer backend.AttachTTY(cons, p.TTY)()
+	} else {
+		closeAll(files)
+	}
+	type result struct {
+		code int
+		err  error
+	}
+	exited := make(chan result, 1)
+	go func() {
+		for {
+			var r helper.Reply
+			files, err := helper.Receive(c.c, &r)
+			closeAll(files)
+			if err != nil {
+				exited <- result{err: err}
+				return
+			}
+			if r.Exited != nil {
+				exited <- result{code: *r.Exited}
+				return
+			}
+		}
+	}()
+	done := ctx.Done()
+	for {
+		select {
+		case res := <-exited:
+			std.wait(2 * time.Second)
+			if res.err != nil {
+				return -1, lost(res.err)
+			}
+			return res.code, nil
+		case <-done:
+			c.signal(unix.SIGKILL)
+			done = nil
+		case s, ok := <-p.Signals:
+			if !ok {
+				p.Signals = nil
+				continue
+			}
+			if sig, ok := s.(syscall.Signal); ok {
+				c.signal(sig)
+			}
+		}
+	}
+}
+
+func (c *Conn) signal(sig syscall.Signal) {
+	_ = helper.Send(c.c, helper.Request{Signal: int(sig)})
+}
+
+func lost(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) {
+		return errors.New("the container's first process (the hold) is gone: the container has ended")
+	}
+	return fmt.Errorf("talk to the container's hold: %w", err)
+}
+
+// stdio is a process's stdin, stdout and stderr as the hold gets them:
+// the caller's files as they are, pipes copied to and from anything else
+// (one pipe when stdout and stderr are one writer, so that their order
+// holds, as exec.Cmd does).
+type stdio struct {
+	child   [3]*os.File
+	ourEnds []*os.File // closed once sent: the child's copies remain
+	readers []*os.File // read ends of the output pipes
+	copies  sync.WaitGroup
+}
+
+func newStdio(p backend.Process) (*stdio, error) {
+	s := &stdio{}
+	fail := func(err error) (*stdio, error) {
+		s.sent()
+		s.stop()
+		return nil, err
+	}
+	switch in := p.Stdin.(type) {
+	case *os.File:
+		s.child[0] = in
+	case nil:
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			return fail(err)
+		}
+		s.child[0] = f
+		s.ourEnds = append(s.ourEnds, f)
+	default:
+		r, w, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		s.child[0] = r
+		s.ourEnds = append(s.ourEnds, r)
+		// Not waited for: a reader that never ends (a terminal) must not
+		// hold the session; the write fails once the process is gone.
+		go func() {
+			_, _ = io.Copy(w, in)
+			w.Close()
+		}()
+	}
+	out := func(w io.Writer) (*os.File, error) {
+		switch w := w.(type) {
+		case *os.File:
+			return w, nil
+		case nil:
+			f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+			if err == nil {
+				s.ourEnds = append(s.ourEnds, f)
+			}
+			return f, err
+		}
+		r, pw, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		s.ourEnds = append(s.ourEnds, pw)
+		s.readers = append(s.readers, r)
+		s.copies.Add(1)
+		go func() {
+			defer s.copies.Done()
+			_, _ = io.Copy(w, r)
+		}()
+		return pw, nil
+	}
+	var err error
+	if s.child[1], err = out(p.Stdout); err != nil {
+		return fail(err)
+	}
+	if sameWriter(p.Stdout, p.Stderr) {
+		s.child[2] = s.child[1]
+	} else if s.child[2], err = out(p.Stderr); err != nil {
+		return fail(err)
+	}
+	return s, nil
+}
+
+// sameWriter tells whether a and b are one writer (without comparing
+// values of types that cannot be compared).
+func sameWriter(a, b io.Writer) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	ta, tb := reflect.TypeOf(a), reflect.TypeOf(b)
+	return ta == tb && ta.Comparable() && a == b
+}
+
+func (s *stdio) childFiles() []*os.File {
+	if s == nil {
+		return nil
+	}
+	return s.child[:]
+}
+
+// sent closes our copies of what the child got.
+func (s *stdio) sent() {
+	if s == nil {
+		return
+	}
+	closeAll(s.ourEnds)
+	s.ourEnds = nil
+}
+
+// wait waits for the output to be copied, at most limit: a program left
+// in the background may keep a pipe open, and teardown kills it.
+func (s *stdio) wait(limit time.Duration) {
+	if s == nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		s.copies.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(limit):
+	}
+	s.stop()
+}
+
+// stop ends the copies and waits for them to return, so that nothing
+// writes to the caller's writers afterwards (closing a pipe's read end
+// wakes its reader).
+func (s *stdio) stop() {
+	if s == nil {
+		return
+	}
+	closeAll(s.readers)
+	s.readers = nil
+	s.copies.Wait()
+}
+
+func closeAll(files []*os.File) {
+	for _, f := range files {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
