@@ -41,7 +41,7 @@ func startHold(t *testing.T, env []string, extra ...*os.File) (*exec.Cmd, <-chan
 // runtime opened at fd 3 (the cgroup's cpu.cfs_quota_us on this host: hold
 // read it to its end and exited at once, and containerd's next exec found
 // "a stopped container").
-func TestHoldWithoutPipeWaitsForSIGTERM(t *testing.T) {
+func TestHoldWithoutSocketWaitsForSIGTERM(t *testing.T) {
 	cmd, done := startHold(t, nil)
 	select {
 	case err := <-done:
