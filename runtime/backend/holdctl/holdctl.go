@@ -23,6 +23,7 @@ import (
 	"os"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -201,10 +202,15 @@ type stdio struct {
 	ourEnds []*os.File // closed once sent: the child's copies remain
 	readers []*os.File // read ends of the output pipes
 	copies  sync.WaitGroup
+	// When output last moved (unix nanoseconds), and how many copies are
+	// writing it on: see wait.
+	moved   atomic.Int64
+	writing atomic.Int32
 }
 
 func newStdio(p backend.Process) (*stdio, error) {
 	s := &stdio{}
+	s.moved.Store(time.Now().UnixNano())
 	fail := func(err error) (*stdio, error) {
 		s.sent()
 		s.stop()
@@ -254,7 +260,7 @@ func newStdio(p backend.Process) (*stdio, error) {
 		s.copies.Add(1)
 		go func() {
 			defer s.copies.Done()
-			_, _ = io.Copy(w, r)
+			s.copy(w, r)
 		}()
 		return pw, nil
 	}
@@ -296,22 +302,57 @@ func (s *stdio) sent() {
 	s.ourEnds = nil
 }
 
-// wait waits for the output to be copied, at most limit: a program left
-// in the background may keep a pipe open, and teardown kills it.
-func (s *stdio) wait(limit time.Duration) {
+// copy copies r to w as io.Copy does, keeping track of when output last
+// moved.
+func (s *stdio) copy(w io.Writer, r io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		s.moved.Store(time.Now().UnixNano())
+		if n > 0 {
+			s.writing.Add(1)
+			_, werr := w.Write(buf[:n])
+			s.writing.Add(-1)
+			s.moved.Store(time.Now().UnixNano())
+			if werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// wait waits, once the process has ended, for its output to be copied to
+// its end. A program it left in the background may keep a pipe open and
+// silent: after idle without output (none read, none being written) the
+// copies stop, and teardown kills that program. Output that still flows to
+// a slow reader is waited for.
+func (s *stdio) wait(idle time.Duration) {
 	if s == nil {
 		return
 	}
+	s.moved.Store(time.Now().UnixNano()) // the idle time counts from the end
 	done := make(chan struct{})
 	go func() {
 		s.copies.Wait()
 		close(done)
 	}()
-	select {
-	case <-done:
-	case <-time.After(limit):
+	tick := time.NewTicker(idle / 10)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			s.stop()
+			return
+		case <-tick.C:
+			if s.writing.Load() == 0 && time.Since(time.Unix(0, s.moved.Load())) > idle {
+				s.stop()
+				return
+			}
+		}
 	}
-	s.stop()
 }
 
 // stop ends the copies and waits for them to return, so that nothing

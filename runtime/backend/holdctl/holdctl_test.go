@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -201,5 +202,33 @@ func TestDialAListeningHold(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		cmd.Process.Kill()
 		t.Error("hold did not end when the connection closed")
+	}
+}
+
+// slowWriter takes its time over each write, as a slow pipe reader would.
+type slowWriter struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *slowWriter) Write(p []byte) (int, error) {
+	time.Sleep(1100 * time.Millisecond)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+// Output still flowing to a slow reader when the process ends is all
+// delivered, however long that takes past the idle limit.
+func TestExecWaitsForOutputThatStillFlows(t *testing.T) {
+	conn := startHold(t)
+	w := &slowWriter{}
+	// 96 KiB: head ends at once (64 KiB in the pipe, 32 KiB read), and
+	// the three writes of 32 KiB take 3.3 s, past the 2 s idle limit.
+	code, err := conn.Exec(context.Background(), backend.Process{Args: []string{"head", "-c", "98304", "/dev/zero"}, Env: env, Cwd: "/", Stdout: w})
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil || code != 0 || w.b.Len() != 98304 {
+		t.Errorf("code %d, err %v, %d bytes of 98304", code, err, w.b.Len())
 	}
 }
