@@ -437,13 +437,14 @@ func run(ctx context.Context, op *Options, ran *bool) (int, error) {
 		return proc
 	}
 	env := append(slices.Clone(p.Env), o.ExtraEnv...)
+	ln := &launch{runner: runner, s: s, spec: spec, p: p, o: o, fwd: fwd, rep: rep}
 	if o.NoActivate && o.Sandbox == "" {
 		// Nothing runs before the command: it is the container's first
 		// process, and the container is made around it (one process
 		// started instead of two: the hold's, then the command's).
-		code, err = fwd.runFirst(ctx, runner, s, spec, command(env))
+		code, err = ln.first(ctx, command(env))
 	} else {
-		code, err = runWithHold(ctx, runner, s, spec, p, o, fwd, command, env, rep)
+		code, err = ln.withHold(ctx, command, env)
 	}
 	if err != nil {
 		return ExitFailure, err
@@ -467,37 +468,80 @@ func run(ctx context.Context, op *Options, ran *bool) (int, error) {
 	return code, nil
 }
 
-// runWithHold runs the command in a container whose first process is the
+// launch is what it takes to start a session's container and run its
+// command there.
+type launch struct {
+	runner backend.Runner
+	s      *session
+	spec   *rspec.Spec
+	p      *Prepared
+	o      Options
+	fwd    *forwarder
+	rep    *RunReport
+}
+
+// withHold runs the command in a container whose first process is the
 // hold, after what must run before it: activation, the sandbox probe.
-func runWithHold(ctx context.Context, runner backend.Runner, s *session, spec *rspec.Spec, p *Prepared, o Options, fwd *forwarder, command func([]string) backend.Process, env []string, rep *RunReport) (int, error) {
-	done := s.timer.start("container create")
-	c, err := runner.Create(ctx, s.id, spec)
+// command makes the command's process for an environment.
+func (l *launch) withHold(ctx context.Context, command func(env []string) backend.Process, env []string) (int, error) {
+	done := l.s.timer.start("container create")
+	c, err := l.runner.Create(ctx, l.s.id, l.spec)
 	done()
 	if err != nil {
 		return ExitFailure, fmt.Errorf("start the recovery container: %w", err)
 	}
-	s.container = c
-	if !o.NoActivate {
-		done := s.timer.start("activation")
-		err := activate(ctx, c, p, o, fwd)
+	l.s.container = c
+	if !l.o.NoActivate {
+		done := l.s.timer.start("activation")
+		err := activate(ctx, c, l.p, l.o, l.fwd)
 		done()
 		if err != nil {
 			return ExitFailure, err
 		}
 	}
-	if o.Sandbox != "" {
-		ch, err := chooseSandbox(ctx, c, p, o.Sandbox, o.Stderr, fwd)
+	if l.o.Sandbox != "" {
+		ch, err := chooseSandbox(ctx, c, l.p, l.o.Sandbox, l.o.Stderr, l.fwd)
 		if err != nil {
 			return ExitFailure, err
 		}
-		rep.Sandbox = ch
+		l.rep.Sandbox = ch
 		if ch.NixConfig != "" {
 			env = append(env, "NIX_CONFIG="+ch.NixConfig)
 		}
 	}
-	done = s.timer.start("command")
+	done = l.s.timer.start("command")
 	defer done()
-	return fwd.run(ctx, c, command(env))
+	return l.fwd.run(ctx, c, command(env))
+}
+
+// first runs p as the first process of a container made around it, and
+// times the container's creation and the command.
+func (l *launch) first(ctx context.Context, p backend.Process) (int, error) {
+	ch := make(chan os.Signal, 4)
+	p.Signals = ch
+	done := l.s.timer.start("container create")
+	c, err := l.runner.CreateFirst(ctx, l.s.id, l.spec, p)
+	done()
+	var se *backend.StartError
+	if errors.As(err, &se) {
+		return cannotRun(se, errorWriter(p)), nil
+	}
+	if err != nil {
+		return ExitFailure, fmt.Errorf("start the recovery container: %w", err)
+	}
+	l.s.container = c
+	done = l.s.timer.start("command")
+	defer done()
+	l.fwd.forwardTo(ch)
+	defer l.fwd.forwardTo(nil)
+	if ctx.Err() != nil {
+		return ExitFailure, errInterrupted
+	}
+	if code, ok := checkInterpreter(c.Root(), p); !ok {
+		return code, nil
+	}
+	code, err := c.Run(ctx)
+	return startResult(code, err, p)
 }
 
 // pauseEnv names a point of the session (attached, mounted) where
@@ -732,36 +776,6 @@ func (f *forwarder) run(ctx context.Context, c backend.Container, p backend.Proc
 		return code, nil
 	}
 	code, err := c.Exec(ctx, p)
-	return startResult(code, err, p)
-}
-
-// runFirst runs p as the first process of a container made from spec, and
-// times the container's creation and the command.
-func (f *forwarder) runFirst(ctx context.Context, runner backend.Runner, s *session, spec *rspec.Spec, p backend.Process) (int, error) {
-	ch := make(chan os.Signal, 4)
-	p.Signals = ch
-	done := s.timer.start("container create")
-	c, err := runner.CreateFirst(ctx, s.id, spec, p)
-	done()
-	var se *backend.StartError
-	if errors.As(err, &se) {
-		return cannotRun(se, errorWriter(p)), nil
-	}
-	if err != nil {
-		return ExitFailure, fmt.Errorf("start the recovery container: %w", err)
-	}
-	s.container = c
-	done = s.timer.start("command")
-	defer done()
-	f.forwardTo(ch)
-	defer f.forwardTo(nil)
-	if ctx.Err() != nil {
-		return ExitFailure, errInterrupted
-	}
-	if code, ok := checkInterpreter(c.Root(), p); !ok {
-		return code, nil
-	}
-	code, err := c.Run(ctx)
 	return startResult(code, err, p)
 }
 
