@@ -39,12 +39,12 @@ const (
 	ExitCannotExecute = 126
 )
 
-// SessionFDEnv names, in hold's environment, the descriptor of the pipe
-// whose write end only nixrescue holds. It must be said, not assumed: Go's
-// runtime (1.25 and later) keeps the cgroup's CPU quota files open to
-// follow the limit, and takes the lowest free descriptors, so a hold
-// started without a pipe finds one of them at fd 3, reads "-1" and EOF,
-// and would take that for nixrescue's end.
+// SessionFDEnv names, in hold's environment, the descriptor of its control
+// socket, whose other end only nixrescue holds. It must be said, not
+// assumed: Go's runtime (1.25 and later) keeps the cgroup's CPU quota
+// files open to follow the limit, at the lowest free descriptors, so a
+// hold started without one finds such a file at fd 3; taking it for
+// nixrescue's end, it read "-1", then EOF, and exited.
 const SessionFDEnv = "NIXRESCUE_SESSION_FD"
 
 // Main runs the helper with args (without argv[0]) and never returns.
@@ -131,16 +131,7 @@ func hold(listen string) {
 func controlConn(listen string) (*net.UnixConn, error) {
 	if f := sessionSocket(); f != nil {
 		defer f.Close()
-		c, err := net.FileConn(f)
-		if err != nil {
-			return nil, fmt.Errorf("session socket: %w", err)
-		}
-		uc, ok := c.(*net.UnixConn)
-		if !ok {
-			c.Close()
-			return nil, errors.New("session socket is not a unix socket")
-		}
-		return uc, nil
+		return UnixConn(f)
 	}
 	if listen == "" {
 		return nil, nil
@@ -240,7 +231,7 @@ func serve(c *net.UnixConn) {
 					break
 				}
 				if p == pid {
-					status := shellStatus(ws)
+					status := ExitStatus(syscall.WaitStatus(ws))
 					pid = 0
 					_ = Send(c, Reply{Exited: &status})
 				}
@@ -334,8 +325,9 @@ func openPty(width, height uint16) (master, slave *os.File, err error) {
 	return m, os.NewFile(uintptr(fd), "pty"), nil
 }
 
-// shellStatus is a wait status as a shell reports it.
-func shellStatus(ws unix.WaitStatus) int {
+// ExitStatus is a wait status as a shell reports it: the exit code, or
+// 128+N for a process killed by signal N.
+func ExitStatus(ws syscall.WaitStatus) int {
 	if ws.Signaled() {
 		return 128 + int(ws.Signal())
 	}

@@ -51,6 +51,21 @@ type Reply struct {
 // process).
 const MaxMessage = 256 << 10
 
+// UnixConn is a connection on the unix socket f (a duplicate: the caller
+// closes f).
+func UnixConn(f *os.File) (*net.UnixConn, error) {
+	c, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("use the control socket: %w", err)
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		c.Close()
+		return nil, errors.New("the control socket is not a unix socket")
+	}
+	return uc, nil
+}
+
 // Send writes v as one message, with files.
 func Send(c *net.UnixConn, v any, files ...*os.File) error {
 	b, err := json.Marshal(v)

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nixrescue/nixrescue/runtime/helper"
 	"github.com/nixrescue/nixrescue/runtime/mount"
 )
 
@@ -59,10 +60,7 @@ func reexecInPrivateNS(env ...string) (int, error) {
 	if cmd.ProcessState == nil {
 		return ExitFailure, fmt.Errorf("wait for nixrescue: %w", err)
 	}
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal()), nil
-	}
-	return cmd.ProcessState.ExitCode(), nil
+	return helper.ExitStatus(cmd.ProcessState.Sys().(syscall.WaitStatus)), nil
 }
 
 // enterPrivateNS prepares the re-executed process: its mounts must never

@@ -316,7 +316,7 @@ func wait(ctx context.Context, lp *libcontainer.Process, p backend.Process, cs *
 	if ps == nil {
 		return -1, fmt.Errorf("wait for %s: %w", p.Args[0], err)
 	}
-	return exitStatus(ps), nil
+	return helper.ExitStatus(ps.Sys().(syscall.WaitStatus)), nil
 }
 
 // first is a container whose first process waits to be executed.
@@ -335,14 +335,6 @@ func (f *first) Run(ctx context.Context) (int, error) {
 		return -1, &backend.StartError{Program: f.p.Args[0], Err: err}
 	}
 	return wait(ctx, f.init, f.p, f.console)
-}
-
-// exitStatus is the status a shell would report.
-func exitStatus(ps *os.ProcessState) int {
-	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	return ps.ExitCode()
 }
 
 // Destroy implements backend.Container.
