@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -95,6 +96,17 @@ func (e *StartError) Unwrap() error { return e.Err }
 func (e *StartError) NotFound() bool {
 	s := e.Err.Error()
 	return strings.Contains(s, "executable file not found") || strings.Contains(s, "no such file or directory")
+}
+
+// SameWriter tells whether a process's stdout and stderr are one writer,
+// which then takes both in order (exec.Cmd shares one pipe), without
+// comparing values of types that cannot be compared (== would panic).
+func SameWriter(a, b io.Writer) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	ta, tb := reflect.TypeOf(a), reflect.TypeOf(b)
+	return ta == tb && ta.Comparable() && a == b
 }
 
 // IsExecError tells whether a runtime's error at a container's creation

@@ -223,7 +223,7 @@ func (r *Runner) newContainer(ctx context.Context, id string, spec *rspec.Spec) 
 	if err != nil {
 		return nil, r.wrap(fmt.Errorf("create container: %w", err))
 	}
-	return &container{r: r, c: c, spec: spec}, nil
+	return &container{r: r, c: c}, nil
 }
 
 // wrap says which daemon failed when the connection is the reason.
@@ -238,7 +238,6 @@ type container struct {
 	r    *Runner
 	c    client.Container
 	task client.Task
-	spec *rspec.Spec
 	hold *holdctl.Conn // nil for a container made around its first process
 }
 
@@ -266,7 +265,7 @@ func (r *Runner) io(p backend.Process) (cio.Creator, *eofNotifier) {
 		return cio.NewCreator(cio.WithStreams(p.TTY.In(), p.TTY.Out(), nil), cio.WithTerminal, cio.WithFIFODir(r.FIFODir)), stdin
 	}
 	stdout, stderr := p.Stdout, p.Stderr
-	if stdout == stderr {
+	if backend.SameWriter(stdout, stderr) {
 		// cio copies each on its own goroutine: one writer for both
 		// must take turns (exec.Cmd shares one pipe instead).
 		w := &syncWriter{w: stdout}

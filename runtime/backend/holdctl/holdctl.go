@@ -21,7 +21,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"reflect"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -51,12 +50,12 @@ func Pair() (*Conn, *os.File, error) {
 	ours := os.NewFile(uintptr(fds[0]), "hold")
 	defer ours.Close()
 	theirs := os.NewFile(uintptr(fds[1]), "hold")
-	c, err := net.FileConn(ours)
+	c, err := helper.UnixConn(ours)
 	if err != nil {
 		theirs.Close()
-		return nil, nil, fmt.Errorf("use the hold's socket: %w", err)
+		return nil, nil, err
 	}
-	return &Conn{c: c.(*net.UnixConn)}, theirs, nil
+	return &Conn{c: c}, theirs, nil
 }
 
 // Dial connects to a hold listening at path, trying until it listens;
@@ -268,22 +267,12 @@ func newStdio(p backend.Process) (*stdio, error) {
 	if s.child[1], err = out(p.Stdout); err != nil {
 		return fail(err)
 	}
-	if sameWriter(p.Stdout, p.Stderr) {
+	if backend.SameWriter(p.Stdout, p.Stderr) {
 		s.child[2] = s.child[1]
 	} else if s.child[2], err = out(p.Stderr); err != nil {
 		return fail(err)
 	}
 	return s, nil
-}
-
-// sameWriter tells whether a and b are one writer (without comparing
-// values of types that cannot be compared).
-func sameWriter(a, b io.Writer) bool {
-	if a == nil || b == nil {
-		return false
-	}
-	ta, tb := reflect.TypeOf(a), reflect.TypeOf(b)
-	return ta == tb && ta.Comparable() && a == b
 }
 
 func (s *stdio) childFiles() []*os.File {
