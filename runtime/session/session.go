@@ -532,16 +532,7 @@ func (l *launch) first(ctx context.Context, p backend.Process) (int, error) {
 	l.s.container = c
 	done = l.s.timer.start("command")
 	defer done()
-	l.fwd.forwardTo(ch)
-	defer l.fwd.forwardTo(nil)
-	if ctx.Err() != nil {
-		return ExitFailure, errInterrupted
-	}
-	if code, ok := checkInterpreter(c.Root(), p); !ok {
-		return code, nil
-	}
-	code, err := c.Run(ctx)
-	return startResult(code, err, p)
+	return l.fwd.start(ctx, ch, c.Root(), p, c.Run)
 }
 
 // pauseEnv names a point of the session (attached, mounted) where
@@ -766,16 +757,29 @@ func (f *forwarder) loop(sigs <-chan os.Signal, cancel context.CancelFunc) {
 
 func (f *forwarder) interrupted() bool { return f.intr.Load() }
 
+// run runs p in c: see start.
 func (f *forwarder) run(ctx context.Context, c backend.Container, p backend.Process) (int, error) {
-	detach := f.attach(&p)
-	defer detach()
+	ch := make(chan os.Signal, 4)
+	p.Signals = ch
+	return f.start(ctx, ch, c.Root(), p, func(ctx context.Context) (int, error) { return c.Exec(ctx, p) })
+}
+
+// start starts p (whose Signals are ch) with run in a container whose root
+// is at root, forwarding signals to it until it ends: unless the session
+// was interrupted, or its program cannot run for want of an interpreter.
+// Programs run directly, with no launcher of ours, so why one cannot run
+// is said here, with a shell's status.
+func (f *forwarder) start(ctx context.Context, ch chan os.Signal, root string, p backend.Process, run func(context.Context) (int, error)) (int, error) {
+	f.forwardTo(ch)
+	defer f.forwardTo(nil)
 	if ctx.Err() != nil {
 		return ExitFailure, errInterrupted
 	}
-	if code, ok := checkInterpreter(c.Root(), p); !ok {
-		return code, nil
+	if interp := missingInterpreter(root, p.Args[0], p.Env); interp != "" {
+		fmt.Fprintf(errorWriter(p), "nixrescue: %s: cannot be run: its interpreter %s is missing in the target\n", p.Args[0], interp)
+		return helper.ExitNotFound, nil
 	}
-	code, err := c.Exec(ctx, p)
+	code, err := run(ctx)
 	return startResult(code, err, p)
 }
 
@@ -789,32 +793,12 @@ func startResult(code int, err error, p backend.Process) (int, error) {
 	return code, err
 }
 
-// attach forwards signals to p from now until the result is called.
-func (f *forwarder) attach(p *backend.Process) (detach func()) {
-	ch := make(chan os.Signal, 4)
-	p.Signals = ch
-	f.forwardTo(ch)
-	return func() { f.forwardTo(nil) }
-}
-
 // forwardTo makes ch the destination of signals (nil: none, they cancel
 // the session).
 func (f *forwarder) forwardTo(ch chan os.Signal) {
 	f.mu.Lock()
 	f.current = ch
 	f.mu.Unlock()
-}
-
-// checkInterpreter says, before p is started in a container whose root
-// is at root, when its program cannot run for want of an interpreter:
-// programs run directly, with no launcher of ours, so why one cannot run
-// is said here, with a shell's status (ok false).
-func checkInterpreter(root string, p backend.Process) (int, bool) {
-	if interp := missingInterpreter(root, p.Args[0], p.Env); interp != "" {
-		fmt.Fprintf(errorWriter(p), "nixrescue: %s: cannot be run: its interpreter %s is missing in the target\n", p.Args[0], interp)
-		return helper.ExitNotFound, false
-	}
-	return 0, true
 }
 
 // errorWriter is where p's errors go: its terminal, or its stderr.
