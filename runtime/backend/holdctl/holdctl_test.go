@@ -33,26 +33,30 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// startHold starts a hold on the other end of a new connection; cleanup
-// closes the connection and checks the hold then ended by itself.
-func startHold(t *testing.T) *Conn {
+// runHold starts the test binary as a hold (how is runHoldEnv's value),
+// on extra's socket when given. Its cleanup, which runs after the
+// caller's (which closes the connection), checks the hold then ended by
+// itself with exit 0. alive tells whether it still runs.
+func runHold(t *testing.T, how string, extra ...*os.File) (alive func() bool) {
 	t.Helper()
-	conn, theirs, err := Pair()
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), runHoldEnv+"=1", helper.SessionFDEnv+"=3")
-	cmd.ExtraFiles = []*os.File{theirs}
+	cmd.Env = append(os.Environ(), runHoldEnv+"="+how)
+	if len(extra) > 0 {
+		cmd.Env = append(cmd.Env, helper.SessionFDEnv+"=3")
+	}
+	cmd.ExtraFiles = extra
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	theirs.Close()
+	var ended atomic.Bool
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() {
+		err := cmd.Wait()
+		ended.Store(true)
+		done <- err
+	}()
 	t.Cleanup(func() {
-		conn.Close()
 		select {
 		case err := <-done:
 			if err != nil {
@@ -63,6 +67,20 @@ func startHold(t *testing.T) *Conn {
 			t.Error("hold did not end when the connection closed")
 		}
 	})
+	return func() bool { return !ended.Load() }
+}
+
+// startHold starts a hold on the other end of a new connection, closed at
+// cleanup.
+func startHold(t *testing.T) *Conn {
+	t.Helper()
+	conn, theirs, err := Pair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	runHold(t, "1", theirs)
+	theirs.Close()
+	t.Cleanup(func() { conn.Close() })
 	return conn
 }
 
@@ -166,42 +184,19 @@ func TestExecDoesNotWaitForeverForOutput(t *testing.T) {
 // socket is gone once the one connection is made.
 func TestDialAListeningHold(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "control.sock")
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), runHoldEnv+"=listen:"+sock)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	var ended atomic.Bool
-	go func() {
-		err := cmd.Wait()
-		ended.Store(true)
-		done <- err
-	}()
-	alive := func() bool { return !ended.Load() }
+	alive := runHold(t, "listen:"+sock)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	conn, err := Dial(ctx, sock, alive)
 	if err != nil {
-		cmd.Process.Kill()
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { conn.Close() })
 	if code, err := conn.Exec(ctx, backend.Process{Args: []string{"true"}, Env: env, Cwd: "/"}); err != nil || code != 0 {
 		t.Errorf("code %d, err %v", code, err)
 	}
 	if _, err := os.Lstat(sock); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the socket is still there after the connection: %v", err)
-	}
-	conn.Close()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("hold: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		t.Error("hold did not end when the connection closed")
 	}
 }
 
