@@ -149,3 +149,40 @@ func TestBackendAuto(t *testing.T) {
 		}
 	}
 }
+
+// TestContainerdHoldEndsWithNixrescue: the hold's connection is its only
+// tie to nixrescue; when nixrescue is killed, the hold ends and the task
+// stops of itself, before any cleanup (the command it started is left for
+// cleanup to kill, as in the embedded backend).
+func TestContainerdHoldEndsWithNixrescue(t *testing.T) {
+	testenv.Require(t)
+	if !onContainerdPass(t) {
+		return
+	}
+	tg := newTarget(t, fixture.Options{})
+	c, _ := startSession(t, tg.root, "echo ready; exec sleep 61")
+	c.Process.Kill()
+	waitExit(t, c)
+	ctr := func(args ...string) string {
+		out, _ := exec.Command("ctr", append([]string{"--address", containerdAddress, "-n", "nixrescue"}, args...)...).Output()
+		return string(out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Contains(ctr("tasks", "ls"), "RUNNING") {
+		if time.Now().After(deadline) {
+			t.Errorf("the task still runs 10 s after nixrescue was killed:\n%s", ctr("tasks", "ls"))
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r := nixrescue(t, "cleanup"); r.code != 0 {
+		t.Errorf("cleanup: exit %d %s", r.code, r.stderr)
+	}
+	if out := ctr("containers", "ls", "-q"); strings.TrimSpace(out) != "" {
+		t.Errorf("containers left after cleanup: %s", out)
+	}
+	if out, _ := exec.Command("pgrep", "-f", "^sleep 61$").Output(); len(strings.TrimSpace(string(out))) > 0 {
+		exec.Command("pkill", "-f", "^sleep 61$").Run()
+		t.Errorf("the command still runs after cleanup: %s", out)
+	}
+}

@@ -786,3 +786,16 @@ func TestBackgroundProcessesEndWithTheSession(t *testing.T) {
 		})
 	}
 }
+
+// TestHoldSocketIsGoneInside: nothing in the container can reach the
+// hold's control socket: inherited with the embedded backend; with
+// containerd the one on the container's /run is removed as nixrescue's
+// connection is accepted, before any program of the target runs.
+func TestHoldSocketIsGoneInside(t *testing.T) {
+	testenv.Require(t)
+	tg := newTarget(t, fixture.Options{})
+	r := tg.session(t, []string{"-q"}, []string{"ls", "-a", "/run/nixrescue"})
+	if r.code != 0 || strings.Join(strings.Fields(r.stdout), " ") != ". .. nixrescue" {
+		t.Errorf("exit %d, /run/nixrescue holds:\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+}
