@@ -134,8 +134,8 @@ func (f *containerFlags) options(cmd *cobra.Command, args []string) (session.Opt
 	}
 	if f.memory != "" {
 		n, err := units.RAMInBytes(f.memory)
-		if err != nil || n < minMemory {
-			return o, fmt.Errorf("--memory %q: give a size of at least 16M, such as 512M or 2G", f.memory)
+		if err != nil {
+			return o, fmt.Errorf("--memory %q: give a size, such as 512M or 2G", f.memory)
 		}
 		o.Memory = n
 	}
@@ -148,10 +148,6 @@ func (f *containerFlags) options(cmd *cobra.Command, args []string) (session.Opt
 	}
 	return o, nil
 }
-
-// minMemory is the least --memory accepted: below it not even activation
-// runs, and the runtime refuses limits under what it already uses.
-const minMemory = 16 << 20
 
 // splitArgs takes TARGET (at most one) before "--" and the command after.
 func splitArgs(cmd *cobra.Command, args []string) (string, []string, error) {

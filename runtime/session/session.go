@@ -95,7 +95,8 @@ type Options struct {
 	// HostDev binds the host's /dev instead of a curated one.
 	HostDev bool
 	// Memory limits, in bytes, what the container's processes may use
-	// together (0: no limit), swap included where the host accounts it.
+	// together (0: no limit), swap included where the host accounts it;
+	// at least MinMemory.
 	Memory int64
 	// NoPivot uses runc's no-pivot mode (MS_MOVE and chroot), as a rescue
 	// system running from its initramfs needs; it is detected there.
@@ -148,6 +149,11 @@ func (o *Options) defaults() {
 		o.Stderr = os.Stderr
 	}
 }
+
+// MinMemory is the least memory limit accepted: below it not even
+// activation runs, and the runtime refuses limits under what it already
+// uses.
+const MinMemory = 16 << 20
 
 // Prepared is everything a container needs, decided before it starts.
 type Prepared struct {
@@ -346,6 +352,9 @@ func Run(ctx context.Context, o Options) (int, error) {
 func run(ctx context.Context, op *Options, ran *bool) (int, error) {
 	o := *op
 	o.defaults()
+	if o.Memory != 0 && o.Memory < MinMemory {
+		return ExitFailure, fmt.Errorf("--memory %s: give a size of at least 16M, such as 512M or 2G", units.BytesSize(float64(o.Memory)))
+	}
 	helperSrc, err := HelperSource()
 	if err != nil {
 		return ExitFailure, err
