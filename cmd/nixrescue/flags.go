@@ -149,6 +149,16 @@ func (f *containerFlags) options(cmd *cobra.Command, args []string) (session.Opt
 	return o, nil
 }
 
+// optionsWithoutCommand is options for a command that runs its own
+// program in the container and takes none after "--".
+func (f *containerFlags) optionsWithoutCommand(cmd *cobra.Command, args []string) (session.Options, error) {
+	o, err := f.options(cmd, args)
+	if err == nil && len(o.Args) > 0 {
+		err = fmt.Errorf("%s takes no command", cmd.Name())
+	}
+	return o, err
+}
+
 // splitArgs takes TARGET (at most one) before "--" and the command after.
 func splitArgs(cmd *cobra.Command, args []string) (string, []string, error) {
 	before, after := args, []string(nil)

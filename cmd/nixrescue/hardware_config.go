@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
@@ -23,12 +22,9 @@ diff against the target's /etc/nixos/hardware-configuration.nix. --write
 replaces that file (a temporary file renamed over it; the old one is kept beside
 it with a timestamped suffix). Without --write nothing is written.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := f.options(cmd, args)
+			o, err := f.optionsWithoutCommand(cmd, args)
 			if err != nil {
 				return err
-			}
-			if len(o.Args) > 0 {
-				return errors.New("hardware-config takes no command")
 			}
 			return exitResult(session.HardwareConfig(cmd.Context(), session.HardwareOptions{Options: o, Write: write}, func(r *session.HardwareReport) error {
 				if err := printReport(asJSON, r); err != nil || asJSON {

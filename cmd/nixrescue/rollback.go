@@ -21,12 +21,9 @@ bootloader's default follows. A generation whose system is gone from the store,
 or a profile that is not a NixOS system profile, is refused; if
 switch-to-configuration fails, the profile is pointed back where it was.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o, err := f.options(cmd, args)
+			o, err := f.optionsWithoutCommand(cmd, args)
 			if err != nil {
 				return err
-			}
-			if len(o.Args) > 0 {
-				return errors.New("rollback takes no command")
 			}
 			if to < 0 {
 				return errors.New("--to N: generations are numbered from 1")

@@ -413,6 +413,8 @@ func TestBadInput(t *testing.T) {
 		{"unknown flag", []string{"run", "--root", tg.root, "--frobnicate", "--", "true"}, "unknown flag"},
 		{"--memory too small", []string{"run", "--root", tg.root, "--memory", "1k", "--", "true"}, "give a size of at least 16M"},
 		{"--memory not a size", []string{"run", "--root", tg.root, "--memory", "lots", "--", "true"}, "such as 512M or 2G"},
+		{"rollback with a command", []string{"rollback", "--root", tg.root, "--", "true"}, "rollback takes no command"},
+		{"hardware-config with a command", []string{"hardware-config", "--root", tg.root, "--", "true"}, "hardware-config takes no command"},
 	}
 	if _, err := os.Stat("/sys/firmware/efi"); err != nil {
 		cases = append(cases, struct {
