@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/nixrescue/nixrescue/hack/fixture"
+	"github.com/nixrescue/nixrescue/runtime/host"
 )
 
 type sample struct {
@@ -124,11 +125,8 @@ func main() {
 // and from the unified one, when nothing is left in it (rmdir refuses
 // otherwise).
 func removeEmptyCgroups(name string) {
-	for _, pat := range []string{"/sys/fs/cgroup/" + name, "/sys/fs/cgroup/*/" + name} {
-		dirs, _ := filepath.Glob(pat)
-		for _, d := range dirs {
-			_ = os.Remove(d)
-		}
+	for _, d := range host.CgroupDirs(name) {
+		_ = os.Remove(d)
 	}
 }
 

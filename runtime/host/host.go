@@ -70,6 +70,18 @@ func Read() (Facts, error) {
 // cgroupRoot is where the cgroup hierarchies are mounted.
 const cgroupRoot = "/sys/fs/cgroup"
 
+// CgroupDirs are the cgroups named like pattern (filepath.Match) at the
+// top of every hierarchy: each v1 controller's and the unified one. A
+// container's cgroup is made in each.
+func CgroupDirs(pattern string) []string {
+	var dirs []string
+	for _, pat := range []string{filepath.Join(cgroupRoot, pattern), filepath.Join(cgroupRoot, "*", pattern)} {
+		m, _ := filepath.Glob(pat)
+		dirs = append(dirs, m...)
+	}
+	return dirs
+}
+
 // swapAccounted tells whether the memory cgroup under root limits swap:
 // v1's memory.memsw files exist only then; v2 has memory.swap.max in
 // every child when the memory controller is on.

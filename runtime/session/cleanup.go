@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/nixrescue/nixrescue/runtime/host"
 )
 
 // CleanupReport says what cleanup removed and what it left alone. Its
@@ -123,12 +125,7 @@ func removeStrayCgroups(live func(string) bool) ([]string, error) {
 // what a container whose runtime is gone (a containerd that died) leaves.
 func removeCgroups(pattern string, live func(string) bool) ([]string, error) {
 	var removed []string
-	var dirs []string
-	for _, pat := range []string{"/sys/fs/cgroup/" + pattern, "/sys/fs/cgroup/*/" + pattern} {
-		m, _ := filepath.Glob(pat)
-		dirs = append(dirs, m...)
-	}
-	for _, d := range dirs {
+	for _, d := range host.CgroupDirs(pattern) {
 		id := filepath.Base(d)
 		if live(id) {
 			continue
