@@ -246,7 +246,7 @@ func start(s *Start, files []*os.File) (int, *os.File, error) {
 	if len(s.Args) == 0 {
 		return 0, nil, errors.New("no program given")
 	}
-	prog, err := lookPath(s.Args[0], s.Env)
+	prog, err := LookPath(s.Args[0], s.Env, os.Stat)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -277,10 +277,12 @@ func start(s *Start, files []*os.File) (int, *os.File, error) {
 	return pid, master, nil
 }
 
-// lookPath finds file as runc does for a process (os/exec's rules, with the
-// process's own PATH), and says why not in os/exec's words, which
-// backend.StartError reads.
-func lookPath(file string, env []string) (string, error) {
+// LookPath finds file as runc does for a process (os/exec's rules, with
+// the process's own PATH from env): a name with a slash is itself, another
+// is the first executable regular file of that name in PATH's
+// directories, as stat (following links) sees them. Not found is said in
+// os/exec's words, which backend.StartError reads.
+func LookPath(file string, env []string, stat func(string) (os.FileInfo, error)) (string, error) {
 	if strings.Contains(file, "/") {
 		return file, nil
 	}
@@ -295,7 +297,7 @@ func lookPath(file string, env []string) (string, error) {
 			dir = "."
 		}
 		p := filepath.Join(dir, file)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+		if st, err := stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
 			return p, nil
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/nixrescue/nixrescue/runtime/helper"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 )
 
@@ -65,33 +66,19 @@ func missingInterpreter(root, prog string, env []string) string {
 	return ""
 }
 
-// findProgram finds prog as execve(3) callers do: a name with a slash is
-// a path (relative to /, the processes' working directory), another is
-// looked up on env's PATH; the first executable regular file wins.
+// findProgram finds prog as the hold and runc do (helper.LookPath), in
+// root; relative paths are from /, the processes' working directory.
 func findProgram(root, prog string, env []string) string {
-	if strings.Contains(prog, "/") {
-		return path.Join("/", prog)
-	}
-	pathList := ""
-	for _, e := range env {
-		if v, ok := strings.CutPrefix(e, "PATH="); ok {
-			pathList = v
-		}
-	}
-	for _, dir := range strings.Split(pathList, ":") {
-		if !path.IsAbs(dir) {
-			continue
-		}
-		candidate := path.Join(dir, prog)
-		f, err := rootfs.Open(root, candidate)
+	file, err := helper.LookPath(prog, env, func(p string) (os.FileInfo, error) {
+		f, err := rootfs.Open(root, p)
 		if err != nil {
-			continue
+			return nil, err
 		}
-		st, err := f.Stat()
-		f.Close()
-		if err == nil && st.Mode()&0o111 != 0 {
-			return candidate
-		}
+		defer f.Close()
+		return f.Stat()
+	})
+	if err != nil {
+		return ""
 	}
-	return ""
+	return path.Join("/", file)
 }
