@@ -157,16 +157,23 @@ func AddPartition(dev *os.File, n int, start, length int64) (string, error) {
 	return path, nil
 }
 
-// DeletePartition removes partition number n of dev.
+// DeletePartition removes partition number n of dev. The kernel refuses
+// while the partition is open (EBUSY); a mount namespace being set up
+// elsewhere on the host (another session's container) holds a copy of
+// every mount for a moment, so that is waited out for up to 2 s, as
+// Unmount waits.
 func DeletePartition(dev *os.File, n int) error {
-	err := blkpgOp(dev, unix.BLKPG_DEL_PARTITION, n, 0, 0)
-	if errors.Is(err, unix.ENXIO) {
-		return nil // gone already
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		err := blkpgOp(dev, unix.BLKPG_DEL_PARTITION, n, 0, 0)
+		switch {
+		case err == nil, errors.Is(err, unix.ENXIO): // ENXIO: gone already
+			return nil
+		case !errors.Is(err, unix.EBUSY) || time.Now().After(deadline):
+			return fmt.Errorf("remove partition %d of %s: %w", n, dev.Name(), err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	if err != nil {
-		return fmt.Errorf("remove partition %d of %s: %w", n, dev.Name(), err)
-	}
-	return nil
 }
 
 func blkpgOp(dev *os.File, op int32, n int, start, length int64) error {
