@@ -419,7 +419,7 @@ func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 			}
 			e.Type = pr.Type
 		}
-		if err := op.mountAt(e.Device, e.Mountpoint, e.Type, e.Options, op.mounter.RemountWritable); err != nil {
+		if err := op.mountAt(e.Device, e.Mountpoint, e.Type, e.Options, op.mounter.MakeWritable); err != nil {
 			if e.NoFail {
 				e.Action, e.Reason = target.ActionSkip, "failed (nofail): "+err.Error()
 				op.warn("%s: %v (nofail: going on)", e.Mountpoint, err)
@@ -428,7 +428,7 @@ func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 			return fmt.Errorf("mount %s: %w", e.Mountpoint, err)
 		}
 	}
-	return op.mounter.RemountWritable()
+	return op.mounter.MakeWritable()
 }
 
 // mountAt mounts device read-only on the target's mount point mp

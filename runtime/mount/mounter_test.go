@@ -1,0 +1,142 @@
+package mount
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
+
+	"github.com/nixrescue/nixrescue/hack/testenv"
+)
+
+// ext4Loop makes a small ext4 filesystem holding the directories dirs,
+// attaches it and returns the loop device; both go at cleanup.
+func ext4Loop(t *testing.T, dirs ...string) string {
+	t.Helper()
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "src")
+	for _, d := range append(dirs, ".") {
+		if err := os.MkdirAll(filepath.Join(src, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := filepath.Join(tmp, "fs.img")
+	if out, err := exec.Command("mkfs.ext4", "-q", "-d", src, img, "8M").CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v %s", err, out)
+	}
+	l, err := AttachLoop(img, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l.Path
+}
+
+// mountOptions gives the per-mount options of the mounts at dir and under
+// it, by mount point.
+func mountOptions(t *testing.T, dir string) map[string][]string {
+	t.Helper()
+	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, m := range ms {
+		if _, dup := got[m.Mountpoint]; dup {
+			t.Errorf("%s is mounted twice", m.Mountpoint)
+		}
+		got[m.Mountpoint] = strings.Split(m.Options, ",")
+	}
+	return got
+}
+
+// MakeWritable mounts each filesystem again as its options ask, nested
+// mounts included and in place, and leaves one whose options say ro
+// read-only.
+func TestMakeWritable(t *testing.T) {
+	testenv.Require(t)
+	root := ext4Loop(t, "boot", "srv")
+	boot, srv := ext4Loop(t), ext4Loop(t)
+	dir := t.TempDir()
+	t.Cleanup(func() { _ = UnmountUnder(dir) })
+	m := &Mounter{}
+	mountIn := func(dev, sub string, options []string) {
+		t.Helper()
+		d, err := os.Open(filepath.Join(dir, sub))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		if err := m.MountReadOnly(dev, d, "ext4", options); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mountIn(root, "", []string{"defaults"})
+	mountIn(boot, "boot", []string{"noatime"})
+	mountIn(srv, "srv", []string{"ro"})
+	before := mountOptions(t, dir)
+	if len(before) != 3 {
+		t.Fatalf("mounts %v, want 3", before)
+	}
+	for mp, o := range before {
+		if !slices.Contains(o, "ro") {
+			t.Errorf("%s is mounted %v before MakeWritable, want ro", mp, o)
+		}
+	}
+	if err := m.MakeWritable(); err != nil {
+		t.Fatal(err)
+	}
+	after := mountOptions(t, dir)
+	want := map[string]string{dir: "rw", filepath.Join(dir, "boot"): "rw", filepath.Join(dir, "srv"): "ro"}
+	for mp, w := range want {
+		if !slices.Contains(after[mp], w) {
+			t.Errorf("%s is mounted %v, want %s", mp, after[mp], w)
+		}
+	}
+	if !slices.Contains(after[filepath.Join(dir, "boot")], "noatime") {
+		t.Errorf("/boot lost its options: %v", after[filepath.Join(dir, "boot")])
+	}
+	for _, sub := range []string{"", "boot"} {
+		if err := os.WriteFile(filepath.Join(dir, sub, "written"), nil, 0o644); err != nil {
+			t.Errorf("write in %s: %v", sub, err)
+		}
+	}
+	// Done once: a second call changes nothing.
+	if err := m.MakeWritable(); err != nil {
+		t.Fatal(err)
+	}
+	if again := mountOptions(t, dir); len(again) != 3 {
+		t.Errorf("mounts after a second call: %v", again)
+	}
+}
+
+// A read-only Mounter leaves everything read-only.
+func TestMakeWritableReadOnly(t *testing.T) {
+	testenv.Require(t)
+	dev := ext4Loop(t)
+	dir := t.TempDir()
+	t.Cleanup(func() { _ = UnmountUnder(dir) })
+	m := &Mounter{ReadOnly: true}
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := m.MountReadOnly(dev, d, "ext4", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.MakeWritable(); err != nil {
+		t.Fatal(err)
+	}
+	if o := mountOptions(t, dir)[dir]; !slices.Contains(o, "ro") {
+		t.Errorf("mounted %v, want ro", o)
+	}
+	if err := unix.Access(dir, unix.W_OK); err == nil {
+		t.Error("the mount is writable")
+	}
+}
