@@ -1,8 +1,16 @@
 // Package containerd runs recovery containers on a host's containerd, so
 // that they show up where the host's operators look for containers
 // (`ctr -n nixrescue tasks ls`) and containerd's own cleanup applies. It
-// uses containerd's v2 Go client and works against 1.6, 1.7 and 2.x
-// daemons (it needs only the containers, tasks and version services).
+// works against 1.6, 1.7 and 2.x daemons and needs only their containers,
+// tasks and version services, which it calls through containerd's API
+// module (github.com/containerd/containerd/api) and gRPC directly, with
+// containerd's own cio for process I/O. containerd's full Go client would
+// also do, but it links image, content, transfer and lease handling that
+// a container with no image never uses, and every nixrescue process paid
+// for their package initialisation (about 4 ms per start, measured: the
+// hold and runc's init are nixrescue processes too); it also makes several
+// calls more per container (a lease, runtime lookups, a Get before each
+// change).
 //
 // The container is created from the very spec the embedded backend runs,
 // with no image and no snapshot: its root is the spec's root path.
@@ -32,6 +40,7 @@ package containerd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -42,13 +51,22 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/containerd/containerd/v2/client"
+	containersapi "github.com/containerd/containerd/api/services/containers/v1"
+	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
+	versionapi "github.com/containerd/containerd/api/services/version/v1"
+	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/dialer"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
-	"github.com/containerd/containerd/v2/plugins"
 	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/nixrescue/nixrescue/runtime/backend"
 	"github.com/nixrescue/nixrescue/runtime/backend/holdctl"
@@ -63,6 +81,15 @@ const (
 	LabelSession = "io.nixrescue.session"
 	LabelTarget  = "io.nixrescue.target"
 	LabelPID     = "io.nixrescue.pid"
+
+	// runtimeName is runc through containerd's v2 shim, which 1.6 and
+	// later have (what `ctr run` uses by default).
+	runtimeName = "io.containerd.runc.v2"
+	// specTypeURL is how containerd knows a container's spec for an OCI
+	// runtime spec (its client registers the type under this name).
+	specTypeURL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
+	// maxMessage is the size limit of a call, as containerd's client sets.
+	maxMessage = 16 << 20
 )
 
 // ConnectError is a containerd that cannot be used, with the fix.
@@ -80,9 +107,11 @@ func (e *ConnectError) Unwrap() error { return e.Err }
 
 // Runner is the containerd backend.
 type Runner struct {
-	client    *client.Client
-	address   string
-	namespace string
+	conn       *grpc.ClientConn
+	containers containersapi.ContainersClient
+	tasks      tasksapi.TasksClient
+	address    string
+	namespace  string
 	// Labels go on every container (target, pid).
 	Labels map[string]string
 	// FIFODir is where process I/O FIFOs are made.
@@ -110,22 +139,29 @@ func Connect(ctx context.Context, address, namespace string, timeout time.Durati
 	if err := unix.Access(address, unix.R_OK|unix.W_OK); err != nil {
 		return nil, &ConnectError{Address: address, Err: errors.New("permission denied"), Fix: "run nixrescue as root"}
 	}
-	c, err := client.New(address, client.WithDefaultNamespace(namespace), client.WithTimeout(timeout))
+	bo := backoff.DefaultConfig
+	bo.MaxDelay = timeout
+	conn, err := grpc.NewClient(dialer.DialAddress(address),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: timeout}),
+		grpc.WithContextDialer(dialer.ContextDialer),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage)))
 	if err != nil {
 		return nil, &ConnectError{Address: address, Err: fmt.Errorf("does not answer: %w", err), Fix: "check that it is containerd and that it runs, or use --backend embedded"}
 	}
 	vctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	v, err := c.Version(vctx)
+	v, err := versionapi.NewVersionClient(conn).Version(vctx, &emptypb.Empty{})
 	if err != nil {
-		c.Close()
-		return nil, &ConnectError{Address: address, Err: fmt.Errorf("does not answer as containerd: %w", err), Fix: "check that it is containerd's socket, or use --backend embedded"}
+		conn.Close()
+		return nil, &ConnectError{Address: address, Err: fmt.Errorf("does not answer as containerd: %w", errgrpc.ToNative(err)), Fix: "check that it is containerd's socket, or use --backend embedded"}
 	}
 	if major, minor := parseVersion(v.Version); major < 1 || (major == 1 && minor < 6) {
-		c.Close()
+		conn.Close()
 		return nil, &ConnectError{Address: address, Err: fmt.Errorf("containerd %s is too old", v.Version), Fix: "nixrescue needs containerd 1.6 or newer; use --backend embedded"}
 	}
-	return &Runner{client: c, address: address, namespace: namespace}, nil
+	return &Runner{conn: conn, containers: containersapi.NewContainersClient(conn), tasks: tasksapi.NewTasksClient(conn),
+		address: address, namespace: namespace}, nil
 }
 
 // parseVersion reads "v1.6.20", "1.6.20~ds1" or "2.1.0" into major, minor.
@@ -147,7 +183,7 @@ func (r *Runner) Name() string { return "containerd" }
 func (r *Runner) Address() string { return r.address }
 
 // Close closes the connection.
-func (r *Runner) Close() error { return r.client.Close() }
+func (r *Runner) Close() error { return r.conn.Close() }
 
 func (r *Runner) ctx(ctx context.Context) context.Context {
 	return namespaces.WithNamespace(ctx, r.namespace)
@@ -160,23 +196,21 @@ func (r *Runner) Create(ctx context.Context, id string, spec *rspec.Spec) (backe
 	if err != nil {
 		return nil, err
 	}
-	task, err := ct.c.NewTask(ctx, cio.NullIO)
-	if err != nil {
+	if err := ct.newTask(ctx, nil); err != nil {
 		_ = ct.Destroy()
 		return nil, r.wrap(fmt.Errorf("create task: %w", err))
 	}
-	ct.task = task
-	if err := task.Start(ctx); err != nil {
+	if err := ct.task.start(ctx); err != nil {
 		_ = ct.Destroy()
 		return nil, r.wrap(fmt.Errorf("start task: %w", err))
 	}
 	// The hold listens on its own /run for our one connection (a task
 	// gets no descriptors of ours); reached through its own view of its
 	// root, before any program of the target has run in the container.
-	sock := fmt.Sprintf("/proc/%d/root%s", task.Pid(), specs.HoldSocket)
+	sock := fmt.Sprintf("/proc/%d/root%s", ct.task.pid, specs.HoldSocket)
 	ct.hold, err = holdctl.Dial(ctx, sock, func() bool {
-		st, err := task.Status(ctx)
-		return err == nil && st.Status == client.Running
+		st, err := ct.task.status(ctx)
+		return err == nil && st == tasktypes.Status_RUNNING
 	})
 	if err != nil {
 		_ = ct.Destroy()
@@ -198,15 +232,13 @@ func (r *Runner) CreateFirst(ctx context.Context, id string, spec *rspec.Spec, p
 		return nil, err
 	}
 	creator, stdin := r.io(p)
-	task, err := ct.c.NewTask(ctx, creator)
-	if err != nil {
+	if err := ct.newTask(ctx, creator); err != nil {
 		_ = ct.Destroy()
 		if backend.IsExecError(err, p.Args[0]) {
 			return nil, &backend.StartError{Program: p.Args[0], Err: err}
 		}
 		return nil, r.wrap(fmt.Errorf("create task: %w", err))
 	}
-	ct.task = task
 	return &first{container: ct, p: p, stdin: stdin}, nil
 }
 
@@ -216,14 +248,20 @@ func (r *Runner) newContainer(ctx context.Context, id string, spec *rspec.Spec) 
 	for k, v := range r.Labels {
 		labels[k] = v
 	}
-	c, err := r.client.NewContainer(ctx, id,
-		client.WithSpec(spec),
-		client.WithRuntime(plugins.RuntimeRuncV2, nil),
-		client.WithContainerLabels(labels))
+	js, err := json.Marshal(spec)
 	if err != nil {
-		return nil, r.wrap(fmt.Errorf("create container: %w", err))
+		return nil, fmt.Errorf("create container: %w", err)
 	}
-	return &container{r: r, c: c}, nil
+	_, err = r.containers.Create(ctx, &containersapi.CreateContainerRequest{Container: &containersapi.Container{
+		ID:      id,
+		Labels:  labels,
+		Runtime: &containersapi.Container_Runtime{Name: runtimeName},
+		Spec:    &anypb.Any{TypeUrl: specTypeURL, Value: js},
+	}})
+	if err != nil {
+		return nil, r.wrap(fmt.Errorf("create container: %w", errgrpc.ToNative(err)))
+	}
+	return &container{r: r, id: id}, nil
 }
 
 // wrap says which daemon failed when the connection is the reason.
@@ -236,13 +274,107 @@ func (r *Runner) wrap(err error) error {
 
 type container struct {
 	r    *Runner
-	c    client.Container
-	task client.Task
+	id   string // "" once deleted
+	task *task
 	hold *holdctl.Conn // nil for a container made around its first process
 }
 
+// task is a container's task: its init process, and its I/O when we gave
+// it some.
+type task struct {
+	r   *Runner
+	id  string
+	pid uint32
+	io  cio.IO // nil: none of ours
+}
+
+// newTask creates ct's task (runc create) with I/O from creator (none if
+// nil).
+func (ct *container) newTask(ctx context.Context, creator cio.Creator) error {
+	t := &task{r: ct.r, id: ct.id}
+	req := &tasksapi.CreateTaskRequest{ContainerID: ct.id}
+	if creator != nil {
+		i, err := creator(ct.id)
+		if err != nil {
+			return err
+		}
+		cfg := i.Config()
+		req.Stdin, req.Stdout, req.Stderr, req.Terminal = cfg.Stdin, cfg.Stdout, cfg.Stderr, cfg.Terminal
+		t.io = i
+	}
+	resp, err := ct.r.tasks.Create(ctx, req)
+	if err != nil {
+		if t.io != nil {
+			t.io.Cancel()
+			t.io.Close()
+		}
+		return errgrpc.ToNative(err)
+	}
+	t.pid = resp.Pid
+	ct.task = t
+	return nil
+}
+
+func (t *task) start(ctx context.Context) error {
+	resp, err := t.r.tasks.Start(ctx, &tasksapi.StartRequest{ContainerID: t.id})
+	if err != nil {
+		return errgrpc.ToNative(err)
+	}
+	t.pid = resp.Pid
+	return nil
+}
+
+func (t *task) status(ctx context.Context) (tasktypes.Status, error) {
+	resp, err := t.r.tasks.Get(ctx, &tasksapi.GetRequest{ContainerID: t.id})
+	if err != nil {
+		return tasktypes.Status_UNKNOWN, errgrpc.ToNative(err)
+	}
+	return resp.Process.GetStatus(), nil
+}
+
+func (t *task) kill(ctx context.Context, sig syscall.Signal, all bool) error {
+	_, err := t.r.tasks.Kill(ctx, &tasksapi.KillRequest{ContainerID: t.id, Signal: uint32(sig), All: all})
+	return errgrpc.ToNative(err)
+}
+
+// exited is a task's end: its status, or why it is not known.
+type exited struct {
+	code uint32
+	err  error
+}
+
+// wait follows the task to its end; the channel gets one value.
+func (t *task) wait(ctx context.Context) <-chan exited {
+	c := make(chan exited, 1)
+	go func() {
+		resp, err := t.r.tasks.Wait(ctx, &tasksapi.WaitRequest{ContainerID: t.id})
+		if err != nil {
+			c <- exited{err: errgrpc.ToNative(err)}
+			return
+		}
+		c <- exited{code: resp.ExitStatus}
+	}()
+	return c
+}
+
+// delete deletes the stopped task (runc delete), letting its output
+// drain first, as containerd's client does.
+func (t *task) delete(ctx context.Context) error {
+	if t.io != nil {
+		t.io.Cancel()
+		t.io.Wait()
+	}
+	if _, err := t.r.tasks.Delete(ctx, &tasksapi.DeleteTaskRequest{ContainerID: t.id}); err != nil {
+		return errgrpc.ToNative(err)
+	}
+	if t.io != nil {
+		t.io.Close()
+	}
+	return nil
+}
+
 // Root implements backend.Container.
-func (ct *container) Root() string { return fmt.Sprintf("/proc/%d/root", ct.task.Pid()) }
+func (ct *container) Root() string { return fmt.Sprintf("/proc/%d/root", ct.task.pid) }
 
 // withProcess puts p's program, environment, working directory and
 // terminal into ps, the spec's process.
@@ -279,18 +411,16 @@ func (ct *container) Exec(ctx context.Context, p backend.Process) (int, error) {
 	return ct.hold.Exec(ctx, p)
 }
 
-// start starts proc and follows it to its end: stdin's EOF passed on,
-// signals and window sizes forwarded, the output drained.
-func (r *Runner) start(ctx context.Context, proc client.Process, p backend.Process, stdin *eofNotifier) (int, error) {
-	statusC, err := proc.Wait(ctx)
-	if err != nil {
-		return -1, r.wrap(fmt.Errorf("wait for %s: %w", p.Args[0], err))
-	}
+// run starts t, whose process is p, and follows it to its end: stdin's
+// EOF passed on, signals and window sizes forwarded, the output drained.
+func (t *task) run(ctx context.Context, p backend.Process, stdin *eofNotifier) (int, error) {
+	r := t.r
+	statusC := t.wait(ctx)
 	if p.TTY != nil {
 		restore := p.TTY.Raw()
 		defer restore()
 	}
-	if err := proc.Start(ctx); err != nil {
+	if err := t.start(ctx); err != nil {
 		if errdefs.IsUnavailable(err) {
 			return -1, r.wrap(fmt.Errorf("start %s: %w", p.Args[0], err))
 		}
@@ -302,7 +432,7 @@ func (r *Runner) start(ctx context.Context, proc client.Process, p backend.Proce
 		go func() {
 			select {
 			case <-stdin.eof:
-				_ = proc.CloseIO(ctx, client.WithStdinCloser)
+				_, _ = r.tasks.CloseIO(ctx, &tasksapi.CloseIORequest{ContainerID: t.id, Stdin: true})
 			case <-done:
 			}
 		}()
@@ -317,29 +447,28 @@ func (r *Runner) start(ctx context.Context, proc client.Process, p backend.Proce
 			case <-done:
 				return
 			case <-ctx.Done():
-				_ = proc.Kill(context.WithoutCancel(ctx), syscall.SIGKILL)
+				_ = t.kill(context.WithoutCancel(ctx), syscall.SIGKILL, false)
 				return
 			case <-resized:
 				w, h := p.TTY.Size()
-				_ = proc.Resize(ctx, uint32(w), uint32(h))
+				_, _ = r.tasks.ResizePty(ctx, &tasksapi.ResizePtyRequest{ContainerID: t.id, Width: uint32(w), Height: uint32(h)})
 			case s, ok := <-p.Signals:
 				if !ok {
 					return
 				}
 				if sig, ok := s.(syscall.Signal); ok {
-					_ = proc.Kill(ctx, sig)
+					_ = t.kill(ctx, sig, false)
 				}
 			}
 		}
 	}()
 	st := <-statusC
-	code, _, err := st.Result()
-	if err != nil {
-		return -1, r.wrap(fmt.Errorf("wait for %s: %w", p.Args[0], err))
+	if st.err != nil {
+		return -1, r.wrap(fmt.Errorf("wait for %s: %w", p.Args[0], st.err))
 	}
 	// Let the output FIFOs drain before the caller goes on.
-	proc.IO().Wait()
-	return int(code), nil
+	t.io.Wait()
+	return int(st.code), nil
 }
 
 // first is a container whose task was created around the first process.
@@ -351,7 +480,7 @@ type first struct {
 
 // Run implements backend.First.
 func (f *first) Run(ctx context.Context) (int, error) {
-	return f.r.start(f.r.ctx(ctx), f.task, f.p, f.stdin)
+	return f.task.run(f.r.ctx(ctx), f.p, f.stdin)
 }
 
 // Destroy implements backend.Container: every process of the container is
@@ -360,38 +489,38 @@ func (f *first) Run(ctx context.Context) (int, error) {
 func (ct *container) Destroy() error {
 	ctx, cancel := context.WithTimeout(ct.r.ctx(context.Background()), 30*time.Second)
 	defer cancel()
-	if ct.hold != nil {
-		ct.hold.Close() // the hold exits: the task stops of itself
-		ct.hold = nil
-	}
-	if ct.task != nil {
-		// A first process that has ended needs no kill: deleting the task
-		// (runc delete) kills what is left in its cgroup, as for any
-		// container sharing the host's PID namespace; `runc kill --all`
-		// would run runc once more for nothing.
-		// WithProcessKill is left out for the same reason: it kills
-		// whatever the task's state.
-		var opts []client.ProcessDeleteOpts
-		if st, err := ct.task.Status(ctx); err != nil || st.Status != client.Stopped {
-			_ = ct.task.Kill(ctx, syscall.SIGKILL, client.WithKillAll)
-			if ch, err := ct.task.Wait(ctx); err == nil {
-				select {
-				case <-ch:
-				case <-time.After(10 * time.Second):
-				}
-			}
-			opts = append(opts, client.WithProcessKill)
+	if t := ct.task; t != nil {
+		if ct.hold != nil {
+			// The hold exits when its connection closes, and the task
+			// stops of itself: waiting a moment for that spares a
+			// `runc kill` (a runc run) for nothing.
+			ct.hold.Close()
+			ct.hold = nil
+			wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
+			<-t.wait(wctx)
+			wcancel()
 		}
-		if _, err := ct.task.Delete(ctx, opts...); err != nil && !errdefs.IsNotFound(err) {
+		// A task whose process has ended needs no kill: deleting it (runc
+		// delete) kills what is left in its cgroup, as for any container
+		// sharing the host's PID namespace.
+		if st, err := t.status(ctx); err != nil || st != tasktypes.Status_STOPPED {
+			_ = t.kill(ctx, syscall.SIGKILL, true)
+			wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+			<-t.wait(wctx)
+			wcancel()
+		}
+		if err := t.delete(ctx); err != nil && !errdefs.IsNotFound(err) {
 			return ct.r.wrap(fmt.Errorf("delete task: %w", err))
 		}
 		ct.task = nil
 	}
-	if ct.c != nil {
-		if err := ct.c.Delete(ctx); err != nil && !errdefs.IsNotFound(err) {
-			return ct.r.wrap(fmt.Errorf("delete container: %w", err))
+	if ct.id != "" {
+		if _, err := ct.r.containers.Delete(ctx, &containersapi.DeleteContainerRequest{ID: ct.id}); err != nil {
+			if err = errgrpc.ToNative(err); !errdefs.IsNotFound(err) {
+				return ct.r.wrap(fmt.Errorf("delete container: %w", err))
+			}
 		}
-		ct.c = nil
+		ct.id = ""
 	}
 	return nil
 }
@@ -400,27 +529,23 @@ func (ct *container) Destroy() error {
 // is not live, and deletes them with their tasks.
 func (r *Runner) Leftovers(ctx context.Context, live func(session string) bool) ([]string, error) {
 	ctx = r.ctx(ctx)
-	cs, err := r.client.Containers(ctx, "labels."+strconv.Quote(LabelSession))
+	resp, err := r.containers.List(ctx, &containersapi.ListContainersRequest{Filters: []string{"labels." + strconv.Quote(LabelSession)}})
 	if err != nil {
-		return nil, r.wrap(fmt.Errorf("list containers: %w", err))
+		return nil, r.wrap(fmt.Errorf("list containers: %w", errgrpc.ToNative(err)))
 	}
 	var removed []string
-	for _, c := range cs {
-		labels, err := c.Labels(ctx)
-		if err != nil {
+	for _, c := range resp.Containers {
+		if live(c.Labels[LabelSession]) {
 			continue
 		}
-		if live(labels[LabelSession]) {
-			continue
-		}
-		ct := &container{r: r, c: c}
-		if task, err := c.Task(ctx, nil); err == nil {
-			ct.task = task
+		ct := &container{r: r, id: c.ID}
+		if tr, err := r.tasks.Get(ctx, &tasksapi.GetRequest{ContainerID: c.ID}); err == nil {
+			ct.task = &task{r: r, id: c.ID, pid: tr.Process.GetPid()}
 		}
 		if err := ct.Destroy(); err != nil {
 			return removed, err
 		}
-		removed = append(removed, r.namespace+"/"+c.ID())
+		removed = append(removed, r.namespace+"/"+c.ID)
 	}
 	return removed, nil
 }
