@@ -588,8 +588,11 @@ func TestSIGKILLLeftoversDestroyedAtNextStart(t *testing.T) {
 	testenv.AssertHostUnchanged(t, host)
 	testenv.AssertTreeUnchanged(t, tg.root, tree)
 	out, _ := exec.Command("pgrep", "-f", "^sleep 300$").Output()
-	if len(bytes.TrimSpace(out)) > 0 {
-		t.Errorf("the killed session's command still runs: pids %s", out)
+	for _, pid := range strings.Fields(string(out)) {
+		// Where it is, for whoever has to find out why.
+		cg, _ := os.ReadFile("/proc/" + pid + "/cgroup")
+		st, _ := os.ReadFile("/proc/" + pid + "/stat")
+		t.Errorf("the killed session's command still runs: pid %s, stat %s, cgroups:\n%s", pid, st, cg)
 	}
 }
 
