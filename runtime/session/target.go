@@ -187,17 +187,21 @@ func (op *Opened) attachImage(ctx context.Context, t target.Target, to TargetOpt
 	if err != nil {
 		return err
 	}
-	pr, err := target.ProbeDevice(ctx, t.Path)
-	if err != nil {
-		return err
-	}
 	table, err := target.ReadTable(op.lock, size, 512)
 	if err != nil {
 		return &target.TargetError{Target: t.Arg, Err: err}
 	}
-	if table.Type == "" && pr.Type == "" {
-		return &target.TargetError{Target: t.Arg, Err: errors.New("no partition table and no filesystem found"),
-			Fix: "the image is empty, truncated or damaged; check that it was copied whole"}
+	if table.Type == "" {
+		// No table: a filesystem image, or nothing usable. (blkid only
+		// then: it costs an exec and a read of the image.)
+		pr, err := target.ProbeDevice(ctx, t.Path)
+		if err != nil {
+			return err
+		}
+		if pr.Type == "" {
+			return &target.TargetError{Target: t.Arg, Err: errors.New("no partition table and no filesystem found"),
+				Fix: "the image is empty, truncated or damaged; check that it was copied whole"}
+		}
 	}
 	loop, err := mount.AttachLoop(t.Path, to.ReadOnly)
 	if errors.Is(err, unix.EROFS) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -166,17 +167,14 @@ func ProbeDevice(ctx context.Context, path string) (Probe, error) {
 	return probes[path], err
 }
 
-// ProbeDevices probes several devices with one run of blkid (each run
-// costs an exec; a disk has several partitions). A device where nothing is
-// recognised has a zero Probe. When blkid fails on one of them, each is
-// probed on its own, so that the error names the device.
+// ProbeDevices probes several devices with as few runs of blkid as it
+// can (each run costs an exec; a disk has several partitions). A device
+// where nothing is recognised has a zero Probe. When blkid fails on one of
+// them, each is probed on its own, so that the error names the device.
 func ProbeDevices(ctx context.Context, paths []string) (map[string]Probe, error) {
-	probes := map[string]Probe{}
-	if len(paths) == 0 {
-		return probes, nil
-	}
-	out, err := runBlkid(ctx, paths)
+	probes, err := probeAll(paths, func(p []string) ([]byte, bool, error) { return runBlkid(ctx, p) })
 	if err != nil && len(paths) > 1 {
+		probes = map[string]Probe{}
 		for _, p := range paths {
 			pr, err := ProbeDevice(ctx, p)
 			if err != nil {
@@ -186,10 +184,35 @@ func ProbeDevices(ctx context.Context, paths []string) (map[string]Probe, error)
 		}
 		return probes, nil
 	}
-	if err != nil {
-		return nil, err
+	return probes, err
+}
+
+// probeAll probes paths with run (blkid), which answers for the devices
+// in order and stops at the first where it finds nothing, saying so: that
+// one has a zero Probe, and the run goes on from the next.
+func probeAll(paths []string, run func([]string) (out []byte, stopped bool, err error)) (map[string]Probe, error) {
+	probes := map[string]Probe{}
+	for len(paths) > 0 {
+		out, stopped, err := run(paths)
+		if err != nil {
+			return nil, err
+		}
+		got, err := parseBlkidExport(out, paths)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(probes, got)
+		if !stopped {
+			break
+		}
+		i := slices.IndexFunc(paths, func(p string) bool { _, ok := got[p]; return !ok })
+		if i < 0 {
+			break
+		}
+		probes[paths[i]] = Probe{}
+		paths = paths[i+1:]
 	}
-	return parseBlkidExport(out, paths)
+	return probes, nil
 }
 
 // parseBlkidExport reads blkid's export format: for each device
@@ -232,20 +255,29 @@ func parseBlkidExport(out []byte, paths []string) (map[string]Probe, error) {
 }
 
 // runBlkid runs blkid's low-level probe on paths and returns what it
-// printed; its status 2 (nothing recognised on some device) is no error.
-func runBlkid(ctx context.Context, paths []string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, "blkid", append([]string{"-p", "-o", "export"}, paths...)...)
+// printed, and whether it stopped at a device where it recognised nothing
+// (its status 2, which is no error).
+// --no-part-details: nixrescue reads partition tables itself, and the
+// PART_ENTRY_* details cost blkid a read of the whole disk's table for
+// every partition (three partitions of a loop device: ~11 ms with them,
+// ~3 ms without, measured). Without them a partition that holds nothing
+// (a BIOS boot partition) is a device where nothing is found, and blkid
+// stops there: probeAll goes on after it.
+func runBlkid(ctx context.Context, paths []string) ([]byte, bool, error) {
+	cmd := exec.CommandContext(ctx, "blkid", append([]string{"-p", "--no-part-details", "-o", "export"}, paths...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	var ee *exec.ExitError
 	switch {
-	case err == nil, errors.As(err, &ee) && ee.ExitCode() == 2:
-		return out.Bytes(), nil
+	case err == nil:
+		return out.Bytes(), false, nil
+	case errors.As(err, &ee) && ee.ExitCode() == 2:
+		return out.Bytes(), true, nil
 	case errors.Is(err, exec.ErrNotFound):
-		return nil, errors.New("blkid is not installed: install util-linux")
+		return nil, false, errors.New("blkid is not installed: install util-linux")
 	}
-	return nil, fmt.Errorf("blkid %s: %v %s", strings.Join(paths, " "), err, strings.TrimSpace(errb.String()))
+	return nil, false, fmt.Errorf("blkid %s: %v %s", strings.Join(paths, " "), err, strings.TrimSpace(errb.String()))
 }
 
 // KernelPartitions lists the partitions the kernel knows of disk (a /dev
