@@ -1,6 +1,10 @@
 package target
 
-import "testing"
+import (
+	"errors"
+	"strings"
+	"testing"
+)
 
 // What blkid -p -o export printed here for three loop devices: an ext4, one
 // with nothing recognised (no block), a GPT disk.
@@ -39,47 +43,33 @@ func TestParseBlkidExportRefusesAnUnaskedDevice(t *testing.T) {
 	}
 }
 
-// fakeBlkid answers as blkid -p does: for each device in order, what it
-// finds, stopping at the first where it finds nothing.
-func fakeBlkid(found map[string]string, runs *int) func([]string) ([]byte, bool, error) {
-	return func(paths []string) ([]byte, bool, error) {
-		*runs++
-		var out string
-		for _, p := range paths {
-			t, ok := found[p]
-			if !ok {
-				return []byte(out), true, nil
-			}
-			out += "DEVNAME=" + p + "\nTYPE=" + t + "\nUSAGE=filesystem\n\n"
-		}
-		return []byte(out), false, nil
-	}
-}
-
-// A partition that holds nothing (a BIOS boot partition) stops blkid: the
-// probe goes on after it, and every device gets its answer.
-func TestProbeAllGoesOnAfterAnEmptyDevice(t *testing.T) {
+// Every device gets its answer, whatever the others hold, and an error
+// names its device.
+func TestProbeEach(t *testing.T) {
 	found := map[string]string{"/dev/loop0p2": "ext4", "/dev/loop0p3": "btrfs", "/dev/loop0p5": "vfat"}
 	paths := []string{"/dev/loop0p1", "/dev/loop0p2", "/dev/loop0p3", "/dev/loop0p4", "/dev/loop0p5", "/dev/loop0p6"}
-	runs := 0
-	got, err := probeAll(paths, fakeBlkid(found, &runs))
+	probe := func(p string) ([]byte, error) {
+		if t, ok := found[p]; ok {
+			return []byte("DEVNAME=" + p + "\nTYPE=" + t + "\nUSAGE=filesystem\n"), nil
+		}
+		return nil, nil
+	}
+	got, err := probeEach(paths, 2, probe)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range paths {
-		pr, ok := got[p]
-		if !ok {
-			t.Errorf("%s: no answer", p)
-		}
-		if pr.Type != found[p] {
-			t.Errorf("%s: type %q, want %q", p, pr.Type, found[p])
+		if pr, ok := got[p]; !ok || pr.Type != found[p] {
+			t.Errorf("%s: %+v (answered %v), want type %q", p, pr, ok, found[p])
 		}
 	}
-	if runs != 3 {
-		t.Errorf("%d runs of blkid, want 3 (one, then one after each empty device but the last)", runs)
-	}
-	runs = 0
-	if _, err := probeAll([]string{"/dev/loop0p2", "/dev/loop0p3"}, fakeBlkid(found, &runs)); err != nil || runs != 1 {
-		t.Errorf("all found: %d runs (%v), want 1", runs, err)
+	_, err = probeEach(paths, 2, func(p string) ([]byte, error) {
+		if p == "/dev/loop0p4" {
+			return nil, errors.New("blkid /dev/loop0p4: failed")
+		}
+		return probe(p)
+	})
+	if err == nil || !strings.Contains(err.Error(), "/dev/loop0p4") {
+		t.Errorf("error %v, want one naming /dev/loop0p4", err)
 	}
 }
