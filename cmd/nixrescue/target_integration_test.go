@@ -535,3 +535,44 @@ func TestTwoRootsAskForRootPart(t *testing.T) {
 		t.Errorf("--root-part 1: exit %d %s", r.code, r.stderr)
 	}
 }
+
+// An embedded session on an image is the process the user started, in a
+// mount namespace of its own from its first instruction (package
+// privatens): no copy of nixrescue re-executed to get there. With
+// containerd it stays in the host's namespace, where the shim sees its
+// mounts.
+func TestImageSessionIsOneProcess(t *testing.T) {
+	testenv.Require(t)
+	img, _ := image(t, string(fixture.LayoutBIOS))
+	host := testenv.SnapshotHost(t)
+	c, _ := startSession(t, img, "echo ready; exec sleep 60")
+	pid := c.Process.Pid
+	theirs, err1 := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid))
+	ours, err2 := os.Readlink("/proc/self/ns/mnt")
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	if private := theirs != ours; private != (backend == "embedded") {
+		t.Errorf("backend %s: nixrescue's mount namespace %s, the host's %s", backend, theirs, ours)
+	}
+	// No child of it runs nixrescue's commands (a re-execution would).
+	procs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(f) < 2 || f[1] != fmt.Sprint(pid) {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join(filepath.Dir(p), "cmdline"))
+		if args := strings.Split(string(cmdline), "\x00"); len(args) > 1 && args[1] == "run" {
+			t.Errorf("nixrescue %d has a child running %q", pid, args)
+		}
+	}
+	c.Process.Signal(syscall.SIGTERM)
+	waitExit(t, c)
+	testenv.AssertHostUnchanged(t, host)
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/backend"
 	"github.com/nixrescue/nixrescue/runtime/backend/containerd"
 	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
+	"github.com/nixrescue/nixrescue/runtime/privatens"
 )
 
 // Backend names (--backend).
@@ -44,6 +45,13 @@ func chooseBackend(ctx context.Context, o Options) (backendChoice, error) {
 	switch want {
 	case "", BackendAuto:
 		r, err := containerd.Connect(ctx, o.Address, o.Namespace, autoTimeout)
+		if err == nil && privatens.Entered() {
+			// Nothing was at the socket path when nixrescue started, and it
+			// moved into a mount namespace of its own (package privatens),
+			// where containerd's shim could not see its mounts.
+			r.Close()
+			return backendChoice{name: BackendEmbedded, why: "auto: containerd at " + r.Address() + " answered only after nixrescue had started without it"}, nil
+		}
 		if err == nil {
 			return backendChoice{name: BackendContainerd, why: "auto: containerd answered at " + r.Address(), containerd: r}, nil
 		}

@@ -31,6 +31,7 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/helper"
 	"github.com/nixrescue/nixrescue/runtime/host"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
+	"github.com/nixrescue/nixrescue/runtime/privatens"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 	"github.com/nixrescue/nixrescue/runtime/target"
 	"github.com/nixrescue/nixrescue/specs"
@@ -601,8 +602,12 @@ func open(ctx context.Context, o Options, prepare bool) (*live, int, error) {
 	// containerd, whose shim must see them from the host's (see package
 	// backend/containerd): then into a private tree of the host's.
 	hostTree := be.name == BackendContainerd && t.Kind != target.KindDirectory
+	if be.name == BackendContainerd && privatens.Entered() {
+		// chooseBackend never picks containerd then: a bug if it did.
+		return nil, ExitFailure, errors.New("containerd chosen in a private mount namespace: its shim could not see the session's mounts")
+	}
 	if t.Kind != target.KindDirectory && !hostTree {
-		if !inPrivateNS() {
+		if !inPrivateNS() && !privatens.Entered() {
 			code, err := reexecInPrivateNS(backendEnv + "=" + be.name)
 			return nil, code, err
 		}
