@@ -286,6 +286,8 @@ type task struct {
 	id  string
 	pid uint32
 	io  cio.IO // nil: none of ours
+	// exited: its process's end was seen (Wait answered).
+	exited bool
 }
 
 // newTask creates ct's task (runc create) with I/O from creator (none if
@@ -330,6 +332,12 @@ func (t *task) status(ctx context.Context) (tasktypes.Status, error) {
 		return tasktypes.Status_UNKNOWN, errgrpc.ToNative(err)
 	}
 	return resp.Process.GetStatus(), nil
+}
+
+// stopped tells whether containerd says the task's process has ended.
+func (t *task) stopped(ctx context.Context) bool {
+	st, err := t.status(ctx)
+	return err == nil && st == tasktypes.Status_STOPPED
 }
 
 func (t *task) kill(ctx context.Context, sig syscall.Signal, all bool) error {
@@ -466,6 +474,7 @@ func (t *task) run(ctx context.Context, p backend.Process, stdin *eofNotifier) (
 	if st.err != nil {
 		return -1, r.wrap(fmt.Errorf("wait for %s: %w", p.Args[0], st.err))
 	}
+	t.exited = true
 	// Let the output FIFOs drain before the caller goes on.
 	t.io.Wait()
 	return int(st.code), nil
@@ -497,13 +506,14 @@ func (ct *container) Destroy() error {
 			ct.hold.Close()
 			ct.hold = nil
 			wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
-			<-t.wait(wctx)
+			t.exited = (<-t.wait(wctx)).err == nil
 			wcancel()
 		}
 		// A task whose process has ended needs no kill: deleting it (runc
 		// delete) kills what is left in its cgroup, as for any container
-		// sharing the host's PID namespace.
-		if st, err := t.status(ctx); err != nil || st != tasktypes.Status_STOPPED {
+		// sharing the host's PID namespace. Its end seen, not even a
+		// look at its state is needed.
+		if !t.exited && !t.stopped(ctx) {
 			_ = t.kill(ctx, syscall.SIGKILL, true)
 			wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 			<-t.wait(wctx)
