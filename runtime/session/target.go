@@ -300,7 +300,13 @@ func (op *Opened) openDisk(ctx context.Context, t target.Target, to TargetOption
 // probe identifies the filesystem on each partition, with one run of
 // blkid for all.
 func (op *Opened) probe(ctx context.Context) error {
-	probes, err := target.ProbeDevices(ctx, partDevices(op.Partitions, ""))
+	var probed []target.Partition
+	for _, p := range op.Partitions {
+		if !p.HoldsNoFilesystem() {
+			probed = append(probed, p)
+		}
+	}
+	probes, err := target.ProbeDevices(ctx, partDevices(probed, ""))
 	if err != nil {
 		return err
 	}

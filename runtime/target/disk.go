@@ -52,6 +52,11 @@ type Table struct {
 	Partitions []Partition
 }
 
+// HoldsNoFilesystem tells whether the partition's type says it holds none:
+// a BIOS boot partition holds GRUB's core image. Probing it would cost a
+// run of blkid (~4 ms of CPU) to learn nothing.
+func (p Partition) HoldsNoFilesystem() bool { return p.PartType == "bios_grub" }
+
 // Known GPT partition types, for messages and for telling a BIOS boot
 // partition (which holds GRUB's core.img and no filesystem) from a broken
 // one.
