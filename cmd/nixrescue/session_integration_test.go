@@ -576,9 +576,16 @@ func TestSIGKILLLeftoversDestroyedAtNextStart(t *testing.T) {
 	tg := newTarget(t, fixture.Options{Resolv: fixture.ResolvMissing})
 	host := testenv.SnapshotHost(t)
 	tree := testenv.SnapshotTree(t, tg.root)
-	c, _ := startSession(t, tg.root, "echo ready; exec sleep 300")
+	// The command says its PID (the host's: the container shares its PID
+	// namespace), so that only it is looked for afterwards; a pattern
+	// would match any "sleep 300" of the host (CI's own waits did).
+	c, stderr := startSession(t, tg.root, "echo pid=$$ >&2; echo ready; exec sleep 300")
 	c.Process.Kill()
 	waitExit(t, c)
+	m := regexp.MustCompile(`pid=(\d+)`).FindStringSubmatch(stderr.String())
+	if m == nil {
+		t.Fatalf("the command did not say its PID: %q", stderr.String())
+	}
 	// The command was in the host's PID namespace: it outlives nixrescue
 	// until the next start destroys the stale container.
 	r := nixrescue(t, "run", "--root", tg.root, "-q", "--", "true")
@@ -587,12 +594,9 @@ func TestSIGKILLLeftoversDestroyedAtNextStart(t *testing.T) {
 	}
 	testenv.AssertHostUnchanged(t, host)
 	testenv.AssertTreeUnchanged(t, tg.root, tree)
-	out, _ := exec.Command("pgrep", "-f", "^sleep 300$").Output()
-	for _, pid := range strings.Fields(string(out)) {
-		// Where it is, for whoever has to find out why.
-		cg, _ := os.ReadFile("/proc/" + pid + "/cgroup")
-		st, _ := os.ReadFile("/proc/" + pid + "/stat")
-		t.Errorf("the killed session's command still runs: pid %s, stat %s, cgroups:\n%s", pid, st, cg)
+	if cmdline, err := os.ReadFile("/proc/" + m[1] + "/cmdline"); err == nil && strings.HasPrefix(string(cmdline), "sleep\x00300") {
+		cg, _ := os.ReadFile("/proc/" + m[1] + "/cgroup")
+		t.Errorf("the killed session's command (pid %s) still runs; its cgroups:\n%s", m[1], cg)
 	}
 }
 
