@@ -181,8 +181,8 @@ func TestContainerdHoldEndsWithNixrescue(t *testing.T) {
 	if out := ctr("containers", "ls", "-q"); strings.TrimSpace(out) != "" {
 		t.Errorf("containers left after cleanup: %s", out)
 	}
-	if out, _ := exec.Command("pgrep", "-f", "^sleep 61$").Output(); len(strings.TrimSpace(string(out))) > 0 {
-		exec.Command("pkill", "-f", "^sleep 61$").Run()
-		t.Errorf("the command still runs after cleanup: %s", out)
+	if pids := containedProcesses("^sleep 61$"); len(pids) > 0 {
+		killAll(pids)
+		t.Errorf("the command still runs after cleanup: pids %v", pids)
 	}
 }

@@ -787,9 +787,9 @@ func TestBackgroundProcessesEndWithTheSession(t *testing.T) {
 			if r.code != 0 || strings.TrimSpace(r.stdout) != "started" {
 				t.Fatalf("exit %d, stdout %q, stderr %s", r.code, r.stdout, r.stderr)
 			}
-			if out, _ := exec.Command("pgrep", "-f", "^sleep 313$").Output(); len(bytes.TrimSpace(out)) > 0 {
-				exec.Command("pkill", "-f", "^sleep 313$").Run()
-				t.Errorf("the command's background process outlived the session: pids %s", out)
+			if pids := containedProcesses("^sleep 313$"); len(pids) > 0 {
+				killAll(pids)
+				t.Errorf("the command's background process outlived the session: pids %v", pids)
 			}
 			testenv.AssertHostUnchanged(t, host)
 		})
@@ -806,5 +806,32 @@ func TestHoldSocketIsGoneInside(t *testing.T) {
 	r := tg.session(t, []string{"-q"}, []string{"ls", "-a", "/run/nixrescue"})
 	if r.code != 0 || strings.Join(strings.Fields(r.stdout), " ") != ". .. nixrescue" {
 		t.Errorf("exit %d, /run/nixrescue holds:\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// containedProcesses lists the processes whose command line matches the
+// pgrep pattern and whose mount namespace is not the host's: those of a
+// container, not a host program that happens to look the same (CI's shell
+// runs sleeps of its own). (Their /proc/PID/root reads "/" from here.)
+func containedProcesses(pattern string) []int {
+	host, _ := os.Readlink("/proc/self/ns/mnt")
+	out, _ := exec.Command("pgrep", "-f", pattern).Output()
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		pid, err := strconv.Atoi(f)
+		if err != nil {
+			continue
+		}
+		if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid)); err == nil && ns != host {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// killAll kills pids, so that a failing test leaves nothing running.
+func killAll(pids []int) {
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
