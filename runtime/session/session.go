@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nixrescue/nixrescue/runtime/backend"
+	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
 	"github.com/nixrescue/nixrescue/runtime/dns"
 	"github.com/nixrescue/nixrescue/runtime/helper"
 	"github.com/nixrescue/nixrescue/runtime/host"
@@ -596,6 +597,9 @@ func open(ctx context.Context, o Options, prepare bool) (*live, int, error) {
 		}
 		if o.Verbose && !inPrivateNS() {
 			fmt.Fprintf(o.Stderr, "nixrescue: backend %s (%s)\n", be.name, be.why)
+		}
+		if be.name == BackendEmbedded {
+			embedded.Prewarm()
 		}
 	}
 	// Mounts go into a mount namespace of the session's own, except with

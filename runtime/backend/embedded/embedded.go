@@ -11,6 +11,7 @@ package embedded
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -91,6 +92,17 @@ func New(stateDir string, live func(id string) bool, opts ...Option) (*Runner, e
 
 // Name implements backend.Runner.
 func (r *Runner) Name() string { return "embedded" }
+
+// Prewarm builds, on a goroutine of its own, what the first container of
+// the process costs in reflection: encoding/json's encoders for
+// libcontainer's configuration and state, which it writes to runc's init
+// and to its state file (~1.3 ms of CPU in the container's creation,
+// perf). Called when a session starts, they are built while it attaches
+// and mounts, mostly waiting on the kernel and on blkid, instead of on the
+// way of the container.
+func Prewarm() {
+	go func() { _, _ = json.Marshal(&libcontainer.State{}) }()
+}
 
 // destroyStale destroys containers whose session is gone.
 func (r *Runner) destroyStale(live func(id string) bool) error {
