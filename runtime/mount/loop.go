@@ -163,17 +163,11 @@ func AddPartition(dev *os.File, n int, start, length int64) (string, error) {
 // every mount for a moment, so that is waited out for up to 2 s, as
 // Unmount waits.
 func DeletePartition(dev *os.File, n int) error {
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		err := blkpgOp(dev, unix.BLKPG_DEL_PARTITION, n, 0, 0)
-		switch {
-		case err == nil, errors.Is(err, unix.ENXIO): // ENXIO: gone already
-			return nil
-		case !errors.Is(err, unix.EBUSY) || time.Now().After(deadline):
-			return fmt.Errorf("remove partition %d of %s: %w", n, dev.Name(), err)
-		}
-		time.Sleep(10 * time.Millisecond)
+	err := whileBusy(func() error { return blkpgOp(dev, unix.BLKPG_DEL_PARTITION, n, 0, 0) })
+	if err == nil || errors.Is(err, unix.ENXIO) { // ENXIO: gone already
+		return nil
 	}
+	return fmt.Errorf("remove partition %d of %s: %w", n, dev.Name(), err)
 }
 
 func blkpgOp(dev *os.File, op int32, n int, start, length int64) error {

@@ -143,20 +143,28 @@ func (m *Mounter) MakeWritable() error {
 	return nil
 }
 
-// unmountNow unmounts target, retrying briefly while it is busy, and never
-// detaches it lazily: a filesystem still mounted read-only somewhere
-// refuses a read-write mount.
+// unmountNow unmounts target, waiting out a brief user, and never detaches
+// it lazily: a filesystem still mounted read-only somewhere refuses a
+// read-write mount.
 func unmountNow(target string) error {
+	if err := whileBusy(func() error { return unix.Unmount(target, unix.UMOUNT_NOFOLLOW) }); err != nil {
+		return fmt.Errorf("unmount %s: %w", target, err)
+	}
+	return nil
+}
+
+// whileBusy runs op again while it fails with EBUSY, for up to 2 s, and
+// returns its last error: a process that has just exited, or a mount
+// namespace being made elsewhere that copied ours, holds a mount or a
+// partition for a moment.
+func whileBusy(op func() error) error {
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		err := unix.Unmount(target, unix.UMOUNT_NOFOLLOW)
-		if err == nil || !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
-			if err != nil {
-				return fmt.Errorf("unmount %s: %w", target, err)
-			}
-			return nil
+		err := op()
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return err
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -193,23 +201,17 @@ func UnmountUnder(dir string) error {
 	return first
 }
 
-// Unmount unmounts target, retrying briefly while it is busy (a process
-// that just exited may still hold it), then detaching it lazily.
+// Unmount unmounts target, waiting out a brief user (a process that just
+// exited may still hold it), then detaching it lazily.
 func Unmount(target string) error {
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		err := unix.Unmount(target, unix.UMOUNT_NOFOLLOW)
-		if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
-			return nil
-		}
-		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
-			if err2 := unix.Unmount(target, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err2 == nil {
-				return nil
-			}
-			return fmt.Errorf("unmount %s: %w", target, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	err := whileBusy(func() error { return unix.Unmount(target, unix.UMOUNT_NOFOLLOW) })
+	if err == nil || errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+		return nil
 	}
+	if unix.Unmount(target, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW) == nil {
+		return nil
+	}
+	return fmt.Errorf("unmount %s: %w", target, err)
 }
 
 // MakePrivateTree makes every mount of this mount namespace a slave of
