@@ -118,7 +118,7 @@ func mountedDisk(dir string) (string, []target.Partition) {
 		return "", nil
 	}
 	parts, _ := target.KernelPartitions(t.Disk)
-	probes, err := target.ProbeDevices(context.Background(), partDevices(parts, ""))
+	probes, err := target.ProbeDevices(context.Background(), target.Probed(parts))
 	for i := range parts {
 		if err != nil { // each on its own: one failing does not hide the others
 			pr, _ := target.ProbeDevice(context.Background(), parts[i].Device)

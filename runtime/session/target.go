@@ -297,16 +297,10 @@ func (op *Opened) openDisk(ctx context.Context, t target.Target, to TargetOption
 	return op.addPartitions(table.Partitions, s)
 }
 
-// probe identifies the filesystem on each partition, with one run of
-// blkid for all.
+// probe identifies the filesystem on each partition (blkid, one run per
+// partition that may hold one, side by side).
 func (op *Opened) probe(ctx context.Context) error {
-	var probed []target.Partition
-	for _, p := range op.Partitions {
-		if !p.HoldsNoFilesystem() {
-			probed = append(probed, p)
-		}
-	}
-	probes, err := target.ProbeDevices(ctx, partDevices(probed, ""))
+	probes, err := target.ProbeDevices(ctx, target.Probed(op.Partitions))
 	if err != nil {
 		return err
 	}

@@ -73,3 +73,18 @@ func TestProbeEach(t *testing.T) {
 		t.Errorf("error %v, want one naming /dev/loop0p4", err)
 	}
 }
+
+// A BIOS boot partition, and a partition with no device yet, are not
+// probed; every other one is, in order.
+func TestProbed(t *testing.T) {
+	parts := []Partition{
+		{Number: 1, Device: "/dev/loop0p1", PartType: "bios_grub"},
+		{Number: 2, Device: "/dev/loop0p2", PartType: "linux"},
+		{Number: 3},
+		{Number: 4, Device: "/dev/loop0p4", PartType: "esp"},
+	}
+	got := strings.Join(Probed(parts), " ")
+	if want := "/dev/loop0p2 /dev/loop0p4"; got != want {
+		t.Errorf("probed %q, want %q", got, want)
+	}
+}

@@ -52,10 +52,19 @@ type Table struct {
 	Partitions []Partition
 }
 
-// HoldsNoFilesystem tells whether the partition's type says it holds none:
-// a BIOS boot partition holds GRUB's core image. Probing it would cost a
-// run of blkid (~4 ms of CPU) to learn nothing.
-func (p Partition) HoldsNoFilesystem() bool { return p.PartType == "bios_grub" }
+// Probed lists the devices of parts worth probing for a filesystem: those
+// with a device, but for a partition whose type says it holds none (a BIOS
+// boot partition holds GRUB's core image; probing it cost a run of blkid,
+// ~4 ms of CPU, to learn nothing).
+func Probed(parts []Partition) []string {
+	var devs []string
+	for _, p := range parts {
+		if p.Device != "" && p.PartType != "bios_grub" {
+			devs = append(devs, p.Device)
+		}
+	}
+	return devs
+}
 
 // Known GPT partition types, for messages and for telling a BIOS boot
 // partition (which holds GRUB's core.img and no filesystem) from a broken
