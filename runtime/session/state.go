@@ -114,12 +114,6 @@ func (st *state) removeStaleSessions() ([]string, error) {
 		if err := embedded.DestroyByID(st.containerDir(), e.Name()); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return removed, fmt.Errorf("destroy the container of stale session %s: %w", e.Name(), err)
 		}
-		// Whatever still runs in the session's cgroups goes too: libcontainer
-		// kills a stopped container's processes only when it can read its
-		// state, and once only.
-		if _, err := removeCgroups(e.Name(), func(string) bool { return false }); err != nil {
-			return removed, fmt.Errorf("stale session %s: %w", e.Name(), err)
-		}
 		if err := (&session{st: st, id: e.Name()}).undo(); err != nil {
 			return removed, fmt.Errorf("undo stale session %s: %w", e.Name(), err)
 		}
