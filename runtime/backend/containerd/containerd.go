@@ -365,6 +365,13 @@ func (t *task) wait(ctx context.Context) <-chan exited {
 	return c
 }
 
+// waitFor waits at most d for the task to end and tells whether it did.
+func (t *task) waitFor(ctx context.Context, d time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return (<-t.wait(ctx)).err == nil
+}
+
 // delete deletes the stopped task (runc delete), letting its output
 // drain first, as containerd's client does.
 func (t *task) delete(ctx context.Context) error {
@@ -505,9 +512,7 @@ func (ct *container) Destroy() error {
 			// `runc kill` (a runc run) for nothing.
 			ct.hold.Close()
 			ct.hold = nil
-			wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
-			t.exited = (<-t.wait(wctx)).err == nil
-			wcancel()
+			t.exited = t.waitFor(ctx, 2*time.Second)
 		}
 		// A task whose process has ended needs no kill: deleting it (runc
 		// delete) kills what is left in its cgroup, as for any container
@@ -515,9 +520,7 @@ func (ct *container) Destroy() error {
 		// look at its state is needed.
 		if !t.exited && !t.stopped(ctx) {
 			_ = t.kill(ctx, syscall.SIGKILL, true)
-			wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
-			<-t.wait(wctx)
-			wcancel()
+			t.waitFor(ctx, 10*time.Second)
 		}
 		if err := t.delete(ctx); err != nil && !errdefs.IsNotFound(err) {
 			return ct.r.wrap(fmt.Errorf("delete task: %w", err))
