@@ -641,6 +641,9 @@ func open(ctx context.Context, o Options, prepare bool) (*live, int, error) {
 		o.Report.BackendWhy = be.why
 	}
 	l := &live{st: st, s: s, o: o, target: t, backend: be}
+	if prepare && be.name == BackendEmbedded {
+		s.prewarm = embedded.Prewarm
+	}
 	if hostTree {
 		if err := s.privateTree(); err != nil {
 			l.close()

@@ -134,6 +134,10 @@ type session struct {
 	opened    *Opened
 	journal   undoRecord
 	timer     timer
+	// prewarm, when set, readies the backend for the container's
+	// creation; called early and again shortly before it, as what it
+	// warms stays warm only for some milliseconds.
+	prewarm func()
 }
 
 // dir is the session's directory.

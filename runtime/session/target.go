@@ -330,6 +330,9 @@ func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 		return err
 	}
 	defer s.timer.start("mount")()
+	if s.prewarm != nil {
+		s.prewarm() // the container is created some 10-20 ms from here
+	}
 	root, err := op.chooseRoot(roots, to.RootPart)
 	if err != nil {
 		return err

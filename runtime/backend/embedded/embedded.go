@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sync"
 	"syscall"
 	"time"
 
@@ -93,16 +94,23 @@ func New(stateDir string, live func(id string) bool, opts ...Option) (*Runner, e
 // Name implements backend.Runner.
 func (r *Runner) Name() string { return "embedded" }
 
-// Prewarm builds, on a goroutine of its own, what the first container of
-// the process costs in reflection: encoding/json's encoders for
-// libcontainer's configuration and state, which it writes to runc's init
-// and to its state file (~1.3 ms of CPU in the container's creation,
-// perf). Called when a session starts, they are built while it attaches
-// and mounts, mostly waiting on the kernel and on blkid, instead of on the
-// way of the container.
+// Prewarm readies what the first container of the process costs, on
+// goroutines of their own, while the session attaches and mounts (mostly
+// waiting on the kernel and on blkid) instead of on the way of the
+// container: encoding/json's encoders for libcontainer's configuration
+// and state, which it writes to runc's init and to its state file (~1.3
+// ms of CPU in the container's creation, perf), built once; and the
+// kernel's cgroup attach lock (warmCgroupAttach), which stays warm only
+// for a few milliseconds: call Prewarm again some 10-20 ms before the
+// container is created.
 func Prewarm() {
-	go func() { _, _ = json.Marshal(&libcontainer.State{}) }()
+	encodersOnce.Do(func() {
+		go func() { _, _ = json.Marshal(&libcontainer.State{}) }()
+	})
+	warmCgroupAttach()
 }
+
+var encodersOnce sync.Once
 
 // destroyStale destroys containers whose session is gone.
 func (r *Runner) destroyStale(live func(id string) bool) error {
@@ -215,6 +223,7 @@ func (r *Runner) CreateFirst(ctx context.Context, id string, spec *rspec.Spec, p
 
 // create makes the container's state and cgroups, with no process yet.
 func (r *Runner) create(id string, spec *rspec.Spec) (*container, error) {
+	warmCgroupAttach()
 	if err := os.MkdirAll(r.stateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
