@@ -21,12 +21,21 @@
 // (re-executing itself when it needs a private namespace). Its reading of
 // the arguments only chooses between those two ways: Entered tells the
 // session which one it got.
+//
+// When it enters the namespace for a command that runs a container, the
+// constructor also starts WarmCgroupAttach on a thread of its own: the
+// kernel's wait that it pays off the critical path is longer than the
+// few milliseconds between the start of Go and the container's creation,
+// so it begins as early as anything can.
 package privatens
 
 /*
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -35,8 +44,92 @@ package privatens
 
 static int nixrescue_private_ns_entered;
 
+// nixrescue_cgroup_procs writes the cgroup.procs file of this process's
+// cgroup into path: in cgroup v1's pids hierarchy, else in cgroup v2's
+// unified one. It returns 0 when it found one.
+static int nixrescue_cgroup_procs(const char *mount, const char *controllers, char *path, size_t size) {
+	FILE *f = fopen("/proc/self/cgroup", "re");
+	if (!f)
+		return -1;
+	char line[4096];
+	int found = -1;
+	while (found != 0 && fgets(line, sizeof line, f)) {
+		// "hierarchy-ID:controller-list:cgroup-path"
+		char *list = strchr(line, ':');
+		char *cg = list ? strchr(list + 1, ':') : NULL;
+		if (!cg)
+			continue;
+		*cg++ = '\0';
+		cg[strcspn(cg, "\n")] = '\0';
+		if (strcmp(list + 1, controllers) == 0 && (size_t)snprintf(path, size, "%s%s/cgroup.procs", mount, cg) < size)
+			found = 0;
+	}
+	fclose(f);
+	return found;
+}
+
+// nixrescue_lists reads a cgroup.procs file and tells whether pid is in it.
+static int nixrescue_lists(const char *path, pid_t pid) {
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0;
+	long p;
+	int listed = 0;
+	while (!listed && fscanf(f, "%ld", &p) == 1)
+		listed = p == (long)pid;
+	fclose(f);
+	return listed;
+}
+
+// nixrescue_warm_cgroup_attach moves this process into the cgroup it is in;
+// see WarmCgroupAttach. It writes only to a cgroup.procs that lists this
+// process already, so that a cgroup path it misreads (a cgroup namespace,
+// an unusual mount) moves nothing.
+static int nixrescue_warm_cgroup_attach(void) {
+	char path[4200];
+	pid_t pid = getpid();
+	if (nixrescue_cgroup_procs("/sys/fs/cgroup/pids", "pids", path, sizeof path) != 0 || !nixrescue_lists(path, pid))
+		if (nixrescue_cgroup_procs("/sys/fs/cgroup", "", path, sizeof path) != 0 || !nixrescue_lists(path, pid))
+			return -1;
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	char buf[32];
+	int n = snprintf(buf, sizeof buf, "%ld", (long)pid);
+	int ok = write(fd, buf, n) == n;
+	close(fd);
+	return ok ? 0 : -1;
+}
+
+static void *nixrescue_warm_thread(void *arg) {
+	(void)arg;
+	nixrescue_warm_cgroup_attach();
+	return NULL;
+}
+
+// nixrescue_start_warm starts nixrescue_warm_cgroup_attach on a detached
+// thread with every signal blocked: Go, not yet started, must get them all.
+static void nixrescue_start_warm(void) {
+	sigset_t all, old;
+	pthread_attr_t attr;
+	pthread_t t;
+	if (pthread_attr_init(&attr) != 0)
+		return;
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_create(&t, &attr, nixrescue_warm_thread, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+}
+
 static const char *const nixrescue_session_commands[] = {
 	"run", "enter", "rebuild", "rollback", "hardware-config", "inspect", "generations", "spec", NULL,
+};
+
+// The session commands that run a container.
+static const char *const nixrescue_container_commands[] = {
+	"run", "enter", "rebuild", "rollback", "hardware-config", NULL,
 };
 
 // nixrescue_flag reads "--name value" or "--name=value" at argv[*i].
@@ -96,12 +189,41 @@ __attribute__((constructor)) static void nixrescue_enter_private_ns(int argc, ch
 	}
 	close(host);
 	nixrescue_private_ns_entered = 1;
+	for (const char *const *c = nixrescue_container_commands; *c; c++)
+		if (strcmp(argv[1], *c) == 0)
+			nixrescue_start_warm();
 }
 
 static int nixrescue_private_ns(void) { return nixrescue_private_ns_entered; }
 */
 import "C"
 
+import "errors"
+
 // Entered tells whether this process moved itself into a mount namespace of
 // its own (a slave of the host's tree) before Go started.
 func Entered() bool { return C.nixrescue_private_ns() != 0 }
+
+// WarmCgroupAttach moves this process into the cgroup it is in already:
+// nothing changes, but the kernel's cgroup attach lock is then warm for
+// the container's creation.
+//
+// Moving a process into a cgroup (a write to cgroup.procs, which
+// libcontainer makes for a container's init before the init may go on)
+// takes the kernel's cgroup_threadgroup_rwsem for writing. The first
+// writer after a quiet spell waits for an RCU grace period (the rwsem's
+// rcu_sync); writers within about one grace period of the last do not.
+// On the project's test machine that wait is 5-16 ms, the largest single
+// item of a container's start (runc and systemd-nspawn pay it too). Made
+// on a thread of its own, early, the wait is paid while the session does
+// other work. It blocks for that wait: call it on a goroutine of its own.
+//
+// Best effort: it does nothing when it cannot tell this process's cgroup
+// for sure (its cgroup.procs must list this process), and then the
+// container pays the wait itself.
+func WarmCgroupAttach() error {
+	if C.nixrescue_warm_cgroup_attach() != 0 {
+		return errors.New("no cgroup of this process found to move it into")
+	}
+	return nil
+}

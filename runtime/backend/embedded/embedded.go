@@ -36,6 +36,7 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/backend"
 	"github.com/nixrescue/nixrescue/runtime/backend/holdctl"
 	"github.com/nixrescue/nixrescue/runtime/helper"
+	"github.com/nixrescue/nixrescue/runtime/privatens"
 )
 
 // initPipeEnv is the variable libcontainer sets for the process it
@@ -100,9 +101,9 @@ func (r *Runner) Name() string { return "embedded" }
 // container: encoding/json's encoders for libcontainer's configuration
 // and state, which it writes to runc's init and to its state file (~1.3
 // ms of CPU in the container's creation, perf), built once; and the
-// kernel's cgroup attach lock (warmCgroupAttach), which stays warm only
-// for a few milliseconds: call Prewarm again some 10-20 ms before the
-// container is created.
+// kernel's cgroup attach lock (privatens.WarmCgroupAttach), which stays
+// warm only for a few milliseconds: call Prewarm again some 10-20 ms
+// before the container is created.
 func Prewarm() {
 	encodersOnce.Do(func() {
 		go func() { _, _ = json.Marshal(&libcontainer.State{}) }()
@@ -111,6 +112,12 @@ func Prewarm() {
 }
 
 var encodersOnce sync.Once
+
+// warmCgroupAttach warms the kernel's cgroup attach lock on a goroutine of
+// its own (privatens.WarmCgroupAttach).
+func warmCgroupAttach() {
+	go func() { _ = privatens.WarmCgroupAttach() }()
+}
 
 // destroyStale destroys containers whose session is gone.
 func (r *Runner) destroyStale(live func(id string) bool) error {
