@@ -9,7 +9,8 @@
 //     (protocol.go; runtime/backend/holdctl is the other end): a fork and an
 //     exec instead of a runtime's exec. It exits when that connection ends
 //     (nixrescue is done, or dead) or on SIGTERM; without one (a bundle run
-//     by hand) it only waits for SIGTERM.
+//     by hand) it only waits for SIGTERM. It is written in C and runs
+//     before Go starts (hold.c; hold.go says why).
 //   - probe-sandbox: tells whether Nix's build sandbox can work in the
 //     container (see probeSandbox).
 //
@@ -18,14 +19,10 @@
 package helper
 
 import (
-	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -40,11 +37,11 @@ const (
 )
 
 // SessionFDEnv names, in hold's environment, the descriptor of its control
-// socket, whose other end only nixrescue holds. It must be said, not
-// assumed: Go's runtime (1.25 and later) keeps the cgroup's CPU quota
-// files open to follow the limit, at the lowest free descriptors, so a
-// hold started without one finds such a file at fd 3; taking it for
-// nixrescue's end, it read "-1", then EOF, and exited.
+// socket, whose other end only nixrescue holds (hold.h has the same). It
+// must be said, not assumed: when the hold was Go, Go's runtime (1.25 and
+// later) kept the cgroup's CPU quota files open at the lowest free
+// descriptors, so a hold started without one found such a file at fd 3;
+// taking it for nixrescue's end, it read "-1", then EOF, and exited.
 const SessionFDEnv = "NIXRESCUE_SESSION_FD"
 
 // Main runs the helper with args (without argv[0]) and never returns.
@@ -55,11 +52,10 @@ func Main(args []string) {
 	}
 	switch args[0] {
 	case "hold":
-		listen := ""
-		if len(args) == 3 && args[1] == "--listen" {
-			listen = args[2]
-		}
-		hold(listen)
+		// hold.c's constructor takes it before Go starts, when the binary
+		// runs as HelperPath; main calls Main only then.
+		fmt.Fprintln(os.Stderr, "nixrescue helper: the hold did not start: it runs only as the container's /run/nixrescue/nixrescue")
+		os.Exit(2)
 	case "probe-sandbox":
 		os.Exit(probeSandbox())
 	default:
@@ -104,179 +100,6 @@ func probeSandbox() int {
 	return 0
 }
 
-// hold waits for the end of the session, and meanwhile starts the
-// session's processes when asked (see protocol.go).
-func hold(listen string) {
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
-	go func() {
-		<-sigs
-		os.Exit(0)
-	}()
-	conn, err := controlConn(listen)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "nixrescue hold: %v\n", err)
-		os.Exit(1)
-	}
-	if conn == nil {
-		select {} // until a signal
-	}
-	serve(conn)
-	os.Exit(0)
-}
-
-// controlConn is the connection to nixrescue: the socket named by
-// SessionFDEnv, or else the one connection accepted at listen; nil when
-// there is neither (hold only waits).
-func controlConn(listen string) (*net.UnixConn, error) {
-	if f := sessionSocket(); f != nil {
-		defer f.Close()
-		return UnixConn(f)
-	}
-	if listen == "" {
-		return nil, nil
-	}
-	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: listen, Net: "unixpacket"})
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", listen, err)
-	}
-	// One connection, nixrescue's, made before any program of the
-	// target runs: then nobody else can connect.
-	c, err := l.AcceptUnix()
-	l.Close() // removes the socket file too
-	if err != nil {
-		return nil, fmt.Errorf("accept on %s: %w", listen, err)
-	}
-	return c, nil
-}
-
-// sessionSocket is the socket named by SessionFDEnv, or nil when there is
-// none or it is not a socket.
-func sessionSocket() *os.File {
-	fd, err := strconv.Atoi(os.Getenv(SessionFDEnv))
-	if err != nil || fd < 3 {
-		return nil
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
-		return nil
-	}
-	return os.NewFile(uintptr(fd), "session")
-}
-
-// serve runs what nixrescue asks for until it closes the connection.
-func serve(c *net.UnixConn) {
-	type request struct {
-		r     Request
-		files []*os.File
-	}
-	reqs := make(chan request)
-	go func() {
-		defer close(reqs)
-		for {
-			var r Request
-			files, err := Receive(c, &r)
-			if err != nil {
-				return
-			}
-			reqs <- request{r, files}
-		}
-	}()
-	// One reaper for all: as PID 1 of a private PID namespace
-	// (--isolate-pids) the hold also reaps the orphans reparented to it,
-	// which no program of the target would do for us.
-	chld := make(chan os.Signal, 8)
-	signal.Notify(chld, unix.SIGCHLD)
-	pid := 0
-	for {
-		select {
-		case req, ok := <-reqs:
-			if !ok {
-				if pid > 0 {
-					_ = unix.Kill(pid, unix.SIGKILL)
-				}
-				return
-			}
-			switch {
-			case req.r.Start != nil && pid == 0:
-				var master *os.File
-				var err error
-				pid, master, err = start(req.r.Start, req.files)
-				closeAll(req.files)
-				if err != nil {
-					pid = 0
-					_ = Send(c, Reply{Error: err.Error()})
-					continue
-				}
-				if master != nil {
-					_ = Send(c, Reply{Started: pid}, master)
-					master.Close()
-				} else {
-					_ = Send(c, Reply{Started: pid})
-				}
-			case req.r.Start != nil:
-				closeAll(req.files)
-				_ = Send(c, Reply{Error: "a process is running already"})
-			case req.r.Signal > 0 && pid > 0:
-				closeAll(req.files)
-				_ = unix.Kill(pid, unix.Signal(req.r.Signal))
-			default:
-				closeAll(req.files)
-			}
-		case <-chld:
-			for {
-				var ws unix.WaitStatus
-				p, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
-				if p <= 0 || err != nil {
-					break
-				}
-				if p == pid {
-					status := ExitStatus(syscall.WaitStatus(ws))
-					pid = 0
-					_ = Send(c, Reply{Exited: &status})
-				}
-			}
-		}
-	}
-}
-
-// start forks and executes the process asked for, on the files given
-// (stdin, stdout, stderr) or on a new pty whose master it returns.
-func start(s *Start, files []*os.File) (int, *os.File, error) {
-	if len(s.Args) == 0 {
-		return 0, nil, errors.New("no program given")
-	}
-	prog, err := LookPath(s.Args[0], s.Env, os.Stat)
-	if err != nil {
-		return 0, nil, err
-	}
-	attr := &syscall.ProcAttr{Dir: s.Cwd, Env: s.Env, Sys: &syscall.SysProcAttr{}}
-	var master *os.File
-	if s.TTY {
-		m, slave, err := openPty(s.Width, s.Height)
-		if err != nil {
-			return 0, nil, err
-		}
-		defer slave.Close()
-		master = m
-		attr.Files = []uintptr{slave.Fd(), slave.Fd(), slave.Fd()}
-		attr.Sys.Setsid, attr.Sys.Setctty, attr.Sys.Ctty = true, true, 0
-	} else {
-		if len(files) != 3 {
-			return 0, nil, fmt.Errorf("%d files given for stdin, stdout and stderr", len(files))
-		}
-		attr.Files = []uintptr{files[0].Fd(), files[1].Fd(), files[2].Fd()}
-	}
-	pid, err := syscall.ForkExec(prog, s.Args, attr)
-	if err != nil {
-		if master != nil {
-			master.Close()
-		}
-		return 0, nil, fmt.Errorf("exec %s: %w", prog, err)
-	}
-	return pid, master, nil
-}
-
 // LookPath finds file as runc does for a process (os/exec's rules, with
 // the process's own PATH from env): a name with a slash is itself, another
 // is the first executable regular file of that name in PATH's
@@ -302,29 +125,6 @@ func LookPath(file string, env []string, stat func(string) (os.FileInfo, error))
 		}
 	}
 	return "", fmt.Errorf("exec: %q: executable file not found in $PATH", file)
-}
-
-// openPty makes a pty on the container's devpts, of the size given.
-func openPty(width, height uint16) (master, slave *os.File, err error) {
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("open a pty: %w", err)
-	}
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		m.Close()
-		return nil, nil, fmt.Errorf("unlock the pty: %w", err)
-	}
-	if width > 0 && height > 0 {
-		_ = unix.IoctlSetWinsize(int(m.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Col: width, Row: height})
-	}
-	// TIOCGPTPEER opens the peer of this very master (no path to look
-	// up in /dev/pts); its argument is the open flags.
-	fd, _, errno := unix.Syscall(unix.SYS_IOCTL, m.Fd(), unix.TIOCGPTPEER, uintptr(unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC))
-	if errno != 0 {
-		m.Close()
-		return nil, nil, fmt.Errorf("open the pty's peer: %w", errno)
-	}
-	return m, os.NewFile(uintptr(fd), "pty"), nil
 }
 
 // ExitStatus is a wait status as a shell reports it: the exit code, or

@@ -9,24 +9,18 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nixrescue/nixrescue/specs"
 )
 
-// The test binary runs hold itself when asked through this variable.
-const runHoldEnv = "NIXRESCUE_TEST_RUN_HOLD"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(runHoldEnv) != "" {
-		Main([]string{"hold"})
-	}
-	os.Exit(m.Run())
-}
-
 // startHold starts hold in a child with only stdin, stdout and stderr open,
-// as a container runtime starts a container's first process, plus extra.
+// as a container runtime starts a container's first process, plus extra:
+// the test binary, named as the hold is (hold.c's constructor takes it).
 func startHold(t *testing.T, env []string, extra ...*os.File) (*exec.Cmd, <-chan error) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(append(os.Environ(), runHoldEnv+"=1"), env...)
+	cmd.Args = []string{specs.HelperPath, "hold"}
+	cmd.Env = append(os.Environ(), env...)
 	cmd.ExtraFiles = extra
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -35,6 +29,14 @@ func startHold(t *testing.T, env []string, extra ...*os.File) (*exec.Cmd, <-chan
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	return cmd, done
+}
+
+// hold.h's copies of the Go constants agree with them.
+func TestCConstants(t *testing.T) {
+	path, env, max := cConstants()
+	if path != specs.HelperPath || env != SessionFDEnv || max != MaxMessage {
+		t.Fatalf("hold.h has %q, %q, %d; Go has %q, %q, %d", path, env, max, specs.HelperPath, SessionFDEnv, MaxMessage)
+	}
 }
 
 // Without a pipe named, hold stays until it is told to go, whatever Go's

@@ -108,8 +108,7 @@ func (c *Conn) Exec(ctx context.Context, p backend.Process) (int, error) {
 		std.stop()
 		return -1, lost(err)
 	}
-	var r helper.Reply
-	files, err := helper.Receive(c.c, &r)
+	r, files, err := helper.Receive(c.c)
 	if err != nil {
 		std.stop()
 		return -1, lost(err)
@@ -144,8 +143,7 @@ func (c *Conn) Exec(ctx context.Context, p backend.Process) (int, error) {
 	exited := make(chan result, 1)
 	go func() {
 		for {
-			var r helper.Reply
-			files, err := helper.Receive(c.c, &r)
+			r, files, err := helper.Receive(c.c)
 			closeAll(files)
 			if err != nil {
 				exited <- result{err: err}

@@ -16,31 +16,23 @@ import (
 
 	"github.com/nixrescue/nixrescue/runtime/backend"
 	"github.com/nixrescue/nixrescue/runtime/helper"
+	"github.com/nixrescue/nixrescue/specs"
 )
 
-// The test binary is the hold when asked through this variable: the
-// protocol is tested on the host, no container needed.
-const runHoldEnv = "NIXRESCUE_TEST_RUN_HOLD"
-
-func TestMain(m *testing.M) {
-	if v := os.Getenv(runHoldEnv); v != "" {
-		args := []string{"hold"}
-		if path, ok := strings.CutPrefix(v, "listen:"); ok {
-			args = append(args, "--listen", path)
-		}
-		helper.Main(args)
-	}
-	os.Exit(m.Run())
-}
-
-// runHold starts the test binary as a hold (how is runHoldEnv's value),
-// on extra's socket when given. Its cleanup, which runs after the
+// runHold starts the test binary as a hold, named as the hold is (the
+// helper package's C constructor, linked in, takes it): the protocol is
+// tested on the host, no container needed. how is "listen:PATH" for a hold
+// that listens at PATH; it runs on extra's socket when given. Its cleanup, which runs after the
 // caller's (which closes the connection), checks the hold then ended by
 // itself with exit 0. alive tells whether it still runs.
 func runHold(t *testing.T, how string, extra ...*os.File) (alive func() bool) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), runHoldEnv+"="+how)
+	cmd.Args = []string{specs.HelperPath, "hold"}
+	if path, ok := strings.CutPrefix(how, "listen:"); ok {
+		cmd.Args = append(cmd.Args, "--listen", path)
+	}
+	cmd.Env = os.Environ()
 	if len(extra) > 0 {
 		cmd.Env = append(cmd.Env, helper.SessionFDEnv+"=3")
 	}
