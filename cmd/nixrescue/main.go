@@ -22,7 +22,7 @@ import (
 
 func init() {
 	// Every nixrescue process is short-lived or holds little (the
-	// session, runc's init, the hold): its live heap is a few MiB, and at
+	// session, runc's init): its live heap is a few MiB, and at
 	// Go's default the collector ran two or three times in a session for
 	// nothing (~2 ms of CPU in the session process alone, measured with
 	// perf). Four times the live heap stays well under the memory target
