@@ -70,6 +70,7 @@ import (
 
 	"github.com/nixrescue/nixrescue/runtime/backend"
 	"github.com/nixrescue/nixrescue/runtime/backend/holdctl"
+	"github.com/nixrescue/nixrescue/runtime/privatens"
 	"github.com/nixrescue/nixrescue/specs"
 )
 
@@ -304,7 +305,9 @@ func (ct *container) newTask(ctx context.Context, creator cio.Creator) error {
 		req.Stdin, req.Stdout, req.Stderr, req.Terminal = cfg.Stdin, cfg.Stdout, cfg.Stderr, cfg.Terminal
 		t.io = i
 	}
+	stop := keepCgroupAttachWarm()
 	resp, err := ct.r.tasks.Create(ctx, req)
+	stop()
 	if err != nil {
 		if t.io != nil {
 			t.io.Cancel()
@@ -593,4 +596,23 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// keepCgroupAttachWarm keeps the kernel's cgroup attach lock warm
+// (privatens.WarmCgroupAttach) until stop is called.
+func keepCgroupAttachWarm() (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(3 * time.Millisecond)
+		defer t.Stop()
+		for {
+			_ = privatens.WarmCgroupAttach()
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done) }
 }
