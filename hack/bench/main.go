@@ -13,6 +13,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -69,11 +70,15 @@ type Report struct {
 	Concurrency []Conc  `json:"concurrency"`
 }
 
-// Conc is one concurrency level.
+// Conc is one concurrency level: n sessions started at once, rounds
+// times.
 type Conc struct {
 	Sessions   int     `json:"sessions"`
-	WallMS     float64 `json:"wall_ms"`
-	PerSecond  float64 `json:"sessions_per_second"`
+	Rounds     int     `json:"rounds"`
+	WallMS     float64 `json:"wall_ms"` // median of the rounds
+	MinMS      float64 `json:"min_ms"`
+	MaxMS      float64 `json:"max_ms"`
+	PerSecond  float64 `json:"sessions_per_second"` // at the median
 	AllOK      bool    `json:"all_ok"`
 	LeftBehind string  `json:"left_behind,omitempty"`
 }
@@ -133,6 +138,12 @@ func removeEmptyCgroups(name string) {
 func fail(msg string) {
 	fmt.Fprintln(os.Stderr, "bench:", msg)
 	os.Exit(1)
+}
+
+// settle flushes dirty data and gives the kernel's deferred work a moment.
+func settle() {
+	syscall.Sync()
+	time.Sleep(50 * time.Millisecond)
 }
 
 // timed runs a command and measures it.
@@ -220,10 +231,14 @@ umount -R $m; rmdir $m'`)},
 		)
 	}
 	// Interleaved: every case once per round, so that a noisy moment
-	// touches them all alike.
+	// touches them all alike. Each run starts on a settled machine: what
+	// the previous run left for the kernel to finish (dirty pages of an
+	// image, work queued after an unmount or a cgroup's removal) is done
+	// before the clock starts, so that no case pays for another's.
 	for i := 0; i < iterations; i++ {
 		for _, c := range cases {
 			if c.Unavailable == "" {
+				settle()
 				c.samples = append(c.samples, c.run(i))
 			}
 		}
@@ -256,9 +271,7 @@ umount -R $m; rmdir $m'`)},
 	if smoke {
 		levels = []int{1, 2}
 	}
-	for _, n := range levels {
-		rep.Concurrency = append(rep.Concurrency, concurrency(work, bin, fx, n))
-	}
+	rep.Concurrency = concurrency(work, bin, fx, levels, iterations)
 	if len(rep.Concurrency) > 1 {
 		serial := rep.Concurrency[0].PerSecond
 		last := rep.Concurrency[len(rep.Concurrency)-1]
@@ -288,24 +301,67 @@ func summarise(c *Case) {
 	}
 }
 
-// concurrency runs n sessions on n copies of the image at once.
-func concurrency(work, bin string, fx *fixture.Image, n int) Conc {
-	var imgs []string
-	for i := 0; i < n; i++ {
-		p := filepath.Join(work, fmt.Sprintf("conc-%d-%d.img", n, i))
-		if out, err := exec.Command("cp", "--sparse=always", fx.Path, p).CombinedOutput(); err != nil {
-			return Conc{Sessions: n, LeftBehind: fmt.Sprintf("copy: %v %s", err, out)}
-		}
-		imgs = append(imgs, p)
-	}
+// concurrency runs, for each level n, n sessions at once on n copies of
+// the image, rounds times; the levels are interleaved round by round, as
+// the cases are, and each round starts on a settled machine.
+func concurrency(work, bin string, fx *fixture.Image, levels []int, rounds int) []Conc {
+	out := make([]Conc, len(levels))
+	imgs := make([][]string, len(levels))
 	defer func() {
-		for _, p := range imgs {
-			os.Remove(p)
+		for _, l := range imgs {
+			for _, p := range l {
+				os.Remove(p)
+			}
 		}
 	}()
+	for li, n := range levels {
+		out[li] = Conc{Sessions: n, AllOK: true}
+		for i := 0; i < n; i++ {
+			p := filepath.Join(work, fmt.Sprintf("conc-%d-%d.img", n, i))
+			if b, err := exec.Command("cp", "--sparse=always", fx.Path, p).CombinedOutput(); err != nil {
+				out[li].AllOK, out[li].LeftBehind = false, fmt.Sprintf("copy: %v %s", err, b)
+			}
+			imgs[li] = append(imgs[li], p)
+		}
+	}
+	walls := make([][]float64, len(levels))
+	for round := 0; round < rounds; round++ {
+		for li := range levels {
+			if out[li].LeftBehind != "" {
+				continue
+			}
+			settle()
+			ms, err := sessionsAtOnce(bin, imgs[li])
+			if err != nil {
+				out[li].AllOK, out[li].LeftBehind = false, err.Error()
+				continue
+			}
+			walls[li] = append(walls[li], ms)
+		}
+	}
+	for li, c := range out {
+		if len(walls[li]) == 0 {
+			continue
+		}
+		w := walls[li]
+		slices.Sort(w)
+		c.Rounds, c.MinMS, c.MaxMS, c.WallMS = len(w), w[0], w[len(w)-1], w[len(w)/2]
+		if len(w)%2 == 0 {
+			c.WallMS = (w[len(w)/2-1] + w[len(w)/2]) / 2
+		}
+		c.PerSecond = float64(c.Sessions) / (c.WallMS / 1000)
+		out[li] = c
+	}
+	return out
+}
+
+// sessionsAtOnce runs a session on each image, all at once, and returns
+// the wall time until the last ends; an error when one failed or the host
+// was left changed.
+func sessionsAtOnce(bin string, imgs []string) (float64, error) {
 	before := hostState()
 	var wg sync.WaitGroup
-	errs := make([]error, n)
+	errs := make([]error, len(imgs))
 	start := time.Now()
 	for i := range imgs {
 		wg.Add(1)
@@ -319,18 +375,14 @@ func concurrency(work, bin string, fx *fixture.Image, n int) Conc {
 		}(i)
 	}
 	wg.Wait()
-	wall := time.Since(start)
-	c := Conc{Sessions: n, WallMS: float64(wall.Microseconds()) / 1000, PerSecond: float64(n) / wall.Seconds(), AllOK: true}
-	for _, e := range errs {
-		if e != nil {
-			c.AllOK = false
-			c.LeftBehind = e.Error()
-		}
+	ms := float64(time.Since(start).Microseconds()) / 1000
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
 	}
-	if after := hostState(); after != before && c.LeftBehind == "" {
-		c.LeftBehind = "the host changed (mounts, loop devices or /run/nixrescue)"
+	if after := hostState(); after != before {
+		return 0, errors.New("the host changed (mounts, loop devices or /run/nixrescue)")
 	}
-	return c
+	return ms, nil
 }
 
 // hostState is what sessions must leave as they found it.
@@ -359,7 +411,7 @@ func machine() string {
 
 func (r *Report) markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Machine: %s; %d interleaved runs per case.\n\n", r.Machine, r.Iterations)
+	fmt.Fprintf(&b, "Machine: %s; %d interleaved runs per case and per number of sessions at once.\n\n", r.Machine, r.Iterations)
 	fmt.Fprintln(&b, "| case | median ms | min | max | peak RSS |")
 	fmt.Fprintln(&b, "|---|---:|---:|---:|---:|")
 	for _, c := range r.Cases {
@@ -381,10 +433,10 @@ func (r *Report) markdown() string {
 	for _, x := range r.Ratios {
 		fmt.Fprintf(&b, "| %s | %.2f | %s | %v |\n", x.Name, x.Value, x.Target, x.Met)
 	}
-	fmt.Fprintln(&b, "\n| sessions at once (distinct images, embedded) | wall ms | sessions/s | all ok, nothing left |")
-	fmt.Fprintln(&b, "|---:|---:|---:|---|")
+	fmt.Fprintln(&b, "\n| sessions at once (distinct images, embedded) | median wall ms | min | max | sessions/s | all ok, nothing left |")
+	fmt.Fprintln(&b, "|---:|---:|---:|---:|---:|---|")
 	for _, c := range r.Concurrency {
-		fmt.Fprintf(&b, "| %d | %.0f | %.2f | %v |\n", c.Sessions, c.WallMS, c.PerSecond, c.AllOK && c.LeftBehind == "")
+		fmt.Fprintf(&b, "| %d | %.0f | %.0f | %.0f | %.2f | %v |\n", c.Sessions, c.WallMS, c.MinMS, c.MaxMS, c.PerSecond, c.AllOK && c.LeftBehind == "")
 	}
 	return b.String()
 }
