@@ -95,7 +95,9 @@ func (st *state) live(id string) bool {
 // their placeholders in targets, their directories.
 func (st *state) removeStaleSessions() ([]string, error) {
 	entries, err := os.ReadDir(st.sessionsDir())
-	if err != nil {
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil // removed by a session that just ended: nothing stale
+	} else if err != nil {
 		return nil, fmt.Errorf("read session directory: %w", err)
 	}
 	var removed []string

@@ -231,9 +231,6 @@ func (r *Runner) CreateFirst(ctx context.Context, id string, spec *rspec.Spec, p
 // create makes the container's state and cgroups, with no process yet.
 func (r *Runner) create(id string, spec *rspec.Spec) (*container, error) {
 	warmCgroupAttach()
-	if err := os.MkdirAll(r.stateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create state directory: %w", err)
-	}
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
 		CgroupName:  id,
 		Spec:        spec,
@@ -247,11 +244,39 @@ func (r *Runner) create(id string, spec *rspec.Spec) (*container, error) {
 		return nil, err
 	}
 	cfg.Rlimits = rlimits
-	lc, err := libcontainer.Create(r.stateDir, id, cfg)
+	var lc *libcontainer.Container
+	err = inStateDir(r.stateDir, func() (err error) {
+		lc, err = libcontainer.Create(r.stateDir, id, cfg)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
 	return &container{lc: lc, rlimits: rlimits}, nil
+}
+
+// inStateDir makes dir and runs create, which makes something in it; it
+// makes dir again and retries when dir vanished in between. A session
+// that ends removes the shared state directories when they are empty, so
+// that the host's /run is left as it was; another session's container
+// may be on its way into them at that moment (libcontainer makes the
+// directory, sets its cgroup manager up, then makes the container's
+// directory in it): seen as "mkdir /run/nixrescue/containers/ID: no such
+// file or directory" with 8 sessions at once.
+func inStateDir(dir string, create func() error) error {
+	for range 100 {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("create state directory: %w", err)
+		}
+		err := create()
+		if err == nil || !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if _, serr := os.Stat(dir); serr == nil {
+			return err // missing is something else than dir
+		}
+	}
+	return fmt.Errorf("create state directory: %s keeps being removed", dir)
 }
 
 type container struct {
