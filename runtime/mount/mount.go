@@ -135,12 +135,57 @@ func (m *Mounter) MakeWritable() error {
 	}
 	for i := first; i < len(m.mounts); i++ {
 		mt := &m.mounts[i]
-		if err := mountAtPath(mt.device, mt.where, mt.fstype, mt.flags, mt.data); err != nil {
+		err := mountAtPath(mt.device, mt.where, mt.fstype, mt.flags, mt.data)
+		if errors.Is(err, unix.EBUSY) {
+			err = remountWritable(mt)
+		}
+		if err != nil {
 			return fmt.Errorf("mount %s (%s) on %s read-write: %w", mt.device, mt.fstype, mt.where, err)
 		}
 		mt.final = true
 	}
 	return nil
+}
+
+// remountWritable mounts mt read-only again and remounts it read-write in
+// place: for a filesystem still mounted read-only in another mount
+// namespace, a copy of this one's made while it was (a container starting
+// on the host, a service with a private /tmp, another session's
+// namespace). Its superblock then outlives the unmount here, and the
+// kernel refuses a read-write mount of the device ("would change RO
+// state", EBUSY); a read-only mount takes that superblock up again, and a
+// remount changes it, as MakeWritable did before it mounted afresh.
+//
+// The superblock taken up again may be a probe's, mounted without journal
+// replay (target.Discover's noload, norecovery, nologreplay) and kept by
+// such a copy since: made writable, the filesystem would be written with
+// no journal. Then it is unmounted and refused.
+func remountWritable(mt *made) error {
+	if err := mountAtPath(mt.device, mt.where, mt.fstype, mt.flags|unix.MS_RDONLY, mt.data); err != nil {
+		return err
+	}
+	if opt := withoutJournal(mt.where); opt != "" && !slices.Contains(strings.Split(mt.data, ","), opt) {
+		_ = unix.Unmount(mt.where, unix.UMOUNT_NOFOLLOW)
+		return fmt.Errorf("the filesystem is still mounted in another mount namespace as nixrescue first looked at it, without its journal (%s), and would be written without one: end what holds it (a container or service started meanwhile) and run nixrescue again", opt)
+	}
+	return mountAtPath("", mt.where, "", unix.MS_REMOUNT|mt.flags, "")
+}
+
+// withoutJournal names the option by which the filesystem mounted at dir
+// skips its journal or log, or "" when it does not.
+func withoutJournal(dir string) string {
+	ms, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
+	if err != nil || len(ms) == 0 {
+		return ""
+	}
+	m := ms[len(ms)-1]
+	for _, o := range strings.Split(m.Options+","+m.VFSOptions, ",") {
+		switch o {
+		case "noload", "norecovery", "nologreplay", "rescue=nologreplay":
+			return o
+		}
+	}
+	return ""
 }
 
 // unmountNow unmounts target, waiting out a brief user, and never detaches

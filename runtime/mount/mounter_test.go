@@ -140,3 +140,95 @@ func TestMakeWritableReadOnly(t *testing.T) {
 		t.Error("the mount is writable")
 	}
 }
+
+// A copy of the read-only mount in another mount namespace (one made
+// while it existed: a container starting on the host, a service with a
+// private /tmp, another session) keeps its superblock read-only after
+// the unmount here, and the kernel then refuses a read-write mount of the
+// device (EBUSY, "would change RO state"): MakeWritable still makes it
+// writable, as a remount does.
+func TestMakeWritableWhileACopyPinsIt(t *testing.T) {
+	testenv.Require(t)
+	dev := ext4Loop(t)
+	dir := t.TempDir()
+	t.Cleanup(func() { _ = UnmountUnder(dir) })
+	m := &Mounter{}
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := m.MountReadOnly(dev, d, "ext4", nil); err != nil {
+		t.Fatal(err)
+	}
+	// A process in a copy of this mount namespace (unshare(1) makes its
+	// mounts private: this side's unmount does not reach it).
+	pin := exec.Command("unshare", "--mount", "sh", "-c", "echo up; exec sleep 60")
+	out, err := pin.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pin.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pin.Process.Kill(); _ = pin.Wait() })
+	if _, err := out.Read(make([]byte, 3)); err != nil {
+		t.Fatalf("the pinning process: %v", err)
+	}
+	if err := m.MakeWritable(); err != nil {
+		t.Fatal(err)
+	}
+	if o := mountOptions(t, dir)[dir]; !slices.Contains(o, "rw") {
+		t.Errorf("mounted %v, want rw", o)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "written"), nil, 0o644); err != nil {
+		t.Errorf("write: %v", err)
+	}
+	if got := mountOptions(t, dir); len(got) != 1 {
+		t.Errorf("mounts %v, want one", got)
+	}
+}
+
+// When the superblock such a copy keeps is a probe's, mounted without
+// journal replay, MakeWritable refuses rather than write the filesystem
+// without its journal, and leaves it unmounted here.
+func TestMakeWritableRefusesAPinnedProbe(t *testing.T) {
+	testenv.Require(t)
+	dev := ext4Loop(t)
+	probe, dir := t.TempDir(), t.TempDir()
+	t.Cleanup(func() { _ = UnmountUnder(dir); _ = UnmountUnder(probe) })
+	if err := unix.Mount(dev, probe, "ext4", unix.MS_RDONLY, "noload"); err != nil {
+		t.Fatal(err)
+	}
+	pin := exec.Command("unshare", "--mount", "sh", "-c", "echo up; exec sleep 60")
+	out, err := pin.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pin.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pin.Process.Kill(); _ = pin.Wait() })
+	if _, err := out.Read(make([]byte, 3)); err != nil {
+		t.Fatalf("the pinning process: %v", err)
+	}
+	if err := unix.Unmount(probe, 0); err != nil {
+		t.Fatal(err)
+	}
+	m := &Mounter{}
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := m.MountReadOnly(dev, d, "ext4", nil); err != nil {
+		t.Fatal(err)
+	}
+	err = m.MakeWritable()
+	if err == nil || !strings.Contains(err.Error(), "without its journal (norecovery)") {
+		t.Fatalf("MakeWritable: %v, want a refusal naming norecovery", err)
+	}
+	if got := mountOptions(t, dir); len(got) != 0 {
+		t.Errorf("still mounted: %v", got)
+	}
+}
