@@ -1,6 +1,7 @@
 package mount
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -230,5 +231,54 @@ func TestMakeWritableRefusesAPinnedProbe(t *testing.T) {
 	}
 	if got := mountOptions(t, dir); len(got) != 0 {
 		t.Errorf("still mounted: %v", got)
+	}
+}
+
+// A detached mount is in no mount table, so a mount namespace made while
+// it exists has no copy of it: once it is closed, the next mount of the
+// device is a new superblock with its own options, not the probe's.
+func TestDetachedLeavesNoCopy(t *testing.T) {
+	testenv.Require(t)
+	dev := ext4Loop(t, "etc")
+	f, err := Detached(dev, "ext4", []string{"ro", "noload"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+	if st, err := os.Stat(filepath.Join(top, "etc")); err != nil || !st.IsDir() {
+		t.Fatalf("etc through the detached mount: %v", err)
+	}
+	if err := unix.Access(top, unix.W_OK); err == nil {
+		t.Error("the detached mount is writable")
+	}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(mi), dev) {
+		t.Errorf("%s is in the mount table", dev)
+	}
+	pin := exec.Command("unshare", "--mount", "sh", "-c", "echo up; exec sleep 60")
+	out, err := pin.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pin.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pin.Process.Kill(); _ = pin.Wait() })
+	if _, err := out.Read(make([]byte, 3)); err != nil {
+		t.Fatalf("the pinning process: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := unix.Mount(dev, dir, "ext4", unix.MS_RDONLY, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = UnmountUnder(dir) })
+	if o := withoutJournal(dir); o != "" {
+		t.Errorf("the next mount took the probe's superblock up (%s)", o)
 	}
 }

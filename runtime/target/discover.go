@@ -1,6 +1,7 @@
 package target
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -78,14 +79,14 @@ func Discover(parts []Partition, probeDir string) (roots, nixes []Found, err err
 		if !Mountable(p.Type) || p.Device == "" {
 			continue
 		}
-		flags, data := mount.Flags(probeOptions(p.Type))
-		if err := unix.Mount(p.Device, probeDir, p.Type, flags|unix.MS_RDONLY, data); err != nil {
+		top, done, err := probeMount(p, probeDir)
+		if err != nil {
 			// A filesystem the kernel cannot mount is not the root; say
 			// why if no root turns up.
 			continue
 		}
 		look := func(sub string) bool {
-			dir := filepath.Join(probeDir, sub)
+			dir := filepath.Join(top, sub)
 			if IsNixOSRoot(dir) {
 				roots = append(roots, Found{Partition: p, Subvol: sub})
 				return true
@@ -96,7 +97,7 @@ func Discover(parts []Partition, probeDir string) (roots, nixes []Found, err err
 		}
 		subRoot := false
 		if p.Type == "btrfs" {
-			for _, sub := range subvolumes(probeDir) {
+			for _, sub := range subvolumes(top) {
 				subRoot = look(sub) || subRoot
 			}
 		}
@@ -105,11 +106,33 @@ func Discover(parts []Partition, probeDir string) (roots, nixes []Found, err err
 		if !subRoot {
 			look("")
 		}
-		if err := mount.Unmount(probeDir); err != nil {
+		if err := done(); err != nil {
 			return nil, nil, err
 		}
 	}
 	return roots, nixes, nil
+}
+
+// probeMount mounts p read-only for a look that writes nothing
+// (probeOptions), detached where the kernel can (mount.Detached: no other
+// mount namespace can keep a copy of it, and with it a superblock without
+// journal replay that a later mount of the device would take up), at
+// probeDir otherwise. It returns the mount's top directory and what ends
+// the mount.
+func probeMount(p Partition, probeDir string) (top string, done func() error, err error) {
+	options := probeOptions(p.Type)
+	f, err := mount.Detached(p.Device, p.Type, options)
+	if err == nil {
+		return fmt.Sprintf("/proc/self/fd/%d", f.Fd()), f.Close, nil
+	}
+	if !errors.Is(err, mount.ErrNoDetached) {
+		return "", nil, err
+	}
+	flags, data := mount.Flags(options)
+	if err := unix.Mount(p.Device, probeDir, p.Type, flags|unix.MS_RDONLY, data); err != nil {
+		return "", nil, err
+	}
+	return probeDir, func() error { return mount.Unmount(probeDir) }, nil
 }
 
 // subvolumes lists the btrfs subvolumes directly under dir, and one level
