@@ -3,13 +3,17 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moby/sys/mountinfo"
 
 	"github.com/nixrescue/nixrescue/hack/fixture"
 	"github.com/nixrescue/nixrescue/hack/testenv"
@@ -185,4 +189,43 @@ func TestContainerdHoldEndsWithNixrescue(t *testing.T) {
 		killAll(pids)
 		t.Errorf("the command still runs after cleanup: pids %v", pids)
 	}
+}
+
+// TestEmbeddedSessionLeavesAContainerdSessionsMounts: a containerd session
+// mounts its target in the host's mount namespace (under
+// /run/nixrescue/sessions); an embedded session started meanwhile makes a
+// namespace of its own, a copy of the host's, and must not keep that copy
+// of the other's filesystems: the containerd session then ends cleanly,
+// its loop device detached, while the embedded one still runs.
+func TestEmbeddedSessionLeavesAContainerdSessionsMounts(t *testing.T) {
+	testenv.Require(t)
+	if !onContainerdPass(t) {
+		return
+	}
+	img, _ := image(t, string(fixture.LayoutBIOS))
+	tg := newTarget(t, fixture.Options{})
+	host := testenv.SnapshotHost(t)
+	cd, cdStderr := startSession(t, img, "echo ready; exec sleep 60")
+	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter("/run/nixrescue/sessions"))
+	if err != nil || len(ms) == 0 {
+		t.Fatalf("the containerd session's mounts under /run/nixrescue/sessions: %v %v", ms, err)
+	}
+	emb, _ := startSession(t, "--root="+tg.root, "echo ready; exec sleep 60", "--backend", "embedded")
+	mi, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", emb.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if strings.Contains(string(mi), " "+m.Mountpoint+" ") {
+			t.Errorf("the embedded session's namespace holds the containerd session's %s", m.Mountpoint)
+		}
+	}
+	cd.Process.Signal(syscall.SIGTERM)
+	waitExit(t, cd)
+	if s := cdStderr.String(); strings.Contains(s, "warning") {
+		t.Errorf("the containerd session's teardown: %s", s)
+	}
+	emb.Process.Signal(syscall.SIGTERM)
+	waitExit(t, emb)
+	testenv.AssertHostUnchanged(t, host)
 }
