@@ -56,6 +56,41 @@ func mountOptions(t *testing.T, dir string) map[string][]string {
 	return got
 }
 
+// mountReadOnlyOn mounts dev read-only with m on dir (an ext4 with
+// options), unmounted at cleanup.
+func mountReadOnlyOn(t *testing.T, m *Mounter, dev, dir string, options []string) {
+	t.Helper()
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := m.MountReadOnly(dev, d, "ext4", options); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = UnmountUnder(dir) })
+}
+
+// copyMountNamespace starts a process in a copy of this mount namespace,
+// as a container or service starting on the host makes one, and returns
+// once it runs; it ends at cleanup. unshare(1) makes the copy's mounts
+// private: what is unmounted here stays mounted there.
+func copyMountNamespace(t *testing.T) {
+	t.Helper()
+	pin := exec.Command("unshare", "--mount", "sh", "-c", "echo up; exec sleep 60")
+	out, err := pin.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pin.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pin.Process.Kill(); _ = pin.Wait() })
+	if _, err := out.Read(make([]byte, 3)); err != nil {
+		t.Fatalf("the process in a copied mount namespace: %v", err)
+	}
+}
+
 // MakeWritable mounts each filesystem again as its options ask, nested
 // mounts included and in place, and leaves one whose options say ro
 // read-only.
@@ -64,18 +99,10 @@ func TestMakeWritable(t *testing.T) {
 	root := ext4Loop(t, "boot", "srv")
 	boot, srv := ext4Loop(t), ext4Loop(t)
 	dir := t.TempDir()
-	t.Cleanup(func() { _ = UnmountUnder(dir) })
 	m := &Mounter{}
 	mountIn := func(dev, sub string, options []string) {
 		t.Helper()
-		d, err := os.Open(filepath.Join(dir, sub))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer d.Close()
-		if err := m.MountReadOnly(dev, d, "ext4", options); err != nil {
-			t.Fatal(err)
-		}
+		mountReadOnlyOn(t, m, dev, filepath.Join(dir, sub), options)
 	}
 	mountIn(root, "", []string{"defaults"})
 	mountIn(boot, "boot", []string{"noatime"})
@@ -119,18 +146,9 @@ func TestMakeWritable(t *testing.T) {
 // A read-only Mounter leaves everything read-only.
 func TestMakeWritableReadOnly(t *testing.T) {
 	testenv.Require(t)
-	dev := ext4Loop(t)
-	dir := t.TempDir()
-	t.Cleanup(func() { _ = UnmountUnder(dir) })
+	dev, dir := ext4Loop(t), t.TempDir()
 	m := &Mounter{ReadOnly: true}
-	d, err := os.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if err := m.MountReadOnly(dev, d, "ext4", nil); err != nil {
-		t.Fatal(err)
-	}
+	mountReadOnlyOn(t, m, dev, dir, nil)
 	if err := m.MakeWritable(); err != nil {
 		t.Fatal(err)
 	}
@@ -150,32 +168,10 @@ func TestMakeWritableReadOnly(t *testing.T) {
 // writable, as a remount does.
 func TestMakeWritableWhileACopyPinsIt(t *testing.T) {
 	testenv.Require(t)
-	dev := ext4Loop(t)
-	dir := t.TempDir()
-	t.Cleanup(func() { _ = UnmountUnder(dir) })
+	dev, dir := ext4Loop(t), t.TempDir()
 	m := &Mounter{}
-	d, err := os.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if err := m.MountReadOnly(dev, d, "ext4", nil); err != nil {
-		t.Fatal(err)
-	}
-	// A process in a copy of this mount namespace (unshare(1) makes its
-	// mounts private: this side's unmount does not reach it).
-	pin := exec.Command("unshare", "--mount", "sh", "-c", "echo up; exec sleep 60")
-	out, err := pin.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pin.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pin.Process.Kill(); _ = pin.Wait() })
-	if _, err := out.Read(make([]byte, 3)); err != nil {
-		t.Fatalf("the pinning process: %v", err)
-	}
+	mountReadOnlyOn(t, m, dev, dir, nil)
+	copyMountNamespace(t)
 	if err := m.MakeWritable(); err != nil {
 		t.Fatal(err)
 	}
@@ -201,31 +197,13 @@ func TestMakeWritableRefusesAPinnedProbe(t *testing.T) {
 	if err := unix.Mount(dev, probe, "ext4", unix.MS_RDONLY, "noload"); err != nil {
 		t.Fatal(err)
 	}
-	pin := exec.Command("unshare", "--mount", "sh", "-c", "echo up; exec sleep 60")
-	out, err := pin.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pin.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pin.Process.Kill(); _ = pin.Wait() })
-	if _, err := out.Read(make([]byte, 3)); err != nil {
-		t.Fatalf("the pinning process: %v", err)
-	}
+	copyMountNamespace(t)
 	if err := unix.Unmount(probe, 0); err != nil {
 		t.Fatal(err)
 	}
 	m := &Mounter{}
-	d, err := os.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if err := m.MountReadOnly(dev, d, "ext4", nil); err != nil {
-		t.Fatal(err)
-	}
-	err = m.MakeWritable()
+	mountReadOnlyOn(t, m, dev, dir, nil)
+	err := m.MakeWritable()
 	if err == nil || !strings.Contains(err.Error(), "without its journal (norecovery)") {
 		t.Fatalf("MakeWritable: %v, want a refusal naming norecovery", err)
 	}
@@ -258,18 +236,7 @@ func TestDetachedLeavesNoCopy(t *testing.T) {
 	if strings.Contains(string(mi), dev) {
 		t.Errorf("%s is in the mount table", dev)
 	}
-	pin := exec.Command("unshare", "--mount", "sh", "-c", "echo up; exec sleep 60")
-	out, err := pin.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := pin.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pin.Process.Kill(); _ = pin.Wait() })
-	if _, err := out.Read(make([]byte, 3)); err != nil {
-		t.Fatalf("the pinning process: %v", err)
-	}
+	copyMountNamespace(t)
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
