@@ -332,6 +332,24 @@ static void hold_signals(int sfd, int conn, pid_t *running) {
 	}
 }
 
+// hold_wait waits until fd can be read, handling signals meanwhile
+// (hold_signals, with conn and running); with fd -1, until a signal ends
+// the hold.
+static void hold_wait(int fd, int sfd, int conn, pid_t *running) {
+	while (1) {
+		struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			hold_die("wait");
+		}
+		if (p[1].revents)
+			hold_signals(sfd, conn, running);
+		if (p[0].revents)
+			return;
+	}
+}
+
 // hold_session_socket is the socket named by the session variable, or -1
 // when there is none or it is not a socket.
 static int hold_session_socket(void) {
@@ -360,18 +378,7 @@ static int hold_accept(const char *path, int sfd) {
 	if (l < 0 || bind(l, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(l, 1) != 0)
 		hold_die("listen");
 	pid_t none = 0;
-	while (1) {
-		struct pollfd p[2] = {{.fd = l, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			hold_die("wait for nixrescue");
-		}
-		if (p[1].revents)
-			hold_signals(sfd, -1, &none);
-		if (p[0].revents)
-			break;
-	}
+	hold_wait(l, sfd, -1, &none);
 	int c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
 	if (c < 0)
 		hold_die("accept");
@@ -380,82 +387,97 @@ static int hold_accept(const char *path, int sfd) {
 	return c;
 }
 
-// hold_serve runs what nixrescue asks for until it closes the connection.
+// hold_receive reads one request into msg, with at most 3 descriptors
+// into fds (any more are closed). It returns the request's length, or -1
+// at the end of the connection (nixrescue is done, or dead) or for a
+// message nixrescue could not have sent: the session is over then.
+static ssize_t hold_receive(int conn, char *msg, int *fds, int *nfds) {
+	char cbuf[CMSG_SPACE(3 * sizeof(int))];
+	struct iovec iov = {.iov_base = msg, .iov_len = NIXRESCUE_MAX_MESSAGE + 1};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+	ssize_t n;
+	do
+		n = recvmsg(conn, &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	*nfds = 0;
+	for (struct cmsghdr *c = n < 0 ? NULL : CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		for (int i = 0; i < k; i++) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+			if (*nfds < 3)
+				fds[(*nfds)++] = fd;
+			else
+				close(fd);
+		}
+	}
+	if (n <= 0 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+		for (int i = 0; i < *nfds; i++)
+			close(fds[i]);
+		*nfds = 0;
+		return -1;
+	}
+	return n;
+}
+
+// hold_handle answers one request of n bytes, with its descriptors fds:
+// a start (one process at a time) or a signal for the running process.
+static void hold_handle(int conn, const char *msg, size_t n, int *fds, int nfds, pid_t *running) {
+	size_t pos = 0;
+	const char *kind = hold_next(msg, n, &pos);
+	unsigned long sig;
+	if (kind && strcmp(kind, "signal") == 0) {
+		if (hold_number(hold_next(msg, n, &pos), 64, &sig) == 0 && sig > 0 && *running > 0)
+			kill(*running, (int)sig);
+		return;
+	}
+	if (!kind || strcmp(kind, "start") != 0)
+		return;
+	if (*running > 0) {
+		hold_reply(conn, "error", "a process is running already", -1);
+		return;
+	}
+	struct hold_request r;
+	if (hold_parse_start(msg, n, pos, &r) != 0) {
+		hold_reply(conn, "error", "bad start request", -1);
+		return;
+	}
+	char err[8192];
+	int master;
+	pid_t pid = hold_start(&r, fds, nfds, &master, err, sizeof err);
+	free(r.argv);
+	free(r.envp);
+	if (pid < 0) {
+		hold_reply(conn, "error", err, -1);
+		return;
+	}
+	char buf[32];
+	snprintf(buf, sizeof buf, "%ld", (long)pid);
+	*running = pid;
+	hold_reply(conn, "started", buf, master);
+	if (master >= 0)
+		close(master);
+}
+
+// hold_serve runs what nixrescue asks for until it closes the connection;
+// then it kills the running process, if any, and ends the hold.
 static void hold_serve(int conn, int sfd) {
 	char *msg = malloc(NIXRESCUE_MAX_MESSAGE + 1);
 	if (!msg)
 		hold_die("allocate");
 	pid_t running = 0;
 	while (1) {
-		struct pollfd p[2] = {{.fd = conn, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			hold_die("wait for requests");
-		}
-		if (p[1].revents)
-			hold_signals(sfd, conn, &running);
-		if (!p[0].revents)
-			continue;
-		char cbuf[CMSG_SPACE(3 * sizeof(int))];
-		struct iovec iov = {.iov_base = msg, .iov_len = NIXRESCUE_MAX_MESSAGE + 1};
-		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
-		ssize_t n = recvmsg(conn, &mh, MSG_CMSG_CLOEXEC);
-		if (n < 0 && errno == EINTR)
-			continue;
-		int fds[3], nfds = 0;
-		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-				continue;
-			int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-			for (int i = 0; i < k; i++) {
-				int fd;
-				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-				if (nfds < 3)
-					fds[nfds++] = fd;
-				else
-					close(fd);
-			}
-		}
-		// The end of the connection (nixrescue is done, or dead), or a
-		// message it could not have sent: the session is over.
-		if (n <= 0 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-			for (int i = 0; i < nfds; i++)
-				close(fds[i]);
+		hold_wait(conn, sfd, conn, &running);
+		int fds[3], nfds;
+		ssize_t n = hold_receive(conn, msg, fds, &nfds);
+		if (n < 0) {
 			if (running > 0)
 				kill(running, SIGKILL);
 			_exit(0);
 		}
-		size_t pos = 0;
-		const char *kind = hold_next(msg, (size_t)n, &pos);
-		struct hold_request r;
-		unsigned long sig;
-		if (kind && strcmp(kind, "start") == 0 && running > 0) {
-			hold_reply(conn, "error", "a process is running already", -1);
-		} else if (kind && strcmp(kind, "start") == 0) {
-			if (hold_parse_start(msg, (size_t)n, pos, &r) != 0) {
-				hold_reply(conn, "error", "bad start request", -1);
-			} else {
-				char err[8192];
-				int master;
-				pid_t pid = hold_start(&r, fds, nfds, &master, err, sizeof err);
-				free(r.argv);
-				free(r.envp);
-				if (pid < 0) {
-					hold_reply(conn, "error", err, -1);
-				} else {
-					char buf[32];
-					snprintf(buf, sizeof buf, "%ld", (long)pid);
-					running = pid;
-					hold_reply(conn, "started", buf, master);
-					if (master >= 0)
-						close(master);
-				}
-			}
-		} else if (kind && strcmp(kind, "signal") == 0 && hold_number(hold_next(msg, (size_t)n, &pos), 64, &sig) == 0 &&
-			   sig > 0 && running > 0) {
-			kill(running, (int)sig);
-		}
+		hold_handle(conn, msg, (size_t)n, fds, nfds, &running);
 		for (int i = 0; i < nfds; i++)
 			close(fds[i]);
 	}
@@ -481,11 +503,7 @@ void nixrescue_hold_main(int argc, char **argv) {
 	if (conn < 0) {
 		// No connection (a bundle run by hand): wait for a signal to go.
 		pid_t none = 0;
-		while (1) {
-			struct pollfd p = {.fd = sfd, .events = POLLIN};
-			if (poll(&p, 1, -1) > 0)
-				hold_signals(sfd, -1, &none);
-		}
+		hold_wait(-1, sfd, -1, &none);
 	}
 	hold_serve(conn, sfd);
 	_exit(0);
