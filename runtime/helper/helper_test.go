@@ -2,8 +2,11 @@ package helper
 
 import (
 	"errors"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -114,5 +117,91 @@ func TestHoldIgnoresANonSocket(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// connectedHold starts a hold on one end of a new socket pair and returns
+// a connection on the other, and the hold's end.
+func connectedHold(t *testing.T) (*net.UnixConn, <-chan error) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "ours"), os.NewFile(uintptr(fds[1]), "theirs")
+	defer ours.Close()
+	_, done := startHold(t, []string{SessionFDEnv + "=3"}, theirs)
+	theirs.Close()
+	c, err := UnixConn(ours)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, done
+}
+
+// startOn asks the hold on c to start args on /dev/null and returns its
+// reply.
+func startOn(t *testing.T, c *net.UnixConn, args ...string) Reply {
+	t.Helper()
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer null.Close()
+	if err := Send(c, Request{Start: &Start{Args: args, Env: []string{"PATH=/usr/bin:/bin"}, Cwd: "/"}}, null, null, null); err != nil {
+		t.Fatal(err)
+	}
+	r, files, err := Receive(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeAll(files)
+	return r
+}
+
+// When nixrescue's end closes while a process runs, the hold kills it
+// before it ends.
+func TestHoldKillsItsProcessWhenTheConnectionEnds(t *testing.T) {
+	c, done := connectedHold(t)
+	r := startOn(t, c, "sleep", "60")
+	if r.Started <= 0 {
+		t.Fatalf("reply %+v, want started", r)
+	}
+	c.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("hold: %v, want exit 0", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", r.Started))
+		// Gone, or a zombie waiting for the reaper it was given to.
+		if err != nil || strings.Contains(string(b), ") Z ") {
+			return
+		}
+		if time.Now().After(deadline) {
+			unix.Kill(r.Started, unix.SIGKILL)
+			t.Fatalf("the process %d still runs after the hold ended", r.Started)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A request the hold cannot read, or a start while a process runs, gets an
+// error, and the hold goes on serving.
+func TestHoldAnswersBadRequests(t *testing.T) {
+	c, _ := connectedHold(t)
+	if _, _, err := c.WriteMsgUnix([]byte("start\x00x\x00"), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	r, _, err := Receive(c)
+	if err != nil || r.Error != "bad start request" {
+		t.Fatalf("reply %+v, err %v; want the error \"bad start request\"", r, err)
+	}
+	if r := startOn(t, c, "sleep", "60"); r.Started <= 0 {
+		t.Fatalf("reply %+v, want started", r)
+	}
+	if r := startOn(t, c, "true"); r.Error != "a process is running already" {
+		t.Fatalf("reply %+v, want the error \"a process is running already\"", r)
 	}
 }
