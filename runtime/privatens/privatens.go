@@ -132,6 +132,14 @@ static const char *const nixrescue_container_commands[] = {
 	"run", "enter", "rebuild", "rollback", "hardware-config", NULL,
 };
 
+// nixrescue_listed tells whether s is in the NULL-ended list.
+static int nixrescue_listed(const char *const *list, const char *s) {
+	for (; *list; list++)
+		if (strcmp(*list, s) == 0)
+			return 1;
+	return 0;
+}
+
 // nixrescue_flag reads "--name value" or "--name=value" at argv[*i].
 static int nixrescue_flag(int argc, char **argv, int *i, const char *name, const char **value) {
 	size_t n = strlen(name);
@@ -155,11 +163,7 @@ __attribute__((constructor)) static void nixrescue_enter_private_ns(int argc, ch
 	// the hold: none of them is a command typed by a user.
 	if (argc < 2 || geteuid() != 0 || getenv("_NIXRESCUE_PRIVATE_MOUNT_NS") || getenv("_LIBCONTAINER_INITPIPE"))
 		return;
-	int session = 0;
-	for (const char *const *c = nixrescue_session_commands; *c; c++)
-		if (strcmp(argv[1], *c) == 0)
-			session = 1;
-	if (!session)
+	if (!nixrescue_listed(nixrescue_session_commands, argv[1]))
 		return;
 	const char *backend = "auto", *address = "/run/containerd/containerd.sock";
 	for (int i = 2; i < argc; i++) {
@@ -189,16 +193,18 @@ __attribute__((constructor)) static void nixrescue_enter_private_ns(int argc, ch
 	}
 	close(host);
 	nixrescue_private_ns_entered = 1;
-	for (const char *const *c = nixrescue_container_commands; *c; c++)
-		if (strcmp(argv[1], *c) == 0)
-			nixrescue_start_warm();
+	if (nixrescue_listed(nixrescue_container_commands, argv[1]))
+		nixrescue_start_warm();
 }
 
 static int nixrescue_private_ns(void) { return nixrescue_private_ns_entered; }
 */
 import "C"
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // Entered tells whether this process moved itself into a mount namespace of
 // its own (a slave of the host's tree) before Go started.
@@ -226,4 +232,25 @@ func WarmCgroupAttach() error {
 		return errors.New("no cgroup of this process found to move it into")
 	}
 	return nil
+}
+
+// KeepCgroupAttachWarm warms the lock again every 3 ms, on a goroutine of
+// its own, until stop is called: for a container made by another process
+// some tens of milliseconds from now (containerd's shim runs runc create
+// after the call that asks for it), longer than one warm-up lasts.
+func KeepCgroupAttachWarm() (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(3 * time.Millisecond)
+		defer t.Stop()
+		for {
+			_ = WarmCgroupAttach()
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done) }
 }

@@ -7,8 +7,8 @@
 // containerd's own cio for process I/O. containerd's full Go client would
 // also do, but it links image, content, transfer and lease handling that
 // a container with no image never uses, and every nixrescue process paid
-// for their package initialisation (about 4 ms per start, measured: the
-// hold and runc's init are nixrescue processes too); it also makes several
+// for their package initialisation (about 4 ms per start, measured: runc's
+// init is a nixrescue process too); it also makes several
 // calls more per container (a lease, runtime lookups, a Get before each
 // change).
 //
@@ -305,7 +305,7 @@ func (ct *container) newTask(ctx context.Context, creator cio.Creator) error {
 		req.Stdin, req.Stdout, req.Stderr, req.Terminal = cfg.Stdin, cfg.Stdout, cfg.Stderr, cfg.Terminal
 		t.io = i
 	}
-	stop := keepCgroupAttachWarm()
+	stop := privatens.KeepCgroupAttachWarm()
 	resp, err := ct.r.tasks.Create(ctx, req)
 	stop()
 	if err != nil {
@@ -596,23 +596,4 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
-}
-
-// keepCgroupAttachWarm keeps the kernel's cgroup attach lock warm
-// (privatens.WarmCgroupAttach) until stop is called.
-func keepCgroupAttachWarm() (stop func()) {
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(3 * time.Millisecond)
-		defer t.Stop()
-		for {
-			_ = privatens.WarmCgroupAttach()
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() { close(done) }
 }
