@@ -291,14 +291,19 @@ func summarise(c *Case) {
 		c.RSSKB = max(c.RSSKB, s.rssKB)
 	}
 	c.Runs = len(c.samples)
-	if len(ms) == 0 {
-		return
+	if len(ms) > 0 {
+		c.Median, c.Min, c.Max = spread(ms)
 	}
+}
+
+// spread is the median, min and max of ms (not empty); it sorts ms.
+func spread(ms []float64) (median, lo, hi float64) {
 	slices.Sort(ms)
-	c.Median, c.Min, c.Max = ms[len(ms)/2], ms[0], ms[len(ms)-1]
+	median, lo, hi = ms[len(ms)/2], ms[0], ms[len(ms)-1]
 	if len(ms)%2 == 0 {
-		c.Median = (ms[len(ms)/2-1] + ms[len(ms)/2]) / 2
+		median = (ms[len(ms)/2-1] + ms[len(ms)/2]) / 2
 	}
+	return median, lo, hi
 }
 
 // concurrency runs, for each level n, n sessions at once on n copies of
@@ -343,12 +348,8 @@ func concurrency(work, bin string, fx *fixture.Image, levels []int, rounds int) 
 		if len(walls[li]) == 0 {
 			continue
 		}
-		w := walls[li]
-		slices.Sort(w)
-		c.Rounds, c.MinMS, c.MaxMS, c.WallMS = len(w), w[0], w[len(w)-1], w[len(w)/2]
-		if len(w)%2 == 0 {
-			c.WallMS = (w[len(w)/2-1] + w[len(w)/2]) / 2
-		}
+		c.Rounds = len(walls[li])
+		c.WallMS, c.MinMS, c.MaxMS = spread(walls[li])
 		c.PerSecond = float64(c.Sessions) / (c.WallMS / 1000)
 		out[li] = c
 	}
