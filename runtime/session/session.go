@@ -619,15 +619,15 @@ func open(ctx context.Context, o Options, prepare bool) (*live, int, error) {
 			return nil, ExitFailure, err
 		}
 	}
-	if inPrivateNS() || privatens.Entered() {
-		detachOtherSessions(filepath.Join(o.StateDir, "sessions"))
-	}
 	// What killed sessions left goes first: it may be in this target (a
 	// mount point made for resolv.conf, a loop device of this image), and
 	// the target must be seen as it really is.
 	st, err := newState(o.StateDir)
 	if err != nil {
 		return nil, ExitFailure, err
+	}
+	if inPrivateNS() || privatens.Entered() {
+		detachOtherSessions(st.sessionsDir())
 	}
 	if _, _, err := st.cleanStale(ctx, be.containerd); err != nil {
 		st.removeDirsIfUnused()

@@ -21,10 +21,11 @@ import (
 
 // runHold starts the test binary as a hold, named as the hold is (the
 // helper package's C constructor, linked in, takes it): the protocol is
-// tested on the host, no container needed. how is "listen:PATH" for a hold
-// that listens at PATH; it runs on extra's socket when given. Its cleanup, which runs after the
-// caller's (which closes the connection), checks the hold then ended by
-// itself with exit 0. alive tells whether it still runs.
+// tested on the host, no container needed. how is "listen:PATH" for a
+// hold that listens at PATH; it runs on extra's socket when given. Its
+// cleanup, which runs after the caller's (which closes the connection),
+// checks the hold then ended by itself with exit 0. alive tells whether
+// it still runs.
 func runHold(t *testing.T, how string, extra ...*os.File) (alive func() bool) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0])
