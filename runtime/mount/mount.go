@@ -164,7 +164,7 @@ func remountWritable(mt *made) error {
 	if err := mountAtPath(mt.device, mt.where, mt.fstype, mt.flags|unix.MS_RDONLY, mt.data); err != nil {
 		return err
 	}
-	if opt := withoutJournal(mt.where); opt != "" && !slices.Contains(strings.Split(mt.data, ","), opt) {
+	if opt := withoutJournal(mt.where); opt != "" && noReplay(strings.Split(mt.data, ",")) == "" {
 		_ = unix.Unmount(mt.where, unix.UMOUNT_NOFOLLOW)
 		return fmt.Errorf("the filesystem is still mounted in another mount namespace as nixrescue first looked at it, without its journal (%s), and would be written without one: end what holds it (a container or service started meanwhile) and run nixrescue again", opt)
 	}
@@ -179,7 +179,14 @@ func withoutJournal(dir string) string {
 		return ""
 	}
 	m := ms[len(ms)-1]
-	for _, o := range strings.Split(m.Options+","+m.VFSOptions, ",") {
+	return noReplay(strings.Split(m.Options+","+m.VFSOptions, ","))
+}
+
+// noReplay names the first of options that skips a journal's or log's
+// replay, or "". ext4 takes noload and shows it as norecovery (seen
+// here); btrfs's is rescue=nologreplay, nologreplay on older kernels.
+func noReplay(options []string) string {
+	for _, o := range options {
 		switch o {
 		case "noload", "norecovery", "nologreplay", "rescue=nologreplay":
 			return o

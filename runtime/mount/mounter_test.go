@@ -249,3 +249,19 @@ func TestDetachedLeavesNoCopy(t *testing.T) {
 		t.Errorf("the next mount took the probe's superblock up (%s)", o)
 	}
 }
+
+// The refusal is for a look without journal the fstab did not ask for:
+// an entry that says noload itself gets what it asks, read-write.
+func TestMakeWritableKeepsANoloadTheFstabAsks(t *testing.T) {
+	testenv.Require(t)
+	dev, dir := ext4Loop(t), t.TempDir()
+	m := &Mounter{}
+	mountReadOnlyOn(t, m, dev, dir, []string{"noload"})
+	copyMountNamespace(t)
+	if err := m.MakeWritable(); err != nil {
+		t.Fatal(err)
+	}
+	if o := mountOptions(t, dir)[dir]; !slices.Contains(o, "rw") {
+		t.Errorf("mounted %v, want rw", o)
+	}
+}
