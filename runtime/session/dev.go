@@ -118,13 +118,9 @@ func mountedDisk(dir string) (string, []target.Partition) {
 		return "", nil
 	}
 	parts, _ := target.KernelPartitions(t.Disk)
-	probes, err := target.ProbeDevices(context.Background(), target.Probed(parts))
+	// A device blkid failed on only goes without its filesystem.
+	probes, _ := target.ProbeDevices(context.Background(), target.Probed(parts))
 	for i := range parts {
-		if err != nil { // each on its own: one failing does not hide the others
-			pr, _ := target.ProbeDevice(context.Background(), parts[i].Device)
-			parts[i].FS = pr.FS
-			continue
-		}
 		parts[i].FS = probes[parts[i].Device].FS
 	}
 	return t.Disk, parts

@@ -63,7 +63,7 @@ func TestProbeEach(t *testing.T) {
 			t.Errorf("%s: %+v (answered %v), want type %q", p, pr, ok, found[p])
 		}
 	}
-	_, err = probeEach(paths, 2, func(p string) ([]byte, error) {
+	got, err = probeEach(paths, 2, func(p string) ([]byte, error) {
 		if p == "/dev/loop0p4" {
 			return nil, errors.New("blkid /dev/loop0p4: failed")
 		}
@@ -71,6 +71,12 @@ func TestProbeEach(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "/dev/loop0p4") {
 		t.Errorf("error %v, want one naming /dev/loop0p4", err)
+	}
+	// The others are answered all the same; the failed one is left out.
+	for _, p := range paths {
+		if pr, ok := got[p]; ok != (p != "/dev/loop0p4") || pr.Type != found[p] {
+			t.Errorf("with loop0p4 failing, %s: %+v (answered %v)", p, pr, ok)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package target
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -186,7 +187,9 @@ func ProbeDevice(ctx context.Context, path string) (Probe, error) {
 // as many at once as there are CPUs: blkid stops at the first device of a
 // list where it finds nothing (a BIOS boot partition), and a run's time is
 // mostly its reads of the device, which go on side by side. A device where
-// nothing is recognised has a zero Probe; an error names its device.
+// nothing is recognised has a zero Probe. A device blkid failed on is left
+// out of the map, and the error names it (the first such); the others'
+// answers are there all the same.
 func ProbeDevices(ctx context.Context, paths []string) (map[string]Probe, error) {
 	return probeEach(paths, runtime.NumCPU(), func(p string) ([]byte, error) { return runBlkid(ctx, p) })
 }
@@ -215,13 +218,15 @@ func probeEach(paths []string, limit int, probe func(string) ([]byte, error)) (m
 	}
 	wg.Wait()
 	probes := map[string]Probe{}
+	var first error
 	for i, a := range answers {
 		if a.err != nil {
-			return nil, a.err
+			first = cmp.Or(first, a.err)
+			continue
 		}
 		probes[paths[i]] = a.probes[paths[i]]
 	}
-	return probes, nil
+	return probes, first
 }
 
 // parseBlkidExport reads blkid's export format: for each device
