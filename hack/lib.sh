@@ -6,7 +6,14 @@ export PATH="$PATH:/usr/local/go/bin"
 # build_static OUT: the fully static nixrescue (cgo for libcontainer's
 # nsenter, glibc linked in). It must be static: it also runs inside the
 # target as the container's helper, where none of this host's libraries are.
+# The version is git's description of the checkout (the nearest tag, or
+# the commit, "-dirty" when it has changes), shown by nixrescue --version.
 build_static() {
 	CGO_ENABLED=1 go build -trimpath -tags 'netgo osusergo' \
-		-ldflags '-extldflags -static' -o "$1" ./cmd/nixrescue
+		-ldflags "-extldflags -static -X main.version=$(nixrescue_version)" -o "$1" ./cmd/nixrescue
+}
+
+# nixrescue_version describes the checkout for --version.
+nixrescue_version() {
+	git describe --tags --always --dirty 2>/dev/null || echo unknown
 }

@@ -13,17 +13,18 @@ import (
 
 // targetFlags are the flags of every command that opens a target.
 type targetFlags struct {
-	root     string
-	readOnly bool
-	rootPart string
-	mounts   []string
-	boot     string
-	force    bool
-	dev      string
-	stateDir string
-	system   string
-	gen      int
-	aliases  []string
+	root         string
+	readOnly     bool
+	rootPart     string
+	mounts       []string
+	boot         string
+	force        bool
+	dev          string
+	stateDir     string
+	system       string
+	gen          int
+	aliases      []string
+	mountMissing bool
 }
 
 func (f *targetFlags) register(cmd *cobra.Command) {
@@ -38,6 +39,7 @@ func (f *targetFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.system, "system", "", "system to use, as the target names it (default: the system profile)")
 	fl.IntVar(&f.gen, "generation", 0, "use generation `N` of the system profile")
 	fl.StringArrayVar(&f.aliases, "disk-alias", nil, "another `NAME` of the target's disk, as the target machine saw it (e.g. /dev/sda; repeatable)")
+	fl.BoolVar(&f.mountMissing, "mount-missing", false, "for a directory target: mount what its fstab puts on /boot, /boot/efi, /efi or /nix when nothing is mounted there and it is on the same disk (for the session only)")
 	fl.StringVar(&f.stateDir, "state-dir", session.DefaultStateDir, "where session state is kept on the host")
 	_ = fl.MarkHidden("state-dir")
 }
@@ -55,6 +57,8 @@ func (f *targetFlags) apply(cmd *cobra.Command, o *session.Options, target strin
 	o.StateDir = f.stateDir
 	o.System.Path, o.System.Generation = f.system, f.gen
 	o.DiskAliases = f.aliases
+	o.MountMissing = f.mountMissing
+	o.Verbose = verbose
 	switch f.dev {
 	case "curated":
 	case "host":
@@ -84,7 +88,6 @@ type backendFlags struct {
 	backend   string
 	address   string
 	namespace string
-	verbose   bool
 }
 
 func (b *backendFlags) register(cmd *cobra.Command) {
@@ -92,7 +95,6 @@ func (b *backendFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&b.backend, "backend", "auto", "container runtime: auto (containerd when its socket answers, else embedded), embedded or containerd")
 	fl.StringVar(&b.address, "address", containerd.DefaultAddress, "containerd's socket")
 	fl.StringVar(&b.namespace, "namespace", containerd.DefaultNamespace, "containerd namespace of nixrescue's containers")
-	fl.BoolVarP(&b.verbose, "verbose", "v", false, "say which backend runs the session, and why")
 }
 
 func (f *containerFlags) register(cmd *cobra.Command) {
@@ -127,7 +129,6 @@ func (f *containerFlags) options(cmd *cobra.Command, args []string) (session.Opt
 		Backend:     f.backend,
 		Address:     f.address,
 		Namespace:   f.namespace,
-		Verbose:     f.verbose,
 	}
 	if err := f.targetFlags.apply(cmd, &o, target); err != nil {
 		return o, err

@@ -6,11 +6,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime/debug"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -35,9 +36,6 @@ func init() {
 	embedded.MaybeInit()
 }
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
-
 // exitCoder is an error that carries its own exit status.
 type exitCoder interface{ ExitCode() int }
 
@@ -51,20 +49,33 @@ func main() {
 	if os.Args[0] == specs.HelperPath {
 		helper.Main(os.Args[1:])
 	}
+	// A closed output (nixrescue inspect IMG | head -1) is an error of the
+	// write, EPIPE, not a SIGPIPE that kills nixrescue before it has torn
+	// its session down. (Notify, not Ignore: an ignored signal would stay
+	// ignored in the programs nixrescue starts.)
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	root := newRootCommand()
-	err := root.ExecuteContext(context.Background())
+	cmd, err := root.ExecuteC()
 	if err == nil {
 		os.Exit(0)
 	}
+	code := session.ExitFailure
 	var ec exitCoder
 	if errors.As(err, &ec) {
-		if _, ok := err.(exitStatus); !ok {
-			fmt.Fprintf(os.Stderr, "nixrescue: %v\n", err)
-		}
-		os.Exit(ec.ExitCode())
+		code = ec.ExitCode()
 	}
-	fmt.Fprintf(os.Stderr, "nixrescue: %v\n", err)
-	os.Exit(session.ExitFailure)
+	if errors.Is(err, syscall.EPIPE) {
+		// Whoever read the output stopped reading: as a program killed by
+		// SIGPIPE, quietly.
+		os.Exit(128 + int(syscall.SIGPIPE))
+	}
+	if _, ok := err.(exitStatus); !ok {
+		fmt.Fprintf(os.Stderr, "nixrescue: %v\n", err)
+		if wantsJSON(cmd) && !jsonWritten {
+			_ = writeJSON(errorReport{Error: err.Error(), ExitStatus: code})
+		}
+	}
+	os.Exit(code)
 }
 
 func newRootCommand() *cobra.Command {
@@ -75,10 +86,13 @@ func newRootCommand() *cobra.Command {
 system. The mounted NixOS root becomes the rootfs of a recovery container with
 /dev, /proc, /sys and DNS injected; the system's activation and your command
 run inside it, and nothing is left mounted or changed on the host.`,
-		Version:       version,
+		Version:       versionString(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// -v is --verbose everywhere; --version has no short form.
+	root.Flags().Bool("version", false, "print the version")
+	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "say more about what nixrescue does: which backend runs a session, and why")
 	root.AddCommand(newRunCommand(), newEnterCommand(), newSpecCommand(), newInspectCommand(), newCleanupCommand(), newRebuildCommand(), newGenerationsCommand(), newRollbackCommand(), newHardwareConfigCommand())
 	return root
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+
+	"github.com/spf13/cobra"
 )
 
 // textReport is a report that can also be written for people.
@@ -11,19 +13,61 @@ type textReport interface {
 	WriteText(w io.Writer) error
 }
 
-// printReport writes r to stdout as JSON (--json) or as text.
+// printReport writes r to stdout as JSON (--json) or as text. A write
+// that fails (EPIPE: the reader went away) is its error.
 func printReport(asJSON bool, r textReport) error {
 	if asJSON {
 		return writeJSON(r)
 	}
-	return r.WriteText(os.Stdout)
+	w := &checkedWriter{w: os.Stdout}
+	if err := r.WriteText(w); err != nil {
+		return err
+	}
+	return w.err
 }
+
+// checkedWriter keeps the first error of its writes, for writers (text
+// reports, tabwriter) that do not return them; it writes nothing after.
+type checkedWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (c *checkedWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.Write(p)
+	c.err = err
+	return n, err
+}
+
+// jsonWritten says a JSON document went to stdout already.
+var jsonWritten bool
 
 // writeJSON writes v to stdout, indented.
 func writeJSON(v any) error {
+	jsonWritten = true
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// errorReport is what a command asked for --json prints on stdout when it
+// fails before it has a report (docs/json.md): the same line as on
+// stderr, and the exit status.
+type errorReport struct {
+	Error      string `json:"error"`
+	ExitStatus int    `json:"exit_status"`
+}
+
+// wantsJSON tells whether cmd was given --json.
+func wantsJSON(cmd *cobra.Command) bool {
+	if cmd == nil {
+		return false
+	}
+	f := cmd.Flags().Lookup("json")
+	return f != nil && f.Value.String() == "true"
 }
 
 // firstArg is the TARGET argument, or "".

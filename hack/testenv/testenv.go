@@ -44,13 +44,25 @@ func Enabled() bool { return os.Getenv(EnvVar) != "" }
 func BuildStatic(moduleRoot, dir string) (string, error) {
 	out := filepath.Join(dir, "nixrescue")
 	cmd := exec.Command("go", "build", "-trimpath", "-tags", "netgo osusergo",
-		"-ldflags", "-extldflags -static", "-o", out, "./cmd/nixrescue")
+		"-ldflags", "-extldflags -static -X main.version="+Version(moduleRoot), "-o", out, "./cmd/nixrescue")
 	cmd.Dir = moduleRoot
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build nixrescue: %v\n%s", err, b)
 	}
 	return out, nil
+}
+
+// Version describes the checkout at moduleRoot as hack/lib.sh's builds
+// do (git describe), for the binary's --version.
+func Version(moduleRoot string) string {
+	cmd := exec.Command("git", "describe", "--tags", "--always", "--dirty")
+	cmd.Dir = moduleRoot
+	out, err := cmd.Output()
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // Host is what a session must leave as it found it.

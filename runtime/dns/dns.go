@@ -95,14 +95,20 @@ func Build(host, uplink io.Reader, servers []string) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// BuildFromHost is Build on the live host files.
+// ErrNoHostResolver says the host has no /etc/resolv.conf (or it is a
+// link to nothing): an offline rescue system. The container then gets no
+// DNS, which only what downloads needs.
+var ErrNoHostResolver = errors.New("this host has no /etc/resolv.conf")
+
+// BuildFromHost is Build on the live host files; ErrNoHostResolver when
+// the host has none and no servers are named.
 func BuildFromHost(servers []string) ([]byte, error) {
 	if len(servers) > 0 {
 		return Build(nil, nil, servers)
 	}
 	h, err := os.Open(HostResolvConf)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, errors.New("this host has no /etc/resolv.conf: name a DNS server with --dns IP")
+		return nil, ErrNoHostResolver
 	} else if err != nil {
 		return nil, fmt.Errorf("open host resolv.conf: %w", err)
 	}

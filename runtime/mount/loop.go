@@ -33,10 +33,12 @@ type Loop struct {
 	dev  *os.File
 }
 
-// AttachLoop attaches file to a free loop device, read-only if asked.
-// The device detaches itself once Close is called and nothing else (a
-// mount, a partition in use) holds it.
-func AttachLoop(file string, readOnly bool) (*Loop, error) {
+// AttachLoop attaches file to a free loop device, read-only if asked,
+// with the logical sector size the image's partition table was written
+// for (0 or 512: the default; 4096 for a 4Kn disk's image). The device
+// detaches itself once Close is called and nothing else (a mount, a
+// partition in use) holds it.
+func AttachLoop(file string, readOnly bool, sectorSize int) (*Loop, error) {
 	flag := os.O_RDWR
 	if readOnly {
 		flag = os.O_RDONLY
@@ -65,6 +67,9 @@ func AttachLoop(file string, readOnly bool) (*Loop, error) {
 			return nil, fmt.Errorf("open %s: %w", path, err)
 		}
 		cfg := unix.LoopConfig{Fd: uint32(backing.Fd())}
+		if sectorSize > 512 {
+			cfg.Size = uint32(sectorSize)
+		}
 		cfg.Info.Flags = unix.LO_FLAGS_AUTOCLEAR | unix.LO_FLAGS_PARTSCAN
 		if readOnly {
 			cfg.Info.Flags |= unix.LO_FLAGS_READ_ONLY

@@ -24,7 +24,7 @@ func partitionedLoop(t *testing.T) (*Loop, string) {
 	if err := os.Truncate(img, 8<<20); err != nil {
 		t.Fatal(err)
 	}
-	l, err := AttachLoop(img, false)
+	l, err := AttachLoop(img, false, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

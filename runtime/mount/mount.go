@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -33,12 +34,31 @@ var flagOptions = map[string]struct {
 	"silent": {unix.MS_SILENT, true}, "loud": {unix.MS_SILENT, false},
 }
 
-// userspaceOptions mean something to mount(8), systemd or the boot, not
-// to the kernel; they are dropped.
-var userspaceOptions = []string{"defaults", "auto", "noauto", "user", "nouser", "users", "owner", "group", "nofail", "_netdev"}
+// BootOnly says why an fstab option means nothing to the kernel's mount
+// of a filesystem for a repair, or "" when the mount takes it: it tells
+// mount(8), systemd or a desktop tool what to do at boot. Flags drops these.
+func BootOnly(option string) string {
+	switch {
+	case option == "defaults" || option == "":
+		return "no option: the kernel's defaults"
+	case option == "auto" || option == "noauto":
+		return "whether the boot mounts it"
+	case option == "nofail":
+		return "for the boot: a missing device does not stop it"
+	case option == "_netdev":
+		return "for the boot: wait for the network"
+	case strings.HasPrefix(option, "x-systemd.") || option == "x-initrd.mount":
+		return "systemd's, for the boot"
+	case option == "user" || option == "nouser" || option == "users" || option == "owner" || option == "group":
+		return "mount(8)'s: which users may mount it"
+	case strings.HasPrefix(option, "x-") || strings.HasPrefix(option, "X-") || strings.HasPrefix(option, "comment="):
+		return "for other programs than the kernel"
+	}
+	return ""
+}
 
 // Flags splits fstab options into mount flags and the data string the
-// filesystem gets.
+// filesystem gets; options for the boot (BootOnly) are left out.
 func Flags(options []string) (uintptr, string) {
 	var flags uintptr
 	var data []string
@@ -51,8 +71,7 @@ func Flags(options []string) (uintptr, string) {
 			}
 			continue
 		}
-		if o == "" || slices.Contains(userspaceOptions, o) || strings.HasPrefix(o, "x-") ||
-			strings.HasPrefix(o, "X-") || strings.HasPrefix(o, "comment=") {
+		if BootOnly(o) != "" {
 			continue
 		}
 		data = append(data, o)
@@ -109,6 +128,25 @@ func (m *Mounter) MountReadOnly(device string, dir *os.File, fstype string, opti
 	m.mounts = append(m.mounts, made{device: device, fstype: fstype, data: data, where: where, flags: flags,
 		final: m.ReadOnly || flags&unix.MS_RDONLY != 0})
 	return nil
+}
+
+// SetOptions gives the mount at where (as MountReadOnly was given it) the
+// options it is to end with: the fstab's for the root and /nix, read
+// once they are mounted. MakeWritable mounts it with them; a ReadOnly
+// Mounter keeps what it mounted.
+func (m *Mounter) SetOptions(where string, options []string) error {
+	for i := len(m.mounts) - 1; i >= 0; i-- {
+		mt := &m.mounts[i]
+		if mt.where != filepath.Clean(where) {
+			continue
+		}
+		mt.flags, mt.data = Flags(options)
+		if !m.ReadOnly && mt.flags&unix.MS_RDONLY == 0 {
+			mt.final = false
+		}
+		return nil
+	}
+	return fmt.Errorf("set the options of %s: nothing mounted there", where)
 }
 
 // MakeWritable mounts every mount of this Mounter as its options ask:
@@ -275,19 +313,43 @@ func MakePrivateTree() error {
 	return nil
 }
 
+// MountError is a mount the kernel refused, with what the filesystem
+// said about it where it says it to the mount (the new mount API's
+// context log; ext4 says it to the kernel log only).
+type MountError struct {
+	Device, Type string
+	Err          error
+	Said         []string
+}
+
+func (e *MountError) Error() string {
+	return fmt.Sprintf("mount %s (%s): %s", e.Device, e.Type, e.Reason())
+}
+
+// Reason is the kernel's answer, without the device.
+func (e *MountError) Reason() string {
+	if len(e.Said) == 0 {
+		return e.Err.Error()
+	}
+	return e.Err.Error() + " (" + strings.Join(e.Said, "; ") + ")"
+}
+
+func (e *MountError) Unwrap() error { return e.Err }
+
 // Detached mounts device (of type fstype, with options) read-only without
 // attaching it anywhere (fsopen, fsmount): a mount no mount table lists,
 // reached only through the returned directory, which is its root; closing
 // it ends the mount. Nothing made meanwhile can copy it: a mount namespace
 // made while an attached mount exists (a container or service starting on
 // the host) keeps a copy of it, and with it the superblock, mounted as it
-// was. ErrNoDetached when the kernel has no new mount API (before 5.2).
+// was. ErrNoDetached when the kernel has no new mount API (before 5.2). A
+// refusal is a *MountError.
 func Detached(device, fstype string, options []string) (*os.File, error) {
 	fs, err := unix.Fsopen(fstype, unix.FSOPEN_CLOEXEC)
 	if errors.Is(err, unix.ENOSYS) {
 		return nil, ErrNoDetached
 	} else if err != nil {
-		return nil, fmt.Errorf("mount %s (%s): %w", device, fstype, err)
+		return nil, &MountError{Device: device, Type: fstype, Err: err}
 	}
 	defer unix.Close(fs)
 	set := func(key, value string) error {
@@ -312,13 +374,32 @@ func Detached(device, fstype string, options []string) (*os.File, error) {
 		err = unix.FsconfigCreate(fs)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("mount %s (%s): %w", device, fstype, err)
+		return nil, &MountError{Device: device, Type: fstype, Err: err, Said: contextLog(fs)}
 	}
 	m, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
 	if err != nil {
-		return nil, fmt.Errorf("mount %s (%s): %w", device, fstype, err)
+		return nil, &MountError{Device: device, Type: fstype, Err: err, Said: contextLog(fs)}
 	}
 	return os.NewFile(uintptr(m), device), nil
+}
+
+// contextLog reads the messages a filesystem left in its mount context
+// ("e …" errors, "w …" warnings), without their kind.
+func contextLog(fs int) []string {
+	var out []string
+	buf := make([]byte, 4096)
+	for range 16 {
+		n, err := unix.Read(fs, buf)
+		if err != nil || n <= 0 {
+			break
+		}
+		msg := string(buf[:n])
+		if len(msg) > 2 && msg[1] == ' ' {
+			msg = msg[2:]
+		}
+		out = append(out, strings.TrimSpace(msg))
+	}
+	return out
 }
 
 // ErrNoDetached says the kernel cannot make detached mounts.

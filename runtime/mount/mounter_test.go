@@ -30,7 +30,7 @@ func ext4Loop(t *testing.T, dirs ...string) string {
 	if out, err := exec.Command("mkfs.ext4", "-q", "-d", src, img, "8M").CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext4: %v %s", err, out)
 	}
-	l, err := AttachLoop(img, false)
+	l, err := AttachLoop(img, false, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nixrescue/nixrescue/runtime/guard"
 	"github.com/nixrescue/nixrescue/runtime/host"
 )
 
@@ -121,21 +122,21 @@ func removeStrayCgroups(live func(string) bool) ([]string, error) {
 }
 
 // removeCgroups kills the processes of the cgroups named like pattern (in
-// every hierarchy) whose session is not live, and removes the cgroups:
-// what a container whose runtime is gone (a containerd that died) leaves.
+// every hierarchy) whose session is not live (guard.KillCgroup, as a
+// session's guard does), and removes the cgroups: what a container whose
+// runtime is gone (a containerd that died) leaves.
 func removeCgroups(pattern string, live func(string) bool) ([]string, error) {
 	var removed []string
+	killed := map[string]bool{}
 	for _, d := range host.CgroupDirs(pattern) {
 		id := filepath.Base(d)
 		if live(id) {
 			continue
 		}
-		if b, err := os.ReadFile(filepath.Join(d, "cgroup.procs")); err == nil {
-			for _, f := range strings.Fields(string(b)) {
-				var pid int
-				if _, err := fmt.Sscan(f, &pid); err == nil && pid > 0 {
-					_ = syscall.Kill(pid, syscall.SIGKILL)
-				}
+		if !killed[id] {
+			killed[id] = true
+			if err := guard.KillCgroup("/" + id); err != nil {
+				return removed, err
 			}
 		}
 		deadline := time.Now().Add(3 * time.Second)

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/moby/sys/mountinfo"
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/nixrescue/nixrescue/runtime/target"
@@ -37,10 +36,11 @@ func (o Options) resolveTarget() (target.Target, error) {
 func (l *live) curateDev() error {
 	var disk string
 	var parts []target.Partition
-	if op := l.s.opened; op != nil {
+	var why error
+	if op := l.s.opened; op != nil && op.Disk != "" {
 		disk, parts = op.Disk, op.Partitions
 	} else {
-		disk, parts = mountedDisk(l.prepared.Root)
+		disk, parts, why = mountedDisk(l.prepared.Root)
 	}
 	devs, err := devicesFor(disk, parts)
 	if err != nil {
@@ -48,7 +48,7 @@ func (l *live) curateDev() error {
 	}
 	if disk == "" {
 		if l.o.StrictDiskAliases {
-			return fmt.Errorf("%s is not a mount point of a disk, so nixrescue cannot tell which disk the bootloader goes on: name the disk (or image) as TARGET", l.prepared.Root)
+			return fmt.Errorf("nixrescue cannot tell which disk the bootloader goes on (%v): name the disk (or image) as TARGET", why)
 		}
 		return nil
 	}
@@ -57,7 +57,7 @@ func (l *live) curateDev() error {
 		return err
 	}
 	var aliases []DiskAlias
-	if op := l.s.opened; op != nil {
+	if op := l.s.opened; op != nil && op.Root != nil {
 		aliases = op.Aliases // checked while the target was still read-only
 	} else {
 		var err error
@@ -104,26 +104,22 @@ func partDevices(parts []target.Partition, disk string) []string {
 	return out
 }
 
-// mountedDisk finds the disk whose filesystem is mounted at dir, when dir
-// is a mount point of a block device; "" otherwise (a root that is only a
-// directory of the host's own filesystem brings no disk in).
-func mountedDisk(dir string) (string, []target.Partition) {
-	mounts, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
-	if err != nil || len(mounts) == 0 {
-		return "", nil
+// mountedDisk finds the disk whose filesystem is mounted at dir
+// (target.DiskBehind), with its partitions and their filesystems; the
+// error says why there is none (a root that is only a directory of the
+// host's own filesystem brings no disk in).
+func mountedDisk(dir string) (string, []target.Partition, error) {
+	disk, err := target.DiskBehind(dir)
+	if err != nil {
+		return "", nil, err
 	}
-	m := mounts[len(mounts)-1]
-	t, err := target.Resolve(fmt.Sprintf("/dev/block/%d:%d", m.Major, m.Minor))
-	if err != nil || (t.Kind != target.KindDisk && t.Kind != target.KindPartition) {
-		return "", nil
-	}
-	parts, _ := target.KernelPartitions(t.Disk)
+	parts, _ := target.KernelPartitions(disk)
 	// A device blkid failed on only goes without its filesystem.
 	probes, _ := target.ProbeDevices(context.Background(), target.Probed(parts))
 	for i := range parts {
 		parts[i].FS = probes[parts[i].Device].FS
 	}
-	return t.Disk, parts
+	return disk, parts, nil
 }
 
 // writeDiskLinks makes dir a /dev/disk for the target's devices:

@@ -32,6 +32,9 @@ func Generations(ctx context.Context, o Options, print func(*GenerationsReport) 
 		return code, err
 	}
 	defer l.close()
+	for _, w := range l.s.opened.Warnings {
+		fmt.Fprintf(l.o.Stderr, "nixrescue: warning: %s\n", w)
+	}
 	root := l.o.Root
 	gens, err := nixos.Generations(root)
 	if err != nil {
@@ -91,6 +94,7 @@ type RollbackOptions struct {
 func Rollback(ctx context.Context, ro RollbackOptions) (int, error) {
 	o := ro.Options
 	o.defaults()
+	o.RequireMounts = true
 	o.NoActivate = true // switch-to-configuration boot activates nothing
 	o.Args = []string{nixos.SystemProfile + "/bin/switch-to-configuration", "boot"}
 	var before, to int

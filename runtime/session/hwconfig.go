@@ -60,6 +60,7 @@ const maxHardwareConfig = 1 << 20
 func HardwareConfig(ctx context.Context, ho HardwareOptions, report func(*HardwareReport) error) (int, error) {
 	o := ho.Options
 	o.defaults()
+	o.RequireMounts = true
 	now := ho.Now
 	if now.IsZero() {
 		now = time.Now()

@@ -37,11 +37,12 @@ func Inspect(ctx context.Context, o Options, print func(*Report) error) (int, er
 	defer l.close()
 	r := &Report{Layout: Layout{Target: l.target, Partitions: []target.Partition{}, Plan: []target.Entry{}}, Warnings: []string{}, DiskAliases: []DiskAlias{}, HostEFI: host.EFIBooted("/sys")}
 	root := l.o.Root
-	if op := l.s.opened; op != nil {
-		r.Layout = op.Layout
-		r.Warnings = append(r.Warnings, op.Warnings...)
+	op := l.s.opened
+	r.Layout = op.Layout
+	r.Warnings = append(r.Warnings, op.Warnings...)
+	if op.Root != nil {
 		r.DiskAliases = append(r.DiskAliases, op.Aliases...)
-	} else if disk, _ := mountedDisk(root); disk != "" {
+	} else if disk, _, _ := mountedDisk(root); disk != "" {
 		sys, _ := currentGeneration(root)
 		aliases, _ := checkedDiskAliases(root, sys, nil, o.DiskAliases, disk, false,
 			func(p string) { r.Warnings = append(r.Warnings, p) })

@@ -160,7 +160,18 @@ func Rebuild(ctx context.Context, ro RebuildOptions, onReport func(*RunReport) e
 		o.Sandbox = SandboxAuto
 	}
 	o.StrictDiskAliases = true
+	o.RequireMounts = true
 	o.bootloaderStep, o.networkHint = true, true
+	o.beforeContainer = func(root string) error {
+		sys, err := nixos.ResolveSystem(root, o.System)
+		if err != nil {
+			return err
+		}
+		if findProgram(root, "nixos-rebuild", nixos.Env(sys.Path, "")) == "" {
+			return fmt.Errorf("the target's system %s has no nixos-rebuild (was it built with system.disableInstallerTools = true?): pick a generation that has it (--generation N), or build the system another way with nixrescue run", sys.StorePath)
+		}
+		return nil
+	}
 	o.Report = &RunReport{}
 	o.OnReport = onReport
 	return Run(ctx, o)

@@ -29,6 +29,7 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/backend"
 	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
 	"github.com/nixrescue/nixrescue/runtime/dns"
+	"github.com/nixrescue/nixrescue/runtime/guard"
 	"github.com/nixrescue/nixrescue/runtime/helper"
 	"github.com/nixrescue/nixrescue/runtime/host"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
@@ -170,6 +171,8 @@ type Prepared struct {
 	// Devices and DiskLinks make the curated /dev.
 	Devices   []rspec.LinuxDevice
 	DiskLinks string
+	// Warnings are what the session should say before it goes on.
+	Warnings []string
 }
 
 // Prepare checks the target and decides the container's shape. It reads
@@ -231,7 +234,11 @@ func Prepare(o Options) (*Prepared, error) {
 	p.Env = nixos.Env(sys.Path, term)
 	if !(len(o.DNS) == 1 && o.DNS[0] == DNSNone) {
 		p.Resolv, err = dns.BuildFromHost(o.DNS)
-		if err != nil {
+		if errors.Is(err, dns.ErrNoHostResolver) {
+			// DNS is a convenience: what needs no download works without.
+			p.Warnings = append(p.Warnings, "this host has no /etc/resolv.conf, so the container gets no DNS; a download will fail (name a server with --dns IP)")
+			return p, nil
+		} else if err != nil {
 			return nil, err
 		}
 		p.DNS, err = dns.PlanFor(root, sys.Path)
@@ -425,6 +432,11 @@ func run(ctx context.Context, op *Options, ran *bool) (int, error) {
 		}
 	}
 	pauseForTest(ctx, "mounted")
+	if s.guard, err = guard.Start("/" + s.id); err != nil {
+		// The session works without; only a killed nixrescue would then
+		// leave the container's processes to the next session's sweep.
+		fmt.Fprintf(o.Stderr, "nixrescue: warning: %v\n", err)
+	}
 
 	var failed failures
 	command := func(env []string) backend.Process {
@@ -604,13 +616,16 @@ func open(ctx context.Context, o Options, prepare bool) (*live, int, error) {
 	}
 	// Mounts go into a mount namespace of the session's own, except with
 	// containerd, whose shim must see them from the host's (see package
-	// backend/containerd): then into a private tree of the host's.
-	hostTree := be.name == BackendContainerd && t.Kind != target.KindDirectory
+	// backend/containerd): then into a private tree of the host's. A
+	// directory target needs none unless the session mounts something
+	// on it.
+	mounts := t.Kind != target.KindDirectory || len(o.Mounts) > 0 || o.Boot != "" || o.MountMissing
+	hostTree := be.name == BackendContainerd && mounts
 	if be.name == BackendContainerd && privatens.Entered() {
 		// chooseBackend never picks containerd then: a bug if it did.
 		return nil, ExitFailure, errors.New("containerd chosen in a private mount namespace: its shim could not see the session's mounts")
 	}
-	if t.Kind != target.KindDirectory && !hostTree {
+	if mounts && !hostTree {
 		if !inPrivateNS() && !privatens.Entered() {
 			code, err := reexecInPrivateNS(backendEnv + "=" + be.name)
 			return nil, code, err
@@ -653,17 +668,22 @@ func open(ctx context.Context, o Options, prepare bool) (*live, int, error) {
 			return nil, ExitFailure, err
 		}
 	}
+	var op *Opened
 	if t.Kind == target.KindDirectory {
-		l.o.Root = t.Path
+		op, err = openDirectory(t, o.TargetOptions, s)
+	} else {
+		op, err = openTarget(ctx, t, o.TargetOptions, s)
 	}
-	if t.Kind != target.KindDirectory {
-		op, err := openTarget(ctx, t, o.TargetOptions, s)
-		if err != nil {
-			l.close()
-			return nil, ExitFailure, err
-		}
-		s.opened = op
-		l.o.Root = op.RootDir
+	if op != nil {
+		s.opened = op // even when it failed midway: teardown undoes it
+	}
+	if err != nil {
+		l.close()
+		return nil, ExitFailure, err
+	}
+	l.o.Root = op.RootDir
+	if prepare {
+		// (Inspect and generations report them themselves.)
 		for _, w := range op.Warnings {
 			fmt.Fprintf(o.Stderr, "nixrescue: warning: %s\n", w)
 		}
@@ -674,6 +694,9 @@ func open(ctx context.Context, o Options, prepare bool) (*live, int, error) {
 	if l.prepared, err = Prepare(l.o); err != nil {
 		l.close()
 		return nil, ExitFailure, err
+	}
+	for _, w := range l.prepared.Warnings {
+		fmt.Fprintf(o.Stderr, "nixrescue: warning: %s\n", w)
 	}
 	if !o.HostDev {
 		if err := l.curateDev(); err != nil {
@@ -879,12 +902,16 @@ func WriteSpec(ctx context.Context, o SpecOptions, w io.Writer) (int, error) {
 		}
 	}
 	var p *Prepared
-	if t.Kind == target.KindDirectory {
+	if t.Kind == target.KindDirectory && len(o.Mounts) == 0 && o.Boot == "" && !o.MountMissing {
+		o.Root = t.Path
 		if p, err = Prepare(o.Options); err != nil {
 			return ExitFailure, err
 		}
+		for _, w := range p.Warnings {
+			fmt.Fprintf(o.Stderr, "nixrescue: warning: %s\n", w)
+		}
 		if !o.HostDev {
-			disk, parts := mountedDisk(p.Root)
+			disk, parts, _ := mountedDisk(p.Root)
 			if p.Devices, err = devicesFor(disk, parts); err != nil {
 				return ExitFailure, err
 			}
@@ -899,7 +926,7 @@ func WriteSpec(ctx context.Context, o SpecOptions, w io.Writer) (int, error) {
 		}
 	} else {
 		if o.Bundle != "" {
-			return ExitFailure, fmt.Errorf("%s (%s): a bundle needs a root that stays mounted; mount the NixOS root yourself and pass --root DIR", t.Arg, t.Kind)
+			return ExitFailure, fmt.Errorf("%s (%s): a bundle needs a root that stays mounted; mount the NixOS root (and what its fstab mounts under it) yourself and pass that directory", t.Arg, t.Kind)
 		}
 		// The spec of a session on a disk or image names the session's
 		// own mounts: print it while they exist.

@@ -19,8 +19,10 @@ import (
 
 	"github.com/nixrescue/nixrescue/runtime/backend/containerd"
 	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
+	"github.com/nixrescue/nixrescue/runtime/guard"
 	"github.com/nixrescue/nixrescue/runtime/mount"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
+	"github.com/nixrescue/nixrescue/runtime/target"
 )
 
 // state is the host-side state directory of all sessions:
@@ -29,6 +31,8 @@ import (
 //	DIR/sessions/ID/resolv.conf  the file bound into the container
 //	DIR/sessions/ID/undo.json    what to undo in the target if it dies
 //	DIR/containers/ID/           libcontainer's state of its container
+//	DIR/claims/KEY               held (flock) by the session that opened
+//	                             the data KEY names (target.Key)
 //
 // Everything a session made is removed when it ends, and the directories
 // themselves when no other session uses them, so the host's /run is left as
@@ -55,10 +59,12 @@ func (st *state) cleanStale(ctx context.Context, cd *containerd.Runner) (session
 		}
 	}
 	sessions, err = st.removeStaleSessions()
+	st.removeStaleClaims()
 	return sessions, containers, err
 }
 
 func (st *state) sessionsDir() string         { return filepath.Join(st.dir, "sessions") }
+func (st *state) claimsDir() string           { return filepath.Join(st.dir, "claims") }
 func (st *state) containerDir() string        { return filepath.Join(st.dir, "containers") }
 func (st *state) sessionDir(id string) string { return filepath.Join(st.sessionsDir(), id) }
 
@@ -132,10 +138,14 @@ type session struct {
 	st        *state
 	id        string
 	lock      *os.File
+	claims    []*os.File
 	container interface{ Destroy() error } // a backend.Container or backend.First
-	opened    *Opened
-	journal   undoRecord
-	timer     timer
+	// guard kills the container's processes if this process dies; it is
+	// disarmed once the container is gone.
+	guard   *guard.Guard
+	opened  *Opened
+	journal undoRecord
+	timer   timer
 	// prewarm, when set, readies the backend for the container's
 	// creation; called early and again shortly before it, as what it
 	// warms stays warm only for some milliseconds.
@@ -161,23 +171,11 @@ func (st *state) readJournal(id string) (undoRecord, error) {
 	return r, json.Unmarshal(b, &r)
 }
 
-// holderOf returns the PID of the live session that locked p, or 0.
-func (st *state) holderOf(p string) int {
-	entries, _ := os.ReadDir(st.sessionsDir())
-	for _, e := range entries {
-		if r, err := st.readJournal(e.Name()); err == nil && r.Lock == p && st.live(e.Name()) {
-			return r.PID
-		}
-	}
-	return 0
-}
-
 // undoRecord is the session's journal: what it holds and made, so that
 // what a killed session left can be found and undone.
 type undoRecord struct {
 	PID         int          `json:"pid"`
 	Target      string       `json:"target,omitempty"`
-	Lock        string       `json:"lock,omitempty"`
 	Root        string       `json:"root,omitempty"`
 	Placeholder string       `json:"placeholder,omitempty"`
 	Inode       uint64       `json:"inode,omitempty"`
@@ -381,6 +379,7 @@ func (s *session) end() {
 		}
 		s.container = nil
 	}
+	s.guard.Disarm()
 	s.undoPlaceholder()
 	if s.opened != nil {
 		if err := s.opened.Close(); err != nil {
@@ -396,6 +395,7 @@ func (s *session) end() {
 	if err := s.undoLoops(); err != nil {
 		fmt.Fprintf(os.Stderr, "nixrescue: warning: teardown: %v\n", err)
 	}
+	s.releaseClaims()
 	if s.lock != nil {
 		s.lock.Close()
 	}
@@ -427,7 +427,7 @@ func removeUnmounted(dir string) error {
 // removeDirsIfUnused removes the state directories when no session uses
 // them, so that the host's /run is left as it was.
 func (st *state) removeDirsIfUnused() {
-	for _, d := range []string{st.containerDir(), st.sessionsDir(), st.dir} {
+	for _, d := range []string{st.containerDir(), st.sessionsDir(), st.claimsDir(), st.dir} {
 		_ = unix.Rmdir(d) // fails while other sessions use it, as it should
 	}
 }
@@ -457,4 +457,122 @@ func releaseLoop(l loopRecord) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil
+}
+
+// Claim is what a claim file says of its holder.
+type Claim struct {
+	Session string `json:"session"`
+	PID     int    `json:"pid"`
+	// Target is the path the holder opened.
+	Target string `json:"target"`
+}
+
+// InUseError says another session holds the target's data, under
+// whatever name it opened it.
+type InUseError struct {
+	Target string
+	Holder Claim
+}
+
+func (e *InUseError) Error() string {
+	if e.Holder.Session == "" {
+		return fmt.Sprintf("%s: in use by another nixrescue session: wait for it to end (one session per disk or image)", e.Target)
+	}
+	return fmt.Sprintf("%s: in use by nixrescue (pid %d, session %s, on %s): wait for that session to end (one session per disk or image, under whatever name)",
+		e.Target, e.Holder.PID, e.Holder.Session, e.Holder.Target)
+}
+
+// claim takes the session's hold on the data keys name (target.Keys): a
+// file per key under the claims directory, flocked for as long as the
+// session runs. A second session on the same data, whatever name it has
+// for it (a hard or symbolic link to the image, a second loop device on
+// it, another partition of the disk), finds a claim held and is refused
+// with the first one's name. The kernel lets go of the locks when the
+// session's process ends, however it ends.
+func (s *session) claim(arg, path string, keys []target.Key) error {
+	if err := os.MkdirAll(s.st.claimsDir(), 0o700); err != nil {
+		return fmt.Errorf("create claims directory: %w", err)
+	}
+	me, _ := json.Marshal(Claim{Session: s.id, PID: s.journal.PID, Target: path})
+	for _, k := range keys {
+		f, err := s.st.lockClaim(k)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			holder, _ := s.st.readClaim(k)
+			return &InUseError{Target: arg, Holder: holder}
+		} else if err != nil {
+			return fmt.Errorf("claim %s: %w", arg, err)
+		}
+		s.claims = append(s.claims, f)
+		if err := f.Truncate(0); err == nil {
+			_, err = f.WriteAt(me, 0)
+		}
+		if err != nil {
+			return fmt.Errorf("claim %s: %w", arg, err)
+		}
+	}
+	return nil
+}
+
+// lockClaim opens and locks the claim file of k. A file removed by its
+// last holder between the open and the lock is not the claim any more:
+// then it tries again with the new one.
+func (st *state) lockClaim(k target.Key) (*os.File, error) {
+	p := filepath.Join(st.claimsDir(), string(k))
+	for range 100 {
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o600)
+		if errors.Is(err, os.ErrNotExist) {
+			// The directory went with the last session: make it again.
+			if err := os.MkdirAll(st.claimsDir(), 0o700); err != nil {
+				return nil, err
+			}
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			f.Close()
+			return nil, err
+		}
+		var held, now unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &held) == nil && unix.Stat(p, &now) == nil && held.Ino == now.Ino {
+			return f, nil
+		}
+		f.Close()
+	}
+	return nil, fmt.Errorf("the claim file %s keeps being replaced", p)
+}
+
+// readClaim reads who holds k.
+func (st *state) readClaim(k target.Key) (Claim, error) {
+	var c Claim
+	b, err := os.ReadFile(filepath.Join(st.claimsDir(), string(k)))
+	if err != nil {
+		return c, err
+	}
+	return c, json.Unmarshal(b, &c)
+}
+
+// releaseClaims removes the session's claim files and lets them go:
+// removed while still locked, so that nobody takes a file that is about
+// to vanish for a claim (lockClaim checks that it is still there).
+func (s *session) releaseClaims() {
+	for _, f := range s.claims {
+		_ = os.Remove(f.Name())
+		f.Close()
+	}
+	s.claims = nil
+}
+
+// removeStaleClaims removes the claim files nobody holds: left by a
+// session that was killed (the kernel let go of its lock).
+func (st *state) removeStaleClaims() {
+	entries, _ := os.ReadDir(st.claimsDir())
+	for _, e := range entries {
+		f, err := st.lockClaim(target.Key(e.Name()))
+		if err != nil {
+			continue
+		}
+		_ = os.Remove(f.Name())
+		f.Close()
+	}
 }

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,8 +9,8 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
+	"time"
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
@@ -37,6 +38,14 @@ type TargetOptions struct {
 	// be mapped (rebuild) instead of warning.
 	DiskAliases       []string
 	StrictDiskAliases bool
+	// MountMissing mounts, on a directory target, what its fstab puts on
+	// /boot, /boot/efi, /efi or /nix when nothing is mounted there and it
+	// is on the directory's own disk (for the session only).
+	MountMissing bool
+	// RequireMounts refuses a directory target where such a filesystem is
+	// not mounted (rebuild, rollback, hardware-config write there);
+	// other commands warn.
+	RequireMounts bool
 }
 
 // Layout is what opening a target finds: the disk, its partitions, the
@@ -66,9 +75,12 @@ type Opened struct {
 
 	loop    *mount.Loop
 	diskDev *os.File
+	image   *os.File
 	added   []int
 	mounter *mount.Mounter
-	lock    *os.File
+	// tree says RootDir is the session's own mount tree, torn down with
+	// it (not a directory target's, which is the user's).
+	tree bool
 }
 
 func (op *Opened) warn(format string, a ...any) {
@@ -85,13 +97,22 @@ func openTarget(ctx context.Context, t target.Target, to TargetOptions, s *sessi
 		}
 	}()
 	done := s.timer.start("attach")
-	switch t.Kind {
-	case target.KindImage:
-		err = op.attachImage(ctx, t, to, s)
-	case target.KindDisk, target.KindPartition:
-		err = op.openDisk(ctx, t, to, s)
-	default:
-		err = fmt.Errorf("%s is a %s: it needs no opening", t.Arg, t.Kind)
+	keys, err := target.Keys(t)
+	if err == nil {
+		err = s.claim(t.Arg, t.Path, keys)
+	}
+	if err == nil {
+		err = op.checkNotMounted(keys, to.Force, s.st.sessionsDir())
+	}
+	if err == nil {
+		switch t.Kind {
+		case target.KindImage:
+			err = op.attachImage(ctx, t, to, s)
+		case target.KindDisk, target.KindPartition:
+			err = op.openDisk(ctx, t, to, s)
+		default:
+			err = fmt.Errorf("%s is a %s: it needs no opening", t.Arg, t.Kind)
+		}
 	}
 	done()
 	if err != nil {
@@ -110,84 +131,94 @@ func openTarget(ctx context.Context, t target.Target, to TargetOptions, s *sessi
 	return op, nil
 }
 
-// lockTarget takes the session's lock on path (an image file or a whole
-// disk), so that a second session on the same target is refused.
-func (op *Opened) lockTarget(p string, s *session) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return &target.TargetError{Target: op.Target.Arg, Err: err}
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			who := "another program"
-			if pid := s.st.holderOf(p); pid > 0 {
-				who = fmt.Sprintf("nixrescue (pid %d)", pid)
-			}
-			return &target.TargetError{Target: op.Target.Arg, Err: fmt.Errorf("in use by %s", who),
-				Fix: "wait for that session to end (one session per target)"}
+// checkNotMounted refuses a target whose data is mounted read-write
+// anywhere on this host, in any mount namespace, under any device name
+// (a second loop device on the image, a partition of the disk), unless
+// forced: two writers on one filesystem lose data. keys are the target's
+// (target.Keys). A copy of a mount under the sessions directory, in a
+// namespace made while an ended session's tree existed, goes by itself:
+// it is waited for a moment.
+func (op *Opened) checkNotMounted(keys []target.Key, force bool, sessionsDir string) error {
+	host, _ := os.Readlink("/proc/1/ns/mnt")
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		busy, err := mountedReadWrite(keys)
+		if err != nil {
+			return err
 		}
-		return fmt.Errorf("lock %s: %w", p, err)
+		leftover := func(m mount.NamespaceMount) bool {
+			return m.Namespace != host && strings.HasPrefix(m.Mountpoint, sessionsDir+"/")
+		}
+		if len(busy) > 0 && !force && !slices.ContainsFunc(busy, func(m mount.NamespaceMount) bool { return !leftover(m) }) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		for _, m := range busy {
+			where := m.Mountpoint
+			if m.Namespace != host {
+				comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", m.PID))
+				where += fmt.Sprintf(" in the mount namespace of pid %d (%s)", m.PID, strings.TrimSpace(string(comm)))
+			}
+			if force {
+				op.warn("%s is mounted read-write at %s; going on because of --force", m.Source, where)
+				continue
+			}
+			return &target.TargetError{Target: op.Target.Arg, Err: fmt.Errorf("%s (the same data) is mounted read-write at %s", m.Source, where),
+				Fix: "unmount it first, or use that directory as the target, or pass --force"}
+		}
+		return nil
 	}
-	op.lock = f
-	return s.record(func(r *undoRecord) { r.Lock = p })
 }
 
-// checkNotMounted refuses a target whose devices are mounted read-write
-// on the host, unless forced: two kernels' worth of writers corrupt a
-// filesystem.
-func (op *Opened) checkNotMounted(devices []string, force bool) error {
-	nums := map[[2]int]string{}
-	for _, d := range devices {
-		if maj, min, err := target.DeviceNumber(d); err == nil {
-			nums[[2]int{int(maj), int(min)}] = d
-		}
-	}
-	mounts, err := mountinfo.GetMounts(nil)
+// mountedReadWrite lists the read-write mounts, in every mount
+// namespace, of block devices whose data keys share (target.DeviceKeys).
+func mountedReadWrite(keys []target.Key) ([]mount.NamespaceMount, error) {
+	mounts, err := mount.Everywhere(func(m *mountinfo.Info) (skip, stop bool) {
+		return m.Major == 0 || !mount.ReadWrite(m), false
+	})
 	if err != nil {
-		return fmt.Errorf("read the mount table: %w", err)
+		return nil, fmt.Errorf("read the mount tables: %w", err)
 	}
+	known := map[[2]int][]target.Key{}
+	var out []mount.NamespaceMount
 	for _, m := range mounts {
-		d, ok := nums[[2]int{m.Major, m.Minor}]
-		if !ok || slices.Contains(strings.Split(m.Options, ","), "ro") {
-			continue
+		dev := [2]int{m.Major, m.Minor}
+		k, ok := known[dev]
+		if !ok {
+			k = target.DeviceKeys(uint32(m.Major), uint32(m.Minor))
+			known[dev] = k
 		}
-		if force {
-			op.warn("%s is mounted read-write at %s; going on because of --force", d, m.Mountpoint)
-			continue
+		if target.Shares(k, keys) {
+			out = append(out, m)
 		}
-		return &target.TargetError{Target: op.Target.Arg, Err: fmt.Errorf("%s is mounted read-write at %s", d, m.Mountpoint),
-			Fix: "unmount it first, or use that directory as the target, or pass --force"}
 	}
-	return nil
+	return out, nil
 }
 
 func (op *Opened) attachImage(ctx context.Context, t target.Target, to TargetOptions, s *session) error {
 	op.Image = t.Path
-	if err := op.lockTarget(t.Path, s); err != nil {
-		return err
+	f, err := os.Open(t.Path)
+	if err != nil {
+		return &target.TargetError{Target: t.Arg, Err: err}
 	}
-	// Loop devices already backed by this image (attached by hand or by
-	// another tool) count as the target's devices.
-	var others []string
-	for _, l := range loopsBackedBy(t.Path) {
-		others = append(others, l)
-		if parts, err := target.KernelPartitions(l); err == nil {
-			for _, p := range parts {
-				others = append(others, p.Device)
-			}
+	op.image = f
+	st, err := f.Stat()
+	if err != nil {
+		return &target.TargetError{Target: t.Arg, Err: err}
+	}
+	if !to.ReadOnly && st.Mode().Perm()&0o222 == 0 {
+		// Root may write to it all the same: the mode is someone's wish
+		// that it stay as it is.
+		if !to.Force {
+			return &target.TargetError{Target: t.Arg, Err: fmt.Errorf("the image is read-only (mode %04o)", st.Mode().Perm()),
+				Fix: "pass --read-only to look at it, or --force to write to it all the same"}
 		}
-	}
-	if err := op.checkNotMounted(others, to.Force); err != nil {
-		return err
+		op.warn("writing to %s although its mode is %04o, because of --force", t.Path, st.Mode().Perm())
 	}
 	// Read the table before attaching: a truncated image is refused
 	// without anything attached, and the file stays as it was.
-	size, err := fileSize(op.lock)
-	if err != nil {
-		return err
-	}
-	table, err := target.ReadTable(op.lock, size, 512)
+	size := st.Size()
+	table, err := target.ReadTable(f, size, 0)
 	if err != nil {
 		return &target.TargetError{Target: t.Arg, Err: err}
 	}
@@ -203,7 +234,7 @@ func (op *Opened) attachImage(ctx context.Context, t target.Target, to TargetOpt
 				Fix: "the image is empty, truncated or damaged; check that it was copied whole"}
 		}
 	}
-	loop, err := mount.AttachLoop(t.Path, to.ReadOnly)
+	loop, err := mount.AttachLoop(t.Path, to.ReadOnly, table.SectorSize)
 	if errors.Is(err, unix.EROFS) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
 		return &target.TargetError{Target: t.Arg, Err: errors.New("the image cannot be opened for writing (a read-only filesystem or file)"),
 			Fix: "pass --read-only to look at it, or copy it somewhere writable"}
@@ -219,7 +250,16 @@ func (op *Opened) attachImage(ctx context.Context, t target.Target, to TargetOpt
 		op.Partitions = []target.Partition{{Number: 0, Device: loop.Path, Size: size}}
 		return nil
 	}
+	return op.useTable(table, s)
+}
+
+// useTable takes the partitions of a table read from the disk, and says
+// what is wrong with the table.
+func (op *Opened) useTable(table target.Table, s *session) error {
 	op.Table = table.Type
+	for _, w := range table.Warnings {
+		op.warn("%s", w)
+	}
 	return op.addPartitions(table.Partitions, s)
 }
 
@@ -228,7 +268,17 @@ func (op *Opened) attachImage(ctx context.Context, t target.Target, to TargetOpt
 func (op *Opened) addPartitions(parts []target.Partition, s *session) error {
 	known, _ := target.KernelPartitions(op.Disk)
 	for _, p := range parts {
-		if i := slices.IndexFunc(known, func(k target.Partition) bool { return k.Number == p.Number }); i >= 0 {
+		i := slices.IndexFunc(known, func(k target.Partition) bool { return k.Number == p.Number })
+		if p.Extended {
+			// The container of the logical partitions: the kernel makes a
+			// device of its first sectors only; nothing to probe or mount.
+			if i >= 0 {
+				p.Device = known[i].Device
+			}
+			op.Partitions = append(op.Partitions, p)
+			continue
+		}
+		if i >= 0 {
 			if known[i].Start != p.Start || known[i].Size != p.Size {
 				return fmt.Errorf("the kernel's partition %d of %s differs from the partition table: run partprobe or partx -u %s", p.Number, op.Disk, op.Disk)
 			}
@@ -256,20 +306,6 @@ func (op *Opened) addPartitions(parts []target.Partition, s *session) error {
 
 func (op *Opened) openDisk(ctx context.Context, t target.Target, to TargetOptions, s *session) error {
 	op.Disk = t.Disk
-	if err := op.lockTarget(t.Disk, s); err != nil {
-		return err
-	}
-	known, err := target.KernelPartitions(t.Disk)
-	if err != nil {
-		return err
-	}
-	devs := []string{t.Disk}
-	for _, p := range known {
-		devs = append(devs, p.Device)
-	}
-	if err := op.checkNotMounted(devs, to.Force); err != nil {
-		return err
-	}
 	flag := os.O_RDWR
 	if to.ReadOnly {
 		flag = os.O_RDONLY
@@ -291,10 +327,9 @@ func (op *Opened) openDisk(ctx context.Context, t target.Target, to TargetOption
 		op.Partitions = []target.Partition{{Number: 0, Device: t.Disk, Size: size}}
 		return nil
 	}
-	op.Table = table.Type
 	// Adding partitions (BLKPG) tells the kernel where they are and
 	// writes nothing to the disk: read-only targets get them too.
-	return op.addPartitions(table.Partitions, s)
+	return op.useTable(table, s)
 }
 
 // probe identifies the filesystem on each partition (blkid, one run per
@@ -313,8 +348,8 @@ func (op *Opened) probe(ctx context.Context) error {
 }
 
 // mountRoot finds the NixOS root, mounts it and, when the store is on a
-// filesystem of its own, that one too, then plans and mounts the rest from
-// the target's fstab.
+// filesystem of its own, that one too, then plans (target.MakePlan) and
+// mounts the rest from the target's fstab.
 func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 	probeDir := filepath.Join(s.dir(), "probe")
 	op.RootDir = filepath.Join(s.dir(), "root")
@@ -324,7 +359,7 @@ func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 		}
 	}
 	done := s.timer.start("discover")
-	roots, nixes, err := target.Discover(op.Partitions, probeDir)
+	found, err := target.Discover(op.Partitions, probeDir)
 	done()
 	if err != nil {
 		return err
@@ -333,90 +368,76 @@ func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 	if s.prewarm != nil {
 		s.prewarm() // the container is created some 10-20 ms from here
 	}
-	root, err := op.chooseRoot(roots, to.RootPart)
+	partition := 0
+	if op.Target.Kind == target.KindPartition {
+		partition = op.Target.Partition
+	}
+	root, err := target.ChooseRoot(op.Target.Arg, found.Roots, op.Partitions, to.RootPart, partition)
+	var nr *target.NoRootError
+	if errors.As(err, &nr) {
+		nr.Failed = found.Failed
+	}
 	if err != nil {
 		return err
 	}
 	op.Root = &root
+	op.tree = true
 	// Read-only until the plan is known to be good and every mount of it
 	// has worked: a refused session, or a mount that fails halfway, leaves
 	// the target as it was, superblocks included.
-	if err := op.mountAt(root.Partition.Device, "/", root.Partition.Type, target.RootOptions(root, nil), nil); err != nil {
+	if err := op.mountAt(root.Partition.Device, "/", root.Partition.Type, target.FirstOptions(root), nil); err != nil {
 		return err
 	}
 	// The system, and with it the fstab, is in the store: mount a separate
 	// /nix first when the root alone has no system profile.
-	var nixEntry *target.Entry
-	if !nixos.Exists(op.RootDir, nixos.SystemProfile) && len(nixes) > 0 {
-		n := nixes[0]
-		opts := target.RootOptions(n, nil)
-		if err := op.mountAt(n.Partition.Device, "/nix", n.Partition.Type, opts, nil); err != nil {
+	in := target.PlanInput{Partitions: op.Partitions, Root: root}
+	if !nixos.Exists(op.RootDir, nixos.SystemProfile) && len(found.Nixes) > 0 {
+		in.Nix = &found.Nixes[0]
+		if err := op.mountAt(in.Nix.Partition.Device, "/nix", in.Nix.Partition.Type, target.FirstOptions(*in.Nix), nil); err != nil {
 			return err
 		}
-		nixEntry = &target.Entry{Mountpoint: "/nix", Spec: n.Describe(), Device: n.Partition.Device, Type: n.Partition.Type,
-			Options: opts, Action: target.ActionMount, Origin: "discovered", MappedBy: "holds the Nix store"}
 	}
-	fstab, err := op.readFstab()
-	if err != nil {
+	if in.Fstab, err = op.readFstab(); err != nil {
 		return err
 	}
-	var overrides []target.Override
-	for _, m := range to.Mounts {
-		o, err := target.ParseOverride(m)
-		if err != nil {
-			return err
-		}
-		overrides = append(overrides, o)
+	if in.Overrides, err = target.Overrides(to.Mounts, to.Boot); err != nil {
+		return err
 	}
-	if to.Boot != "" {
-		overrides = append(overrides, target.Override{Spec: to.Boot, Mountpoint: "/boot", Origin: "--boot"})
+	plan, err := target.MakePlan(in)
+	if err != nil {
+		return &target.TargetError{Target: op.Target.Arg, Err: err}
 	}
-	rootEntry := target.Entry{Mountpoint: "/", Spec: root.Describe(), Device: root.Partition.Device, Type: root.Partition.Type,
-		Options: target.RootOptions(root, nil), Action: target.ActionMount, Origin: "discovered", MappedBy: "holds /etc/NIXOS"}
-	if fe := target.RootEntry(fstab); fe != nil {
-		rootEntry.Spec = fe.Spec
-		if p, _, ok := target.MapSource(fe.Spec, op.Partitions); !ok || p.Device != root.Partition.Device {
-			op.warn("the fstab's root %s is not %s, where the NixOS root was found", fe.Spec, root.Describe())
-		}
-	}
-	plan := target.BuildPlan(fstab, op.Partitions, overrides)
-	if nixEntry != nil {
-		// /nix is mounted already: the fstab's entry for it is that
-		// mount, if it names the same filesystem.
-		i := slices.IndexFunc(plan, func(e target.Entry) bool { return e.Mountpoint == "/nix" && e.Action == target.ActionMount })
-		switch {
-		case i >= 0 && plan[i].Device == nixEntry.Device:
-			// Marked discovered: it is not mounted a second time.
-			plan[i].Origin, plan[i].Options = "discovered", nixEntry.Options
-			plan[i].Reason = "mounted first: it holds the store, where the fstab is"
-		case i >= 0:
-			op.warn("the fstab mounts %s on /nix, but the store was found on %s: that one is mounted", plan[i].Spec, nixEntry.Spec)
-			plan[i].Action, plan[i].Reason = target.ActionSkip, "the store is on "+nixEntry.Spec
-			plan = append([]target.Entry{*nixEntry}, plan...)
-		default:
-			plan = append([]target.Entry{*nixEntry}, plan...)
-		}
-	}
-	op.Plan = append([]target.Entry{rootEntry}, plan...)
-	if missing := target.Unmapped(plan); len(missing) > 0 {
-		e := missing[0]
-		return &target.TargetError{Target: op.Target.Arg,
-			Err: fmt.Errorf("the fstab mounts %s on %s, which is not on this disk", e.Spec, e.Mountpoint),
-			Fix: fmt.Sprintf("pass --mount DEVICE:%s, or mark the entry nofail", e.Mountpoint)}
-	}
+	op.Plan = plan.Entries
+	op.Warnings = append(op.Warnings, plan.Warnings...)
 	// Disk names the configuration gives the boot disk, checked while
 	// nothing is written yet: a rebuild refuses what cannot be mapped.
 	sys, _ := currentGeneration(op.RootDir)
-	op.Aliases, err = checkedDiskAliases(op.RootDir, sys, fstab, to.DiskAliases, op.Disk, to.StrictDiskAliases,
+	op.Aliases, err = checkedDiskAliases(op.RootDir, sys, in.Fstab, to.DiskAliases, op.Disk, to.StrictDiskAliases,
 		func(p string) { op.warn("%s", p) })
 	if err != nil {
 		return err
 	}
-	// A missing mount point is made as systemd would, which needs its
-	// parent writable: only then is anything written before the end.
+	return op.mountPlan()
+}
+
+// mountPlan mounts the plan's entries (those mounted already, found by
+// discovery, get their options), read-only, then all of it as the plan
+// says. A missing mount point is made as systemd would, which needs its
+// parent writable: only then is anything written before the end.
+func (op *Opened) mountPlan() error {
 	for i := range op.Plan {
 		e := &op.Plan[i]
-		if e.Action != target.ActionMount || e.Origin == "discovered" {
+		if e.Action != target.ActionMount {
+			continue
+		}
+		if e.Origin == target.OriginDiscovered {
+			where, err := rootfs.Join(op.RootDir, e.Mountpoint)
+			if err == nil {
+				err = op.mounter.SetOptions(where, e.Options)
+			}
+			if err != nil {
+				return err
+			}
 			continue
 		}
 		if e.Type == "" || e.Type == "auto" {
@@ -447,52 +468,6 @@ func (op *Opened) mountAt(device, mp, fstype string, options []string, beforeCre
 	}
 	defer dir.Close()
 	return op.mounter.MountReadOnly(device, dir, fstype, options)
-}
-
-// chooseRoot picks the root among those found.
-func (op *Opened) chooseRoot(roots []target.Found, want string) (target.Found, error) {
-	if want != "" {
-		for _, r := range roots {
-			if r.Partition.Device == want || strconv.Itoa(r.Partition.Number) == strings.TrimPrefix(want, "p") {
-				return r, nil
-			}
-		}
-		return target.Found{}, &target.TargetError{Target: op.Target.Arg, Err: fmt.Errorf("--root-part %s holds no NixOS root", want),
-			Fix: "name one of " + describeFound(roots)}
-	}
-	if op.Target.Kind == target.KindPartition {
-		for _, r := range roots {
-			if r.Partition.Number == op.Target.Partition {
-				return r, nil
-			}
-		}
-		return target.Found{}, &target.NoRootError{Target: op.Target.Arg, Parts: op.partitionsNumbered(op.Target.Partition)}
-	}
-	switch len(roots) {
-	case 0:
-		return target.Found{}, &target.NoRootError{Target: op.Target.Arg, Parts: op.Partitions}
-	case 1:
-		return roots[0], nil
-	}
-	return target.Found{}, &target.TargetError{Target: op.Target.Arg, Err: fmt.Errorf("%d NixOS roots found: %s", len(roots), describeFound(roots)),
-		Fix: "choose one with --root-part N"}
-}
-
-func (op *Opened) partitionsNumbered(n int) []target.Partition {
-	for _, p := range op.Partitions {
-		if p.Number == n {
-			return []target.Partition{p}
-		}
-	}
-	return nil
-}
-
-func describeFound(roots []target.Found) string {
-	var s []string
-	for _, r := range roots {
-		s = append(s, fmt.Sprintf("%d (%s)", r.Partition.Number, r.Describe()))
-	}
-	return strings.Join(s, ", ")
 }
 
 // mountpointDir opens a mount point inside the mounted root, every link
@@ -551,7 +526,7 @@ func (op *Opened) Close() error {
 			first = err
 		}
 	}
-	if op.RootDir != "" {
+	if op.tree {
 		// What the kernel says is mounted there, not what was recorded:
 		// the target's programs ran on these mounts (mount.UnmountUnder).
 		keep(mount.UnmountUnder(op.RootDir))
@@ -569,40 +544,101 @@ func (op *Opened) Close() error {
 		keep(op.diskDev.Close())
 	}
 	op.diskDev = nil
-	if op.lock != nil {
-		op.lock.Close()
-		op.lock = nil
+	if op.image != nil {
+		op.image.Close()
+		op.image = nil
 	}
 	return first
 }
 
-// loopsBackedBy lists loop devices attached to file.
-func loopsBackedBy(file string) []string {
-	var out []string
-	want, err := os.Stat(file)
+// openDirectory opens a directory target. Its mounts are the user's, so
+// they are checked against its fstab (target.MissingMounts): what a repair
+// writes to (/boot, /boot/efi, /efi, /nix) must be mounted, or a rebuild
+// writes the kernels and the bootloader into the directory below them and
+// the machine still boots the old generation. Commands that write there
+// (to.RequireMounts) refuse; the others warn. --boot, --mount and, for
+// what is missing and on the directory's own disk, --mount-missing have
+// the session mount them itself: on a copy of the directory's tree, in
+// the session's own mount namespace (or private tree), which is then the
+// session's root; the user's mounts are not touched.
+func openDirectory(t target.Target, to TargetOptions, s *session) (*Opened, error) {
+	op := &Opened{Layout: Layout{Target: t, Partitions: []target.Partition{}, Plan: []target.Entry{}}, Warnings: []string{},
+		mounter: &mount.Mounter{ReadOnly: to.ReadOnly}, RootDir: t.Path}
+	if nixos.CheckRoot(t.Path) != nil {
+		return op, nil // Prepare says what is wrong with it
+	}
+	fstab, _, _ := target.ReadSystemFstab(t.Path)
+	overrides, err := target.Overrides(to.Mounts, to.Boot)
 	if err != nil {
-		return nil
+		return nil, err
 	}
-	entries, _ := os.ReadDir("/sys/block")
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), "loop") {
+	disk, parts, _ := mountedDisk(t.Path)
+	mounted := func(mp string) bool {
+		p, err := rootfs.Join(t.Path, mp)
+		if err != nil {
+			return false
+		}
+		m, _ := mount.At(p)
+		return m != nil
+	}
+	extra, err := target.PlanOverrides(overrides, parts)
+	if err != nil {
+		return nil, &target.TargetError{Target: t.Arg, Err: err}
+	}
+	for _, m := range target.MissingMounts(fstab, parts, mounted) {
+		if slices.ContainsFunc(extra, func(e target.Entry) bool { return e.Mountpoint == m.Mountpoint }) {
 			continue
 		}
-		b := mount.BackingFile(e.Name())
-		if b == "" {
+		if to.MountMissing && m.Device != "" {
+			extra = append(extra, target.Entry{Mountpoint: m.Mountpoint, Spec: m.Spec, Device: m.Device, Type: m.Type, Options: m.Options,
+				Action: target.ActionMount, Origin: target.OriginFstab, MappedBy: "--mount-missing"})
 			continue
 		}
-		if st, err := os.Stat(strings.TrimSuffix(b, " (deleted)")); err == nil && os.SameFile(st, want) {
-			out = append(out, "/dev/"+e.Name())
+		err := missingMountError(t, disk, m, to.MountMissing)
+		if to.RequireMounts {
+			return nil, err
 		}
+		op.warn("%s", strings.TrimPrefix(err.Error(), t.Arg+": "))
 	}
-	return out
+	if len(extra) == 0 {
+		return op, nil
+	}
+	op.Disk, op.Partitions = disk, parts
+	op.Plan = extra
+	op.RootDir = filepath.Join(s.dir(), "root")
+	if err := os.MkdirAll(op.RootDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", op.RootDir, err)
+	}
+	// A copy of the tree, a slave of the user's: their mounts and
+	// unmounts reach it, what the session mounts on it goes nowhere else.
+	if err := unix.Mount(t.Path, op.RootDir, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return nil, fmt.Errorf("copy the mount tree of %s: %w", t.Path, err)
+	}
+	op.tree = true
+	if err := unix.Mount("", op.RootDir, "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return op, fmt.Errorf("make the copy of %s a slave: %w", t.Path, err)
+	}
+	return op, op.mountPlan()
 }
 
-func fileSize(f *os.File) (int64, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return 0, err
+// missingMountError says that m is not mounted in directory target t,
+// whose disk is disk, and what to do.
+func missingMountError(t target.Target, disk string, m target.Missing, tried bool) error {
+	where := filepath.Join(t.Path, m.Mountpoint)
+	if m.Device == "" {
+		what := fmt.Sprintf("the fstab mounts %s on %s, but nothing is mounted at %s", m.Spec, m.Mountpoint, where)
+		if tried {
+			return &target.TargetError{Target: t.Arg, Err: fmt.Errorf("%s, and it is on no partition of %s", what, cmp.Or(disk, "the directory's disk")),
+				Fix: fmt.Sprintf("mount it yourself, or pass --mount DEVICE:%s", m.Mountpoint)}
+		}
+		return &target.TargetError{Target: t.Arg, Err: fmt.Errorf("%s: a repair would write into the directory below it", what),
+			Fix: fmt.Sprintf("mount it (mount %s %s), pass the disk itself as TARGET, or --mount DEVICE:%s", m.Spec, where, m.Mountpoint)}
 	}
-	return st.Size(), nil
+	flag := "--boot " + m.Device
+	if m.Mountpoint != "/boot" {
+		flag = "--mount " + m.Device + ":" + m.Mountpoint
+	}
+	return &target.TargetError{Target: t.Arg,
+		Err: fmt.Errorf("the fstab mounts %s on %s (%s, on the same disk), but nothing is mounted at %s: a repair would write into the directory below it", m.Spec, m.Mountpoint, m.Device, where),
+		Fix: fmt.Sprintf("mount it (mount %s %s), pass the disk itself as TARGET (%s), %s, or --mount-missing to have nixrescue mount it for this session", m.Device, where, disk, flag)}
 }

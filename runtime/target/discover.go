@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -71,10 +72,26 @@ func existsIn(dir, p string) bool {
 	return err == nil
 }
 
+// Discovery is what Discover found.
+type Discovery struct {
+	// Roots are the NixOS roots; Nixes the separate /nix filesystems.
+	Roots, Nixes []Found
+	// Failed are the filesystems that could not be mounted to look at
+	// them, and the kernel's answer: said when no root turns up.
+	Failed []ProbeFailure
+}
+
+// ProbeFailure is a filesystem discovery could not look at.
+type ProbeFailure struct {
+	Partition Partition
+	Err       error
+}
+
 // Discover mounts each mountable partition read-only at probeDir (which
 // must exist, in a private mount namespace) and returns the NixOS roots and
 // separate /nix filesystems on them, btrfs subvolumes included.
-func Discover(parts []Partition, probeDir string) (roots, nixes []Found, err error) {
+func Discover(parts []Partition, probeDir string) (Discovery, error) {
+	var d Discovery
 	for _, p := range parts {
 		if !Mountable(p.Type) || p.Device == "" {
 			continue
@@ -83,15 +100,16 @@ func Discover(parts []Partition, probeDir string) (roots, nixes []Found, err err
 		if err != nil {
 			// A filesystem the kernel cannot mount is not the root; say
 			// why if no root turns up.
+			d.Failed = append(d.Failed, ProbeFailure{Partition: p, Err: err})
 			continue
 		}
 		look := func(sub string) bool {
 			dir := filepath.Join(top, sub)
 			if IsNixOSRoot(dir) {
-				roots = append(roots, Found{Partition: p, Subvol: sub})
+				d.Roots = append(d.Roots, Found{Partition: p, Subvol: sub})
 				return true
 			} else if isNixFS(dir) {
-				nixes = append(nixes, Found{Partition: p, Subvol: sub})
+				d.Nixes = append(d.Nixes, Found{Partition: p, Subvol: sub})
 			}
 			return false
 		}
@@ -107,10 +125,10 @@ func Discover(parts []Partition, probeDir string) (roots, nixes []Found, err err
 			look("")
 		}
 		if err := done(); err != nil {
-			return nil, nil, err
+			return d, err
 		}
 	}
-	return roots, nixes, nil
+	return d, nil
 }
 
 // probeMount mounts p read-only for a look that writes nothing
@@ -130,7 +148,7 @@ func probeMount(p Partition, probeDir string) (top string, done func() error, er
 	}
 	flags, data := mount.Flags(options)
 	if err := unix.Mount(p.Device, probeDir, p.Type, flags|unix.MS_RDONLY, data); err != nil {
-		return "", nil, err
+		return "", nil, &mount.MountError{Device: p.Device, Type: p.Type, Err: err}
 	}
 	return probeDir, func() error { return mount.Unmount(probeDir) }, nil
 }
@@ -173,22 +191,12 @@ func isSubvolume(p string) bool {
 	return st.Sys().(*syscall.Stat_t).Ino == 256
 }
 
-// RootOptions are the mount options of the root found: the fstab's for
-// "/" when there is one, else the subvolume.
-func RootOptions(f Found, fstab *FstabEntry) []string {
-	opts := []string{}
-	if fstab != nil {
-		opts = slices.DeleteFunc(slices.Clone(fstab.Options), func(o string) bool {
-			return o == "ro" // the target is repaired read-write unless --read-only
-		})
-	}
-	if f.Subvol != "" {
-		opts = slices.DeleteFunc(opts, func(o string) bool {
-			return len(o) > 7 && (o[:7] == "subvol=" || (len(o) > 9 && o[:9] == "subvolid="))
-		})
-		opts = append(opts, "subvol="+f.Subvol)
-	}
-	return opts
+// FirstOptions are the options of the first, read-only mount of a
+// filesystem discovery found, before the target's fstab can be read: its
+// subvolume. The plan gives it the fstab's options after (MakePlan).
+func FirstOptions(f Found) []string {
+	o, _ := foundOptions(f, nil, false)
+	return o
 }
 
 // describeParts summarises partitions for an error message.
@@ -207,6 +215,8 @@ func describeParts(parts []Partition) string {
 			s += fmt.Sprintf("%s %s", name, p.Type)
 		case p.PartType == "bios_grub":
 			s += name + " (BIOS boot)"
+		case p.Extended:
+			s += name + " (extended: holds the logical partitions)"
 		default:
 			s += name + " (no filesystem recognised: empty, or its superblock is damaged)"
 		}
@@ -221,6 +231,8 @@ func describeParts(parts []Partition) string {
 type NoRootError struct {
 	Target string
 	Parts  []Partition
+	// Failed are the filesystems that could not be looked at.
+	Failed []ProbeFailure
 }
 
 func (e *NoRootError) Error() string {
@@ -231,6 +243,19 @@ func (e *NoRootError) Error() string {
 		if what := Unsupported(p.Type); what != "" {
 			return fmt.Sprintf("%s: %s holds %s, which nixrescue does not open yet: unlock or activate it yourself and pass the device of the opened root", e.Target, p.Device, what)
 		}
+	}
+	if len(e.Failed) > 0 {
+		var s []string
+		for _, f := range e.Failed {
+			why := f.Err.Error()
+			var me *mount.MountError
+			if errors.As(f.Err, &me) {
+				why = me.Reason()
+			}
+			s = append(s, fmt.Sprintf("%s (%s): %s", f.Partition.Device, f.Partition.Type, why))
+		}
+		return fmt.Sprintf("%s: no NixOS root found, and the kernel would not mount %s to look: a damaged filesystem, or a feature or module this kernel lacks (dmesg says which); check it with its fsck, or repair it from a system that can mount it",
+			e.Target, strings.Join(s, "; "))
 	}
 	return fmt.Sprintf("%s: no NixOS root found (no /etc/NIXOS or /nix/var/nix/profiles/system) on %s", e.Target, describeParts(e.Parts))
 }

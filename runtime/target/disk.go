@@ -16,11 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-
-	"github.com/diskfs/go-diskfs/backend"
-	"github.com/diskfs/go-diskfs/partition/gpt"
-	"github.com/diskfs/go-diskfs/partition/mbr"
-	"golang.org/x/sys/unix"
 )
 
 // Partition is one partition of a target disk.
@@ -35,6 +30,9 @@ type Partition struct {
 	PartUUID  string `json:"partuuid,omitempty"`
 	PartLabel string `json:"partlabel,omitempty"`
 	PartType  string `json:"parttype,omitempty"`
+	// Extended marks an MBR extended partition: the container of the
+	// logical partitions (5, 6, …), holding no filesystem of its own.
+	Extended bool `json:"extended,omitempty"`
 	// From the filesystem, as blkid reads it.
 	FS
 }
@@ -46,13 +44,6 @@ type FS struct {
 	Label string `json:"label,omitempty"`
 }
 
-// Table is a partition table read from a disk or image.
-type Table struct {
-	// Type is "gpt", "dos" (MBR), or "" for a bare filesystem.
-	Type       string
-	Partitions []Partition
-}
-
 // Probed lists the devices of parts worth probing for a filesystem: those
 // with a device, but for a partition whose type says it holds none (a BIOS
 // boot partition holds GRUB's core image; probing it cost a run of blkid,
@@ -60,112 +51,11 @@ type Table struct {
 func Probed(parts []Partition) []string {
 	var devs []string
 	for _, p := range parts {
-		if p.Device != "" && p.PartType != "bios_grub" {
+		if p.Device != "" && p.PartType != "bios_grub" && !p.Extended {
 			devs = append(devs, p.Device)
 		}
 	}
 	return devs
-}
-
-// Known GPT partition types, for messages and for telling a BIOS boot
-// partition (which holds GRUB's core.img and no filesystem) from a broken
-// one.
-var gptTypeNames = map[string]string{
-	"21686148-6449-6E6F-744E-656564454649": "bios_grub",
-	"C12A7328-F81F-11D2-BA4B-00A0C93EC93B": "esp",
-	"0FC63DAF-8483-4772-8E79-3D69D8477DE4": "linux",
-	"0657FD6D-A4AB-43C4-84E5-0933C84B4F4F": "swap",
-	"E6D6D379-F507-44C2-A23C-238F2A3DF928": "lvm",
-	"CA7D7CCB-63ED-4C53-861C-1742536059CC": "luks",
-	"6A898CC3-1DD2-11B2-99A6-080020736631": "zfs",
-	"4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709": "root-x86-64",
-}
-
-// ReadTable reads the partition table of f (a disk or image of size
-// bytes, with the given logical sector size). A table whose partitions run
-// past the end is a truncated image, and an error.
-func ReadTable(f backend.File, size int64, sector int) (t Table, err error) {
-	if sector == 0 {
-		sector = 512
-	}
-	// The table comes from a disk nobody vouches for: whatever the parser
-	// makes of it, a panic is not an answer.
-	defer func() {
-		if r := recover(); r != nil {
-			t, err = Table{}, fmt.Errorf("the partition table is unreadable (%v): the disk is damaged or not partitioned as it claims", r)
-		}
-	}()
-	if g, err := gpt.Read(f, sector, sector); err == nil {
-		t.Type = "gpt"
-		for _, p := range g.Partitions {
-			if p.Type == gpt.Unused {
-				continue
-			}
-			typ := strings.ToUpper(string(p.Type))
-			if name, ok := gptTypeNames[typ]; ok {
-				typ = name
-			}
-			t.Partitions = append(t.Partitions, Partition{
-				Number:    p.Index,
-				Start:     int64(p.Start) * int64(sector),
-				Size:      (int64(p.End) - int64(p.Start) + 1) * int64(sector),
-				PartUUID:  strings.ToLower(p.GUID),
-				PartLabel: p.Name,
-				PartType:  typ,
-			})
-		}
-	} else if m, err := mbr.Read(f, sector, sector); err == nil {
-		t.Type = "dos"
-		for _, p := range m.Partitions {
-			if p.Type == mbr.Empty || p.Size == 0 {
-				continue
-			}
-			if p.Type == mbr.GPTProtective {
-				return t, errors.New("the disk has a protective MBR but its GPT is unreadable (corrupt or truncated)")
-			}
-			t.Partitions = append(t.Partitions, Partition{
-				Number:   p.Index,
-				Start:    int64(p.Start) * int64(sector),
-				Size:     int64(p.Size) * int64(sector),
-				PartUUID: strings.ToLower(p.UUID()),
-				PartType: fmt.Sprintf("0x%02x", uint8(p.Type)),
-			})
-		}
-	} else {
-		return t, nil
-	}
-	sort.Slice(t.Partitions, func(i, j int) bool { return t.Partitions[i].Number < t.Partitions[j].Number })
-	for _, p := range t.Partitions {
-		if p.Start+p.Size > size {
-			return t, fmt.Errorf("partition %d ends at byte %d but the disk has %d bytes: the image is truncated or damaged (copy it again)", p.Number, p.Start+p.Size, size)
-		}
-	}
-	return t, nil
-}
-
-// Size is the size in bytes of a block device or file.
-func Size(f *os.File) (int64, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	if st.Mode().IsRegular() {
-		return st.Size(), nil
-	}
-	n, err := unix.IoctlGetUint64(int(f.Fd()), unix.BLKGETSIZE64)
-	return int64(n), err
-}
-
-// SectorSize is the logical sector size of a block device (512 for files).
-func SectorSize(f *os.File) int {
-	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
-		return 512
-	}
-	n, err := unix.IoctlGetInt(int(f.Fd()), unix.BLKSSZGET)
-	if err != nil || n <= 0 {
-		return 512
-	}
-	return n
 }
 
 // Probe is what blkid finds on a device or image: a filesystem, or a

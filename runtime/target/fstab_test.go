@@ -97,57 +97,28 @@ func TestMapSource(t *testing.T) {
 		"3":            "/dev/loop3p3",
 		"/dev/loop3p2": "/dev/loop3p2",
 	} {
-		p, how, ok := MapSource(spec, disk)
-		if !ok || p.Device != want {
-			t.Errorf("%s: %s (%s, %v), want %s", spec, p.Device, how, ok, want)
+		found, how := MapSource(spec, disk)
+		if len(found) != 1 || found[0].Device != want {
+			t.Errorf("%s: %v (%s), want %s", spec, found, how, want)
 		}
 	}
 	for _, spec := range []string{"UUID=nope", "LABEL=", "/dev/sdb9", "/dev/mapper/vg-root", "tmpfs"} {
-		if p, _, ok := MapSource(spec, disk); ok {
-			t.Errorf("%s mapped to %s", spec, p.Device)
+		if found, _ := MapSource(spec, disk); len(found) > 0 {
+			t.Errorf("%s mapped to %v", spec, found)
 		}
 	}
-}
-
-func TestBuildPlan(t *testing.T) {
-	entries, err := ParseFstab(strings.NewReader(nixosFstab))
-	if err != nil {
-		t.Fatal(err)
+	// One label on two filesystems: both, never a guess.
+	twice := append(slices.Clone(disk), Partition{Number: 6, Device: "/dev/loop3p6", FS: FS{Type: "ext4", Label: "boot"}})
+	if found, _ := MapSource("LABEL=boot", twice); len(found) != 2 {
+		t.Errorf("a label on two filesystems: %v", found)
 	}
-	plan := BuildPlan(entries, disk, []Override{{Spec: "4", Mountpoint: "/srv", Origin: "--mount"}})
-	got := map[string]string{}
-	for _, e := range plan {
-		got[e.Mountpoint] = string(e.Action) + " " + e.Device + " " + e.Reason
+	// An extended partition's container holds no filesystem.
+	ext := []Partition{{Number: 2, PartType: "0x05", Extended: true}, {Number: 5, Device: "/dev/sdb5"}}
+	if found, _ := MapSource("2", ext); len(found) != 0 {
+		t.Errorf("the extended container mapped: %v", found)
 	}
-	want := map[string]string{
-		"/boot":     "mount /dev/loop3p2 ",
-		"/nix":      "skip  not on the target disk: pass --mount DEVICE:/nix",
-		"/home":     "mount /dev/loop3p2 ",
-		"/srv":      "mount /dev/loop3p4 ",
-		"/var/lib":  "mount /dev/loop3p5 ",
-		"/data dir": "skip  noauto",
-		"/tmp":      "skip  not a disk filesystem (tmpfs)",
-		"/net":      "skip  network filesystem",
-		"none":      "skip  swap",
-		"/etc/ssh":  "skip  bind mount",
-	}
-	for mp, w := range want {
-		if got[mp] != w {
-			t.Errorf("%s: %q, want %q", mp, got[mp], w)
-		}
-	}
-	if _, ok := got["/"]; ok {
-		t.Error("the root is in the plan: it is mounted first, apart")
-	}
-	// Parents first.
-	for i := 1; i < len(plan); i++ {
-		if strings.Count(plan[i].Mountpoint, "/") < strings.Count(plan[i-1].Mountpoint, "/") {
-			t.Errorf("%s after %s", plan[i].Mountpoint, plan[i-1].Mountpoint)
-		}
-	}
-	missing := Unmapped(plan)
-	if len(missing) != 1 || missing[0].Mountpoint != "/nix" {
-		t.Errorf("unmapped %+v", missing)
+	if found, _ := MapSource("/dev/sda5", ext); len(found) != 1 || found[0].Device != "/dev/sdb5" {
+		t.Errorf("a logical partition by number: %v", found)
 	}
 }
 

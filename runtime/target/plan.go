@@ -1,6 +1,7 @@
 package target
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"slices"
@@ -8,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/nixrescue/nixrescue/runtime/internal/lazyre"
+	"github.com/nixrescue/nixrescue/runtime/mount"
 )
 
 // Action says what the plan does with an fstab entry.
@@ -18,6 +20,14 @@ const (
 	ActionSkip  Action = "skip"
 )
 
+// Origins of plan entries.
+const (
+	OriginFstab      = "fstab"
+	OriginMount      = "--mount"
+	OriginBoot       = "--boot"
+	OriginDiscovered = "discovered"
+)
+
 // Entry is one line of the mount plan.
 type Entry struct {
 	Mountpoint string   `json:"mountpoint"`
@@ -25,14 +35,25 @@ type Entry struct {
 	Device     string   `json:"device,omitempty"`
 	Type       string   `json:"fstype"`
 	Options    []string `json:"options"`
-	Action     Action   `json:"action"`
-	Reason     string   `json:"reason,omitempty"`
-	NoFail     bool     `json:"nofail,omitempty"`
+	// Dropped are the fstab's options the mount does not get, and why
+	// (options for the boot, not the kernel).
+	Dropped []Dropped `json:"dropped,omitempty"`
+	Action  Action    `json:"action"`
+	Reason  string    `json:"reason,omitempty"`
+	NoFail  bool      `json:"nofail,omitempty"`
 	// Origin is where the entry comes from: fstab, --mount, --boot, or
 	// discovered (the root, or /nix found before the fstab was readable).
 	Origin string `json:"origin"`
 	// MappedBy says how Spec led to Device.
 	MappedBy string `json:"mapped_by,omitempty"`
+	// Candidates are the partitions an ambiguous Spec names.
+	Candidates []string `json:"candidates,omitempty"`
+}
+
+// Dropped is an fstab option left out of a mount, and why.
+type Dropped struct {
+	Option string `json:"option"`
+	Reason string `json:"reason"`
 }
 
 // Override is a --mount DEV:PATH (or --boot DEV).
@@ -48,7 +69,31 @@ func ParseOverride(s string) (Override, error) {
 	if i <= 0 || i == len(s)-1 || !strings.HasPrefix(s[i+1:], "/") {
 		return Override{}, fmt.Errorf("--mount %q: give DEVICE:/PATH, e.g. --mount /dev/sdb1:/boot", s)
 	}
-	return Override{Spec: s[:i], Mountpoint: path.Clean(s[i+1:]), Origin: "--mount"}, nil
+	return Override{Spec: s[:i], Mountpoint: path.Clean(s[i+1:]), Origin: OriginMount}, nil
+}
+
+// Overrides reads --mount DEV:PATH values and --boot DEV.
+func Overrides(mounts []string, boot string) ([]Override, error) {
+	var out []Override
+	for _, m := range mounts {
+		o, err := ParseOverride(m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	if boot != "" {
+		out = append(out, Override{Spec: boot, Mountpoint: "/boot", Origin: OriginBoot})
+	}
+	return out, nil
+}
+
+// name is how an override is named in messages: as it was given.
+func (o Override) name() string {
+	if o.Origin == OriginBoot {
+		return "--boot " + o.Spec
+	}
+	return "--mount " + o.Spec + ":" + o.Mountpoint
 }
 
 var (
@@ -78,63 +123,240 @@ func Skip(e FstabEntry) string {
 var partNumberRE = lazyre.New(`^/dev/(?:[shvx]d[a-z]+|nvme[0-9]+n[0-9]+p|mmcblk[0-9]+p|loop[0-9]+p)([0-9]+)$`)
 var idPartRE = lazyre.New(`-part([0-9]+)$`)
 
-// MapSource finds the partition an fstab spec names among parts (the
-// target disk's). A /dev/sdXN name or a by-id …-partN name means the
-// target machine's own disk, whatever this host calls it, so it maps by
-// partition number.
-func MapSource(spec string, parts []Partition) (Partition, string, bool) {
+// MapSource finds the partitions an fstab spec names among parts (the
+// target disk's), and says how. A /dev/sdXN name or a by-id …-partN name
+// means the target machine's own disk, whatever this host calls it, so it
+// maps by partition number. A name that fits more than one partition (two
+// filesystems with one label, a cloned UUID) gives them all: the caller
+// must not guess. An extended partition holds no filesystem and is never
+// named.
+func MapSource(spec string, parts []Partition) ([]Partition, string) {
 	kind, v := Source(spec)
-	match := func(f func(Partition) bool) (Partition, bool) {
+	match := func(f func(Partition) bool) []Partition {
+		var out []Partition
 		for _, p := range parts {
-			if f(p) {
-				return p, true
+			if !p.Extended && f(p) {
+				out = append(out, p)
 			}
 		}
-		return Partition{}, false
+		return out
 	}
-	var p Partition
-	var ok bool
+	number := func(n string) func(Partition) bool {
+		i, _ := strconv.Atoi(n)
+		return func(p Partition) bool { return p.Number == i }
+	}
 	switch kind {
 	case SourceUUID:
-		p, ok = match(func(p Partition) bool { return p.UUID != "" && strings.EqualFold(p.UUID, v) })
+		return match(func(p Partition) bool { return p.UUID != "" && strings.EqualFold(p.UUID, v) }), string(kind)
 	case SourceLabel:
-		p, ok = match(func(p Partition) bool { return p.Label != "" && p.Label == v })
+		return match(func(p Partition) bool { return p.Label != "" && p.Label == v }), string(kind)
 	case SourcePartUUID:
-		p, ok = match(func(p Partition) bool { return p.PartUUID != "" && strings.EqualFold(p.PartUUID, v) })
+		return match(func(p Partition) bool { return p.PartUUID != "" && strings.EqualFold(p.PartUUID, v) }), string(kind)
 	case SourcePartLabel:
-		p, ok = match(func(p Partition) bool { return p.PartLabel != "" && p.PartLabel == v })
+		return match(func(p Partition) bool { return p.PartLabel != "" && p.PartLabel == v }), string(kind)
 	case SourceID:
 		if m := idPartRE().FindStringSubmatch(v); m != nil {
-			n, _ := strconv.Atoi(m[1])
-			p, ok = match(func(p Partition) bool { return p.Number == n })
-			return p, "partition number in by-id name", ok
+			return match(number(m[1])), "partition number in by-id name"
 		}
 	case SourcePath:
 		if m := partNumberRE().FindStringSubmatch(v); m != nil {
-			n, _ := strconv.Atoi(m[1])
-			p, ok = match(func(p Partition) bool { return p.Number == n })
-			return p, "partition number", ok
+			return match(number(m[1])), "partition number"
 		}
-		p, ok = match(func(p Partition) bool { return p.Device == v })
-		return p, "device", ok
+		return match(func(p Partition) bool { return p.Device == v }), "device"
 	case SourceOther:
 		// A bare number: partition N of the target disk (--mount 2:/boot).
-		if n, err := strconv.Atoi(strings.TrimPrefix(v, "p")); err == nil {
-			p, ok = match(func(p Partition) bool { return p.Number == n })
-			return p, "partition number", ok
+		if n := strings.TrimPrefix(v, "p"); isNumber(n) {
+			return match(number(n)), "partition number"
 		}
 	}
-	return p, string(kind), ok
+	return nil, string(kind)
 }
 
-// BuildPlan makes the mount plan (everything but the root, which is
-// mounted first) from the target's fstab, the target disk's partitions
-// and the user's overrides. Entries that cannot be mounted are kept with
-// ActionSkip and a reason, so the plan says what it leaves out.
-func BuildPlan(fstab []FstabEntry, parts []Partition, overrides []Override) []Entry {
+func isNumber(s string) bool {
+	_, err := strconv.Atoi(s)
+	return err == nil && s != ""
+}
+
+// devices lists the partitions' devices, for messages.
+func devices(parts []Partition) []string {
+	var out []string
+	for _, p := range parts {
+		out = append(out, p.Device)
+	}
+	return out
+}
+
+// Numbers lists the partitions' numbers, for messages ("1, 2, 3").
+func Numbers(parts []Partition) string {
+	var s []string
+	for _, p := range parts {
+		s = append(s, strconv.Itoa(p.Number))
+	}
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
+
+// Options splits an fstab entry's options into those its mount gets
+// and those it does not, with why (mount.BootOnly). "defaults" alone is
+// no option, and goes unsaid.
+func Options(options []string) (kept []string, dropped []Dropped) {
+	kept = []string{}
+	for _, o := range options {
+		if why := mount.BootOnly(o); why != "" {
+			if o != "defaults" && o != "" {
+				dropped = append(dropped, Dropped{Option: o, Reason: why})
+			}
+			continue
+		}
+		kept = append(kept, o)
+	}
+	return kept, dropped
+}
+
+// isSubvolOption tells whether o picks a btrfs subvolume.
+func isSubvolOption(o string) bool {
+	return strings.HasPrefix(o, "subvol=") || strings.HasPrefix(o, "subvolid=")
+}
+
+// foundOptions are the options of the mount of f (the root, or a /nix
+// found by discovery): the fstab entry's (fe, when it has one), but for
+// "ro" on the root (the target is repaired read-write, unless the whole
+// session is read-only) and with f's own subvolume, which discovery found
+// where the fstab may say otherwise.
+func foundOptions(f Found, fe *FstabEntry, root bool) ([]string, []Dropped) {
+	kept, dropped := []string{}, []Dropped(nil)
+	if fe != nil {
+		kept, dropped = Options(fe.Options)
+	}
+	if root && slices.Contains(kept, "ro") {
+		kept = slices.DeleteFunc(kept, func(o string) bool { return o == "ro" })
+		dropped = append(dropped, Dropped{Option: "ro", Reason: "the root is mounted read-write for the repair (--read-only keeps everything read-only)"})
+	}
+	if f.Subvol != "" {
+		want := "subvol=" + f.Subvol
+		for _, o := range kept {
+			if isSubvolOption(o) && o != want && o != "subvol=/"+f.Subvol {
+				dropped = append(dropped, Dropped{Option: o, Reason: "the filesystem was found in subvolume " + f.Subvol})
+			}
+		}
+		kept = slices.DeleteFunc(kept, isSubvolOption)
+		kept = append(kept, want)
+	}
+	return kept, dropped
+}
+
+// PlanInput is what a mount plan is made from.
+type PlanInput struct {
+	// Partitions are the target disk's, with their filesystems.
+	Partitions []Partition
+	// Root is the NixOS root that was found.
+	Root Found
+	// Nix is the filesystem mounted on /nix with the root, before the
+	// fstab could be read, because the root alone holds no system (the
+	// system, and with it the fstab, is in the store); nil when the root
+	// holds it.
+	Nix *Found
+	// Fstab is the target's; nil when it has none.
+	Fstab []FstabEntry
+	// Overrides are --mount and --boot.
+	Overrides []Override
+}
+
+// Plan says where each filesystem of the target is mounted, with what,
+// and why; what it leaves out is in it too, with the reason.
+type Plan struct {
+	// Entries are in mount order: the root, the /nix mounted with it,
+	// then parents before children, in fstab order otherwise.
+	Entries  []Entry
+	Warnings []string
+}
+
+// PlanError is a plan that cannot be carried out: an fstab entry that
+// is on no partition of the target, or on two, or an override that names
+// no partition.
+type PlanError struct {
+	Mountpoint string
+	Err        error
+	Fix        string
+}
+
+func (e *PlanError) Error() string {
+	if e.Fix == "" {
+		return e.Err.Error()
+	}
+	return e.Err.Error() + ": " + e.Fix
+}
+
+func (e *PlanError) Unwrap() error { return e.Err }
+
+// ErrNotOnDisk and ErrAmbiguous are the kinds of PlanError.
+var (
+	ErrNotOnDisk  = errors.New("not on the target disk")
+	ErrAmbiguous  = errors.New("names more than one partition")
+	ErrNoOverride = errors.New("names no partition of the target")
+)
+
+// MakePlan makes the mount plan of a target: the root first, as found,
+// with the fstab's options for "/"; the /nix mounted with it, likewise;
+// then every other fstab entry mapped to a partition of the target disk
+// (UUID=, LABEL=, PARTUUID=, PARTLABEL=, /dev/disk/by-*, or the target
+// machine's /dev/sdXN names by number) or skipped with a reason, --mount
+// and --boot in place of the fstab's entries for their paths. Nothing is
+// guessed: an entry on no partition or on two is an error, unless it is
+// nofail (then it is skipped).
+func MakePlan(in PlanInput) (Plan, error) {
+	var pl Plan
+	fstabRoot := RootEntry(in.Fstab)
+	root := Entry{Mountpoint: "/", Spec: in.Root.Describe(), Device: in.Root.Partition.Device, Type: in.Root.Partition.Type,
+		Action: ActionMount, Origin: OriginDiscovered, MappedBy: "holds /etc/NIXOS"}
+	root.Options, root.Dropped = foundOptions(in.Root, fstabRoot, true)
+	if fstabRoot != nil {
+		root.Spec = fstabRoot.Spec
+		if m, _ := MapSource(fstabRoot.Spec, in.Partitions); len(m) != 1 || m[0].Device != in.Root.Partition.Device {
+			pl.Warnings = append(pl.Warnings, fmt.Sprintf("the fstab's root %s is not %s, where the NixOS root was found", fstabRoot.Spec, in.Root.Describe()))
+		}
+	}
+	rest, err := planEntries(in.Fstab, in.Partitions, in.Overrides)
+	if err != nil {
+		return pl, err
+	}
+	head := []Entry{root}
+	if n := in.Nix; n != nil {
+		nix := Entry{Mountpoint: "/nix", Spec: n.Describe(), Device: n.Partition.Device, Type: n.Partition.Type,
+			Action: ActionMount, Origin: OriginDiscovered, MappedBy: "holds the Nix store"}
+		i := slices.IndexFunc(rest, func(e Entry) bool { return e.Mountpoint == "/nix" && e.Action == ActionMount })
+		switch {
+		case i >= 0 && rest[i].Device == n.Partition.Device:
+			// The fstab's /nix is the one mounted already: its options.
+			fe := in.Fstab[slices.IndexFunc(in.Fstab, func(f FstabEntry) bool { return path.Clean(f.Mountpoint) == "/nix" })]
+			nix.Spec, nix.MappedBy = rest[i].Spec, rest[i].MappedBy
+			nix.Options, nix.Dropped = foundOptions(*n, &fe, false)
+			nix.Reason = "mounted first: it holds the store, where the fstab is"
+			rest = slices.Delete(rest, i, i+1)
+		case i >= 0:
+			pl.Warnings = append(pl.Warnings, fmt.Sprintf("the fstab mounts %s on /nix, but the store was found on %s: that one is mounted", rest[i].Spec, n.Describe()))
+			rest[i].Action, rest[i].Reason = ActionSkip, "the store is on "+n.Describe()
+			nix.Options, _ = foundOptions(*n, nil, false)
+		default:
+			nix.Options, _ = foundOptions(*n, nil, false)
+		}
+		head = append(head, nix)
+	}
+	pl.Entries = append(head, rest...)
+	return pl, nil
+}
+
+// planEntries plans the fstab's entries but the root's, and the
+// overrides, parents before children.
+func planEntries(fstab []FstabEntry, parts []Partition, overrides []Override) ([]Entry, error) {
 	var plan []Entry
 	overridden := map[string]bool{}
 	for _, o := range overrides {
+		if o.Mountpoint == "/" {
+			return nil, &PlanError{Mountpoint: "/", Err: fmt.Errorf("%s: the root is found, not mounted by --mount", o.name()), Fix: "choose it with --root-part N"}
+		}
 		overridden[o.Mountpoint] = true
 	}
 	for _, f := range fstab {
@@ -142,36 +364,64 @@ func BuildPlan(fstab []FstabEntry, parts []Partition, overrides []Override) []En
 		if mp == "/" || overridden[mp] {
 			continue
 		}
-		e := Entry{Mountpoint: mp, Spec: f.Spec, Type: f.Type, Options: f.Options, NoFail: f.HasOption("nofail"), Origin: "fstab"}
+		e := Entry{Mountpoint: mp, Spec: f.Spec, Type: f.Type, NoFail: f.HasOption("nofail"), Origin: OriginFstab}
+		e.Options, e.Dropped = Options(f.Options)
 		if why := Skip(f); why != "" {
 			e.Action, e.Reason = ActionSkip, why
 			plan = append(plan, e)
 			continue
 		}
-		p, how, ok := MapSource(f.Spec, parts)
-		if !ok {
-			e.Action = ActionSkip
-			e.Reason = "not on the target disk: pass --mount DEVICE:" + mp
-			if e.NoFail {
-				e.Reason = "not on the target disk (nofail)"
+		found, how := MapSource(f.Spec, parts)
+		switch {
+		case len(found) == 1:
+			e.Device, e.MappedBy, e.Action = found[0].Device, how, ActionMount
+			if e.Type == "auto" || e.Type == "" {
+				e.Type = found[0].Type
 			}
-			plan = append(plan, e)
-			continue
-		}
-		e.Device, e.MappedBy, e.Action = p.Device, how, ActionMount
-		if e.Type == "auto" || e.Type == "" {
-			e.Type = p.Type
+		case len(found) > 1:
+			e.Action, e.Candidates = ActionSkip, devices(found)
+			e.Reason = "names " + strings.Join(e.Candidates, " and ") + ": ambiguous"
+			if !e.NoFail {
+				return nil, &PlanError{Mountpoint: mp, Err: fmt.Errorf("the fstab's %s (for %s) %w, %s", f.Spec, mp, ErrAmbiguous, strings.Join(e.Candidates, " and ")),
+					Fix: "choose one with --mount DEVICE:" + mp}
+			}
+			e.Reason += " (nofail)"
+		default:
+			e.Action, e.Reason = ActionSkip, ErrNotOnDisk.Error()
+			if !e.NoFail {
+				return nil, &PlanError{Mountpoint: mp, Err: fmt.Errorf("the fstab mounts %s on %s, which is %w", f.Spec, mp, ErrNotOnDisk),
+					Fix: "pass --mount DEVICE:" + mp + ", or mark the entry nofail"}
+			}
+			e.Reason += " (nofail)"
 		}
 		plan = append(plan, e)
 	}
 	for _, o := range overrides {
-		e := Entry{Mountpoint: o.Mountpoint, Spec: o.Spec, Origin: o.Origin, Options: []string{"defaults"}}
-		if p, how, ok := MapSource(o.Spec, parts); ok {
-			e.Device, e.MappedBy, e.Type, e.Action = p.Device, how, p.Type, ActionMount
-		} else if strings.HasPrefix(o.Spec, "/dev/") {
-			e.Device, e.MappedBy, e.Action = o.Spec, "device", ActionMount
-		} else {
-			e.Action, e.Reason = ActionSkip, "names no partition of the target disk"
+		e := Entry{Mountpoint: o.Mountpoint, Spec: o.Spec, Origin: o.Origin, Options: []string{}, Action: ActionMount}
+		found, how := MapSource(o.Spec, parts)
+		if kind, _ := Source(o.Spec); kind == SourcePath {
+			// A device path given here names this host's device, not
+			// the target machine's: a partition of the disk by its
+			// device, or a device of its own.
+			found = slices.DeleteFunc(slices.Clone(parts), func(p Partition) bool { return p.Device != o.Spec || p.Extended })
+			how = "device"
+		}
+		switch {
+		case len(found) == 1:
+			e.Device, e.MappedBy, e.Type = found[0].Device, how, found[0].Type
+		case len(found) > 1:
+			return nil, &PlanError{Mountpoint: o.Mountpoint, Err: fmt.Errorf("%s %w, %s", o.name(), ErrAmbiguous, strings.Join(devices(found), " and ")),
+				Fix: "name the device itself"}
+		case how == "partition number":
+			return nil, &PlanError{Mountpoint: o.Mountpoint, Err: fmt.Errorf("%s: the disk has no partition %s (it has %s)", o.name(), strings.TrimPrefix(o.Spec, "p"), Numbers(usable(parts))),
+				Fix: "name one of those"}
+		case strings.HasPrefix(o.Spec, "/dev/"):
+			// A device of its own, not on the target disk (a /boot on
+			// another disk of the machine).
+			e.Device, e.MappedBy = o.Spec, "device"
+		default:
+			return nil, &PlanError{Mountpoint: o.Mountpoint, Err: fmt.Errorf("%s %w disk", o.name(), ErrNoOverride),
+				Fix: "name a device, a partition number, or UUID=, LABEL=, PARTUUID=, PARTLABEL= of one (nixrescue inspect lists them)"}
 		}
 		plan = append(plan, e)
 	}
@@ -179,22 +429,19 @@ func BuildPlan(fstab []FstabEntry, parts []Partition, overrides []Override) []En
 	slices.SortStableFunc(plan, func(a, b Entry) int {
 		return strings.Count(a.Mountpoint, "/") - strings.Count(b.Mountpoint, "/")
 	})
-	return plan
+	return plan, nil
 }
 
-// Unmapped lists the entries that must be mounted but cannot be: mapped
-// to nothing, without nofail.
-func Unmapped(plan []Entry) []Entry {
-	var out []Entry
-	for _, e := range plan {
-		if e.Action == ActionSkip && !e.NoFail && e.Device == "" && strings.HasPrefix(e.Reason, "not on the target disk") {
-			out = append(out, e)
-		}
-		if e.Action == ActionSkip && (e.Origin == "--mount" || e.Origin == "--boot") {
-			out = append(out, e)
-		}
-	}
-	return out
+// PlanOverrides plans --mount and --boot alone: for a directory target,
+// whose own mounts are the user's.
+func PlanOverrides(overrides []Override, parts []Partition) ([]Entry, error) {
+	return planEntries(nil, parts, overrides)
+}
+
+// usable are the partitions that may hold a filesystem (not an extended
+// partition's container).
+func usable(parts []Partition) []Partition {
+	return slices.DeleteFunc(slices.Clone(parts), func(p Partition) bool { return p.Extended })
 }
 
 // RootEntry returns the fstab's entry for "/", if any.
@@ -205,4 +452,96 @@ func RootEntry(fstab []FstabEntry) *FstabEntry {
 		}
 	}
 	return nil
+}
+
+// ChooseRoot picks the root among those found on parts: want (--root-part
+// N or a device) when given, the one on partition partition for a
+// partition target (0 otherwise), else the only one. arg names the
+// target in errors.
+func ChooseRoot(arg string, roots []Found, parts []Partition, want string, partition int) (Found, error) {
+	if want != "" {
+		n := strings.TrimPrefix(want, "p")
+		if isNumber(n) && !slices.ContainsFunc(parts, func(p Partition) bool { return strconv.Itoa(p.Number) == n && !p.Extended }) {
+			return Found{}, &TargetError{Target: arg, Err: fmt.Errorf("--root-part %s: the disk has no partition %s (it has %s)", want, n, Numbers(usable(parts))),
+				Fix: "name one of " + describeFound(roots)}
+		}
+		for _, r := range roots {
+			if r.Partition.Device == want || strconv.Itoa(r.Partition.Number) == n {
+				return r, nil
+			}
+		}
+		return Found{}, &TargetError{Target: arg, Err: fmt.Errorf("--root-part %s holds no NixOS root", want),
+			Fix: "name one of " + describeFound(roots)}
+	}
+	if partition > 0 {
+		for _, r := range roots {
+			if r.Partition.Number == partition {
+				return r, nil
+			}
+		}
+		return Found{}, &NoRootError{Target: arg, Parts: slices.DeleteFunc(slices.Clone(parts), func(p Partition) bool { return p.Number != partition })}
+	}
+	switch len(roots) {
+	case 0:
+		return Found{}, &NoRootError{Target: arg, Parts: parts}
+	case 1:
+		return roots[0], nil
+	}
+	return Found{}, &TargetError{Target: arg, Err: fmt.Errorf("%d NixOS roots found: %s", len(roots), describeFound(roots)),
+		Fix: "choose one with --root-part N"}
+}
+
+func describeFound(roots []Found) string {
+	if len(roots) == 0 {
+		return "the partitions, once one holds a NixOS root"
+	}
+	var s []string
+	for _, r := range roots {
+		s = append(s, fmt.Sprintf("%d (%s)", r.Partition.Number, r.Describe()))
+	}
+	return strings.Join(s, ", ")
+}
+
+// NeededMountpoints are the mount points a rebuild writes to: the
+// kernels and the bootloader go to /boot (and an ESP at /boot/efi or
+// /efi), the new system to /nix. When the fstab gives one of them a
+// filesystem of its own and nothing is mounted there, a rebuild would
+// write into the directory of the filesystem below.
+var NeededMountpoints = []string{"/boot", "/boot/efi", "/efi", "/nix"}
+
+// Missing is an fstab entry a repair needs whose filesystem is not
+// mounted in a directory target.
+type Missing struct {
+	Mountpoint string
+	Spec       string
+	Type       string
+	// Options are the fstab's, for its mount (Options).
+	Options []string
+	// Device is the partition of the directory's disk the entry names,
+	// when it names exactly one; "" otherwise.
+	Device string
+}
+
+// MissingMounts lists the fstab's entries for NeededMountpoints that
+// have a filesystem of their own and whose mount point mounted says has
+// nothing mounted on it; parts (the partitions of the disk behind the
+// directory, if any) say which partition each would be.
+func MissingMounts(fstab []FstabEntry, parts []Partition, mounted func(mountpoint string) bool) []Missing {
+	var out []Missing
+	for _, f := range fstab {
+		mp := path.Clean(f.Mountpoint)
+		if !slices.Contains(NeededMountpoints, mp) || Skip(f) != "" || mounted(mp) {
+			continue
+		}
+		m := Missing{Mountpoint: mp, Spec: f.Spec, Type: f.Type}
+		m.Options, _ = Options(f.Options)
+		if found, _ := MapSource(f.Spec, parts); len(found) == 1 {
+			m.Device = found[0].Device
+			if m.Type == "" || m.Type == "auto" {
+				m.Type = found[0].Type
+			}
+		}
+		out = append(out, m)
+	}
+	return out
 }

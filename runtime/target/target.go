@@ -14,10 +14,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/nixrescue/nixrescue/runtime/mount"
 	"golang.org/x/sys/unix"
 )
 
@@ -97,29 +97,66 @@ func Resolve(arg string) (Target, error) {
 			t.Kind, t.Disk = KindDisk, real
 		}
 	default:
-		return t, &TargetError{Target: arg, Err: fmt.Errorf("is a %s", st.Mode().Type()),
-			Fix: "name a disk, a partition, a disk image file or a directory"}
+		return t, &TargetError{Target: arg, Err: fmt.Errorf("is %s, not a disk, a partition, an image or a directory", fileKind(st.Mode())),
+			Fix: "name a disk (/dev/sdb), a partition (/dev/sdb2), a disk image file, or a directory where the NixOS root is mounted"}
 	}
 	return t, nil
 }
 
-// wholeDisk finds, through sysfs, the whole disk of block device
+// DiskBehind finds the whole disk whose filesystem is mounted at dir: the
+// disk a directory target's root is on. The mount's device number leads
+// to it through sysfs (/sys/dev/block/MAJ:MIN: rescue systems with mdev or
+// no udev have no /dev/block links); a filesystem that reports a device
+// number of its own (btrfs) is known by the mount's source. The error says
+// why there is none: dir is no mount point, its filesystem is on no block
+// device, or the device has no node in /dev.
+func DiskBehind(dir string) (string, error) {
+	m, err := mount.At(dir)
+	if err != nil {
+		return "", err
+	}
+	if m == nil {
+		return "", fmt.Errorf("%s is not a mount point", dir)
+	}
+	maj, min := uint32(m.Major), uint32(m.Minor)
+	if maj == 0 {
+		if maj, min, err = DeviceNumber(m.Source); err != nil {
+			return "", fmt.Errorf("%s is a %s filesystem on %s, not on a disk", dir, m.FSType, m.Source)
+		}
+	}
+	disk, _, err := wholeDisk(maj, min)
+	if err != nil {
+		return "", err
+	}
+	if dmaj, dmin, err := DeviceNumber(disk); err != nil {
+		return "", fmt.Errorf("the disk of %s (%s, %d:%d in sysfs) has no node here: %w", dir, disk, maj, min, err)
+	} else if wmaj, wmin, _ := sysfsDevNumber(strings.TrimPrefix(disk, "/dev/")); dmaj != wmaj || dmin != wmin {
+		return "", fmt.Errorf("the disk of %s is %d:%d, but %s is %d:%d here", dir, wmaj, wmin, disk, dmaj, dmin)
+	}
+	return disk, nil
+}
+
+// wholeDisk is the /dev path of the whole disk of block device
 // major:minor and its partition number (0 for a whole disk).
 func wholeDisk(major, minor uint32) (string, int, error) {
-	sys := fmt.Sprintf("/sys/dev/block/%d:%d", major, minor)
-	real, err := filepath.EvalSymlinks(sys)
+	name, part, err := blockName(major, minor)
 	if err != nil {
-		return "", 0, fmt.Errorf("find block device %d:%d in sysfs: %w", major, minor, err)
+		return "", 0, err
 	}
-	b, err := os.ReadFile(filepath.Join(real, "partition"))
-	if err != nil {
-		return "/dev/" + filepath.Base(real), 0, nil
+	return "/dev/" + name, part, nil
+}
+
+// fileKind names the kind of file of mode, for messages.
+func fileKind(mode os.FileMode) string {
+	switch {
+	case mode&os.ModeCharDevice != 0:
+		return "a character device"
+	case mode&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case mode&os.ModeSocket != 0:
+		return "a socket"
 	}
-	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		return "", 0, fmt.Errorf("read partition number of %d:%d: %w", major, minor, err)
-	}
-	return "/dev/" + filepath.Base(filepath.Dir(real)), n, nil
+	return "a special file"
 }
 
 // DeviceNumber is the major:minor of a block device node.

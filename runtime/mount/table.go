@@ -1,0 +1,79 @@
+package mount
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/moby/sys/mountinfo"
+)
+
+// NamespaceMount is a mount of some mount namespace of this host.
+type NamespaceMount struct {
+	*mountinfo.Info
+	// Namespace names the mount namespace (mnt:[inode]); PID is a
+	// process in it.
+	Namespace string
+	PID       int
+}
+
+// Everywhere lists the mounts of every mount namespace of this host that
+// filter keeps: a mount namespace of its own (a container's, a service's
+// private /tmp, a nixrescue session's) hides its mounts from every other
+// mount table, so /proc/self/mountinfo alone cannot tell whether a
+// filesystem is mounted. Each namespace is read once, through one of its
+// processes; processes that end meanwhile are passed over.
+func Everywhere(filter mountinfo.FilterFunc) ([]NamespaceMount, error) {
+	procs, err := filepath.Glob("/proc/[0-9]*")
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []NamespaceMount
+	for _, p := range procs {
+		ns, err := os.Readlink(filepath.Join(p, "ns/mnt"))
+		if err != nil || seen[ns] {
+			continue
+		}
+		f, err := os.Open(filepath.Join(p, "mountinfo"))
+		if err != nil {
+			continue
+		}
+		mounts, err := mountinfo.GetMountsFromReader(f, filter)
+		f.Close()
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			return nil, err
+		}
+		seen[ns] = true
+		pid, _ := strconv.Atoi(filepath.Base(p))
+		for _, m := range mounts {
+			out = append(out, NamespaceMount{Info: m, Namespace: ns, PID: pid})
+		}
+	}
+	return out, nil
+}
+
+// ReadWrite tells whether a mount is read-write.
+func ReadWrite(m *mountinfo.Info) bool {
+	return !slices.Contains(strings.Split(m.Options, ","), "ro")
+}
+
+// At is the mount in effect at dir in this mount namespace (the last one
+// mounted there), or nil when dir is no mount point.
+func At(dir string) (*mountinfo.Info, error) {
+	ms, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
+	if err != nil {
+		return nil, fmt.Errorf("read the mount table: %w", err)
+	}
+	if len(ms) == 0 {
+		return nil, nil
+	}
+	return ms[len(ms)-1], nil
+}

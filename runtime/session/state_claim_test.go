@@ -1,0 +1,49 @@
+package session
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/nixrescue/nixrescue/runtime/target"
+)
+
+// TestClaims: a second session's claim on the same data is refused with
+// the first one's name; released, the data can be claimed again, and no
+// claim file is left.
+func TestClaims(t *testing.T) {
+	st := &state{dir: t.TempDir()}
+	a := &session{st: st, id: "nixrescue-a", journal: undoRecord{PID: 11}}
+	b := &session{st: st, id: "nixrescue-b", journal: undoRecord{PID: 22}}
+	keys := []target.Key{"file-1-2", "disk-7-0"}
+	if err := a.claim("disk.img", "/images/disk.img", keys); err != nil {
+		t.Fatal(err)
+	}
+	err := b.claim("link.img", "/images/link.img", keys[1:])
+	var iu *InUseError
+	if !errors.As(err, &iu) || iu.Holder != (Claim{Session: "nixrescue-a", PID: 11, Target: "/images/disk.img"}) {
+		t.Fatalf("second claim: %v", err)
+	}
+	if err.Error() != "link.img: in use by nixrescue (pid 11, session nixrescue-a, on /images/disk.img): wait for that session to end (one session per disk or image, under whatever name)" {
+		t.Errorf("message: %s", err)
+	}
+	b.releaseClaims()
+	a.releaseClaims()
+	if err := b.claim("link.img", "/images/link.img", keys); err != nil {
+		t.Fatalf("after the first let go: %v", err)
+	}
+	b.releaseClaims()
+	if entries, _ := os.ReadDir(st.claimsDir()); len(entries) != 0 {
+		t.Errorf("claim files left: %v", entries)
+	}
+	// A claim file left by a killed session (nobody holds its lock) is
+	// removed by the next session's sweep.
+	if err := os.WriteFile(filepath.Join(st.claimsDir(), "file-3-4"), []byte(`{"session":"dead"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st.removeStaleClaims()
+	if entries, _ := os.ReadDir(st.claimsDir()); len(entries) != 0 {
+		t.Errorf("stale claim files left: %v", entries)
+	}
+}

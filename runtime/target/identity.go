@@ -1,0 +1,128 @@
+package target
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Key names the data behind a target, whatever it is called: an image
+// file by its device and inode (a hard link and a symbolic link to it are
+// the same image), a disk by its device number, a loop device by the
+// file behind it too (a second loop device on an image is the same
+// image). Two targets that share a key share data: two sessions on them
+// would be two writers on one filesystem.
+type Key string
+
+func fileKey(dev, ino uint64) Key { return Key(fmt.Sprintf("file-%d-%d", dev, ino)) }
+func diskKey(major, minor uint32) Key {
+	return Key(fmt.Sprintf("disk-%d-%d", major, minor))
+}
+
+// Keys are the keys of t's data: for an image, its file; for a disk or a
+// partition, the whole disk, and the file behind it when it is a loop
+// device. A directory has none: nixrescue mounts nothing of it.
+func Keys(t Target) ([]Key, error) {
+	switch t.Kind {
+	case KindImage:
+		var st unix.Stat_t
+		if err := unix.Stat(t.Path, &st); err != nil {
+			return nil, &TargetError{Target: t.Arg, Err: err}
+		}
+		return []Key{fileKey(st.Dev, st.Ino)}, nil
+	case KindDisk, KindPartition:
+		maj, min, err := DeviceNumber(t.Disk)
+		if err != nil {
+			return nil, &TargetError{Target: t.Arg, Err: err}
+		}
+		return DeviceKeys(maj, min), nil
+	}
+	return nil, nil
+}
+
+// DeviceKeys are the keys of block device major:minor: its whole disk's
+// and, for a loop device (or a partition of one), the file behind it.
+// A device sysfs does not know gives its own number only.
+func DeviceKeys(major, minor uint32) []Key {
+	name, _, err := blockName(major, minor)
+	if err != nil {
+		return []Key{diskKey(major, minor)}
+	}
+	keys := []Key{}
+	if dmaj, dmin, err := sysfsDevNumber(name); err == nil {
+		keys = append(keys, diskKey(dmaj, dmin))
+	} else {
+		keys = append(keys, diskKey(major, minor))
+	}
+	if dev, ino, ok := loopBacking(name); ok {
+		keys = append(keys, fileKey(dev, ino))
+	}
+	return keys
+}
+
+// Shares tells whether two key lists share data.
+func Shares(a, b []Key) bool {
+	return slices.ContainsFunc(a, func(k Key) bool { return slices.Contains(b, k) })
+}
+
+// blockName is the kernel's name of the whole disk of block device
+// major:minor (sda, loop0, nvme0n1), and its partition number (0 for the
+// disk itself), read from /sys/dev/block: rescue systems with mdev or no
+// udev have no /dev/block links, but every kernel has sysfs.
+func blockName(major, minor uint32) (string, int, error) {
+	sys := fmt.Sprintf("/sys/dev/block/%d:%d", major, minor)
+	real, err := filepath.EvalSymlinks(sys)
+	if err != nil {
+		return "", 0, fmt.Errorf("find block device %d:%d in sysfs: %w", major, minor, err)
+	}
+	n, err := readInt(filepath.Join(real, "partition"))
+	if err != nil {
+		return filepath.Base(real), 0, nil
+	}
+	return filepath.Base(filepath.Dir(real)), int(n), nil
+}
+
+// sysfsDevNumber reads the major:minor of block device name (a whole
+// disk) from sysfs.
+func sysfsDevNumber(name string) (uint32, uint32, error) {
+	b, err := os.ReadFile(filepath.Join("/sys/block", name, "dev"))
+	if err != nil {
+		return 0, 0, err
+	}
+	var maj, min uint32
+	if _, err := fmt.Sscanf(strings.TrimSpace(string(b)), "%d:%d", &maj, &min); err != nil {
+		return 0, 0, err
+	}
+	return maj, min, nil
+}
+
+// loopBacking is the device and inode of the file behind loop device
+// name, from the kernel (LOOP_GET_STATUS64): the file's path in sysfs may
+// name it in another mount namespace, or after it was renamed.
+func loopBacking(name string) (dev, ino uint64, ok bool) {
+	if !strings.HasPrefix(name, "loop") {
+		return 0, 0, false
+	}
+	if f, err := os.Open("/dev/" + name); err == nil {
+		info, err := unix.IoctlLoopGetStatus64(int(f.Fd()))
+		f.Close()
+		if err != nil {
+			return 0, 0, false // not attached
+		}
+		return info.Device, info.Inode, true
+	}
+	// No node for it here: the path sysfs gives, when it leads to it.
+	b, err := os.ReadFile(filepath.Join("/sys/block", name, "loop/backing_file"))
+	if err != nil {
+		return 0, 0, false
+	}
+	var st unix.Stat_t
+	if unix.Stat(strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)"), &st) != nil {
+		return 0, 0, false
+	}
+	return st.Dev, st.Ino, true
+}
