@@ -418,7 +418,7 @@ func TestTwoPartitionsOfOneDiskAreOneTarget(t *testing.T) {
 	disk := attach(t, img, true)
 	host := testenv.SnapshotHost(t)
 	first, _ := startSession(t, disk+"p3", "echo ready; exec sleep 60")
-	want := fmt.Sprintf("in use by nixrescue (pid %d)", first.Process.Pid)
+	want := fmt.Sprintf("in use by nixrescue (pid %d, ", first.Process.Pid)
 	for _, other := range []string{disk + "p2", disk} {
 		r := nixrescue(t, "run", other, "-q", "--", "true")
 		oneLine(t, r, want)

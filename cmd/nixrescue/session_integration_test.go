@@ -74,14 +74,19 @@ func TestMain(m *testing.M) {
 // takesBackend are the commands that run containers.
 var takesBackend = map[string]bool{"run": true, "enter": true, "rebuild": true, "rollback": true, "hardware-config": true, "cleanup": true}
 
+// backendArgs are the flags that choose the suite's backend.
+func backendArgs() []string {
+	args := []string{"--backend", backend}
+	if backend == "containerd" {
+		args = append(args, "--address", containerdAddress)
+	}
+	return args
+}
+
 // command is the nixrescue binary with args, the suite's backend chosen.
 func command(ctx context.Context, args ...string) *exec.Cmd {
 	if len(args) > 0 && takesBackend[args[0]] {
-		flags := []string{"--backend", backend}
-		if backend == "containerd" {
-			flags = append(flags, "--address", containerdAddress)
-		}
-		args = append(append([]string{args[0]}, flags...), args[1:]...)
+		args = append(append([]string{args[0]}, backendArgs()...), args[1:]...)
 	}
 	return exec.CommandContext(ctx, binary, args...)
 }

@@ -40,6 +40,10 @@ const (
 	imgBadUUIDNoFl = "bad-uuid-nofail"
 	imgLUKS        = "luks"
 	imgEmpty       = "empty-ext4"
+	// Variants for what a new user met (correctness_integration_test.go).
+	imgRootOptions = "root-options"
+	imgDupLabel    = "duplicate-label"
+	imgUnmountable = "unmountable-root"
 	// Hostile and faulty variants (hostile_integration_test.go).
 	imgLinks        = "hostile-links"
 	imgJunkFstab    = "junk-fstab"
@@ -89,6 +93,9 @@ func buildImages() {
 		}
 	}
 	buildHostileImages(build)
+	build(imgRootOptions, fixture.ImageOptions{Layout: fixture.LayoutBIOS, RootOptions: "noatime,commit=60,x-systemd.device-timeout=10s"})
+	build(imgDupLabel, fixture.ImageOptions{Layout: fixture.LayoutBIOS, Labels: map[int]string{2: "nixos"}, ExtraFstab: "LABEL=nixos /data ext4 defaults 0 2\n"})
+	build(imgUnmountable, fixture.ImageOptions{Layout: fixture.LayoutBIOS, Unmountable: 3})
 	if images.err == nil {
 		// A LUKS container: blkid knows it by its header.
 		p := filepath.Join(images.dir, imgLUKS+".img")
@@ -432,7 +439,7 @@ func TestTargetInUse(t *testing.T) {
 	host := testenv.SnapshotHost(t)
 	first, _ := startSession(t, img, "echo ready; exec sleep 60")
 	r := nixrescue(t, "run", img, "-q", "--", "true")
-	want := fmt.Sprintf("in use by nixrescue (pid %d)", first.Process.Pid)
+	want := fmt.Sprintf("in use by nixrescue (pid %d, ", first.Process.Pid)
 	if r.code != 125 || !strings.Contains(r.stderr, want) {
 		t.Errorf("second session: exit %d, stderr %q, want %q", r.code, r.stderr, want)
 	}
