@@ -88,9 +88,22 @@ func TestOneFilesystemNeverHasTwoWriters(t *testing.T) {
 	testenv.AssertHostUnchanged(t, host)
 
 	// The filesystem mounted by another program, in a mount namespace of
-	// its own: nothing in the host's mount table shows it.
+	// its own: nothing in the host's mount table shows it. btrfs too,
+	// whose mounts report a device number of their own.
+	mountedElsewhere(t, img, dev+"p3", "")
+	btrfs, _ := image(t, string(fixture.LayoutBtrfs))
+	mountedElsewhere(t, btrfs, attach(t, btrfs, true)+"p2", "subvol=root")
+}
+
+// mountedElsewhere mounts part (of image img) in a mount namespace of its
+// own, with options, and checks that a session on img is refused.
+func mountedElsewhere(t *testing.T, img, part, options string) {
+	t.Helper()
 	mnt := t.TempDir()
-	other := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", "mount "+dev+"p3 "+mnt+" && echo mounted && exec sleep 60")
+	if options != "" {
+		options = "-o " + options
+	}
+	other := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", "mount "+options+" "+part+" "+mnt+" && echo mounted && exec sleep 60")
 	var out safeBuffer
 	other.Stdout = &out
 	if err := other.Start(); err != nil {
@@ -99,7 +112,7 @@ func TestOneFilesystemNeverHasTwoWriters(t *testing.T) {
 	defer func() { other.Process.Kill(); other.Wait() }()
 	waitFor(t, &out, func(s string) bool { return strings.Contains(s, "mounted") })
 	r := nixrescue(t, "run", img, "-q", "--", "true")
-	oneLine(t, r, fmt.Sprintf("%sp3 (the same data) is mounted read-write at %s in the mount namespace of pid", dev, mnt))
+	oneLine(t, r, fmt.Sprintf("%s (the same data) is mounted read-write at %s in the mount namespace of pid", part, mnt))
 }
 
 // TestDirectoryTargetWithBootUnmounted: the classic mistake of the manual

@@ -174,18 +174,27 @@ func (op *Opened) checkNotMounted(keys []target.Key, force bool, sessionsDir str
 // namespace, of block devices whose data keys share (target.DeviceKeys).
 func mountedReadWrite(keys []target.Key) ([]mount.NamespaceMount, error) {
 	mounts, err := mount.Everywhere(func(m *mountinfo.Info) (skip, stop bool) {
-		return m.Major == 0 || !mount.ReadWrite(m), false
+		return (m.Major == 0 && !strings.HasPrefix(m.Source, "/dev/")) || !mount.ReadWrite(m), false
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read the mount tables: %w", err)
 	}
-	known := map[[2]int][]target.Key{}
+	known := map[[2]uint32][]target.Key{}
 	var out []mount.NamespaceMount
 	for _, m := range mounts {
-		dev := [2]int{m.Major, m.Minor}
+		dev := [2]uint32{uint32(m.Major), uint32(m.Minor)}
+		if dev[0] == 0 {
+			// btrfs reports a device number of its own: its source
+			// names the block device.
+			maj, min, err := target.DeviceNumber(m.Source)
+			if err != nil {
+				continue
+			}
+			dev = [2]uint32{maj, min}
+		}
 		k, ok := known[dev]
 		if !ok {
-			k = target.DeviceKeys(uint32(m.Major), uint32(m.Minor))
+			k = target.DeviceKeys(dev[0], dev[1])
 			known[dev] = k
 		}
 		if target.Shares(k, keys) {
