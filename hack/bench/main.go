@@ -381,7 +381,7 @@ func sessionsAtOnce(bin string, imgs []string) (float64, error) {
 		return 0, err
 	}
 	if after := hostState(); after != before {
-		return 0, errors.New("the host changed (mounts, loop devices or /run/nixrescue)")
+		return 0, errors.New("the host changed (mounts, loop devices, /run/nixrescue or nixrescue's cgroups)")
 	}
 	return ms, nil
 }
@@ -391,7 +391,8 @@ func hostState() string {
 	mi, _ := os.ReadFile("/proc/self/mountinfo")
 	loops, _ := exec.Command("losetup", "-a").Output()
 	_, err := os.Stat("/run/nixrescue")
-	return fmt.Sprintf("%d %s %v", strings.Count(string(mi), "\n"), loops, err == nil)
+	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*/nixrescue-*")
+	return fmt.Sprintf("%d %s %v %v", strings.Count(string(mi), "\n"), loops, err == nil, cgroups)
 }
 
 func machine() string {

@@ -496,9 +496,18 @@ func (s *session) claim(arg, path string, keys []target.Key) error {
 	me, _ := json.Marshal(Claim{Session: s.id, PID: s.journal.PID, Target: path})
 	for _, k := range keys {
 		f, err := s.st.lockClaim(k)
+		// A lock held by no one named in the file is a session taking it
+		// this very moment, or another's sweep of stale claims looking
+		// at it: both let go at once.
+		for try := 0; errors.Is(err, unix.EWOULDBLOCK) && try < 100; try++ {
+			if holder, _ := s.st.readClaim(k); holder.Session != "" {
+				return &InUseError{Target: arg, Holder: holder}
+			}
+			time.Sleep(10 * time.Millisecond)
+			f, err = s.st.lockClaim(k)
+		}
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			holder, _ := s.st.readClaim(k)
-			return &InUseError{Target: arg, Holder: holder}
+			return &InUseError{Target: arg}
 		} else if err != nil {
 			return fmt.Errorf("claim %s: %w", arg, err)
 		}

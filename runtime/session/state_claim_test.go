@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/nixrescue/nixrescue/runtime/target"
 )
@@ -37,6 +38,21 @@ func TestClaims(t *testing.T) {
 	if entries, _ := os.ReadDir(st.claimsDir()); len(entries) != 0 {
 		t.Errorf("claim files left: %v", entries)
 	}
+	// Another session's sweep of stale claims holds a claim for a moment,
+	// naming no one: the claim waits for it, and is not refused.
+	sweep, err := st.lockClaim("file-5-6")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		os.Remove(sweep.Name())
+		sweep.Close()
+	}()
+	if err := a.claim("disk.img", "/images/disk.img", []target.Key{"file-5-6"}); err != nil {
+		t.Errorf("a claim a sweep looked at: %v", err)
+	}
+	a.releaseClaims()
 	// A claim file left by a killed session (nobody holds its lock) is
 	// removed by the next session's sweep.
 	if err := os.WriteFile(filepath.Join(st.claimsDir(), "file-3-4"), []byte(`{"session":"dead"}`), 0o600); err != nil {
