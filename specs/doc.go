@@ -7,7 +7,7 @@
 // destinations inside the root) are gathered elsewhere and passed in, so the
 // same options always produce the same spec, and golden files can pin it.
 //
-// The shape follows ../shared/DESIGN.md: the mounted NixOS root is the rootfs
+// The shape: the mounted NixOS root is the rootfs
 // (never an overlay), new mount, UTS and IPC namespaces, the host's network,
 // PID and cgroup namespaces unless asked otherwise (a PID namespace makes
 // systemd ≥ 257 treat the session as a container), a fresh /proc, the host's

@@ -3,7 +3,8 @@ package main
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/nixrescue/nixrescue/runtime/session"
+	"github.com/nixrescue/nixrescue/runtime/commands"
+	"github.com/nixrescue/nixrescue/runtime/state"
 )
 
 func newCleanupCommand() *cobra.Command {
@@ -19,11 +20,11 @@ mount points made in targets, state under /run/nixrescue. Sessions still
 running are left alone. --all also removes nixrescue cgroups no session names.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := session.Cleanup(cmd.Context(), session.CleanupOptions{StateDir: stateDir, All: all, Backend: b.backend, Address: b.address, Namespace: b.namespace})
+			r, err := commands.Cleanup(cmd.Context(), commands.CleanupOptions{StateDir: stateDir, All: all, Backend: b.backend, Address: b.address, Namespace: b.namespace})
 			if err != nil && !asJSON && r.Empty() {
 				return err
 			}
-			if perr := printReport(asJSON, &r); err == nil {
+			if perr := printReport(asJSON, r, writeCleanup); err == nil {
 				err = perr
 			}
 			return err
@@ -31,7 +32,7 @@ running are left alone. --all also removes nixrescue cgroups no session names.`,
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "also remove nixrescue cgroups that no session names")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print what was done as JSON")
-	cmd.Flags().StringVar(&stateDir, "state-dir", session.DefaultStateDir, "where session state is kept on the host")
+	cmd.Flags().StringVar(&stateDir, "state-dir", state.DefaultDir, "where session state is kept on the host")
 	_ = cmd.Flags().MarkHidden("state-dir")
 	b.register(cmd)
 	return cmd

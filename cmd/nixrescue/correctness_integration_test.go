@@ -24,7 +24,7 @@ import (
 
 	"github.com/nixrescue/nixrescue/hack/fixture"
 	"github.com/nixrescue/nixrescue/hack/testenv"
-	"github.com/nixrescue/nixrescue/runtime/session"
+	"github.com/nixrescue/nixrescue/runtime/commands"
 )
 
 // mountIn mounts dev on dir for the test (mount(8), in the test's own
@@ -38,10 +38,10 @@ func mountIn(t *testing.T, dev, dir string) {
 }
 
 // inspectReport runs inspect --json and decodes it.
-func inspectReport(t *testing.T, args ...string) (session.Report, result) {
+func inspectReport(t *testing.T, args ...string) (commands.Report, result) {
 	t.Helper()
 	r := nixrescue(t, append([]string{"inspect", "--json"}, args...)...)
-	var rep session.Report
+	var rep commands.Report
 	if r.code == 0 {
 		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 			t.Fatalf("inspect --json: %v\n%s", err, r.stdout)

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"os"
+
 	"github.com/spf13/cobra"
+
+	"github.com/nixrescue/nixrescue/runtime/commands"
 )
 
 func newEnterCommand() *cobra.Command {
@@ -27,10 +31,12 @@ system inside a recovery container and opens its shell (the system's bash, or
 			o.Quiet = o.Quiet || silent
 			o.Login = len(o.Args) == 0 && command == ""
 			o.Terminal = true
-			return runSession(cmd.Context(), o)
+			o.Container.Term = os.Getenv("TERM")
+			_, code, err := commands.Run(cmd.Context(), o)
+			return exitResult(code, err)
 		},
 	}
-	f.register(cmd)
+	f.register(cmd, kindContainer)
 	cmd.Flags().StringVarP(&command, "command", "c", "", "run `STRING` with the target's shell instead of an interactive shell")
 	cmd.Flags().BoolVar(&silent, "silent", false, "same as --quiet (nixos-enter's name)")
 	return cmd

@@ -8,7 +8,18 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nixrescue/nixrescue/runtime/backend/containerd"
-	"github.com/nixrescue/nixrescue/runtime/session"
+	"github.com/nixrescue/nixrescue/runtime/commands"
+	"github.com/nixrescue/nixrescue/runtime/engine"
+	"github.com/nixrescue/nixrescue/runtime/nixos"
+	"github.com/nixrescue/nixrescue/runtime/state"
+)
+
+// Annotations of the commands, read by the test that keeps
+// runtime/privatens (C, before Go starts) in step with them.
+const (
+	kindAnnotation = "nixrescue.kind"
+	kindSession    = "session"   // opens a target
+	kindContainer  = "container" // opens a target and runs a container on it
 )
 
 // targetFlags are the flags of every command that opens a target.
@@ -34,18 +45,21 @@ func (f *targetFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.rootPart, "root-part", "", "partition `N` (or device) holding the root, when a disk has several")
 	fl.StringArrayVar(&f.mounts, "mount", nil, "mount `DEV:PATH` instead of (or besides) the fstab's entry for PATH (repeatable; DEV may be a partition number)")
 	fl.StringVar(&f.boot, "boot", "", "mount `DEV` on /boot (same as --mount DEV:/boot)")
-	fl.BoolVar(&f.force, "force", false, "open a target even when it is mounted read-write elsewhere on this host")
+	fl.BoolVar(&f.force, "force", false, "open a target even when it is mounted read-write elsewhere on this host, or an image whose mode forbids writing")
 	fl.StringVar(&f.dev, "dev", "curated", "the container's /dev: curated (the target's disk only) or host")
 	fl.StringVar(&f.system, "system", "", "system to use, as the target names it (default: the system profile)")
 	fl.IntVar(&f.gen, "generation", 0, "use generation `N` of the system profile")
 	fl.StringArrayVar(&f.aliases, "disk-alias", nil, "another `NAME` of the target's disk, as the target machine saw it (e.g. /dev/sda; repeatable)")
 	fl.BoolVar(&f.mountMissing, "mount-missing", false, "for a directory target: mount what its fstab puts on /boot, /boot/efi, /efi or /nix when nothing is mounted there and it is on the same disk (for the session only)")
-	fl.StringVar(&f.stateDir, "state-dir", session.DefaultStateDir, "where session state is kept on the host")
+	fl.StringVar(&f.stateDir, "state-dir", state.DefaultDir, "where session state is kept on the host")
 	_ = fl.MarkHidden("state-dir")
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{kindAnnotation: kindSession}
+	}
 }
 
 // apply puts the flags into o; target is the TARGET argument or "".
-func (f *targetFlags) apply(cmd *cobra.Command, o *session.Options, target string) error {
+func (f *targetFlags) apply(cmd *cobra.Command, o *commands.Options, target string) error {
 	if target != "" && cmd.Flags().Changed("root") {
 		return errors.New("give either TARGET or --root DIR, not both")
 	}
@@ -55,14 +69,14 @@ func (f *targetFlags) apply(cmd *cobra.Command, o *session.Options, target strin
 	}
 	o.ReadOnly, o.RootPart, o.Mounts, o.Boot, o.Force = f.readOnly, f.rootPart, f.mounts, f.boot, f.force
 	o.StateDir = f.stateDir
-	o.System.Path, o.System.Generation = f.system, f.gen
+	o.Container.System = nixos.SystemChoice{Path: f.system, Generation: f.gen}
 	o.DiskAliases = f.aliases
 	o.MountMissing = f.mountMissing
-	o.Verbose = verbose
+	o.Log = newLog()
 	switch f.dev {
 	case "curated":
 	case "host":
-		o.HostDev = true
+		o.Container.HostDev = true
 	default:
 		return fmt.Errorf("--dev %q: use curated or host", f.dev)
 	}
@@ -97,7 +111,8 @@ func (b *backendFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&b.namespace, "namespace", containerd.DefaultNamespace, "containerd namespace of nixrescue's containers")
 }
 
-func (f *containerFlags) register(cmd *cobra.Command) {
+func (f *containerFlags) register(cmd *cobra.Command, kind string) {
+	cmd.Annotations = map[string]string{kindAnnotation: kind}
 	f.targetFlags.register(cmd)
 	fl := cmd.Flags()
 	fl.BoolVar(&f.noActivate, "no-activate", false, "do not run the system's activation first")
@@ -112,38 +127,30 @@ func (f *containerFlags) register(cmd *cobra.Command) {
 }
 
 // options turns the flags and the positional arguments (TARGET before
-// "--", the command after it) into session options.
-func (f *containerFlags) options(cmd *cobra.Command, args []string) (session.Options, error) {
+// "--", the command after it) into run's options.
+func (f *containerFlags) options(cmd *cobra.Command, args []string) (commands.RunOptions, error) {
 	target, command, err := splitArgs(cmd, args)
 	if err != nil {
-		return session.Options{}, err
+		return commands.RunOptions{}, err
 	}
-	o := session.Options{
-		NoActivate:  f.noActivate || f.readOnly,
-		Quiet:       f.quiet,
-		Args:        command,
-		DNS:         f.dns,
-		IsolatePIDs: f.isolatePIDs,
-		EFI:         session.EFIMode(f.efi),
-		NoPivot:     f.noPivot,
-		Backend:     f.backend,
-		Address:     f.address,
-		Namespace:   f.namespace,
-	}
-	if err := f.targetFlags.apply(cmd, &o, target); err != nil {
+	o := commands.RunOptions{NoActivate: f.noActivate || f.readOnly, Quiet: f.quiet, Args: command}
+	if err := f.targetFlags.apply(cmd, &o.Options, target); err != nil {
 		return o, err
 	}
+	o.Backend, o.Address, o.Namespace = f.backend, f.address, f.namespace
+	c := &o.Container
+	c.DNS, c.IsolatePIDs, c.EFI, c.NoPivot = f.dns, f.isolatePIDs, engine.EFIMode(f.efi), f.noPivot
 	if f.memory != "" {
 		n, err := units.RAMInBytes(f.memory)
 		if err != nil {
 			return o, fmt.Errorf("--memory %q: give a size, such as 512M or 2G", f.memory)
 		}
-		o.Memory = n
+		c.Memory = n
 	}
 	switch f.network {
 	case "host":
 	case "none":
-		o.NetworkNone = true
+		c.NetworkNone = true
 	default:
 		return o, fmt.Errorf("--network %q: use host or none", f.network)
 	}
@@ -152,7 +159,7 @@ func (f *containerFlags) options(cmd *cobra.Command, args []string) (session.Opt
 
 // optionsWithoutCommand is options for a command that runs its own
 // program in the container and takes none after "--".
-func (f *containerFlags) optionsWithoutCommand(cmd *cobra.Command, args []string) (session.Options, error) {
+func (f *containerFlags) optionsWithoutCommand(cmd *cobra.Command, args []string) (commands.RunOptions, error) {
 	o, err := f.options(cmd, args)
 	if err == nil && len(o.Args) > 0 {
 		err = fmt.Errorf("%s takes no command", cmd.Name())

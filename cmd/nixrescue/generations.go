@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/nixrescue/nixrescue/runtime/session"
+	"github.com/nixrescue/nixrescue/runtime/commands"
 )
 
 func newGenerationsCommand() *cobra.Command {
@@ -18,13 +18,15 @@ current one (*), and which the bootloader boots by default (read from the boot
 partition: GRUB's grub.cfg or systemd-boot's loader.conf).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var o session.Options
+			var o commands.Options
 			if err := f.apply(cmd, &o, firstArg(args)); err != nil {
 				return err
 			}
-			return exitResult(session.Generations(cmd.Context(), o, func(r *session.GenerationsReport) error {
-				return printReport(asJSON, r)
-			}))
+			r, err := commands.Generations(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			return printReport(asJSON, r, writeGenerations)
 		},
 	}
 	f.register(cmd)

@@ -8,16 +8,16 @@ import (
 
 	"github.com/nixrescue/nixrescue/hack/fixture"
 	"github.com/nixrescue/nixrescue/hack/testenv"
-	"github.com/nixrescue/nixrescue/runtime/session"
+	"github.com/nixrescue/nixrescue/runtime/commands"
 )
 
-func generations(t *testing.T, img string) session.GenerationsReport {
+func generations(t *testing.T, img string) commands.GenerationsReport {
 	t.Helper()
 	r := imageSession(t, "generations", img, "--json")
 	if r.code != 0 {
 		t.Fatalf("generations: exit %d %s", r.code, r.stderr)
 	}
-	var g session.GenerationsReport
+	var g commands.GenerationsReport
 	if err := json.Unmarshal([]byte(r.stdout), &g); err != nil {
 		t.Fatalf("%v\n%s", err, r.stdout)
 	}
@@ -157,7 +157,7 @@ func TestHardwareConfig(t *testing.T) {
 	}
 	// The stand-in does detect a container when there is one.
 	r = imageSession(t, "hardware-config", img, "--isolate-pids", "--json")
-	var rep session.HardwareReport
+	var rep commands.HardwareReport
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || !strings.Contains(rep.Generated, "boot.isContainer = true;") || strings.Contains(rep.Generated, "not-detected.nix") {
 		t.Errorf("--isolate-pids: %v\n%s", err, r.stdout)
 	}

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"fmt"
-	"os"
-
 	"github.com/spf13/cobra"
 
-	"github.com/nixrescue/nixrescue/runtime/session"
+	"github.com/nixrescue/nixrescue/runtime/commands"
 )
 
 func newHardwareConfigCommand() *cobra.Command {
@@ -26,16 +23,19 @@ it with a timestamped suffix). Without --write nothing is written.`,
 			if err != nil {
 				return err
 			}
-			return exitResult(session.HardwareConfig(cmd.Context(), session.HardwareOptions{Options: o, Write: write}, func(r *session.HardwareReport) error {
-				if err := printReport(asJSON, r); err != nil || asJSON {
-					return err
+			r, code, err := commands.HardwareConfig(cmd.Context(), commands.HardwareOptions{Options: o.Options, Write: write})
+			if r != nil {
+				if perr := printReport(asJSON, r, writeHardware); perr != nil && err == nil {
+					err = perr
 				}
-				fmt.Fprintln(os.Stderr, "nixrescue: "+r.Summary())
-				return nil
-			}))
+				if !asJSON {
+					o.Log.Info(hardwareSummary(r))
+				}
+			}
+			return exitResult(code, err)
 		},
 	}
-	f.register(cmd)
+	f.register(cmd, kindContainer)
 	cmd.Flags().BoolVar(&write, "write", false, "replace the target's hardware-configuration.nix (the old one is kept)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd

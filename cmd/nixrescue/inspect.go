@@ -3,7 +3,7 @@ package main
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/nixrescue/nixrescue/runtime/session"
+	"github.com/nixrescue/nixrescue/runtime/commands"
 )
 
 func newInspectCommand() *cobra.Command {
@@ -20,13 +20,15 @@ this host booted by EFI, and warnings. It runs nothing in the target and
 leaves nothing behind. --json prints the report as JSON (see the README).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var o session.Options
+			var o commands.Options
 			if err := f.apply(cmd, &o, firstArg(args)); err != nil {
 				return err
 			}
-			return exitResult(session.Inspect(cmd.Context(), o, func(r *session.Report) error {
-				return printReport(asJSON, r)
-			}))
+			r, err := commands.Inspect(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			return printReport(asJSON, r, writeInspect)
 		},
 	}
 	f.register(cmd)

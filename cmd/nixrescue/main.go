@@ -1,8 +1,9 @@
 // Command nixrescue repairs a broken NixOS install from any Linux rescue
 // system: the mounted NixOS root becomes the rootfs of a recovery
 // container, activation and the user's command run inside it, and nothing
-// is left behind. This package only turns flags into options and results
-// into exit statuses; the work is done in runtime/ and specs/.
+// is left behind. This package turns flags into options, calls one
+// function of runtime/commands per command, and writes its result for
+// people or as JSON; the work is done in runtime/ and specs/.
 package main
 
 import (
@@ -16,25 +17,28 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
+	"github.com/nixrescue/nixrescue/runtime/engine"
 	"github.com/nixrescue/nixrescue/runtime/helper"
-	"github.com/nixrescue/nixrescue/runtime/session"
-	"github.com/nixrescue/nixrescue/specs"
+	"github.com/nixrescue/nixrescue/runtime/hint"
+	"github.com/nixrescue/nixrescue/runtime/roles"
 )
 
 func init() {
 	// Every nixrescue process is short-lived or holds little (the
-	// session, runc's init): its live heap is a few MiB, and at
-	// Go's default the collector ran two or three times in a session for
-	// nothing (~2 ms of CPU in the session process alone, measured with
-	// perf). Four times the live heap stays well under the memory target
-	// (the README's Performance section); GOGC from the environment wins.
+	// session, runc's init): the collector at Go's default ran a few
+	// times in a session for nothing. Four times the live heap stays
+	// small; GOGC from the environment wins.
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}
-	// libcontainer re-executes this binary as "init" to set a container
-	// up; that is not a command of ours.
+	// libcontainer starts this binary as a container's init: not a
+	// command of ours (runtime/roles).
 	embedded.MaybeInit()
 }
+
+// ExitFailure is nixrescue's status when it fails itself, as `docker run`
+// and `podman run` have it; a command's own status passes through.
+const ExitFailure = 125
 
 // exitCoder is an error that carries its own exit status.
 type exitCoder interface{ ExitCode() int }
@@ -46,36 +50,55 @@ func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)
 func (e exitStatus) ExitCode() int { return int(e) }
 
 func main() {
-	if os.Args[0] == specs.HelperPath {
+	switch roles.Of(os.Args) {
+	case roles.Helper:
 		helper.Main(os.Args[1:])
+	case roles.Hold, roles.Guard:
+		// Their C constructors took them before Go started.
+		fmt.Fprintln(os.Stderr, "nixrescue: the hold and the guard run before Go starts; this start is neither")
+		os.Exit(2)
 	}
+	// The runtime's messages mention options; here they are flags.
+	hint.SetWords(flagWords)
 	// A closed output (nixrescue inspect IMG | head -1) is an error of the
 	// write, EPIPE, not a SIGPIPE that kills nixrescue before it has torn
 	// its session down. (Notify, not Ignore: an ignored signal would stay
 	// ignored in the programs nixrescue starts.)
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	root := newRootCommand()
-	cmd, err := root.ExecuteC()
+	cmd, err := newRootCommand().ExecuteC()
+	os.Exit(exit(cmd, err))
+}
+
+// exit says how a command ended, and returns its exit status: a status of
+// its own (the container's command, a signal), the run in a mount
+// namespace of its own, said already, or nixrescue's failure, said in one
+// line (and, with --json, as an object on stdout).
+func exit(cmd *cobra.Command, err error) int {
 	if err == nil {
-		os.Exit(0)
+		return 0
 	}
-	code := session.ExitFailure
-	var ec exitCoder
-	if errors.As(err, &ec) {
-		code = ec.ExitCode()
+	var re *engine.Reexecuted
+	if errors.As(err, &re) {
+		return re.Code
 	}
 	if errors.Is(err, syscall.EPIPE) {
 		// Whoever read the output stopped reading: as a program killed by
 		// SIGPIPE, quietly.
-		os.Exit(128 + int(syscall.SIGPIPE))
+		return 128 + int(syscall.SIGPIPE)
 	}
-	if _, ok := err.(exitStatus); !ok {
-		fmt.Fprintf(os.Stderr, "nixrescue: %v\n", err)
-		if wantsJSON(cmd) && !jsonWritten {
-			_ = writeJSON(errorReport{Error: err.Error(), ExitStatus: code})
-		}
+	code := ExitFailure
+	var ec exitCoder
+	if errors.As(err, &ec) {
+		code = ec.ExitCode()
 	}
-	os.Exit(code)
+	if _, ok := err.(exitStatus); ok {
+		return code
+	}
+	fmt.Fprintf(os.Stderr, "nixrescue: %v\n", err)
+	if wantsJSON(cmd) && !jsonWritten {
+		_ = writeJSON(errorReport{Error: err.Error(), Fix: hint.FixOf(err), ExitStatus: code})
+	}
+	return code
 }
 
 func newRootCommand() *cobra.Command {

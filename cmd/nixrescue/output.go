@@ -8,19 +8,14 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// textReport is a report that can also be written for people.
-type textReport interface {
-	WriteText(w io.Writer) error
-}
-
-// printReport writes r to stdout as JSON (--json) or as text. A write
-// that fails (EPIPE: the reader went away) is its error.
-func printReport(asJSON bool, r textReport) error {
+// printReport writes r to stdout as JSON (--json) or for people (text).
+// A write that fails (EPIPE: the reader went away) is its error.
+func printReport[R any](asJSON bool, r R, text func(io.Writer, R) error) error {
 	if asJSON {
 		return writeJSON(r)
 	}
 	w := &checkedWriter{w: os.Stdout}
-	if err := r.WriteText(w); err != nil {
+	if err := text(w, r); err != nil {
 		return err
 	}
 	return w.err
@@ -57,7 +52,9 @@ func writeJSON(v any) error {
 // fails before it has a report (docs/json.md): the same line as on
 // stderr, and the exit status.
 type errorReport struct {
-	Error      string `json:"error"`
+	Error string `json:"error"`
+	// Fix is the error's fix alone, when it has one (it ends Error too).
+	Fix        string `json:"fix,omitempty"`
 	ExitStatus int    `json:"exit_status"`
 }
 
@@ -76,4 +73,15 @@ func firstArg(args []string) string {
 		return args[0]
 	}
 	return ""
+}
+
+// exitResult turns a command's exit status and error into main's error.
+func exitResult(code int, err error) error {
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return exitStatus(code)
+	}
+	return nil
 }

@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nixrescue/nixrescue/runtime/session"
+	"github.com/nixrescue/nixrescue/runtime/commands"
 )
 
 func newRebuildCommand() *cobra.Command {
@@ -36,22 +36,23 @@ this session only (NIX_CONFIG), and says so. /etc/nix/nix.conf is never edited.`
 			if err != nil {
 				return err
 			}
-			ro := session.RebuildOptions{Options: o, NoInstallBootloader: noInstall, Extra: o.Args}
+			ro := commands.RebuildOptions{RunOptions: o, NoInstallBootloader: noInstall, Extra: o.Args}
 			ro.Args = nil
-			ro.Sandbox = session.SandboxMode(sandbox)
+			ro.Sandbox = commands.SandboxMode(sandbox)
 			if asJSON {
 				// stdout is the report's; the rebuild's output goes to stderr.
 				ro.Stdout = os.Stderr
 			}
-			return exitResult(session.Rebuild(cmd.Context(), ro, func(r *session.RunReport) error {
-				if !asJSON {
-					return nil
+			rep, code, err := commands.Rebuild(cmd.Context(), ro)
+			if asJSON && rep != nil {
+				if perr := writeJSON(rep); err == nil {
+					err = perr
 				}
-				return writeJSON(r)
-			}))
+			}
+			return exitResult(code, err)
 		},
 	}
-	f.register(cmd)
+	f.register(cmd, kindContainer)
 	cmd.Flags().BoolVar(&noInstall, "no-install-bootloader", false, "run nixos-rebuild boot without --install-bootloader")
 	cmd.Flags().StringVar(&sandbox, "sandbox", "auto", "Nix's build sandbox: auto (on when it can work here), on or off")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a report as JSON on stdout once done (the rebuild's output goes to stderr)")

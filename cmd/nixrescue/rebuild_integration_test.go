@@ -14,7 +14,7 @@ import (
 	"github.com/nixrescue/nixrescue/hack/fixture"
 	"github.com/nixrescue/nixrescue/hack/qemuboot"
 	"github.com/nixrescue/nixrescue/hack/testenv"
-	"github.com/nixrescue/nixrescue/runtime/session"
+	"github.com/nixrescue/nixrescue/runtime/commands"
 )
 
 // Images with a real Nix and GRUB, built once per run.
@@ -126,7 +126,7 @@ func TestRebuildSeedScenario(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("rebuild: exit %d\n%s", r.code, r.stderr)
 	}
-	var rep session.RunReport
+	var rep commands.RunReport
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("report: %v\n%s", err, r.stdout)
 	}
@@ -174,7 +174,7 @@ func TestRebuildSandboxModes(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("--no-pivot: exit %d %s", r.code, r.stderr)
 	}
-	var rep session.RunReport
+	var rep commands.RunReport
 	json.Unmarshal([]byte(r.stdout), &rep)
 	built := nixrescue(t, "run", img, "--read-only", "--", "cat", "/nix/var/nix/profiles/system/sandboxed")
 	if rep.Sandbox == nil || (strings.TrimSpace(built.stdout) == "yes") != rep.Sandbox.On {

@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nixrescue/nixrescue/runtime/session"
+	"github.com/nixrescue/nixrescue/runtime/commands"
 )
 
 func newRollbackCommand() *cobra.Command {
@@ -28,10 +28,11 @@ switch-to-configuration fails, the profile is pointed back where it was.`,
 			if to < 0 {
 				return errors.New("--to N: generations are numbered from 1")
 			}
-			return exitResult(session.Rollback(cmd.Context(), session.RollbackOptions{Options: o, To: to}))
+			_, code, err := commands.Rollback(cmd.Context(), commands.RollbackOptions{Options: o.Options, To: to})
+			return exitResult(code, err)
 		},
 	}
-	f.register(cmd)
+	f.register(cmd, kindContainer)
 	cmd.Flags().IntVar(&to, "to", 0, "roll back to generation `N` (default: the one before the current)")
 	return cmd
 }

@@ -1,13 +1,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"os"
 
 	"github.com/spf13/cobra"
 
-	"github.com/nixrescue/nixrescue/runtime/session"
+	"github.com/nixrescue/nixrescue/runtime/commands"
 )
 
 func newRunCommand() *cobra.Command {
@@ -36,32 +35,17 @@ exit status. nixrescue's own failures exit 125; 126 means CMD could not be run,
 			if asJSON {
 				// stdout is the report's; the command's output goes to stderr.
 				o.Stdout = os.Stderr
-				o.Report = &session.RunReport{}
-				o.OnReport = func(r *session.RunReport) error { return writeJSON(r) }
 			}
-			return runSession(cmd.Context(), o)
+			rep, code, err := commands.Run(cmd.Context(), o)
+			if asJSON && rep != nil {
+				if perr := writeJSON(rep); err == nil {
+					err = perr
+				}
+			}
+			return exitResult(code, err)
 		},
 	}
-	f.register(cmd)
+	f.register(cmd, kindContainer)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a report (backend, generations, per-phase durations) as JSON on stdout once done; the command's output goes to stderr")
 	return cmd
-}
-
-// runSession runs a session and turns its outcome into an exit status.
-func runSession(ctx context.Context, o session.Options) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	return exitResult(session.Run(ctx, o))
-}
-
-// exitResult turns a (status, error) pair into main's error.
-func exitResult(code int, err error) error {
-	if err != nil {
-		return err
-	}
-	if code != 0 {
-		return exitStatus(code)
-	}
-	return nil
 }

@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nixrescue/nixrescue/runtime/session"
+	"github.com/nixrescue/nixrescue/runtime/commands"
 )
 
 func newSpecCommand() *cobra.Command {
@@ -25,10 +25,14 @@ container open for 'runc exec'.`,
 			if err != nil {
 				return err
 			}
-			return exitResult(session.WriteSpec(cmd.Context(), session.SpecOptions{Options: o, Bundle: bundle}, os.Stdout))
+			b, err := commands.Spec(cmd.Context(), commands.SpecOptions{Options: o.Options, Args: o.Args, Bundle: bundle})
+			if err == nil && b != nil {
+				_, err = os.Stdout.Write(b)
+			}
+			return err
 		},
 	}
-	f.register(cmd)
+	f.register(cmd, kindSession)
 	cmd.Flags().StringVar(&bundle, "bundle", "", "write a bundle into `DIR` instead of printing the spec")
 	return cmd
 }

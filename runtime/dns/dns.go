@@ -25,7 +25,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
+	"golang.org/x/sys/unix"
 )
 
 // Files the host keeps its resolver configuration in.
@@ -49,7 +51,7 @@ func Build(host, uplink io.Reader, servers []string) ([]byte, error) {
 		for _, s := range servers {
 			ip, err := netip.ParseAddr(s)
 			if err != nil {
-				return nil, fmt.Errorf("--dns %q is not an IP address", s)
+				return nil, hint.Errorf("{DNS %s}: not an IP address", s)
 			}
 			fmt.Fprintf(&b, "nameserver %s\n", ip)
 		}
@@ -185,7 +187,7 @@ func PlanFor(root, system string) (Plan, error) {
 	case st.Mode().IsRegular():
 		p.Shape = ShapeFile
 	default:
-		return p, fmt.Errorf("the target's /etc/resolv.conf is a %s, not a file: remove it or pass --dns none", st.Mode().Type())
+		return p, hint.Errorf("the target's /etc/resolv.conf is a %s, not a file: remove it or pass {DNS none}", st.Mode().Type())
 	}
 	candidates := []string{targetResolvConf}
 	if p.Shape == ShapeLink && system != "" {
@@ -204,7 +206,7 @@ func PlanFor(root, system string) (Plan, error) {
 			return p, fmt.Errorf("resolve %s inside the target: %w", c, err)
 		}
 		if under(dest, containerKernelFS) {
-			return p, fmt.Errorf("the target's %s leads to %s, which the container takes from the host: fix the link, or pass --dns none", c, dest)
+			return p, hint.Errorf("the target's %s leads to %s, which the container takes from the host: fix the link, or pass {DNS none}", c, dest)
 		}
 		if slices.Contains(p.Dests, dest) {
 			continue
@@ -220,13 +222,13 @@ func PlanFor(root, system string) (Plan, error) {
 				}
 				parent, err := os.Stat(filepath.Join(root, path.Dir(dest)))
 				if err != nil || !parent.IsDir() {
-					return p, fmt.Errorf("the target's /etc/resolv.conf leads to %s, whose directory does not exist: fix the link, or pass --dns none", dest)
+					return p, hint.Errorf("the target's /etc/resolv.conf leads to %s, whose directory does not exist: fix the link, or pass {DNS none}", dest)
 				}
 				p.Placeholder = dest
 			case err != nil:
 				return p, fmt.Errorf("inspect %s in the target: %w", dest, err)
 			case !st.Mode().IsRegular():
-				return p, fmt.Errorf("the target's /etc/resolv.conf leads to %s, which is a %s, not a file: fix it, or pass --dns none", dest, st.Mode().Type())
+				return p, hint.Errorf("the target's /etc/resolv.conf leads to %s, which is a %s, not a file: fix it, or pass {DNS none}", dest, st.Mode().Type())
 			}
 		}
 		p.Dests = append(p.Dests, dest)
@@ -241,4 +243,33 @@ func under(p string, dirs []string) bool {
 		}
 	}
 	return false
+}
+
+// CreatePlaceholder makes an empty file at p inside root, the mount point
+// for resolv.conf where the target has none (Plan.Placeholder), and
+// passes its inode to record before it returns, so that the caller can
+// remove it afterwards, even after a crash, knowing it is still the one it
+// made; when record fails, the file is removed.
+func CreatePlaceholder(root, p string, record func(ino uint64) error) error {
+	d, err := rootfs.OpenDir(root, path.Dir(p), false)
+	if err != nil {
+		return fmt.Errorf("open %s in the target: %w", path.Dir(p), err)
+	}
+	defer d.Close()
+	dir := int(d.Fd())
+	fd, err := unix.Openat(dir, path.Base(p), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return fmt.Errorf("create mount point %s in the target: %w", p, err)
+	}
+	var st unix.Stat_t
+	err = unix.Fstat(fd, &st)
+	unix.Close(fd)
+	if err == nil {
+		err = record(st.Ino)
+	}
+	if err != nil {
+		_ = unix.Unlinkat(dir, path.Base(p), 0)
+		return err
+	}
+	return nil
 }

@@ -150,13 +150,16 @@ static void guard_main(int fd, const char *cgroup) {
 	_exit(nixrescue_kill_cgroup("/sys/fs/cgroup", cgroup) == 0 ? 0 : 1);
 }
 
-// The constructor: the guard is this binary started as "nixrescue guard
-// CGROUP" with the pipe named in the environment.
+// The constructor: the guard is this binary in the guard's role
+// (runtime/roles): "nixrescue guard CGROUP", the pipe named in the
+// environment.
 __attribute__((constructor)) static void nixrescue_guard_constructor(int argc, char **argv, char **envp) {
 	(void)envp;
-	const char *v = getenv(nixrescue_guard_fd_env);
-	if (argc != 3 || !v || strcmp(argv[1], "guard") != 0 || argv[2][0] != '/')
+	if (nixrescue_role(argc, argv) != NIXRESCUE_ROLE_GUARD)
 		return;
+	const char *v = getenv(nixrescue_guard_fd_env);
+	if (argv[2][0] != '/')
+		_exit(2);
 	char *end;
 	long fd = strtol(v, &end, 10);
 	if (*end || fd < 3 || fd > INT_MAX)

@@ -26,7 +26,6 @@ package guard
 #include <stdlib.h>
 #include "guard.h"
 
-static const char *guard_fd_env(void) { return nixrescue_guard_fd_env; }
 */
 import "C"
 
@@ -36,6 +35,8 @@ import (
 	"os/exec"
 	"syscall"
 	"unsafe"
+
+	"github.com/nixrescue/nixrescue/runtime/roles"
 )
 
 // CgroupRoot is where the cgroup hierarchies are mounted.
@@ -62,7 +63,7 @@ func Start(cgroupPath string) (*Guard, error) {
 	defer r.Close()
 	cmd := exec.Command(exe, "guard", cgroupPath)
 	cmd.Args[0] = "nixrescue"
-	cmd.Env = []string{C.GoString(C.guard_fd_env()) + "=3"}
+	cmd.Env = []string{roles.GuardFDEnv + "=3"}
 	cmd.ExtraFiles = []*os.File{r}
 	cmd.Dir = "/"
 	if err := cmd.Start(); err != nil {

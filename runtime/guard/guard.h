@@ -2,9 +2,7 @@
 #ifndef NIXRESCUE_GUARD_H
 #define NIXRESCUE_GUARD_H
 
-// The environment variable naming the guard's end of its pipe; with it,
-// the binary started as "nixrescue guard CGROUP" is the guard.
-static const char nixrescue_guard_fd_env[] = "_NIXRESCUE_GUARD_FD";
+#include "../roles/roles.h"
 
 // nixrescue_kill_cgroup kills every process of the cgroup at path (as a
 // spec's cgroupsPath names it) in every hierarchy under root; 0 when none

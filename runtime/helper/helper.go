@@ -19,6 +19,7 @@
 package helper
 
 import (
+	"debug/elf"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -134,4 +135,28 @@ func ExitStatus(ws syscall.WaitStatus) int {
 		return 128 + int(ws.Signal())
 	}
 	return ws.ExitStatus()
+}
+
+// Binary is the running binary, which serves as the in-container
+// helper (bound at specs.HelperPath). It must be static: the target has none of the host's libraries.
+func Binary() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find the nixrescue binary: %w", err)
+	}
+	exe, err = filepath.EvalSymlinks(exe)
+	if err != nil {
+		return "", fmt.Errorf("find the nixrescue binary: %w", err)
+	}
+	f, err := elf.Open(exe)
+	if err != nil {
+		return "", fmt.Errorf("read the nixrescue binary: %w", err)
+	}
+	defer f.Close()
+	for _, prog := range f.Progs {
+		if prog.Type == elf.PT_INTERP {
+			return "", fmt.Errorf("%s is dynamically linked, but it also runs inside the target, which has none of this host's libraries: build it static (see the README)", exe)
+		}
+	}
+	return exe, nil
 }

@@ -219,6 +219,35 @@ static int hold_open_pty(unsigned width, unsigned height, int *slave, char *err,
 	return m;
 }
 
+// hold_child is the child of hold_start: it sets its standard files (and
+// terminal) up and executes prog; what fails goes to report as errno.
+static void hold_child(struct hold_request *r, int *std, const char *prog, int report) {
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	// Out of the way of 0-2 first, so that no dup2 below overwrites a
+	// descriptor still to be copied.
+	int high[3];
+	for (int i = 0; i < 3; i++)
+		if ((high[i] = fcntl(std[i], F_DUPFD_CLOEXEC, 10)) < 0)
+			goto fail;
+	if (r->tty && setsid() < 0)
+		goto fail;
+	for (int i = 0; i < 3; i++)
+		if (dup2(high[i], i) < 0)
+			goto fail;
+	if (r->tty && ioctl(0, TIOCSCTTY, 0) != 0)
+		goto fail;
+	if (r->cwd[0] && chdir(r->cwd) != 0)
+		goto fail;
+	execve(prog, r->argv, r->envp);
+fail:;
+	int e = errno;
+	ssize_t unused = write(report, &e, sizeof e);
+	(void)unused;
+	_exit(127);
+}
+
 // hold_start forks and executes the process asked for, on the files given
 // (stdin, stdout, stderr) or on a new pty whose master it puts in *master.
 // It returns the PID, or -1 with the reason in err.
@@ -251,32 +280,8 @@ static pid_t hold_start(struct hold_request *r, int *fds, int nfds, int *master,
 		goto fail;
 	}
 	pid_t pid = fork();
-	if (pid == 0) {
-		sigset_t none;
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		// Out of the way of 0-2 first, so that no dup2 below overwrites
-		// a descriptor still to be copied.
-		int high[3];
-		for (int i = 0; i < 3; i++)
-			if ((high[i] = fcntl(std[i], F_DUPFD_CLOEXEC, 10)) < 0)
-				goto child_fail;
-		if (r->tty && setsid() < 0)
-			goto child_fail;
-		for (int i = 0; i < 3; i++)
-			if (dup2(high[i], i) < 0)
-				goto child_fail;
-		if (r->tty && ioctl(0, TIOCSCTTY, 0) != 0)
-			goto child_fail;
-		if (r->cwd[0] && chdir(r->cwd) != 0)
-			goto child_fail;
-		execve(prog, r->argv, r->envp);
-	child_fail:;
-		int e = errno;
-		ssize_t unused = write(report[1], &e, sizeof e);
-		(void)unused;
-		_exit(127);
-	}
+	if (pid == 0)
+		hold_child(r, std, prog, report[1]);
 	int e = errno;
 	close(report[1]);
 	if (pid < 0) {
@@ -509,10 +514,10 @@ void nixrescue_hold_main(int argc, char **argv) {
 	_exit(0);
 }
 
-// The constructor: the hold is this binary started as
-// nixrescue_helper_path with the argument "hold".
+// The constructor: the hold is this binary in the hold's role
+// (runtime/roles).
 __attribute__((constructor)) static void nixrescue_hold_constructor(int argc, char **argv, char **envp) {
 	(void)envp;
-	if (argc >= 2 && strcmp(argv[0], nixrescue_helper_path) == 0 && strcmp(argv[1], "hold") == 0)
+	if (nixrescue_role(argc, argv) == NIXRESCUE_ROLE_HOLD)
 		nixrescue_hold_main(argc, argv);
 }

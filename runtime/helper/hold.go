@@ -4,16 +4,15 @@ package helper
 // the Go runtime starts: it is the container's first process in every
 // session that runs more than one program, so its start is on the way of
 // every session, and its work (a fork and an exec per request, replies on
-// a socket) needs nothing of Go. Started as Go, the 24 MB binary took ~5.8
-// ms and ~4.9 ms of CPU to reach main (runtime and package initialisation:
-// grpc, protobuf, containerd's API types); a constructor that exits at once
-// takes ~1.1 ms and ~0.5 ms (perf stat, 100 runs each). The hold's Go
-// runtime also kept threads busy while it waited (sysmon, a goroutine per
-// request): ~13 ms of CPU per session, perf.
+// a socket) needs nothing of Go. Started as Go, the binary spent several
+// times as long reaching main as a constructor that exits at once (the
+// runtime and the packages' initialisation: grpc, protobuf, containerd's
+// API types), and Go's runtime kept threads busy while it waited (sysmon,
+// a goroutine per request).
 //
-// The constructor acts when the binary is started as specs.HelperPath with
-// the argument "hold"; everything else (probe-sandbox, nixrescue itself)
-// goes on to Go.
+// The constructor acts for the hold's role (runtime/roles: the binary
+// started as specs.HelperPath with the argument "hold"); everything else
+// (probe-sandbox, nixrescue itself) goes on to Go.
 
 /*
 #include "hold.h"

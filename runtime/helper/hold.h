@@ -3,11 +3,10 @@
 #ifndef NIXRESCUE_HOLD_H
 #define NIXRESCUE_HOLD_H
 
+#include "../roles/roles.h"
+
 // protocol.go's MaxMessage.
 #define NIXRESCUE_MAX_MESSAGE (256 << 10)
-
-// specs.HelperPath: the hold is the binary started under this name.
-static const char nixrescue_helper_path[] = "/run/nixrescue/nixrescue";
 
 // SessionFDEnv.
 static const char nixrescue_session_fd_env[] = "NIXRESCUE_SESSION_FD";

@@ -17,7 +17,7 @@ import (
 // over a SOCK_SEQPACKET unix socket (one message per datagram, file
 // descriptors alongside): a fork and an exec from a process already in the
 // container's namespaces, cgroup and limits, instead of a runtime's exec
-// (runc init, re-executed and set up again each time, ~20-30 ms here).
+// (runc init, re-executed and set up again each time).
 //
 // nixrescue sends a Request with Start, and with it the process's stdin,
 // stdout and stderr (none for a terminal: the hold makes the pty). The hold

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -153,9 +152,9 @@ func (m *Mounter) SetOptions(where string, options []string) error {
 // read-write unless they say ro (and unless the Mounter is ReadOnly).
 // It unmounts the read-only mounts, deepest first, and mounts them again,
 // rather than remounting them read-write in place: on ext4 a remount to
-// read-write and the unmount after it cost about 35 ms more than a fresh
-// read-write mount and its unmount (measured with loop devices on this
-// project's test machine), and a session pays that for each filesystem.
+// read-write and the unmount after it cost much more than a fresh
+// read-write mount and its unmount, and a session pays that for each
+// filesystem.
 // Mounts made after the first that changes are mounted again too, since
 // they may lie on it. It runs before any program of the target has: the
 // recorded mount points are the paths the kernel gave for the handles
@@ -212,11 +211,10 @@ func remountWritable(mt *made) error {
 // withoutJournal names the option by which the filesystem mounted at dir
 // skips its journal or log, or "" when it does not.
 func withoutJournal(dir string) string {
-	ms, err := mountinfo.GetMounts(mountinfo.SingleEntryFilter(dir))
-	if err != nil || len(ms) == 0 {
+	m, err := At(dir)
+	if err != nil || m == nil {
 		return ""
 	}
-	m := ms[len(ms)-1]
 	return noReplay(strings.Split(m.Options+","+m.VFSOptions, ","))
 }
 
@@ -277,9 +275,9 @@ func mountAtPath(device, where, fstype string, flags uintptr, data string) error
 // from what was recorded when mounting: a target whose programs renamed
 // directories or made links cannot redirect an unmount to a host path.
 func UnmountUnder(dir string) error {
-	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+	mounts, err := Under(dir)
 	if err != nil {
-		return fmt.Errorf("read the mount table: %w", err)
+		return err
 	}
 	sort.Slice(mounts, func(i, j int) bool { return len(mounts[i].Mountpoint) > len(mounts[j].Mountpoint) })
 	var first error

@@ -77,3 +77,12 @@ func At(dir string) (*mountinfo.Info, error) {
 	}
 	return ms[len(ms)-1], nil
 }
+
+// Under lists the mounts at dir and under it in this mount namespace.
+func Under(dir string) ([]*mountinfo.Info, error) {
+	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+	if err != nil {
+		return nil, fmt.Errorf("read the mount table: %w", err)
+	}
+	return ms, nil
+}

@@ -16,8 +16,10 @@ var userPath = []string{
 
 // Env is the complete environment of processes in the recovery container
 // for system (a path inside the root). Nothing comes from the host but the
-// terminal type: no TMPDIR, SUDO_USER, LANG/LC_*, NIX_PATH (../shared/
-// FIELD-NOTES.md, items 6, 8, 10). The system's own sw/bin ends PATH, so
+// terminal type: no TMPDIR, SUDO_USER, LANG/LC_*, NIX_PATH (each broke
+// nixos-enter or nixos-rebuild for someone: a host TMPDIR missing inside,
+// SUDO_USER making nixos-rebuild call sudo, Perl's locale warnings, the
+// host's channels). The system's own sw/bin ends PATH, so
 // that commands are found even before (or without) activation has made
 // /run/current-system.
 func Env(system, term string) []string {

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/internal/lazyre"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 )
@@ -31,41 +32,24 @@ const (
 // ErrNotNixOS says a directory holds no NixOS root.
 var ErrNotNixOS = errors.New("not a NixOS root")
 
-// RootError is a problem with the root directory a user named.
-type RootError struct {
-	Root string
-	Err  error
-	Fix  string
-}
-
-func (e *RootError) Error() string {
-	msg := fmt.Sprintf("%s: %v", e.Root, e.Err)
-	if e.Fix != "" {
-		msg += ": " + e.Fix
-	}
-	return msg
-}
-
-func (e *RootError) Unwrap() error { return e.Err }
-
 // CheckRoot returns nil when root is a directory holding a NixOS root:
 // /etc/NIXOS or a system profile.
 func CheckRoot(root string) error {
 	st, err := os.Stat(root)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return &RootError{Root: root, Err: errors.New("no such directory"), Fix: "mount the NixOS root there first, or name the right directory"}
+		return &hint.Error{Subject: root, Err: errors.New("no such directory"), Fix: "mount the NixOS root there first, or name the right directory"}
 	case err != nil:
-		return &RootError{Root: root, Err: err}
+		return &hint.Error{Subject: root, Err: err}
 	case !st.IsDir():
-		return &RootError{Root: root, Err: errors.New("not a directory"), Fix: "name the directory where the NixOS root is mounted"}
+		return &hint.Error{Subject: root, Err: errors.New("not a directory"), Fix: "name the directory where the NixOS root is mounted"}
 	}
 	for _, p := range []string{NixOSMarker, SystemProfile} {
 		if _, err := rootfs.Lstat(root, p); err == nil {
 			return nil
 		}
 	}
-	return &RootError{Root: root, Err: ErrNotNixOS, Fix: "it has neither /etc/NIXOS nor " + SystemProfile + "; mount the NixOS root partition there"}
+	return &hint.Error{Subject: root, Err: ErrNotNixOS, Fix: "it has neither /etc/NIXOS nor " + SystemProfile + "; mount the NixOS root partition there"}
 }
 
 // System is the NixOS system a session activates.
@@ -95,14 +79,14 @@ func ResolveSystem(root string, c SystemChoice) (System, error) {
 	var s System
 	switch {
 	case c.Path != "" && c.Generation != 0:
-		return s, errors.New("--system and --generation both name a system: give one")
+		return s, hint.Errorf("{System} and {Generation} both name a system: give one")
 	case c.Path != "":
 		if !path.IsAbs(c.Path) {
-			return s, fmt.Errorf("--system %q: give the path as the target sees it, starting with /nix/store or /nix/var/nix/profiles", c.Path)
+			return s, hint.Errorf("{System %s}: give the path as the target sees it, starting with /nix/store or /nix/var/nix/profiles", c.Path)
 		}
 		s.Path = path.Clean(c.Path)
 	case c.Generation < 0:
-		return s, fmt.Errorf("--generation %d: generations are numbered from 1", c.Generation)
+		return s, hint.Errorf("{Generation %d}: generations are numbered from 1", c.Generation)
 	case c.Generation > 0:
 		s.Path = GenerationLink(c.Generation)
 		s.Generation = c.Generation
@@ -124,17 +108,17 @@ func ResolveSystem(root string, c SystemChoice) (System, error) {
 		case c.Generation > 0:
 			return s, fmt.Errorf("generation %d does not exist in the target (no %s): pick one that does", c.Generation, s.Path)
 		case c.Path != "":
-			return s, fmt.Errorf("--system %s does not exist in the target", s.Path)
+			return s, hint.Errorf("{System %s} does not exist in the target", s.Path)
 		default:
-			return s, fmt.Errorf("the target has no system profile (%s): name a system with --system PATH", s.Path)
+			return s, hint.Errorf("the target has no system profile (%s): name a system with {System PATH}", s.Path)
 		}
 	}
 	st, err := os.Stat(full)
 	if err != nil {
-		return s, fmt.Errorf("%s points to %s, which does not exist in the target: pick another system with --generation N or --system PATH", s.Path, s.StorePath)
+		return s, hint.Errorf("%s points to %s, which does not exist in the target: pick another system with {Generation N} or {System PATH}", s.Path, s.StorePath)
 	}
 	if !st.IsDir() {
-		return s, fmt.Errorf("%s leads to %s, which is not a system directory: pick another with --generation N or --system PATH", s.Path, s.StorePath)
+		return s, hint.Errorf("%s leads to %s, which is not a system directory: pick another with {Generation N} or {System PATH}", s.Path, s.StorePath)
 	}
 	if s.Generation == 0 {
 		s.Generation = generationOf(root, s.Path)

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/nixrescue/nixrescue/hack/fixture"
+	"github.com/nixrescue/nixrescue/runtime/hint"
 )
 
 // fixtureRoot builds a NixOS-shaped root; busybox is a stand-in file, as
@@ -31,7 +32,7 @@ func TestCheckRoot(t *testing.T) {
 	if err := CheckRoot(r); err != nil {
 		t.Errorf("fixture: %v", err)
 	}
-	var re *RootError
+	var re *hint.Error
 	if err := CheckRoot(t.TempDir()); !errors.Is(err, ErrNotNixOS) || !errors.As(err, &re) {
 		t.Errorf("empty dir: %v", err)
 	}
@@ -88,7 +89,7 @@ func TestResolveSystemErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := ResolveSystem(r, SystemChoice{})
-	if err == nil || !strings.Contains(err.Error(), "does not exist in the target") || !strings.Contains(err.Error(), "--generation") {
+	if err == nil || !strings.Contains(err.Error(), "does not exist in the target") || !strings.Contains(err.Error(), "Generation=N") {
 		t.Errorf("dangling profile: %v", err)
 	}
 }

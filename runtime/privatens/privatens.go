@@ -8,8 +8,8 @@
 // that thread alone. runc's libcontainer solves the same problem for its
 // init with a C constructor (nsexec); this package does likewise. Before,
 // nixrescue started a copy of itself in a new namespace and waited for it:
-// a second start of the binary (~6-7 ms on the project's test machine) and
-// a second process in every embedded session on a disk or image.
+// a second start of the binary, and a second process in every embedded
+// session on a disk or image.
 //
 // The constructor acts only for the commands that open sessions (run,
 // enter, rebuild, rollback, hardware-config, inspect, generations, spec),
@@ -41,6 +41,8 @@ package privatens
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "../roles/roles.h"
 
 static int nixrescue_private_ns_entered;
 
@@ -123,6 +125,8 @@ static void nixrescue_start_warm(void) {
 	pthread_attr_destroy(&attr);
 }
 
+// The commands that open a target (cmd/nixrescue's; a test there keeps
+// the two in step, with the flags and the socket path below).
 static const char *const nixrescue_session_commands[] = {
 	"run", "enter", "rebuild", "rollback", "hardware-config", "inspect", "generations", "spec", NULL,
 };
@@ -131,6 +135,11 @@ static const char *const nixrescue_session_commands[] = {
 static const char *const nixrescue_container_commands[] = {
 	"run", "enter", "rebuild", "rollback", "hardware-config", NULL,
 };
+
+// The flags that choose the backend, and containerd's default socket.
+static const char nixrescue_backend_flag[] = "--backend";
+static const char nixrescue_address_flag[] = "--address";
+static const char nixrescue_default_address[] = "/run/containerd/containerd.sock";
 
 // nixrescue_listed tells whether s is in the NULL-ended list.
 static int nixrescue_listed(const char *const *list, const char *s) {
@@ -159,19 +168,20 @@ static int nixrescue_flag(int argc, char **argv, int *i, const char *name, const
 
 __attribute__((constructor)) static void nixrescue_enter_private_ns(int argc, char **argv, char **envp) {
 	(void)envp;
-	// A re-executed session (already in a new namespace), runc's init,
-	// the hold: none of them is a command typed by a user.
-	if (argc < 2 || geteuid() != 0 || getenv("_NIXRESCUE_PRIVATE_MOUNT_NS") || getenv("_LIBCONTAINER_INITPIPE"))
+	// Only a command a user typed (runtime/roles): not a re-executed
+	// session (in a new namespace already), runc's init, the hold, the
+	// guard.
+	if (argc < 2 || geteuid() != 0 || nixrescue_role(argc, argv) != NIXRESCUE_ROLE_CLI)
 		return;
 	if (!nixrescue_listed(nixrescue_session_commands, argv[1]))
 		return;
-	const char *backend = "auto", *address = "/run/containerd/containerd.sock";
+	const char *backend = "auto", *address = nixrescue_default_address;
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "--") == 0)
 			break;
-		if (nixrescue_flag(argc, argv, &i, "--backend", &backend))
+		if (nixrescue_flag(argc, argv, &i, nixrescue_backend_flag, &backend))
 			continue;
-		nixrescue_flag(argc, argv, &i, "--address", &address);
+		nixrescue_flag(argc, argv, &i, nixrescue_address_flag, &address);
 	}
 	struct stat st;
 	if (strcmp(backend, "embedded") != 0 && (strcmp(backend, "auto") != 0 || stat(address, &st) == 0))
@@ -198,13 +208,43 @@ __attribute__((constructor)) static void nixrescue_enter_private_ns(int argc, ch
 }
 
 static int nixrescue_private_ns(void) { return nixrescue_private_ns_entered; }
+static const char *const *nixrescue_list(int containers) { return containers ? nixrescue_container_commands : nixrescue_session_commands; }
+static const char *nixrescue_backend_flag_name(void) { return nixrescue_backend_flag; }
+static const char *nixrescue_address_flag_name(void) { return nixrescue_address_flag; }
+static const char *nixrescue_default_address_path(void) { return nixrescue_default_address; }
 */
 import "C"
 
 import (
 	"errors"
 	"time"
+	"unsafe"
 )
+
+// CommandLine is what the constructor reads of a command line: which
+// commands open a target (Session) and which of them run a container
+// (Container), the flags that choose the backend and containerd's socket,
+// and that socket's default path. cmd/nixrescue's test keeps its cobra
+// commands in step with it.
+type CommandLine struct {
+	Session, Container       []string
+	BackendFlag, AddressFlag string
+	DefaultAddress           string
+}
+
+// Reads is the CommandLine the constructor reads.
+func Reads() CommandLine {
+	list := func(containers int) []string {
+		var out []string
+		for p := C.nixrescue_list(C.int(containers)); *p != nil; p = (**C.char)(unsafe.Add(unsafe.Pointer(p), unsafe.Sizeof(p))) {
+			out = append(out, C.GoString(*p))
+		}
+		return out
+	}
+	return CommandLine{Session: list(0), Container: list(1),
+		BackendFlag: C.GoString(C.nixrescue_backend_flag_name()), AddressFlag: C.GoString(C.nixrescue_address_flag_name()),
+		DefaultAddress: C.GoString(C.nixrescue_default_address_path())}
+}
 
 // Entered tells whether this process moved itself into a mount namespace of
 // its own (a slave of the host's tree) before Go started.
@@ -219,8 +259,8 @@ func Entered() bool { return C.nixrescue_private_ns() != 0 }
 // takes the kernel's cgroup_threadgroup_rwsem for writing. The first
 // writer after a quiet spell waits for an RCU grace period (the rwsem's
 // rcu_sync); writers within about one grace period of the last do not.
-// On the project's test machine that wait is 5-16 ms, the largest single
-// item of a container's start (runc and systemd-nspawn pay it too). Made
+// That wait is the largest single item of a container's start (runc and
+// systemd-nspawn pay it too). Made
 // on a thread of its own, early, the wait is paid while the session does
 // other work. It blocks for that wait: call it on a goroutine of its own.
 //

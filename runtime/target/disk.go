@@ -46,8 +46,8 @@ type FS struct {
 
 // Probed lists the devices of parts worth probing for a filesystem: those
 // with a device, but for a partition whose type says it holds none (a BIOS
-// boot partition holds GRUB's core image; probing it cost a run of blkid,
-// ~4 ms of CPU, to learn nothing).
+// boot partition holds GRUB's core image: a run of blkid on it learns
+// nothing; nor on an extended partition's container).
 func Probed(parts []Partition) []string {
 	var devs []string
 	for _, p := range parts {

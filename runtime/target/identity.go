@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
+	"github.com/nixrescue/nixrescue/runtime/hint"
+	"github.com/nixrescue/nixrescue/runtime/mount"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,13 +34,13 @@ func Keys(t Target) ([]Key, error) {
 	case KindImage:
 		var st unix.Stat_t
 		if err := unix.Stat(t.Path, &st); err != nil {
-			return nil, &TargetError{Target: t.Arg, Err: err}
+			return nil, &hint.Error{Subject: t.Arg, Err: err}
 		}
 		return []Key{fileKey(st.Dev, st.Ino)}, nil
 	case KindDisk, KindPartition:
 		maj, min, err := DeviceNumber(t.Disk)
 		if err != nil {
-			return nil, &TargetError{Target: t.Arg, Err: err}
+			return nil, &hint.Error{Subject: t.Arg, Err: err}
 		}
 		return DeviceKeys(maj, min), nil
 	}
@@ -125,4 +128,40 @@ func loopBacking(name string) (dev, ino uint64, ok bool) {
 		return 0, 0, false
 	}
 	return st.Dev, st.Ino, true
+}
+
+// MountedReadWrite lists the read-write mounts, in every mount namespace
+// of this host (mount.Everywhere), of the block devices whose data is
+// the data keys name (DeviceKeys): the same filesystem under any device
+// name, mounted where nothing in this process's mount table shows it.
+func MountedReadWrite(keys []Key) ([]mount.NamespaceMount, error) {
+	mounts, err := mount.Everywhere(func(m *mountinfo.Info) (skip, stop bool) {
+		return (m.Major == 0 && !strings.HasPrefix(m.Source, "/dev/")) || !mount.ReadWrite(m), false
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the mount tables: %w", err)
+	}
+	known := map[[2]uint32][]Key{}
+	var out []mount.NamespaceMount
+	for _, m := range mounts {
+		dev := [2]uint32{uint32(m.Major), uint32(m.Minor)}
+		if dev[0] == 0 {
+			// btrfs reports a device number of its own: its source
+			// names the block device.
+			maj, min, err := DeviceNumber(m.Source)
+			if err != nil {
+				continue
+			}
+			dev = [2]uint32{maj, min}
+		}
+		k, ok := known[dev]
+		if !ok {
+			k = DeviceKeys(dev[0], dev[1])
+			known[dev] = k
+		}
+		if Shares(k, keys) {
+			out = append(out, m)
+		}
+	}
+	return out, nil
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/internal/lazyre"
 	"github.com/nixrescue/nixrescue/runtime/mount"
 )
@@ -20,7 +21,7 @@ const (
 	ActionSkip  Action = "skip"
 )
 
-// Origins of plan entries.
+// Origins of plan entries (stable values of inspect's JSON).
 const (
 	OriginFstab      = "fstab"
 	OriginMount      = "--mount"
@@ -67,7 +68,7 @@ type Override struct {
 func ParseOverride(s string) (Override, error) {
 	i := strings.LastIndex(s, ":")
 	if i <= 0 || i == len(s)-1 || !strings.HasPrefix(s[i+1:], "/") {
-		return Override{}, fmt.Errorf("--mount %q: give DEVICE:/PATH, e.g. --mount /dev/sdb1:/boot", s)
+		return Override{}, &hint.Error{Subject: "{Mount " + s + "}", Err: errors.New("not DEVICE:/PATH"), Fix: "give it as {Mount /dev/sdb1:/boot} does"}
 	}
 	return Override{Spec: s[:i], Mountpoint: path.Clean(s[i+1:]), Origin: OriginMount}, nil
 }
@@ -91,9 +92,9 @@ func Overrides(mounts []string, boot string) ([]Override, error) {
 // name is how an override is named in messages: as it was given.
 func (o Override) name() string {
 	if o.Origin == OriginBoot {
-		return "--boot " + o.Spec
+		return "{Boot " + o.Spec + "}"
 	}
-	return "--mount " + o.Spec + ":" + o.Mountpoint
+	return "{Mount " + o.Spec + ":" + o.Mountpoint + "}"
 }
 
 var (
@@ -232,7 +233,7 @@ func foundOptions(f Found, fe *FstabEntry, root bool) ([]string, []Dropped) {
 	}
 	if root && slices.Contains(kept, "ro") {
 		kept = slices.DeleteFunc(kept, func(o string) bool { return o == "ro" })
-		dropped = append(dropped, Dropped{Option: "ro", Reason: "the root is mounted read-write for the repair (--read-only keeps everything read-only)"})
+		dropped = append(dropped, Dropped{Option: "ro", Reason: "the root is mounted read-write for the repair ({ReadOnly} keeps everything read-only)"})
 	}
 	if f.Subvol != "" {
 		want := "subvol=" + f.Subvol
@@ -284,9 +285,9 @@ type PlanError struct {
 
 func (e *PlanError) Error() string {
 	if e.Fix == "" {
-		return e.Err.Error()
+		return hint.Render(e.Err.Error())
 	}
-	return e.Err.Error() + ": " + e.Fix
+	return hint.Render(e.Err.Error() + ": " + e.Fix)
 }
 
 func (e *PlanError) Unwrap() error { return e.Err }
@@ -355,73 +356,23 @@ func planEntries(fstab []FstabEntry, parts []Partition, overrides []Override) ([
 	overridden := map[string]bool{}
 	for _, o := range overrides {
 		if o.Mountpoint == "/" {
-			return nil, &PlanError{Mountpoint: "/", Err: fmt.Errorf("%s: the root is found, not mounted by --mount", o.name()), Fix: "choose it with --root-part N"}
+			return nil, &PlanError{Mountpoint: "/", Err: fmt.Errorf("%s: the root is found, not mounted by {Mount}", o.name()), Fix: "choose it with {RootPart N}"}
 		}
 		overridden[o.Mountpoint] = true
 	}
 	for _, f := range fstab {
-		mp := path.Clean(f.Mountpoint)
-		if mp == "/" || overridden[mp] {
-			continue
-		}
-		e := Entry{Mountpoint: mp, Spec: f.Spec, Type: f.Type, NoFail: f.HasOption("nofail"), Origin: OriginFstab}
-		e.Options, e.Dropped = Options(f.Options)
-		if why := Skip(f); why != "" {
-			e.Action, e.Reason = ActionSkip, why
+		if mp := path.Clean(f.Mountpoint); mp != "/" && !overridden[mp] {
+			e, err := planFstabEntry(f, parts)
+			if err != nil {
+				return nil, err
+			}
 			plan = append(plan, e)
-			continue
 		}
-		found, how := MapSource(f.Spec, parts)
-		switch {
-		case len(found) == 1:
-			e.Device, e.MappedBy, e.Action = found[0].Device, how, ActionMount
-			if e.Type == "auto" || e.Type == "" {
-				e.Type = found[0].Type
-			}
-		case len(found) > 1:
-			e.Action, e.Candidates = ActionSkip, devices(found)
-			e.Reason = "names " + strings.Join(e.Candidates, " and ") + ": ambiguous"
-			if !e.NoFail {
-				return nil, &PlanError{Mountpoint: mp, Err: fmt.Errorf("the fstab's %s (for %s) %w, %s", f.Spec, mp, ErrAmbiguous, strings.Join(e.Candidates, " and ")),
-					Fix: "choose one with --mount DEVICE:" + mp}
-			}
-			e.Reason += " (nofail)"
-		default:
-			e.Action, e.Reason = ActionSkip, ErrNotOnDisk.Error()
-			if !e.NoFail {
-				return nil, &PlanError{Mountpoint: mp, Err: fmt.Errorf("the fstab mounts %s on %s, which is %w", f.Spec, mp, ErrNotOnDisk),
-					Fix: "pass --mount DEVICE:" + mp + ", or mark the entry nofail"}
-			}
-			e.Reason += " (nofail)"
-		}
-		plan = append(plan, e)
 	}
 	for _, o := range overrides {
-		e := Entry{Mountpoint: o.Mountpoint, Spec: o.Spec, Origin: o.Origin, Options: []string{}, Action: ActionMount}
-		found, how := MapSource(o.Spec, parts)
-		if kind, _ := Source(o.Spec); kind == SourcePath {
-			// A device path given here names this host's device, not
-			// the target machine's: a partition of the disk by its
-			// device, or a device of its own.
-			found = slices.DeleteFunc(slices.Clone(parts), func(p Partition) bool { return p.Device != o.Spec || p.Extended })
-			how = "device"
-		}
-		switch {
-		case len(found) == 1:
-			e.Device, e.MappedBy, e.Type = found[0].Device, how, found[0].Type
-		case len(found) > 1:
-			return nil, &PlanError{Mountpoint: o.Mountpoint, Err: fmt.Errorf("%s %w, %s", o.name(), ErrAmbiguous, strings.Join(devices(found), " and ")),
-				Fix: "name the device itself"}
-		case how == "partition number":
-			return nil, &PlanError{Mountpoint: o.Mountpoint, Err: fmt.Errorf("%s: the disk has no partition %s (it has %s)", o.name(), strings.TrimPrefix(o.Spec, "p"), Numbers(usable(parts))),
-				Fix: "name one of those"}
-		case strings.HasPrefix(o.Spec, "/dev/"):
-			// A device of its own, not on the target disk (a /boot on
-			// another disk of the machine).
-			e.Device, e.MappedBy = o.Spec, "device"
-		default:
-			return nil, &PlanError{Mountpoint: o.Mountpoint, Err: fmt.Errorf("%s %w disk", o.name(), ErrNoOverride),
-				Fix: "name a device, a partition number, or UUID=, LABEL=, PARTUUID=, PARTLABEL= of one (nixrescue inspect lists them)"}
+		e, err := planOverride(o, parts)
+		if err != nil {
+			return nil, err
 		}
 		plan = append(plan, e)
 	}
@@ -430,6 +381,75 @@ func planEntries(fstab []FstabEntry, parts []Partition, overrides []Override) ([
 		return strings.Count(a.Mountpoint, "/") - strings.Count(b.Mountpoint, "/")
 	})
 	return plan, nil
+}
+
+// planFstabEntry maps fstab entry f to a partition of parts, or says why
+// it is skipped; an entry on no partition or on two is an error, unless it
+// is nofail.
+func planFstabEntry(f FstabEntry, parts []Partition) (Entry, error) {
+	mp := path.Clean(f.Mountpoint)
+	e := Entry{Mountpoint: mp, Spec: f.Spec, Type: f.Type, NoFail: f.HasOption("nofail"), Origin: OriginFstab}
+	e.Options, e.Dropped = Options(f.Options)
+	if why := Skip(f); why != "" {
+		e.Action, e.Reason = ActionSkip, why
+		return e, nil
+	}
+	found, how := MapSource(f.Spec, parts)
+	switch {
+	case len(found) == 1:
+		e.Device, e.MappedBy, e.Action = found[0].Device, how, ActionMount
+		if e.Type == "auto" || e.Type == "" {
+			e.Type = found[0].Type
+		}
+		return e, nil
+	case len(found) > 1:
+		e.Action, e.Candidates = ActionSkip, devices(found)
+		e.Reason = "names " + strings.Join(e.Candidates, " and ") + ": ambiguous"
+		if !e.NoFail {
+			return e, &PlanError{Mountpoint: mp, Err: fmt.Errorf("the fstab's %s (for %s) %w, %s", f.Spec, mp, ErrAmbiguous, strings.Join(e.Candidates, " and ")),
+				Fix: "choose one with {Mount DEVICE:" + mp + "}"}
+		}
+	default:
+		e.Action, e.Reason = ActionSkip, ErrNotOnDisk.Error()
+		if !e.NoFail {
+			return e, &PlanError{Mountpoint: mp, Err: fmt.Errorf("the fstab mounts %s on %s, which is %w", f.Spec, mp, ErrNotOnDisk),
+				Fix: "pass {Mount DEVICE:" + mp + "}, or mark the entry nofail"}
+		}
+	}
+	e.Reason += " (nofail)"
+	return e, nil
+}
+
+// planOverride maps a --mount or --boot to a partition of parts, or to a
+// device of its own.
+func planOverride(o Override, parts []Partition) (Entry, error) {
+	e := Entry{Mountpoint: o.Mountpoint, Spec: o.Spec, Origin: o.Origin, Options: []string{}, Action: ActionMount}
+	found, how := MapSource(o.Spec, parts)
+	if kind, _ := Source(o.Spec); kind == SourcePath {
+		// A device path given here names this host's device, not the
+		// target machine's: a partition of the disk by its device, or a
+		// device of its own.
+		found = slices.DeleteFunc(slices.Clone(parts), func(p Partition) bool { return p.Device != o.Spec || p.Extended })
+		how = "device"
+	}
+	switch {
+	case len(found) == 1:
+		e.Device, e.MappedBy, e.Type = found[0].Device, how, found[0].Type
+	case len(found) > 1:
+		return e, &PlanError{Mountpoint: o.Mountpoint, Err: fmt.Errorf("%s %w, %s", o.name(), ErrAmbiguous, strings.Join(devices(found), " and ")),
+			Fix: "name the device itself"}
+	case how == "partition number":
+		return e, &PlanError{Mountpoint: o.Mountpoint, Err: fmt.Errorf("%s: the disk has no partition %s (it has %s)", o.name(), strings.TrimPrefix(o.Spec, "p"), Numbers(usable(parts))),
+			Fix: "name one of those"}
+	case strings.HasPrefix(o.Spec, "/dev/"):
+		// A device of its own, not on the target disk (a /boot on another
+		// disk of the machine).
+		e.Device, e.MappedBy = o.Spec, "device"
+	default:
+		return e, &PlanError{Mountpoint: o.Mountpoint, Err: fmt.Errorf("%s %w disk", o.name(), ErrNoOverride),
+			Fix: "name a device, a partition number, or UUID=, LABEL=, PARTUUID=, PARTLABEL= of one (nixrescue inspect lists them)"}
+	}
+	return e, nil
 }
 
 // PlanOverrides plans --mount and --boot alone: for a directory target,
@@ -462,7 +482,7 @@ func ChooseRoot(arg string, roots []Found, parts []Partition, want string, parti
 	if want != "" {
 		n := strings.TrimPrefix(want, "p")
 		if isNumber(n) && !slices.ContainsFunc(parts, func(p Partition) bool { return strconv.Itoa(p.Number) == n && !p.Extended }) {
-			return Found{}, &TargetError{Target: arg, Err: fmt.Errorf("--root-part %s: the disk has no partition %s (it has %s)", want, n, Numbers(usable(parts))),
+			return Found{}, &hint.Error{Subject: arg, Err: fmt.Errorf("{RootPart %s}: the disk has no partition %s (it has %s)", want, n, Numbers(usable(parts))),
 				Fix: "name one of " + describeFound(roots)}
 		}
 		for _, r := range roots {
@@ -470,7 +490,7 @@ func ChooseRoot(arg string, roots []Found, parts []Partition, want string, parti
 				return r, nil
 			}
 		}
-		return Found{}, &TargetError{Target: arg, Err: fmt.Errorf("--root-part %s holds no NixOS root", want),
+		return Found{}, &hint.Error{Subject: arg, Err: fmt.Errorf("{RootPart %s} holds no NixOS root", want),
 			Fix: "name one of " + describeFound(roots)}
 	}
 	if partition > 0 {
@@ -487,8 +507,8 @@ func ChooseRoot(arg string, roots []Found, parts []Partition, want string, parti
 	case 1:
 		return roots[0], nil
 	}
-	return Found{}, &TargetError{Target: arg, Err: fmt.Errorf("%d NixOS roots found: %s", len(roots), describeFound(roots)),
-		Fix: "choose one with --root-part N"}
+	return Found{}, &hint.Error{Subject: arg, Err: fmt.Errorf("%d NixOS roots found: %s", len(roots), describeFound(roots)),
+		Fix: "choose one with {RootPart N}"}
 }
 
 func describeFound(roots []Found) string {

@@ -18,6 +18,15 @@ func fstab(t *testing.T, text string) []FstabEntry {
 	return e
 }
 
+// mustFstab parses an fstab of a table of cases.
+func mustFstab(text string) []FstabEntry {
+	e, err := ParseFstab(strings.NewReader(text))
+	if err != nil {
+		panic(err)
+	}
+	return e
+}
+
 // summary is one plan entry in a line: what a test compares.
 func summary(e Entry) string {
 	s := fmt.Sprintf("%s %s %s [%s]", e.Mountpoint, e.Action, e.Device, strings.Join(e.Options, ","))
@@ -40,139 +49,145 @@ var (
 	ext4Root  = Found{Partition: disk[2]}
 )
 
+// (Messages mention options in hint's default words here; the CLI's
+// tests see its flags.)
+
+// planCases are MakePlan's cases (TestMakePlan).
+var planCases = []struct {
+	name      string
+	in        PlanInput
+	want      []string
+	warnings  []string
+	err       error
+	errSays   string
+	errFixSay string
+}{
+	{
+		name: "no fstab: the root alone",
+		in:   PlanInput{Partitions: disk, Root: ext4Root},
+		want: []string{"/ mount /dev/loop3p3 []"},
+	},
+	{
+		name: "the root's own options, boot-only ones dropped",
+		in: PlanInput{Partitions: disk, Root: ext4Root, Fstab: mustFstab(
+			"UUID=47c65953-a858-4596-8414-5ffa98acaf41 / ext4 noatime,commit=60,x-systemd.device-timeout=5s,ro 0 1\n" +
+				"LABEL=boot /boot vfat fmask=0077,dmask=0077,nofail 0 2\n")},
+		want: []string{
+			"/ mount /dev/loop3p3 [noatime,commit=60] -x-systemd.device-timeout=5s -ro",
+			"/boot mount /dev/loop3p2 [fmask=0077,dmask=0077] -nofail",
+		},
+	},
+	{
+		name: "btrfs: root and /nix subvolumes, their fstab options, /home",
+		in: PlanInput{Partitions: btrfsDisk, Root: btrfsRoot, Nix: &btrfsNix, Fstab: mustFstab(
+			"UUID=b7 / btrfs subvol=root,compress=zstd,noatime 0 0\n" +
+				"UUID=b7 /nix btrfs subvol=nix,compress=zstd,noatime 0 0\n" +
+				"UUID=b7 /home btrfs subvol=home,compress=zstd 0 0\n")},
+		want: []string{
+			"/ mount /dev/loop1p2 [compress=zstd,noatime,subvol=root]",
+			"/nix mount /dev/loop1p2 [compress=zstd,noatime,subvol=nix] (mounted first: it holds the store, where the fstab is)",
+			"/home mount /dev/loop1p2 [subvol=home,compress=zstd]",
+		},
+	},
+	{
+		name: "btrfs: the fstab's subvolume differs from where the root was found",
+		in:   PlanInput{Partitions: btrfsDisk, Root: btrfsRoot, Fstab: mustFstab("UUID=b7 / btrfs subvol=@,noatime 0 0\n")},
+		want: []string{"/ mount /dev/loop1p2 [noatime,subvol=root] -subvol=@"},
+	},
+	{
+		name: "/nix found elsewhere than the fstab says",
+		in: PlanInput{Partitions: disk, Root: ext4Root, Nix: &Found{Partition: disk[3]}, Fstab: mustFstab(
+			"UUID=eeee /nix ext4 noatime 0 0\n")},
+		want: []string{
+			"/ mount /dev/loop3p3 []",
+			"/nix mount /dev/loop3p4 []",
+			"/nix skip /dev/loop3p5 [noatime] (the store is on /dev/loop3p4)",
+		},
+		warnings: []string{"the fstab mounts UUID=eeee on /nix, but the store was found on /dev/loop3p4: that one is mounted"},
+	},
+	{
+		name: "/nix found, the fstab has none",
+		in:   PlanInput{Partitions: disk, Root: ext4Root, Nix: &Found{Partition: disk[3]}},
+		want: []string{"/ mount /dev/loop3p3 []", "/nix mount /dev/loop3p4 []"},
+	},
+	{
+		name:     "the fstab's root is elsewhere",
+		in:       PlanInput{Partitions: disk, Root: ext4Root, Fstab: mustFstab("UUID=dddd / ext4 defaults 0 1\n")},
+		want:     []string{"/ mount /dev/loop3p3 []"},
+		warnings: []string{"the fstab's root UUID=dddd is not /dev/loop3p3, where the NixOS root was found"},
+	},
+	{
+		name:    "an entry on no partition of the disk",
+		in:      PlanInput{Partitions: disk, Root: ext4Root, Fstab: mustFstab("UUID=nope /data ext4 defaults 0 2\n")},
+		err:     ErrNotOnDisk,
+		errSays: "the fstab mounts UUID=nope on /data, which is not on the target disk: pass Mount=DEVICE:/data, or mark the entry nofail",
+	},
+	{
+		name: "an entry on no partition, nofail",
+		in:   PlanInput{Partitions: disk, Root: ext4Root, Fstab: mustFstab("UUID=nope /data ext4 nofail 0 2\n")},
+		want: []string{"/ mount /dev/loop3p3 []", "/data skip  [] -nofail (not on the target disk (nofail))"},
+	},
+	{
+		name: "one label on two filesystems",
+		in: PlanInput{Partitions: append(slices.Clone(disk), Partition{Number: 6, Device: "/dev/loop3p6", FS: FS{Type: "ext4", Label: "boot"}}),
+			Root: ext4Root, Fstab: mustFstab("LABEL=boot /boot vfat defaults 0 2\n")},
+		err:     ErrAmbiguous,
+		errSays: "the fstab's LABEL=boot (for /boot) names more than one partition, /dev/loop3p2 and /dev/loop3p6: choose one with Mount=DEVICE:/boot",
+	},
+	{
+		name: "one label on two filesystems, nofail",
+		in: PlanInput{Partitions: append(slices.Clone(disk), Partition{Number: 6, Device: "/dev/loop3p6", FS: FS{Type: "ext4", Label: "boot"}}),
+			Root: ext4Root, Fstab: mustFstab("LABEL=boot /boot vfat nofail 0 2\n")},
+		want: []string{"/ mount /dev/loop3p3 []", "/boot skip  [] -nofail (names /dev/loop3p2 and /dev/loop3p6: ambiguous (nofail))"},
+	},
+	{
+		name: "--boot and --mount in place of the fstab's, parents first",
+		in: PlanInput{Partitions: disk, Root: ext4Root, Fstab: mustFstab(
+			"LABEL=boot /boot vfat defaults 0 2\nUUID=eeee /srv/data ext4 defaults 0 2\n"),
+			Overrides: []Override{{Spec: "4", Mountpoint: "/boot", Origin: OriginBoot}, {Spec: "/dev/sdc1", Mountpoint: "/srv", Origin: OriginMount}}},
+		want: []string{
+			"/ mount /dev/loop3p3 []",
+			"/boot mount /dev/loop3p4 []",
+			"/srv mount /dev/sdc1 []",
+			"/srv/data mount /dev/loop3p5 []",
+		},
+	},
+	{
+		name:    "--mount of a partition the disk does not have",
+		in:      PlanInput{Partitions: disk, Root: ext4Root, Overrides: []Override{{Spec: "9", Mountpoint: "/boot", Origin: OriginMount}}},
+		errSays: "Mount=9:/boot: the disk has no partition 9 (it has 1, 2, 3, 4, 5): name one of those",
+	},
+	{
+		name:    "--mount of a label nothing has",
+		in:      PlanInput{Partitions: disk, Root: ext4Root, Overrides: []Override{{Spec: "LABEL=nope", Mountpoint: "/boot", Origin: OriginMount}}},
+		err:     ErrNoOverride,
+		errSays: "Mount=LABEL=nope:/boot names no partition of the target disk",
+	},
+	{
+		name:    "--mount over the root",
+		in:      PlanInput{Partitions: disk, Root: ext4Root, Overrides: []Override{{Spec: "4", Mountpoint: "/", Origin: OriginMount}}},
+		errSays: "Mount=4:/: the root is found, not mounted by the Mount option: choose it with RootPart=N",
+	},
+	{
+		name: "skipped entries say why",
+		in: PlanInput{Partitions: disk, Root: ext4Root, Fstab: mustFstab(
+			"tmpfs /tmp tmpfs mode=1777\nserver:/x /net nfs4 defaults\n/swapfile none swap sw\n/persist/etc /etc/ssh none bind\nUUID=dddd /opt ext4 noauto\n")},
+		want: []string{
+			"/ mount /dev/loop3p3 []",
+			"none skip  [sw] (swap)",
+			"/tmp skip  [mode=1777] (not a disk filesystem (tmpfs))",
+			"/net skip  [] (network filesystem)",
+			"/opt skip  [] -noauto (noauto)",
+			"/etc/ssh skip  [bind] (bind mount)",
+		},
+	},
+}
+
 // TestMakePlan: every case the session's mount step meets, without root
-// or a disk: the plan as a pure function of what was found, the fstab and
-// the overrides.
+// or a disk (planCases): the plan as a pure function of what was found,
+// the fstab and the overrides.
 func TestMakePlan(t *testing.T) {
-	cases := []struct {
-		name      string
-		in        PlanInput
-		want      []string
-		warnings  []string
-		err       error
-		errSays   string
-		errFixSay string
-	}{
-		{
-			name: "no fstab: the root alone",
-			in:   PlanInput{Partitions: disk, Root: ext4Root},
-			want: []string{"/ mount /dev/loop3p3 []"},
-		},
-		{
-			name: "the root's own options, boot-only ones dropped",
-			in: PlanInput{Partitions: disk, Root: ext4Root, Fstab: fstab(t,
-				"UUID=47c65953-a858-4596-8414-5ffa98acaf41 / ext4 noatime,commit=60,x-systemd.device-timeout=5s,ro 0 1\n"+
-					"LABEL=boot /boot vfat fmask=0077,dmask=0077,nofail 0 2\n")},
-			want: []string{
-				"/ mount /dev/loop3p3 [noatime,commit=60] -x-systemd.device-timeout=5s -ro",
-				"/boot mount /dev/loop3p2 [fmask=0077,dmask=0077] -nofail",
-			},
-		},
-		{
-			name: "btrfs: root and /nix subvolumes, their fstab options, /home",
-			in: PlanInput{Partitions: btrfsDisk, Root: btrfsRoot, Nix: &btrfsNix, Fstab: fstab(t,
-				"UUID=b7 / btrfs subvol=root,compress=zstd,noatime 0 0\n"+
-					"UUID=b7 /nix btrfs subvol=nix,compress=zstd,noatime 0 0\n"+
-					"UUID=b7 /home btrfs subvol=home,compress=zstd 0 0\n")},
-			want: []string{
-				"/ mount /dev/loop1p2 [compress=zstd,noatime,subvol=root]",
-				"/nix mount /dev/loop1p2 [compress=zstd,noatime,subvol=nix] (mounted first: it holds the store, where the fstab is)",
-				"/home mount /dev/loop1p2 [subvol=home,compress=zstd]",
-			},
-		},
-		{
-			name: "btrfs: the fstab's subvolume differs from where the root was found",
-			in:   PlanInput{Partitions: btrfsDisk, Root: btrfsRoot, Fstab: fstab(t, "UUID=b7 / btrfs subvol=@,noatime 0 0\n")},
-			want: []string{"/ mount /dev/loop1p2 [noatime,subvol=root] -subvol=@"},
-		},
-		{
-			name: "/nix found elsewhere than the fstab says",
-			in: PlanInput{Partitions: disk, Root: ext4Root, Nix: &Found{Partition: disk[3]}, Fstab: fstab(t,
-				"UUID=eeee /nix ext4 noatime 0 0\n")},
-			want: []string{
-				"/ mount /dev/loop3p3 []",
-				"/nix mount /dev/loop3p4 []",
-				"/nix skip /dev/loop3p5 [noatime] (the store is on /dev/loop3p4)",
-			},
-			warnings: []string{"the fstab mounts UUID=eeee on /nix, but the store was found on /dev/loop3p4: that one is mounted"},
-		},
-		{
-			name: "/nix found, the fstab has none",
-			in:   PlanInput{Partitions: disk, Root: ext4Root, Nix: &Found{Partition: disk[3]}},
-			want: []string{"/ mount /dev/loop3p3 []", "/nix mount /dev/loop3p4 []"},
-		},
-		{
-			name:     "the fstab's root is elsewhere",
-			in:       PlanInput{Partitions: disk, Root: ext4Root, Fstab: fstab(t, "UUID=dddd / ext4 defaults 0 1\n")},
-			want:     []string{"/ mount /dev/loop3p3 []"},
-			warnings: []string{"the fstab's root UUID=dddd is not /dev/loop3p3, where the NixOS root was found"},
-		},
-		{
-			name:    "an entry on no partition of the disk",
-			in:      PlanInput{Partitions: disk, Root: ext4Root, Fstab: fstab(t, "UUID=nope /data ext4 defaults 0 2\n")},
-			err:     ErrNotOnDisk,
-			errSays: "the fstab mounts UUID=nope on /data, which is not on the target disk: pass --mount DEVICE:/data, or mark the entry nofail",
-		},
-		{
-			name: "an entry on no partition, nofail",
-			in:   PlanInput{Partitions: disk, Root: ext4Root, Fstab: fstab(t, "UUID=nope /data ext4 nofail 0 2\n")},
-			want: []string{"/ mount /dev/loop3p3 []", "/data skip  [] -nofail (not on the target disk (nofail))"},
-		},
-		{
-			name: "one label on two filesystems",
-			in: PlanInput{Partitions: append(slices.Clone(disk), Partition{Number: 6, Device: "/dev/loop3p6", FS: FS{Type: "ext4", Label: "boot"}}),
-				Root: ext4Root, Fstab: fstab(t, "LABEL=boot /boot vfat defaults 0 2\n")},
-			err:     ErrAmbiguous,
-			errSays: "the fstab's LABEL=boot (for /boot) names more than one partition, /dev/loop3p2 and /dev/loop3p6: choose one with --mount DEVICE:/boot",
-		},
-		{
-			name: "one label on two filesystems, nofail",
-			in: PlanInput{Partitions: append(slices.Clone(disk), Partition{Number: 6, Device: "/dev/loop3p6", FS: FS{Type: "ext4", Label: "boot"}}),
-				Root: ext4Root, Fstab: fstab(t, "LABEL=boot /boot vfat nofail 0 2\n")},
-			want: []string{"/ mount /dev/loop3p3 []", "/boot skip  [] -nofail (names /dev/loop3p2 and /dev/loop3p6: ambiguous (nofail))"},
-		},
-		{
-			name: "--boot and --mount in place of the fstab's, parents first",
-			in: PlanInput{Partitions: disk, Root: ext4Root, Fstab: fstab(t,
-				"LABEL=boot /boot vfat defaults 0 2\nUUID=eeee /srv/data ext4 defaults 0 2\n"),
-				Overrides: []Override{{Spec: "4", Mountpoint: "/boot", Origin: OriginBoot}, {Spec: "/dev/sdc1", Mountpoint: "/srv", Origin: OriginMount}}},
-			want: []string{
-				"/ mount /dev/loop3p3 []",
-				"/boot mount /dev/loop3p4 []",
-				"/srv mount /dev/sdc1 []",
-				"/srv/data mount /dev/loop3p5 []",
-			},
-		},
-		{
-			name:    "--mount of a partition the disk does not have",
-			in:      PlanInput{Partitions: disk, Root: ext4Root, Overrides: []Override{{Spec: "9", Mountpoint: "/boot", Origin: OriginMount}}},
-			errSays: "--mount 9:/boot: the disk has no partition 9 (it has 1, 2, 3, 4, 5): name one of those",
-		},
-		{
-			name:    "--mount of a label nothing has",
-			in:      PlanInput{Partitions: disk, Root: ext4Root, Overrides: []Override{{Spec: "LABEL=nope", Mountpoint: "/boot", Origin: OriginMount}}},
-			err:     ErrNoOverride,
-			errSays: "--mount LABEL=nope:/boot names no partition of the target disk",
-		},
-		{
-			name:    "--mount over the root",
-			in:      PlanInput{Partitions: disk, Root: ext4Root, Overrides: []Override{{Spec: "4", Mountpoint: "/", Origin: OriginMount}}},
-			errSays: "--mount 4:/: the root is found, not mounted by --mount: choose it with --root-part N",
-		},
-		{
-			name: "skipped entries say why",
-			in: PlanInput{Partitions: disk, Root: ext4Root, Fstab: fstab(t,
-				"tmpfs /tmp tmpfs mode=1777\nserver:/x /net nfs4 defaults\n/swapfile none swap sw\n/persist/etc /etc/ssh none bind\nUUID=dddd /opt ext4 noauto\n")},
-			want: []string{
-				"/ mount /dev/loop3p3 []",
-				"none skip  [sw] (swap)",
-				"/tmp skip  [mode=1777] (not a disk filesystem (tmpfs))",
-				"/net skip  [] (network filesystem)",
-				"/opt skip  [] -noauto (noauto)",
-				"/etc/ssh skip  [bind] (bind mount)",
-			},
-		},
-	}
+	cases := planCases
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			pl, err := MakePlan(c.in)
@@ -218,11 +233,11 @@ func TestChooseRoot(t *testing.T) {
 		errSays   string
 	}{
 		{name: "the only one", roots: two[:1], got: "/dev/loop3p3"},
-		{name: "two", roots: two, errSays: "disk.img: 2 NixOS roots found: 3 (/dev/loop3p3), 4 (/dev/loop3p4): choose one with --root-part N"},
+		{name: "two", roots: two, errSays: "disk.img: 2 NixOS roots found: 3 (/dev/loop3p3), 4 (/dev/loop3p4): choose one with RootPart=N"},
 		{name: "two, one chosen", roots: two, want: "4", got: "/dev/loop3p4"},
 		{name: "chosen by device", roots: two, want: "/dev/loop3p3", got: "/dev/loop3p3"},
-		{name: "a partition with no root", roots: two, want: "2", errSays: "disk.img: --root-part 2 holds no NixOS root: name one of 3 (/dev/loop3p3), 4 (/dev/loop3p4)"},
-		{name: "a partition the disk lacks", roots: two, want: "9", errSays: "disk.img: --root-part 9: the disk has no partition 9 (it has 1, 2, 3, 4, 5)"},
+		{name: "a partition with no root", roots: two, want: "2", errSays: "disk.img: RootPart=2 holds no NixOS root: name one of 3 (/dev/loop3p3), 4 (/dev/loop3p4)"},
+		{name: "a partition the disk lacks", roots: two, want: "9", errSays: "disk.img: RootPart=9: the disk has no partition 9 (it has 1, 2, 3, 4, 5)"},
 		{name: "a partition target", roots: two, partition: 4, got: "/dev/loop3p4"},
 		{name: "a partition target with no root", roots: two, partition: 2, errSays: "disk.img: no NixOS root found"},
 		{name: "none", errSays: "disk.img: no NixOS root found"},

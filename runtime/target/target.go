@@ -10,6 +10,7 @@
 package target
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/mount"
 	"golang.org/x/sys/unix"
 )
@@ -44,41 +46,24 @@ type Target struct {
 	Partition int `json:"partition,omitempty"`
 }
 
-// TargetError is a TARGET that cannot be used, with what to do instead.
-type TargetError struct {
-	Target string
-	Err    error
-	Fix    string
-}
-
-func (e *TargetError) Error() string {
-	msg := fmt.Sprintf("%s: %v", e.Target, e.Err)
-	if e.Fix != "" {
-		msg += ": " + e.Fix
-	}
-	return msg
-}
-
-func (e *TargetError) Unwrap() error { return e.Err }
-
 // Resolve says what arg is.
 func Resolve(arg string) (Target, error) {
 	t := Target{Arg: arg}
 	abs, err := filepath.Abs(arg)
 	if err != nil {
-		return t, &TargetError{Target: arg, Err: err}
+		return t, &hint.Error{Subject: arg, Err: err}
 	}
 	real, err := filepath.EvalSymlinks(abs)
 	if errors.Is(err, os.ErrNotExist) {
-		return t, &TargetError{Target: arg, Err: errors.New("no such file, device or directory"),
+		return t, &hint.Error{Subject: arg, Err: errors.New("no such file, device or directory"),
 			Fix: "name a disk (/dev/sdb), a partition (/dev/sdb2), a disk image file, or a directory where the NixOS root is mounted"}
 	} else if err != nil {
-		return t, &TargetError{Target: arg, Err: err}
+		return t, &hint.Error{Subject: arg, Err: err}
 	}
 	t.Path = real
 	st, err := os.Stat(real)
 	if err != nil {
-		return t, &TargetError{Target: arg, Err: err}
+		return t, &hint.Error{Subject: arg, Err: err}
 	}
 	switch {
 	case st.IsDir():
@@ -89,7 +74,7 @@ func Resolve(arg string) (Target, error) {
 		rdev := st.Sys().(*syscall.Stat_t).Rdev
 		disk, part, err := wholeDisk(unix.Major(uint64(rdev)), unix.Minor(uint64(rdev)))
 		if err != nil {
-			return t, &TargetError{Target: arg, Err: err}
+			return t, &hint.Error{Subject: arg, Err: err}
 		}
 		if part > 0 {
 			t.Kind, t.Disk, t.Partition = KindPartition, disk, part
@@ -97,7 +82,7 @@ func Resolve(arg string) (Target, error) {
 			t.Kind, t.Disk = KindDisk, real
 		}
 	default:
-		return t, &TargetError{Target: arg, Err: fmt.Errorf("is %s, not a disk, a partition, an image or a directory", fileKind(st.Mode())),
+		return t, &hint.Error{Subject: arg, Err: fmt.Errorf("is %s, not a disk, a partition, an image or a directory", fileKind(st.Mode())),
 			Fix: "name a disk (/dev/sdb), a partition (/dev/sdb2), a disk image file, or a directory where the NixOS root is mounted"}
 	}
 	return t, nil
@@ -169,4 +154,22 @@ func DeviceNumber(path string) (uint32, uint32, error) {
 		return 0, 0, fmt.Errorf("%s is not a block device", path)
 	}
 	return unix.Major(st.Rdev), unix.Minor(st.Rdev), nil
+}
+
+// MountedDisk finds the disk whose filesystem is mounted at dir
+// (DiskBehind), with its partitions and their filesystems; the
+// error says why there is none (a root that is only a directory of the
+// host's own filesystem brings no disk in).
+func MountedDisk(dir string) (string, []Partition, error) {
+	disk, err := DiskBehind(dir)
+	if err != nil {
+		return "", nil, err
+	}
+	parts, _ := KernelPartitions(disk)
+	// A device blkid failed on only goes without its filesystem.
+	probes, _ := ProbeDevices(context.Background(), Probed(parts))
+	for i := range parts {
+		parts[i].FS = probes[parts[i].Device].FS
+	}
+	return disk, parts, nil
 }

@@ -6,9 +6,9 @@
 // module (github.com/containerd/containerd/api) and gRPC directly, with
 // containerd's own cio for process I/O. containerd's full Go client would
 // also do, but it links image, content, transfer and lease handling that
-// a container with no image never uses, and every nixrescue process paid
-// for their package initialisation (about 4 ms per start, measured: runc's
-// init is a nixrescue process too); it also makes several
+// a container with no image never uses, and every nixrescue process would
+// pay for their package initialisation (runc's init is a nixrescue
+// process too); it also makes several
 // calls more per container (a lease, runtime lookups, a Get before each
 // change).
 //
@@ -70,6 +70,7 @@ import (
 
 	"github.com/nixrescue/nixrescue/runtime/backend"
 	"github.com/nixrescue/nixrescue/runtime/backend/holdctl"
+	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/privatens"
 	"github.com/nixrescue/nixrescue/specs"
 )
@@ -101,7 +102,7 @@ type ConnectError struct {
 }
 
 func (e *ConnectError) Error() string {
-	return fmt.Sprintf("containerd at %s: %v: %s", e.Address, e.Err, e.Fix)
+	return hint.Render(fmt.Sprintf("containerd at %s: %v: %s", e.Address, e.Err, e.Fix))
 }
 
 func (e *ConnectError) Unwrap() error { return e.Err }
@@ -131,11 +132,11 @@ func Connect(ctx context.Context, address, namespace string, timeout time.Durati
 	st, err := os.Stat(address)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return nil, &ConnectError{Address: address, Err: errors.New("no such socket"), Fix: "start containerd, name its socket with --address, or use --backend embedded"}
+		return nil, &ConnectError{Address: address, Err: errors.New("no such socket"), Fix: "start containerd, name its socket with {Address}, or use {Backend embedded}"}
 	case err != nil:
-		return nil, &ConnectError{Address: address, Err: err, Fix: "check the path, or use --backend embedded"}
+		return nil, &ConnectError{Address: address, Err: err, Fix: "check the path, or use {Backend embedded}"}
 	case st.Mode()&os.ModeSocket == 0:
-		return nil, &ConnectError{Address: address, Err: errors.New("not a socket"), Fix: "name containerd's socket with --address"}
+		return nil, &ConnectError{Address: address, Err: errors.New("not a socket"), Fix: "name containerd's socket with {Address}"}
 	}
 	if err := unix.Access(address, unix.R_OK|unix.W_OK); err != nil {
 		return nil, &ConnectError{Address: address, Err: errors.New("permission denied"), Fix: "run nixrescue as root"}
@@ -148,18 +149,18 @@ func Connect(ctx context.Context, address, namespace string, timeout time.Durati
 		grpc.WithContextDialer(dialer.ContextDialer),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage)))
 	if err != nil {
-		return nil, &ConnectError{Address: address, Err: fmt.Errorf("does not answer: %w", err), Fix: "check that it is containerd and that it runs, or use --backend embedded"}
+		return nil, &ConnectError{Address: address, Err: fmt.Errorf("does not answer: %w", err), Fix: "check that it is containerd and that it runs, or use {Backend embedded}"}
 	}
 	vctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	v, err := versionapi.NewVersionClient(conn).Version(vctx, &emptypb.Empty{})
 	if err != nil {
 		conn.Close()
-		return nil, &ConnectError{Address: address, Err: fmt.Errorf("does not answer as containerd: %w", errgrpc.ToNative(err)), Fix: "check that it is containerd's socket, or use --backend embedded"}
+		return nil, &ConnectError{Address: address, Err: fmt.Errorf("does not answer as containerd: %w", errgrpc.ToNative(err)), Fix: "check that it is containerd's socket, or use {Backend embedded}"}
 	}
 	if major, minor := parseVersion(v.Version); major < 1 || (major == 1 && minor < 6) {
 		conn.Close()
-		return nil, &ConnectError{Address: address, Err: fmt.Errorf("containerd %s is too old", v.Version), Fix: "nixrescue needs containerd 1.6 or newer; use --backend embedded"}
+		return nil, &ConnectError{Address: address, Err: fmt.Errorf("containerd %s is too old", v.Version), Fix: "nixrescue needs containerd 1.6 or newer; use {Backend embedded}"}
 	}
 	return &Runner{conn: conn, containers: containersapi.NewContainersClient(conn), tasks: tasksapi.NewTasksClient(conn),
 		address: address, namespace: namespace}, nil

@@ -37,15 +37,13 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/backend/holdctl"
 	"github.com/nixrescue/nixrescue/runtime/helper"
 	"github.com/nixrescue/nixrescue/runtime/privatens"
+	"github.com/nixrescue/nixrescue/runtime/roles"
 )
 
-// initPipeEnv is the variable libcontainer sets for the process it
-// re-executes as "init"; without it the argument "init" is not ours to take.
-const initPipeEnv = "_LIBCONTAINER_INITPIPE"
-
 // MaybeInit hands the process to libcontainer when it was started as a
-// container's init; it does not return then. Call it from an init()
-// function of package main, before anything else runs.
+// container's init (runtime/roles: RuncInit); it does not return then.
+// Call it from an init() function of package main, before anything else
+// runs.
 //
 // Otherwise it locks the main goroutine to the main thread for good. When
 // libcontainer sets a container up it runs a goroutine that locks its
@@ -58,7 +56,7 @@ const initPipeEnv = "_LIBCONTAINER_INITPIPE"
 // at teardown, one session in a few when several ran at once. With main
 // locked to it, no other goroutine ever runs on the main thread.
 func MaybeInit() {
-	if len(os.Args) > 1 && os.Args[1] == "init" && os.Getenv(initPipeEnv) != "" {
+	if roles.Of(os.Args) == roles.RuncInit {
 		libcontainer.Init()
 	}
 	runtime.LockOSThread()
@@ -99,11 +97,10 @@ func (r *Runner) Name() string { return "embedded" }
 // goroutines of their own, while the session attaches and mounts (mostly
 // waiting on the kernel and on blkid) instead of on the way of the
 // container: encoding/json's encoders for libcontainer's configuration
-// and state, which it writes to runc's init and to its state file (~1.3
-// ms of CPU in the container's creation, perf), built once; and the
-// kernel's cgroup attach lock (privatens.WarmCgroupAttach), which stays
-// warm only for a few milliseconds: call Prewarm again some 10-20 ms
-// before the container is created.
+// and state, which it writes to runc's init and to its state file, built
+// once; and the kernel's cgroup attach lock (privatens.WarmCgroupAttach),
+// which stays warm only for a moment: call Prewarm again shortly before
+// the container is created.
 func Prewarm() {
 	encodersOnce.Do(func() {
 		go func() { _, _ = json.Marshal(&libcontainer.State{}) }()

@@ -4,7 +4,7 @@
 // container when asked. A fork and an exec from a process that is already
 // in the container's namespaces, cgroup and limits cost a millisecond; a
 // runtime's exec (runc exec, a containerd exec) sets a process up from
-// scratch with a re-executed runc init, ~20-30 ms each here, and a session
+// scratch with a re-executed runc init, many times that, and a session
 // runs two to four of them (activation, systemd-tmpfiles, the sandbox
 // probe, the command).
 //
@@ -91,32 +91,9 @@ func (c *Conn) Close() error { return c.c.Close() }
 func (c *Conn) Exec(ctx context.Context, p backend.Process) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	start := helper.Start{Args: p.Args, Env: p.Env, Cwd: p.Cwd}
-	var std *stdio
-	if p.TTY != nil {
-		start.TTY = true
-		start.Width, start.Height = p.TTY.Size()
-	} else {
-		var err error
-		if std, err = newStdio(p); err != nil {
-			return -1, err
-		}
-	}
-	err := helper.Send(c.c, helper.Request{Start: &start}, std.childFiles()...)
-	std.sent()
+	std, files, err := c.start(p)
 	if err != nil {
-		std.stop()
-		return -1, lost(err)
-	}
-	r, files, err := helper.Receive(c.c)
-	if err != nil {
-		std.stop()
-		return -1, lost(err)
-	}
-	if r.Error != "" {
-		closeAll(files)
-		std.stop()
-		return -1, &backend.StartError{Program: p.Args[0], Err: errors.New(r.Error)}
+		return -1, err
 	}
 	if p.TTY != nil {
 		if len(files) != 1 {
@@ -136,6 +113,45 @@ func (c *Conn) Exec(ctx context.Context, p backend.Process) (int, error) {
 	} else {
 		closeAll(files)
 	}
+	return c.wait(ctx, p, std)
+}
+
+// start has the hold start p; it returns p's standard I/O (nil on a
+// terminal) and the files of the hold's answer (the pty's master).
+func (c *Conn) start(p backend.Process) (*stdio, []*os.File, error) {
+	start := helper.Start{Args: p.Args, Env: p.Env, Cwd: p.Cwd}
+	var std *stdio
+	if p.TTY != nil {
+		start.TTY = true
+		start.Width, start.Height = p.TTY.Size()
+	} else {
+		var err error
+		if std, err = newStdio(p); err != nil {
+			return nil, nil, err
+		}
+	}
+	err := helper.Send(c.c, helper.Request{Start: &start}, std.childFiles()...)
+	std.sent()
+	if err != nil {
+		std.stop()
+		return nil, nil, lost(err)
+	}
+	r, files, err := helper.Receive(c.c)
+	if err != nil {
+		std.stop()
+		return nil, nil, lost(err)
+	}
+	if r.Error != "" {
+		closeAll(files)
+		std.stop()
+		return nil, nil, &backend.StartError{Program: p.Args[0], Err: errors.New(r.Error)}
+	}
+	return std, files, nil
+}
+
+// wait waits for the process p the hold started to exit, passing
+// p.Signals on and killing it when ctx ends; then for its output (std).
+func (c *Conn) wait(ctx context.Context, p backend.Process, std *stdio) (int, error) {
 	type result struct {
 		code int
 		err  error

@@ -1,4 +1,4 @@
-package session
+package commands
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 	"golang.org/x/sys/unix"
 
+	"github.com/nixrescue/nixrescue/runtime/engine"
+	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 	"github.com/nixrescue/nixrescue/runtime/target"
 )
@@ -21,7 +23,7 @@ import (
 const HardwareConfigPath = "/etc/nixos/hardware-configuration.nix"
 
 // HardwareReport is what hardware-config found. Its JSON field names are
-// stable; the README documents them.
+// stable (docs/json.md).
 type HardwareReport struct {
 	Target target.Target `json:"target"`
 	Path   string        `json:"path"`
@@ -31,7 +33,7 @@ type HardwareReport struct {
 	// diff from the file to it.
 	Changed bool   `json:"changed"`
 	Diff    string `json:"diff"`
-	// Written says whether --write replaced the file; Backup is where the
+	// Written says whether Write replaced the file; Backup is where the
 	// old one was kept.
 	Written bool   `json:"written"`
 	Backup  string `json:"backup,omitempty"`
@@ -51,98 +53,93 @@ type HardwareOptions struct {
 const maxHardwareConfig = 1 << 20
 
 // HardwareConfig runs nixos-generate-config --show-hardware-config in the
-// recovery container, with the target's filesystems mounted where they
-// belong and /sys and /dev visible, and compares its output with the
-// target's hardware-configuration.nix. With Write it replaces the file
-// (a temporary file renamed over it, the old one kept with a timestamped
-// suffix); without, nothing is written. report gets the result in the
-// process that ran the session.
-func HardwareConfig(ctx context.Context, ho HardwareOptions, report func(*HardwareReport) error) (int, error) {
+// recovery container (its first process), with the target's filesystems
+// mounted where they belong and /sys and /dev visible, and compares its
+// output with the target's hardware-configuration.nix. With Write it
+// replaces the file (a temporary file renamed over it, the old one kept
+// with a timestamped suffix); without, nothing is written. It returns the
+// report (nil when the generator did not run to the end) and the
+// generator's exit status.
+func HardwareConfig(ctx context.Context, ho HardwareOptions) (*HardwareReport, int, error) {
 	o := ho.Options
-	o.defaults()
 	o.RequireMounts = true
+	o.Container.NoActivate = true
+	// No resolv.conf bound in: it needs no network, and a bound file is a
+	// mount the generator could take for a filesystem.
+	o.Container.DNS = []string{engine.DNSNone}
 	now := ho.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
-	o.NoActivate = true
-	// No resolv.conf bound in: it needs no network, and a bound file is a
-	// mount the generator could take for a filesystem.
-	o.DNS = []string{DNSNone}
-	o.Args = []string{"nixos-generate-config", "--show-hardware-config"}
+	s, err := open(ctx, &o, true)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer s.Close()
+	r := &HardwareReport{Target: s.Target(), Path: HardwareConfigPath}
+	if err := checkNixOSDir(s.Root(), ho.Write, o.ReadOnly); err != nil {
+		return nil, 0, err
+	}
+	p, err := prepare(s, &o)
+	if err != nil {
+		return nil, 0, err
+	}
 	var out bytes.Buffer
-	o.Stdout = &limitedWriter{w: &out, n: maxHardwareConfig}
-	r := &HardwareReport{Path: HardwareConfigPath}
-	compared := false
-	o.beforeContainer = func(root string) error {
-		dir, err := rootfs.Join(root, path.Dir(HardwareConfigPath))
-		if err == nil {
-			var st os.FileInfo
-			if st, err = os.Stat(dir); err == nil && !st.IsDir() {
-				err = errors.New("not a directory")
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("the target has no /etc/nixos (%v): it holds the configuration hardware-config compares with; create it, or run nixos-generate-config yourself", err)
-		}
-		if ho.Write && (o.ReadOnly || unix.Access(dir, unix.W_OK) != nil) {
-			return errors.New("the target's /etc/nixos is read-only: --write cannot replace hardware-configuration.nix (drop --read-only, or remount it read-write)")
-		}
-		return nil
+	proc := newProcess(&o, []string{"nixos-generate-config", "--show-hardware-config"}, p.Env)
+	proc.Stdout = &limitedWriter{w: &out, n: maxHardwareConfig}
+	code, err := s.RunFirst(ctx, p, proc)
+	if err != nil {
+		return nil, 0, err
 	}
-	o.afterCommand = func(root string, code int) error {
-		if code != 0 {
-			return fmt.Errorf("nixos-generate-config failed with status %d (its output is above); nothing was written", code)
-		}
-		r.Generated = out.String()
-		old, err := rootfs.ReadFile(root, HardwareConfigPath, maxHardwareConfig)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("read the target's %s: %w", HardwareConfigPath, err)
-		}
-		r.Changed = string(old) != r.Generated
-		if r.Changed {
-			r.Diff, _ = difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-				A: difflib.SplitLines(string(old)), B: difflib.SplitLines(r.Generated),
-				FromFile: "a" + HardwareConfigPath, ToFile: "b" + HardwareConfigPath + " (generated)", Context: 3,
-			})
-		}
-		if !ho.Write || !r.Changed {
-			compared = true
-			return nil
-		}
-		r.Backup, err = replaceInRoot(root, HardwareConfigPath, []byte(r.Generated), now)
-		if err != nil {
-			return err
-		}
-		r.Written, compared = true, true
-		return nil
+	if code != 0 {
+		return nil, code, fmt.Errorf("nixos-generate-config failed with status %d (its output is above); nothing was written", code)
 	}
-	o.Report = &RunReport{}
-	o.OnReport = func(rep *RunReport) error {
-		if !compared { // the session failed; its error says why
-			return nil
-		}
-		r.Target = rep.Target
-		return report(r)
-	}
-	return Run(ctx, o)
+	r.Generated = out.String()
+	return r, 0, compareAndWrite(s.Root(), r, ho.Write, now)
 }
 
-// WriteText writes the diff (nothing when there is no change).
-func (r *HardwareReport) WriteText(w io.Writer) error {
-	_, err := io.WriteString(w, r.Diff)
-	return err
+// checkNixOSDir checks that the target at root has /etc/nixos, writable
+// when it is to be written.
+func checkNixOSDir(root string, write, readOnly bool) error {
+	dir, err := rootfs.Join(root, path.Dir(HardwareConfigPath))
+	if err == nil {
+		var st os.FileInfo
+		if st, err = os.Stat(dir); err == nil && !st.IsDir() {
+			err = errors.New("not a directory")
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("the target has no /etc/nixos (%v): it holds the configuration hardware-config compares with; create it, or run nixos-generate-config yourself", err)
+	}
+	if write && (readOnly || unix.Access(dir, unix.W_OK) != nil) {
+		return hint.Errorf("the target's /etc/nixos is read-only: {Write} cannot replace hardware-configuration.nix (drop {ReadOnly}, or remount it read-write)")
+	}
+	return nil
 }
 
-// Summary says in one line what was done.
-func (r *HardwareReport) Summary() string {
-	switch {
-	case !r.Changed:
-		return "no change: " + r.Path + " already describes this machine; nothing written"
-	case r.Written:
-		return "wrote " + r.Path + "; the old one is " + r.Backup
+// compareAndWrite compares what was generated (in r) with the target's
+// file, and replaces the file when write says so and it differs.
+func compareAndWrite(root string, r *HardwareReport, write bool, now time.Time) error {
+	old, err := rootfs.ReadFile(root, HardwareConfigPath, maxHardwareConfig)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read the target's %s: %w", HardwareConfigPath, err)
 	}
-	return "nothing written; pass --write to replace " + r.Path
+	r.Changed = string(old) != r.Generated
+	if r.Changed {
+		r.Diff, _ = difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+			A: difflib.SplitLines(string(old)), B: difflib.SplitLines(r.Generated),
+			FromFile: "a" + HardwareConfigPath, ToFile: "b" + HardwareConfigPath + " (generated)", Context: 3,
+		})
+	}
+	if !write || !r.Changed {
+		return nil
+	}
+	r.Backup, err = replaceInRoot(root, HardwareConfigPath, []byte(r.Generated), now)
+	if err != nil {
+		return err
+	}
+	r.Written = true
+	return nil
 }
 
 // limitedWriter keeps at most n bytes and fails past them.

@@ -1,4 +1,4 @@
-package session
+package engine
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/backend"
 	"github.com/nixrescue/nixrescue/runtime/backend/containerd"
 	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
+	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/privatens"
 )
 
@@ -35,16 +36,17 @@ type backendChoice struct {
 	containerd *containerd.Runner
 }
 
-// chooseBackend picks the backend: auto takes containerd when its socket
-// answers within a short timeout, else the embedded one.
-func chooseBackend(ctx context.Context, o Options) (backendChoice, error) {
-	want := o.Backend
+// chooseBackend picks the backend named (auto, embedded, containerd):
+// auto takes containerd when its socket (address) answers within a short
+// timeout, else the embedded one; containerd's containers go in namespace.
+func chooseBackend(ctx context.Context, name, address, namespace string) (backendChoice, error) {
+	want := name
 	if env := os.Getenv(backendEnv); env != "" {
 		want = env
 	}
 	switch want {
 	case "", BackendAuto:
-		r, err := containerd.Connect(ctx, o.Address, o.Namespace, autoTimeout)
+		r, err := containerd.Connect(ctx, address, namespace, autoTimeout)
 		if err == nil && privatens.Entered() {
 			// Nothing was at the socket path when nixrescue started, and it
 			// moved into a mount namespace of its own (package privatens),
@@ -62,25 +64,35 @@ func chooseBackend(ctx context.Context, o Options) (backendChoice, error) {
 		}
 		return backendChoice{name: BackendEmbedded, why: why}, nil
 	case BackendEmbedded:
-		return backendChoice{name: BackendEmbedded, why: "--backend embedded"}, nil
+		return backendChoice{name: BackendEmbedded, why: hint.Render("{Backend embedded}")}, nil
 	case BackendContainerd:
-		r, err := containerd.Connect(ctx, o.Address, o.Namespace, 5*time.Second)
+		r, err := containerd.Connect(ctx, address, namespace, 5*time.Second)
 		if err != nil {
 			return backendChoice{}, err
 		}
-		return backendChoice{name: BackendContainerd, why: "--backend containerd", containerd: r}, nil
+		return backendChoice{name: BackendContainerd, why: hint.Render("{Backend containerd}"), containerd: r}, nil
 	}
-	return backendChoice{}, fmt.Errorf("--backend %q: use auto, embedded or containerd", want)
+	return backendChoice{}, hint.Errorf("{Backend %s}: use auto, embedded or containerd", want)
 }
 
 // runner makes the session's backend.
-func (l *live) runner(p *Prepared) (backend.Runner, error) {
-	if cd := l.backend.containerd; cd != nil {
-		cd.FIFODir = filepath.Join(l.s.dir(), "fifo")
-		cd.Labels = map[string]string{containerd.LabelTarget: l.target.Path, containerd.LabelPID: fmt.Sprint(l.s.journal.PID)}
+func (s *Session) runner(noPivot bool) (backend.Runner, error) {
+	if cd := s.backend.containerd; cd != nil {
+		cd.FIFODir = filepath.Join(s.st.Dir(), "fifo")
+		cd.Labels = map[string]string{containerd.LabelTarget: s.target.Path, containerd.LabelPID: fmt.Sprint(s.st.Journal().PID)}
 		return cd, nil
 	}
-	// A rescue system running from its initramfs has no root to pivot
-	// away from: runc's no-pivot mode (MS_MOVE and chroot) works there.
-	return embedded.New(l.s.st.containerDir(), l.s.st.live, embedded.WithNoPivot(l.o.NoPivot || p.Host.InitramfsRoot))
+	return embedded.New(s.st.State().ContainersDir(), s.st.State().Live, embedded.WithNoPivot(noPivot))
+}
+
+// Containerd is where cleanup looks for what killed sessions left in
+// containerd, as backend (auto, embedded or containerd) and address and
+// namespace say: nil when there is none to look at (embedded; auto, when
+// nothing answers at address).
+func Containerd(ctx context.Context, backend, address, namespace string) (*containerd.Runner, error) {
+	be, err := chooseBackend(ctx, backend, address, namespace)
+	if err != nil && backend == BackendContainerd {
+		return nil, err
+	}
+	return be.containerd, nil
 }

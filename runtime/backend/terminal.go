@@ -1,4 +1,4 @@
-package session
+package backend
 
 import (
 	"io"
@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// terminal is the user's terminal as backend.TTY: raw mode, its size, and
+// terminal is the user's terminal as a TTY: raw mode, its size, and
 // SIGWINCH for its changes.
 type terminal struct {
 	current console.Console
@@ -18,9 +18,10 @@ type terminal struct {
 	resized chan struct{}
 }
 
-// newTerminal returns nil when stdin is not a terminal: the command then
-// runs with plain pipes, as `docker run` without -t does.
-func newTerminal(stdin io.Reader, stdout io.Writer) *terminal {
+// UserTerminal is the user's terminal as a TTY, or nil when stdin is not
+// a terminal: the command then runs with plain pipes, as `docker run`
+// without -t does.
+func UserTerminal(stdin io.Reader, stdout io.Writer) TTY {
 	f, ok := stdin.(*os.File)
 	if !ok {
 		return nil

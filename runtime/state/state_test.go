@@ -1,4 +1,4 @@
-package session
+package state
 
 import (
 	"errors"
@@ -14,24 +14,33 @@ import (
 // the first one's name; released, the data can be claimed again, and no
 // claim file is left.
 func TestClaims(t *testing.T) {
-	st := &state{dir: t.TempDir()}
-	a := &session{st: st, id: "nixrescue-a", journal: undoRecord{PID: 11}}
-	b := &session{st: st, id: "nixrescue-b", journal: undoRecord{PID: 22}}
-	keys := []target.Key{"file-1-2", "disk-7-0"}
-	if err := a.claim("disk.img", "/images/disk.img", keys); err != nil {
+	st, err := Open(t.TempDir())
+	if err != nil {
 		t.Fatal(err)
 	}
-	err := b.claim("link.img", "/images/link.img", keys[1:])
+	a, err := st.Begin("/images/disk.img", 11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := st.Begin("/images/link.img", 22)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []target.Key{"file-1-2", "disk-7-0"}
+	if err := a.Claim("disk.img", "/images/disk.img", keys); err != nil {
+		t.Fatal(err)
+	}
+	err = b.Claim("link.img", "/images/link.img", keys[1:])
 	var iu *InUseError
-	if !errors.As(err, &iu) || iu.Holder != (Claim{Session: "nixrescue-a", PID: 11, Target: "/images/disk.img"}) {
+	if !errors.As(err, &iu) || iu.Holder != (Claim{Session: a.ID, PID: 11, Target: "/images/disk.img"}) {
 		t.Fatalf("second claim: %v", err)
 	}
-	if err.Error() != "link.img: in use by nixrescue (pid 11, session nixrescue-a, on /images/disk.img): wait for that session to end (one session per disk or image, under whatever name)" {
+	if err.Error() != "link.img: in use by nixrescue (pid 11, session "+a.ID+", on /images/disk.img): wait for that session to end (one session per disk or image, under whatever name)" {
 		t.Errorf("message: %s", err)
 	}
 	b.releaseClaims()
 	a.releaseClaims()
-	if err := b.claim("link.img", "/images/link.img", keys); err != nil {
+	if err := b.Claim("link.img", "/images/link.img", keys); err != nil {
 		t.Fatalf("after the first let go: %v", err)
 	}
 	b.releaseClaims()
@@ -49,7 +58,7 @@ func TestClaims(t *testing.T) {
 		os.Remove(sweep.Name())
 		sweep.Close()
 	}()
-	if err := a.claim("disk.img", "/images/disk.img", []target.Key{"file-5-6"}); err != nil {
+	if err := a.Claim("disk.img", "/images/disk.img", []target.Key{"file-5-6"}); err != nil {
 		t.Errorf("a claim a sweep looked at: %v", err)
 	}
 	a.releaseClaims()
@@ -58,8 +67,17 @@ func TestClaims(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(st.claimsDir(), "file-3-4"), []byte(`{"session":"dead"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	st.removeStaleClaims()
+	st.RemoveStaleClaims()
 	if entries, _ := os.ReadDir(st.claimsDir()); len(entries) != 0 {
 		t.Errorf("stale claim files left: %v", entries)
+	}
+}
+
+// A sessions directory removed by a session that just ended (between this
+// session's making it and its sweep) means nothing is stale, not an error.
+func TestSessionsWithoutTheDirectory(t *testing.T) {
+	live, stale, err := At(t.TempDir()).Sessions()
+	if err != nil || len(live)+len(stale) != 0 {
+		t.Fatalf("live %v, stale %v, err %v; want nothing and no error", live, stale, err)
 	}
 }

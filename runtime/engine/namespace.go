@@ -1,4 +1,4 @@
-package session
+package engine
 
 import (
 	"fmt"
@@ -9,19 +9,16 @@ import (
 	"sort"
 	"syscall"
 
-	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
 	"github.com/nixrescue/nixrescue/runtime/helper"
 	"github.com/nixrescue/nixrescue/runtime/mount"
+	"github.com/nixrescue/nixrescue/runtime/roles"
 )
 
-// privateNSEnv marks the nixrescue process that runs in the session's own
-// mount namespace.
-const privateNSEnv = "_NIXRESCUE_PRIVATE_MOUNT_NS"
-
-// inPrivateNS tells whether this process is the re-executed one.
-func inPrivateNS() bool { return os.Getenv(privateNSEnv) == "1" }
+// inPrivateNS tells whether this process is the re-executed one, in the
+// session's own mount namespace (runtime/roles: Reexec).
+func inPrivateNS() bool { return os.Getenv(roles.ReexecEnv) == "1" }
 
 // reexecInPrivateNS runs this same command again in a new mount
 // namespace and returns its exit status. Every mount a session makes (the
@@ -36,7 +33,7 @@ func reexecInPrivateNS(env ...string) (int, error) {
 	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
 	cmd.Args[0] = os.Args[0]
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.Env = append(append(os.Environ(), privateNSEnv+"=1"), env...)
+	cmd.Env = append(append(os.Environ(), roles.ReexecEnv+"=1"), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWNS, Pdeathsig: unix.SIGKILL}
 	// The child handles signals; a terminal's reach it directly (same
 	// process group), others sent to us are passed on.
@@ -44,7 +41,7 @@ func reexecInPrivateNS(env ...string) (int, error) {
 	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT)
 	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
-		return ExitFailure, fmt.Errorf("start nixrescue in a private mount namespace: %w", err)
+		return 0, fmt.Errorf("start nixrescue in a private mount namespace: %w", err)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -60,14 +57,10 @@ func reexecInPrivateNS(env ...string) (int, error) {
 	err := cmd.Wait()
 	close(done)
 	if cmd.ProcessState == nil {
-		return ExitFailure, fmt.Errorf("wait for nixrescue: %w", err)
+		return 0, fmt.Errorf("wait for nixrescue: %w", err)
 	}
 	return helper.ExitStatus(cmd.ProcessState.Sys().(syscall.WaitStatus)), nil
 }
-
-// enterPrivateNS prepares the re-executed process: its mounts must never
-// reach the host.
-func enterPrivateNS() error { return mount.MakePrivateTree() }
 
 // detachOtherSessions detaches, from this process's own mount namespace,
 // the mount trees of other sessions under sessionsDir: a containerd
@@ -78,7 +71,7 @@ func enterPrivateNS() error { return mount.MakePrivateTree() }
 // device still attached after it ended. Nothing of this session is
 // mounted yet. Best effort: what cannot be detached stays as it was.
 func detachOtherSessions(sessionsDir string) {
-	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(sessionsDir))
+	ms, err := mount.Under(sessionsDir)
 	if err != nil {
 		return
 	}

@@ -1,7 +1,6 @@
-package session
+package engine
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,41 +11,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
+	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
+	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/mount"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
+	"github.com/nixrescue/nixrescue/runtime/state"
 	"github.com/nixrescue/nixrescue/runtime/target"
 )
-
-// TargetOptions are the options about how a target is opened.
-type TargetOptions struct {
-	// ReadOnly attaches and mounts everything read-only.
-	ReadOnly bool
-	// RootPart picks the root partition (a number or a device) when a
-	// disk has more than one NixOS root.
-	RootPart string
-	// Mounts are --mount DEV:PATH overrides; Boot is --boot DEV.
-	Mounts []string
-	Boot   string
-	// Force opens a target that is mounted read-write elsewhere.
-	Force bool
-	// DiskAliases are more names for the target's disk (--disk-alias);
-	// StrictDiskAliases refuses a configuration naming a disk that cannot
-	// be mapped (rebuild) instead of warning.
-	DiskAliases       []string
-	StrictDiskAliases bool
-	// MountMissing mounts, on a directory target, what its fstab puts on
-	// /boot, /boot/efi, /efi or /nix when nothing is mounted there and it
-	// is on the directory's own disk (for the session only).
-	MountMissing bool
-	// RequireMounts refuses a directory target where such a filesystem is
-	// not mounted (rebuild, rollback, hardware-config write there);
-	// other commands warn.
-	RequireMounts bool
-}
 
 // Layout is what opening a target finds: the disk, its partitions, the
 // root and the mount plan. Its JSON field names are stable (inspect
@@ -67,7 +41,7 @@ type Opened struct {
 	Layout
 	Warnings []string `json:"warnings"`
 	// Aliases are the disk names of the configuration, mapped to Disk.
-	Aliases []DiskAlias `json:"-"`
+	Aliases []target.DiskAlias `json:"-"`
 
 	// RootDir is the mounted root on the host (in the session's mount
 	// namespace).
@@ -83,12 +57,13 @@ type Opened struct {
 	tree bool
 }
 
+// warn keeps a warning, its mentions of options worded.
 func (op *Opened) warn(format string, a ...any) {
-	op.Warnings = append(op.Warnings, fmt.Sprintf(format, a...))
+	op.Warnings = append(op.Warnings, hint.Render(fmt.Sprintf(format, a...)))
 }
 
 // openTarget opens t for session s. On error, everything it did is undone.
-func openTarget(ctx context.Context, t target.Target, to TargetOptions, s *session) (op *Opened, err error) {
+func openTarget(ctx context.Context, t target.Target, to TargetOptions, s *Session) (op *Opened, err error) {
 	op = &Opened{Layout: Layout{Target: t, Partitions: []target.Partition{}}, mounter: &mount.Mounter{ReadOnly: to.ReadOnly}, Warnings: []string{}}
 	defer func() {
 		if err != nil {
@@ -99,10 +74,10 @@ func openTarget(ctx context.Context, t target.Target, to TargetOptions, s *sessi
 	done := s.timer.start("attach")
 	keys, err := target.Keys(t)
 	if err == nil {
-		err = s.claim(t.Arg, t.Path, keys)
+		err = s.st.Claim(t.Arg, t.Path, keys)
 	}
 	if err == nil {
-		err = op.checkNotMounted(keys, to.Force, s.st.sessionsDir())
+		err = op.checkNotMounted(keys, to.Force, s.st.State().SessionsDir())
 	}
 	if err == nil {
 		switch t.Kind {
@@ -142,7 +117,7 @@ func (op *Opened) checkNotMounted(keys []target.Key, force bool, sessionsDir str
 	host, _ := os.Readlink("/proc/1/ns/mnt")
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		busy, err := mountedReadWrite(keys)
+		busy, err := target.MountedReadWrite(keys)
 		if err != nil {
 			return err
 		}
@@ -160,76 +135,42 @@ func (op *Opened) checkNotMounted(keys []target.Key, force bool, sessionsDir str
 				where += fmt.Sprintf(" in the mount namespace of pid %d (%s)", m.PID, strings.TrimSpace(string(comm)))
 			}
 			if force {
-				op.warn("%s is mounted read-write at %s; going on because of --force", m.Source, where)
+				op.warn("%s is mounted read-write at %s; going on because of {Force}", m.Source, where)
 				continue
 			}
-			return &target.TargetError{Target: op.Target.Arg, Err: fmt.Errorf("%s (the same data) is mounted read-write at %s", m.Source, where),
-				Fix: "unmount it first, or use that directory as the target, or pass --force"}
+			return &hint.Error{Subject: op.Target.Arg, Err: fmt.Errorf("%s (the same data) is mounted read-write at %s", m.Source, where),
+				Fix: "unmount it first, or use that directory as the target, or pass {Force}"}
 		}
 		return nil
 	}
 }
 
-// mountedReadWrite lists the read-write mounts, in every mount
-// namespace, of block devices whose data keys share (target.DeviceKeys).
-func mountedReadWrite(keys []target.Key) ([]mount.NamespaceMount, error) {
-	mounts, err := mount.Everywhere(func(m *mountinfo.Info) (skip, stop bool) {
-		return (m.Major == 0 && !strings.HasPrefix(m.Source, "/dev/")) || !mount.ReadWrite(m), false
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read the mount tables: %w", err)
-	}
-	known := map[[2]uint32][]target.Key{}
-	var out []mount.NamespaceMount
-	for _, m := range mounts {
-		dev := [2]uint32{uint32(m.Major), uint32(m.Minor)}
-		if dev[0] == 0 {
-			// btrfs reports a device number of its own: its source
-			// names the block device.
-			maj, min, err := target.DeviceNumber(m.Source)
-			if err != nil {
-				continue
-			}
-			dev = [2]uint32{maj, min}
-		}
-		k, ok := known[dev]
-		if !ok {
-			k = target.DeviceKeys(dev[0], dev[1])
-			known[dev] = k
-		}
-		if target.Shares(k, keys) {
-			out = append(out, m)
-		}
-	}
-	return out, nil
-}
-
-func (op *Opened) attachImage(ctx context.Context, t target.Target, to TargetOptions, s *session) error {
+func (op *Opened) attachImage(ctx context.Context, t target.Target, to TargetOptions, s *Session) error {
 	op.Image = t.Path
 	f, err := os.Open(t.Path)
 	if err != nil {
-		return &target.TargetError{Target: t.Arg, Err: err}
+		return &hint.Error{Subject: t.Arg, Err: err}
 	}
 	op.image = f
 	st, err := f.Stat()
 	if err != nil {
-		return &target.TargetError{Target: t.Arg, Err: err}
+		return &hint.Error{Subject: t.Arg, Err: err}
 	}
 	if !to.ReadOnly && st.Mode().Perm()&0o222 == 0 {
 		// Root may write to it all the same: the mode is someone's wish
 		// that it stay as it is.
 		if !to.Force {
-			return &target.TargetError{Target: t.Arg, Err: fmt.Errorf("the image is read-only (mode %04o)", st.Mode().Perm()),
-				Fix: "pass --read-only to look at it, or --force to write to it all the same"}
+			return &hint.Error{Subject: t.Arg, Err: fmt.Errorf("the image is read-only (mode %04o)", st.Mode().Perm()),
+				Fix: "pass {ReadOnly} to look at it, or {Force} to write to it all the same"}
 		}
-		op.warn("writing to %s although its mode is %04o, because of --force", t.Path, st.Mode().Perm())
+		op.warn("writing to %s although its mode is %04o, because of {Force}", t.Path, st.Mode().Perm())
 	}
 	// Read the table before attaching: a truncated image is refused
 	// without anything attached, and the file stays as it was.
 	size := st.Size()
 	table, err := target.ReadTable(f, size, 0)
 	if err != nil {
-		return &target.TargetError{Target: t.Arg, Err: err}
+		return &hint.Error{Subject: t.Arg, Err: err}
 	}
 	if table.Type == "" {
 		// No table: a filesystem image, or nothing usable. (blkid only
@@ -239,19 +180,19 @@ func (op *Opened) attachImage(ctx context.Context, t target.Target, to TargetOpt
 			return err
 		}
 		if pr.Type == "" {
-			return &target.TargetError{Target: t.Arg, Err: errors.New("no partition table and no filesystem found"),
+			return &hint.Error{Subject: t.Arg, Err: errors.New("no partition table and no filesystem found"),
 				Fix: "the image is empty, truncated or damaged; check that it was copied whole"}
 		}
 	}
 	loop, err := mount.AttachLoop(t.Path, to.ReadOnly, table.SectorSize)
 	if errors.Is(err, unix.EROFS) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
-		return &target.TargetError{Target: t.Arg, Err: errors.New("the image cannot be opened for writing (a read-only filesystem or file)"),
-			Fix: "pass --read-only to look at it, or copy it somewhere writable"}
+		return &hint.Error{Subject: t.Arg, Err: errors.New("the image cannot be opened for writing (a read-only filesystem or file)"),
+			Fix: "pass {ReadOnly} to look at it, or copy it somewhere writable"}
 	} else if err != nil {
 		return fmt.Errorf("attach %s: %w", t.Arg, err)
 	}
 	op.loop, op.Disk, op.diskDev = loop, loop.Path, loop.File()
-	if err := s.record(func(r *undoRecord) { r.Loops = append(r.Loops, loopRecord{Device: loop.Path, Backing: t.Path}) }); err != nil {
+	if err := s.st.Record(func(j *state.Journal) { j.Loops = append(j.Loops, state.Loop{Device: loop.Path, Backing: t.Path}) }); err != nil {
 		return err
 	}
 	if table.Type == "" {
@@ -264,7 +205,7 @@ func (op *Opened) attachImage(ctx context.Context, t target.Target, to TargetOpt
 
 // useTable takes the partitions of a table read from the disk, and says
 // what is wrong with the table.
-func (op *Opened) useTable(table target.Table, s *session) error {
+func (op *Opened) useTable(table target.Table, s *Session) error {
 	op.Table = table.Type
 	for _, w := range table.Warnings {
 		op.warn("%s", w)
@@ -274,7 +215,7 @@ func (op *Opened) useTable(table target.Table, s *session) error {
 
 // addPartitions makes each partition of the table a block device of the
 // whole-disk device (BLKPG), unless the kernel already did.
-func (op *Opened) addPartitions(parts []target.Partition, s *session) error {
+func (op *Opened) addPartitions(parts []target.Partition, s *Session) error {
 	known, _ := target.KernelPartitions(op.Disk)
 	for _, p := range parts {
 		i := slices.IndexFunc(known, func(k target.Partition) bool { return k.Number == p.Number })
@@ -300,9 +241,9 @@ func (op *Opened) addPartitions(parts []target.Partition, s *session) error {
 			return err
 		}
 		op.added = append(op.added, p.Number)
-		if err := s.record(func(r *undoRecord) {
-			if n := len(r.Loops); n > 0 && r.Loops[n-1].Device == op.Disk {
-				r.Loops[n-1].Partitions = append(r.Loops[n-1].Partitions, p.Number)
+		if err := s.st.Record(func(j *state.Journal) {
+			if n := len(j.Loops); n > 0 && j.Loops[n-1].Device == op.Disk {
+				j.Loops[n-1].Partitions = append(j.Loops[n-1].Partitions, p.Number)
 			}
 		}); err != nil {
 			return err
@@ -313,7 +254,7 @@ func (op *Opened) addPartitions(parts []target.Partition, s *session) error {
 	return nil
 }
 
-func (op *Opened) openDisk(ctx context.Context, t target.Target, to TargetOptions, s *session) error {
+func (op *Opened) openDisk(ctx context.Context, t target.Target, to TargetOptions, s *Session) error {
 	op.Disk = t.Disk
 	flag := os.O_RDWR
 	if to.ReadOnly {
@@ -321,7 +262,7 @@ func (op *Opened) openDisk(ctx context.Context, t target.Target, to TargetOption
 	}
 	f, err := os.OpenFile(t.Disk, flag|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return &target.TargetError{Target: t.Arg, Err: err}
+		return &hint.Error{Subject: t.Arg, Err: err}
 	}
 	op.diskDev = f
 	size, err := target.Size(f)
@@ -330,7 +271,7 @@ func (op *Opened) openDisk(ctx context.Context, t target.Target, to TargetOption
 	}
 	table, err := target.ReadTable(f, size, target.SectorSize(f))
 	if err != nil {
-		return &target.TargetError{Target: t.Arg, Err: err}
+		return &hint.Error{Subject: t.Arg, Err: err}
 	}
 	if table.Type == "" {
 		op.Partitions = []target.Partition{{Number: 0, Device: t.Disk, Size: size}}
@@ -359,9 +300,9 @@ func (op *Opened) probe(ctx context.Context) error {
 // mountRoot finds the NixOS root, mounts it and, when the store is on a
 // filesystem of its own, that one too, then plans (target.MakePlan) and
 // mounts the rest from the target's fstab.
-func (op *Opened) mountRoot(s *session, to TargetOptions) error {
-	probeDir := filepath.Join(s.dir(), "probe")
-	op.RootDir = filepath.Join(s.dir(), "root")
+func (op *Opened) mountRoot(s *Session, to TargetOptions) error {
+	probeDir := filepath.Join(s.st.Dir(), "probe")
+	op.RootDir = filepath.Join(s.st.Dir(), "root")
 	for _, d := range []string{probeDir, op.RootDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("create %s: %w", d, err)
@@ -374,8 +315,10 @@ func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 		return err
 	}
 	defer s.timer.start("mount")()
-	if s.prewarm != nil {
-		s.prewarm() // the container is created some 10-20 ms from here
+	if s.o.Container && s.backend.name == BackendEmbedded {
+		// What warms stays warm for a short while only: again, shortly
+		// before the container is made.
+		embedded.Prewarm()
 	}
 	partition := 0
 	if op.Target.Kind == target.KindPartition {
@@ -414,15 +357,14 @@ func (op *Opened) mountRoot(s *session, to TargetOptions) error {
 	}
 	plan, err := target.MakePlan(in)
 	if err != nil {
-		return &target.TargetError{Target: op.Target.Arg, Err: err}
+		return &hint.Error{Subject: op.Target.Arg, Err: err}
 	}
 	op.Plan = plan.Entries
 	op.Warnings = append(op.Warnings, plan.Warnings...)
 	// Disk names the configuration gives the boot disk, checked while
 	// nothing is written yet: a rebuild refuses what cannot be mapped.
-	sys, _ := currentGeneration(op.RootDir)
-	op.Aliases, err = checkedDiskAliases(op.RootDir, sys, in.Fstab, to.DiskAliases, op.Disk, to.StrictDiskAliases,
-		func(p string) { op.warn("%s", p) })
+	sys, _ := nixos.ResolveSystem(op.RootDir, nixos.SystemChoice{})
+	op.Aliases, err = checkedDiskAliases(op.RootDir, sys.StorePath, in.Fstab, to, op.Disk, op.warn)
 	if err != nil {
 		return err
 	}
@@ -497,7 +439,7 @@ func (op *Opened) mountpointDir(mp string, beforeCreate func() error) (*os.File,
 		if dir, err = rootfs.OpenDir(op.RootDir, mp, true); err == nil {
 			op.warn("created the missing mount point %s in the target, as systemd would at boot", mp)
 		} else if errors.Is(err, unix.ENOTDIR) || errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("mount point %s cannot be made in the target: a link on its way leads nowhere or to a file; fix the link or pass --mount DEV:PATH elsewhere", mp)
+			return nil, fmt.Errorf("mount point %s cannot be made in the target: a link on its way leads nowhere or to a file; fix the link or pass {Mount DEV:PATH} elsewhere", mp)
 		}
 	}
 	switch {
@@ -518,7 +460,7 @@ func (op *Opened) mountpointDir(mp string, beforeCreate func() error) (*os.File,
 func (op *Opened) readFstab() ([]target.FstabEntry, error) {
 	entries, from, err := target.ReadSystemFstab(op.RootDir)
 	if err != nil {
-		return nil, &target.TargetError{Target: op.Target.Arg, Err: err, Fix: "fix the target's fstab, or mount by hand and pass the directory"}
+		return nil, &hint.Error{Subject: op.Target.Arg, Err: err, Fix: "fix the target's fstab, or mount by hand and pass the directory"}
 	}
 	if from == "" {
 		op.warn("the target has no fstab: only the root is mounted")
@@ -558,96 +500,4 @@ func (op *Opened) Close() error {
 		op.image = nil
 	}
 	return first
-}
-
-// openDirectory opens a directory target. Its mounts are the user's, so
-// they are checked against its fstab (target.MissingMounts): what a repair
-// writes to (/boot, /boot/efi, /efi, /nix) must be mounted, or a rebuild
-// writes the kernels and the bootloader into the directory below them and
-// the machine still boots the old generation. Commands that write there
-// (to.RequireMounts) refuse; the others warn. --boot, --mount and, for
-// what is missing and on the directory's own disk, --mount-missing have
-// the session mount them itself: on a copy of the directory's tree, in
-// the session's own mount namespace (or private tree), which is then the
-// session's root; the user's mounts are not touched.
-func openDirectory(t target.Target, to TargetOptions, s *session) (*Opened, error) {
-	op := &Opened{Layout: Layout{Target: t, Partitions: []target.Partition{}, Plan: []target.Entry{}}, Warnings: []string{},
-		mounter: &mount.Mounter{ReadOnly: to.ReadOnly}, RootDir: t.Path}
-	if nixos.CheckRoot(t.Path) != nil {
-		return op, nil // Prepare says what is wrong with it
-	}
-	fstab, _, _ := target.ReadSystemFstab(t.Path)
-	overrides, err := target.Overrides(to.Mounts, to.Boot)
-	if err != nil {
-		return nil, err
-	}
-	disk, parts, _ := mountedDisk(t.Path)
-	mounted := func(mp string) bool {
-		p, err := rootfs.Join(t.Path, mp)
-		if err != nil {
-			return false
-		}
-		m, _ := mount.At(p)
-		return m != nil
-	}
-	extra, err := target.PlanOverrides(overrides, parts)
-	if err != nil {
-		return nil, &target.TargetError{Target: t.Arg, Err: err}
-	}
-	for _, m := range target.MissingMounts(fstab, parts, mounted) {
-		if slices.ContainsFunc(extra, func(e target.Entry) bool { return e.Mountpoint == m.Mountpoint }) {
-			continue
-		}
-		if to.MountMissing && m.Device != "" {
-			extra = append(extra, target.Entry{Mountpoint: m.Mountpoint, Spec: m.Spec, Device: m.Device, Type: m.Type, Options: m.Options,
-				Action: target.ActionMount, Origin: target.OriginFstab, MappedBy: "--mount-missing"})
-			continue
-		}
-		err := missingMountError(t, disk, m, to.MountMissing)
-		if to.RequireMounts {
-			return nil, err
-		}
-		op.warn("%s", strings.TrimPrefix(err.Error(), t.Arg+": "))
-	}
-	if len(extra) == 0 {
-		return op, nil
-	}
-	op.Disk, op.Partitions = disk, parts
-	op.Plan = extra
-	op.RootDir = filepath.Join(s.dir(), "root")
-	if err := os.MkdirAll(op.RootDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create %s: %w", op.RootDir, err)
-	}
-	// A copy of the tree, a slave of the user's: their mounts and
-	// unmounts reach it, what the session mounts on it goes nowhere else.
-	if err := unix.Mount(t.Path, op.RootDir, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return nil, fmt.Errorf("copy the mount tree of %s: %w", t.Path, err)
-	}
-	op.tree = true
-	if err := unix.Mount("", op.RootDir, "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
-		return op, fmt.Errorf("make the copy of %s a slave: %w", t.Path, err)
-	}
-	return op, op.mountPlan()
-}
-
-// missingMountError says that m is not mounted in directory target t,
-// whose disk is disk, and what to do.
-func missingMountError(t target.Target, disk string, m target.Missing, tried bool) error {
-	where := filepath.Join(t.Path, m.Mountpoint)
-	if m.Device == "" {
-		what := fmt.Sprintf("the fstab mounts %s on %s, but nothing is mounted at %s", m.Spec, m.Mountpoint, where)
-		if tried {
-			return &target.TargetError{Target: t.Arg, Err: fmt.Errorf("%s, and it is on no partition of %s", what, cmp.Or(disk, "the directory's disk")),
-				Fix: fmt.Sprintf("mount it yourself, or pass --mount DEVICE:%s", m.Mountpoint)}
-		}
-		return &target.TargetError{Target: t.Arg, Err: fmt.Errorf("%s: a repair would write into the directory below it", what),
-			Fix: fmt.Sprintf("mount it (mount %s %s), pass the disk itself as TARGET, or --mount DEVICE:%s", m.Spec, where, m.Mountpoint)}
-	}
-	flag := "--boot " + m.Device
-	if m.Mountpoint != "/boot" {
-		flag = "--mount " + m.Device + ":" + m.Mountpoint
-	}
-	return &target.TargetError{Target: t.Arg,
-		Err: fmt.Errorf("the fstab mounts %s on %s (%s, on the same disk), but nothing is mounted at %s: a repair would write into the directory below it", m.Spec, m.Mountpoint, m.Device, where),
-		Fix: fmt.Sprintf("mount it (mount %s %s), pass the disk itself as TARGET (%s), %s, or --mount-missing to have nixrescue mount it for this session", m.Device, where, disk, flag)}
 }

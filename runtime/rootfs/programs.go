@@ -1,4 +1,4 @@
-package session
+package rootfs
 
 import (
 	"bytes"
@@ -9,10 +9,9 @@ import (
 	"strings"
 
 	"github.com/nixrescue/nixrescue/runtime/helper"
-	"github.com/nixrescue/nixrescue/runtime/rootfs"
 )
 
-// missingInterpreter tells, before a program is started, whether the
+// MissingInterpreter tells, before a program is started, whether the
 // kernel would refuse it for want of the interpreter its #! line names or
 // the loader its ELF header asks for, and returns that path ("" when
 // nothing is missing, or the program itself is not found: the runtime
@@ -21,12 +20,12 @@ import (
 // 255 or 1), too late for a shell's 127. Paths resolve in root, the
 // container's own view of itself (backend.Container.Root): a #! line may
 // name /run/current-system/sw/bin/bash, on the container's /run.
-func missingInterpreter(root, prog string, env []string) string {
-	file := findProgram(root, prog, env)
+func MissingInterpreter(root, prog string, env []string) string {
+	file := FindProgram(root, prog, env)
 	if file == "" {
 		return ""
 	}
-	f, err := rootfs.Open(root, file)
+	f, err := Open(root, file)
 	if err != nil {
 		return ""
 	}
@@ -58,7 +57,7 @@ func missingInterpreter(root, prog string, env []string) string {
 	if interp == "" || !path.IsAbs(interp) {
 		return ""
 	}
-	if g, err := rootfs.Open(root, interp); errors.Is(err, os.ErrNotExist) {
+	if g, err := Open(root, interp); errors.Is(err, os.ErrNotExist) {
 		return interp
 	} else if err == nil {
 		g.Close()
@@ -66,11 +65,11 @@ func missingInterpreter(root, prog string, env []string) string {
 	return ""
 }
 
-// findProgram finds prog as the hold and runc do (helper.LookPath), in
+// FindProgram finds prog as the hold and runc do (helper.LookPath), in
 // root; relative paths are from /, the processes' working directory.
-func findProgram(root, prog string, env []string) string {
+func FindProgram(root, prog string, env []string) string {
 	file, err := helper.LookPath(prog, env, func(p string) (os.FileInfo, error) {
-		f, err := rootfs.Open(root, p)
+		f, err := Open(root, p)
 		if err != nil {
 			return nil, err
 		}

@@ -1,4 +1,4 @@
-package session
+package commands
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/nixrescue/nixrescue/runtime/backend"
+	"github.com/nixrescue/nixrescue/runtime/engine"
 )
 
 // probeContainer answers the sandbox probe as a container where the probe
@@ -26,14 +27,13 @@ func (c *probeContainer) Exec(_ context.Context, p backend.Process) (int, error)
 	return 1, nil
 }
 
-func (c *probeContainer) Destroy() error { return nil }
+// said keeps what chooseSandbox says.
+type said struct{ bytes.Buffer }
 
-// Root is a directory with nothing in it: no program there names an
-// interpreter.
-func (c *probeContainer) Root() string { return "/nonexistent" }
+func (s *said) Info(msg string, _ ...any) { s.WriteString(msg + "\n") }
 
 func TestChooseSandbox(t *testing.T) {
-	p := &Prepared{Env: []string{"PATH=/bin"}}
+	p := &engine.Prepared{Env: []string{"PATH=/bin"}}
 	cases := []struct {
 		mode      SandboxMode
 		fail      string
@@ -48,9 +48,9 @@ func TestChooseSandbox(t *testing.T) {
 		{SandboxOff, "", false, "sandbox = false", false},
 	}
 	for _, c := range cases {
-		var stderr bytes.Buffer
+		var stderr said
 		ct := &probeContainer{fail: c.fail}
-		ch, err := chooseSandbox(context.Background(), ct, p, c.mode, &stderr, &forwarder{})
+		ch, err := chooseSandbox(context.Background(), ct, p, c.mode, &stderr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,7 +65,7 @@ func TestChooseSandbox(t *testing.T) {
 			t.Errorf("%s: probed %v", c.mode, probed)
 		}
 	}
-	if _, err := chooseSandbox(context.Background(), &probeContainer{}, p, "maybe", &bytes.Buffer{}, &forwarder{}); err == nil {
+	if _, err := chooseSandbox(context.Background(), &probeContainer{}, p, "maybe", &said{}); err == nil {
 		t.Error("--sandbox maybe accepted")
 	}
 }

@@ -1,0 +1,177 @@
+package main
+
+// The reports of the commands, written for people (--json writes them as
+// they are).
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/nixrescue/nixrescue/runtime/commands"
+	nrtarget "github.com/nixrescue/nixrescue/runtime/target"
+)
+
+// writeInspect writes inspect's report for people.
+func writeInspect(w io.Writer, r *commands.Report) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "target:\t%s (%s)\n", r.Target.Path, r.Target.Kind)
+	if r.Disk != "" {
+		table := r.Table
+		if table == "" {
+			table = "none (a bare filesystem)"
+		}
+		fmt.Fprintf(tw, "disk:\t%s, partition table %s\n", r.Disk, table)
+	}
+	tw.Flush()
+	if len(r.Partitions) > 0 {
+		fmt.Fprintln(w, "\npartitions:")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  #\tDEVICE\tSIZE\tTYPE\tFSTYPE\tLABEL\tUUID\tPARTUUID\tPARTLABEL")
+		for _, p := range r.Partitions {
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Number, dash(p.Device), human(p.Size), partType(p), dash(p.Type), dash(p.Label), dash(p.UUID), dash(p.PartUUID), dash(p.PartLabel))
+		}
+		tw.Flush()
+	}
+	if r.Root != nil {
+		fmt.Fprintf(w, "\nNixOS root: %s\n", r.Root.Describe())
+	}
+	if len(r.Plan) > 0 {
+		fmt.Fprintln(w, "\nmount plan (from the target's fstab):")
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, e := range r.Plan {
+			what := "mount " + e.Device
+			if e.Action == nrtarget.ActionSkip {
+				what = "skip: " + e.Reason
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", e.Mountpoint, e.Spec, dash(e.Type), strings.Join(e.Options, ","), what)
+		}
+		tw.Flush()
+	}
+	fmt.Fprintln(w, "\ngenerations:")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, g := range r.Generations {
+		mark := " "
+		if g.Current {
+			mark = "*"
+		}
+		missing := ""
+		if g.Missing {
+			missing = " (missing from the store)"
+		}
+		fmt.Fprintf(tw, "  %s %d\t%s\tNixOS %s\tLinux %s%s\n", mark, g.Number, g.Date.Format("2006-01-02 15:04"), dash(g.NixOSVersion), dash(g.Kernel), missing)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\ncurrent system: %s\n", r.CurrentSystem)
+	boot := r.Bootloader.Kind
+	if len(r.Bootloader.Devices) > 0 {
+		boot += " on " + strings.Join(r.Bootloader.Devices, ", ")
+	}
+	fmt.Fprintf(w, "bootloader: %s\n", boot)
+	for _, a := range r.DiskAliases {
+		fmt.Fprintf(w, "disk name %s (from %s) leads to %s inside\n", a.Name, a.Source, a.Device)
+	}
+	fmt.Fprintf(w, "this host booted by EFI: %v\n", r.HostEFI)
+	for _, warn := range r.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", warn)
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f%c", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// writeGenerations writes the generations for people: * marks the current one,
+// "boot default" the bootloader's default.
+func writeGenerations(w io.Writer, r *commands.GenerationsReport) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  GEN\tDATE\tNIXOS\tKERNEL\t")
+	for _, g := range r.Generations {
+		mark := " "
+		if g.Number == r.Current {
+			mark = "*"
+		}
+		var notes []string
+		if g.Number == r.BootDefault.Generation {
+			notes = append(notes, "boot default")
+		}
+		if g.Missing {
+			notes = append(notes, "missing from the store")
+		}
+		fmt.Fprintf(tw, "%s %d\t%s\t%s\t%s\t%s\n", mark, g.Number, g.Date.Format("2006-01-02 15:04"), dash(g.NixOSVersion), dash(g.Kernel), strings.Join(notes, ", "))
+	}
+	tw.Flush()
+	switch {
+	case r.BootDefault.Source == "":
+		fmt.Fprintf(w, "bootloader: %s; no grub.cfg or loader.conf on /boot\n", r.Bootloader)
+	case r.BootDefault.Generation == 0:
+		fmt.Fprintf(w, "bootloader: %s; its default entry (%q in %s) names no generation\n", r.Bootloader, r.BootDefault.Entry, r.BootDefault.Source)
+	default:
+		fmt.Fprintf(w, "bootloader: %s; boots generation %d by default (%s)\n", r.Bootloader, r.BootDefault.Generation, r.BootDefault.Source)
+	}
+	return nil
+}
+
+// writeCleanup says for people what was removed and what was left alone.
+func writeCleanup(w io.Writer, r *commands.CleanupReport) error {
+	for _, id := range r.Removed {
+		fmt.Fprintf(w, "removed what session %s left\n", id)
+	}
+	for _, c := range r.Containers {
+		fmt.Fprintf(w, "deleted containerd container %s\n", c)
+	}
+	for _, c := range r.Cgroups {
+		fmt.Fprintf(w, "removed cgroup %s\n", c)
+	}
+	for _, id := range r.Live {
+		fmt.Fprintf(w, "left session %s alone: it is still running\n", id)
+	}
+	if r.Empty() {
+		fmt.Fprintln(w, "nothing to clean up")
+	}
+	return nil
+}
+
+// writeHardware writes the diff (nothing when there is no change).
+func writeHardware(w io.Writer, r *commands.HardwareReport) error {
+	_, err := io.WriteString(w, r.Diff)
+	return err
+}
+
+// hardwareSummary says in one line what hardware-config did.
+func hardwareSummary(r *commands.HardwareReport) string {
+	switch {
+	case !r.Changed:
+		return "no change: " + r.Path + " already describes this machine; nothing written"
+	case r.Written:
+		return "wrote " + r.Path + "; the old one is " + r.Backup
+	}
+	return "nothing written; pass --write to replace " + r.Path
+}
+
+// partType is a partition's type for people: an extended partition says
+// so.
+func partType(p nrtarget.Partition) string {
+	if p.Extended {
+		return p.PartType + " (extended)"
+	}
+	return dash(p.PartType)
+}

@@ -1,0 +1,57 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"os"
+
+	"github.com/nixrescue/nixrescue/runtime/engine"
+	"github.com/nixrescue/nixrescue/runtime/recovery"
+)
+
+// CleanupReport says what cleanup removed and what it left alone. Its
+// JSON field names are stable (docs/json.md).
+type CleanupReport struct {
+	// Removed are the sessions whose leftovers were removed.
+	Removed []string `json:"removed"`
+	// Containers are containerd containers of dead sessions, deleted
+	// (namespace/id).
+	Containers []string `json:"containers"`
+	// Cgroups are stray nixrescue cgroups removed by --all.
+	Cgroups []string `json:"cgroups"`
+	// Live are sessions still running, left alone.
+	Live []string `json:"live"`
+}
+
+// Empty tells whether cleanup found nothing to remove.
+func (r *CleanupReport) Empty() bool { return len(r.Removed)+len(r.Containers)+len(r.Cgroups) == 0 }
+
+// CleanupOptions are cleanup's.
+type CleanupOptions struct {
+	StateDir string
+	// All also removes nixrescue cgroups no session's state names.
+	All bool
+	// Backend, Address and Namespace say where to look for containerd
+	// containers: auto looks at the default socket, and no containerd
+	// answering there is no error.
+	Backend, Address, Namespace string
+}
+
+// Cleanup undoes what killed sessions left (runtime/recovery) and reports
+// it, even when it fails midway.
+func Cleanup(ctx context.Context, o CleanupOptions) (*CleanupReport, error) {
+	r := &CleanupReport{Removed: []string{}, Containers: []string{}, Cgroups: []string{}, Live: []string{}}
+	if os.Geteuid() != 0 {
+		return r, errors.New("cleanup needs root: run it as root, e.g. with sudo")
+	}
+	cd, err := engine.Containerd(ctx, o.Backend, o.Address, o.Namespace)
+	if err != nil {
+		return r, err
+	}
+	rec, err := recovery.Recover(ctx, recovery.Options{StateDir: o.StateDir, All: o.All, Containerd: cd})
+	r.Removed = append(r.Removed, rec.Removed...)
+	r.Containers = append(r.Containers, rec.Containers...)
+	r.Cgroups = append(r.Cgroups, rec.Cgroups...)
+	r.Live = append(r.Live, rec.Live...)
+	return r, err
+}

@@ -1,0 +1,79 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nixrescue/nixrescue/runtime/engine"
+	"github.com/nixrescue/nixrescue/runtime/host"
+	"github.com/nixrescue/nixrescue/runtime/nixos"
+	"github.com/nixrescue/nixrescue/runtime/target"
+)
+
+// Report is what inspect finds on a target. Its JSON field names are
+// stable (docs/json.md).
+type Report struct {
+	engine.Layout
+	Generations       []nixos.Generation `json:"generations"`
+	CurrentSystem     string             `json:"current_system"`
+	CurrentGeneration int                `json:"current_generation,omitempty"`
+	Bootloader        nixos.Bootloader   `json:"bootloader"`
+	DiskAliases       []target.DiskAlias `json:"disk_aliases"`
+	HostEFI           bool               `json:"host_efi"`
+	Warnings          []string           `json:"warnings"`
+}
+
+// Inspect opens the target as a session would, read-only, reads what is
+// there, runs nothing in it, tears everything down, and returns what it
+// found.
+func Inspect(ctx context.Context, o Options) (*Report, error) {
+	s, err := openReadOnly(ctx, &o)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	root := s.Root()
+	r := &Report{Layout: s.Layout(), Warnings: append([]string{}, s.Warnings()...), DiskAliases: []target.DiskAlias{}, HostEFI: host.EFIBooted("/sys")}
+	r.DiskAliases = append(r.DiskAliases, s.DiskAliases()...)
+	if s.Layout().Root == nil {
+		// A directory: the names its configuration gives the disk
+		// behind it, if it is on one.
+		r.DiskAliases = append(r.DiskAliases, engine.DirectoryDiskAliases(root, o.TargetOptions, func(w string) { r.Warnings = append(r.Warnings, w) })...)
+	}
+	if r.Generations, err = nixos.Generations(root); err != nil {
+		r.Warnings = append(r.Warnings, err.Error())
+		r.Generations = []nixos.Generation{}
+	}
+	if sys, err := nixos.ResolveSystem(root, o.Container.System); err == nil {
+		r.CurrentSystem, r.CurrentGeneration = sys.StorePath, sys.Generation
+		r.Bootloader = nixos.DetectBootloader(root, sys.StorePath)
+	} else {
+		r.Warnings = append(r.Warnings, err.Error())
+		r.Bootloader = nixos.Bootloader{Kind: "unknown"}
+	}
+	for _, g := range r.Generations {
+		if g.Missing {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("generation %d names %s, which is not in the store", g.Number, g.StorePath))
+		}
+	}
+	if r.Bootloader.Kind == "systemd-boot" && !r.HostEFI {
+		r.Warnings = append(r.Warnings, "the system boots with systemd-boot but this host did not boot by EFI: a rebuild cannot write EFI variables from here")
+	}
+	return r, nil
+}
+
+// openReadOnly opens a session that only looks: everything read-only (not
+// even a superblock's mount time changes), no container, and the root
+// checked to be NixOS.
+func openReadOnly(ctx context.Context, o *Options) (*engine.Session, error) {
+	o.ReadOnly = true
+	s, err := open(ctx, o, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := nixos.CheckRoot(s.Root()); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}

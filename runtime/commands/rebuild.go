@@ -1,0 +1,148 @@
+package commands
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"slices"
+	"sync"
+
+	"github.com/nixrescue/nixrescue/runtime/hint"
+	"github.com/nixrescue/nixrescue/runtime/nixos"
+	"github.com/nixrescue/nixrescue/runtime/rootfs"
+)
+
+// RebuildOptions are rebuild's: a session whose command is nixos-rebuild
+// boot --install-bootloader.
+type RebuildOptions struct {
+	RunOptions
+	// NoInstallBootloader leaves out --install-bootloader (and
+	// NIXOS_INSTALL_BOOTLOADER=1).
+	NoInstallBootloader bool
+	// Extra are more nixos-rebuild arguments.
+	Extra []string
+}
+
+// Rebuild runs nixos-rebuild boot --install-bootloader (and Extra) in the
+// recovery container of the target, its output streamed, and returns what
+// it did and its exit status. Disk names the configuration gives the boot
+// disk must map to the target's disk, and a directory target must have
+// what its fstab mounts on /boot and /nix mounted, or nothing runs; the
+// Nix sandbox is decided (auto by default). A failed download or a full
+// filesystem in the output gets a hint once it is done.
+func Rebuild(ctx context.Context, ro RebuildOptions) (*RunReport, int, error) {
+	o := ro.RunOptions
+	if o.Container.HostDev {
+		return nil, 0, hint.Errorf("a rebuild cannot use {HostDev}: the disk names of the configuration would lead to this host's own disks; leave /dev curated")
+	}
+	o.Args = []string{"nixos-rebuild", "boot"}
+	installing := !ro.NoInstallBootloader
+	if installing {
+		o.Args = append(o.Args, "--install-bootloader")
+		o.ExtraEnv = append(o.ExtraEnv, "NIXOS_INSTALL_BOOTLOADER=1")
+	}
+	o.Args = append(o.Args, ro.Extra...)
+	if o.Sandbox == "" {
+		o.Sandbox = SandboxAuto
+	}
+	o.StrictDiskAliases, o.RequireMounts = true, true
+	s, err := open(ctx, &o.Options, true)
+	if err != nil {
+		return nil, 0, err
+	}
+	rep := newRunReport(s)
+	var seen failures
+	code, err := 0, hasRebuild(s.Root(), o.Container.System)
+	if err == nil {
+		code, err = runIn(ctx, s, o, rep, func(w io.Writer) io.Writer { return &failureWatch{w: w, seen: &seen} })
+	}
+	if err == nil {
+		rep.Bootloader = bootloaderAfter(s.Root(), installing, code)
+	}
+	rep.SystemAfter, rep.GenerationAfter = currentGeneration(s.Root())
+	s.Close()
+	rep.ended(s)
+	rep.ExitStatus = code
+	if code != 0 {
+		seen.hint(o.Log, o.Container.NetworkNone)
+	}
+	return rep, code, err
+}
+
+// hasRebuild refuses a system without nixos-rebuild on its PATH.
+func hasRebuild(root string, choice nixos.SystemChoice) error {
+	sys, err := nixos.ResolveSystem(root, choice)
+	if err != nil {
+		return err
+	}
+	if rootfs.FindProgram(root, "nixos-rebuild", nixos.Env(sys.Path, "")) == "" {
+		return hint.Errorf("the target's system %s has no nixos-rebuild (was it built with system.disableInstallerTools = true?): pick a generation that has it ({Generation N}), or build the system another way with nixrescue run", sys.StorePath)
+	}
+	return nil
+}
+
+// bootloaderAfter reads what a rebuild or rollback left for the
+// bootloader.
+func bootloaderAfter(root string, installing bool, code int) *BootloaderStep {
+	sys, _ := currentGeneration(root)
+	b := nixos.DetectBootloader(root, sys)
+	step := &BootloaderStep{Kind: b.Kind, Devices: b.Devices, Action: "configured"}
+	switch {
+	case code != 0:
+		step.Action = "failed"
+	case installing:
+		step.Action = "installed"
+	}
+	return step
+}
+
+// networkFailures are what Nix and curl print when a download cannot
+// reach its server.
+var networkFailures = []string{"unable to download", "Could not resolve host", "Couldn't resolve host",
+	"Temporary failure in name resolution", "Network is unreachable", "Connection timed out", "Could not connect to server"}
+
+// spaceFailures are what programs print when the filesystem is full
+// (strerror(ENOSPC), and Nix's own words).
+var spaceFailures = []string{"No space left on device", "not enough free disk space"}
+
+// failures are the kinds of failure a command's output reported.
+type failures struct {
+	mu             sync.Mutex
+	network, space bool
+}
+
+// hint says what to do about the failures seen.
+func (f *failures) hint(log logger, networkNone bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case f.network && networkNone:
+		log.Info(hint.Render("the command needed the network, which {NetworkNone} took away: drop it"), "kind", "hint")
+	case f.network:
+		log.Info(hint.Render("the command needed the network and could not reach it: check this host's network, or name a DNS server with {DNS IP}"), "kind", "hint")
+	}
+	if f.space {
+		log.Info("a filesystem of the target is full: free space (nixrescue enter, then nix-collect-garbage, or remove old generations with nix-env -p /nix/var/nix/profiles/system --delete-generations old) and try again", "kind", "hint")
+	}
+}
+
+// failureWatch passes output on and notes whether it reported a network
+// failure or a full filesystem.
+type failureWatch struct {
+	w    io.Writer
+	tail []byte
+	seen *failures
+}
+
+func (f *failureWatch) Write(p []byte) (int, error) {
+	buf := append(f.tail, p...)
+	f.seen.mu.Lock()
+	f.seen.network = f.seen.network || slices.ContainsFunc(networkFailures, func(s string) bool { return bytes.Contains(buf, []byte(s)) })
+	f.seen.space = f.seen.space || slices.ContainsFunc(spaceFailures, func(s string) bool { return bytes.Contains(buf, []byte(s)) })
+	f.seen.mu.Unlock()
+	if len(buf) > 256 {
+		buf = buf[len(buf)-256:]
+	}
+	f.tail = append([]byte(nil), buf...)
+	return f.w.Write(p)
+}

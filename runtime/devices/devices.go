@@ -1,0 +1,167 @@
+// Package devices makes the curated /dev of a recovery container: the
+// target's disk and its partitions as device nodes, under the names this
+// host gives them and under the names the target's configuration knows
+// its disk by (target.DiskAlias), with /dev/disk/by-uuid, by-label,
+// by-partuuid, by-partlabel and by-id links for them; nothing else of the
+// host's disks. A configuration that names the boot disk /dev/sda then
+// finds the target's disk there, whatever it is called on this host, and
+// never one of this host's own disks.
+package devices
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	rspec "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/nixrescue/nixrescue/runtime/mount"
+	"github.com/nixrescue/nixrescue/runtime/target"
+)
+
+// Curated is a container's curated /dev: its block devices, and the
+// host directory of /dev/disk links bound at /dev/disk.
+type Curated struct {
+	Devices []rspec.LinuxDevice
+	Links   string
+}
+
+// Curate writes the /dev/disk links of disk, its partitions and its
+// aliases into links (a directory it makes) and returns the curated /dev.
+func Curate(links, disk string, parts []target.Partition, aliases []target.DiskAlias) (Curated, error) {
+	devs, err := Nodes(disk, parts)
+	if err != nil {
+		return Curated{}, err
+	}
+	if err := writeLinks(links, disk, parts); err != nil {
+		return Curated{}, err
+	}
+	byPath := map[string]rspec.LinuxDevice{}
+	for _, d := range devs {
+		byPath[d.Path] = d
+	}
+	out := slices.Clone(devs)
+	for _, a := range aliases {
+		if rest, ok := strings.CutPrefix(a.Name, "/dev/disk/"); ok {
+			if err := aliasLinks(links, rest, disk, parts); err != nil {
+				return Curated{}, err
+			}
+			continue
+		}
+		d := byPath[disk]
+		d.Path = a.Name
+		out = append(out, d)
+		for _, p := range parts {
+			if p.Device == "" || p.Device == disk || p.Number == 0 {
+				continue
+			}
+			pd := byPath[p.Device]
+			pd.Path = mount.PartitionPath(a.Name, p.Number)
+			out = append(out, pd)
+		}
+	}
+	return Curated{Devices: out, Links: links}, nil
+}
+
+// Nodes lists disk and its partitions as spec devices, root:disk 0660 as
+// udev makes them.
+func Nodes(disk string, parts []target.Partition) ([]rspec.LinuxDevice, error) {
+	if disk == "" {
+		return nil, nil
+	}
+	var devs []rspec.LinuxDevice
+	for _, d := range append([]string{disk}, partDevices(parts, disk)...) {
+		maj, min, err := target.DeviceNumber(d)
+		if err != nil {
+			return nil, fmt.Errorf("curate /dev: %w", err)
+		}
+		mode := os.FileMode(0o660)
+		uid, gid := uint32(0), uint32(6)
+		devs = append(devs, rspec.LinuxDevice{Path: d, Type: "b", Major: int64(maj), Minor: int64(min), FileMode: &mode, UID: &uid, GID: &gid})
+	}
+	return devs, nil
+}
+
+func partDevices(parts []target.Partition, disk string) []string {
+	var out []string
+	for _, p := range parts {
+		if p.Device != "" && p.Device != disk {
+			out = append(out, p.Device)
+		}
+	}
+	return out
+}
+
+// writeLinks makes dir a /dev/disk for the target's devices: by-uuid,
+// by-label, by-partuuid, by-partlabel (named as udev names them) and by-id
+// (the host's by-id links that lead to them), each pointing at ../../NAME.
+func writeLinks(dir, disk string, parts []target.Partition) error {
+	ours := append([]string{disk}, partDevices(parts, disk)...)
+	link := func(kind, name, dev string) error {
+		if name == "" {
+			return nil
+		}
+		if kind != "by-id" { // the host's by-id names are escaped already
+			name = target.EscapeUdev(name)
+		}
+		return symlink(filepath.Join(dir, kind), name, dev)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("curate /dev/disk: %w", err)
+	}
+	for _, p := range parts {
+		if p.Device == "" {
+			continue
+		}
+		for _, l := range [][2]string{{"by-uuid", p.UUID}, {"by-label", p.Label}, {"by-partuuid", p.PartUUID}, {"by-partlabel", p.PartLabel}} {
+			if err := link(l[0], l[1], p.Device); err != nil {
+				return err
+			}
+		}
+	}
+	ids, _ := os.ReadDir("/dev/disk/by-id")
+	for _, id := range ids {
+		dest, err := filepath.EvalSymlinks(filepath.Join("/dev/disk/by-id", id.Name()))
+		if err == nil && slices.Contains(ours, dest) {
+			if err := link("by-id", id.Name(), dest); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// aliasLinks makes /dev/disk/KIND/NAME (and NAME-partN) in the links
+// directory lead to the target's disk and partitions.
+func aliasLinks(links, rel, disk string, parts []target.Partition) error {
+	dir := filepath.Join(links, filepath.Dir(rel))
+	name := filepath.Base(rel)
+	if err := symlink(dir, name, disk); err != nil {
+		return err
+	}
+	for _, p := range parts {
+		if p.Device != "" && p.Device != disk && p.Number > 0 {
+			if err := symlink(dir, fmt.Sprintf("%s-part%d", name, p.Number), p.Device); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// symlink makes dir/name lead to ../../BASE of dev. A name that is there
+// already stays: two filesystems with one label, the first wins, as with
+// udev.
+func symlink(dir, name, dev string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("curate /dev/disk: %w", err)
+	}
+	err := os.Symlink("../../"+filepath.Base(dev), filepath.Join(dir, name))
+	if err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("curate /dev/disk: %w", err)
+	}
+	return nil
+}

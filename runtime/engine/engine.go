@@ -1,0 +1,349 @@
+// Package engine runs one recovery session: it opens a target (a disk, a
+// partition, a disk image, or a directory where a root is mounted), mounts
+// it as its own fstab says, starts the recovery container on it, runs
+// processes there, and closes it all again, whatever happened in between.
+//
+//	s, err := engine.Open(ctx, options)      // state, attach, discover, plan, mounts
+//	p, err := s.Prepare(containerOptions)    // the container's shape: spec, /dev, DNS
+//	c, err := s.Start(ctx, p)                // the container, its hold first
+//	code, err := c.Exec(ctx, process)        // a process in it, as often as needed
+//	code, err := s.RunFirst(ctx, p, process) // or: one process, the container made around it
+//	s.Close()                                // container, mounts, devices, state: gone
+//
+// A session on a disk or image mounts in a mount namespace of its own:
+// nixrescue enters it before Go starts (runtime/privatens), or Open runs
+// the whole command again inside one and returns *Reexecuted with that
+// run's exit status. Its state and journal (runtime/state) let a later
+// session, or Cleanup, undo what a killed one left (recovery.go).
+//
+// The engine returns data and errors; it writes nothing for people but
+// through the logger it is given (Options.Log).
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
+	"github.com/nixrescue/nixrescue/runtime/guard"
+	"github.com/nixrescue/nixrescue/runtime/hint"
+	"github.com/nixrescue/nixrescue/runtime/mount"
+	"github.com/nixrescue/nixrescue/runtime/privatens"
+	"github.com/nixrescue/nixrescue/runtime/recovery"
+	"github.com/nixrescue/nixrescue/runtime/state"
+	"github.com/nixrescue/nixrescue/runtime/target"
+)
+
+// Options say what a session opens and how.
+type Options struct {
+	// Target is the TARGET argument (a disk, partition, image or
+	// directory); empty means Root.
+	Target string
+	// Root is the directory holding the mounted NixOS root, when there is
+	// no Target.
+	Root string
+	TargetOptions
+	// Container says the session will start a container: a backend is
+	// chosen (Backend, Address, Namespace) and made ready.
+	Container bool
+	// Backend is auto, embedded or containerd; Address and Namespace are
+	// containerd's socket and namespace.
+	Backend, Address, Namespace string
+	// StateDir is where session state lives; empty is state.DefaultDir.
+	StateDir string
+	// Log takes what the session has to say for people (warnings of the
+	// teardown, which backend was chosen); nil says nothing.
+	Log *slog.Logger
+}
+
+// TargetOptions say how a target is opened.
+type TargetOptions struct {
+	// ReadOnly attaches and mounts everything read-only.
+	ReadOnly bool
+	// RootPart picks the root partition (a number or a device) when a
+	// disk has more than one NixOS root.
+	RootPart string
+	// Mounts are DEV:PATH overrides of the fstab; Boot is DEV for /boot.
+	Mounts []string
+	Boot   string
+	// Force opens a target that is mounted read-write elsewhere, or an
+	// image file whose mode forbids writing.
+	Force bool
+	// DiskAliases are more names for the target's disk; StrictDiskAliases
+	// refuses a configuration naming a disk that cannot be mapped (a
+	// rebuild) instead of warning.
+	DiskAliases       []string
+	StrictDiskAliases bool
+	// MountMissing mounts, on a directory target, what its fstab puts on
+	// /boot, /boot/efi, /efi or /nix when nothing is mounted there and it
+	// is on the directory's own disk (for the session only).
+	MountMissing bool
+	// RequireMounts refuses a directory target where such a filesystem is
+	// not mounted (rebuild, rollback, hardware-config write there);
+	// otherwise the session warns.
+	RequireMounts bool
+}
+
+// Session is an open target: its state, its filesystems mounted, and,
+// once started, its container.
+type Session struct {
+	o       Options
+	log     *slog.Logger
+	target  target.Target
+	backend backendChoice
+	st      *state.Session
+	opened  *Opened
+	// container is a Container or a First.
+	container interface{ Destroy() error }
+	// guard kills the container's processes if this process dies; it is
+	// disarmed once the container is gone.
+	guard *guard.Guard
+	// ctx ends when a signal comes while no process runs (fwd); cancel
+	// ends it at Close.
+	ctx    context.Context
+	cancel context.CancelFunc
+	fwd    *forwarder
+	timer  timer
+	closed bool
+}
+
+// Reexecuted says the command ran again, whole, in a mount namespace of
+// its own, and ended with Code: the session was that run's.
+type Reexecuted struct{ Code int }
+
+func (r *Reexecuted) Error() string {
+	return fmt.Sprintf("ran in a mount namespace of its own: exit status %d", r.Code)
+}
+
+// ExitCode is the status of the run.
+func (r *Reexecuted) ExitCode() int { return r.Code }
+
+// ErrNotRoot says nixrescue needs root.
+var ErrNotRoot = errors.New("a recovery session needs root (it mounts and makes namespaces): run nixrescue as root, e.g. with sudo")
+
+// Open opens o's target: the session's state, the target attached,
+// its root found and mounted with the rest of its fstab. A session that
+// needs a mount namespace of its own and has none runs the whole command
+// again in one, and returns *Reexecuted.
+func Open(ctx context.Context, o Options) (*Session, error) {
+	if os.Geteuid() != 0 {
+		return nil, ErrNotRoot
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	t, err := ResolveTarget(o)
+	if err != nil {
+		return nil, err
+	}
+	s := &Session{o: o, log: o.Log, target: t, backend: backendChoice{name: BackendEmbedded, why: "no container to run"}}
+	// Signals: passed on to what runs in the container; before and
+	// between processes they end the session, which is torn down.
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	s.fwd = watchSignals(s.cancel)
+	ctx = s.ctx
+	if err := s.open(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// open is Open's work, in the session's context.
+func (s *Session) open(ctx context.Context) error {
+	o, t := s.o, s.target
+	var err error
+	if o.Container {
+		if s.backend, err = chooseBackend(ctx, o.Backend, o.Address, o.Namespace); err != nil {
+			return err
+		}
+		if !inPrivateNS() {
+			o.Log.Info(fmt.Sprintf("backend %s (%s)", s.backend.name, s.backend.why), "verbose", true)
+		}
+		if s.backend.name == BackendEmbedded {
+			embedded.Prewarm()
+		}
+	}
+	if err := s.enterNamespace(); err != nil {
+		return err
+	}
+	if err := s.begin(ctx); err != nil {
+		return err
+	}
+	if t.Kind == target.KindDirectory {
+		s.opened, err = openDirectory(t, o.TargetOptions, s)
+	} else {
+		s.opened, err = openTarget(ctx, t, o.TargetOptions, s)
+	}
+	if ctx.Err() != nil {
+		return ErrInterrupted // what failed failed for that
+	}
+	return err
+}
+
+// mounts tells whether the session mounts anything: the target's
+// filesystems, or those it is asked to mount on a directory target.
+func (o Options) mounts(t target.Target) bool {
+	return t.Kind != target.KindDirectory || len(o.Mounts) > 0 || o.Boot != "" || o.MountMissing
+}
+
+// hostTree tells whether the session's mounts go in a private tree of the
+// host's mount namespace (containerd, whose shim must see them), not in
+// a mount namespace of its own.
+func (s *Session) hostTree() bool {
+	return s.backend.name == BackendContainerd && s.o.mounts(s.target)
+}
+
+// enterNamespace puts the session in a mount namespace of its own when
+// it mounts anything (and containerd need not see it), running the
+// command again inside one when privatens did not enter one already.
+func (s *Session) enterNamespace() error {
+	if s.backend.name == BackendContainerd && privatens.Entered() {
+		// chooseBackend never picks containerd then: a bug if it did.
+		return errors.New("containerd chosen in a private mount namespace: its shim could not see the session's mounts")
+	}
+	if !s.o.mounts(s.target) || s.hostTree() {
+		return nil
+	}
+	if !inPrivateNS() && !privatens.Entered() {
+		code, err := reexecInPrivateNS(backendEnv + "=" + s.backend.name)
+		if err != nil {
+			return err
+		}
+		return &Reexecuted{Code: code}
+	}
+	return mount.MakePrivateTree()
+}
+
+// begin makes the session's state, once what killed sessions left is
+// gone: it may be in this target (a mount point made for resolv.conf, a
+// loop device of this image), and the target must be seen as it is.
+func (s *Session) begin(ctx context.Context) error {
+	dir, err := state.Open(s.o.StateDir)
+	if err != nil {
+		return err
+	}
+	if inPrivateNS() || privatens.Entered() {
+		detachOtherSessions(dir.SessionsDir())
+	}
+	if _, _, err := recovery.RemoveStale(ctx, dir, s.backend.containerd); err != nil {
+		dir.RemoveIfUnused()
+		return err
+	}
+	// The PID the user knows: the one they started, when this process is
+	// its re-execution in a private mount namespace.
+	pid := os.Getpid()
+	if inPrivateNS() {
+		pid = os.Getppid()
+	}
+	if s.st, err = dir.Begin(s.target.Path, pid); err != nil {
+		return err
+	}
+	if s.hostTree() {
+		return s.privateTree()
+	}
+	return nil
+}
+
+// privateTree makes the session's directory a mount of its own, private:
+// what is mounted under it stays there, in the host's mount namespace,
+// where containerd's shim can see it, and reaches no other mount.
+func (s *Session) privateTree() error {
+	dir := s.st.Dir()
+	if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("make the session's mount tree: %w", err)
+	}
+	if err := s.st.Record(func(j *state.Journal) { j.HostTree = dir }); err != nil {
+		_ = unix.Unmount(dir, unix.MNT_DETACH)
+		return err
+	}
+	if err := unix.Mount("", dir, "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make the session's mount tree private: %w", err)
+	}
+	return nil
+}
+
+// ResolveTarget says what a session on o works on: the TARGET argument,
+// or the root directory (which Prepare checks, with its own messages).
+func ResolveTarget(o Options) (target.Target, error) {
+	if o.Target != "" {
+		return target.Resolve(o.Target)
+	}
+	if o.Root == "" {
+		return target.Target{}, errors.New("no target given: name a disk, a partition, an image or the directory where the NixOS root is mounted")
+	}
+	abs, err := filepath.Abs(o.Root)
+	if err != nil {
+		return target.Target{}, hint.Errorf("resolve {Root %s}: %w", o.Root, err)
+	}
+	return target.Target{Arg: o.Root, Path: abs, Kind: target.KindDirectory}, nil
+}
+
+// Target is what the session opened.
+func (s *Session) Target() target.Target { return s.target }
+
+// Root is the mounted root, as this process sees it.
+func (s *Session) Root() string { return s.opened.RootDir }
+
+// Layout is what opening the target found: its disk, partitions, root
+// and mount plan.
+func (s *Session) Layout() Layout { return s.opened.Layout }
+
+// Warnings are what opening the target found amiss.
+func (s *Session) Warnings() []string { return s.opened.Warnings }
+
+// DiskAliases are the names of the target's disk the configuration
+// gives, as the session maps them (checked while it was read-only).
+func (s *Session) DiskAliases() []target.DiskAlias { return s.opened.Aliases }
+
+// Backend is the backend chosen, and why.
+func (s *Session) Backend() (name, why string) { return s.backend.name, s.backend.why }
+
+// ID is the session's id, its container's and its cgroup's name.
+func (s *Session) ID() string { return s.st.ID }
+
+// Phases are how long each step of the session took so far.
+func (s *Session) Phases() []Phase { return s.timer.phases }
+
+// Close tears the session down in the reverse order of setup: container,
+// placeholder, mounts, partitions, loop devices, claims, state. It is safe
+// to call more than once; what fails is said as a warning.
+func (s *Session) Close() {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	defer s.cancel()
+	defer s.fwd.stop()
+	if s.st == nil {
+		return
+	}
+	done := s.timer.start("teardown")
+	defer done()
+	warn := func(what string, err error) {
+		if err != nil {
+			s.log.Warn(what + err.Error())
+		}
+	}
+	if s.container != nil {
+		warn("", s.container.Destroy())
+		s.container = nil
+	}
+	s.guard.Disarm()
+	recovery.UndoPlaceholder(s.st.State(), s.st.ID)
+	if s.opened != nil {
+		warn("teardown: ", s.opened.Close())
+	}
+	if j := s.st.Journal(); j.HostTree != "" {
+		warn("teardown: ", mount.UnmountUnder(j.HostTree))
+	}
+	warn("teardown: ", recovery.UndoLoops(s.st.State(), s.st.ID))
+	warn("", s.st.End())
+}

@@ -1,0 +1,28 @@
+package engine
+
+import "time"
+
+// Phase is how long one step of a session took.
+type Phase struct {
+	Name string  `json:"name"`
+	MS   float64 `json:"ms"`
+}
+
+// timer records a session's phases.
+type timer struct{ phases []Phase }
+
+// start times a phase; call the result when it ends. A phase in several
+// steps adds them up.
+func (t *timer) start(name string) func() {
+	begin := time.Now()
+	return func() {
+		ms := float64(time.Since(begin).Microseconds()) / 1000
+		for i := range t.phases {
+			if t.phases[i].Name == name {
+				t.phases[i].MS += ms
+				return
+			}
+		}
+		t.phases = append(t.phases, Phase{Name: name, MS: ms})
+	}
+}

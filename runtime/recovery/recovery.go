@@ -1,0 +1,234 @@
+// Package recovery undoes what killed nixrescue sessions left, found
+// through their state (runtime/state): their containers and processes,
+// cgroups, loop devices and partitions, mount points made in targets, and
+// the state itself. The engine calls it before a session opens its own
+// target (what was left may be in it); nixrescue cleanup calls Recover.
+package recovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nixrescue/nixrescue/runtime/backend/containerd"
+	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
+	"github.com/nixrescue/nixrescue/runtime/guard"
+	"github.com/nixrescue/nixrescue/runtime/host"
+	"github.com/nixrescue/nixrescue/runtime/mount"
+	"github.com/nixrescue/nixrescue/runtime/rootfs"
+	"github.com/nixrescue/nixrescue/runtime/state"
+)
+
+// Options say where to look for what killed sessions left.
+type Options struct {
+	StateDir string
+	// All also removes nixrescue cgroups that no session's state names
+	// (left by a crash while the state was being written).
+	All bool
+	// Containerd, when set, is where containerd containers of dead
+	// sessions are looked for.
+	Containerd *containerd.Runner
+}
+
+// Recovered is what Recover removed and what it left alone.
+type Recovered struct {
+	// Removed are the sessions whose leftovers were removed.
+	Removed []string
+	// Containers are containerd containers of dead sessions, deleted
+	// (namespace/id).
+	Containers []string
+	// Cgroups are stray nixrescue cgroups removed (All).
+	Cgroups []string
+	// Live are the sessions still running, left alone.
+	Live []string
+}
+
+// Recover undoes what killed sessions left: their containers and
+// processes, cgroups, loop devices and partitions, mount points made in
+// targets, state. Sessions still running are left alone. It returns what
+// it did even when it fails midway.
+func Recover(ctx context.Context, o Options) (Recovered, error) {
+	var r Recovered
+	dir := state.At(o.StateDir)
+	live, _, err := dir.Sessions()
+	if err != nil {
+		return r, err
+	}
+	r.Live = live
+	if _, err := os.Stat(dir.SessionsDir()); err == nil || o.Containerd != nil {
+		if dir, err = state.Open(o.StateDir); err != nil {
+			return r, err
+		}
+		r.Removed, r.Containers, err = RemoveStale(ctx, dir, o.Containerd)
+		if err != nil {
+			return r, err
+		}
+	}
+	if o.All {
+		r.Cgroups, err = removeCgroups("nixrescue-*", dir.Live)
+		if err != nil {
+			return r, err
+		}
+	}
+	dir.RemoveIfUnused()
+	return r, nil
+}
+
+// RemoveStale removes what killed sessions left: first their containerd
+// containers (when a containerd is at hand), whose processes may hold the
+// rest, then everything their journals record, then the claims nobody
+// holds.
+func RemoveStale(ctx context.Context, dir *state.Dir, cd *containerd.Runner) (sessions, containers []string, err error) {
+	if cd != nil {
+		if containers, err = cd.Leftovers(ctx, dir.Live); err != nil {
+			return nil, containers, err
+		}
+	}
+	_, stale, err := dir.Sessions()
+	if err != nil {
+		return nil, containers, err
+	}
+	for _, id := range stale {
+		if err := undoSession(dir, id); err != nil {
+			return sessions, containers, err
+		}
+		sessions = append(sessions, id)
+	}
+	dir.RemoveStaleClaims()
+	return sessions, containers, nil
+}
+
+// undoSession undoes what dead session id left: its container and its
+// processes (through its cgroup: a containerd that died with the session
+// killed none), the mount point it made in a target, its private tree,
+// its loop devices, its directory.
+func undoSession(dir *state.Dir, id string) error {
+	if err := embedded.DestroyByID(dir.ContainersDir(), id); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("destroy the container of stale session %s: %w", id, err)
+	}
+	UndoPlaceholder(dir, id)
+	if _, err := removeCgroups(id, func(string) bool { return false }); err != nil {
+		return fmt.Errorf("undo stale session %s: %w", id, err)
+	}
+	if j, err := dir.ReadJournal(id); err == nil && j.HostTree != "" {
+		if err := mount.UnmountUnder(j.HostTree); err != nil {
+			return fmt.Errorf("undo stale session %s: %w", id, err)
+		}
+	}
+	if err := UndoLoops(dir, id); err != nil {
+		return fmt.Errorf("undo stale session %s: %w", id, err)
+	}
+	if err := dir.RemoveSession(id); err != nil {
+		return fmt.Errorf("remove stale session %s: %w", id, err)
+	}
+	return nil
+}
+
+// UndoPlaceholder removes the resolv.conf mount point session id made in
+// its target, if it is still the empty file it made. For a target the
+// session mounted itself this only works while it is mounted: a killed
+// session's placeholder stays in the image (it is empty).
+func UndoPlaceholder(dir *state.Dir, id string) {
+	j, err := dir.ReadJournal(id)
+	if err != nil || j.Placeholder == "" {
+		return
+	}
+	d, err := rootfs.OpenDir(j.Root, path.Dir(j.Placeholder), false)
+	if err != nil {
+		return
+	}
+	defer d.Close()
+	fd := int(d.Fd())
+	var st unix.Stat_t
+	if unix.Fstatat(fd, path.Base(j.Placeholder), &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+		return
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0 && st.Ino == j.Inode {
+		_ = unix.Unlinkat(fd, path.Base(j.Placeholder), 0)
+	}
+}
+
+// UndoLoops releases the loop devices session id's journal records, if
+// they are still attached to the same files: normally they went by
+// themselves (autoclear) once nothing held them.
+func UndoLoops(dir *state.Dir, id string) error {
+	j, err := dir.ReadJournal(id)
+	if err != nil {
+		return nil
+	}
+	var first error
+	for _, l := range j.Loops {
+		if err := releaseLoop(l); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// releaseLoop detaches a recorded loop device if it still serves the
+// recorded file, removing the partitions added to it first.
+func releaseLoop(l state.Loop) error {
+	name := filepath.Base(l.Device)
+	if mount.BackingFile(name) != l.Backing {
+		return nil
+	}
+	if f, err := os.Open(l.Device); err == nil {
+		for _, n := range l.Partitions {
+			_ = mount.DeletePartition(f, n)
+		}
+		f.Close()
+	}
+	if err := mount.Detach(l.Device); err != nil {
+		return fmt.Errorf("detach %s: %w", l.Device, err)
+	}
+	// Detaching waits for the last user; give it a moment.
+	deadline := time.Now().Add(3 * time.Second)
+	for mount.BackingFile(name) == l.Backing {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s (%s) is still in use: it will detach when its last user ends", l.Device, l.Backing)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+// removeCgroups kills the processes of the cgroups named like pattern (in
+// every hierarchy) whose session is not live (guard.KillCgroup, as a
+// session's guard does), and removes the cgroups: what a container whose
+// runtime is gone (a containerd that died) leaves.
+func removeCgroups(pattern string, live func(string) bool) ([]string, error) {
+	var removed []string
+	killed := map[string]bool{}
+	for _, d := range host.CgroupDirs(pattern) {
+		id := filepath.Base(d)
+		if live(id) {
+			continue
+		}
+		if !killed[id] {
+			killed[id] = true
+			if err := guard.KillCgroup("/" + id); err != nil {
+				return removed, err
+			}
+		}
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			err := syscall.Rmdir(d)
+			if err == nil || errors.Is(err, os.ErrNotExist) {
+				removed = append(removed, d)
+				break
+			}
+			if time.Now().After(deadline) {
+				return removed, fmt.Errorf("remove cgroup %s: %w", d, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return removed, nil
+}

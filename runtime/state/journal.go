@@ -1,0 +1,62 @@
+package state
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// Journal is what a session holds and made, written as it goes, so that
+// what a killed session left can be found and undone. Its field names are
+// what undo.json holds: a newer nixrescue reads an older one's.
+type Journal struct {
+	// PID is the nixrescue process the user started.
+	PID    int    `json:"pid"`
+	Target string `json:"target,omitempty"`
+	// Root, Placeholder and Inode name the empty file the session made
+	// in the target as the mount point of resolv.conf.
+	Root        string `json:"root,omitempty"`
+	Placeholder string `json:"placeholder,omitempty"`
+	Inode       uint64 `json:"inode,omitempty"`
+	Loops       []Loop `json:"loops,omitempty"`
+	// HostTree is the session's directory when it is a private mount
+	// tree of the host's mount namespace (the containerd backend).
+	HostTree string `json:"host_tree,omitempty"`
+}
+
+// Loop is a loop device a session attached, and the partitions it added
+// to it.
+type Loop struct {
+	Device     string `json:"device"`
+	Backing    string `json:"backing"`
+	Partitions []int  `json:"partitions,omitempty"`
+}
+
+// Journal is the session's journal as recorded so far.
+func (s *Session) Journal() Journal { return s.journal }
+
+// Record changes the journal and writes it (a temporary file renamed over
+// the old: a crash leaves the one or the other).
+func (s *Session) Record(change func(*Journal)) error {
+	change(&s.journal)
+	b, _ := json.Marshal(s.journal)
+	tmp := filepath.Join(s.Dir(), "undo.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("record session: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(s.Dir(), "undo.json")); err != nil {
+		return fmt.Errorf("record session: %w", err)
+	}
+	return nil
+}
+
+// ReadJournal reads session id's journal.
+func (d *Dir) ReadJournal(id string) (Journal, error) {
+	var j Journal
+	b, err := os.ReadFile(filepath.Join(d.SessionDir(id), "undo.json"))
+	if err != nil {
+		return j, err
+	}
+	return j, json.Unmarshal(b, &j)
+}
