@@ -87,7 +87,8 @@ func main() {
 	iterations := flag.Int("iterations", 9, "runs of each case (interleaved)")
 	smoke := flag.Bool("smoke", false, "one run of each case and concurrency 1 and 2: that it all still works, no figures")
 	bin := flag.String("nixrescue", "", "the static nixrescue binary")
-	out := flag.String("out", "", "write bench.md and bench.json into this directory")
+	out := flag.String("out", "", "write the performance page (docs/performance.md) to this `FILE`")
+	jsonOut := flag.String("json", "", "write the figures as JSON to this `FILE`")
 	flag.Parse()
 	if *bin == "" {
 		fail("give the static nixrescue with -nixrescue (hack/bench builds it)")
@@ -110,9 +111,15 @@ func main() {
 	md := r.markdown()
 	fmt.Print(md)
 	if *out != "" {
+		if err := os.WriteFile(*out, []byte(r.page()), 0o644); err != nil {
+			fail(err.Error())
+		}
+	}
+	if *jsonOut != "" {
 		j, _ := json.MarshalIndent(r, "", "  ")
-		_ = os.WriteFile(filepath.Join(*out, "bench.json"), append(j, '\n'), 0o644)
-		_ = os.WriteFile(filepath.Join(*out, "bench.md"), []byte(md), 0o644)
+		if err := os.WriteFile(*jsonOut, append(j, '\n'), 0o644); err != nil {
+			fail(err.Error())
+		}
 	}
 	for _, c := range r.Cases {
 		if len(c.Errors) > 0 {
@@ -194,7 +201,7 @@ func bench(work, bin string, iterations int, smoke bool) (*Report, error) {
 			`unshare --fork --mount --uts --pid --mount-proc --propagation private sh -ec "mount --rbind /dev ` + q(root+"/dev") + ` && mount --rbind /sys ` + q(root+"/sys") + ` && chroot ` + q(root) + ` /bin/sh -c true"`)},
 		{Name: "(b) the seed's procedure: mount -R /dev /proc /sys, chroot, umount", Group: "start", run: sh(
 			// In a private mount namespace: a recursive unmount under shared
-			// propagation can take host mounts with it (FIELD-NOTES).
+			// propagation can take host mounts with it (mount_namespaces(7)).
 			`unshare --mount --propagation private sh -ec "for d in dev proc sys; do mount -R /\$d ` + q(root) + `/\$d; done; chroot ` + q(root) + ` /bin/sh -c true; for d in dev proc sys; do umount -R ` + q(root) + `/\$d; done"`)},
 		{Name: "(c) systemd-nspawn --pipe", Group: "start", run: func(int) sample {
 			return timed("systemd-nspawn", "--pipe", "-q", "--register=no", "--keep-unit", "-D", root, "/bin/sh", "-c", "true")
@@ -409,6 +416,47 @@ func machine() string {
 		return string(s)
 	}
 	return fmt.Sprintf("%s %s, %d cores, %s", rel(u.Sysname), rel(u.Release), runtime.NumCPU(), runtime.Version())
+}
+
+// page is docs/performance.md: how nixrescue is measured and how to read
+// the figures, and the latest run's.
+func (r *Report) page() string {
+	return `# Performance
+
+Written by ` + "`hack/run-bench -iterations N -out docs/performance.md`" + ` (the Go program in
+hack/bench, with the static nixrescue, a private containerd, runc and
+systemd-nspawn): the latest run, on the machine it names. Figures are only
+comparable within one run: each is a ratio of nixrescue against a baseline
+doing the same job, measured in the same invocation, their runs
+interleaved, each starting on a settled machine (sync, then a short rest,
+so that no case pays for the kernel work the previous one left).
+
+How to read it:
+
+- **start**: a container (or its stand-in) that runs ` + "`true`" + ` on a mounted
+  root, no activation. nixrescue's embedded start is set against (a) the
+  way nixos-enter works (unshare, rbind /dev and /sys, chroot), (c)
+  systemd-nspawn, and (d) ` + "`runc run`" + ` on the bundle ` + "`nixrescue spec --bundle`" + `
+  writes (the same libcontainer, without nixrescue); its containerd start
+  against (e) ` + "`ctr run --rm --rootfs`" + `.
+- **whole session**: ` + "`nixrescue run IMAGE -- true`" + ` (attach, discover, mount,
+  activate, run, tear down) against the seed's manual procedure on the
+  same image (losetup, partx, mounts, chroot activate, chroot true,
+  unmounts).
+- **sessions at once**: distinct images, each number of sessions run as
+  many rounds as the cases have runs; throughput at 8 is sessions per
+  second at 8 against 1.
+- **peak RSS**: nixrescue's largest resident set in its cases.
+- nixrescue's own ` + "`--json`" + ` reports (` + "`run --json`, `rebuild --json`" + `) give the
+  phases of one session: attach, discover, mount, container create,
+  activation, command, teardown.
+
+A target not met is said in the table (met: false). ` + "`hack/run-bench -smoke`" + ` (one
+run of each, no figures) is part of ` + "`hack/test`" + `, so that the benchmark cannot rot.
+
+## Latest run
+
+` + r.markdown()
 }
 
 func (r *Report) markdown() string {
