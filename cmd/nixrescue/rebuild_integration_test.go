@@ -19,7 +19,7 @@ import (
 
 // Images with a real Nix and GRUB, built once per run.
 const (
-	imgSeed    = "seed"     // BIOS disk, configuration for systemd-boot: the seed's machine
+	imgSeed    = "seed"     // BIOS disk, configuration for systemd-boot: the machine of the manual procedure's story: prepared for UEFI, booted by BIOS
 	imgRealNix = "real-nix" // BIOS disk, GRUB on /dev/sdz
 )
 
@@ -108,10 +108,10 @@ func boot(t *testing.T, img string, timeout time.Duration) qemuboot.Result {
 	return r
 }
 
-// TestRebuildSeedScenario is the seed's story: an install prepared for
-// UEFI on a machine that boots by BIOS, so no GRUB in its boot sector. The
-// user switches the configuration to GRUB on the disk and rebuilds; the
-// disk boots.
+// TestRebuildSeedScenario is the story of the manual procedure, told
+// with nixrescue: an install prepared for UEFI on a machine that boots by
+// BIOS, so no GRUB in its boot sector. The user switches the
+// configuration to GRUB on the disk and rebuilds; the disk boots.
 func TestRebuildSeedScenario(t *testing.T) {
 	testenv.Require(t)
 	img := realNixImage(t, imgSeed)

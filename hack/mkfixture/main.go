@@ -17,7 +17,7 @@ func main() {
 	hostname := flag.String("hostname", "nixfixture", "the target's hostname")
 	busybox := flag.String("busybox", "/bin/busybox", "static busybox to copy in")
 	realNix := flag.Bool("real-nix", false, "put a real Nix, GRUB and udevadm (the host's) into the store (root needed)")
-	image := flag.String("image", "", "write a disk image of this `layout` (bios, efi, btrfs, xfs-nix, bare) to the path instead of a directory (root needed)")
+	image := flag.String("image", "", "write a disk image of this `layout` (bios, efi, btrfs, xfs-nix, bare, mbr, gpt-4k) to the path instead of a directory (root needed)")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: mkfixture [flags] DIR\n       mkfixture -image LAYOUT [flags] FILE")
 		flag.PrintDefaults()
