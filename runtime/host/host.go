@@ -15,7 +15,7 @@ import (
 	"strings"
 
 	"github.com/moby/sys/capability"
-	"github.com/moby/sys/mountinfo"
+	"github.com/nixrescue/nixrescue/runtime/mount"
 	"golang.org/x/sys/unix"
 )
 
@@ -59,7 +59,7 @@ func Read() (Facts, error) {
 		return Facts{}, fmt.Errorf("read mount table: %w", err)
 	}
 	defer mi.Close()
-	initramfs, err := RootIsInitramfs(mi)
+	initramfs, err := mount.RootIsInitramfs(mi)
 	if err != nil {
 		return Facts{}, err
 	}
@@ -121,19 +121,6 @@ func readCounter(file, key string) (uint64, bool) {
 		}
 	}
 	return 0, false
-}
-
-// RootIsInitramfs reads a mountinfo file and tells whether / is the
-// kernel's rootfs (an initramfs never switched away from).
-func RootIsInitramfs(r io.Reader) (bool, error) {
-	mounts, err := mountinfo.GetMountsFromReader(r, func(m *mountinfo.Info) (skip, stop bool) {
-		return m.Mountpoint != "/", false
-	})
-	if err != nil {
-		return false, fmt.Errorf("read mount table: %w", err)
-	}
-	// With several mounts on /, the last one is in effect.
-	return len(mounts) > 0 && mounts[len(mounts)-1].FSType == "rootfs", nil
 }
 
 // EFIBooted tells whether the host under sysfs root sys booted by EFI.

@@ -41,21 +41,6 @@ func TestParseBoundingSetEmptyAndBad(t *testing.T) {
 	}
 }
 
-func TestRootIsInitramfs(t *testing.T) {
-	disk := "22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
-	initramfs := "1 1 0:2 / / rw - rootfs rootfs rw\n"
-	switchedRoot := initramfs + "25 1 254:0 / / rw - ext4 /dev/vda rw\n"
-	for in, want := range map[string]bool{disk: false, initramfs: true, switchedRoot: false} {
-		got, err := RootIsInitramfs(strings.NewReader(in))
-		if err != nil || got != want {
-			t.Errorf("%q: got %v %v, want %v", in, got, err, want)
-		}
-	}
-	if _, err := RootIsInitramfs(strings.NewReader("garbage\n")); err == nil {
-		t.Error("malformed mountinfo accepted")
-	}
-}
-
 func TestCgroupMemoryFiles(t *testing.T) {
 	dir := t.TempDir()
 	// cgroup v1's memory.oom_control, and v2's memory.events.

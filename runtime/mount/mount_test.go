@@ -1,6 +1,7 @@
 package mount
 
 import (
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -21,5 +22,20 @@ func TestPartitionPath(t *testing.T) {
 		if got := PartitionPath(disk, 2); got != want {
 			t.Errorf("%s: %s, want %s", disk, got, want)
 		}
+	}
+}
+
+func TestRootIsInitramfs(t *testing.T) {
+	disk := "22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
+	initramfs := "1 1 0:2 / / rw - rootfs rootfs rw\n"
+	switchedRoot := initramfs + "25 1 254:0 / / rw - ext4 /dev/vda rw\n"
+	for in, want := range map[string]bool{disk: false, initramfs: true, switchedRoot: false} {
+		got, err := RootIsInitramfs(strings.NewReader(in))
+		if err != nil || got != want {
+			t.Errorf("%q: got %v %v, want %v", in, got, err, want)
+		}
+	}
+	if _, err := RootIsInitramfs(strings.NewReader("garbage\n")); err == nil {
+		t.Error("malformed mountinfo accepted")
 	}
 }

@@ -3,6 +3,7 @@ package mount
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,9 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 )
+
+// Info is a mount as a mount table lists it (moby/sys/mountinfo's).
+type Info = mountinfo.Info
 
 // NamespaceMount is a mount of some mount namespace of this host.
 type NamespaceMount struct {
@@ -27,7 +31,8 @@ type NamespaceMount struct {
 // mount table, so /proc/self/mountinfo alone cannot tell whether a
 // filesystem is mounted. Each namespace is read once, through one of its
 // processes; processes that end meanwhile are passed over.
-func Everywhere(filter mountinfo.FilterFunc) ([]NamespaceMount, error) {
+func Everywhere(keep func(*Info) bool) ([]NamespaceMount, error) {
+	filter := func(m *Info) (skip, stop bool) { return !keep(m), false }
 	procs, err := filepath.Glob("/proc/[0-9]*")
 	if err != nil {
 		return nil, err
@@ -85,4 +90,17 @@ func Under(dir string) ([]*mountinfo.Info, error) {
 		return nil, fmt.Errorf("read the mount table: %w", err)
 	}
 	return ms, nil
+}
+
+// RootIsInitramfs reads a mountinfo file and tells whether / is the
+// kernel's rootfs (an initramfs never switched away from).
+func RootIsInitramfs(r io.Reader) (bool, error) {
+	mounts, err := mountinfo.GetMountsFromReader(r, func(m *mountinfo.Info) (skip, stop bool) {
+		return m.Mountpoint != "/", false
+	})
+	if err != nil {
+		return false, fmt.Errorf("read mount table: %w", err)
+	}
+	// With several mounts on /, the last one is in effect.
+	return len(mounts) > 0 && mounts[len(mounts)-1].FSType == "rootfs", nil
 }

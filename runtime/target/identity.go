@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/moby/sys/mountinfo"
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/mount"
 	"golang.org/x/sys/unix"
@@ -135,8 +134,8 @@ func loopBacking(name string) (dev, ino uint64, ok bool) {
 // the data keys name (DeviceKeys): the same filesystem under any device
 // name, mounted where nothing in this process's mount table shows it.
 func MountedReadWrite(keys []Key) ([]mount.NamespaceMount, error) {
-	mounts, err := mount.Everywhere(func(m *mountinfo.Info) (skip, stop bool) {
-		return (m.Major == 0 && !strings.HasPrefix(m.Source, "/dev/")) || !mount.ReadWrite(m), false
+	mounts, err := mount.Everywhere(func(m *mount.Info) bool {
+		return (m.Major != 0 || strings.HasPrefix(m.Source, "/dev/")) && mount.ReadWrite(m)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read the mount tables: %w", err)
