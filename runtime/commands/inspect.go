@@ -47,6 +47,9 @@ func Inspect(ctx context.Context, o Options) (*Report, error) {
 	if sys, err := nixos.ResolveSystem(root, o.Container.System); err == nil {
 		r.CurrentSystem, r.CurrentGeneration = sys.StorePath, sys.Generation
 		r.Bootloader = nixos.DetectBootloader(root, sys.StorePath)
+		if w := missingESP(s, sys.StorePath); w != "" {
+			r.Warnings = append(r.Warnings, w)
+		}
 	} else {
 		r.Warnings = append(r.Warnings, err.Error())
 		r.Bootloader = nixos.Bootloader{Kind: "unknown"}
@@ -57,7 +60,7 @@ func Inspect(ctx context.Context, o Options) (*Report, error) {
 		}
 	}
 	if r.Bootloader.Kind == "systemd-boot" && !r.HostEFI {
-		r.Warnings = append(r.Warnings, "the system boots with systemd-boot but this host did not boot by EFI: a rebuild cannot write EFI variables from here")
+		r.Warnings = append(r.Warnings, "the system boots with systemd-boot but this host did not boot by EFI: a rebuild from here makes no NVRAM boot entry, and the firmware will boot the disk through the fallback path EFI/BOOT/BOOTX64.EFI")
 	}
 	return r, nil
 }

@@ -60,13 +60,31 @@ func Rebuild(ctx context.Context, ro RebuildOptions) (*RunReport, int, error) {
 		rep.Bootloader = bootloaderAfter(s.Root(), installing, code)
 	}
 	rep.SystemAfter, rep.GenerationAfter = currentGeneration(s.Root())
+	esp := ""
+	if err == nil && code != 0 {
+		esp = missingESP(s, rep.SystemAfter)
+	}
 	s.Close()
 	rep.ended(s)
 	rep.ExitStatus = code
 	if code != 0 {
 		seen.hint(o.Log, o.Container.NetworkNone)
 	}
+	bootloaderHints(o.Log, rep.Bootloader, esp)
 	return rep, code, err
+}
+
+// bootloaderHints says what a rebuild or rollback left undone for an EFI
+// bootloader: an ESP not mounted (esp, from missingESP), or no NVRAM
+// entry made from a host that did not boot by EFI.
+func bootloaderHints(log logger, step *BootloaderStep, esp string) {
+	if esp != "" {
+		log.Info(esp, "kind", "hint")
+	}
+	if n := noNVRAMEntry(step); n != "" {
+		step.NVRAMEntry = "none: the host did not boot by EFI"
+		log.Info(n, "kind", "hint")
+	}
 }
 
 // hasRebuild refuses a system without nixos-rebuild on its PATH.

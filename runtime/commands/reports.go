@@ -64,4 +64,7 @@ type BootloaderStep struct {
 	// "configured" (its configuration was written, the bootloader not
 	// installed), or "failed".
 	Action string `json:"action"`
+	// NVRAMEntry is set when systemd-boot was installed but no EFI boot
+	// entry could be made: why ("none: the host did not boot by EFI").
+	NVRAMEntry string `json:"nvram_entry,omitempty"`
 }

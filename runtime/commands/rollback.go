@@ -44,9 +44,14 @@ func Rollback(ctx context.Context, ro RollbackOptions) (*RunReport, int, error) 
 		rep.Bootloader = bootloaderAfter(s.Root(), false, code)
 	}
 	rep.SystemAfter, rep.GenerationAfter = currentGeneration(s.Root())
+	esp := ""
+	if err == nil && code != 0 {
+		esp = missingESP(s, rep.SystemAfter)
+	}
 	s.Close()
 	rep.ended(s)
 	rep.ExitStatus = code
+	bootloaderHints(o.Log, rep.Bootloader, esp)
 	return rep, code, err
 }
 

@@ -110,6 +110,9 @@ func (s *Session) create(ctx context.Context, p *Prepared, args []string) (spec 
 	if runner, err = s.runner(p.options.NoPivot || p.Host.InitramfsRoot); err != nil {
 		return nil, nil, err
 	}
+	if p.Host.InitramfsRoot {
+		s.log.Info("this host's / is its initramfs: the container's root is entered with MS_MOVE and chroot (runc's no-pivot mode)", "verbose", true)
+	}
 	if ctx.Err() != nil || s.fwd.interrupted() {
 		return nil, nil, ErrInterrupted
 	}

@@ -111,7 +111,19 @@ type Bootloader struct {
 	Installer string `json:"installer,omitempty"`
 	// Config is GRUB's grub-config.xml, when GRUB.
 	Config string `json:"config,omitempty"`
+	// ESP is where the configuration mounts the EFI system partition
+	// it installs to (boot.loader.efi.efiSysMountPoint), for systemd-boot
+	// and GRUB with efiSupport.
+	ESP string `json:"esp,omitempty"`
 }
+
+// DefaultESP is boot.loader.efi.efiSysMountPoint's default.
+const DefaultESP = "/boot"
+
+// espRE matches where systemd-boot-builder.py (as substituted by
+// systemd-boot.nix) says the ESP is: EFI_SYS_MOUNT_POINT = "/boot", or
+// = Path("/boot") in newer ones.
+var espRE = lazyre.New(`EFI_SYS_MOUNT_POINT\s*=\s*(?:Path\()?["']?(/[^"')\s]*)`)
 
 // storeRefRE matches a store path and a path inside it.
 var storeRefRE = lazyre.New(`/nix/store/[0-9a-z]{32}-[A-Za-z0-9+._?=-]+(/[A-Za-z0-9+._?=/-]+)?`)
@@ -133,16 +145,32 @@ func DetectBootloader(root, system string) Bootloader {
 			for _, cfg := range storeRefs(root, ref) {
 				if strings.HasSuffix(cfg, "grub-config.xml") {
 					b.Config = cfg
-					b.Devices, b.Kind = readGrubConfig(root, cfg)
+					b.Devices, b.Kind, b.ESP = readGrubConfig(root, cfg)
 				}
 			}
 			return b
 		case strings.Contains(ref, "systemd-boot"):
-			b.Installer, b.Kind = ref, "systemd-boot"
+			b.Installer, b.Kind, b.ESP = ref, "systemd-boot", systemdBootESP(root, ref)
 			return b
 		}
 	}
 	return b
+}
+
+// systemdBootESP reads where systemd-boot's installer puts the ESP: in
+// the installer, or in a file it names (install-systemd-boot.sh runs
+// the substituted systemd-boot-builder.py).
+func systemdBootESP(root, installer string) string {
+	for _, f := range append([]string{installer}, storeRefs(root, installer)...) {
+		b, err := rootfs.ReadHead(root, f, maxScript)
+		if err != nil {
+			continue
+		}
+		if m := espRE().FindSubmatch(b); m != nil {
+			return string(m[1])
+		}
+	}
+	return DefaultESP
 }
 
 // storeRefs lists the store paths named in a file of the target.
@@ -154,12 +182,12 @@ func storeRefs(root, p string) []string {
 	return storeRefRE().FindAllString(string(b), -1)
 }
 
-// readGrubConfig reads the devices and EFI support of a grub-config.xml
-// (builtins.toXML of the GRUB module's settings).
-func readGrubConfig(root, p string) ([]string, string) {
+// readGrubConfig reads the devices, EFI support and ESP of a
+// grub-config.xml (builtins.toXML of the GRUB module's settings).
+func readGrubConfig(root, p string) ([]string, string, string) {
 	f, err := rootfs.Open(root, p)
 	if err != nil {
-		return nil, "grub-bios"
+		return nil, "grub-bios", ""
 	}
 	defer f.Close()
 	type value struct {
@@ -175,9 +203,9 @@ func readGrubConfig(root, p string) ([]string, string) {
 		Attrs []attr `xml:"attrs>attr"`
 	}
 	if err := xml.NewDecoder(io.LimitReader(f, maxScript)).Decode(&doc); err != nil {
-		return nil, "grub-bios"
+		return nil, "grub-bios", ""
 	}
-	kind := "grub-bios"
+	kind, esp := "grub-bios", DefaultESP
 	var devices []string
 	for _, a := range doc.Attrs {
 		switch a.Name {
@@ -191,9 +219,16 @@ func readGrubConfig(root, p string) ([]string, string) {
 			if a.Bool != nil && a.Bool.Value == "true" {
 				kind = "grub-efi"
 			}
+		case "efiSysMountPoint":
+			if a.String != nil && a.String.Value != "" {
+				esp = a.String.Value
+			}
 		}
 	}
-	return devices, kind
+	if kind != "grub-efi" {
+		esp = ""
+	}
+	return devices, kind, esp
 }
 
 // IsNixOSSystem tells whether p (inside root) is a NixOS system: what

@@ -565,3 +565,20 @@ func MissingMounts(fstab []FstabEntry, parts []Partition, mounted func(mountpoin
 	}
 	return out
 }
+
+// ESPCandidates are the partitions that look like an EFI system
+// partition: of the ESP's type (GPT, or 0xef in an MBR) first, then
+// those holding vfat.
+func ESPCandidates(parts []Partition) []Partition {
+	var typed, fat []Partition
+	for _, p := range parts {
+		switch {
+		case p.Extended || p.Device == "":
+		case p.PartType == "esp" || p.PartType == "0xef":
+			typed = append(typed, p)
+		case p.Type == "vfat":
+			fat = append(fat, p)
+		}
+	}
+	return append(typed, fat...)
+}

@@ -271,3 +271,20 @@ func TestMissingMounts(t *testing.T) {
 		t.Errorf("%+v: want /boot and /nix, on no known device", got)
 	}
 }
+
+func TestESPCandidates(t *testing.T) {
+	parts := []Partition{
+		{Number: 1, Device: "/dev/vda1", PartType: "bios_grub"},
+		{Number: 2, Device: "/dev/vda2", FS: FS{Type: "vfat"}},
+		{Number: 3, Device: "/dev/vda3", PartType: "esp", FS: FS{Type: "vfat"}},
+		{Number: 4, Device: "/dev/vda4", FS: FS{Type: "ext4"}},
+		{Number: 5, PartType: "esp"}, // no device
+	}
+	got := ESPCandidates(parts)
+	if len(got) != 2 || got[0].Number != 3 || got[1].Number != 2 {
+		t.Errorf("candidates %+v: want the ESP-typed partition 3, then the vfat one, 2", got)
+	}
+	if got := ESPCandidates([]Partition{{Number: 1, Device: "/dev/sda1", PartType: "0xef"}}); len(got) != 1 {
+		t.Errorf("an MBR ESP (0xef): %+v", got)
+	}
+}
