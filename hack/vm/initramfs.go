@@ -1,0 +1,231 @@
+package vm
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// InitramfsOptions say what goes into the rescue host's initramfs.
+type InitramfsOptions struct {
+	// Nixrescue is the static nixrescue under test: /bin/nixrescue.
+	Nixrescue string
+	// Tools are host programs a rescue system has, copied with their
+	// libraries to the same paths; default DefaultTools.
+	Tools []string
+	// Modules are loaded at boot, in order; default DefaultModules.
+	Modules []string
+}
+
+// DefaultTools are what a rescue system has beside busybox.
+var DefaultTools = []string{"/usr/sbin/blkid", "/usr/bin/efibootmgr"}
+
+// DefaultModules give the rescue host its disks (virtio, NVMe, AHCI),
+// filesystems (ext4, vfat), loop devices and EFI variables.
+var DefaultModules = []string{"virtio_pci", "virtio_blk", "nvme", "ahci", "sd_mod", "ext4", "vfat", "loop", "efivarfs"}
+
+// BuildInitramfs writes the rescue host's initramfs to out (a gzipped
+// newc cpio): Debian's busybox-static as its userland, the kernel modules
+// with their dependencies, the tools with their libraries, nixrescue, and
+// /init, which mounts what a rescue system mounts (cgroup2 only, efivarfs
+// when booted by EFI), waits for the machine's disks, runs /script with
+// its output on the second serial port, and powers off.
+func BuildInitramfs(k *Kernel, o InitramfsOptions, out string) error {
+	if o.Tools == nil {
+		o.Tools = DefaultTools
+	}
+	if o.Modules == nil {
+		o.Modules = DefaultModules
+	}
+	dir, err := os.MkdirTemp(filepath.Dir(out), ".initramfs-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	for _, d := range []string{"bin", "sbin", "usr/bin", "usr/sbin", "lib64", "etc/vm", "proc", "sys", "dev", "run", "tmp", "mnt", "root", "var/tmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := copyTo("/bin/busybox", filepath.Join(dir, "bin/busybox"), 0o755); err != nil {
+		return fmt.Errorf("busybox-static (hack/install-deps): %w", err)
+	}
+	if err := copyTo(o.Nixrescue, filepath.Join(dir, "bin/nixrescue"), 0o755); err != nil {
+		return err
+	}
+	if err := copyTools(dir, o.Tools); err != nil {
+		return err
+	}
+	mods, err := k.moduleFiles(o.Modules)
+	if err != nil {
+		return err
+	}
+	var load []string
+	for _, m := range o.Modules {
+		load = append(append(load, softDependencies[m]...), m)
+	}
+	for _, m := range mods {
+		if err := copyTo(filepath.Join(k.Tree, m), filepath.Join(dir, m), 0o644); err != nil {
+			return err
+		}
+	}
+	for _, f := range []string{"modules.order", "modules.builtin", "modules.builtin.modinfo"} {
+		src := filepath.Join(k.Tree, "lib/modules", k.Version, f)
+		if _, err := os.Stat(src); err == nil {
+			if err := copyTo(src, filepath.Join(dir, "lib/modules", k.Version, f), 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	if b, err := exec.Command("depmod", "-b", dir, k.Version).CombinedOutput(); err != nil {
+		return fmt.Errorf("depmod: %v: %s", err, bytes.TrimSpace(b))
+	}
+	files := map[string]string{
+		"init":           initScript,
+		"lib/vm.sh":      guestLibrary,
+		"etc/vm/modules": strings.Join(load, "\n") + "\n",
+		"etc/passwd":     "root:x:0:0:root:/root:/bin/sh\n",
+		"etc/group":      "root:x:0:\ndisk:x:6:\n",
+		"etc/hostname":   "rescue\n",
+	}
+	for name, content := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o755); err != nil {
+			return err
+		}
+	}
+	return WriteCpio(dir, out)
+}
+
+// WriteCpio archives dir (as root-owned files) into a gzipped newc cpio.
+func WriteCpio(dir, out string) error {
+	cmd := exec.Command("sh", "-c", `cd "$DIR" && find . | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 | gzip -1 > "$OUT.tmp" && mv "$OUT.tmp" "$OUT"`)
+	cmd.Env = append(os.Environ(), "DIR="+dir, "OUT="+out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("cpio (hack/install-deps): %v: %s", err, bytes.TrimSpace(b))
+	}
+	return nil
+}
+
+// copyTools copies programs and the libraries ldd lists for them to the
+// same paths under dir.
+func copyTools(dir string, tools []string) error {
+	libs := map[string]bool{}
+	for _, t := range tools {
+		if err := copyTo(t, filepath.Join(dir, t), 0o755); err != nil {
+			return fmt.Errorf("%s (hack/install-deps): %w", t, err)
+		}
+		out, err := exec.Command("ldd", t).Output()
+		if err != nil {
+			continue // static
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			f := strings.Fields(line)
+			switch {
+			case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
+				libs[f[2]] = true
+			case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
+				libs[f[0]] = true
+			}
+		}
+	}
+	for l := range libs {
+		real, err := filepath.EvalSymlinks(l)
+		if err != nil {
+			return err
+		}
+		if err := copyTo(real, filepath.Join(dir, l), 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func copyTo(src, dst string, mode os.FileMode) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, mode)
+}
+
+// initScript is the rescue host's /init: what a rescue system's own init
+// leaves mounted (proc, sysfs, devtmpfs, a tmpfs /run, cgroup2 alone at
+// /sys/fs/cgroup as on a systemd host of today, efivarfs when the
+// firmware is EFI), the modules loaded, the disks waited for; then
+// /script, its output on ttyS1 and its exit status after it; then power
+// off (the VM ends).
+const initScript = `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/root
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+echo /bin/modprobe > /proc/sys/kernel/modprobe
+while read -r m; do modprobe "$m" || echo "vm: modprobe $m failed"; done < /etc/vm/modules
+if [ -d /sys/firmware/efi ]; then mount -t efivarfs efivarfs /sys/firmware/efi/efivars; fi
+hostname rescue
+want=$(sed -n 's/.*nixrescue\.disks=\([0-9]*\).*/\1/p' /proc/cmdline)
+i=0
+while [ "$(ls /sys/class/block | grep -cE '^(vd[a-z]+|nvme[0-9]+n[0-9]+|sd[a-z]+)$')" -lt "${want:-0}" ] && [ $i -lt 200 ]; do
+  sleep 0.05; i=$((i+1))
+done
+stty -F /dev/ttyS1 raw -echo 2>/dev/null
+cd /root
+if [ -e /script ]; then
+  sh /script </dev/null >/dev/ttyS1 2>&1
+  echo "NIXRESCUE-VM-EXIT=$?" >/dev/ttyS1
+else
+  echo "vm: no /script" >/dev/ttyS1
+fi
+sync
+poweroff -f
+`
+
+// guestLibrary is /lib/vm.sh, for scripts: steps framed so that Steps
+// can split the output, and the host's state, so that a script can check
+// that nixrescue left the rescue host as it found it.
+const guestLibrary = `# Sourced by scripts run in the rescue VM (hack/vm).
+
+# step NAME COMMAND…: runs COMMAND with its stdout and stderr apart, each
+# framed, then its exit status; always returns 0.
+step() {
+  _name=$1; shift
+  "$@" </dev/null >/tmp/step.out 2>/tmp/step.err
+  _rc=$?
+  echo "@@@ stdout $_name"; cat /tmp/step.out
+  echo "@@@ stderr $_name"; cat /tmp/step.err
+  echo "@@@ exit $_name $_rc"
+  return 0
+}
+
+# host_state prints what a session must leave as it found it: mounts,
+# loop devices, device-mapper devices, /run, nixrescue's cgroups, and the
+# programs running other than busybox's own (this script's).
+host_state() {
+  awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { print $5, $(i+1), $(i+2); break } }' /proc/self/mountinfo | sort
+  losetup -a 2>/dev/null | sort
+  ls /dev/mapper 2>/dev/null | grep -v '^control$' | sort
+  find /run | sort
+  find /sys/fs/cgroup -type d -name 'nixrescue*' | sort
+  for p in /proc/[0-9]*; do readlink "$p/exe" 2>/dev/null; done | grep -vx /bin/busybox | sort
+}
+
+# snapshot keeps the host's state; unchanged compares with it (a step
+# named unchanged-LABEL whose stdout is the difference).
+snapshot() { host_state > /tmp/state.before; }
+unchanged() { host_state > /tmp/state.after; step "unchanged-$1" diff /tmp/state.before /tmp/state.after; }
+`

@@ -1,0 +1,227 @@
+// Package vm runs nixrescue's second rescue host, a VM, and boots repaired
+// disks. This machine's kernel has no vfat, device-mapper or nbd and did
+// not boot by EFI; a distribution kernel under qemu has all of them. The
+// rescue host is Debian's own kernel (hack/install-deps downloads it) with
+// an initramfs this package builds (BuildInitramfs): nixrescue's / is then
+// an initramfs, its disks are virtio (or NVMe, or AHCI) disks whose
+// partitions the kernel scanned, cgroup2 is the only cgroup hierarchy,
+// and under OVMF the host booted by EFI, with efivarfs.
+//
+// Machine.Rescue boots the rescue host and runs a script in it;
+// Machine.Boot boots the machine's disks through its firmware, the proof
+// that a repaired disk boots. Both are software-emulated (TCG): KVM
+// hangs a kernel on this project's CI machines. The command (go run
+// ./hack/vm/cmd) does both by hand.
+package vm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"time"
+)
+
+// Firmware is the machine's: SeaBIOS (BIOS) or OVMF (UEFI).
+type Firmware string
+
+const (
+	SeaBIOS Firmware = "seabios"
+	OVMF    Firmware = "ovmf"
+)
+
+// Debian's OVMF (package ovmf): the firmware and its variables' template.
+const (
+	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
+// Disk is a disk image attached to the machine, raw.
+type Disk struct {
+	Path string
+	// Interface is virtio (the default), nvme or ahci.
+	Interface string
+}
+
+// Machine is a VM's hardware.
+type Machine struct {
+	Firmware Firmware // default SeaBIOS
+	// Vars is OVMF's variable store (NVRAM): a file the machine reads and
+	// writes, made from Debian's template when it does not exist, so that
+	// a second machine can boot through the entries a first one made.
+	// Empty: a fresh copy, thrown away after.
+	Vars      string
+	Disks     []Disk
+	MemoryMiB int           // default 1024
+	Timeout   time.Duration // default 5 minutes
+}
+
+// Result is what a machine printed.
+type Result struct {
+	// Output is the rescue script's output (its own serial port); for
+	// Boot, the console.
+	Output string
+	// Console is the first serial port: firmware, bootloader, kernel.
+	Console string
+	// ExitStatus is the rescue script's, -1 when it reported none.
+	ExitStatus int
+	TimedOut   bool
+	Elapsed    time.Duration
+}
+
+// Rescue boots the rescue host (kernel k, initramfs) on the machine and
+// runs script there with sh; the machine powers off after it.
+func (m Machine) Rescue(ctx context.Context, k *Kernel, initramfs, script string) (Result, error) {
+	work, err := os.MkdirTemp("", "nixrescue-vm-")
+	if err != nil {
+		return Result{}, err
+	}
+	defer os.RemoveAll(work)
+	initrd, err := withScript(work, initramfs, script)
+	if err != nil {
+		return Result{}, err
+	}
+	args := []string{"-kernel", k.Image, "-initrd", initrd,
+		"-append", fmt.Sprintf("console=ttyS0 panic=-1 quiet loglevel=3 nixrescue.disks=%d", len(m.Disks))}
+	return m.run(ctx, work, args, true)
+}
+
+// Boot boots the machine from its disks through its firmware, until it
+// powers off, halts or times out.
+func (m Machine) Boot(ctx context.Context) (Result, error) {
+	work, err := os.MkdirTemp("", "nixrescue-vm-")
+	if err != nil {
+		return Result{}, err
+	}
+	defer os.RemoveAll(work)
+	return m.run(ctx, work, nil, false)
+}
+
+// exitRE is the line /init writes after the script.
+var exitRE = regexp.MustCompile(`(?m)^NIXRESCUE-VM-EXIT=(\d+)\s*$`)
+
+// ansiRE matches terminal escape sequences firmware and GRUB send.
+var ansiRE = regexp.MustCompile(`\x1b\[[0-9;?=]*[A-Za-z]|\x1b[()][A-Z0-9]|\r`)
+
+func (m Machine) run(ctx context.Context, work string, extra []string, rescue bool) (Result, error) {
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		return Result{}, errors.New("qemu-system-x86_64 is not installed: run hack/install-deps")
+	}
+	args, err := m.args(work)
+	if err != nil {
+		return Result{}, err
+	}
+	console, output := filepath.Join(work, "console"), filepath.Join(work, "output")
+	args = append(args, "-serial", "file:"+console)
+	if rescue {
+		args = append(args, "-serial", "file:"+output)
+	}
+	args = append(args, extra...)
+	timeout := m.Timeout
+	if timeout == 0 {
+		timeout = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, qemu, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	err = cmd.Run()
+	r := Result{Elapsed: time.Since(start), ExitStatus: -1}
+	c, _ := os.ReadFile(console)
+	r.Console = ansiRE.ReplaceAllString(string(c), "")
+	r.Output = r.Console
+	if rescue {
+		o, _ := os.ReadFile(output)
+		r.Output = ansiRE.ReplaceAllString(string(o), "")
+		if mm := exitRE.FindAllStringSubmatch(r.Output, -1); mm != nil {
+			r.ExitStatus, _ = strconv.Atoi(mm[len(mm)-1][1])
+		}
+	}
+	if ctx.Err() != nil {
+		r.TimedOut = true
+		return r, nil
+	}
+	if err != nil {
+		return r, fmt.Errorf("qemu: %v: %s", err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return r, nil
+}
+
+// args are qemu's for the machine's hardware: i440fx, one CPU, no
+// network, no display, no reboot (a reboot or a panic ends qemu).
+func (m Machine) args(work string) ([]string, error) {
+	mem := m.MemoryMiB
+	if mem == 0 {
+		mem = 1024
+	}
+	args := []string{"-machine", "pc", "-m", strconv.Itoa(mem), "-smp", "1", "-display", "none",
+		"-monitor", "none", "-nic", "none", "-no-reboot", "-nodefaults"}
+	switch m.Firmware {
+	case "", SeaBIOS:
+	case OVMF:
+		vars := m.Vars
+		if vars == "" {
+			vars = filepath.Join(work, "vars.fd")
+		}
+		if _, err := os.Stat(vars); errors.Is(err, os.ErrNotExist) {
+			if err := copyTo(ovmfVars, vars, 0o644); err != nil {
+				return nil, fmt.Errorf("OVMF (install ovmf: hack/install-deps): %w", err)
+			}
+		}
+		args = append(args, "-drive", "if=pflash,format=raw,readonly=on,file="+ovmfCode,
+			"-drive", "if=pflash,format=raw,file="+vars)
+	default:
+		return nil, fmt.Errorf("firmware %q: use seabios or ovmf", m.Firmware)
+	}
+	ahci := false
+	for i, d := range m.Disks {
+		id := fmt.Sprintf("disk%d", i)
+		drive := fmt.Sprintf("if=none,id=%s,format=raw,file=%s", id, d.Path)
+		switch d.Interface {
+		case "", "virtio":
+			args = append(args, "-drive", drive, "-device", "virtio-blk-pci,drive="+id)
+		case "nvme":
+			args = append(args, "-drive", drive, "-device", fmt.Sprintf("nvme,drive=%s,serial=nixrescue%d", id, i))
+		case "ahci":
+			if !ahci {
+				args = append(args, "-device", "ahci,id=ahci")
+				ahci = true
+			}
+			args = append(args, "-drive", drive, "-device", fmt.Sprintf("ide-hd,drive=%s,bus=ahci.%d", id, i))
+		default:
+			return nil, fmt.Errorf("disk interface %q: use virtio, nvme or ahci", d.Interface)
+		}
+	}
+	return args, nil
+}
+
+// withScript makes the rescue host's initramfs with script as /script:
+// the initramfs, then a second archive (the kernel unpacks one after the
+// other).
+func withScript(work, initramfs, script string) (string, error) {
+	dir := filepath.Join(work, "script")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "script"), []byte(script), 0o755); err != nil {
+		return "", err
+	}
+	extra := filepath.Join(work, "script.cpio.gz")
+	if err := WriteCpio(dir, extra); err != nil {
+		return "", err
+	}
+	out := filepath.Join(work, "initrd")
+	cmd := exec.Command("sh", "-c", `cat "$1" "$2" > "$3"`, "sh", initramfs, extra, out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("initrd: %v: %s", err, b)
+	}
+	return out, nil
+}
