@@ -17,7 +17,8 @@ func main() {
 	hostname := flag.String("hostname", "nixfixture", "the target's hostname")
 	busybox := flag.String("busybox", "/bin/busybox", "static busybox to copy in")
 	realNix := flag.Bool("real-nix", false, "put a real Nix, GRUB and udevadm (the host's) into the store (root needed)")
-	image := flag.String("image", "", "write a disk image of this `layout` (bios, efi, btrfs, xfs-nix, bare, mbr, gpt-4k) to the path instead of a directory (root needed)")
+	image := flag.String("image", "", "write a disk image of this `layout` (bios, efi, btrfs, xfs-nix, bare, mbr, gpt-4k, uefi, grub-efi) to the path instead of a directory (root needed)")
+	kernel := flag.String("kernel", "", "a real kernel `image` for the generations, with the fixture's initrd, so that the disk boots (hack/vm's: Debian's)")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: mkfixture [flags] DIR\n       mkfixture -image LAYOUT [flags] FILE")
 		flag.PrintDefaults()
@@ -28,7 +29,7 @@ func main() {
 		os.Exit(2)
 	}
 	dir := flag.Arg(0)
-	opts := fixture.Options{Hostname: *hostname, Resolv: fixture.ResolvShape(*resolv), Busybox: *busybox, RealNix: *realNix}
+	opts := fixture.Options{Hostname: *hostname, Resolv: fixture.ResolvShape(*resolv), Busybox: *busybox, RealNix: *realNix, Kernel: *kernel}
 	if *image != "" {
 		img, err := fixture.BuildImage(dir, fixture.ImageOptions{Layout: fixture.DiskLayout(*image), Root: opts})
 		if err != nil {
