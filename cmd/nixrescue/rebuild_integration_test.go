@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/nixrescue/nixrescue/hack/fixture"
-	"github.com/nixrescue/nixrescue/hack/qemuboot"
 	"github.com/nixrescue/nixrescue/hack/testenv"
+	"github.com/nixrescue/nixrescue/hack/vm"
 	"github.com/nixrescue/nixrescue/runtime/commands"
 )
 
@@ -21,6 +21,7 @@ import (
 const (
 	imgSeed    = "seed"     // BIOS disk, configuration for systemd-boot: the machine of the manual procedure's story: prepared for UEFI, booted by BIOS
 	imgRealNix = "real-nix" // BIOS disk, GRUB on /dev/sdz
+	imgNoESP   = "no-esp"   // UEFI disk, systemd-boot, but the fstab mounts nothing on /boot
 )
 
 var realNixImages sync.Once
@@ -39,6 +40,8 @@ func realNixImage(t *testing.T, name string) string {
 		for n, o := range map[string]fixture.ImageOptions{
 			imgSeed:    {Layout: fixture.LayoutBIOS, Root: fixture.Options{RealNix: true, Bootloader: fixture.BootSystemd}},
 			imgRealNix: {Layout: fixture.LayoutBIOS, Root: fixture.Options{RealNix: true}},
+			imgNoESP: {Layout: fixture.LayoutUEFI, Root: fixture.Options{RealNix: true},
+				Fstab: "# fileSystems.\"/boot\" was lost from hardware-configuration.nix\n/dev/disk/by-label/nixos / ext4 defaults 0 1\n"},
 		} {
 			img, err := fixture.BuildImage(filepath.Join(images.dir, n+".img"), o)
 			if err != nil {
@@ -99,9 +102,10 @@ func profileGeneration(t *testing.T, img string) string {
 	return strings.TrimSpace(r.stdout)
 }
 
-func boot(t *testing.T, img string, timeout time.Duration) qemuboot.Result {
+// boot boots the image by BIOS (SeaBIOS), as a virtio disk.
+func boot(t *testing.T, img string, timeout time.Duration) vm.Result {
 	t.Helper()
-	r, err := qemuboot.Boot(context.Background(), img, timeout)
+	r, err := vm.Machine{Disks: []vm.Disk{{Path: img}}, Timeout: timeout}.Boot(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,5 +295,42 @@ func TestNothingInsideSaysContainer(t *testing.T) {
 	want := hostPID + "\n" + hostCgroup + "\nNIXOS_INSTALL_BOOTLOADER=\n"
 	if r.code != 0 || r.stdout != want {
 		t.Errorf("inside:\n%s\nwant:\n%s\n%s", r.stdout, want, r.stderr)
+	}
+}
+
+// TestRebuildWithoutTheESP: a configuration with systemd-boot whose fstab
+// mounts nothing on /boot (hardware-configuration.nix lost it). The
+// installer refuses, as systemd-boot-builder.py's mount-point check does;
+// nixrescue says that the ESP is not mounted, which partition looks like
+// it, and how to mount it; inspect says so before anything is run.
+func TestRebuildWithoutTheESP(t *testing.T) {
+	testenv.Require(t)
+	img := realNixImage(t, imgNoESP)
+	fx := images.built[imgNoESP]
+	want := []string{"installs systemd-boot into its EFI system partition at /boot, but nothing is mounted there",
+		"partition 1 (", "EFI system partition) looks like it", "--boot UUID=" + fx.Partitions[1].UUID}
+	r := imageSession(t, "inspect", img, "--json")
+	for _, w := range want {
+		if r.code != 0 || !strings.Contains(r.stdout, w) {
+			t.Errorf("inspect: exit %d; its warnings lack %q:\n%s", r.code, w, r.stdout)
+		}
+	}
+	r = imageSession(t, "rebuild", img)
+	if r.code != 1 || !strings.Contains(r.stderr, "efiSysMountPoint = '/boot' is not a mounted partition") {
+		t.Fatalf("rebuild: exit %d, want the installer's refusal (1):\n%s", r.code, r.stderr)
+	}
+	hints := 0
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if strings.HasPrefix(l, "nixrescue: hint: the configuration installs systemd-boot") {
+			hints++
+			for _, w := range want {
+				if !strings.Contains(l, w) {
+					t.Errorf("the hint lacks %q: %s", w, l)
+				}
+			}
+		}
+	}
+	if hints != 1 {
+		t.Errorf("want one hint about the ESP, got %d:\n%s", hints, r.stderr)
 	}
 }

@@ -1,0 +1,353 @@
+package vm_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nixrescue/nixrescue/hack/fixture"
+	"github.com/nixrescue/nixrescue/hack/testenv"
+	"github.com/nixrescue/nixrescue/hack/vm"
+)
+
+// The rescue host in a VM: Debian's kernel, the initramfs of hack/vm with
+// the static nixrescue under test, and fixture disks with Debian's kernel
+// for their generations, so that a repaired disk boots to a marker. The
+// two tests run side by side (one VM each, then their boots), and each
+// boots its rescue host once for all its scenarios.
+
+var lab struct {
+	once      sync.Once
+	err       error
+	dir       string
+	kernel    *vm.Kernel
+	initramfs string
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if lab.dir != "" {
+		os.RemoveAll(lab.dir)
+	}
+	os.Exit(code)
+}
+
+// setup builds nixrescue and the rescue host's initramfs, once.
+func setup(t *testing.T) {
+	t.Helper()
+	testenv.Require(t)
+	lab.once.Do(func() {
+		if lab.dir, lab.err = os.MkdirTemp("", "nixrescue-vmtest-"); lab.err != nil {
+			return
+		}
+		var bin string
+		if bin, lab.err = testenv.BuildStatic("../..", lab.dir); lab.err != nil {
+			return
+		}
+		if lab.kernel, lab.err = vm.DebianKernel(); lab.err != nil {
+			return
+		}
+		lab.initramfs = filepath.Join(lab.dir, "initramfs.cpio.gz")
+		lab.err = vm.BuildInitramfs(lab.kernel, vm.InitramfsOptions{Nixrescue: bin}, lab.initramfs)
+	})
+	if lab.err != nil {
+		t.Fatal(lab.err)
+	}
+}
+
+// buildImage makes a fixture disk with a real Nix and GRUB, and Debian's
+// kernel for its generations.
+func buildImage(t *testing.T, name string, o fixture.ImageOptions) *fixture.Image {
+	t.Helper()
+	o.Root.RealNix = true
+	o.Root.Kernel = lab.kernel.Image
+	img, err := fixture.BuildImage(filepath.Join(lab.dir, name+".img"), o)
+	if err != nil {
+		t.Fatalf("build %s: %v", name, err)
+	}
+	return img
+}
+
+// rescue boots the rescue host on m and runs script; it fails the test
+// when the machine did not end or the script failed before its end.
+func rescue(t *testing.T, m vm.Machine, script string) map[string]vm.Step {
+	t.Helper()
+	m.Timeout = 6 * time.Minute
+	r, err := m.Rescue(context.Background(), lab.kernel, lab.initramfs, script)
+	t.Logf("%s rescue host: %.1f s", m.Firmware, r.Elapsed.Seconds())
+	if testing.Verbose() {
+		t.Logf("its output:\n%s", r.Output)
+	}
+	if err != nil || r.TimedOut || r.ExitStatus != 0 {
+		t.Fatalf("the rescue host (%s) ended badly: err %v, timed out %v, exit %d\nits output:\n%s\nits console:\n%s",
+			m.Firmware, err, r.TimedOut, r.ExitStatus, r.Output, r.Console)
+	}
+	return vm.Steps(r.Output)
+}
+
+// bootTo boots m's disks through its firmware and fails the test unless
+// the console shows, for each of lines, a line holding all its parts.
+func bootTo(t *testing.T, m vm.Machine, lines ...[]string) {
+	t.Helper()
+	m.Timeout = 3 * time.Minute
+	r, err := m.Boot(context.Background())
+	t.Logf("%s boot: %.1f s", m.Firmware, r.Elapsed.Seconds())
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	for _, parts := range lines {
+		found := false
+		for _, l := range strings.Split(r.Console, "\n") {
+			n := 0
+			for _, p := range parts {
+				if strings.Contains(l, p) {
+					n++
+				}
+			}
+			found = found || n == len(parts)
+		}
+		if !found {
+			t.Errorf("the boot (%s, timed out %v) showed no line with %q:\n%s", m.Firmware, r.TimedOut, parts, r.Console)
+		}
+	}
+}
+
+// step returns the named step and fails the test if it is missing.
+func step(t *testing.T, steps map[string]vm.Step, name string) vm.Step {
+	t.Helper()
+	s, ok := steps[name]
+	if !ok {
+		t.Fatalf("the script ran no step %q", name)
+	}
+	return s
+}
+
+// wantExit fails the test unless the step ended with code.
+func wantExit(t *testing.T, steps map[string]vm.Step, name string, code int) vm.Step {
+	t.Helper()
+	s := step(t, steps, name)
+	if s.ExitStatus != code {
+		t.Errorf("%s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", name, s.ExitStatus, code, s.Stdout, s.Stderr)
+	}
+	return s
+}
+
+// report is what nixrescue rebuild --json reports, the parts read here.
+type report struct {
+	GenerationAfter int `json:"generation_after"`
+	Bootloader      struct {
+		Kind       string `json:"kind"`
+		Action     string `json:"action"`
+		NVRAMEntry string `json:"nvram_entry"`
+	} `json:"bootloader"`
+	DiskAliases []struct {
+		Name, Device string
+	} `json:"disk_aliases"`
+}
+
+func rebuilt(t *testing.T, steps map[string]vm.Step, name, kind string) report {
+	t.Helper()
+	s := wantExit(t, steps, name, 0)
+	var r report
+	if err := json.Unmarshal([]byte(s.Stdout), &r); err != nil {
+		t.Fatalf("%s: report: %v\n%s\n%s", name, err, s.Stdout, s.Stderr)
+	}
+	if r.GenerationAfter != 3 || r.Bootloader.Kind != kind || r.Bootloader.Action != "installed" {
+		t.Errorf("%s: generation %d, bootloader %+v; want 3, %s installed\n%s", name, r.GenerationAfter, r.Bootloader, kind, s.Stderr)
+	}
+	return r
+}
+
+// copyVars copies an OVMF variable store, so that two machines can boot
+// from what one rescue host left in it.
+func copyVars(t *testing.T, vars string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "vars.fd")
+	if out, err := exec.Command("cp", vars, dst).CombinedOutput(); err != nil {
+		t.Fatalf("copy the variable store: %v %s", err, out)
+	}
+	return dst
+}
+
+// parallel runs each function in a goroutine and waits for all.
+func parallel(fs ...func()) {
+	var wg sync.WaitGroup
+	for _, f := range fs {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	wg.Wait()
+}
+
+// TestUEFIRescueHost is the manual procedure, UEFI edition, on a rescue
+// host booted by OVMF: a systemd-boot disk whose ESP lost its loader and
+// entries, and a GRUB-on-EFI disk, both rebuilt by nixrescue; the NVRAM
+// entries bootctl and grub-install made are then what boots each disk on
+// a fresh machine with the same variable store (the removable-media
+// fallback deleted first, so that only the entry can work).
+// hardware-config runs there too, on the virtio disk.
+func TestUEFIRescueHost(t *testing.T) {
+	setup(t)
+	t.Parallel()
+	sd := buildImage(t, "uefi-systemd-boot", fixture.ImageOptions{Layout: fixture.LayoutUEFI})
+	grub := buildImage(t, "uefi-grub", fixture.ImageOptions{Layout: fixture.LayoutGrubEFI})
+	vars := filepath.Join(t.TempDir(), "vars.fd")
+	steps := rescue(t, vm.Machine{Firmware: vm.OVMF, Vars: vars, Disks: []vm.Disk{{Path: sd.Path}, {Path: grub.Path}}}, `
+. /lib/vm.sh
+step blkid blkid
+snapshot
+step hardware-config nixrescue hardware-config /dev/vda
+step rebuild-systemd-boot nixrescue rebuild /dev/vda --json
+step rebuild-grub nixrescue rebuild /dev/vdb --json
+step efibootmgr efibootmgr
+step system-3 nixrescue run /dev/vda --read-only -q -- readlink -f /nix/var/nix/profiles/system-3-link
+mount /dev/vda1 /mnt && step esp-systemd-boot find /mnt && rm -f /mnt/EFI/BOOT/BOOTX64.EFI && umount /mnt
+mount /dev/vdb1 /mnt && step esp-grub find /mnt && rm -f /mnt/EFI/BOOT/BOOTX64.EFI && umount /mnt
+unchanged uefi
+`)
+	if b := step(t, steps, "blkid").Stdout; !strings.Contains(b, `/dev/vda1: `) || !strings.Contains(b, `TYPE="vfat"`) {
+		t.Fatalf("the rescue host does not see the disks' partitions as the kernel scanned them:\n%s", b)
+	}
+	hw := wantExit(t, steps, "hardware-config", 0).Stdout
+	esp := sd.Partitions[1]
+	for _, want := range []string{`fileSystems."/boot"`, "/dev/disk/by-uuid/" + esp.UUID, `fsType = "vfat"`, `"virtio_pci"`, `"virtio_blk"`, "qemu-guest.nix"} {
+		if !strings.Contains(hw, want) {
+			t.Errorf("hardware-config lacks %q:\n%s", want, hw)
+		}
+	}
+	if strings.Contains(hw, "isContainer") {
+		t.Errorf("hardware-config takes the session for a container:\n%s", hw)
+	}
+	rebuilt(t, steps, "rebuild-systemd-boot", "systemd-boot")
+	if s := steps["rebuild-systemd-boot"]; !strings.Contains(s.Stdout+s.Stderr, `Created EFI boot entry "Linux Boot Manager"`) {
+		t.Errorf("bootctl made no boot entry:\n%s", s.Stderr)
+	}
+	rebuilt(t, steps, "rebuild-grub", "grub-efi")
+	if e := step(t, steps, "efibootmgr").Stdout; !strings.Contains(e, "Linux Boot Manager") || !strings.Contains(e, "NixOS-boot-efi") {
+		t.Errorf("the NVRAM lacks the entries bootctl and grub-install made:\n%s", e)
+	}
+	if f := step(t, steps, "esp-systemd-boot").Stdout; !strings.Contains(f, "/mnt/EFI/systemd/systemd-bootx64.efi") || !strings.Contains(f, "/mnt/loader/entries/nixos-generation-3.conf") {
+		t.Errorf("the ESP after the rebuild:\n%s", f)
+	}
+	system3 := strings.TrimSpace(wantExit(t, steps, "system-3", 0).Stdout)
+	wantExit(t, steps, "unchanged-uefi", 0)
+	if t.Failed() {
+		return
+	}
+	parallel(func() {
+		bootTo(t, vm.Machine{Firmware: vm.OVMF, Vars: copyVars(t, vars), Disks: []vm.Disk{{Path: sd.Path}}},
+			[]string{"starting Boot", `"Linux Boot Manager"`}, []string{"nixrescue-fixture: booting system " + system3})
+	}, func() {
+		bootTo(t, vm.Machine{Firmware: vm.OVMF, Vars: copyVars(t, vars), Disks: []vm.Disk{{Path: grub.Path}}},
+			[]string{"starting Boot", `"NixOS-boot-efi"`}, []string{"nixrescue-fixture: booting generation 3"})
+	})
+}
+
+// TestBIOSRescueHost: a rescue host booted by SeaBIOS repairs a
+// systemd-boot disk (no NVRAM entry can be made from there: said in one
+// line; the disk then boots under OVMF through the fallback path) and the
+// BIOS/GRUB disk of the manual procedure (it then boots); bad input
+// (--efi on without EFI, an ESP that is not vfat); and the cgroup v2
+// paths: the session's cgroup, --memory and its OOM line, a SIGKILL of
+// nixrescue; and disks on NVMe and AHCI, opened by their kernel names.
+func TestBIOSRescueHost(t *testing.T) {
+	setup(t)
+	t.Parallel()
+	sd := buildImage(t, "bios-host-systemd-boot", fixture.ImageOptions{Layout: fixture.LayoutUEFI})
+	bios := buildImage(t, "bios-host-grub", fixture.ImageOptions{Layout: fixture.LayoutBIOS})
+	ext4ESP := buildImage(t, "bios-host-ext4-esp", fixture.ImageOptions{Layout: fixture.LayoutUEFI, FSTypes: map[int]string{1: "ext4"}})
+	disks := []vm.Disk{{Path: sd.Path}, {Path: bios.Path}, {Path: ext4ESP.Path}}
+	// The BIOS disk again, on NVMe and on AHCI, as it was before the
+	// repair.
+	for _, iface := range []string{"nvme", "ahci"} {
+		p := filepath.Join(lab.dir, "bios-host-"+iface+".img")
+		if out, err := exec.Command("cp", "--sparse=always", bios.Path, p).CombinedOutput(); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+		disks = append(disks, vm.Disk{Path: p, Interface: iface})
+	}
+	steps := rescue(t, vm.Machine{Firmware: vm.SeaBIOS, Disks: disks}, `
+. /lib/vm.sh
+step blkid blkid
+snapshot
+step efi-on nixrescue rebuild /dev/vda --efi on
+step rebuild-systemd-boot nixrescue rebuild /dev/vda --json
+mount /dev/vda1 /mnt && step fallback ls /mnt/EFI/BOOT && umount /mnt
+step system-3 nixrescue run /dev/vda --read-only -q -- readlink -f /nix/var/nix/profiles/system-3-link
+step rebuild-grub nixrescue rebuild /dev/vdb --json
+step esp-ext4 nixrescue rebuild /dev/vdc
+step cgroup nixrescue run /dev/vdb --read-only -q -- sh -c 'cat /proc/self/cgroup; ls /sys/fs/cgroup'
+step memory nixrescue run /dev/vdb --read-only -q --no-activate --memory 48M -- sh -c 'x=0123456789abcdef; while :; do x=$x$x; done'
+sleeping() { for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = sleep ] && echo "${p#/proc/}"; done; }
+killed() {
+  : >/tmp/killed.out
+  nixrescue run /dev/vdb --read-only -q -- sh -c 'trap "" TERM; sleep 413 & echo ready; wait' >/tmp/killed.out 2>&1 &
+  pid=$!
+  i=0; until grep -q ready /tmp/killed.out || [ $i -ge 600 ]; do sleep 0.1; i=$((i+1)); done
+  echo "running: $(sleeping)"
+  kill -9 $pid
+  i=0; while [ -n "$(sleeping)" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+  echo "left: $(sleeping)"
+  nixrescue cleanup
+}
+step killed killed
+for d in nvme0n1 sda; do step "$d" nixrescue run /dev/$d --read-only -v -- sh -c 'cat /etc/hostname; cat /proc/self/mountinfo'; done
+unchanged bios
+`)
+	if s := wantExit(t, steps, "efi-on", 125); strings.Count(strings.TrimSpace(s.Stderr), "\n") != 0 || !strings.Contains(s.Stderr, "--efi on") || !strings.Contains(s.Stderr, "did not boot by EFI") {
+		t.Errorf("--efi on on a host without EFI: want one line that says so:\n%s", s.Stderr)
+	}
+	r := rebuilt(t, steps, "rebuild-systemd-boot", "systemd-boot")
+	if r.Bootloader.NVRAMEntry == "" {
+		t.Errorf("the report does not say that no NVRAM entry was made: %+v", r.Bootloader)
+	}
+	if s := steps["rebuild-systemd-boot"]; strings.Count(s.Stderr, "no NVRAM boot entry") != 1 || !strings.Contains(s.Stderr, "fallback path EFI/BOOT/BOOTX64.EFI") {
+		t.Errorf("a rebuild from a BIOS host should say once that no entry was made and that the fallback path boots:\n%s", s.Stderr)
+	}
+	if f := step(t, steps, "fallback").Stdout; !strings.Contains(f, "BOOTX64.EFI") {
+		t.Errorf("no fallback loader on the ESP: %s", f)
+	}
+	system3 := strings.TrimSpace(wantExit(t, steps, "system-3", 0).Stdout)
+	g := rebuilt(t, steps, "rebuild-grub", "grub-bios")
+	if len(g.DiskAliases) != 1 || g.DiskAliases[0].Name != "/dev/sdz" || g.DiskAliases[0].Device != "/dev/vdb" {
+		t.Errorf("the configuration's /dev/sdz should be the virtio disk: %+v", g.DiskAliases)
+	}
+	if s := wantExit(t, steps, "esp-ext4", 1); !strings.Contains(s.Stderr, "not a FAT EFI System Partition") {
+		t.Errorf("an ESP that is not vfat: want bootctl's own error:\n%s", s.Stderr)
+	}
+	if s := wantExit(t, steps, "cgroup", 0); !strings.Contains(s.Stdout, "0::/") || !strings.Contains(s.Stdout, "nixrescue") {
+		t.Errorf("the session's cgroup (v2):\n%s", s.Stdout)
+	}
+	if s := wantExit(t, steps, "memory", 137); !strings.Contains(s.Stderr, "killed for lack of memory") || !strings.Contains(s.Stderr, "--memory 48") {
+		t.Errorf("--memory: want the OOM line:\n%s", s.Stderr)
+	}
+	if s := wantExit(t, steps, "killed", 0); !regexp.MustCompile(`running: \d+\n`).MatchString(s.Stdout) || !strings.Contains(s.Stdout, "left: \n") {
+		t.Errorf("after a SIGKILL of nixrescue the container's processes run on:\n%s%s", s.Stdout, s.Stderr)
+	}
+	for _, d := range []string{"nvme0n1", "sda"} {
+		root := "/dev/" + d + map[bool]string{true: "p3", false: "3"}[d == "nvme0n1"]
+		if s := wantExit(t, steps, d, 0); !strings.Contains(s.Stdout, "nixfixture") || !strings.Contains(s.Stdout, root) {
+			t.Errorf("%s: the session should run on its root %s:\n%s", d, root, s.Stdout)
+		} else if !strings.Contains(s.Stderr, "no-pivot mode") {
+			t.Errorf("%s: on an initramfs the container should be entered without pivot_root:\n%s", d, s.Stderr)
+		}
+	}
+	wantExit(t, steps, "unchanged-bios", 0)
+	if t.Failed() {
+		return
+	}
+	parallel(func() {
+		// No NVRAM entry: a fresh variable store, the fallback path.
+		bootTo(t, vm.Machine{Firmware: vm.OVMF, Disks: []vm.Disk{{Path: sd.Path}}}, []string{"nixrescue-fixture: booting system " + system3})
+	}, func() {
+		bootTo(t, vm.Machine{Firmware: vm.SeaBIOS, Disks: []vm.Disk{{Path: bios.Path}}}, []string{"nixrescue-fixture: booting generation 3"})
+	})
+}
