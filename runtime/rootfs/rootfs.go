@@ -139,6 +139,21 @@ func OpenDir(root, p string, create bool) (*os.File, error) {
 	return f, nil
 }
 
+// ReadDir lists the directory p inside root (links resolved inside it).
+func ReadDir(root, p string) ([]os.DirEntry, error) {
+	h, err := OpenDir(root, p, false)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	d, err := pathrs.Reopen(h, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.ReadDir(-1)
+}
+
 // Join resolves p (absolute, as the target sees it) inside root and
 // returns the host path, every link on the way resolved inside root
 // (securejoin.SecureJoin): for stat-like uses; to open, use Open or

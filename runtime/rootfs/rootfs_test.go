@@ -151,3 +151,17 @@ func TestLstatReadlinkAndOpenDirStayInside(t *testing.T) {
 		t.Errorf("a file as a directory: %v", err)
 	}
 }
+
+func TestReadDir(t *testing.T) {
+	root, _ := hostileRoot(t)
+	if err := os.MkdirAll(filepath.Join(root, "etc/nixos"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc/nixos/configuration.nix"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := ReadDir(root, "/etc/nixos")
+	if err != nil || len(entries) != 1 || entries[0].Name() != "configuration.nix" {
+		t.Errorf("%v %v", entries, err)
+	}
+}

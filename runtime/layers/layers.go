@@ -1,0 +1,293 @@
+// Package layers opens what lies between a target's partitions and its
+// filesystems: LUKS encryption (cryptsetup), LVM (lvm2, confined to the
+// target's devices) and md RAID (mdadm), with the rescue host's own tools,
+// under names of the session's own; and closes them in reverse. It goes
+// bottom-up, as NixOS's initrd does at boot, because the fstab that
+// names the layers is inside them.
+//
+// Nothing of the host's is touched: LVM scans only the devices it is
+// given (--devices), devices a host already uses (a holder in sysfs: an
+// open LUKS mapping, an assembled array, an active volume group) are
+// refused with the name they are in use under, and the files the tools
+// would leave on the host (cryptsetup's and LVM's locks, LVM's metadata
+// backups, mdadm's map) are either not made or removed. Keys go to
+// cryptsetup on a pipe, never in an argument, and are cleared after use.
+package layers
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Kind is a layer's kind.
+type Kind string
+
+const (
+	LUKS Kind = "luks"
+	LVM  Kind = "lvm"
+	MD   Kind = "md"
+	ZFS  Kind = "zfs"
+)
+
+// KindOf is the layer a device holds, by blkid's TYPE ("" for none).
+func KindOf(fsType string) Kind {
+	switch fsType {
+	case "crypto_LUKS":
+		return LUKS
+	case "LVM2_member":
+		return LVM
+	case "linux_raid_member":
+		return MD
+	case "zfs_member":
+		return ZFS
+	}
+	return ""
+}
+
+// Opened is a layer a session opened: what a teardown, or a cleanup after
+// a crash, closes. Its field names are the journal's.
+type Opened struct {
+	Kind Kind `json:"kind"`
+	// Name is the device-mapper name (LUKS), the volume group (LVM) or
+	// the array's device (md, /dev/md/NAME).
+	Name string `json:"name"`
+	// Devices are those it was opened from: LVM's --devices.
+	Devices []string `json:"devices"`
+	// MadeRunDir is a directory under /run the tool made (mdadm's), to
+	// remove when the layer is closed.
+	MadeRunDir string `json:"made_run_dir,omitempty"`
+}
+
+// Info is a layer of the target as inspect shows it: what it is on, its
+// state, and what it gives.
+type Info struct {
+	Kind Kind `json:"kind"`
+	// On are the devices it is on: a LUKS or RAID member, LVM's physical
+	// volumes.
+	On []string `json:"on"`
+	// State is locked or open (LUKS), active (LVM), assembled or
+	// degraded (md).
+	State string `json:"state"`
+	// Name is the target's name for it: the configuration's for a LUKS
+	// volume, the volume group's, the array's.
+	Name string `json:"name,omitempty"`
+	// Device is this host's device for an open LUKS volume or an array
+	// (/dev/dm-N, /dev/mdN); Mapping is an open LUKS volume's
+	// device-mapper name on this host, the session's own.
+	Device  string `json:"device,omitempty"`
+	Mapping string `json:"mapping,omitempty"`
+	// Volumes are an active volume group's logical volumes, by this
+	// host's devices (/dev/dm-N), in the order of VG.LVs that hold data.
+	Volumes []string     `json:"volumes,omitempty"`
+	LUKS    *Header      `json:"luks,omitempty"`
+	VG      *VolumeGroup `json:"vg,omitempty"`
+	Array   *Array       `json:"array,omitempty"`
+}
+
+// Close closes an opened layer: cryptsetup close, vgchange -an, mdadm
+// --stop. A layer that is gone already is no error. A layer still busy
+// (what was mounted on it goes with the last process of a killed
+// session's namespace, a moment after) is tried again for a few seconds.
+func Close(ctx context.Context, o Opened) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := closeOnce(ctx, o)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func closeOnce(ctx context.Context, o Opened) error {
+	var err error
+	switch o.Kind {
+	case LUKS:
+		if _, serr := os.Stat(filepath.Join("/dev/mapper", o.Name)); errors.Is(serr, os.ErrNotExist) {
+			return nil
+		}
+		_, err = run(ctx, nil, "cryptsetup", "close", "--disable-locks", o.Name)
+	case LVM:
+		err = deactivate(ctx, o)
+	case MD:
+		// Recorded before it was assembled, by the name asked for; the
+		// kernel's device is found through a member when that name is
+		// not there.
+		dev := o.Name
+		if _, serr := os.Stat(dev); errors.Is(serr, os.ErrNotExist) && len(o.Devices) > 0 {
+			dev = ""
+			for _, h := range Holders(o.Devices[0]) {
+				if strings.HasPrefix(filepath.Base(h), "md") {
+					dev = h
+				}
+			}
+		}
+		if dev == "" {
+			break
+		}
+		_, err = run(ctx, nil, "mdadm", "--stop", dev)
+	}
+	if o.MadeRunDir != "" {
+		removeEmptyRunDir(o.MadeRunDir)
+	}
+	if err != nil {
+		return fmt.Errorf("close %s %s: %w", o.Kind, o.Name, err)
+	}
+	return nil
+}
+
+// removeEmptyRunDir removes a directory a tool made under /run once it
+// holds nothing that matters (mdadm's map, empty once its arrays are
+// stopped).
+func removeEmptyRunDir(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if st, err := os.Stat(filepath.Join(dir, e.Name())); err != nil || st.Size() > 0 {
+			return
+		}
+	}
+	_ = os.RemoveAll(dir)
+}
+
+// packages name what provides each tool, for the message when one is
+// missing.
+var packages = map[string]string{
+	"cryptsetup": "cryptsetup (Debian: cryptsetup-bin)",
+	"lvm":        "lvm2",
+	"mdadm":      "mdadm",
+}
+
+// MissingToolError says a layer needs a program the host lacks.
+type MissingToolError struct {
+	Tool, Device string
+	Kind         Kind
+}
+
+func (e *MissingToolError) Error() string {
+	return fmt.Sprintf("%s holds %s, and this host has no %s to open it: install %s", e.Device, describeKind(e.Kind), e.Tool, packages[e.Tool])
+}
+
+func describeKind(k Kind) string {
+	switch k {
+	case LUKS:
+		return "LUKS encryption"
+	case LVM:
+		return "an LVM physical volume"
+	case MD:
+		return "a Linux software RAID (md) member"
+	case ZFS:
+		return "a ZFS pool member"
+	}
+	return string(k)
+}
+
+// need checks that the host has tool, for a layer of kind on device.
+func need(tool, device string, kind Kind) error {
+	if _, err := exec.LookPath(tool); err != nil {
+		return &MissingToolError{Tool: tool, Device: device, Kind: kind}
+	}
+	return nil
+}
+
+// run runs a tool, stdin given (a key goes there, never in args), and
+// returns its standard output; its error says what it printed on
+// standard error.
+func run(ctx context.Context, stdin io.Reader, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdin = stdin
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	// The tools' messages are read here: in English, whatever the host.
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return out.Bytes(), &ToolError{Tool: name, Code: ee.ExitCode(), Stderr: strings.TrimSpace(errb.String())}
+		}
+		return out.Bytes(), fmt.Errorf("%s: %w", name, err)
+	}
+	return out.Bytes(), nil
+}
+
+// ToolError is a tool's failure: its exit status and what it said.
+type ToolError struct {
+	Tool   string
+	Code   int
+	Stderr string
+}
+
+func (e *ToolError) Error() string {
+	if e.Stderr == "" {
+		return fmt.Sprintf("%s: exit status %d", e.Tool, e.Code)
+	}
+	return fmt.Sprintf("%s: %s", e.Tool, e.Stderr)
+}
+
+// Holders are the devices the host stacked on device (sysfs holders/): an
+// open LUKS mapping, an array, an LVM volume, each by its /dev name
+// (/dev/mapper/NAME for device-mapper, /dev/mdN for md).
+func Holders(device string) []string {
+	name := filepath.Base(device)
+	entries, err := os.ReadDir(filepath.Join("/sys/class/block", name, "holders"))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, DeviceName(e.Name()))
+	}
+	return out
+}
+
+// DMDevice is the kernel's device (/dev/dm-N) of the device-mapper device
+// called name, "" when there is none. The kernel name is what the
+// session mounts and names: inside the container, tools that follow a
+// device to sysfs (nixos-generate-config, grub-probe) find it there, as
+// they do udev's /dev/mapper links on a booted system.
+func DMDevice(name string) string {
+	dirs, _ := filepath.Glob("/sys/class/block/dm-*")
+	for _, d := range dirs {
+		if b, err := os.ReadFile(filepath.Join(d, "dm/name")); err == nil && strings.TrimSpace(string(b)) == name {
+			return "/dev/" + filepath.Base(d)
+		}
+	}
+	return ""
+}
+
+// DeviceName is the /dev name of a kernel block device name: dm-N by its
+// device-mapper name, others as they are.
+func DeviceName(kernel string) string {
+	if b, err := os.ReadFile(filepath.Join("/sys/class/block", kernel, "dm/name")); err == nil {
+		return "/dev/mapper/" + strings.TrimSpace(string(b))
+	}
+	return "/dev/" + kernel
+}
+
+// InUseError says a device the target needs is in use on the host.
+type InUseError struct {
+	Device  string
+	Kind    Kind
+	Holders []string
+}
+
+func (e *InUseError) Error() string {
+	return fmt.Sprintf("%s (%s) is already open on this host as %s: nixrescue uses none of it", e.Device, describeKind(e.Kind), strings.Join(e.Holders, ", "))
+}
+
+// udevRunning tells whether udev manages /dev here: then LVM waits for it
+// to make the nodes; without it (an initramfs), LVM makes them.
+func udevRunning() bool {
+	_, err := os.Stat("/run/udev/control")
+	return err == nil
+}

@@ -1,0 +1,201 @@
+package layers
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Header is what a LUKS header tells without a key.
+type Header struct {
+	Version int    `json:"version"`
+	UUID    string `json:"uuid"`
+	Label   string `json:"label,omitempty"`
+	Cipher  string `json:"cipher"`
+	// Keyslots are the slots in use, by number.
+	Keyslots []int `json:"keyslots"`
+	// Tokens are LUKS2 tokens: systemd-tpm2, systemd-fido2, … and the
+	// keyslots each unlocks.
+	Tokens []Token `json:"tokens,omitempty"`
+}
+
+// Token is a LUKS2 token.
+type Token struct {
+	Type     string `json:"type"`
+	Keyslots []int  `json:"keyslots"`
+}
+
+// ReadHeader reads the LUKS header of device (cryptsetup luksDump: no key
+// needed, nothing written).
+func ReadHeader(ctx context.Context, device string) (Header, error) {
+	if err := need("cryptsetup", device, LUKS); err != nil {
+		return Header{}, err
+	}
+	out, err := run(ctx, nil, "cryptsetup", "luksDump", "--disable-locks", device)
+	if err != nil {
+		return Header{}, fmt.Errorf("read the LUKS header of %s: %w", device, err)
+	}
+	return ParseDump(out)
+}
+
+var (
+	dumpFieldRE   = regexp.MustCompile(`^([A-Za-z][A-Za-z ]*):\s*(.*)$`)
+	luks1SlotRE   = regexp.MustCompile(`^Key Slot (\d+): ENABLED`)
+	luks2ItemRE   = regexp.MustCompile(`^  (\d+): (\S+)`)
+	luks2KeyslotR = regexp.MustCompile(`^\s+Keyslot:\s+(\d+)`)
+	luks2CipherRE = regexp.MustCompile(`^\s+cipher:\s+(\S+)`)
+)
+
+// ParseDump reads cryptsetup luksDump's text, of a LUKS1 or a LUKS2
+// header.
+func ParseDump(out []byte) (Header, error) {
+	var h Header
+	var cipherName, cipherMode, section string
+	var tok *Token
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		line := sc.Text()
+		if m := luks1SlotRE.FindStringSubmatch(line); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			h.Keyslots = append(h.Keyslots, n)
+			continue
+		}
+		if m := dumpFieldRE.FindStringSubmatch(line); m != nil {
+			key, v := m[1], strings.TrimSpace(m[2])
+			switch key {
+			case "Version":
+				h.Version, _ = strconv.Atoi(v)
+			case "UUID":
+				h.UUID = v
+			case "Label":
+				if v != "(no label)" {
+					h.Label = v
+				}
+			case "Cipher name":
+				cipherName = v
+			case "Cipher mode":
+				cipherMode = v
+			}
+			section = key
+			if v != "" {
+				section = ""
+			}
+			continue
+		}
+		switch section {
+		case "Keyslots":
+			if m := luks2ItemRE.FindStringSubmatch(line); m != nil {
+				n, _ := strconv.Atoi(m[1])
+				h.Keyslots = append(h.Keyslots, n)
+			}
+		case "Tokens":
+			if m := luks2ItemRE.FindStringSubmatch(line); m != nil {
+				h.Tokens = append(h.Tokens, Token{Type: m[2], Keyslots: []int{}})
+				tok = &h.Tokens[len(h.Tokens)-1]
+			} else if m := luks2KeyslotR.FindStringSubmatch(line); m != nil && tok != nil {
+				n, _ := strconv.Atoi(m[1])
+				tok.Keyslots = append(tok.Keyslots, n)
+			}
+		case "Data segments":
+			if m := luks2CipherRE.FindStringSubmatch(line); m != nil && h.Cipher == "" {
+				h.Cipher = m[1]
+			}
+		}
+	}
+	if h.Cipher == "" && cipherName != "" {
+		h.Cipher = cipherName + "-" + cipherMode
+	}
+	if h.Version == 0 || h.UUID == "" {
+		return h, errors.New("cryptsetup luksDump printed no LUKS version and UUID")
+	}
+	if h.Keyslots == nil {
+		h.Keyslots = []int{}
+	}
+	return h, nil
+}
+
+// hardwareTokens are LUKS2 token types that unlock with hardware, which
+// nixrescue cannot use yet.
+var hardwareTokens = map[string]bool{"systemd-tpm2": true, "systemd-fido2": true, "systemd-pkcs11": true}
+
+// HardwareOnly tells whether every keyslot of h is one a hardware token
+// (TPM2, FIDO2, PKCS#11) unlocks: no passphrase or key file can open it.
+func (h Header) HardwareOnly() bool {
+	if len(h.Keyslots) == 0 {
+		return false
+	}
+	bound := map[int]bool{}
+	for _, t := range h.Tokens {
+		if hardwareTokens[t.Type] {
+			for _, k := range t.Keyslots {
+				bound[k] = true
+			}
+		}
+	}
+	for _, k := range h.Keyslots {
+		if !bound[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// Describe is the header in a few words: LUKS2, its label and UUID.
+func (h Header) Describe() string {
+	s := fmt.Sprintf("LUKS%d", h.Version)
+	if h.Label != "" {
+		s += fmt.Sprintf(" %q", h.Label)
+	}
+	return s + " " + h.UUID
+}
+
+// ErrBadKey says a key did not open a volume.
+var ErrBadKey = errors.New("no key slot opens with this key")
+
+// OpenLUKS opens device as /dev/mapper/name with key (given on a pipe),
+// read-only when asked. ErrBadKey when the key is wrong.
+func OpenLUKS(ctx context.Context, device, name string, key []byte, readOnly bool) error {
+	if err := need("cryptsetup", device, LUKS); err != nil {
+		return err
+	}
+	args := []string{"open", "--type", "luks", "--disable-locks", "--key-file=-"}
+	if readOnly {
+		args = append(args, "--readonly")
+	}
+	_, err := run(ctx, bytes.NewReader(key), "cryptsetup", append(args, device, name)...)
+	var te *ToolError
+	// cryptsetup's status 2: no permission, a wrong passphrase or key.
+	if errors.As(err, &te) && te.Code == 2 {
+		return ErrBadKey
+	}
+	if err != nil {
+		return fmt.Errorf("open %s: %w", device, err)
+	}
+	return nil
+}
+
+// OpenOnHost names the device-mapper devices of the host that map the
+// LUKS volume uuid (their dm uuid is CRYPT-LUKSn-UUID-NAME).
+func OpenOnHost(uuid string) []string {
+	want := strings.ReplaceAll(strings.ToLower(uuid), "-", "")
+	dirs, _ := filepath.Glob("/sys/class/block/dm-*")
+	var out []string
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "dm/uuid"))
+		if err != nil {
+			continue
+		}
+		f := strings.SplitN(strings.TrimSpace(string(b)), "-", 4)
+		if len(f) >= 3 && f[0] == "CRYPT" && strings.HasPrefix(f[1], "LUKS") && strings.ToLower(f[2]) == want {
+			out = append(out, DeviceName(filepath.Base(d)))
+		}
+	}
+	return out
+}

@@ -1,0 +1,179 @@
+package layers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// VolumeGroup is an LVM volume group on a target's devices.
+type VolumeGroup struct {
+	Name string `json:"name"`
+	UUID string `json:"uuid"`
+	// PVs are the target's devices that hold it; PVCount is how many it
+	// has in all (more when one is missing).
+	PVs     []string        `json:"pvs"`
+	PVCount int             `json:"pv_count"`
+	LVs     []LogicalVolume `json:"lvs"`
+}
+
+// LogicalVolume is an LV: its /dev/VG/LV path and its device-mapper
+// path, both the target's names for it.
+type LogicalVolume struct {
+	Name   string `json:"name"`
+	Path   string `json:"path"`
+	DMPath string `json:"dm_path"`
+	Size   int64  `json:"size"`
+	// Data is true for a volume that can hold a filesystem (linear,
+	// striped, mirrored, RAID, thin, an origin or snapshot, cached); not
+	// for pools and LVM's internal volumes.
+	Data bool `json:"data"`
+}
+
+// lvmConfig is the configuration every lvm command of a session runs
+// with: no devices file, hints, polling daemon or monitoring, no metadata
+// backups written to the host's /etc/lvm, udev left to make the nodes
+// only when it runs; readOnlyVG makes its volumes read-only.
+func lvmConfig(readOnlyVG string) string {
+	udev := "0"
+	if udevRunning() {
+		udev = "1"
+	}
+	c := `devices { use_devicesfile=0 hints="none" obtain_device_list_from_udev=0 scan_lvs=0 } ` +
+		`global { use_lvmpolld=0 } backup { backup=0 archive=0 } ` +
+		`activation { monitoring=0 udev_sync=` + udev + ` udev_rules=` + udev
+	if readOnlyVG != "" {
+		c += ` read_only_volume_list=[ "` + readOnlyVG + `" ]`
+	}
+	return c + ` }`
+}
+
+// lvmArgs are the arguments every lvm command of a session takes: only
+// devices (the target's) are seen, nothing is locked on the host.
+func lvmArgs(devices []string, readOnlyVG string) []string {
+	return []string{"--devices", strings.Join(devices, ","), "--nolocking", "--config", lvmConfig(readOnlyVG)}
+}
+
+// ScanLVM lists the volume groups on devices (and only there).
+func ScanLVM(ctx context.Context, devices []string) ([]VolumeGroup, error) {
+	if err := need("lvm", devices[0], LVM); err != nil {
+		return nil, err
+	}
+	out, err := run(ctx, nil, "lvm", append([]string{"pvs", "--reportformat", "json", "--units", "b", "--nosuffix",
+		"-o", "pv_name,vg_name,vg_uuid,pv_count"}, lvmArgs(devices, "")...)...)
+	if err != nil {
+		return nil, fmt.Errorf("list LVM physical volumes: %w", err)
+	}
+	var pvs struct {
+		Report []struct {
+			PV []map[string]string `json:"pv"`
+		} `json:"report"`
+	}
+	if err := json.Unmarshal(out, &pvs); err != nil {
+		return nil, fmt.Errorf("read lvm pvs: %w", err)
+	}
+	groups := map[string]*VolumeGroup{}
+	for _, r := range pvs.Report {
+		for _, pv := range r.PV {
+			if pv["vg_name"] == "" {
+				continue // a PV in no group
+			}
+			g := groups[pv["vg_name"]]
+			if g == nil {
+				n, _ := strconv.Atoi(pv["pv_count"])
+				g = &VolumeGroup{Name: pv["vg_name"], UUID: pv["vg_uuid"], PVCount: n, LVs: []LogicalVolume{}}
+				groups[g.Name] = g
+			}
+			g.PVs = append(g.PVs, pv["pv_name"])
+		}
+	}
+	if len(groups) == 0 {
+		return nil, nil
+	}
+	out, err = run(ctx, nil, "lvm", append([]string{"lvs", "--reportformat", "json", "--units", "b", "--nosuffix",
+		"-o", "vg_name,lv_name,lv_path,lv_dm_path,lv_size,lv_attr"}, lvmArgs(devices, "")...)...)
+	if err != nil {
+		return nil, fmt.Errorf("list LVM logical volumes: %w", err)
+	}
+	var lvs struct {
+		Report []struct {
+			LV []map[string]string `json:"lv"`
+		} `json:"report"`
+	}
+	if err := json.Unmarshal(out, &lvs); err != nil {
+		return nil, fmt.Errorf("read lvm lvs: %w", err)
+	}
+	for _, r := range lvs.Report {
+		for _, lv := range r.LV {
+			g := groups[lv["vg_name"]]
+			if g == nil {
+				continue
+			}
+			size, _ := strconv.ParseInt(lv["lv_size"], 10, 64)
+			attr := lv["lv_attr"]
+			g.LVs = append(g.LVs, LogicalVolume{Name: lv["lv_name"], Path: lv["lv_path"], DMPath: lv["lv_dm_path"], Size: size,
+				Data: attr != "" && strings.ContainsRune("-mrRoOsSVC", rune(attr[0]))})
+		}
+	}
+	var out2 []VolumeGroup
+	for _, g := range groups {
+		out2 = append(out2, *g)
+	}
+	sort.Slice(out2, func(i, j int) bool { return out2[i].Name < out2[j].Name })
+	return out2, nil
+}
+
+// dmEscape is a name as device-mapper names carry it: dashes doubled.
+func dmEscape(s string) string { return strings.ReplaceAll(s, "-", "--") }
+
+// ActiveOnHost names the host's device-mapper devices of a volume group
+// called name (LVM's dm names are VG-LV): another volume group of that
+// name is active here.
+func ActiveOnHost(name string) []string {
+	prefix := dmEscape(name) + "-"
+	dirs, _ := filepath.Glob("/sys/class/block/dm-*")
+	var out []string
+	for _, d := range dirs {
+		n, err1 := os.ReadFile(filepath.Join(d, "dm/name"))
+		u, err2 := os.ReadFile(filepath.Join(d, "dm/uuid"))
+		if err1 != nil || err2 != nil || !strings.HasPrefix(string(u), "LVM-") {
+			continue
+		}
+		if dm := strings.TrimSpace(string(n)); strings.HasPrefix(dm, prefix) && !strings.HasPrefix(dm[len(prefix):], "-") {
+			out = append(out, "/dev/mapper/"+dm)
+		}
+	}
+	return out
+}
+
+// Activate activates the volume group's volumes (vgchange -ay), seeing
+// only its own physical volumes; read-only when asked.
+func Activate(ctx context.Context, g VolumeGroup, readOnly bool) (Opened, error) {
+	o := Opened{Kind: LVM, Name: g.Name, Devices: g.PVs}
+	if active := ActiveOnHost(g.Name); len(active) > 0 {
+		return o, fmt.Errorf("the target's LVM volume group %q has the name of one active on this host (%s): rename the target's with vgimportclone --basevgname NEWNAME %s, or deactivate the host's",
+			g.Name, strings.Join(active, ", "), strings.Join(g.PVs, " "))
+	}
+	ro := ""
+	if readOnly {
+		ro = g.Name
+	}
+	if _, err := run(ctx, nil, "lvm", append([]string{"vgchange", "--activate", "y"}, append(lvmArgs(g.PVs, ro), g.Name)...)...); err != nil {
+		return o, fmt.Errorf("activate LVM volume group %s: %w", g.Name, err)
+	}
+	return o, nil
+}
+
+// deactivate deactivates an activated volume group.
+func deactivate(ctx context.Context, o Opened) error {
+	if len(ActiveOnHost(o.Name)) == 0 {
+		return nil
+	}
+	_, err := run(ctx, nil, "lvm", append([]string{"vgchange", "--activate", "n"}, append(lvmArgs(o.Devices, ""), o.Name)...)...)
+	return err
+}
