@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
@@ -36,6 +37,7 @@ type targetFlags struct {
 	gen          int
 	aliases      []string
 	mountMissing bool
+	keyFiles     []string
 }
 
 func (f *targetFlags) register(cmd *cobra.Command) {
@@ -51,6 +53,7 @@ func (f *targetFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.gen, "generation", 0, "use generation `N` of the system profile")
 	fl.StringArrayVar(&f.aliases, "disk-alias", nil, "another `NAME` of the target's disk, as the target machine saw it (e.g. /dev/sda; repeatable)")
 	fl.BoolVar(&f.mountMissing, "mount-missing", false, "for a directory target: mount what its fstab puts on /boot, /boot/efi, /efi or /nix when nothing is mounted there and it is on the same disk (for the session only)")
+	fl.StringArrayVar(&f.keyFiles, "key-file", nil, "a `FILE` holding a key of the target's LUKS volumes, tried on each (repeatable); - reads a passphrase from standard input; with none, the terminal asks")
 	fl.StringVar(&f.stateDir, "state-dir", state.DefaultDir, "where session state is kept on the host")
 	_ = fl.MarkHidden("state-dir")
 	if cmd.Annotations == nil {
@@ -72,6 +75,7 @@ func (f *targetFlags) apply(cmd *cobra.Command, o *commands.Options, target stri
 	o.Container.System = nixos.SystemChoice{Path: f.system, Generation: f.gen}
 	o.DiskAliases = f.aliases
 	o.MountMissing = f.mountMissing
+	o.KeyFiles, o.KeyStdin = f.keyFiles, os.Stdin
 	o.Log = newLog()
 	switch f.dev {
 	case "curated":

@@ -6,10 +6,12 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/nixrescue/nixrescue/runtime/commands"
+	"github.com/nixrescue/nixrescue/runtime/layers"
 	nrtarget "github.com/nixrescue/nixrescue/runtime/target"
 )
 
@@ -30,9 +32,16 @@ func writeInspect(w io.Writer, r *commands.Report) error {
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  #\tDEVICE\tSIZE\tTYPE\tFSTYPE\tLABEL\tUUID\tPARTUUID\tPARTLABEL")
 		for _, p := range r.Partitions {
+			if p.Layer != "" {
+				continue
+			}
 			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Number, dash(p.Device), human(p.Size), partType(p), dash(p.Type), dash(p.Label), dash(p.UUID), dash(p.PartUUID), dash(p.PartLabel))
 		}
 		tw.Flush()
+	}
+	if len(r.Layers) > 0 {
+		fmt.Fprintln(w, "\nlayers:")
+		writeLayers(w, r.Partitions, r.Layers)
 	}
 	if r.Root != nil {
 		fmt.Fprintf(w, "\nNixOS root: %s\n", r.Root.Describe())
@@ -48,6 +57,14 @@ func writeInspect(w io.Writer, r *commands.Report) error {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", e.Mountpoint, e.Spec, dash(e.Type), strings.Join(e.Options, ","), what)
 		}
 		tw.Flush()
+	}
+	if r.CurrentSystem == "" {
+		// No root could be opened (a locked volume): what is above, and
+		// why.
+		for _, warn := range r.Warnings {
+			fmt.Fprintf(w, "\nwarning: %s\n", warn)
+		}
+		return nil
 	}
 	fmt.Fprintln(w, "\ngenerations:")
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -77,6 +94,81 @@ func writeInspect(w io.Writer, r *commands.Report) error {
 		fmt.Fprintf(w, "warning: %s\n", warn)
 	}
 	return nil
+}
+
+// writeLayers draws the layers as a tree: each layer under the devices it
+// is on, what it gives under it (filesystems, or more layers).
+func writeLayers(w io.Writer, parts []nrtarget.Partition, infos []layers.Info) {
+	byDevice := map[string]nrtarget.Partition{}
+	for _, p := range parts {
+		byDevice[p.Device] = p
+	}
+	drawn := map[int]bool{}
+	var draw func(i int, indent string)
+	// gives writes a device a layer gives: its filesystem, or the layer on
+	// it.
+	gives := func(dev, what, indent string) {
+		p := byDevice[dev]
+		fs := dash(p.Type)
+		if p.Label != "" {
+			fs += fmt.Sprintf(" %q", p.Label)
+		}
+		fmt.Fprintf(w, "%s%s %s: %s\n", indent, what, dev, fs)
+		for j, l := range infos {
+			if !drawn[j] && slices.Contains(l.On, dev) {
+				draw(j, indent+"  ")
+			}
+		}
+	}
+	draw = func(i int, indent string) {
+		drawn[i] = true
+		l := infos[i]
+		on := strings.Join(l.On, ", ")
+		switch l.Kind {
+		case layers.LUKS:
+			h := l.LUKS
+			line := fmt.Sprintf("%s%s: %s, %s, key slots %s", indent, on, h.Describe(), h.Cipher, ints(h.Keyslots))
+			if len(h.Tokens) > 0 {
+				var t []string
+				for _, tok := range h.Tokens {
+					t = append(t, tok.Type)
+				}
+				line += ", tokens " + strings.Join(t, " ")
+			}
+			fmt.Fprintf(w, "%s: %s\n", line, l.State)
+			if l.Device != "" {
+				gives(l.Device, "open as "+dash(l.Name)+" ("+l.Mapping+")", indent+"  ")
+			}
+		case layers.LVM:
+			fmt.Fprintf(w, "%s%s: LVM volume group %s (%s): %s\n", indent, on, l.Name, l.VG.UUID, l.State)
+			for j, dev := range l.Volumes {
+				name := dev
+				if j < len(l.VG.LVs) {
+					name = l.VG.LVs[j].Path
+				}
+				gives(dev, "logical volume "+name+" =", indent+"  ")
+			}
+		case layers.MD:
+			a := l.Array
+			fmt.Fprintf(w, "%s%s: RAID %s %s (%d of %d members, %s): %s\n", indent, on, a.Level, dash(a.Name), len(a.Members), a.Devices, a.UUID, l.State)
+			if l.Device != "" {
+				gives(l.Device, "array", indent+"  ")
+			}
+		}
+	}
+	for i := range infos {
+		if !drawn[i] && byDevice[infos[i].On[0]].Layer == "" {
+			draw(i, "  ")
+		}
+	}
+}
+
+func ints(a []int) string {
+	s := make([]string, len(a))
+	for i, n := range a {
+		s[i] = fmt.Sprint(n)
+	}
+	return strings.Join(s, " ")
 }
 
 func dash(s string) string {

@@ -338,7 +338,10 @@ func TestBadTargets(t *testing.T) {
 	}{
 		{"truncated image", imgTruncated, "truncated"},
 		{"zeroed root superblock", imgZeroedRoot, "no filesystem recognised"},
-		{"LUKS", imgLUKS, "LUKS encryption, which nixrescue does not open yet"},
+		// Without cryptsetup (this host has none) it says which package;
+		// with it, that the header is not a whole one. (The VM lane opens
+		// real LUKS volumes: hack/vm.)
+		{"LUKS", imgLUKS, "cryptsetup"},
 		{"a filesystem without NixOS", imgEmpty, "no NixOS root found"},
 	}
 	for _, c := range cases {

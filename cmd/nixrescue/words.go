@@ -28,6 +28,7 @@ var flags = map[hint.Option]string{
 	hint.NoInstallBootloader: "--no-install-bootloader",
 	hint.To:                  "--to",
 	hint.Write:               "--write",
+	hint.KeyFile:             "--key-file",
 }
 
 // flagWords words an option as the flag that sets it, with its value;

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/pmezard/go-difflib/difflib"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/nixrescue/nixrescue/runtime/engine"
 	"github.com/nixrescue/nixrescue/runtime/hint"
+	"github.com/nixrescue/nixrescue/runtime/layers"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 	"github.com/nixrescue/nixrescue/runtime/target"
 )
@@ -94,8 +96,22 @@ func HardwareConfig(ctx context.Context, ho HardwareOptions) (*HardwareReport, i
 	if code != 0 {
 		return nil, code, fmt.Errorf("nixos-generate-config failed with status %d (its output is above); nothing was written", code)
 	}
-	r.Generated = out.String()
+	r.Generated = targetLayerNames(out.String(), s.Layout().Layers)
 	return r, 0, compareAndWrite(s.Root(), r, ho.Write, now)
+}
+
+// targetLayerNames puts the target's names for its LUKS volumes where the
+// generator wrote this host's (it names a volume by its device-mapper
+// name, which is the session's own here: boot.initrd.luks.devices."NAME").
+func targetLayerNames(generated string, infos []layers.Info) string {
+	for _, l := range infos {
+		host, ok := strings.CutPrefix(l.Mapping, "/dev/mapper/")
+		if l.Kind != layers.LUKS || !ok || l.Name == "" {
+			continue
+		}
+		generated = strings.ReplaceAll(generated, `luks.devices."`+host+`"`, `luks.devices."`+l.Name+`"`)
+	}
+	return generated
 }
 
 // checkNixOSDir checks that the target at root has /etc/nixos, writable

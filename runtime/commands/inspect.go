@@ -2,9 +2,11 @@ package commands
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/nixrescue/nixrescue/runtime/engine"
+	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/host"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
 	"github.com/nixrescue/nixrescue/runtime/target"
@@ -28,6 +30,13 @@ type Report struct {
 // found.
 func Inspect(ctx context.Context, o Options) (*Report, error) {
 	s, err := openReadOnly(ctx, &o)
+	var locked *engine.LockedError
+	if errors.As(err, &locked) {
+		// What can be read without a key: the partitions and the locked
+		// volumes' headers.
+		return &Report{Layout: locked.Layout, Warnings: []string{hint.Render(locked.Error())}, DiskAliases: []target.DiskAlias{},
+			Generations: []nixos.Generation{}, Bootloader: nixos.Bootloader{Kind: "unknown"}, HostEFI: host.EFIBooted("/sys")}, nil
+	}
 	if err != nil {
 		return nil, err
 	}

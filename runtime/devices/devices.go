@@ -73,14 +73,33 @@ func Nodes(disk string, parts []target.Partition) ([]rspec.LinuxDevice, error) {
 		return nil, nil
 	}
 	var devs []rspec.LinuxDevice
-	for _, d := range append([]string{disk}, partDevices(parts, disk)...) {
-		maj, min, err := target.DeviceNumber(d)
+	node := func(path, dev string) error {
+		maj, min, err := target.DeviceNumber(dev)
 		if err != nil {
-			return nil, fmt.Errorf("curate /dev: %w", err)
+			return fmt.Errorf("curate /dev: %w", err)
 		}
 		mode := os.FileMode(0o660)
 		uid, gid := uint32(0), uint32(6)
-		devs = append(devs, rspec.LinuxDevice{Path: d, Type: "b", Major: int64(maj), Minor: int64(min), FileMode: &mode, UID: &uid, GID: &gid})
+		devs = append(devs, rspec.LinuxDevice{Path: path, Type: "b", Major: int64(maj), Minor: int64(min), FileMode: &mode, UID: &uid, GID: &gid})
+		return nil
+	}
+	for _, d := range append([]string{disk}, partDevices(parts, disk)...) {
+		if err := node(d, d); err != nil {
+			return nil, err
+		}
+	}
+	// A device a layer opened, under the names the target's
+	// configuration gives it (/dev/mapper/cryptroot, /dev/vg/root). Not
+	// device-mapper's control: it would reach the host's mappings too,
+	// and grub-install (cryptodisk, LVM, md) finds what it needs in sysfs.
+	for _, p := range parts {
+		for _, n := range p.Names {
+			if n != p.Device && p.Device != "" {
+				if err := node(n, p.Device); err != nil {
+					return nil, err
+				}
+			}
+		}
 	}
 	return devs, nil
 }
@@ -107,7 +126,7 @@ func writeLinks(dir, disk string, parts []target.Partition) error {
 		if kind != "by-id" { // the host's by-id names are escaped already
 			name = target.EscapeUdev(name)
 		}
-		return symlink(filepath.Join(dir, kind), name, dev)
+		return symlinkTo(filepath.Join(dir, kind), name, "/dev/disk/"+kind, dev)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("curate /dev/disk: %w", err)
@@ -156,10 +175,21 @@ func aliasLinks(links, rel, disk string, parts []target.Partition) error {
 // already stays: two filesystems with one label, the first wins, as with
 // udev.
 func symlink(dir, name, dev string) error {
+	return symlinkTo(dir, name, "/dev/disk/"+filepath.Base(dir), "/dev/"+filepath.Base(dev))
+}
+
+// symlinkTo makes dir/name (which is at inside in the container) lead to
+// dev, relative to it, as udev makes links: ../../vda1,
+// ../../mapper/cryptroot.
+func symlinkTo(dir, name, inside, dev string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("curate /dev/disk: %w", err)
 	}
-	err := os.Symlink("../../"+filepath.Base(dev), filepath.Join(dir, name))
+	rel, err := filepath.Rel(inside, dev)
+	if err != nil {
+		return fmt.Errorf("curate /dev/disk: %w", err)
+	}
+	err = os.Symlink(rel, filepath.Join(dir, name))
 	if err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("curate /dev/disk: %w", err)
 	}

@@ -89,6 +89,10 @@ type TargetOptions struct {
 	// not mounted (rebuild, rollback, hardware-config write there);
 	// otherwise the session warns.
 	RequireMounts bool
+	// KeyFiles are tried on each locked LUKS volume ("-": a passphrase
+	// read from KeyStdin); with none, a terminal asks.
+	KeyFiles []string
+	KeyStdin io.Reader
 }
 
 // Session is an open target: its state, its filesystems mounted, and,

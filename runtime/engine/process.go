@@ -256,7 +256,8 @@ func cannotRun(se *backend.StartError, w io.Writer) int {
 	return helper.ExitCannotExecute
 }
 
-// pauseEnv names a point of the session (attached, mounted) where
+// pauseEnv names a point of the session (attached, unlocked, activated,
+// mounted) where
 // nixrescue stops until it is interrupted or killed: the crash tests kill
 // it there. Not for users; it changes nothing else.
 const pauseEnv = "_NIXRESCUE_TEST_PAUSE"

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
 	"github.com/nixrescue/nixrescue/runtime/hint"
+	"github.com/nixrescue/nixrescue/runtime/layers"
 	"github.com/nixrescue/nixrescue/runtime/mount"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
@@ -33,6 +34,9 @@ type Layout struct {
 	Partitions []target.Partition `json:"partitions"`
 	Root       *target.Found      `json:"root,omitempty"`
 	Plan       []target.Entry     `json:"mounts"`
+	// Layers are the LUKS volumes, LVM volume groups and md arrays found
+	// between the partitions and the filesystems.
+	Layers []layers.Info `json:"layers,omitempty"`
 }
 
 // Opened is a target made ready: attached, partitions known, its root and
@@ -52,6 +56,7 @@ type Opened struct {
 	image   *os.File
 	added   []int
 	mounter *mount.Mounter
+	layers  layerSet
 	// tree says RootDir is the session's own mount tree, torn down with
 	// it (not a directory target's, which is the user's).
 	tree bool
@@ -64,13 +69,17 @@ func (op *Opened) warn(format string, a ...any) {
 
 // openTarget opens t for session s. On error, everything it did is undone.
 func openTarget(ctx context.Context, t target.Target, to TargetOptions, s *Session) (op *Opened, err error) {
-	op = &Opened{Layout: Layout{Target: t, Partitions: []target.Partition{}}, mounter: &mount.Mounter{ReadOnly: to.ReadOnly}, Warnings: []string{}}
+	op = &Opened{Layout: Layout{Target: t, Partitions: []target.Partition{}}, mounter: &mount.Mounter{ReadOnly: to.ReadOnly}, Warnings: []string{},
+		layers: layerSet{handled: map[string]bool{}, headers: map[string]layers.Header{}, writable: map[int]bool{}}}
 	defer func() {
 		if err != nil {
 			op.Close()
 			op = nil
 		}
 	}()
+	if op.layers.keys, err = layers.NewKeys(to.KeyFiles, to.KeyStdin); err != nil {
+		return op, &hint.Error{Subject: t.Arg, Err: err}
+	}
 	done := s.timer.start("attach")
 	keys, err := target.Keys(t)
 	if err == nil {
@@ -100,7 +109,7 @@ func openTarget(ctx context.Context, t target.Target, to TargetOptions, s *Sessi
 	if err != nil {
 		return op, err
 	}
-	if err := op.mountRoot(s, to); err != nil {
+	if err := op.mountRoot(ctx, s, to); err != nil {
 		return op, err
 	}
 	return op, nil
@@ -300,7 +309,7 @@ func (op *Opened) probe(ctx context.Context) error {
 // mountRoot finds the NixOS root, mounts it and, when the store is on a
 // filesystem of its own, that one too, then plans (target.MakePlan) and
 // mounts the rest from the target's fstab.
-func (op *Opened) mountRoot(s *Session, to TargetOptions) error {
+func (op *Opened) mountRoot(ctx context.Context, s *Session, to TargetOptions) error {
 	probeDir := filepath.Join(s.st.Dir(), "probe")
 	op.RootDir = filepath.Join(s.st.Dir(), "root")
 	for _, d := range []string{probeDir, op.RootDir} {
@@ -309,7 +318,7 @@ func (op *Opened) mountRoot(s *Session, to TargetOptions) error {
 		}
 	}
 	done := s.timer.start("discover")
-	found, err := target.Discover(op.Partitions, probeDir)
+	found, err := op.discoverThroughLayers(ctx, s, to, probeDir)
 	done()
 	if err != nil {
 		return err
@@ -352,6 +361,10 @@ func (op *Opened) mountRoot(s *Session, to TargetOptions) error {
 	if in.Fstab, err = op.readFstab(); err != nil {
 		return err
 	}
+	if err := op.nameLayers(ctx, s, to, in.Fstab); err != nil {
+		return err
+	}
+	in.Partitions = op.Partitions
 	if in.Overrides, err = target.Overrides(to.Mounts, to.Boot); err != nil {
 		return err
 	}
@@ -398,7 +411,7 @@ func (op *Opened) mountPlan() error {
 			}
 			e.Type = pr.Type
 		}
-		if err := op.mountAt(e.Device, e.Mountpoint, e.Type, e.Options, op.mounter.MakeWritable); err != nil {
+		if err := op.mountAt(e.Device, e.Mountpoint, e.Type, e.Options, op.makeWritable); err != nil {
 			if e.NoFail {
 				e.Action, e.Reason = target.ActionSkip, "failed (nofail): "+err.Error()
 				op.warn("%s: %v (nofail: going on)", e.Mountpoint, err)
@@ -407,7 +420,7 @@ func (op *Opened) mountPlan() error {
 			return fmt.Errorf("mount %s: %w", e.Mountpoint, err)
 		}
 	}
-	return op.mounter.MakeWritable()
+	return op.makeWritable()
 }
 
 // mountAt mounts device read-only on the target's mount point mp
@@ -482,6 +495,7 @@ func (op *Opened) Close() error {
 		// the target's programs ran on these mounts (mount.UnmountUnder).
 		keep(mount.UnmountUnder(op.RootDir))
 	}
+	keep(op.closeLayers())
 	if op.diskDev != nil {
 		for i := len(op.added) - 1; i >= 0; i-- {
 			keep(mount.DeletePartition(op.diskDev, op.added[i]))

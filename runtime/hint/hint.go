@@ -47,11 +47,12 @@ const (
 	NoInstallBootloader Option = "NoInstallBootloader" // a rebuild that leaves the bootloader be
 	To                  Option = "To"                  // the generation a rollback goes to
 	Write               Option = "Write"               // hardware-config writes its result
+	KeyFile             Option = "KeyFile"             // a key of the target's LUKS volumes
 )
 
 // Options are all of them: a front end words each (a test checks it).
 var Options = []Option{Root, Target, ReadOnly, RootPart, Mount, Boot, MountMissing, Force, HostDev, System, Generation, DiskAlias,
-	NoActivate, DNS, NetworkNone, EFI, Memory, Backend, Address, Sandbox, NoInstallBootloader, To, Write}
+	NoActivate, DNS, NetworkNone, EFI, Memory, Backend, Address, Sandbox, NoInstallBootloader, To, Write, KeyFile}
 
 // Words words a mention of option o, with value ("" for none).
 type Words func(o Option, value string) string

@@ -21,6 +21,7 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
 	"github.com/nixrescue/nixrescue/runtime/guard"
 	"github.com/nixrescue/nixrescue/runtime/host"
+	"github.com/nixrescue/nixrescue/runtime/layers"
 	"github.com/nixrescue/nixrescue/runtime/mount"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 	"github.com/nixrescue/nixrescue/runtime/state"
@@ -96,7 +97,7 @@ func RemoveStale(ctx context.Context, dir *state.Dir, cd *containerd.Runner) (se
 		return nil, containers, err
 	}
 	for _, id := range stale {
-		if err := undoSession(dir, id); err != nil {
+		if err := undoSession(ctx, dir, id); err != nil {
 			return sessions, containers, err
 		}
 		sessions = append(sessions, id)
@@ -108,8 +109,8 @@ func RemoveStale(ctx context.Context, dir *state.Dir, cd *containerd.Runner) (se
 // undoSession undoes what dead session id left: its container and its
 // processes (through its cgroup: a containerd that died with the session
 // killed none), the mount point it made in a target, its private tree,
-// its loop devices, its directory.
-func undoSession(dir *state.Dir, id string) error {
+// its layers (LUKS, LVM, md), its loop devices, its directory.
+func undoSession(ctx context.Context, dir *state.Dir, id string) error {
 	if err := embedded.DestroyByID(dir.ContainersDir(), id); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("destroy the container of stale session %s: %w", id, err)
 	}
@@ -121,6 +122,9 @@ func undoSession(dir *state.Dir, id string) error {
 		if err := mount.UnmountUnder(j.HostTree); err != nil {
 			return fmt.Errorf("undo stale session %s: %w", id, err)
 		}
+	}
+	if err := UndoLayers(ctx, dir, id); err != nil {
+		return fmt.Errorf("undo stale session %s: %w", id, err)
 	}
 	if err := UndoLoops(dir, id); err != nil {
 		return fmt.Errorf("undo stale session %s: %w", id, err)
@@ -153,6 +157,23 @@ func UndoPlaceholder(dir *state.Dir, id string) {
 	if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Size == 0 && st.Ino == j.Inode {
 		_ = unix.Unlinkat(fd, path.Base(j.Placeholder), 0)
 	}
+}
+
+// UndoLayers closes the LUKS volumes, volume groups and arrays session
+// id's journal records, in reverse: after its mounts are gone (they went
+// with its mount namespace), before its loop devices.
+func UndoLayers(ctx context.Context, dir *state.Dir, id string) error {
+	j, err := dir.ReadJournal(id)
+	if err != nil {
+		return nil
+	}
+	var first error
+	for i := len(j.Layers) - 1; i >= 0; i-- {
+		if err := layers.Close(ctx, j.Layers[i]); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // UndoLoops releases the loop devices session id's journal records, if

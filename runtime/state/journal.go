@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/nixrescue/nixrescue/runtime/layers"
 )
 
 // Journal is what a session holds and made, written as it goes, so that
@@ -23,6 +25,9 @@ type Journal struct {
 	// HostTree is the session's directory when it is a private mount
 	// tree of the host's mount namespace (the containerd backend).
 	HostTree string `json:"host_tree,omitempty"`
+	// Layers are the LUKS volumes, volume groups and arrays opened, in
+	// order, each recorded before it is opened.
+	Layers []layers.Opened `json:"layers,omitempty"`
 }
 
 // Loop is a loop device a session attached, and the partitions it added

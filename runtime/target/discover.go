@@ -1,6 +1,7 @@
 package target
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -240,8 +241,12 @@ func (e *NoRootError) Error() string {
 		return fmt.Sprintf("%s: no filesystem found: it is empty, truncated or damaged", e.Target)
 	}
 	for _, p := range e.Parts {
+		if p.Type == "zfs_member" {
+			pool := cmp.Or(p.Label, "POOL")
+			return fmt.Sprintf("%s: %s holds a member of the ZFS pool %q, which nixrescue does not import yet: import it by hand (zpool import -N -R /mnt %s, then zfs mount -a, or mount its legacy datasets as its fstab says) and pass /mnt", e.Target, p.Device, pool, pool)
+		}
 		if what := Unsupported(p.Type); what != "" {
-			return fmt.Sprintf("%s: %s holds %s, which nixrescue does not open yet: unlock or activate it yourself and pass the device of the opened root", e.Target, p.Device, what)
+			return fmt.Sprintf("%s: %s holds %s, which nixrescue does not open yet: open it yourself and pass the device of the opened root", e.Target, p.Device, what)
 		}
 	}
 	if len(e.Failed) > 0 {

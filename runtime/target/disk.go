@@ -35,6 +35,14 @@ type Partition struct {
 	Extended bool `json:"extended,omitempty"`
 	// From the filesystem, as blkid reads it.
 	FS
+	// Layer is what nixrescue opened to make this device (luks, lvm,
+	// md), from the devices Parents; empty for a partition of the disk.
+	Layer   string   `json:"layer,omitempty"`
+	Parents []string `json:"parents,omitempty"`
+	// Names are its names inside the container besides Device: those the
+	// target's configuration uses (/dev/mapper/cryptroot, /dev/vg/root,
+	// /dev/md/boot).
+	Names []string `json:"names,omitempty"`
 }
 
 // FS is what blkid finds on a device.
@@ -215,14 +223,8 @@ func readInt(path string) (int64, error) {
 // Unsupported says which volume layers nixrescue cannot open yet.
 func Unsupported(fsType string) string {
 	switch fsType {
-	case "crypto_LUKS":
-		return "LUKS encryption"
-	case "LVM2_member":
-		return "LVM"
 	case "zfs_member":
-		return "ZFS"
-	case "linux_raid_member":
-		return "Linux software RAID (md)"
+		return "a ZFS pool member"
 	case "bcache":
 		return "bcache"
 	}

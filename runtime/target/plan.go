@@ -160,6 +160,10 @@ func MapSource(spec string, parts []Partition) ([]Partition, string) {
 			return match(number(m[1])), "partition number in by-id name"
 		}
 	case SourcePath:
+		// A device a layer opened, by a name the configuration gives it.
+		if named := match(func(p Partition) bool { return slices.Contains(p.Names, v) }); len(named) > 0 {
+			return named, "name"
+		}
 		if m := partNumberRE().FindStringSubmatch(v); m != nil {
 			return match(number(m[1])), "partition number"
 		}

@@ -288,3 +288,15 @@ func TestESPCandidates(t *testing.T) {
 		t.Errorf("an MBR ESP (0xef): %+v", got)
 	}
 }
+
+func TestNoRootErrorNamesWhatItCannotOpen(t *testing.T) {
+	e := &NoRootError{Target: "/dev/sda", Parts: []Partition{
+		{Number: 1, Device: "/dev/sda1", FS: FS{Type: "vfat"}},
+		{Number: 2, Device: "/dev/sda2", FS: FS{Type: "zfs_member", Label: "rpool"}},
+	}}
+	for _, want := range []string{"/dev/sda2 holds a member of the ZFS pool \"rpool\"", "zpool import -N -R /mnt rpool", "pass /mnt"} {
+		if !strings.Contains(e.Error(), want) {
+			t.Errorf("%q lacks %q", e.Error(), want)
+		}
+	}
+}
