@@ -8,6 +8,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/nixrescue/nixrescue/hack/fixture"
 )
@@ -18,6 +20,9 @@ func main() {
 	busybox := flag.String("busybox", "/bin/busybox", "static busybox to copy in")
 	realNix := flag.Bool("real-nix", false, "put a real Nix, GRUB and udevadm (the host's) into the store (root needed)")
 	image := flag.String("image", "", "write a disk image of this `layout` (bios, efi, btrfs, xfs-nix, bare, mbr, gpt-4k, uefi, grub-efi) to the path instead of a directory (root needed)")
+	layered := flag.String("layered", "", "write a layered fixture of this `layout` (luks, lvm-on-luks, luks1-boot, raid1) into the directory: its disk, its filesystem images and layers.sh, which makes the layers in hack/vm's rescue host (root needed)")
+	kdf := flag.String("kdf", "argon2id", "LUKS2 key derivation of a layered fixture: argon2id or pbkdf2")
+	degraded := flag.Bool("degraded", false, "a layered raid1 fixture with one member of each mirror missing")
 	kernel := flag.String("kernel", "", "a real kernel `image` for the generations, with the fixture's initrd, so that the disk boots (hack/vm's: Debian's)")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: mkfixture [flags] DIR\n       mkfixture -image LAYOUT [flags] FILE")
@@ -29,6 +34,19 @@ func main() {
 		os.Exit(2)
 	}
 	dir := flag.Arg(0)
+	if *layered != "" {
+		l, err := fixture.BuildLayered(flag.Arg(0), fixture.LayeredOptions{Layout: fixture.LayeredLayout(*layered), KDF: *kdf, Degraded: *degraded,
+			Root: fixture.Options{Hostname: *hostname, Resolv: fixture.ResolvShape(*resolv), Busybox: *busybox, RealNix: *realNix, Kernel: *kernel}})
+		if err == nil {
+			err = os.WriteFile(filepath.Join(flag.Arg(0), "layers.sh"), []byte(l.Script), 0o644)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "mkfixture: %v\n", err)
+			os.Exit(1)
+		}
+		fmt.Printf("layered fixture %s: disk %s, payloads %s; in the VM: . layers.sh; %s DISK PAYLOAD…\n", *layered, l.Image.Path, strings.Join(l.Payloads, " "), l.Function)
+		return
+	}
 	opts := fixture.Options{Hostname: *hostname, Resolv: fixture.ResolvShape(*resolv), Busybox: *busybox, RealNix: *realNix, Kernel: *kernel}
 	if *image != "" {
 		img, err := fixture.BuildImage(dir, fixture.ImageOptions{Layout: fixture.DiskLayout(*image), Root: opts})

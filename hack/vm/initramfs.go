@@ -7,15 +7,27 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/nixrescue/nixrescue/hack/debs"
 )
 
 // InitramfsOptions say what goes into the rescue host's initramfs.
 type InitramfsOptions struct {
-	// Nixrescue is the static nixrescue under test: /bin/nixrescue.
+	// Nixrescue is the static nixrescue under test: /bin/nixrescue (none
+	// when empty).
 	Nixrescue string
+	// Init is /init; default the rescue host's (it runs /script).
+	Init string
+	// Files are more files, by path inside.
+	Files map[string]string
 	// Tools are host programs a rescue system has, copied with their
 	// libraries to the same paths; default DefaultTools.
 	Tools []string
+	// DebTools are programs of packages hack/install-deps downloaded,
+	// copied with their libraries to their paths in the package; default
+	// DefaultDebTools. NoDebTools leaves them all out.
+	DebTools   []DebTool
+	NoDebTools bool
 	// Modules are loaded at boot, in order; default DefaultModules.
 	Modules []string
 }
@@ -23,9 +35,23 @@ type InitramfsOptions struct {
 // DefaultTools are what a rescue system has beside busybox.
 var DefaultTools = []string{"/usr/sbin/blkid", "/usr/bin/efibootmgr"}
 
+// DebTool is a program of a Debian package in the cache (hack/debs).
+type DebTool struct{ Package, Path string }
+
+// DefaultDebTools open encrypted and layered disks: cryptsetup, lvm and
+// mdadm, as a rescue system has them.
+var DefaultDebTools = []DebTool{{"cryptsetup-bin", "/sbin/cryptsetup"}, {"lvm2", "/sbin/lvm"}, {"mdadm", "/sbin/mdadm"}}
+
+// debLibraries are packages of libraries DefaultDebTools need that a host
+// may lack.
+var debLibraries = []string{"libdevmapper-event1.02.1"}
+
 // DefaultModules give the rescue host its disks (virtio, NVMe, AHCI),
-// filesystems (ext4, vfat), loop devices and EFI variables.
-var DefaultModules = []string{"virtio_pci", "virtio_blk", "nvme", "ahci", "sd_mod", "ext4", "vfat", "loop", "efivarfs"}
+// filesystems (ext4, vfat), loop devices and EFI variables,
+// and device-mapper, dm-crypt (with what cryptsetup's default
+// aes-xts-plain64 and its checks need) and RAID1.
+var DefaultModules = []string{"virtio_pci", "virtio_blk", "nvme", "ahci", "sd_mod", "ext4", "vfat", "loop", "efivarfs",
+	"dm_mod", "dm_crypt", "xts", "algif_skcipher", "raid1"}
 
 // BuildInitramfs writes the rescue host's initramfs to out (a gzipped
 // newc cpio): Debian's busybox-static as its userland, the kernel modules
@@ -53,10 +79,18 @@ func BuildInitramfs(k *Kernel, o InitramfsOptions, out string) error {
 	if err := copyTo("/bin/busybox", filepath.Join(dir, "bin/busybox"), 0o755); err != nil {
 		return fmt.Errorf("busybox-static (hack/install-deps): %w", err)
 	}
-	if err := copyTo(o.Nixrescue, filepath.Join(dir, "bin/nixrescue"), 0o755); err != nil {
-		return err
+	if o.Nixrescue != "" {
+		if err := copyTo(o.Nixrescue, filepath.Join(dir, "bin/nixrescue"), 0o755); err != nil {
+			return err
+		}
 	}
 	if err := copyTools(dir, o.Tools); err != nil {
+		return err
+	}
+	if o.DebTools == nil && !o.NoDebTools {
+		o.DebTools = DefaultDebTools
+	}
+	if err := copyDebTools(dir, o.DebTools); err != nil {
 		return err
 	}
 	mods, err := k.moduleFiles(o.Modules)
@@ -83,13 +117,19 @@ func BuildInitramfs(k *Kernel, o InitramfsOptions, out string) error {
 	if b, err := exec.Command("depmod", "-b", dir, k.Version).CombinedOutput(); err != nil {
 		return fmt.Errorf("depmod: %v: %s", err, bytes.TrimSpace(b))
 	}
+	if o.Init == "" {
+		o.Init = initScript
+	}
 	files := map[string]string{
-		"init":           initScript,
+		"init":           o.Init,
 		"lib/vm.sh":      guestLibrary,
 		"etc/vm/modules": strings.Join(load, "\n") + "\n",
 		"etc/passwd":     "root:x:0:0:root:/root:/bin/sh\n",
 		"etc/group":      "root:x:0:\ndisk:x:6:\n",
 		"etc/hostname":   "rescue\n",
+	}
+	for name, content := range o.Files {
+		files[strings.TrimPrefix(name, "/")] = content
 	}
 	for name, content := range files {
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
@@ -112,15 +152,55 @@ func WriteCpio(dir, out string) error {
 	return nil
 }
 
-// copyTools copies programs and the libraries ldd lists for them to the
-// same paths under dir.
-func copyTools(dir string, tools []string) error {
-	libs := map[string]bool{}
-	for _, t := range tools {
-		if err := copyTo(t, filepath.Join(dir, t), 0o755); err != nil {
-			return fmt.Errorf("%s (hack/install-deps): %w", t, err)
+// copyDebTools copies programs of packages in the cache to their paths
+// in the package, under dir, with their libraries.
+func copyDebTools(dir string, tools []DebTool) error {
+	var libPath []string
+	for _, p := range debLibraries {
+		d, err := debs.Unpack(p)
+		if err != nil {
+			return err
 		}
-		out, err := exec.Command("ldd", t).Output()
+		libPath = append(libPath, filepath.Join(d, "lib/x86_64-linux-gnu"), filepath.Join(d, "usr/lib/x86_64-linux-gnu"))
+	}
+	var progs []program
+	for _, t := range tools {
+		d, err := debs.Unpack(t.Package)
+		if err != nil {
+			return err
+		}
+		progs = append(progs, program{src: filepath.Join(d, t.Path), dst: t.Path})
+	}
+	return copyPrograms(dir, progs, strings.Join(libPath, ":"))
+}
+
+// copyTools copies host programs and their libraries to the same paths
+// under dir.
+func copyTools(dir string, tools []string) error {
+	var progs []program
+	for _, t := range tools {
+		progs = append(progs, program{src: t, dst: t})
+	}
+	return copyPrograms(dir, progs, "")
+}
+
+// program is a program to copy from src to dst (inside the initramfs).
+type program struct{ src, dst string }
+
+// copyPrograms copies programs under dir with the libraries ldd lists for
+// them (those in libPath first), each library where the system's would
+// be.
+func copyPrograms(dir string, progs []program, libPath string) error {
+	libs := map[string]bool{}
+	for _, p := range progs {
+		if err := copyTo(p.src, filepath.Join(dir, p.dst), 0o755); err != nil {
+			return fmt.Errorf("%s (hack/install-deps): %w", p.src, err)
+		}
+		cmd := exec.Command("ldd", p.src)
+		if libPath != "" {
+			cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+libPath)
+		}
+		out, err := cmd.Output()
 		if err != nil {
 			continue // static
 		}
@@ -131,6 +211,8 @@ func copyTools(dir string, tools []string) error {
 				libs[f[2]] = true
 			case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
 				libs[f[0]] = true
+			case len(f) >= 3 && f[2] == "not":
+				return fmt.Errorf("%s needs %s, which is not here (hack/install-deps)", p.src, f[0])
 			}
 		}
 	}
@@ -139,7 +221,11 @@ func copyTools(dir string, tools []string) error {
 		if err != nil {
 			return err
 		}
-		if err := copyTo(real, filepath.Join(dir, l), 0o755); err != nil {
+		to := l
+		if i := strings.Index(l, "/lib/x86_64-linux-gnu/"); i > 0 && strings.HasPrefix(l, debs.Cache()) {
+			to = "/usr" + l[i:] // from an unpacked package
+		}
+		if err := copyTo(real, filepath.Join(dir, to), 0o755); err != nil {
 			return err
 		}
 	}
