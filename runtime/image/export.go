@@ -1,0 +1,252 @@
+package image
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/moby/sys/mountinfo"
+
+	"github.com/nixrescue/nixrescue/runtime/mount"
+)
+
+// ExportOptions say how an image is exported.
+type ExportOptions struct {
+	// Image is the image file, or a disk (Device) for a snapshot.
+	Image  string
+	Format Format
+	Device bool
+	// ReadOnly exports it read-only.
+	ReadOnly bool
+	// Overlay, when set, is a new qcow2 file put in front of the image,
+	// which is then only read: writes go to the overlay (a snapshot).
+	// Size is the image's virtual size, for it.
+	Overlay string
+	Size    int64
+	// Share opens an image another program holds: read-only, or behind
+	// an overlay.
+	Share bool
+	// File is where the raw content appears: it is made, empty, and the
+	// export is mounted on it.
+	File string
+	// Log takes the daemon's messages.
+	Log string
+}
+
+// Export is a running qemu-storage-daemon and its FUSE export.
+type Export struct {
+	PID  int    `json:"pid"`
+	File string `json:"file"`
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// qemuValue escapes a value for qemu's key=value options.
+func qemuValue(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// fuseReady tells whether this kernel can mount FUSE.
+func fuseReady() error {
+	b, _ := os.ReadFile("/proc/filesystems")
+	if _, err := os.Stat("/dev/fuse"); err != nil || !bytes.Contains(b, []byte("\tfuse\n")) {
+		return &MissingError{What: "FUSE (/dev/fuse, the fuse module)", Package: "the kernel's fuse module (modprobe fuse), or convert the image to raw with qemu-img convert -O raw"}
+	}
+	return nil
+}
+
+// args are the daemon's: the image's nodes (file, then format), the
+// overlay's when there is one, and the FUSE export of the top node.
+func (o ExportOptions) args() []string {
+	proto := "file"
+	if o.Device {
+		proto = "host_device"
+	}
+	ro := "off"
+	if o.ReadOnly || o.Overlay != "" {
+		ro = "on"
+	}
+	file := fmt.Sprintf("driver=%s,node-name=image-file,filename=%s,read-only=%s", proto, qemuValue(o.Image), ro)
+	format := fmt.Sprintf("driver=%s,node-name=image,file=image-file,read-only=%s", o.Format, ro)
+	if o.Share {
+		file += ",locking=off"
+		format += ",force-share=on"
+	}
+	args := []string{"--blockdev", file, "--blockdev", format}
+	top := "image"
+	if o.Overlay != "" {
+		args = append(args, "--blockdev", fmt.Sprintf("driver=qcow2,node-name=overlay,file.driver=file,file.filename=%s,backing=image", qemuValue(o.Overlay)))
+		top = "overlay"
+	}
+	writable := "on"
+	if o.ReadOnly {
+		writable = "off"
+	}
+	return append(args, "--export", fmt.Sprintf("type=fuse,id=export,node-name=%s,mountpoint=%s,writable=%s", top, qemuValue(o.File), writable))
+}
+
+// Start makes the overlay (if asked), starts qemu-storage-daemon and
+// waits for its export to be mounted.
+func Start(ctx context.Context, o ExportOptions) (*Export, error) {
+	qsd, err := tool("qemu-storage-daemon")
+	if err != nil {
+		return nil, err
+	}
+	if err := fuseReady(); err != nil {
+		return nil, err
+	}
+	if o.Overlay != "" {
+		if err := createOverlay(ctx, o); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.WriteFile(o.File, nil, 0o600); err != nil {
+		return nil, fmt.Errorf("make the export file: %w", err)
+	}
+	logf, err := os.OpenFile(o.Log, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(qsd, o.args()...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Its own process group: a Ctrl-C meant for nixrescue does not end
+	// it under the session; the teardown does. Its own mount namespace
+	// (private), where its FUSE export is mounted: it does not keep the
+	// session's alive. Were it in the session's, a killed session's
+	// mounts would stay as long as the daemon, and with them the loop
+	// device on its export; in a namespace of its own, they go with the
+	// session's last process, flushed to the export first, and the
+	// daemon goes after (cleanup).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Unshareflags: unix.CLONE_NEWNS}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start qemu-storage-daemon: %w", err)
+	}
+	e := &Export{PID: cmd.Process.Pid, File: o.File, cmd: cmd, done: make(chan error, 1)}
+	go func() { e.done <- cmd.Wait() }()
+	deadline := time.After(30 * time.Second)
+	for {
+		if e.mounted() {
+			return e, nil
+		}
+		select {
+		case <-e.done:
+			msg, _ := os.ReadFile(o.Log)
+			os.Remove(o.File)
+			return nil, interpret(o.Image, strings.TrimSpace(string(msg)))
+		case <-deadline:
+			e.Stop()
+			return nil, fmt.Errorf("qemu-storage-daemon did not export %s within 30 s", o.Image)
+		case <-ctx.Done():
+			e.Stop()
+			return nil, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// createOverlay makes the snapshot's qcow2 overlay, its backing file the
+// image (by its absolute path, with its format), without opening the
+// image (-u): a VM may hold it.
+func createOverlay(ctx context.Context, o ExportOptions) error {
+	img, err := tool("qemu-img")
+	if err != nil {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, img, "create", "-q", "-f", "qcow2", "-F", string(o.Format), "-b", o.Image, "-u",
+		o.Overlay, strconv.FormatInt(o.Size, 10)).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("make the snapshot overlay %s: %v: %s", o.Overlay, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// Path is the export as this process reaches it: through the daemon's
+// root, in its mount namespace.
+func (e *Export) Path() string { return fmt.Sprintf("/proc/%d/root%s", e.PID, e.File) }
+
+// mounted tells whether the export is mounted in the daemon's namespace.
+func (e *Export) mounted() bool {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", e.PID))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	ms, err := mountinfo.GetMountsFromReader(f, mountinfo.SingleEntryFilter(e.File))
+	return err == nil && len(ms) > 0
+}
+
+// Stop ends the daemon (it flushes the image and unmounts its export)
+// and removes the export file.
+func (e *Export) Stop() error {
+	if e == nil || e.cmd == nil {
+		return nil
+	}
+	_ = e.cmd.Process.Signal(unix.SIGTERM)
+	select {
+	case <-e.done:
+	case <-time.After(15 * time.Second):
+		_ = e.cmd.Process.Kill()
+		<-e.done
+	}
+	e.cmd = nil
+	return removeExportFile(e.File)
+}
+
+// removeExportFile unmounts an export left mounted (its daemon killed)
+// and removes the file.
+func removeExportFile(file string) error {
+	if m, _ := mount.At(file); m != nil {
+		if err := unix.Unmount(file, unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("unmount the export %s: %w", file, err)
+		}
+	}
+	if err := os.Remove(file); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// StopRecorded ends the daemon a killed session left, if pid is still
+// that daemon (its command line names the export file), and removes its
+// export.
+// A pid of 0 (killed before it was recorded) is looked for.
+func StopRecorded(pid int, file string) error {
+	ours := func(pid int) bool {
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		return err == nil && bytes.Contains(cmdline, []byte("qemu-storage-daemon")) && bytes.Contains(cmdline, []byte("mountpoint="+qemuValue(file)+","))
+	}
+	if pid == 0 {
+		procs, _ := filepath.Glob("/proc/[0-9]*")
+		for _, p := range procs {
+			if n, err := strconv.Atoi(filepath.Base(p)); err == nil && ours(n) {
+				pid = n
+			}
+		}
+	}
+	if pid != 0 && ours(pid) {
+		_ = unix.Kill(pid, unix.SIGTERM)
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			if err != nil || bytes.Contains(stat, []byte(") Z ")) {
+				break // gone, or a zombie its parent has yet to reap
+			}
+			if time.Now().After(deadline) {
+				_ = unix.Kill(pid, unix.SIGKILL)
+				time.Sleep(100 * time.Millisecond)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return removeExportFile(file)
+}

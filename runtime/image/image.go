@@ -1,0 +1,288 @@
+// Package image opens disk images of every format qemu reads (qcow2 with
+// its backing chain and compressed clusters, VMDK, VDI, VHDX, VHD, raw)
+// through qemu's own block layer: qemu-storage-daemon exports the image
+// as a raw file over FUSE, and a session attaches a loop device to that
+// file as it does to a raw image. With a snapshot, a qcow2 overlay is put
+// in front of the image (or disk), so that every write goes to the
+// overlay and the image stays byte for byte as it was.
+//
+// The format is told by the image's content, never its name. qemu's image
+// locking is kept: an image a running VM holds is refused for writing,
+// and said to be in use.
+package image
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Format is an image format, as qemu names its drivers.
+type Format string
+
+const (
+	Raw   Format = "raw"
+	QCOW2 Format = "qcow2"
+	QCOW  Format = "qcow"
+	QED   Format = "qed"
+	VMDK  Format = "vmdk"
+	VDI   Format = "vdi"
+	VHDX  Format = "vhdx"
+	VPC   Format = "vpc" // VHD
+)
+
+// Detect tells an image's format by its content: the magic numbers of
+// each format's header (a fixed VHD's footer is at the end); anything
+// else is raw.
+func Detect(f io.ReaderAt, size int64) Format {
+	head := make([]byte, 512)
+	n, _ := f.ReadAt(head, 0)
+	head = head[:n]
+	switch {
+	case bytes.HasPrefix(head, []byte("QFI\xfb")):
+		if len(head) >= 8 && head[7] == 1 {
+			return QCOW
+		}
+		return QCOW2
+	case bytes.HasPrefix(head, []byte("QED\x00")):
+		return QED
+	case bytes.HasPrefix(head, []byte("KDMV")), bytes.HasPrefix(head, []byte("COWD")),
+		bytes.HasPrefix(head, []byte("# Disk DescriptorFile")):
+		return VMDK
+	case len(head) >= 0x44 && bytes.Equal(head[0x40:0x44], []byte{0x7f, 0x10, 0xda, 0xbe}):
+		return VDI
+	case bytes.HasPrefix(head, []byte("vhdxfile")):
+		return VHDX
+	case bytes.HasPrefix(head, []byte("conectix")):
+		return VPC
+	}
+	if size >= 512 {
+		foot := make([]byte, 8)
+		if _, err := f.ReadAt(foot, size-512); err == nil && string(foot) == "conectix" {
+			return VPC
+		}
+	}
+	return Raw
+}
+
+// QCOW2Header is what a qcow2 image's header says, read without qemu:
+// its virtual size, and whether it is encrypted (crypt_method).
+type QCOW2Header struct {
+	VirtualSize int64
+	Encrypted   bool
+}
+
+// ReadQCOW2Header reads the header of a qcow2 image (QEMU's qcow2.txt:
+// big-endian, the size at byte 24, crypt_method at 32).
+func ReadQCOW2Header(f io.ReaderAt) (QCOW2Header, error) {
+	b := make([]byte, 36)
+	if _, err := f.ReadAt(b, 0); err != nil {
+		return QCOW2Header{}, fmt.Errorf("read the qcow2 header: %w", err)
+	}
+	if !bytes.HasPrefix(b, []byte("QFI\xfb")) {
+		return QCOW2Header{}, errors.New("not a qcow2 image")
+	}
+	return QCOW2Header{VirtualSize: int64(binary.BigEndian.Uint64(b[24:])), Encrypted: binary.BigEndian.Uint32(b[32:]) != 0}, nil
+}
+
+// Info is what qemu-img says of an image.
+type Info struct {
+	Format      Format `json:"format"`
+	VirtualSize int64  `json:"virtual_size"`
+	// Backing is the backing chain, nearest first: each file and its
+	// format.
+	Backing []Backing `json:"backing,omitempty"`
+	// Encrypted images (qcow2 with LUKS or AES inside) are not opened.
+	Encrypted bool `json:"encrypted,omitempty"`
+	// InUse says another program holds qemu's lock on the image (a
+	// running VM).
+	InUse bool `json:"in_use"`
+	// Overlay is the snapshot's overlay, when the session has one.
+	Overlay string `json:"overlay,omitempty"`
+}
+
+// Backing is an image a qcow2 image is layered on.
+type Backing struct {
+	File   string `json:"file"`
+	Format Format `json:"format"`
+}
+
+// tool finds a qemu program, or says which package has it.
+func tool(name string) (string, error) {
+	p, err := exec.LookPath(name)
+	if err != nil {
+		pkg := map[string]string{"qemu-img": "qemu-utils", "qemu-storage-daemon": "qemu-system-common"}[name]
+		return "", &MissingError{What: name, Package: pkg}
+	}
+	return p, nil
+}
+
+// MissingError says the host lacks what an image needs.
+type MissingError struct{ What, Package string }
+
+func (e *MissingError) Error() string {
+	return fmt.Sprintf("this host has no %s, which opens disk images other than raw: install %s (Debian's package; qemu's elsewhere)", e.What, e.Package)
+}
+
+// Inspect reads an image's format, size and backing chain (qemu-img info
+// --backing-chain, sharing the image with whoever holds it), and whether
+// another program holds it.
+func Inspect(ctx context.Context, path string) (Info, error) {
+	img, err := tool("qemu-img")
+	if err != nil {
+		return Info{}, err
+	}
+	out, err := exec.CommandContext(ctx, img, "info", "--force-share", "--backing-chain", "--output=json", path).Output()
+	if err != nil {
+		if missing := missingBacking(ctx, img, path); missing != "" {
+			return Info{}, &Error{Image: path, Err: fmt.Errorf("its backing file %s is missing", missing),
+				Fix: "put it back there, or point the image at where it is now: qemu-img rebase -u -b NEWPATH " + path}
+		}
+		return Info{}, qemuError(path, err)
+	}
+	var chain []struct {
+		Format          Format `json:"format"`
+		VirtualSize     int64  `json:"virtual-size"`
+		Filename        string `json:"filename"`
+		Encrypted       bool   `json:"encrypted"`
+		BackingFilename string `json:"full-backing-filename"`
+	}
+	if err := json.Unmarshal(out, &chain); err != nil || len(chain) == 0 {
+		return Info{}, fmt.Errorf("read qemu-img info of %s: %v", path, err)
+	}
+	i := Info{Format: chain[0].Format, VirtualSize: chain[0].VirtualSize}
+	for _, c := range chain {
+		i.Encrypted = i.Encrypted || c.Encrypted
+	}
+	for _, c := range chain[1:] {
+		i.Backing = append(i.Backing, Backing{File: c.Filename, Format: c.Format})
+	}
+	i.InUse = InUse(path)
+	return i, nil
+}
+
+// InUse tells whether a program holds open-file-description locks on the
+// file at path: qemu locks the images it opens (a running VM), nixrescue
+// and the tools it runs take none.
+func InUse(path string) bool {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		return false
+	}
+	locks, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return false
+	}
+	// "1: OFDLCK ADVISORY READ -1 fd:01:1573034 100 100": the device
+	// in hex, the inode in decimal.
+	want := fmt.Sprintf("%02x:%02x:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+	for _, l := range strings.Split(string(locks), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 6 && f[1] == "OFDLCK" && f[5] == want {
+			return true
+		}
+	}
+	return false
+}
+
+// missingBacking is the backing file an image names that is not there
+// (qemu-img info of the image alone), "" when there is none such.
+func missingBacking(ctx context.Context, img, path string) string {
+	out, err := exec.CommandContext(ctx, img, "info", "--force-share", "--output=json", path).Output()
+	if err != nil {
+		return ""
+	}
+	var top struct {
+		Backing string `json:"full-backing-filename"`
+	}
+	if json.Unmarshal(out, &top) != nil || top.Backing == "" {
+		return ""
+	}
+	if _, err := os.Stat(top.Backing); err != nil {
+		return top.Backing
+	}
+	return missingBacking(ctx, img, top.Backing)
+}
+
+// qemuError turns what a qemu program said into an error that names the
+// image and what to do.
+func qemuError(path string, err error) error {
+	var ee *exec.ExitError
+	msg := err.Error()
+	if errors.As(err, &ee) && len(ee.Stderr) > 0 {
+		msg = strings.TrimSpace(string(ee.Stderr))
+	}
+	return interpret(path, msg)
+}
+
+// interpret reads qemu's message about an image it could not open.
+func interpret(path, msg string) error {
+	first := strings.TrimPrefix(strings.SplitN(msg, "\n", 2)[0], "qemu-img: ")
+	switch {
+	case strings.Contains(msg, "Could not open backing file"):
+		missing := msg
+		if i := strings.Index(msg, "Could not open '"); i >= 0 {
+			missing = msg[i+len("Could not open '"):]
+			missing = missing[:strings.IndexByte(missing+"'", '\'')]
+		}
+		return &Error{Image: path, Err: fmt.Errorf("its backing file %s cannot be opened", missing),
+			Fix: "put it back where the image says it is, or point the image at it: qemu-img rebase -u -b NEWPATH " + path}
+	case strings.Contains(msg, "lock"):
+		return &Error{Image: path, Err: errors.New("another program is using it (qemu's lock is held: a running VM?)"),
+			Fix: "shut that VM down, or pass --read-only or --snapshot to work on what it has written so far"}
+	case strings.Contains(msg, "Unknown driver"), strings.Contains(msg, "not supported"), strings.Contains(msg, "Unsupported"):
+		return &Error{Image: path, Err: fmt.Errorf("qemu cannot read its format (%s)", first),
+			Fix: "convert it with the tool that made it to raw or qcow2"}
+	}
+	return &Error{Image: path, Err: errors.New(first),
+		Fix: "check it with qemu-img check " + path + " (a truncated or damaged image), or copy it again"}
+}
+
+// Error is an image qemu cannot open, and what to do.
+type Error struct {
+	Image string
+	Err   error
+	Fix   string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %v: %s", e.Image, e.Err, e.Fix) }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Check runs qemu-img check on a qcow2 image: a truncated or damaged one
+// is refused before anything is attached.
+func Check(ctx context.Context, path string) error {
+	img, err := tool("qemu-img")
+	if err != nil {
+		return err
+	}
+	out, err := exec.CommandContext(ctx, img, "check", "--force-share", "--output=json", path).CombinedOutput()
+	var r struct {
+		Corruptions int `json:"corruptions"`
+		CheckErrors int `json:"check-errors"`
+	}
+	if jerr := json.Unmarshal(out, &r); jerr == nil && r.Corruptions == 0 && r.CheckErrors == 0 {
+		return nil
+	}
+	if err == nil {
+		err = errors.New(strings.TrimSpace(string(out)))
+	}
+	if r.Corruptions > 0 || r.CheckErrors > 0 {
+		return &Error{Image: path, Err: fmt.Errorf("qemu-img check finds it damaged (%d corruptions, %d errors: a truncated or broken copy)", r.Corruptions, r.CheckErrors),
+			Fix: "copy it again, or repair it with qemu-img check -r all on a copy"}
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return &Error{Image: path, Err: fmt.Errorf("qemu-img check finds it damaged (%s)", strings.TrimPrefix(strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0], "qemu-img: ")),
+			Fix: "copy it again (a truncated copy?), or repair a copy with qemu-img check -r all"}
+	}
+	return err
+}
