@@ -38,6 +38,8 @@ type targetFlags struct {
 	aliases      []string
 	mountMissing bool
 	keyFiles     []string
+	snapshot     bool
+	snapshotOut  string
 }
 
 func (f *targetFlags) register(cmd *cobra.Command) {
@@ -54,6 +56,8 @@ func (f *targetFlags) register(cmd *cobra.Command) {
 	fl.StringArrayVar(&f.aliases, "disk-alias", nil, "another `NAME` of the target's disk, as the target machine saw it (e.g. /dev/sda; repeatable)")
 	fl.BoolVar(&f.mountMissing, "mount-missing", false, "for a directory target: mount what its fstab puts on /boot, /boot/efi, /efi or /nix when nothing is mounted there and it is on the same disk (for the session only)")
 	fl.StringArrayVar(&f.keyFiles, "key-file", nil, "a `FILE` holding a key of the target's LUKS volumes, tried on each (repeatable); - reads a passphrase from standard input; with none, the terminal asks")
+	fl.BoolVar(&f.snapshot, "snapshot", false, "leave the image or disk as it is: every write goes to a throwaway qcow2 overlay")
+	fl.StringVar(&f.snapshotOut, "snapshot-out", "", "with --snapshot, keep the overlay in `FILE` (new): a qcow2 on the target, to boot or apply later (qemu-img commit)")
 	fl.StringVar(&f.stateDir, "state-dir", state.DefaultDir, "where session state is kept on the host")
 	_ = fl.MarkHidden("state-dir")
 	if cmd.Annotations == nil {
@@ -76,6 +80,7 @@ func (f *targetFlags) apply(cmd *cobra.Command, o *commands.Options, target stri
 	o.DiskAliases = f.aliases
 	o.MountMissing = f.mountMissing
 	o.KeyFiles, o.KeyStdin = f.keyFiles, os.Stdin
+	o.Snapshot, o.SnapshotOut = f.snapshot || f.snapshotOut != "", f.snapshotOut
 	o.Log = newLog()
 	switch f.dev {
 	case "curated":

@@ -26,6 +26,19 @@ func writeInspect(w io.Writer, r *commands.Report) error {
 		}
 		fmt.Fprintf(tw, "disk:\t%s, partition table %s\n", r.Disk, table)
 	}
+	if f := r.Format; f != nil {
+		line := fmt.Sprintf("%s, %s virtual", f.Format, human(f.VirtualSize))
+		for _, b := range f.Backing {
+			line += fmt.Sprintf(", on %s (%s)", b.File, b.Format)
+		}
+		if f.InUse {
+			line += "; in use by another program (a running VM?)"
+		}
+		fmt.Fprintf(tw, "image format:\t%s\n", line)
+		if f.Overlay != "" {
+			fmt.Fprintf(tw, "snapshot:\twrites go to %s\n", f.Overlay)
+		}
+	}
 	tw.Flush()
 	if len(r.Partitions) > 0 {
 		fmt.Fprintln(w, "\npartitions:")

@@ -29,6 +29,8 @@ var flags = map[hint.Option]string{
 	hint.To:                  "--to",
 	hint.Write:               "--write",
 	hint.KeyFile:             "--key-file",
+	hint.Snapshot:            "--snapshot",
+	hint.SnapshotOut:         "--snapshot-out",
 }
 
 // flagWords words an option as the flag that sets it, with its value;

@@ -93,6 +93,12 @@ type TargetOptions struct {
 	// read from KeyStdin); with none, a terminal asks.
 	KeyFiles []string
 	KeyStdin io.Reader
+	// Snapshot puts a qcow2 overlay in front of the image or disk: every
+	// write goes there, the target is only read. SnapshotOut keeps the
+	// overlay in that file (a qcow2 whose backing file is the target);
+	// without it the overlay is removed at the end.
+	Snapshot    bool
+	SnapshotOut string
 }
 
 // Session is an open target: its state, its filesystems mounted, and,

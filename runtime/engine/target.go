@@ -15,6 +15,7 @@ import (
 
 	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
 	"github.com/nixrescue/nixrescue/runtime/hint"
+	"github.com/nixrescue/nixrescue/runtime/image"
 	"github.com/nixrescue/nixrescue/runtime/layers"
 	"github.com/nixrescue/nixrescue/runtime/mount"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
@@ -37,6 +38,9 @@ type Layout struct {
 	// Layers are the LUKS volumes, LVM volume groups and md arrays found
 	// between the partitions and the filesystems.
 	Layers []layers.Info `json:"layers,omitempty"`
+	// Format is the image's, as qemu reads it (raw images read
+	// directly have none), or the snapshot's.
+	Format *image.Info `json:"format,omitempty"`
 }
 
 // Opened is a target made ready: attached, partitions known, its root and
@@ -57,6 +61,13 @@ type Opened struct {
 	added   []int
 	mounter *mount.Mounter
 	layers  layerSet
+	// export is qemu's export of an image or a snapshot; overlay the
+	// snapshot's overlay, removed at the end unless kept.
+	export      *image.Export
+	overlay     string
+	keepOverlay bool
+	// backing is the loop device's file, as the kernel names it.
+	backing string
 	// tree says RootDir is the session's own mount tree, torn down with
 	// it (not a directory target's, which is the user's).
 	tree bool
@@ -93,7 +104,11 @@ func openTarget(ctx context.Context, t target.Target, to TargetOptions, s *Sessi
 		case target.KindImage:
 			err = op.attachImage(ctx, t, to, s)
 		case target.KindDisk, target.KindPartition:
-			err = op.openDisk(ctx, t, to, s)
+			if to.Snapshot {
+				err = op.snapshotDisk(ctx, t, to, s)
+			} else {
+				err = op.openDisk(ctx, t, to, s)
+			}
 		default:
 			err = fmt.Errorf("%s is a %s: it needs no opening", t.Arg, t.Kind)
 		}
@@ -165,14 +180,42 @@ func (op *Opened) attachImage(ctx context.Context, t target.Target, to TargetOpt
 	if err != nil {
 		return &hint.Error{Subject: t.Arg, Err: err}
 	}
+	format := image.Detect(f, st.Size())
+	if format != image.Raw || to.Snapshot {
+		// qemu's block layer reads it; the session sees its raw content.
+		exported, err := op.exportImage(ctx, t, to, s, format, false)
+		if err != nil {
+			return err
+		}
+		return op.attachRaw(ctx, t, to, s, exported)
+	}
+	op.Format = &image.Info{Format: image.Raw, VirtualSize: st.Size(), InUse: image.InUse(t.Path)}
+	if op.Format.InUse && !to.ReadOnly {
+		return imageInUse(t)
+	}
 	if !to.ReadOnly && st.Mode().Perm()&0o222 == 0 {
 		// Root may write to it all the same: the mode is someone's wish
 		// that it stay as it is.
 		if !to.Force {
 			return &hint.Error{Subject: t.Arg, Err: fmt.Errorf("the image is read-only (mode %04o)", st.Mode().Perm()),
-				Fix: "pass {ReadOnly} to look at it, or {Force} to write to it all the same"}
+				Fix: "pass {ReadOnly} to look at it, {Snapshot} to change a throwaway copy, or {Force} to write to it all the same"}
 		}
 		op.warn("writing to %s although its mode is %04o, because of {Force}", t.Path, st.Mode().Perm())
+	}
+	return op.attachRaw(ctx, t, to, s, t.Path)
+}
+
+// attachRaw attaches a raw disk image, or the raw export of another
+// format, to a loop device, with its partitions.
+func (op *Opened) attachRaw(ctx context.Context, t target.Target, to TargetOptions, s *Session, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return &hint.Error{Subject: t.Arg, Err: err}
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return &hint.Error{Subject: t.Arg, Err: err}
 	}
 	// Read the table before attaching: a truncated image is refused
 	// without anything attached, and the file stays as it was.
@@ -184,7 +227,7 @@ func (op *Opened) attachImage(ctx context.Context, t target.Target, to TargetOpt
 	if table.Type == "" {
 		// No table: a filesystem image, or nothing usable. (blkid only
 		// then: it costs an exec and a read of the image.)
-		pr, err := target.ProbeDevice(ctx, t.Path)
+		pr, err := target.ProbeDevice(ctx, path)
 		if err != nil {
 			return err
 		}
@@ -193,15 +236,17 @@ func (op *Opened) attachImage(ctx context.Context, t target.Target, to TargetOpt
 				Fix: "the image is empty, truncated or damaged; check that it was copied whole"}
 		}
 	}
-	loop, err := mount.AttachLoop(t.Path, to.ReadOnly, table.SectorSize)
+	loop, err := mount.AttachLoop(path, to.ReadOnly, table.SectorSize)
 	if errors.Is(err, unix.EROFS) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
 		return &hint.Error{Subject: t.Arg, Err: errors.New("the image cannot be opened for writing (a read-only filesystem or file)"),
-			Fix: "pass {ReadOnly} to look at it, or copy it somewhere writable"}
+			Fix: "pass {ReadOnly} to look at it, {Snapshot} to change a throwaway copy, or copy it somewhere writable"}
 	} else if err != nil {
 		return fmt.Errorf("attach %s: %w", t.Arg, err)
 	}
 	op.loop, op.Disk, op.diskDev = loop, loop.Path, loop.File()
-	if err := s.st.Record(func(j *state.Journal) { j.Loops = append(j.Loops, state.Loop{Device: loop.Path, Backing: t.Path}) }); err != nil {
+	// As the kernel names the file: an export is in its daemon's namespace.
+	op.backing = mount.BackingFile(filepath.Base(loop.Path))
+	if err := s.st.Record(func(j *state.Journal) { j.Loops = append(j.Loops, state.Loop{Device: loop.Path, Backing: op.backing}) }); err != nil {
 		return err
 	}
 	if table.Type == "" {
@@ -504,6 +549,11 @@ func (op *Opened) Close() error {
 	}
 	if op.loop != nil {
 		keep(op.loop.Close())
+		if op.export != nil {
+			// The export ends once nothing reads it: the loop device
+			// goes first.
+			keep(mount.WaitReleased(op.loop.Path, op.backing, 5*time.Second))
+		}
 		op.loop = nil
 	} else if op.diskDev != nil {
 		keep(op.diskDev.Close())
@@ -513,5 +563,6 @@ func (op *Opened) Close() error {
 		op.image.Close()
 		op.image = nil
 	}
+	keep(op.stopExport())
 	return first
 }

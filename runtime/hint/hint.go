@@ -48,11 +48,13 @@ const (
 	To                  Option = "To"                  // the generation a rollback goes to
 	Write               Option = "Write"               // hardware-config writes its result
 	KeyFile             Option = "KeyFile"             // a key of the target's LUKS volumes
+	Snapshot            Option = "Snapshot"            // writes go to a throwaway overlay
+	SnapshotOut         Option = "SnapshotOut"         // the overlay kept in a file
 )
 
 // Options are all of them: a front end words each (a test checks it).
 var Options = []Option{Root, Target, ReadOnly, RootPart, Mount, Boot, MountMissing, Force, HostDev, System, Generation, DiskAlias,
-	NoActivate, DNS, NetworkNone, EFI, Memory, Backend, Address, Sandbox, NoInstallBootloader, To, Write, KeyFile}
+	NoActivate, DNS, NetworkNone, EFI, Memory, Backend, Address, Sandbox, NoInstallBootloader, To, Write, KeyFile, Snapshot, SnapshotOut}
 
 // Words words a mention of option o, with value ("" for none).
 type Words func(o Option, value string) string

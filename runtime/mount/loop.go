@@ -132,6 +132,20 @@ func Detach(path string) error {
 	return err
 }
 
+// WaitReleased waits until loop device dev no longer serves backing (it
+// detaches once its last user is gone), at most timeout.
+func WaitReleased(dev, backing string, timeout time.Duration) error {
+	name := filepath.Base(dev)
+	deadline := time.Now().Add(timeout)
+	for BackingFile(name) == backing {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s (%s) is still in use: it will detach when its last user ends", dev, backing)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
 // BackingFile is the file behind loop device name (loopN), "" when it is
 // not attached.
 func BackingFile(name string) string {

@@ -21,6 +21,7 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
 	"github.com/nixrescue/nixrescue/runtime/guard"
 	"github.com/nixrescue/nixrescue/runtime/host"
+	"github.com/nixrescue/nixrescue/runtime/image"
 	"github.com/nixrescue/nixrescue/runtime/layers"
 	"github.com/nixrescue/nixrescue/runtime/mount"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
@@ -109,7 +110,8 @@ func RemoveStale(ctx context.Context, dir *state.Dir, cd *containerd.Runner) (se
 // undoSession undoes what dead session id left: its container and its
 // processes (through its cgroup: a containerd that died with the session
 // killed none), the mount point it made in a target, its private tree,
-// its layers (LUKS, LVM, md), its loop devices, its directory.
+// its layers (LUKS, LVM, md), its loop devices, qemu's export of its
+// image, its directory.
 func undoSession(ctx context.Context, dir *state.Dir, id string) error {
 	if err := embedded.DestroyByID(dir.ContainersDir(), id); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("destroy the container of stale session %s: %w", id, err)
@@ -126,8 +128,17 @@ func undoSession(ctx context.Context, dir *state.Dir, id string) error {
 	if err := UndoLayers(ctx, dir, id); err != nil {
 		return fmt.Errorf("undo stale session %s: %w", id, err)
 	}
-	if err := UndoLoops(dir, id); err != nil {
+	// The loop devices first, then qemu's export they read; a loop
+	// device the export keeps busy (its daemon in the namespace that
+	// holds the mounts) goes once the daemon has.
+	loopErr := UndoLoops(dir, id)
+	if err := UndoExport(dir, id); err != nil {
 		return fmt.Errorf("undo stale session %s: %w", id, err)
+	}
+	if loopErr != nil {
+		if err := UndoLoops(dir, id); err != nil {
+			return fmt.Errorf("undo stale session %s: %w", id, err)
+		}
 	}
 	if err := dir.RemoveSession(id); err != nil {
 		return fmt.Errorf("remove stale session %s: %w", id, err)
@@ -176,6 +187,25 @@ func UndoLayers(ctx context.Context, dir *state.Dir, id string) error {
 	return first
 }
 
+// UndoExport ends the qemu-storage-daemon session id's journal records
+// (after its loop device let go of the export), and removes the
+// snapshot's overlay unless it was to be kept.
+func UndoExport(dir *state.Dir, id string) error {
+	j, err := dir.ReadJournal(id)
+	if err != nil || j.Export == nil {
+		return nil
+	}
+	if err := image.StopRecorded(j.Export.PID, j.Export.File); err != nil {
+		return err
+	}
+	if j.Export.Overlay != "" && !j.Export.KeepOverlay {
+		if err := os.Remove(j.Export.Overlay); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
 // UndoLoops releases the loop devices session id's journal records, if
 // they are still attached to the same files: normally they went by
 // themselves (autoclear) once nothing held them.
@@ -210,14 +240,7 @@ func releaseLoop(l state.Loop) error {
 		return fmt.Errorf("detach %s: %w", l.Device, err)
 	}
 	// Detaching waits for the last user; give it a moment.
-	deadline := time.Now().Add(3 * time.Second)
-	for mount.BackingFile(name) == l.Backing {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s (%s) is still in use: it will detach when its last user ends", l.Device, l.Backing)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return nil
+	return mount.WaitReleased(l.Device, l.Backing, 3*time.Second)
 }
 
 // removeCgroups kills the processes of the cgroups named like pattern (in

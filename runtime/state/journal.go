@@ -28,6 +28,19 @@ type Journal struct {
 	// Layers are the LUKS volumes, volume groups and arrays opened, in
 	// order, each recorded before it is opened.
 	Layers []layers.Opened `json:"layers,omitempty"`
+	// Export is qemu-storage-daemon's export of an image, or of a
+	// snapshot.
+	Export *Export `json:"export,omitempty"`
+}
+
+// Export is a session's qemu-storage-daemon: its PID (0 until it runs),
+// the file its export is mounted on, and the snapshot's overlay, removed
+// after a crash unless kept (--snapshot-out).
+type Export struct {
+	PID         int    `json:"pid,omitempty"`
+	File        string `json:"file"`
+	Overlay     string `json:"overlay,omitempty"`
+	KeepOverlay bool   `json:"keep_overlay,omitempty"`
 }
 
 // Loop is a loop device a session attached, and the partitions it added
