@@ -338,7 +338,7 @@ func TestAmbiguityIsSaid(t *testing.T) {
 		}
 		before := fileHash(t, img)
 		r := imageSession(t, "run", img, "-q", "--", "true")
-		oneLine(t, r, "the image is read-only (mode 0444): pass --read-only to look at it, or --force to write to it all the same")
+		oneLine(t, r, "the image is read-only (mode 0444): pass --read-only to look at it, --snapshot to change a throwaway copy, or --force to write to it all the same")
 		if fileHash(t, img) != before {
 			t.Error("a refused session changed the image")
 		}

@@ -376,6 +376,9 @@ var crashPoints = []struct {
 	{"after mounts", "mounted", string(fixture.LayoutBIOS), "paused at mounted"},
 	{"during activation", "", imgSlowActivate, "activation-started"},
 	{"during the command", "", string(fixture.LayoutBIOS), "command-started"},
+	// A qcow2: its qemu-storage-daemon and FUSE export go too.
+	{"qcow2 after attach", "attached", imgQcow2, "paused at attached"},
+	{"qcow2 during the command", "", imgQcow2, "command-started"},
 }
 
 // TestSIGKILLAtEachPhaseThenCleanup: whatever the phase nixrescue is

@@ -49,6 +49,8 @@ const (
 	imgJunkFstab    = "junk-fstab"
 	imgHalfway      = "mount-fails-halfway"
 	imgSlowActivate = "slow-activate"
+	// The BIOS layout as qcow2 (image_integration_test.go).
+	imgQcow2 = "bios-qcow2"
 )
 
 func buildImages() {
@@ -109,6 +111,13 @@ func buildImages() {
 			images.err = os.Truncate(p, 16<<20)
 		}
 		images.built[imgLUKS] = &fixture.Image{Path: p}
+	}
+	if bios := images.built[string(fixture.LayoutBIOS)]; images.err == nil && bios != nil {
+		p := filepath.Join(images.dir, imgQcow2+".img")
+		if out, err := exec.Command("qemu-img", "convert", "-O", "qcow2", bios.Path, p).CombinedOutput(); err != nil {
+			images.err = fmt.Errorf("qemu-img convert: %v %s", err, out)
+		}
+		images.built[imgQcow2] = &fixture.Image{Path: p, Root: bios.Root, Partitions: bios.Partitions, Fstab: bios.Fstab}
 	}
 	if images.err == nil {
 		// A filesystem with no NixOS on it.

@@ -74,6 +74,8 @@ type Host struct {
 	// Containerd are the containers and tasks in containerd's nixrescue
 	// namespace, when a containerd is named by NIXRESCUE_CONTAINERD_ADDRESS.
 	Containerd []string
+	// Daemons are the qemu-storage-daemon processes (image exports).
+	Daemons []string
 }
 
 // SnapshotHost reads the host's state.
@@ -112,8 +114,15 @@ func SnapshotHost(t testing.TB) Host {
 		m, _ := filepath.Glob(pat)
 		h.Cgroups = append(h.Cgroups, m...)
 	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), "qemu-storage-daemon") {
+			h.Daemons = append(h.Daemons, strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
 	sort.Strings(h.Run)
 	sort.Strings(h.Cgroups)
+	sort.Strings(h.Daemons)
 	if addr := os.Getenv("NIXRESCUE_CONTAINERD_ADDRESS"); addr != "" {
 		for _, what := range []string{"containers", "tasks"} {
 			out, err := exec.Command("ctr", "--address", addr, "-n", "nixrescue", what, "ls", "-q").Output()
@@ -164,6 +173,7 @@ func AssertHostUnchanged(t testing.TB, before Host) {
 	diff("/run entry", before.Run, after.Run)
 	diff("cgroup", before.Cgroups, after.Cgroups)
 	diff("containerd object", before.Containerd, after.Containerd)
+	diff("qemu-storage-daemon", before.Daemons, after.Daemons)
 }
 
 // Tree is a snapshot of a directory tree: for each path, its type,

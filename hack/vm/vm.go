@@ -41,9 +41,11 @@ const (
 	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 )
 
-// Disk is a disk image attached to the machine, raw.
+// Disk is a disk image attached to the machine.
 type Disk struct {
 	Path string
+	// Format is qemu's name of its format; default raw.
+	Format string
 	// Interface is virtio (the default), nvme or ahci.
 	Interface string
 }
@@ -184,7 +186,11 @@ func (m Machine) args(work string) ([]string, error) {
 	ahci := false
 	for i, d := range m.Disks {
 		id := fmt.Sprintf("disk%d", i)
-		drive := fmt.Sprintf("if=none,id=%s,format=raw,file=%s", id, d.Path)
+		format := d.Format
+		if format == "" {
+			format = "raw"
+		}
+		drive := fmt.Sprintf("if=none,id=%s,format=%s,file=%s", id, format, d.Path)
 		switch d.Interface {
 		case "", "virtio":
 			args = append(args, "-drive", drive, "-device", "virtio-blk-pci,drive="+id)
