@@ -116,6 +116,6 @@ run inside it, and nothing is left mounted or changed on the host.`,
 	// -v is --verbose everywhere; --version has no short form.
 	root.Flags().Bool("version", false, "print the version")
 	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "say more about what nixrescue does: which backend runs a session, and why")
-	root.AddCommand(newRunCommand(), newEnterCommand(), newSpecCommand(), newInspectCommand(), newCleanupCommand(), newRebuildCommand(), newGenerationsCommand(), newRollbackCommand(), newHardwareConfigCommand())
+	root.AddCommand(newRunCommand(), newEnterCommand(), newSpecCommand(), newInspectCommand(), newCleanupCommand(), newRebuildCommand(), newGenerationsCommand(), newRollbackCommand(), newHardwareConfigCommand(), newBootTestCommand())
 	return root
 }

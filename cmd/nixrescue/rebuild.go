@@ -10,7 +10,8 @@ import (
 
 func newRebuildCommand() *cobra.Command {
 	var f containerFlags
-	var noInstall, asJSON bool
+	var noInstall, asJSON, bootTest bool
+	var b bootTestFlags
 	var sandbox string
 	cmd := &cobra.Command{
 		Use:   "rebuild TARGET [flags] [-- EXTRA nixos-rebuild ARGS]",
@@ -37,6 +38,13 @@ this session only (NIX_CONFIG), and says so. /etc/nix/nix.conf is never edited.`
 				return err
 			}
 			ro := commands.RebuildOptions{RunOptions: o, NoInstallBootloader: noInstall, Extra: o.Args}
+			if bootTest {
+				bo, err := b.options(o.Options, 0)
+				if err != nil {
+					return err
+				}
+				ro.BootTest = &bo
+			}
 			ro.Args = nil
 			ro.Sandbox = commands.SandboxMode(sandbox)
 			if asJSON {
@@ -48,6 +56,10 @@ this session only (NIX_CONFIG), and says so. /etc/nix/nix.conf is never edited.`
 				if perr := writeJSON(rep); err == nil {
 					err = perr
 				}
+			} else if rep != nil && rep.BootTest != nil {
+				if perr := writeBootTest(os.Stdout, rep.BootTest); err == nil {
+					err = perr
+				}
 			}
 			return exitResult(code, err)
 		},
@@ -56,5 +68,7 @@ this session only (NIX_CONFIG), and says so. /etc/nix/nix.conf is never edited.`
 	cmd.Flags().BoolVar(&noInstall, "no-install-bootloader", false, "run nixos-rebuild boot without --install-bootloader")
 	cmd.Flags().StringVar(&sandbox, "sandbox", "auto", "Nix's build sandbox: auto (on when it can work here), on or off")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a report as JSON on stdout once done (the rebuild's output goes to stderr)")
+	cmd.Flags().BoolVar(&bootTest, "boot-test", false, "once the rebuild succeeded, boot the target in a throwaway VM (as nixrescue boot-test; its flags below); the exit status is then the boot test's")
+	b.register(cmd, "boot-memory")
 	return cmd
 }

@@ -31,6 +31,11 @@ var flags = map[hint.Option]string{
 	hint.KeyFile:             "--key-file",
 	hint.Snapshot:            "--snapshot",
 	hint.SnapshotOut:         "--snapshot-out",
+	hint.Firmware:            "--firmware",
+	hint.Until:               "--until",
+	hint.Timeout:             "--timeout",
+	hint.BootMemory:          "--memory",
+	hint.Accel:               "--accel",
 }
 
 // flagWords words an option as the flag that sets it, with its value;

@@ -19,12 +19,15 @@ type CleanupReport struct {
 	Containers []string `json:"containers"`
 	// Cgroups are stray nixrescue cgroups removed by --all.
 	Cgroups []string `json:"cgroups"`
+	// Overlays are throwaway overlays (--snapshot's, boot-test's) of
+	// sessions gone, removed.
+	Overlays []string `json:"overlays"`
 	// Live are sessions still running, left alone.
 	Live []string `json:"live"`
 }
 
 // Empty tells whether cleanup found nothing to remove.
-func (r *CleanupReport) Empty() bool { return len(r.Removed)+len(r.Containers)+len(r.Cgroups) == 0 }
+func (r *CleanupReport) Empty() bool { return len(r.Removed)+len(r.Containers)+len(r.Cgroups)+len(r.Overlays) == 0 }
 
 // CleanupOptions are cleanup's.
 type CleanupOptions struct {
@@ -40,7 +43,7 @@ type CleanupOptions struct {
 // Cleanup undoes what killed sessions left (runtime/recovery) and reports
 // it, even when it fails midway.
 func Cleanup(ctx context.Context, o CleanupOptions) (*CleanupReport, error) {
-	r := &CleanupReport{Removed: []string{}, Containers: []string{}, Cgroups: []string{}, Live: []string{}}
+	r := &CleanupReport{Removed: []string{}, Containers: []string{}, Cgroups: []string{}, Overlays: []string{}, Live: []string{}}
 	if os.Geteuid() != 0 {
 		return r, errors.New("cleanup needs root: run it as root, e.g. with sudo")
 	}
@@ -52,6 +55,7 @@ func Cleanup(ctx context.Context, o CleanupOptions) (*CleanupReport, error) {
 	r.Removed = append(r.Removed, rec.Removed...)
 	r.Containers = append(r.Containers, rec.Containers...)
 	r.Cgroups = append(r.Cgroups, rec.Cgroups...)
+	r.Overlays = append(r.Overlays, rec.Overlays...)
 	r.Live = append(r.Live, rec.Live...)
 	return r, err
 }

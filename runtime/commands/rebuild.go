@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/nixrescue/nixrescue/runtime/engine"
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
@@ -21,6 +22,9 @@ type RebuildOptions struct {
 	NoInstallBootloader bool
 	// Extra are more nixos-rebuild arguments.
 	Extra []string
+	// BootTest, when set, boots the target after a rebuild that
+	// succeeded (BootTest's options; its target is the rebuild's).
+	BootTest *BootTestOptions
 }
 
 // Rebuild runs nixos-rebuild boot --install-bootloader (and Extra) in the
@@ -71,6 +75,13 @@ func Rebuild(ctx context.Context, ro RebuildOptions) (*RunReport, int, error) {
 		seen.hint(o.Log, o.Container.NetworkNone)
 	}
 	bootloaderHints(o.Log, rep.Bootloader, esp)
+	if err == nil && code == 0 && ro.BootTest != nil {
+		bo := *ro.BootTest
+		bo.Options = ro.Options
+		bo.Container = engine.ContainerOptions{}
+		bo.NoReexec = true
+		rep.BootTest, code, err = BootTest(ctx, bo)
+	}
 	return rep, code, err
 }
 

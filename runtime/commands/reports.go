@@ -21,6 +21,8 @@ type RunReport struct {
 	ExitStatus       int                `json:"exit_status"`
 	OOMKilled        bool               `json:"oom_killed,omitempty"`
 	Phases           []engine.Phase     `json:"phases"`
+	// BootTest is rebuild --boot-test's: the target booted after.
+	BootTest *BootTestReport `json:"boot_test,omitempty"`
 }
 
 // newRunReport begins the report of session s.

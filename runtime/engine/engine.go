@@ -61,6 +61,11 @@ type Options struct {
 	// Log takes what the session has to say for people (warnings of the
 	// teardown, which backend was chosen); nil says nothing.
 	Log *slog.Logger
+	// NoReexec keeps a session that needs a mount namespace of its own
+	// from running the whole command again in one when this process has
+	// none: it mounts in a private tree of the host's namespace instead
+	// (a second session of one command: rebuild --boot-test).
+	NoReexec bool
 }
 
 // TargetOptions say how a target is opened.
@@ -99,6 +104,10 @@ type TargetOptions struct {
 	// without it the overlay is removed at the end.
 	Snapshot    bool
 	SnapshotOut string
+	// SkipUnmountable leaves out of the session a filesystem of the fstab
+	// whose type this kernel does not know (its plan entry says so),
+	// instead of failing: boot-test reads an ESP with mtools then.
+	SkipUnmountable bool
 }
 
 // Session is an open target: its state, its filesystems mounted, and,
@@ -208,7 +217,8 @@ func (o Options) mounts(t target.Target) bool {
 // host's mount namespace (containerd, whose shim must see them), not in
 // a mount namespace of its own.
 func (s *Session) hostTree() bool {
-	return s.backend.name == BackendContainerd && s.o.mounts(s.target)
+	return s.o.mounts(s.target) && (s.backend.name == BackendContainerd ||
+		s.o.NoReexec && !inPrivateNS() && !privatens.Entered())
 }
 
 // enterNamespace puts the session in a mount namespace of its own when
@@ -247,6 +257,7 @@ func (s *Session) begin(ctx context.Context) error {
 		dir.RemoveIfUnused()
 		return err
 	}
+	dir.RemoveOrphanOverlays()
 	// The PID the user knows: the one they started, when this process is
 	// its re-execution in a private mount namespace.
 	pid := os.Getpid()

@@ -12,9 +12,6 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/target"
 )
 
-// OverlayDir is where a snapshot's overlay is made when it is not kept:
-// on a disk (a rebuild writes hundreds of megabytes there), not /run.
-const OverlayDir = "/var/tmp"
 
 // exportImage has qemu-storage-daemon export the image t (or the disk,
 // for a snapshot of one) as a raw file in the session's directory, behind
@@ -150,7 +147,7 @@ func imageInUse(t target.Target) error {
 }
 
 // overlayPath is where a snapshot's overlay goes: SnapshotOut (which must
-// not exist: nothing is overwritten), or a new file in OverlayDir, removed
+// not exist: nothing is overwritten), or a new file in state.OverlayDir, removed
 // at the end. "" without a snapshot.
 func overlayPath(to TargetOptions, s *Session) (path string, keep bool, err error) {
 	switch {
@@ -167,7 +164,7 @@ func overlayPath(to TargetOptions, s *Session) (path string, keep bool, err erro
 		}
 		return p, true, nil
 	case to.Snapshot:
-		return filepath.Join(OverlayDir, s.st.ID+"-snapshot.qcow2"), false, nil
+		return state.OverlayPath(s.st.ID, "snapshot"), false, nil
 	}
 	return "", false, nil
 }

@@ -68,6 +68,9 @@ type Opened struct {
 	keepOverlay bool
 	// backing is the loop device's file, as the kernel names it.
 	backing string
+	// skipUnmountable leaves out a filesystem whose type this kernel
+	// does not know (TargetOptions.SkipUnmountable).
+	skipUnmountable bool
 	// tree says RootDir is the session's own mount tree, torn down with
 	// it (not a directory target's, which is the user's).
 	tree bool
@@ -81,7 +84,7 @@ func (op *Opened) warn(format string, a ...any) {
 // openTarget opens t for session s. On error, everything it did is undone.
 func openTarget(ctx context.Context, t target.Target, to TargetOptions, s *Session) (op *Opened, err error) {
 	op = &Opened{Layout: Layout{Target: t, Partitions: []target.Partition{}}, mounter: &mount.Mounter{ReadOnly: to.ReadOnly}, Warnings: []string{},
-		layers: layerSet{handled: map[string]bool{}, headers: map[string]layers.Header{}, writable: map[int]bool{}}}
+		layers: layerSet{handled: map[string]bool{}, headers: map[string]layers.Header{}, writable: map[int]bool{}}, skipUnmountable: to.SkipUnmountable}
 	defer func() {
 		if err != nil {
 			op.Close()
@@ -457,6 +460,10 @@ func (op *Opened) mountPlan() error {
 			e.Type = pr.Type
 		}
 		if err := op.mountAt(e.Device, e.Mountpoint, e.Type, e.Options, op.makeWritable); err != nil {
+			if op.skipUnmountable && errors.Is(err, unix.ENODEV) {
+				e.Action, e.Reason = target.ActionSkip, "this kernel cannot mount "+e.Type
+				continue
+			}
 			if e.NoFail {
 				e.Action, e.Reason = target.ActionSkip, "failed (nofail): "+err.Error()
 				op.warn("%s: %v (nofail: going on)", e.Mountpoint, err)

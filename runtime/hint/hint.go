@@ -50,11 +50,16 @@ const (
 	KeyFile             Option = "KeyFile"             // a key of the target's LUKS volumes
 	Snapshot            Option = "Snapshot"            // writes go to a throwaway overlay
 	SnapshotOut         Option = "SnapshotOut"         // the overlay kept in a file
+	Firmware            Option = "Firmware"            // boot-test's firmware: auto, bios, efi
+	Until               Option = "Until"               // boot-test's goal
+	Timeout             Option = "Timeout"             // boot-test's limit
+	BootMemory          Option = "BootMemory"          // boot-test's VM memory
+	Accel               Option = "Accel"               // boot-test's accelerator
 )
 
 // Options are all of them: a front end words each (a test checks it).
 var Options = []Option{Root, Target, ReadOnly, RootPart, Mount, Boot, MountMissing, Force, HostDev, System, Generation, DiskAlias,
-	NoActivate, DNS, NetworkNone, EFI, Memory, Backend, Address, Sandbox, NoInstallBootloader, To, Write, KeyFile, Snapshot, SnapshotOut}
+	NoActivate, DNS, NetworkNone, EFI, Memory, Backend, Address, Sandbox, NoInstallBootloader, To, Write, KeyFile, Snapshot, SnapshotOut, Firmware, Until, Timeout, BootMemory, Accel}
 
 // Words words a mention of option o, with value ("" for none).
 type Words func(o Option, value string) string

@@ -12,7 +12,8 @@
 // session on a disk or image.
 //
 // The constructor acts only for the commands that open sessions (run,
-// enter, rebuild, rollback, hardware-config, inspect, generations, spec),
+// enter, rebuild, rollback, hardware-config, inspect, generations, spec,
+// boot-test),
 // as root, and only when the session cannot use containerd, whose shim
 // must see the session's mounts from the host's namespace: with --backend
 // embedded, or with --backend auto (the default) when nothing exists at
@@ -128,7 +129,7 @@ static void nixrescue_start_warm(void) {
 // The commands that open a target (cmd/nixrescue's; a test there keeps
 // the two in step, with the flags and the socket path below).
 static const char *const nixrescue_session_commands[] = {
-	"run", "enter", "rebuild", "rollback", "hardware-config", "inspect", "generations", "spec", NULL,
+	"run", "enter", "rebuild", "rollback", "hardware-config", "inspect", "generations", "spec", "boot-test", NULL,
 };
 
 // The session commands that run a container.

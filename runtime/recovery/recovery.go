@@ -19,6 +19,7 @@ import (
 
 	"github.com/nixrescue/nixrescue/runtime/backend/containerd"
 	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
+	"github.com/nixrescue/nixrescue/runtime/boottest"
 	"github.com/nixrescue/nixrescue/runtime/guard"
 	"github.com/nixrescue/nixrescue/runtime/host"
 	"github.com/nixrescue/nixrescue/runtime/image"
@@ -48,6 +49,9 @@ type Recovered struct {
 	Containers []string
 	// Cgroups are stray nixrescue cgroups removed (All).
 	Cgroups []string
+	// Overlays are throwaway overlays of sessions gone (a snapshot's, a
+	// boot test's) removed.
+	Overlays []string
 	// Live are the sessions still running, left alone.
 	Live []string
 }
@@ -73,6 +77,7 @@ func Recover(ctx context.Context, o Options) (Recovered, error) {
 			return r, err
 		}
 	}
+	r.Overlays = dir.RemoveOrphanOverlays()
 	if o.All {
 		r.Cgroups, err = removeCgroups("nixrescue-*", dir.Live)
 		if err != nil {
@@ -125,6 +130,7 @@ func undoSession(ctx context.Context, dir *state.Dir, id string) error {
 			return fmt.Errorf("undo stale session %s: %w", id, err)
 		}
 	}
+	UndoVM(dir, id)
 	if err := UndoLayers(ctx, dir, id); err != nil {
 		return fmt.Errorf("undo stale session %s: %w", id, err)
 	}
@@ -185,6 +191,22 @@ func UndoLayers(ctx context.Context, dir *state.Dir, id string) error {
 		}
 	}
 	return first
+}
+
+// UndoVM ends the qemu of a boot test session id's journal records and
+// removes its overlay and files.
+func UndoVM(dir *state.Dir, id string) {
+	j, err := dir.ReadJournal(id)
+	if err != nil || j.VM == nil {
+		return
+	}
+	boottest.KillRecorded(j.VM.PID, j.VM.Overlay)
+	if j.VM.Overlay != "" {
+		_ = os.Remove(j.VM.Overlay)
+	}
+	if j.VM.Dir != "" {
+		_ = os.RemoveAll(j.VM.Dir)
+	}
 }
 
 // UndoExport ends the qemu-storage-daemon session id's journal records

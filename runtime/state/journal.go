@@ -31,6 +31,17 @@ type Journal struct {
 	// Export is qemu-storage-daemon's export of an image, or of a
 	// snapshot.
 	Export *Export `json:"export,omitempty"`
+	// VM is a boot test's machine: its qemu, its disk (an overlay on the
+	// target) and its directory, all gone after it.
+	VM *VM `json:"vm,omitempty"`
+}
+
+// VM is a boot test's qemu (its PID, 0 until it runs), the overlay it
+// boots and the directory of its files.
+type VM struct {
+	PID     int    `json:"pid,omitempty"`
+	Overlay string `json:"overlay"`
+	Dir     string `json:"dir"`
 }
 
 // Export is a session's qemu-storage-daemon: its PID (0 until it runs),

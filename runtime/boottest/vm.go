@@ -1,0 +1,336 @@
+package boottest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Debian's OVMF (package ovmf): the firmware and its variables' template.
+const (
+	OVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	OVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+)
+
+// Machine is the VM a target boots in.
+type Machine struct {
+	// Disk is the qcow2 overlay on the target; Interface the controller
+	// it sits on: virtio, nvme or ahci.
+	Disk, Interface string
+	// EFI boots by OVMF with a fresh variable store, else by SeaBIOS.
+	EFI       bool
+	MemoryMiB int
+	Timeout   time.Duration
+	// Until is the milestone that ends the boot, reached.
+	Until Milestone
+	// Console takes a copy of the console, as it came.
+	Console io.Writer
+	// Dir holds the machine's files (variables, monitor socket).
+	Dir string
+	// Started is told qemu's PID once it runs (the journal).
+	Started func(pid int) error
+	// Accel is auto (KVM when it works, tried first), kvm or tcg.
+	Accel string
+}
+
+// Run is what a boot did.
+type Run struct {
+	Console *Console
+	// Accel is kvm or tcg: KVM when it works here, tried first.
+	Accel    string
+	Elapsed  time.Duration
+	TimedOut bool
+}
+
+// MissingError says the host lacks what a boot test needs.
+type MissingError struct{ What, Package string }
+
+func (e *MissingError) Error() string {
+	return fmt.Sprintf("this host has no %s, which boot-test needs: install %s", e.What, e.Package)
+}
+
+// args are qemu's for the machine, with accel (kvm, tcg).
+func (m Machine) args(accel string) ([]string, error) {
+	mem := m.MemoryMiB
+	if mem == 0 {
+		mem = 1024
+	}
+	args := []string{"-machine", "pc,accel=" + accel, "-m", strconv.Itoa(mem), "-smp", "1", "-display", "none", "-nodefaults",
+		"-nic", "none", "-no-reboot", "-serial", "stdio", "-monitor", "unix:" + filepath.Join(m.Dir, "monitor.sock") + ",server=on,wait=off"}
+	if accel == "kvm" {
+		args = append(args, "-cpu", "host")
+	}
+	if m.EFI {
+		vars := filepath.Join(m.Dir, "vars.fd")
+		b, err := os.ReadFile(OVMFVars)
+		if err != nil {
+			return nil, &MissingError{What: "OVMF (" + OVMFVars + ")", Package: "ovmf"}
+		}
+		if err := os.WriteFile(vars, b, 0o600); err != nil {
+			return nil, err
+		}
+		args = append(args, "-drive", "if=pflash,format=raw,readonly=on,file="+OVMFCode, "-drive", "if=pflash,format=raw,file="+vars)
+	}
+	drive := "if=none,id=disk,format=qcow2,file=" + strings.ReplaceAll(m.Disk, ",", ",,")
+	switch m.Interface {
+	case "nvme":
+		args = append(args, "-drive", drive, "-device", "nvme,drive=disk,serial=nixrescue")
+	case "ahci":
+		args = append(args, "-device", "ahci,id=ahci", "-drive", drive, "-device", "ide-hd,drive=disk,bus=ahci.0")
+	default:
+		args = append(args, "-drive", drive, "-device", "virtio-blk-pci,drive=disk")
+	}
+	return args, nil
+}
+
+// kvmUsable tells whether /dev/kvm can be opened: then KVM is tried.
+func kvmUsable() bool {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
+// Ready checks that this host has qemu-system-x86_64, before anything is
+// opened.
+func Ready() error {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		return &MissingError{What: "qemu-system-x86_64", Package: "qemu-system-x86"}
+	}
+	return nil
+}
+
+// Boot boots the machine until its Until milestone, a failure that ends
+// the boot, qemu's end, or the timeout; then asks it to power off (ACPI),
+// and kills it after a grace period. With Accel auto, KVM is tried first,
+// when /dev/kvm opens: a qemu that cannot start with it (a CPU model it
+// refuses), or a boot that does not reach stage 1 within kvmGrace (nested
+// virtualisation can hang a kernel's early boot), is started again with
+// TCG, and the hang is remembered for this kernel. qemu never outlives
+// Boot.
+func Boot(ctx context.Context, m Machine) (*Run, error) {
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		return nil, &MissingError{What: "qemu-system-x86_64", Package: "qemu-system-x86"}
+	}
+	if m.EFI {
+		if _, err := os.Stat(OVMFCode); err != nil {
+			return nil, &MissingError{What: "OVMF (" + OVMFCode + ")", Package: "ovmf"}
+		}
+	}
+	switch m.Accel {
+	case "tcg":
+	case "kvm":
+		return boot(ctx, qemu, m, "kvm", 0)
+	default:
+		if kvmUsable() && !kvmHangs() {
+			r, err := boot(ctx, qemu, m, "kvm", kvmGrace)
+			var se *startError
+			if !errors.As(err, &se) && !errors.Is(err, errNoProgress) {
+				return r, err
+			}
+			if errors.Is(err, errNoProgress) {
+				rememberKVMHangs()
+			}
+		}
+	}
+	return boot(ctx, qemu, m, "tcg", 0)
+}
+
+// kvmGrace is how long a boot with KVM may take to reach stage 1 (or
+// fail visibly) before nixrescue takes KVM for one that hangs a kernel
+// (nested virtualisation does) and boots again with TCG. A working KVM
+// gets there in seconds.
+const kvmGrace = 45 * time.Second
+
+// errNoProgress says a boot with KVM did not get to stage 1 in time.
+var errNoProgress = errors.New("no progress with KVM")
+
+// kvmHangsFile remembers, for this kernel, that KVM hangs a guest here:
+// the next boot test goes to TCG at once.
+const kvmHangsFile = "/var/cache/nixrescue/kvm-hangs"
+
+func kernelRelease() string {
+	var u syscall.Utsname
+	if syscall.Uname(&u) != nil {
+		return ""
+	}
+	b := make([]byte, 0, len(u.Release))
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		b = append(b, byte(c))
+	}
+	return string(b)
+}
+
+func kvmHangs() bool {
+	b, err := os.ReadFile(kvmHangsFile)
+	return err == nil && strings.TrimSpace(string(b)) == kernelRelease()
+}
+
+func rememberKVMHangs() {
+	if os.MkdirAll(filepath.Dir(kvmHangsFile), 0o755) == nil {
+		_ = os.WriteFile(kvmHangsFile, []byte(kernelRelease()+"\n"), 0o644)
+	}
+}
+
+// startError is a qemu that ended at once, having printed nothing on the
+// console: it could not start (with KVM: a CPU it does not take).
+type startError struct{ msg string }
+
+func (e *startError) Error() string { return "qemu: " + e.msg }
+
+// boot boots the machine with accel; with grace, a boot that has not
+// reached stage 1 (nor failed) by then is ended with errNoProgress.
+func boot(ctx context.Context, qemu string, m Machine, accel string, grace time.Duration) (*Run, error) {
+	args, err := m.args(accel)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(qemu, args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start qemu: %w", err)
+	}
+	r := &Run{Console: NewConsole(), Accel: accel}
+	defer func() {
+		_ = cmd.Process.Kill()
+	}()
+	if m.Started != nil {
+		if err := m.Started(cmd.Process.Pid); err != nil {
+			return nil, err
+		}
+	}
+	done := make(chan struct{})
+	defer close(done)
+	lines := readLines(out, done)
+	timeout := time.After(m.Timeout)
+	var noProgress <-chan time.Time
+	if grace > 0 {
+		noProgress = time.After(grace)
+	}
+	var stop <-chan time.Time
+	seen := false
+	for lines != nil {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				lines = nil
+				continue
+			}
+			seen = true
+			if m.Console != nil {
+				io.WriteString(m.Console, l)
+			}
+			r.Console.Add(l, time.Since(start))
+			if stop == nil && (r.Console.Has(m.Until) || r.Console.Stuck) {
+				// The goal, or a failure that ends the boot: a moment
+				// more for what comes with it, then power off.
+				powerOff(m.Dir)
+				stop = time.After(3 * time.Second)
+			}
+		case <-stop:
+			lines = nil
+		case <-noProgress:
+			if !r.Console.Has(Stage1) && !r.Console.Stuck {
+				_ = cmd.Process.Kill()
+				cmd.Wait()
+				return r, errNoProgress
+			}
+		case <-timeout:
+			r.TimedOut = true
+			lines = nil
+		case <-ctx.Done():
+			_ = cmd.Process.Kill()
+			cmd.Wait()
+			return r, ctx.Err()
+		}
+	}
+	reap(cmd, 2*time.Second)
+	r.Elapsed = time.Since(start)
+	if !seen && r.Elapsed < 5*time.Second && cmd.ProcessState != nil && !cmd.ProcessState.Success() {
+		return r, &startError{msg: strings.TrimSpace(stderr.String())}
+	}
+	return r, nil
+}
+
+// readLines sends what r holds line by line, until r ends or done is
+// closed; the channel is closed after the last line.
+func readLines(r io.Reader, done <-chan struct{}) <-chan string {
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		br := bufio.NewReader(r)
+		for {
+			l, err := br.ReadString('\n')
+			if l != "" {
+				select {
+				case lines <- l:
+				case <-done:
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return lines
+}
+
+// reap waits for cmd to end after a power-off, killing it after grace.
+func reap(cmd *exec.Cmd, grace time.Duration) {
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case <-exited:
+	case <-time.After(grace):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+}
+
+// powerOff asks the machine to power off, as its power button would
+// (ACPI), through qemu's monitor.
+func powerOff(dir string) {
+	c, err := net.DialTimeout("unix", filepath.Join(dir, "monitor.sock"), time.Second)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	_, _ = io.WriteString(c, "system_powerdown\n")
+}
+
+// KillRecorded ends a qemu a killed boot test left, if pid is still that
+// qemu (its command line names the overlay).
+func KillRecorded(pid int, overlay string) {
+	if pid == 0 {
+		return
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err == nil && strings.Contains(string(cmdline), "qemu-system") && strings.Contains(string(cmdline), overlay) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}

@@ -1,0 +1,249 @@
+package commands
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nixrescue/nixrescue/runtime/boottest"
+	"github.com/nixrescue/nixrescue/runtime/hint"
+	"github.com/nixrescue/nixrescue/runtime/nixos"
+	"github.com/nixrescue/nixrescue/runtime/state"
+	"github.com/nixrescue/nixrescue/runtime/target"
+)
+
+// BootTestOptions are boot-test's.
+type BootTestOptions struct {
+	Options
+	// Generation is the generation to boot; 0, the bootloader's default.
+	Generation int
+	// Firmware is auto (as the bootloader needs), bios or efi.
+	Firmware string
+	Timeout  time.Duration
+	// Until is the milestone that passes the test; default multi-user.
+	Until boottest.Milestone
+	// ConsoleFile keeps the console.
+	ConsoleFile string
+	MemoryMiB   int
+	// Accel is auto (KVM when it works, else TCG), kvm or tcg.
+	Accel string
+}
+
+// Default limits of a boot test.
+const (
+	DefaultBootTimeout = 5 * time.Minute
+	DefaultBootMemory  = 1024
+	minBootMemory      = 256
+)
+
+// MilestoneTime is when a boot reached a milestone, from qemu's start.
+type MilestoneTime struct {
+	Name boottest.Milestone `json:"name"`
+	MS   float64            `json:"ms"`
+}
+
+// BootTestReport is what a boot test saw. Its JSON field names are
+// stable (docs/json.md).
+type BootTestReport struct {
+	Target target.Target `json:"target"`
+	// Firmware is bios or efi; Accel kvm or tcg; Interface the disk's
+	// controller (virtio, nvme, ahci) and why.
+	Firmware     string `json:"firmware"`
+	Accel        string `json:"accel"`
+	Interface    string `json:"disk_interface"`
+	InterfaceWhy string `json:"disk_interface_why"`
+	Bootloader   string `json:"bootloader"`
+	// Entry is the bootloader's entry booted; Generation and System the
+	// generation it belongs to.
+	Entry      string `json:"entry"`
+	Generation int    `json:"generation"`
+	System     string `json:"system"`
+	// Until is the milestone asked for; Reached the last one reached;
+	// Passed whether Until was reached.
+	Until      boottest.Milestone `json:"until"`
+	Reached    boottest.Milestone `json:"reached"`
+	Passed     bool               `json:"passed"`
+	Milestones []MilestoneTime    `json:"milestones"`
+	// Failure are the console's lines about what stopped the boot;
+	// FailedUnits the units systemd said failed.
+	Failure     []string `json:"failure"`
+	FailedUnits []string `json:"failed_units"`
+	TimedOut    bool     `json:"timed_out"`
+	DurationMS  float64  `json:"duration_ms"`
+	Console     string   `json:"console,omitempty"`
+}
+
+// BootTest boots the target in a throwaway VM through its own firmware
+// and bootloader, on a snapshot (the target is never written), and reports
+// how far it got. Its exit status is 0 when the Until milestone was
+// reached, 1 when not.
+func BootTest(ctx context.Context, bo BootTestOptions) (*BootTestReport, int, error) {
+	if err := bo.check(); err != nil {
+		return nil, 0, err
+	}
+	if err := boottest.Ready(); err != nil {
+		return nil, 0, err
+	}
+	bo.defaults()
+	dir, err := state.Open(bo.StateDir)
+	if err != nil {
+		return nil, 0, err
+	}
+	sess, err := dir.Begin("boot-test "+bo.Target, os.Getpid())
+	if err != nil {
+		return nil, 0, err
+	}
+	defer sess.End()
+	vm := &state.VM{Overlay: state.OverlayPath(sess.ID, "boot-test"), Dir: filepath.Join(sess.Dir(), "vm")}
+	if err := sess.Record(func(j *state.Journal) { j.VM = vm }); err != nil {
+		return nil, 0, err
+	}
+	defer os.Remove(vm.Overlay)
+	if err := os.MkdirAll(vm.Dir, 0o700); err != nil {
+		return nil, 0, err
+	}
+	r := &BootTestReport{Until: bo.Until, Failure: []string{}, FailedUnits: []string{}, Milestones: []MilestoneTime{}}
+	m, err := prepareBoot(ctx, &bo, vm.Overlay, r)
+	if err != nil {
+		return nil, 0, err
+	}
+	m.Dir, m.Until, m.MemoryMiB, m.Timeout, m.Accel = vm.Dir, bo.Until, bo.MemoryMiB, bo.Timeout, bo.Accel
+	m.Started = func(pid int) error { return sess.Record(func(j *state.Journal) { j.VM.PID = pid }) }
+	if bo.ConsoleFile != "" {
+		f, err := os.Create(bo.ConsoleFile)
+		if err != nil {
+			return nil, 0, fmt.Errorf("--console %s: %w", bo.ConsoleFile, err)
+		}
+		defer f.Close()
+		m.Console, r.Console = f, bo.ConsoleFile
+	}
+	run, err := boottest.Boot(ctx, m)
+	if err != nil {
+		return nil, 0, err
+	}
+	r.fill(run)
+	if r.Passed {
+		return r, 0, nil
+	}
+	return r, 1, nil
+}
+
+func (bo *BootTestOptions) check() error {
+	switch bo.Firmware {
+	case "", "auto", "bios", "efi":
+	default:
+		return hint.Errorf("{Firmware %s}: use auto, bios or efi", bo.Firmware)
+	}
+	switch bo.Accel {
+	case "", "auto", "kvm", "tcg":
+	default:
+		return hint.Errorf("{Accel %s}: use auto, kvm or tcg", bo.Accel)
+	}
+	if bo.Until != "" && boottest.Index(bo.Until) < boottest.Index(boottest.Stage1) {
+		return hint.Errorf("{Until %s}: use stage-1, root, stage-2 or multi-user", bo.Until)
+	}
+	if bo.Timeout < 0 || bo.Timeout > 0 && bo.Timeout < 10*time.Second {
+		return hint.Errorf("{Timeout %s}: no boot gets anywhere that fast; give at least 10s (a boot under software emulation takes a minute or two)", bo.Timeout)
+	}
+	if bo.MemoryMiB != 0 && bo.MemoryMiB < minBootMemory {
+		return hint.Errorf("{BootMemory %dMiB}: NixOS's stage 1 needs more; give at least 256M", bo.MemoryMiB)
+	}
+	return nil
+}
+
+func (bo *BootTestOptions) defaults() {
+	if bo.Until == "" {
+		bo.Until = boottest.MultiUser
+	}
+	if bo.Timeout == 0 {
+		bo.Timeout = DefaultBootTimeout
+	}
+	if bo.MemoryMiB == 0 {
+		bo.MemoryMiB = DefaultBootMemory
+	}
+	if bo.Firmware == "" {
+		bo.Firmware = "auto"
+	}
+}
+
+// fill reads what the boot did into the report.
+func (r *BootTestReport) fill(run *boottest.Run) {
+	c := run.Console
+	r.Accel, r.TimedOut = run.Accel, run.TimedOut
+	r.DurationMS = float64(run.Elapsed.Microseconds()) / 1000
+	r.Reached = c.Furthest()
+	r.Passed = c.Has(r.Until)
+	for _, m := range boottest.Milestones {
+		if d, ok := c.Reached[m]; ok {
+			r.Milestones = append(r.Milestones, MilestoneTime{Name: m, MS: float64(d.Microseconds()) / 1000})
+		}
+	}
+	r.Failure = append(r.Failure, c.Failure...)
+	r.FailedUnits = append(r.FailedUnits, c.FailedUnits...)
+	if c.Entry != "" && boottest.GenerationOf(c.Entry) != 0 {
+		r.Entry = c.Entry
+	}
+	if run.TimedOut && !r.Passed {
+		r.Failure = append(r.Failure, fmt.Sprintf("no %s after %.0f s (the timeout): the boot stopped after %s", r.Until, run.Elapsed.Seconds(), cmpOr(string(r.Reached), "nothing")))
+	}
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// prepareBoot opens the target on the overlay (a snapshot session, kept
+// in overlay), chooses the system and the firmware, gives the bootloader
+// a serial console and the entry to boot in the overlay, and closes the
+// session: the overlay is then the VM's disk.
+func prepareBoot(ctx context.Context, bo *BootTestOptions, overlay string, r *BootTestReport) (boottest.Machine, error) {
+	o := bo.Options
+	o.Snapshot, o.SnapshotOut, o.SkipUnmountable = true, overlay, true
+	s, err := open(ctx, &o, false)
+	if err != nil {
+		return boottest.Machine{}, err
+	}
+	defer s.Close()
+	root := s.Root()
+	r.Target = s.Target()
+	if r.Target.Kind == target.KindDirectory {
+		return boottest.Machine{}, hint.Errorf("boot-test boots a disk or an image, not a directory ({Target %s}): give the disk the directory is on", r.Target.Arg)
+	}
+	if err := nixos.CheckRoot(root); err != nil {
+		return boottest.Machine{}, err
+	}
+	sys, err := nixos.ResolveSystem(root, nixos.SystemChoice{Generation: bo.Generation})
+	if err != nil {
+		return boottest.Machine{}, err
+	}
+	r.Generation, r.System = sys.Generation, filepath.Base(sys.StorePath)
+	b := nixos.DetectBootloader(root, sys.StorePath)
+	r.Bootloader = b.Kind
+	m := boottest.Machine{Disk: overlay}
+	switch {
+	case bo.Firmware == "efi", bo.Firmware == "auto" && (b.Kind == "systemd-boot" || b.Kind == "grub-efi"):
+		m.EFI, r.Firmware = true, "efi"
+	case bo.Firmware == "bios", bo.Firmware == "auto" && b.Kind == "grub-bios":
+		r.Firmware = "bios"
+	default:
+		return m, hint.Errorf("the target's bootloader is %s: nixrescue cannot tell which firmware boots it; give {Firmware bios} or {Firmware efi}", b.Kind)
+	}
+	entry, err := aimBootloader(s, b, bo.Generation)
+	if err != nil {
+		return m, &hint.Error{Subject: r.Target.Arg, Err: err}
+	}
+	r.Entry = entry
+	m.Interface, r.InterfaceWhy = diskInterface(s)
+	r.Interface = m.Interface
+	return m, nil
+}
+
+// errNoBootloader says no bootloader was found where the configuration's
+// would be.
+var errNoBootloader = errors.New("no bootloader installed")

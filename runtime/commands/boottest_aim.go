@@ -1,0 +1,252 @@
+package commands
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/nixrescue/nixrescue/runtime/boottest"
+	"github.com/nixrescue/nixrescue/runtime/engine"
+	"github.com/nixrescue/nixrescue/runtime/nixos"
+	"github.com/nixrescue/nixrescue/runtime/rootfs"
+	"github.com/nixrescue/nixrescue/runtime/target"
+)
+
+// files reads and writes a filesystem of the target in the overlay: the
+// mounted tree, or a FAT filesystem this kernel cannot mount, through
+// mtools.
+type files interface {
+	read(p string) ([]byte, error)
+	write(p string, b []byte) error
+	exists(p string) bool
+}
+
+// mounted is a filesystem mounted under root at dir.
+type mounted struct{ root, dir string }
+
+func (m mounted) read(p string) ([]byte, error) {
+	return rootfs.ReadFile(m.root, path.Join(m.dir, p), 1<<20)
+}
+
+func (m mounted) write(p string, b []byte) error {
+	full, err := rootfs.Join(m.root, path.Join(m.dir, p))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(full, b, 0o644)
+}
+
+func (m mounted) exists(p string) bool {
+	_, err := rootfs.Lstat(m.root, path.Join(m.dir, p))
+	return err == nil
+}
+
+// fat is a FAT filesystem on a device, read and written with mtools.
+type fat struct{ device string }
+
+func (f fat) mtools(args ...string) ([]byte, error) {
+	cmd := exec.Command(args[0], append([]string{"-i", f.device}, args[1:]...)...)
+	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
+	out, err := cmd.Output()
+	if err != nil {
+		if _, lerr := exec.LookPath(args[0]); lerr != nil {
+			return nil, fmt.Errorf("this kernel cannot mount the ESP (vfat) and this host has no mtools to read it: install mtools")
+		}
+		return nil, fmt.Errorf("%s %s: %w", args[0], f.device, err)
+	}
+	return out, nil
+}
+
+func (f fat) read(p string) ([]byte, error) { return f.mtools("mtype", "::"+p) }
+
+func (f fat) write(p string, b []byte) error {
+	tmp, err := os.CreateTemp("", "nixrescue-esp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	tmp.Close()
+	_, err = f.mtools("mcopy", "-o", tmp.Name(), "::"+p)
+	return err
+}
+
+func (f fat) exists(p string) bool {
+	_, err := f.mtools("mdir", "-b", "::"+p)
+	return err == nil
+}
+
+// esp is the target's ESP at mountpoint: mounted, or on the device the
+// plan had to leave out (a kernel without vfat).
+func esp(s *engine.Session, mountpoint string) (files, error) {
+	for _, e := range s.Layout().Plan {
+		if e.Mountpoint != mountpoint {
+			continue
+		}
+		if e.Action == target.ActionMount {
+			return mounted{root: s.Root(), dir: mountpoint}, nil
+		}
+		if e.Device != "" {
+			return fat{device: e.Device}, nil
+		}
+	}
+	return nil, fmt.Errorf("nothing is mounted on %s, where the configuration puts the ESP", mountpoint)
+}
+
+// aimBootloader checks that the system's bootloader is installed on the
+// target and, in the overlay only, gives it a serial console and the
+// entry of generation (0: its default) to boot at once. It returns the
+// entry.
+func aimBootloader(s *engine.Session, b nixos.Bootloader, generation int) (string, error) {
+	root := mounted{root: s.Root(), dir: "/"}
+	switch b.Kind {
+	case "grub-bios", "grub-efi":
+		if b.Kind == "grub-bios" && !grubInBootSector(s.Layout().Disk) {
+			return "", fmt.Errorf("%w: the configuration's GRUB for BIOS is not in the disk's boot sector (run nixrescue rebuild first)", errNoBootloader)
+		}
+		if b.Kind == "grub-efi" {
+			if err := fallbackLoader(s, b.ESP, "grubx64.efi"); err != nil {
+				return "", err
+			}
+		}
+		cfg, err := root.read("/boot/grub/grub.cfg")
+		if err != nil {
+			return "", fmt.Errorf("%w: the target has no /boot/grub/grub.cfg (run nixrescue rebuild first)", errNoBootloader)
+		}
+		patched, entry, err := boottest.PatchGrub(string(cfg), generation)
+		if err != nil {
+			return "", fmt.Errorf("GRUB's configuration: %w", err)
+		}
+		return entry, root.write("/boot/grub/grub.cfg", []byte(patched))
+	case "systemd-boot":
+		if err := fallbackLoader(s, b.ESP, "systemd-bootx64.efi"); err != nil {
+			return "", err
+		}
+		f, err := esp(s, b.ESP)
+		if err != nil {
+			return "", err
+		}
+		conf, err := f.read("/loader/loader.conf")
+		if err != nil {
+			return "", fmt.Errorf("%w: the ESP has no loader/loader.conf (run nixrescue rebuild first)", errNoBootloader)
+		}
+		entry := boottest.LoaderDefault(string(conf))
+		if generation > 0 {
+			entry = fmt.Sprintf("nixos-generation-%d.conf", generation)
+		}
+		text, err := f.read("/loader/entries/" + entry)
+		if err != nil {
+			return "", fmt.Errorf("systemd-boot has no entry %s on the ESP", entry)
+		}
+		if err := f.write("/loader/entries/"+entry, []byte(boottest.PatchLoaderEntry(string(text)))); err != nil {
+			return "", err
+		}
+		return entry, f.write("/loader/loader.conf", []byte(boottest.PatchLoaderConf(string(conf), entry)))
+	}
+	return "", fmt.Errorf("the target's bootloader is %s, which boot-test does not know how to aim", b.Kind)
+}
+
+// grubInBootSector tells whether the disk's first sector holds GRUB's
+// boot code (its boot.img names itself).
+func grubInBootSector(disk string) bool {
+	f, err := os.Open(disk)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b := make([]byte, 512)
+	n, _ := f.ReadAt(b, 0)
+	return bytes.Contains(b[:n], []byte("GRUB"))
+}
+
+// fallbackLoader puts the bootloader at the firmware's removable-media
+// path EFI/BOOT/BOOTX64.EFI in the overlay, when only its own path holds
+// it: the VM's firmware has a fresh variable store, without the NVRAM
+// entry the target machine has. name is the bootloader's file.
+func fallbackLoader(s *engine.Session, mountpoint, name string) error {
+	f, err := esp(s, mountpoint)
+	if err != nil {
+		return err
+	}
+	const fallback = "/EFI/BOOT/BOOTX64.EFI"
+	if f.exists(fallback) {
+		return nil
+	}
+	for _, dir := range espDirs(s, f, mountpoint) {
+		if b, err := f.read("/EFI/" + dir + "/" + name); err == nil {
+			return f.write(fallback, b)
+		}
+	}
+	return fmt.Errorf("%w: the ESP on %s has neither %s nor EFI/*/%s (run nixrescue rebuild first)", errNoBootloader, mountpoint, fallback, name)
+}
+
+// espDirs lists the directories under the ESP's EFI/.
+func espDirs(s *engine.Session, f files, mountpoint string) []string {
+	switch v := f.(type) {
+	case mounted:
+		entries, _ := rootfs.ReadDir(v.root, path.Join(v.dir, "EFI"))
+		var out []string
+		for _, e := range entries {
+			out = append(out, e.Name())
+		}
+		return out
+	case fat:
+		out, _ := v.mtools("mdir", "-b", "::/EFI")
+		var dirs []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				dirs = append(dirs, path.Base(strings.TrimSuffix(l, "/")))
+			}
+		}
+		return dirs
+	}
+	return nil
+}
+
+var availableModulesRE = regexp.MustCompile(`availableKernelModules\s*=\s*\[([^\]]*)\]`)
+
+// diskInterface chooses the VM disk's controller as the target machine's:
+// a disk's own (sysfs), else what hardware-configuration.nix loads in the
+// initrd when it names one kind only; else virtio. It says why.
+func diskInterface(s *engine.Session) (string, string) {
+	if t := s.Target(); t.Kind == target.KindDisk || t.Kind == target.KindPartition {
+		if link, err := os.Readlink("/sys/block/" + filepath.Base(t.Disk) + "/device"); err == nil {
+			switch {
+			case strings.Contains(link, "nvme"):
+				return "nvme", "the disk is on NVMe here"
+			case strings.Contains(link, "virtio"):
+				return "virtio", "the disk is on virtio here"
+			case strings.Contains(link, "ata"), strings.Contains(link, "target"):
+				return "ahci", "the disk is on SATA/SCSI here"
+			}
+		}
+	}
+	b, err := rootfs.ReadFile(s.Root(), "/etc/nixos/hardware-configuration.nix", 1<<20)
+	if err == nil {
+		var kinds []string
+		for _, m := range availableModulesRE.FindAllStringSubmatch(string(b), -1) {
+			for _, mod := range strings.Fields(strings.ReplaceAll(m[1], `"`, " ")) {
+				k := map[string]string{"nvme": "nvme", "ahci": "ahci", "virtio_blk": "virtio", "virtio_pci": "virtio", "virtio_scsi": "virtio"}[mod]
+				if k != "" && !slices.Contains(kinds, k) {
+					kinds = append(kinds, k)
+				}
+			}
+		}
+		if len(kinds) == 1 {
+			return kinds[0], "hardware-configuration.nix loads " + kinds[0] + " in the initrd"
+		}
+	}
+	return "virtio", "nixrescue cannot tell the target machine's: the default"
+}
