@@ -117,7 +117,14 @@ type result struct {
 // /dev/null.
 func nixrescue(t *testing.T, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	return nixrescueWithin(t, 60*time.Second, args...)
+}
+
+// nixrescueWithin is nixrescue with a deadline of its own (a boot test
+// under TCG takes minutes).
+func nixrescueWithin(t *testing.T, deadline time.Duration, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	cmd := command(ctx, args...)
 	var out, errb bytes.Buffer

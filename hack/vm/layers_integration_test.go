@@ -281,7 +281,7 @@ unchanged layers
 		return
 	}
 	bootTo(t, vm.Machine{Firmware: vm.OVMF, Vars: vars, Disks: []vm.Disk{{Path: luks.Image.Path}}},
-		[]string{"nixrescue-fixture: booting system " + system3 + " (root unlocked: nixfixture)"})
+		[]string{"nixrescue-fixture: booting system " + system3 + " (root mounted: nixfixture)"})
 }
 
 // TestGRUBCryptodiskAndRAID1 (SeaBIOS): LUKS1 with /boot inside the

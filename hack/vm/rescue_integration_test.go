@@ -29,6 +29,8 @@ var lab struct {
 	dir       string
 	kernel    *vm.Kernel
 	initramfs string
+	// nixrescue is the static binary, for this host too.
+	nixrescue string
 }
 
 func TestMain(m *testing.M) {
@@ -51,6 +53,7 @@ func setup(t *testing.T) {
 		if bin, lab.err = testenv.BuildStatic("../..", lab.dir); lab.err != nil {
 			return
 		}
+		lab.nixrescue = bin
 		if lab.kernel, lab.err = vm.DebianKernel(); lab.err != nil {
 			return
 		}
@@ -245,10 +248,35 @@ unchanged uefi
 	parallel(func() {
 		bootTo(t, vm.Machine{Firmware: vm.OVMF, Vars: copyVars(t, vars), Disks: []vm.Disk{{Path: sd.Path}}},
 			[]string{"starting Boot", `"Linux Boot Manager"`}, []string{"nixrescue-fixture: booting system " + system3})
+		bootTestOnThisHost(t, sd.Path, "efi", "nixos-generation-3.conf")
 	}, func() {
 		bootTo(t, vm.Machine{Firmware: vm.OVMF, Vars: copyVars(t, vars), Disks: []vm.Disk{{Path: grub.Path}}},
 			[]string{"starting Boot", `"NixOS-boot-efi"`}, []string{"nixrescue-fixture: booting generation 3"})
 	})
+}
+
+// bootTestOnThisHost runs nixrescue boot-test on the repaired disk here
+// (a kernel without vfat: the ESP is read and aimed with mtools), which
+// must reach multi-user through its bootloader's entry, and leave the
+// image as it was.
+func bootTestOnThisHost(t *testing.T, img, firmware, entry string) {
+	t.Helper()
+	before, err := exec.Command("sha256sum", img).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(lab.nixrescue, "boot-test", img, "--json").Output()
+	var r struct {
+		Firmware, Entry, Reached string
+		Passed                   bool
+		Generation               int
+	}
+	if jerr := json.Unmarshal(out, &r); jerr != nil || err != nil || !r.Passed || r.Firmware != firmware || r.Entry != entry || r.Generation != 3 {
+		t.Errorf("boot-test %s: %v %v %+v\n%s", img, err, jerr, r, out)
+	}
+	if after, _ := exec.Command("sha256sum", img).Output(); string(after) != string(before) {
+		t.Error("boot-test changed the image")
+	}
 }
 
 // TestBIOSRescueHost: a rescue host booted by SeaBIOS repairs a

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nixrescue/nixrescue/hack/fixture"
+	"github.com/nixrescue/nixrescue/hack/testenv"
+	"github.com/nixrescue/nixrescue/hack/vm"
+	"github.com/nixrescue/nixrescue/runtime/commands"
+)
+
+// A disk that boots for real: Debian's kernel in each generation, an
+// initrd that behaves as NixOS's stage 1 (and a stage 2 as systemd's
+// console), generation 1 looking for a root that is on no disk,
+// generation 2 with a unit that fails; GRUB for BIOS once rebuilt.
+var bootable struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// bootableImage builds it once per run and copies it for the test.
+func bootableImage(t *testing.T) string {
+	t.Helper()
+	bootable.once.Do(func() {
+		images.once.Do(buildImages)
+		if bootable.err = images.err; bootable.err != nil {
+			return
+		}
+		k, err := vm.DebianKernel()
+		if err != nil {
+			bootable.err = err
+			return
+		}
+		img, err := fixture.BuildImage(filepath.Join(images.dir, "bootable.img"), fixture.ImageOptions{Layout: fixture.LayoutBIOS,
+			Root: fixture.Options{RealNix: true, Kernel: k.Image, BootFaults: true}})
+		if err == nil {
+			bootable.path = img.Path
+		}
+		bootable.err = err
+	})
+	if bootable.err != nil {
+		t.Fatal(bootable.err)
+	}
+	dst := filepath.Join(t.TempDir(), "bootable.img")
+	if out, err := exec.Command("cp", "--sparse=always", bootable.path, dst).CombinedOutput(); err != nil {
+		t.Fatalf("copy: %v %s", err, out)
+	}
+	return dst
+}
+
+// bootTest runs boot-test --json with args and reads its report.
+func bootTest(t *testing.T, args ...string) (commands.BootTestReport, result) {
+	t.Helper()
+	r := nixrescueWithin(t, 10*time.Minute, append([]string{"boot-test", "--json"}, args...)...)
+	var rep commands.BootTestReport
+	if r.code != 125 {
+		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+			t.Fatalf("boot-test %v: exit %d, report: %v\n%s%s", args, r.code, err, r.stdout, r.stderr)
+		}
+	}
+	return rep, r
+}
+
+// TestBootTest: a disk with no bootloader yet is refused, saying so; after
+// rebuild --boot-test, generation 3 reaches multi-user through GRUB on
+// BIOS (milestones in order); generation 1 stops in stage 1 waiting for
+// its root, generation 2 reaches multi-user with its failed unit; OVMF
+// on a BIOS disk gets nowhere before the timeout; a generation that is
+// not there and a timeout too short are refused. The image is unchanged
+// by each boot test, and nothing is left on the host.
+func TestBootTest(t *testing.T) {
+	testenv.Require(t)
+	img := bootableImage(t)
+	host := testenv.SnapshotHost(t)
+	_, r := bootTest(t, img)
+	oneLine(t, r, "no bootloader installed: the configuration's GRUB for BIOS is not in the disk's boot sector")
+	rb := imageSession(t, "rebuild", img, "--json", "--boot-test")
+	var rep commands.RunReport
+	if rb.code != 0 || json.Unmarshal([]byte(rb.stdout), &rep) != nil || rep.BootTest == nil {
+		t.Fatalf("rebuild --boot-test: exit %d\n%s\n%s", rb.code, rb.stdout, rb.stderr)
+	}
+	if bt := rep.BootTest; !bt.Passed || bt.Generation != 3 || bt.Reached != "multi-user" || bt.Firmware != "bios" || bt.Entry != "NixOS - Configuration 3" {
+		t.Errorf("the boot after the rebuild: %+v", bt)
+	} else {
+		var last float64
+		for _, m := range bt.Milestones {
+			if m.MS < last {
+				t.Errorf("milestones out of order: %+v", bt.Milestones)
+			}
+			last = m.MS
+		}
+		if len(bt.Milestones) != 7 {
+			t.Errorf("milestones %+v, want all seven", bt.Milestones)
+		}
+		t.Logf("to multi-user (%s): %+v", bt.Accel, bt.Milestones)
+	}
+	before := fileHash(t, img)
+	console := filepath.Join(t.TempDir(), "console.log")
+	g1, r := bootTest(t, img, "--generation", "1", "--console", console)
+	if r.code != 1 || g1.Passed || g1.Reached != "stage-1" || !strings.Contains(strings.Join(g1.Failure, "\n"), "waiting for device "+fixture.MissingRoot) ||
+		strings.Contains(strings.Join(g1.Failure, "\n"), "Kernel panic") {
+		t.Errorf("generation 1 (no root): exit %d %+v", r.code, g1)
+	}
+	if b, _ := os.ReadFile(console); !bytes.Contains(b, []byte("An error occurred in stage 1")) {
+		t.Errorf("the console file lacks stage 1's error:\n%s", b)
+	}
+	g2, r := bootTest(t, img, "--generation", "2")
+	if r.code != 0 || !g2.Passed || len(g2.FailedUnits) != 1 || g2.FailedUnits[0] != fixture.FailingUnit {
+		t.Errorf("generation 2 (a failing unit): exit %d %+v", r.code, g2)
+	}
+	efi, r := bootTest(t, img, "--firmware", "efi", "--timeout", "20s", "--until", "stage-1")
+	if r.code != 1 || !efi.TimedOut || efi.Reached == "stage-1" {
+		t.Errorf("OVMF on a BIOS disk: exit %d %+v", r.code, efi)
+	}
+	_, r = bootTest(t, img, "--generation", "9")
+	oneLine(t, r, "generation 9")
+	_, r = bootTest(t, img, "--timeout", "2s")
+	oneLine(t, r, "--timeout 2s: no boot gets anywhere that fast")
+	noQemu := t.TempDir()
+	for _, tool := range []string{"qemu-img", "qemu-storage-daemon"} {
+		os.Symlink("/usr/bin/"+tool, filepath.Join(noQemu, tool))
+	}
+	c := command(context.Background(), "boot-test", img)
+	c.Env = append(os.Environ(), "PATH="+noQemu+":/usr/sbin:/sbin")
+	var errb bytes.Buffer
+	c.Stderr = &errb
+	err := c.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	}
+	oneLine(t, result{code: code, stderr: errb.String()}, "no qemu-system-x86_64, which boot-test needs: install qemu-system-x86")
+	if fileHash(t, img) != before {
+		t.Error("boot-test changed the image")
+	}
+	killedBootTest(t, img)
+	testenv.AssertHostUnchanged(t, host)
+	if overlays, _ := filepath.Glob("/var/tmp/nixrescue-*-boot-test.qcow2"); len(overlays) > 0 {
+		t.Errorf("overlays left: %v", overlays)
+	}
+}
+
+// killedBootTest kills a boot test while its VM runs (OVMF on the BIOS
+// disk sits in its boot manager until the timeout): cleanup ends qemu and
+// removes the overlay.
+func killedBootTest(t *testing.T, img string) {
+	t.Helper()
+	cmd := command(context.Background(), "boot-test", img, "--firmware", "efi", "--timeout", "5m")
+	var stderr safeBuffer
+	cmd.Stderr = &stderr
+	cmd.WaitDelay = 2 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !bootTestQemu() {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no qemu after 60 s: %s", stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGKILL)
+	waitExit(t, cmd)
+	if r := nixrescue(t, "cleanup"); r.code != 0 {
+		t.Errorf("cleanup: exit %d %s", r.code, r.stderr)
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for bootTestQemu() && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if bootTestQemu() {
+		t.Error("qemu still runs after cleanup")
+	}
+}
+
+// bootTestQemu tells whether a qemu-system runs a boot test's overlay.
+func bootTestQemu() bool {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		if bytes.Contains(b, []byte("qemu-system")) && bytes.Contains(b, []byte("-boot-test.qcow2")) {
+			return true
+		}
+	}
+	return false
+}
