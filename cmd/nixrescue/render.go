@@ -17,32 +17,10 @@ import (
 
 // writeInspect writes inspect's report for people.
 func writeInspect(w io.Writer, r *commands.Report) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "target:\t%s (%s)\n", r.Target.Path, r.Target.Kind)
-	if r.Disk != "" {
-		table := r.Table
-		if table == "" {
-			table = "none (a bare filesystem)"
-		}
-		fmt.Fprintf(tw, "disk:\t%s, partition table %s\n", r.Disk, table)
-	}
-	if f := r.Format; f != nil {
-		line := fmt.Sprintf("%s, %s virtual", f.Format, human(f.VirtualSize))
-		for _, b := range f.Backing {
-			line += fmt.Sprintf(", on %s (%s)", b.File, b.Format)
-		}
-		if f.InUse {
-			line += "; in use by another program (a running VM?)"
-		}
-		fmt.Fprintf(tw, "image format:\t%s\n", line)
-		if f.Overlay != "" {
-			fmt.Fprintf(tw, "snapshot:\twrites go to %s\n", f.Overlay)
-		}
-	}
-	tw.Flush()
+	writeInspectTarget(w, r)
 	if len(r.Partitions) > 0 {
 		fmt.Fprintln(w, "\npartitions:")
-		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "  #\tDEVICE\tSIZE\tTYPE\tFSTYPE\tLABEL\tUUID\tPARTUUID\tPARTLABEL")
 		for _, p := range r.Partitions {
 			if p.Layer != "" {
@@ -61,7 +39,7 @@ func writeInspect(w io.Writer, r *commands.Report) error {
 	}
 	if len(r.Plan) > 0 {
 		fmt.Fprintln(w, "\nmount plan (from the target's fstab):")
-		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		for _, e := range r.Plan {
 			what := "mount " + e.Device
 			if e.Action == nrtarget.ActionSkip {
@@ -80,7 +58,7 @@ func writeInspect(w io.Writer, r *commands.Report) error {
 		return nil
 	}
 	fmt.Fprintln(w, "\ngenerations:")
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, g := range r.Generations {
 		mark := " "
 		if g.Current {
@@ -107,6 +85,34 @@ func writeInspect(w io.Writer, r *commands.Report) error {
 		fmt.Fprintf(w, "warning: %s\n", warn)
 	}
 	return nil
+}
+
+// writeInspectTarget writes what the target is: its path and kind, the
+// disk and its partition table, the image format.
+func writeInspectTarget(w io.Writer, r *commands.Report) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "target:\t%s (%s)\n", r.Target.Path, r.Target.Kind)
+	if r.Disk != "" {
+		table := r.Table
+		if table == "" {
+			table = "none (a bare filesystem)"
+		}
+		fmt.Fprintf(tw, "disk:\t%s, partition table %s\n", r.Disk, table)
+	}
+	if f := r.Format; f != nil {
+		line := fmt.Sprintf("%s, %s virtual", f.Format, human(f.VirtualSize))
+		for _, b := range f.Backing {
+			line += fmt.Sprintf(", on %s (%s)", b.File, b.Format)
+		}
+		if f.InUse {
+			line += "; in use by another program (a running VM?)"
+		}
+		fmt.Fprintf(tw, "image format:\t%s\n", line)
+		if f.Overlay != "" {
+			fmt.Fprintf(tw, "snapshot:\twrites go to %s\n", f.Overlay)
+		}
+	}
+	tw.Flush()
 }
 
 // writeLayers draws the layers as a tree: each layer under the devices it
@@ -245,6 +251,9 @@ func writeCleanup(w io.Writer, r *commands.CleanupReport) error {
 	}
 	for _, c := range r.Cgroups {
 		fmt.Fprintf(w, "removed cgroup %s\n", c)
+	}
+	for _, o := range r.Overlays {
+		fmt.Fprintf(w, "removed overlay %s (its session is gone)\n", o)
 	}
 	for _, id := range r.Live {
 		fmt.Fprintf(w, "left session %s alone: it is still running\n", id)
