@@ -27,7 +27,9 @@ type CleanupReport struct {
 }
 
 // Empty tells whether cleanup found nothing to remove.
-func (r *CleanupReport) Empty() bool { return len(r.Removed)+len(r.Containers)+len(r.Cgroups)+len(r.Overlays) == 0 }
+func (r *CleanupReport) Empty() bool {
+	return len(r.Removed)+len(r.Containers)+len(r.Cgroups)+len(r.Overlays) == 0
+}
 
 // CleanupOptions are cleanup's.
 type CleanupOptions struct {

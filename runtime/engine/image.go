@@ -12,7 +12,6 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/target"
 )
 
-
 // exportImage has qemu-storage-daemon export the image t (or the disk,
 // for a snapshot of one) as a raw file in the session's directory, behind
 // a qcow2 overlay with Snapshot, and returns that file's path. An image a
