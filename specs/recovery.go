@@ -58,6 +58,10 @@ type Options struct {
 	// together (the host must account swap in its memory cgroup).
 	MemoryLimit int64
 	MemorySwap  int64
+	// CPUs is a CPU quota, in CPUs (0: none); PidsLimit caps the
+	// container's processes and threads (0: none).
+	CPUs      float64
+	PidsLimit int64
 }
 
 // HoldSocket is where, on the container's own /run, the hold listens for
@@ -119,6 +123,12 @@ func Recovery(o Options) (*rspec.Spec, error) {
 	}
 	if o.MemoryLimit > 0 {
 		opts = append(opts, WithMemoryLimit(o.MemoryLimit, o.MemorySwap))
+	}
+	if o.CPUs > 0 {
+		opts = append(opts, WithCPUQuota(o.CPUs))
+	}
+	if o.PidsLimit > 0 {
+		opts = append(opts, WithPidsLimit(o.PidsLimit))
 	}
 	return Generate(opts...)
 }

@@ -301,6 +301,43 @@ func WithMemoryLimit(limit, swap int64) SpecOpt {
 	}
 }
 
+// CPUPeriod is the period of a CPU quota, in microseconds: the kernel's
+// default, and what docker run --cpus uses.
+const CPUPeriod = 100000
+
+// WithCPUQuota lets the container's processes use cpus CPUs' worth of
+// time together (1.5: one and a half), as a CFS quota over CPUPeriod;
+// past it the kernel throttles them until the next period.
+func WithCPUQuota(cpus float64) SpecOpt {
+	return func(s *rspec.Spec) error {
+		quota := int64(cpus * CPUPeriod)
+		if quota < 1000 {
+			return fmt.Errorf("cpu quota of %g CPUs: must be at least 0.01", cpus)
+		}
+		if s.Linux.Resources == nil {
+			s.Linux.Resources = &rspec.LinuxResources{}
+		}
+		period := uint64(CPUPeriod)
+		s.Linux.Resources.CPU = &rspec.LinuxCPU{Quota: &quota, Period: &period}
+		return nil
+	}
+}
+
+// WithPidsLimit caps the number of processes and threads in the
+// container: past it fork and clone fail (EAGAIN), inside only.
+func WithPidsLimit(n int64) SpecOpt {
+	return func(s *rspec.Spec) error {
+		if n <= 0 {
+			return fmt.Errorf("pids limit %d: must be positive", n)
+		}
+		if s.Linux.Resources == nil {
+			s.Linux.Resources = &rspec.LinuxResources{}
+		}
+		s.Linux.Resources.Pids = &rspec.LinuxPids{Limit: &n}
+		return nil
+	}
+}
+
 // WithTmpfs mounts a fresh tmpfs; mode is its permission bits.
 func WithTmpfs(dest, mode string) SpecOpt {
 	return WithMount(rspec.Mount{Destination: dest, Type: "tmpfs", Source: "tmpfs",

@@ -240,6 +240,32 @@ func TestWithNoFileLimitReplaces(t *testing.T) {
 	}
 }
 
+func TestWithCPUQuotaAndPidsLimit(t *testing.T) {
+	s, err := Generate(WithCPUQuota(1.5), WithPidsLimit(128))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.Linux.Resources.CPU
+	if c == nil || c.Quota == nil || *c.Quota != 150000 || c.Period == nil || *c.Period != 100000 {
+		t.Errorf("cpu %+v, want quota 150000 over 100000 us", c)
+	}
+	if p := s.Linux.Resources.Pids; p == nil || p.Limit == nil || *p.Limit != 128 {
+		t.Errorf("pids %+v, want 128", p)
+	}
+	for _, bad := range []SpecOpt{WithCPUQuota(0.001), WithCPUQuota(-1), WithPidsLimit(0)} {
+		if _, err := Generate(bad); err == nil {
+			t.Error("an out-of-range limit accepted")
+		}
+	}
+	r, err := Recovery(Options{Root: "/mnt", HelperSource: "/nixrescue", CPUs: 0.5, PidsLimit: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *r.Linux.Resources.CPU.Quota != 50000 || *r.Linux.Resources.Pids.Limit != 64 {
+		t.Errorf("recovery spec resources %+v", r.Linux.Resources)
+	}
+}
+
 func TestWithMemoryLimit(t *testing.T) {
 	s, err := Generate(WithMemoryLimit(64<<20, 0))
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
+	"github.com/nixrescue/nixrescue/runtime/audit"
 	"github.com/nixrescue/nixrescue/runtime/backend/containerd"
 	"github.com/nixrescue/nixrescue/runtime/commands"
 	"github.com/nixrescue/nixrescue/runtime/engine"
@@ -40,6 +41,7 @@ type targetFlags struct {
 	keyFiles     []string
 	snapshot     bool
 	snapshotOut  string
+	auditLog     string
 }
 
 func (f *targetFlags) register(cmd *cobra.Command) {
@@ -58,6 +60,7 @@ func (f *targetFlags) register(cmd *cobra.Command) {
 	fl.StringArrayVar(&f.keyFiles, "key-file", nil, "a `FILE` holding a key of the target's LUKS volumes, tried on each (repeatable); - reads a passphrase from standard input; with none, the terminal asks")
 	fl.BoolVar(&f.snapshot, "snapshot", false, "leave the image or disk as it is: every write goes to a throwaway qcow2 overlay")
 	fl.StringVar(&f.snapshotOut, "snapshot-out", "", "with --snapshot, keep the overlay in `FILE` (new): a qcow2 on the target, to boot or apply later (qemu-img commit)")
+	fl.StringVar(&f.auditLog, "audit-log", "", "where the session's audit records go: journal, syslog, or a `FILE` of JSON lines (default: the journal when it runs, else syslog, else "+audit.DefaultFile+"); one that cannot be written stops the session")
 	fl.StringVar(&f.stateDir, "state-dir", state.DefaultDir, "where session state is kept on the host")
 	_ = fl.MarkHidden("state-dir")
 	if cmd.Annotations == nil {
@@ -76,6 +79,7 @@ func (f *targetFlags) apply(cmd *cobra.Command, o *commands.Options, target stri
 	}
 	o.ReadOnly, o.RootPart, o.Mounts, o.Boot, o.Force = f.readOnly, f.rootPart, f.mounts, f.boot, f.force
 	o.StateDir = f.stateDir
+	o.AuditLog, o.Command, o.Policy = f.auditLog, os.Args, grant
 	o.Container.System = nixos.SystemChoice{Path: f.system, Generation: f.gen}
 	o.DiskAliases = f.aliases
 	o.MountMissing = f.mountMissing
@@ -103,6 +107,8 @@ type containerFlags struct {
 	efi         string
 	noPivot     bool
 	memory      string
+	cpus        float64
+	pidsLimit   int64
 	backendFlags
 }
 
@@ -131,6 +137,8 @@ func (f *containerFlags) register(cmd *cobra.Command, kind string) {
 	fl.BoolVar(&f.isolatePIDs, "isolate-pids", false, "give the container its own PID namespace (bootloader tools then think they run in a container)")
 	fl.StringVar(&f.efi, "efi", "auto", "efivarfs inside: auto (when the host booted by EFI), on or off")
 	fl.StringVar(&f.memory, "memory", "", "limit the memory of everything in the container to `SIZE` (e.g. 512M, 2G; swap included where the host accounts it)")
+	fl.Float64Var(&f.cpus, "cpus", 0, "limit the container to `N` CPUs' worth of time (e.g. 1.5); 0 is no limit")
+	fl.Int64Var(&f.pidsLimit, "pids-limit", 0, "cap the processes and threads in the container at `N` (at least 32); 0 is no limit")
 	fl.BoolVar(&f.noPivot, "no-pivot", false, "enter the root with MS_MOVE and chroot instead of pivot_root (detected on initramfs rescue systems)")
 	f.backendFlags.register(cmd)
 }
@@ -149,6 +157,7 @@ func (f *containerFlags) options(cmd *cobra.Command, args []string) (commands.Ru
 	o.Backend, o.Address, o.Namespace = f.backend, f.address, f.namespace
 	c := &o.Container
 	c.DNS, c.IsolatePIDs, c.EFI, c.NoPivot = f.dns, f.isolatePIDs, engine.EFIMode(f.efi), f.noPivot
+	c.CPUs, c.PidsLimit = f.cpus, f.pidsLimit
 	if f.memory != "" {
 		n, err := units.RAMInBytes(f.memory)
 		if err != nil {

@@ -112,10 +112,12 @@ run inside it, and nothing is left mounted or changed on the host.`,
 		Version:       versionString(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Under sudo, the host's policy says what the caller may do.
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error { return authorize(cmd) },
 	}
 	// -v is --verbose everywhere; --version has no short form.
 	root.Flags().Bool("version", false, "print the version")
 	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "say more about what nixrescue does: which backend runs a session, and why")
-	root.AddCommand(newRunCommand(), newEnterCommand(), newSpecCommand(), newInspectCommand(), newCleanupCommand(), newRebuildCommand(), newGenerationsCommand(), newRollbackCommand(), newHardwareConfigCommand(), newBootTestCommand())
+	root.AddCommand(newRunCommand(), newEnterCommand(), newSpecCommand(), newInspectCommand(), newCleanupCommand(), newRebuildCommand(), newGenerationsCommand(), newRollbackCommand(), newHardwareConfigCommand(), newBootTestCommand(), newPSCommand(), newVersionCommand(), newGenerateDocsCommand())
 	return root
 }

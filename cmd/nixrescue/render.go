@@ -289,3 +289,30 @@ func partType(p nrtarget.Partition) string {
 	}
 	return dash(p.PartType)
 }
+
+// writePS lists the sessions for people: a table, and each one's command
+// line under it.
+func writePS(w io.Writer, r *commands.PSReport) error {
+	if len(r.Sessions) == 0 {
+		fmt.Fprintln(w, "no nixrescue session is running")
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SESSION\tPID\tUSER\tSINCE\tPHASE\tBACKEND\tTARGET")
+	for _, s := range r.Sessions {
+		who := fmt.Sprintf("uid %d", s.UID)
+		if s.SudoUser != "" {
+			who = s.SudoUser + " (sudo)"
+		}
+		target := s.Target
+		if s.Disk != "" {
+			target += " on " + s.Disk
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.PID, who, s.Started.Local().Format("15:04:05"), dash(s.Phase), dash(s.Backend), target)
+	}
+	tw.Flush()
+	for _, s := range r.Sessions {
+		fmt.Fprintf(w, "%s: %s\n", s.ID, strings.Join(s.Command, " "))
+	}
+	return nil
+}

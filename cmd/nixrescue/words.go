@@ -35,6 +35,9 @@ var flags = map[hint.Option]string{
 	hint.Until:               "--until",
 	hint.Timeout:             "--timeout",
 	hint.BootMemory:          "--memory",
+	hint.CPUs:                "--cpus",
+	hint.PidsLimit:           "--pids-limit",
+	hint.AuditLog:            "--audit-log",
 	hint.Accel:               "--accel",
 }
 

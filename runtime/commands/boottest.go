@@ -98,7 +98,9 @@ func BootTest(ctx context.Context, bo BootTestOptions) (*BootTestReport, int, er
 	}
 	defer sess.End()
 	vm := &state.VM{Overlay: state.OverlayPath(sess.ID, "boot-test"), Dir: filepath.Join(sess.Dir(), "vm")}
-	if err := sess.Record(func(j *state.Journal) { j.VM = vm }); err != nil {
+	if err := sess.Record(func(j *state.Journal) {
+		j.VM, j.Caller, j.Phase, j.Backend = vm, state.ThisCaller(bo.Command), "attaching", "qemu"
+	}); err != nil {
 		return nil, 0, err
 	}
 	defer os.Remove(vm.Overlay)
@@ -120,6 +122,7 @@ func BootTest(ctx context.Context, bo BootTestOptions) (*BootTestReport, int, er
 		defer f.Close()
 		m.Console, r.Console = f, bo.ConsoleFile
 	}
+	_ = sess.Record(func(j *state.Journal) { j.Phase, j.Disk = "booting", r.Target.Where() })
 	run, err := boottest.Boot(ctx, m)
 	if err != nil {
 		return nil, 0, err
@@ -202,7 +205,7 @@ func cmpOr(a, b string) string {
 // in overlay), chooses the system and the firmware, gives the bootloader
 // a serial console and the entry to boot in the overlay, and closes the
 // session: the overlay is then the VM's disk.
-func prepareBoot(ctx context.Context, bo *BootTestOptions, overlay string, r *BootTestReport) (boottest.Machine, error) {
+func prepareBoot(ctx context.Context, bo *BootTestOptions, overlay string, r *BootTestReport) (_ boottest.Machine, err error) {
 	o := bo.Options
 	o.Snapshot, o.SnapshotOut, o.SkipUnmountable = true, overlay, true
 	s, err := open(ctx, &o, false)
@@ -210,6 +213,7 @@ func prepareBoot(ctx context.Context, bo *BootTestOptions, overlay string, r *Bo
 		return boottest.Machine{}, err
 	}
 	defer s.Close()
+	defer func() { s.Outcome(0, err) }()
 	root := s.Root()
 	r.Target = s.Target()
 	if r.Target.Kind == target.KindDirectory {

@@ -22,12 +22,13 @@ type GenerationsReport struct {
 // Generations opens the target read-only and lists its generations, with
 // the current one and the one the bootloader boots by default. What
 // opening found amiss is logged.
-func Generations(ctx context.Context, o Options) (*GenerationsReport, error) {
+func Generations(ctx context.Context, o Options) (_ *GenerationsReport, err error) {
 	s, err := openReadOnly(ctx, &o)
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
+	defer func() { s.Outcome(0, err) }()
 	warn(o.Log, s.Warnings())
 	root := s.Root()
 	gens, err := nixos.Generations(root)

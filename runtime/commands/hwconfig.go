@@ -78,8 +78,19 @@ func HardwareConfig(ctx context.Context, ho HardwareOptions) (*HardwareReport, i
 		return nil, 0, err
 	}
 	defer s.Close()
+	r, code, err := hardwareConfigIn(ctx, s, o, ho.Write, now)
+	var wrote []string
+	if r != nil && r.Written {
+		wrote = append(wrote, HardwareConfigPath+" replaced (the old one kept as "+r.Backup+")")
+	}
+	s.Outcome(code, err, wrote...)
+	return r, code, err
+}
+
+// hardwareConfigIn is HardwareConfig's work in session s.
+func hardwareConfigIn(ctx context.Context, s *engine.Session, o Options, write bool, now time.Time) (*HardwareReport, int, error) {
 	r := &HardwareReport{Target: s.Target(), Path: HardwareConfigPath}
-	if err := checkNixOSDir(s.Root(), ho.Write, o.ReadOnly); err != nil {
+	if err := checkNixOSDir(s.Root(), write, o.ReadOnly); err != nil {
 		return nil, 0, err
 	}
 	p, err := prepare(s, &o)
@@ -97,7 +108,7 @@ func HardwareConfig(ctx context.Context, ho HardwareOptions) (*HardwareReport, i
 		return nil, code, fmt.Errorf("nixos-generate-config failed with status %d (its output is above); nothing was written", code)
 	}
 	r.Generated = targetLayerNames(out.String(), s.Layout().Layers)
-	return r, 0, compareAndWrite(s.Root(), r, ho.Write, now)
+	return r, 0, compareAndWrite(s.Root(), r, write, now)
 }
 
 // targetLayerNames puts the target's names for its LUKS volumes where the

@@ -28,7 +28,7 @@ type Report struct {
 // Inspect opens the target as a session would, read-only, reads what is
 // there, runs nothing in it, tears everything down, and returns what it
 // found.
-func Inspect(ctx context.Context, o Options) (*Report, error) {
+func Inspect(ctx context.Context, o Options) (_ *Report, err error) {
 	s, err := openReadOnly(ctx, &o)
 	var locked *engine.LockedError
 	if errors.As(err, &locked) {
@@ -41,6 +41,7 @@ func Inspect(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	defer s.Close()
+	defer func() { s.Outcome(0, err) }()
 	root := s.Root()
 	r := &Report{Layout: s.Layout(), Warnings: append([]string{}, s.Warnings()...), DiskAliases: []target.DiskAlias{}, HostEFI: host.EFIBooted("/sys")}
 	r.DiskAliases = append(r.DiskAliases, s.DiskAliases()...)
@@ -84,6 +85,7 @@ func openReadOnly(ctx context.Context, o *Options) (*engine.Session, error) {
 		return nil, err
 	}
 	if err := nixos.CheckRoot(s.Root()); err != nil {
+		s.Outcome(0, err)
 		s.Close()
 		return nil, err
 	}

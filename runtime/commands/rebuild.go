@@ -68,6 +68,7 @@ func Rebuild(ctx context.Context, ro RebuildOptions) (*RunReport, int, error) {
 	if err == nil && code != 0 {
 		esp = missingESP(s, rep.SystemAfter)
 	}
+	s.Outcome(code, err, rep.wrote()...)
 	s.Close()
 	rep.ended(s)
 	rep.ExitStatus = code

@@ -1,6 +1,9 @@
 package commands
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/nixrescue/nixrescue/runtime/engine"
 	"github.com/nixrescue/nixrescue/runtime/target"
 )
@@ -36,6 +39,24 @@ func newRunReport(s *engine.Session) *RunReport {
 // ended completes the report, the session closed.
 func (r *RunReport) ended(s *engine.Session) {
 	r.Phases = append(r.Phases, s.Phases()...)
+}
+
+// wrote says what the session wrote to the target that nixrescue can
+// tell, for the audit record: the system profile switched, the
+// bootloader installed or configured.
+func (r *RunReport) wrote() []string {
+	var w []string
+	if r.SystemAfter != r.SystemBefore || r.GenerationAfter != r.GenerationBefore {
+		w = append(w, fmt.Sprintf("system profile switched from generation %d to %d (%s)", r.GenerationBefore, r.GenerationAfter, r.SystemAfter))
+	}
+	if b := r.Bootloader; b != nil && b.Action != "failed" {
+		on := ""
+		if len(b.Devices) > 0 {
+			on = " on " + strings.Join(b.Devices, ", ")
+		}
+		w = append(w, fmt.Sprintf("bootloader %s %s%s", b.Kind, b.Action, on))
+	}
+	return w
 }
 
 // SandboxMode says what to do about Nix's build sandbox.

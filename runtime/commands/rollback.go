@@ -48,6 +48,7 @@ func Rollback(ctx context.Context, ro RollbackOptions) (*RunReport, int, error) 
 	if err == nil && code != 0 {
 		esp = missingESP(s, rep.SystemAfter)
 	}
+	s.Outcome(code, err, rep.wrote()...)
 	s.Close()
 	rep.ended(s)
 	rep.ExitStatus = code

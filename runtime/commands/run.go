@@ -49,6 +49,7 @@ func Run(ctx context.Context, o RunOptions) (*RunReport, int, error) {
 	rep := newRunReport(s)
 	code, err := runIn(ctx, s, o, rep, nil)
 	rep.SystemAfter, rep.GenerationAfter = currentGeneration(s.Root())
+	s.Outcome(code, err, rep.wrote()...)
 	s.Close()
 	rep.ended(s)
 	rep.ExitStatus = code

@@ -29,7 +29,7 @@ type SpecOptions struct {
 // runtime can run. The spec names the resolv.conf and the /dev/disk links
 // relative to the bundle, as runc reads relative bind sources. A bundle
 // needs a root that stays mounted: a directory target.
-func Spec(ctx context.Context, o SpecOptions) ([]byte, error) {
+func Spec(ctx context.Context, o SpecOptions) (_ []byte, err error) {
 	o.defaults()
 	helperSrc, err := helper.Binary()
 	if err != nil {
@@ -42,6 +42,9 @@ func Spec(ctx context.Context, o SpecOptions) ([]byte, error) {
 	}
 	t, err := engine.ResolveTarget(o.Options.Options)
 	if err != nil {
+		return nil, err
+	}
+	if err := engine.Allowed(o.Options.Options, t); err != nil {
 		return nil, err
 	}
 	var p *engine.Prepared
@@ -58,6 +61,7 @@ func Spec(ctx context.Context, o SpecOptions) ([]byte, error) {
 			return nil, err
 		}
 		defer s.Close()
+		defer func() { s.Outcome(0, err) }()
 		if p, err = prepare(s, &o.Options); err != nil {
 			return nil, err
 		}

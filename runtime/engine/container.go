@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 
@@ -60,6 +61,11 @@ type ContainerOptions struct {
 	// together (0: no limit), swap included where the host accounts it;
 	// at least MinMemory.
 	Memory int64
+	// CPUs is a CPU quota, in CPUs' worth of time (0.5, 2); 0 is none.
+	// PidsLimit caps the processes and threads in the container; 0 is
+	// none.
+	CPUs      float64
+	PidsLimit int64
 	// NoPivot uses runc's no-pivot mode (MS_MOVE and chroot), as a rescue
 	// system running from its initramfs needs; it is detected there.
 	NoPivot bool
@@ -87,6 +93,25 @@ type Prepared struct {
 	options  ContainerOptions
 }
 
+// MinPids is the least --pids-limit accepted: activation alone runs a
+// few dozen processes one after another, some at once.
+const MinPids = 32
+
+// checkLimits refuses limits out of range: no less than a session needs,
+// no more CPUs than the host has.
+func (o ContainerOptions) checkLimits() error {
+	if o.Memory != 0 && o.Memory < MinMemory {
+		return hint.Errorf("{Memory %s}: give a size of at least 16M, such as 512M or 2G", units.BytesSize(float64(o.Memory)))
+	}
+	if n := runtime.NumCPU(); o.CPUs < 0 || o.CPUs > 0 && o.CPUs < 0.01 || o.CPUs > float64(n) {
+		return hint.Errorf("{CPUs %g}: give a number of CPUs from 0.01 to %d (this host's)", o.CPUs, n)
+	}
+	if o.PidsLimit < 0 || o.PidsLimit > 0 && o.PidsLimit < MinPids {
+		return hint.Errorf("{PidsLimit %d}: give at least %d (activation alone runs a few dozen processes)", o.PidsLimit, MinPids)
+	}
+	return nil
+}
+
 // PrepareRoot checks the root mounted at root and decides the shape of a
 // container on it, as o says. It reads the host and the target and
 // changes neither. readOnly says the root may be read-only.
@@ -94,8 +119,8 @@ func PrepareRoot(root string, readOnly bool, o ContainerOptions) (*Prepared, err
 	if o.EFI == "" {
 		o.EFI = EFIAuto
 	}
-	if o.Memory != 0 && o.Memory < MinMemory {
-		return nil, hint.Errorf("{Memory %s}: give a size of at least 16M, such as 512M or 2G", units.BytesSize(float64(o.Memory)))
+	if err := o.checkLimits(); err != nil {
+		return nil, err
 	}
 	root, err := checkRoot(root, readOnly)
 	if err != nil {
@@ -250,6 +275,8 @@ func (p *Prepared) Spec(args []string, resolvSource, helperSource, cgroupsPath s
 		Devices:      p.Dev.Devices,
 		DiskLinks:    p.Dev.Links,
 		MemoryLimit:  o.Memory,
+		CPUs:         o.CPUs,
+		PidsLimit:    o.PidsLimit,
 	}
 	if o.Memory > 0 && p.Host.SwapAccounted {
 		so.MemorySwap = o.Memory

@@ -28,13 +28,16 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nixrescue/nixrescue/runtime/audit"
 	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
 	"github.com/nixrescue/nixrescue/runtime/guard"
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/mount"
+	"github.com/nixrescue/nixrescue/runtime/policy"
 	"github.com/nixrescue/nixrescue/runtime/privatens"
 	"github.com/nixrescue/nixrescue/runtime/recovery"
 	"github.com/nixrescue/nixrescue/runtime/state"
@@ -66,6 +69,17 @@ type Options struct {
 	// none: it mounts in a private tree of the host's namespace instead
 	// (a second session of one command: rebuild --boot-test).
 	NoReexec bool
+	// Command is nixrescue's command line, for nixrescue ps and the
+	// audit record.
+	Command []string
+	// AuditLog is where the session's audit records go (audit.Open):
+	// "" is where the host keeps its logs, and a record that cannot be
+	// written there is a warning; a place the user chose that cannot be
+	// written stops the session before it begins.
+	AuditLog string
+	// Policy, when set, is what the caller (a sudo user) may open: the
+	// target is refused unless it allows it.
+	Policy *policy.Grant
 }
 
 // TargetOptions say how a target is opened.
@@ -131,6 +145,12 @@ type Session struct {
 	fwd    *forwarder
 	timer  timer
 	closed bool
+	// outcome is how the command ended (Outcome), for the audit record.
+	outcome outcome
+	// audit is where the audit records go (nil: nowhere); audited says
+	// the record of the start was written: the end's is written too.
+	audit   *audit.Log
+	audited bool
 }
 
 // Reexecuted says the command ran again, whole, in a mount namespace of
@@ -162,6 +182,9 @@ func Open(ctx context.Context, o Options) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := Allowed(o, t); err != nil {
+		return nil, err
+	}
 	s := &Session{o: o, log: o.Log, target: t, backend: backendChoice{name: BackendEmbedded, why: "no container to run"}}
 	// Signals: passed on to what runs in the container; before and
 	// between processes they end the session, which is torn down.
@@ -169,6 +192,7 @@ func Open(ctx context.Context, o Options) (*Session, error) {
 	s.fwd = watchSignals(s.cancel)
 	ctx = s.ctx
 	if err := s.open(ctx); err != nil {
+		s.Outcome(0, err)
 		s.Close()
 		return nil, err
 	}
@@ -267,6 +291,9 @@ func (s *Session) begin(ctx context.Context) error {
 	if s.st, err = dir.Begin(s.target.Path, pid); err != nil {
 		return err
 	}
+	if err := s.recordCaller(); err != nil {
+		return err
+	}
 	if s.hostTree() {
 		return s.privateTree()
 	}
@@ -287,6 +314,46 @@ func (s *Session) privateTree() error {
 	}
 	if err := unix.Mount("", dir, "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("make the session's mount tree private: %w", err)
+	}
+	return nil
+}
+
+// Allowed checks the target, and the devices --mount and --boot name,
+// against the caller's grant, when there is a policy.
+func Allowed(o Options, t target.Target) error {
+	if o.Policy == nil {
+		return nil
+	}
+	info := policy.TargetInfo{Arg: t.Arg, Path: t.Path, Disk: t.Disk}
+	if t.Disk != "" {
+		info.Serial = target.Serial(t.Disk)
+	}
+	if err := o.Policy.AllowTarget(info); err != nil {
+		return err
+	}
+	var devs []string
+	for _, m := range o.Mounts {
+		dev, _, _ := strings.Cut(m, ":")
+		devs = append(devs, dev)
+	}
+	if o.Boot != "" {
+		devs = append(devs, o.Boot)
+	}
+	for _, dev := range devs {
+		if !strings.HasPrefix(dev, "/") {
+			return hint.Errorf("policy %s: %s: under a policy, name the devices of {Mount} and {Boot} by their paths", o.Policy.Path, dev)
+		}
+		d, err := target.Resolve(dev)
+		if err != nil {
+			return err
+		}
+		info := policy.TargetInfo{Arg: dev, Path: d.Path, Disk: d.Disk}
+		if d.Disk != "" {
+			info.Serial = target.Serial(d.Disk)
+		}
+		if err := o.Policy.AllowTarget(info); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -367,4 +434,7 @@ func (s *Session) Close() {
 	}
 	warn("teardown: ", recovery.UndoLoops(s.st.State(), s.st.ID))
 	warn("", s.st.End())
+	if s.audited {
+		s.auditEnd()
+	}
 }

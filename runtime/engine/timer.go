@@ -9,12 +9,19 @@ type Phase struct {
 }
 
 // timer records a session's phases.
-type timer struct{ phases []Phase }
+type timer struct {
+	phases []Phase
+	// onStart, when set, is told each phase as it starts.
+	onStart func(name string)
+}
 
 // start times a phase; call the result when it ends. A phase in several
 // steps adds them up.
 func (t *timer) start(name string) func() {
 	begin := time.Now()
+	if t.onStart != nil {
+		t.onStart(name)
+	}
 	return func() {
 		ms := float64(time.Since(begin).Microseconds()) / 1000
 		for i := range t.phases {

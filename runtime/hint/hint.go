@@ -55,11 +55,14 @@ const (
 	Timeout             Option = "Timeout"             // boot-test's limit
 	BootMemory          Option = "BootMemory"          // boot-test's VM memory
 	Accel               Option = "Accel"               // boot-test's accelerator
+	CPUs                Option = "CPUs"                // a CPU quota
+	PidsLimit           Option = "PidsLimit"           // a cap on processes
+	AuditLog            Option = "AuditLog"            // where the audit record goes
 )
 
 // Options are all of them: a front end words each (a test checks it).
 var Options = []Option{Root, Target, ReadOnly, RootPart, Mount, Boot, MountMissing, Force, HostDev, System, Generation, DiskAlias,
-	NoActivate, DNS, NetworkNone, EFI, Memory, Backend, Address, Sandbox, NoInstallBootloader, To, Write, KeyFile, Snapshot, SnapshotOut, Firmware, Until, Timeout, BootMemory, Accel}
+	NoActivate, DNS, NetworkNone, EFI, Memory, Backend, Address, Sandbox, NoInstallBootloader, To, Write, KeyFile, Snapshot, SnapshotOut, Firmware, Until, Timeout, BootMemory, Accel, CPUs, PidsLimit, AuditLog}
 
 // Words words a mention of option o, with value ("" for none).
 type Words func(o Option, value string) string

@@ -167,6 +167,20 @@ static int nixrescue_flag(int argc, char **argv, int *i, const char *name, const
 	return 0;
 }
 
+// nixrescue_refuse_setid ends a start of the binary with a set-uid or
+// set-gid bit: whoever ran it would get root's power over every disk
+// without sudo's checks and records (the policy is read under sudo). It
+// runs before every other constructor (runc's nsexec, the hold's, the
+// one below) and before Go: nothing else has run yet.
+__attribute__((constructor(101))) static void nixrescue_refuse_setid(void) {
+	if (getuid() == geteuid() && getgid() == getegid())
+		return;
+	static const char msg[] = "nixrescue: refusing to run set-uid or set-gid: remove the bit (chmod u-s,g-s) and run nixrescue as root, e.g. through sudo\n";
+	ssize_t n = write(2, msg, sizeof msg - 1);
+	(void)n;
+	_exit(125);
+}
+
 __attribute__((constructor)) static void nixrescue_enter_private_ns(int argc, char **argv, char **envp) {
 	(void)envp;
 	// Only a command a user typed (runtime/roles): not a re-executed

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nixrescue/nixrescue/runtime/audit"
 	"github.com/nixrescue/nixrescue/runtime/backend/containerd"
 	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
 	"github.com/nixrescue/nixrescue/runtime/boottest"
@@ -131,6 +132,7 @@ func undoSession(ctx context.Context, dir *state.Dir, id string) error {
 		}
 	}
 	UndoVM(dir, id)
+	auditKilled(dir, id)
 	if err := UndoLayers(ctx, dir, id); err != nil {
 		return fmt.Errorf("undo stale session %s: %w", id, err)
 	}
@@ -297,4 +299,20 @@ func removeCgroups(pattern string, live func(string) bool) ([]string, error) {
 		}
 	}
 	return removed, nil
+}
+
+// auditKilled writes the audit record of the end of a session that was
+// killed: its start was recorded, its end never was.
+func auditKilled(dir *state.Dir, id string) {
+	j, err := dir.ReadJournal(id)
+	if err != nil || j.Audit == "" || j.Started.IsZero() {
+		return
+	}
+	l, err := audit.Open(j.Audit)
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	_ = l.Write(audit.Record{Event: "end", Session: id, Caller: j.Caller, Target: j.Target, Disk: j.Disk, Ended: &now,
+		Error: fmt.Sprintf("nixrescue (pid %d) was killed; what the session left was removed by a later nixrescue", j.PID)})
 }

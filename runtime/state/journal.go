@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"time"
 
 	"github.com/nixrescue/nixrescue/runtime/layers"
 )
@@ -16,6 +18,20 @@ type Journal struct {
 	// PID is the nixrescue process the user started.
 	PID    int    `json:"pid"`
 	Target string `json:"target,omitempty"`
+	// Who started the session, how and when, and where it is: what
+	// nixrescue ps shows and the audit record says.
+	Caller
+	// Disk names what the target is on: its disk and that disk's serial
+	// number, or the image file.
+	Disk string `json:"disk,omitempty"`
+	// Phase is what the session does now: attaching, mounting, running,
+	// booting, tearing down.
+	Phase string `json:"phase,omitempty"`
+	// Backend runs the session's container (none: no container).
+	Backend string `json:"backend,omitempty"`
+	// Audit is where the session's audit record went (audit.Log.Dest),
+	// so that cleanup can close the record of a killed session.
+	Audit string `json:"audit,omitempty"`
 	// Root, Placeholder and Inode name the empty file the session made
 	// in the target as the mount point of resolv.conf.
 	Root        string `json:"root,omitempty"`
@@ -34,6 +50,28 @@ type Journal struct {
 	// VM is a boot test's machine: its qemu, its disk (an overlay on the
 	// target) and its directory, all gone after it.
 	VM *VM `json:"vm,omitempty"`
+}
+
+// Caller is who started a session, how and when.
+type Caller struct {
+	// Started is when the session began.
+	Started time.Time `json:"started"`
+	// UID is the real user ID nixrescue ran as; under sudo, SudoUID and
+	// SudoUser are who called sudo.
+	UID      int    `json:"uid"`
+	SudoUID  int    `json:"sudo_uid,omitempty"`
+	SudoUser string `json:"sudo_user,omitempty"`
+	// Command is nixrescue's command line.
+	Command []string `json:"command,omitempty"`
+}
+
+// ThisCaller is the caller of this process, with its command line.
+func ThisCaller(command []string) Caller {
+	c := Caller{Started: time.Now(), UID: os.Getuid(), SudoUser: os.Getenv("SUDO_USER"), Command: command}
+	if c.SudoUser != "" {
+		c.SudoUID, _ = strconv.Atoi(os.Getenv("SUDO_UID"))
+	}
+	return c
 }
 
 // VM is a boot test's qemu (its PID, 0 until it runs), the overlay it

@@ -1,0 +1,63 @@
+package commands
+
+import (
+	"errors"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/nixrescue/nixrescue/runtime/state"
+)
+
+// PSReport lists the sessions running on this host. Its JSON field names
+// are stable (docs/json.md).
+type PSReport struct {
+	Sessions []SessionInfo `json:"sessions"`
+}
+
+// SessionInfo is one running session, as its journal says.
+type SessionInfo struct {
+	ID  string `json:"id"`
+	PID int    `json:"pid"`
+	// Target is the target's path; Disk what it is on (the disk and its
+	// serial number, the image file).
+	Target  string `json:"target"`
+	Disk    string `json:"disk,omitempty"`
+	Backend string `json:"backend,omitempty"`
+	// UID is who ran nixrescue; SudoUser and SudoUID who called sudo.
+	UID      int       `json:"uid"`
+	SudoUser string    `json:"sudo_user,omitempty"`
+	SudoUID  int       `json:"sudo_uid,omitempty"`
+	Command  []string  `json:"command"`
+	Started  time.Time `json:"started"`
+	// Phase is attaching, mounting, running, booting or tearing down.
+	Phase string `json:"phase"`
+}
+
+// PS lists the running sessions of the state directory stateDir ("" is
+// the default), oldest first.
+func PS(stateDir string) (*PSReport, error) {
+	r := &PSReport{Sessions: []SessionInfo{}}
+	if os.Geteuid() != 0 {
+		return r, errors.New("ps needs root, as the sessions it lists: run it as root, e.g. with sudo")
+	}
+	dir := state.At(stateDir)
+	live, _, err := dir.Sessions()
+	if err != nil {
+		return r, err
+	}
+	for _, id := range live {
+		j, err := dir.ReadJournal(id)
+		if err != nil {
+			continue // ended meanwhile
+		}
+		cmd := j.Command
+		if cmd == nil {
+			cmd = []string{}
+		}
+		r.Sessions = append(r.Sessions, SessionInfo{ID: id, PID: j.PID, Target: j.Target, Disk: j.Disk, Backend: j.Backend,
+			UID: j.UID, SudoUser: j.SudoUser, SudoUID: j.SudoUID, Command: cmd, Started: j.Started, Phase: j.Phase})
+	}
+	sort.Slice(r.Sessions, func(a, b int) bool { return r.Sessions[a].Started.Before(r.Sessions[b].Started) })
+	return r, nil
+}
