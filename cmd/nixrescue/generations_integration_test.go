@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -161,9 +162,13 @@ func TestHardwareConfig(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || !strings.Contains(rep.Generated, "boot.isContainer = true;") || strings.Contains(rep.Generated, "not-detected.nix") {
 		t.Errorf("--isolate-pids: %v\n%s", err, r.stdout)
 	}
-	r = imageSession(t, "hardware-config", img, "--write", "--json")
+	auditLog := filepath.Join(t.TempDir(), "audit.log")
+	r = imageSession(t, "hardware-config", img, "--write", "--json", "--audit-log", auditLog)
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != 0 || !rep.Written || !rep.Changed || !strings.HasPrefix(rep.Backup, "/etc/nixos/hardware-configuration.nix.") {
 		t.Fatalf("--write: exit %d %+v %s", r.code, rep, r.stderr)
+	}
+	if recs := readAudit(t, auditLog); len(recs) != 2 || len(recs[1].Wrote) != 1 || recs[1].Wrote[0] != "/etc/nixos/hardware-configuration.nix replaced (the old one kept as "+rep.Backup+")" {
+		t.Errorf("audit records of hardware-config --write: %+v", recs)
 	}
 	files := nixrescue(t, "run", img, "--read-only", "--", "sh", "-c", "cat "+rep.Backup+"; echo ==; cat /etc/nixos/hardware-configuration.nix; echo ==; ls /etc/nixos | wc -l").stdout
 	parts := strings.Split(files, "==\n")

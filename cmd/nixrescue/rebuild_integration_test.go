@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -125,10 +126,18 @@ func TestRebuildSeedScenario(t *testing.T) {
 	writeConfiguration(t, img, grubOnSdz)
 	files := targetFiles(t, img)
 	host := testenv.SnapshotHost(t)
-	r := nixrescue(t, "rebuild", img, "--json")
+	auditLog := filepath.Join(t.TempDir(), "audit.log")
+	r := nixrescue(t, "rebuild", img, "--json", "--audit-log", auditLog)
 	testenv.AssertHostUnchanged(t, host)
 	if r.code != 0 {
 		t.Fatalf("rebuild: exit %d\n%s", r.code, r.stderr)
+	}
+	// The audit record says what the rebuild wrote.
+	recs := readAudit(t, auditLog)
+	if len(recs) != 2 || recs[1].ExitStatus == nil || *recs[1].ExitStatus != 0 ||
+		!slices.ContainsFunc(recs[1].Wrote, func(w string) bool { return strings.HasPrefix(w, "system profile switched from generation 2 to 3") }) ||
+		!slices.ContainsFunc(recs[1].Wrote, func(w string) bool { return strings.HasPrefix(w, "bootloader grub-bios installed") }) {
+		t.Errorf("audit records of the rebuild: %+v", recs)
 	}
 	var rep commands.RunReport
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {

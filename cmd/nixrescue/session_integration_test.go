@@ -124,9 +124,29 @@ func nixrescue(t *testing.T, args ...string) result {
 // under TCG takes minutes).
 func nixrescueWithin(t *testing.T, deadline time.Duration, args ...string) result {
 	t.Helper()
+	return runWithin(t, deadline, nil, args...)
+}
+
+// runWithin runs the binary with args and env added to the environment,
+// with a deadline.
+func runWithin(t *testing.T, deadline time.Duration, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	cmd := command(ctx, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	r := resultOf(t, cmd)
+	if ctx.Err() != nil {
+		t.Fatalf("nixrescue %v did not finish in time; stderr:\n%s", args, r.stderr)
+	}
+	return r
+}
+
+// resultOf runs cmd and says how it ended.
+func resultOf(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -134,10 +154,7 @@ func nixrescueWithin(t *testing.T, deadline time.Duration, args ...string) resul
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("nixrescue %v: %v", args, err)
-	}
-	if ctx.Err() != nil {
-		t.Fatalf("nixrescue %v did not finish in time; stderr:\n%s", args, r.stderr)
+		t.Fatalf("%v: %v", cmd.Args, err)
 	}
 	return r
 }
