@@ -90,7 +90,8 @@ func TestBootTest(t *testing.T) {
 	if rb.code != 0 || json.Unmarshal([]byte(rb.stdout), &rep) != nil || rep.BootTest == nil {
 		t.Fatalf("rebuild --boot-test: exit %d\n%s\n%s", rb.code, rb.stdout, rb.stderr)
 	}
-	if bt := rep.BootTest; !bt.Passed || bt.Generation != 3 || bt.Reached != "multi-user" || bt.Firmware != "bios" || bt.Entry != "NixOS - Configuration 3" {
+	if bt := rep.BootTest; !bt.Passed || bt.Generation != 3 || bt.Reached != "multi-user" || bt.Firmware != "bios" || bt.Entry != "NixOS - Configuration 3" ||
+		bt.Interface != "virtio" || bt.InterfaceWhy != "nixrescue cannot tell the target machine's: the default" {
 		t.Errorf("the boot after the rebuild: %+v", bt)
 	} else {
 		var last float64

@@ -308,6 +308,7 @@ func TestPolicyUnderSudo(t *testing.T) {
 		{[]string{"run", mine, "--", "true"}, "policy /etc/nixrescue/policy: nobody may not use nixrescue run (the rules at line 2 allow other commands)"},
 		{[]string{"inspect", mine, "--audit-log", "/tmp/x.log"}, "--audit-log names a file of the host"},
 		{[]string{"cleanup"}, "nobody may not use nixrescue cleanup"},
+		{[]string{"generate-docs", "--man", filepath.Join(allowedDir, "man")}, "nobody may not use nixrescue generate-docs"},
 	} {
 		oneLine(t, asSudoUser(t, c.args...), c.want)
 	}

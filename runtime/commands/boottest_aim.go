@@ -217,6 +217,25 @@ func espDirs(s *engine.Session, f files, mountpoint string) []string {
 
 var availableModulesRE = regexp.MustCompile(`availableKernelModules\s*=\s*\[([^\]]*)\]`)
 
+// interfaceOfInitrd is the disk controller a hardware configuration's
+// initrd modules name (boot.initrd.availableKernelModules), when they
+// name exactly one kind: "" otherwise.
+func interfaceOfInitrd(hardwareConfig string) string {
+	var kinds []string
+	for _, m := range availableModulesRE.FindAllStringSubmatch(hardwareConfig, -1) {
+		for _, mod := range strings.Fields(strings.ReplaceAll(m[1], `"`, " ")) {
+			k := map[string]string{"nvme": "nvme", "ahci": "ahci", "virtio_blk": "virtio", "virtio_pci": "virtio", "virtio_scsi": "virtio"}[mod]
+			if k != "" && !slices.Contains(kinds, k) {
+				kinds = append(kinds, k)
+			}
+		}
+	}
+	if len(kinds) == 1 {
+		return kinds[0]
+	}
+	return ""
+}
+
 // diskInterface chooses the VM disk's controller as the target machine's:
 // a disk's own (sysfs), else what hardware-configuration.nix loads in the
 // initrd when it names one kind only; else virtio. It says why.
@@ -234,19 +253,8 @@ func diskInterface(s *engine.Session) (string, string) {
 		}
 	}
 	b, err := rootfs.ReadFile(s.Root(), "/etc/nixos/hardware-configuration.nix", 1<<20)
-	if err == nil {
-		var kinds []string
-		for _, m := range availableModulesRE.FindAllStringSubmatch(string(b), -1) {
-			for _, mod := range strings.Fields(strings.ReplaceAll(m[1], `"`, " ")) {
-				k := map[string]string{"nvme": "nvme", "ahci": "ahci", "virtio_blk": "virtio", "virtio_pci": "virtio", "virtio_scsi": "virtio"}[mod]
-				if k != "" && !slices.Contains(kinds, k) {
-					kinds = append(kinds, k)
-				}
-			}
-		}
-		if len(kinds) == 1 {
-			return kinds[0], "hardware-configuration.nix loads " + kinds[0] + " in the initrd"
-		}
+	if k := interfaceOfInitrd(string(b)); err == nil && k != "" {
+		return k, "hardware-configuration.nix loads " + k + " in the initrd"
 	}
 	return "virtio", "nixrescue cannot tell the target machine's: the default"
 }
