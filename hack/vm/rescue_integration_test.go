@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -314,6 +315,16 @@ step rebuild-grub nixrescue rebuild /dev/vdb --json
 step esp-ext4 nixrescue rebuild /dev/vdc
 step cgroup nixrescue run /dev/vdb --read-only -q -- sh -c 'cat /proc/self/cgroup; ls /sys/fs/cgroup'
 step memory nixrescue run /dev/vdb --read-only -q --no-activate --memory 48M -- sh -c 'x=0123456789abcdef; while :; do x=$x$x; done'
+limits() {
+  : >/tmp/limits.out
+  nixrescue run /dev/vdb --read-only -q --no-activate --isolate-pids --cpus 0.5 --pids-limit 64 -- sh -c 'sh -c "i=0; while [ \$i -lt 200 ]; do sleep 30 & i=\$((i+1)); done" 2>/dev/null; set -- /proc/[0-9]*; echo "count $#"; echo ready; sleep 8' >/tmp/limits.out 2>/dev/null &
+  pid=$!
+  i=0; until grep -q ready /tmp/limits.out || [ $i -ge 600 ]; do sleep 0.1; i=$((i+1)); done
+  cat /sys/fs/cgroup/nixrescue-*/cpu.max /sys/fs/cgroup/nixrescue-*/pids.max
+  grep count /tmp/limits.out
+  wait $pid
+}
+step limits limits
 sleeping() { for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = sleep ] && echo "${p#/proc/}"; done; }
 killed() {
   : >/tmp/killed.out
@@ -356,6 +367,13 @@ unchanged bios
 	}
 	if s := wantExit(t, steps, "memory", 137); !strings.Contains(s.Stderr, "killed for lack of memory") || !strings.Contains(s.Stderr, "--memory 48") {
 		t.Errorf("--memory: want the OOM line:\n%s", s.Stderr)
+	}
+	// cgroup v2: the quota and the cap in the session's own cgroup, and a
+	// fork bomb stopped at the cap.
+	if s := wantExit(t, steps, "limits", 0); !strings.HasPrefix(s.Stdout, "50000 100000\n64\ncount ") {
+		t.Errorf("--cpus 0.5 --pids-limit 64 (cgroup v2): want cpu.max 50000 100000 and pids.max 64:\n%s%s", s.Stdout, s.Stderr)
+	} else if n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(s.Stdout, "50000 100000\n64\ncount "))); err != nil || n > 64 || n < 32 {
+		t.Errorf("a fork bomb under --pids-limit 64 (cgroup v2): %q processes", s.Stdout)
 	}
 	if s := wantExit(t, steps, "killed", 0); !regexp.MustCompile(`running: \d+\n`).MatchString(s.Stdout) || !strings.Contains(s.Stdout, "left: \n") {
 		t.Errorf("after a SIGKILL of nixrescue the container's processes run on:\n%s%s", s.Stdout, s.Stderr)
