@@ -99,9 +99,13 @@ func TestGenerationsAndRollbackWithSystemdBoot(t *testing.T) {
 	if g.Bootloader != "systemd-boot" || g.Current != 2 || g.BootDefault.Source != "" {
 		t.Errorf("before: %+v", g)
 	}
-	r := imageSession(t, "rollback", img, "--to", "1")
-	if r.code != 0 {
-		t.Fatalf("rollback: exit %d %s", r.code, r.stderr)
+	r := imageSession(t, "rollback", img, "--to", "1", "--json")
+	var rep commands.RunReport
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rep) != nil {
+		t.Fatalf("rollback --json: exit %d %s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if rep.GenerationBefore != 2 || rep.GenerationAfter != 1 || rep.ExitStatus != 0 || rep.Bootloader == nil || rep.Bootloader.Kind != "systemd-boot" {
+		t.Errorf("the rollback's report: %+v", rep)
 	}
 	g = generations(t, img)
 	if g.Current != 1 || g.BootDefault.Generation != 1 || g.BootDefault.Source != "/boot/loader/loader.conf" || g.BootDefault.Entry != "nixos-generation-1.conf" {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -11,6 +12,7 @@ import (
 func newRollbackCommand() *cobra.Command {
 	var f containerFlags
 	var to int
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "rollback TARGET [--to N]",
 		Short: "Make an older generation the one that boots",
@@ -28,11 +30,22 @@ switch-to-configuration fails, the profile is pointed back where it was.`,
 			if to < 0 {
 				return errors.New("--to N: generations are numbered from 1")
 			}
-			_, code, err := commands.Rollback(cmd.Context(), commands.RollbackOptions{Options: o.Options, To: to})
+			if asJSON {
+				// stdout is the report's; switch-to-configuration's output
+				// goes to stderr.
+				o.Stdout = os.Stderr
+			}
+			rep, code, err := commands.Rollback(cmd.Context(), commands.RollbackOptions{Options: o.Options, To: to})
+			if asJSON && rep != nil {
+				if perr := writeJSON(rep); err == nil {
+					err = perr
+				}
+			}
 			return exitResult(code, err)
 		},
 	}
 	f.register(cmd, kindContainer)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a report (generations before and after, the bootloader) as JSON on stdout once done; switch-to-configuration's output goes to stderr")
 	cmd.Flags().IntVar(&to, "to", 0, "roll back to generation `N` (default: the one before the current)")
 	return cmd
 }
