@@ -8,6 +8,7 @@ package boottest
 
 import (
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,14 +34,7 @@ const (
 var Milestones = []Milestone{Firmware, Bootloader, Kernel, Stage1, Root, Stage2, MultiUser}
 
 // Index is where m is in Milestones, -1 when it is none.
-func Index(m Milestone) int {
-	for i, x := range Milestones {
-		if x == m {
-			return i
-		}
-	}
-	return -1
-}
+func Index(m Milestone) int { return slices.Index(Milestones, m) }
 
 var (
 	firmwareRE   = regexp.MustCompile(`SeaBIOS \(version|BdsDxe: |UEFI firmware|Booting from Hard Disk`)

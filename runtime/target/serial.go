@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/nixrescue/nixrescue/runtime/mount"
 )
 
 // Serial is the serial number of the whole disk disk (/dev/sdb), as the
@@ -48,15 +50,6 @@ func Serial(disk string) string {
 	return ""
 }
 
-// LoopBacking is the file behind loop device disk, or "".
-func LoopBacking(disk string) string {
-	b, err := os.ReadFile(filepath.Join("/sys/class/block", filepath.Base(disk), "loop/backing_file"))
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
-}
-
 // Where says what t is on, for people and the audit trail: the image
 // file, the disk and its serial number (or a loop device's file), or the
 // directory.
@@ -68,7 +61,7 @@ func (t Target) Where() string {
 		if s := Serial(t.Disk); s != "" {
 			return fmt.Sprintf("disk %s (serial %s)", t.Disk, s)
 		}
-		if f := LoopBacking(t.Disk); f != "" {
+		if f := mount.BackingFile(filepath.Base(t.Disk)); f != "" {
 			return fmt.Sprintf("disk %s (loop device of %s)", t.Disk, f)
 		}
 		return "disk " + t.Disk
