@@ -45,18 +45,16 @@ func (op *Opened) openKeyless(ctx context.Context, s *Session, to TargetOptions)
 		if err := op.activateGroups(ctx, s, to); err != nil {
 			return err
 		}
-		for _, p := range op.Partitions {
-			if layers.KindOf(p.Type) == layers.LUKS && !op.layers.handled[p.Device] {
-				if _, ok := op.layers.headers[p.Device]; ok {
-					continue
-				}
-				h, err := layers.ReadHeader(ctx, p.Device)
-				if err != nil {
-					return err
-				}
-				op.layers.headers[p.Device] = h
-				op.Layers = append(op.Layers, layers.Info{Kind: layers.LUKS, On: []string{p.Device}, State: "locked", LUKS: &h})
+		for _, p := range op.locked() {
+			if _, ok := op.layers.headers[p.Device]; ok {
+				continue
 			}
+			h, err := layers.ReadHeader(ctx, p.Device)
+			if err != nil {
+				return err
+			}
+			op.layers.headers[p.Device] = h
+			op.Layers = append(op.Layers, layers.Info{Kind: layers.LUKS, On: []string{p.Device}, State: "locked", LUKS: &h})
 		}
 		if len(op.Partitions) == before {
 			return nil
@@ -121,26 +119,33 @@ func (op *Opened) addVolume(ctx context.Context, p target.Partition) error {
 	return nil
 }
 
-// inUse refuses a device the host already stacked something on.
-func inUse(device string, kind layers.Kind) error {
-	if h := layers.Holders(device); len(h) > 0 {
-		return &layers.InUseError{Device: device, Kind: kind, Holders: h}
+// take marks the partitions of kind (md members, LVM physical volumes)
+// not looked at yet as handled and returns them, refusing one the host
+// already stacked something on.
+func (op *Opened) take(kind layers.Kind) ([]target.Partition, error) {
+	var out []target.Partition
+	for _, p := range op.Partitions {
+		if layers.KindOf(p.Type) != kind || op.layers.handled[p.Device] {
+			continue
+		}
+		op.layers.handled[p.Device] = true
+		if h := layers.Holders(p.Device); len(h) > 0 {
+			return nil, &layers.InUseError{Device: p.Device, Kind: kind, Holders: h}
+		}
+		out = append(out, p)
 	}
-	return nil
+	return out, nil
 }
 
 // assembleArrays assembles the md arrays whose members are on the target,
 // read-only until the session goes writable.
 func (op *Opened) assembleArrays(ctx context.Context, s *Session) error {
+	parts, err := op.take(layers.MD)
+	if err != nil {
+		return err
+	}
 	var members []layers.Array
-	for _, p := range op.Partitions {
-		if layers.KindOf(p.Type) != layers.MD || op.layers.handled[p.Device] {
-			continue
-		}
-		op.layers.handled[p.Device] = true
-		if err := inUse(p.Device, layers.MD); err != nil {
-			return err
-		}
+	for _, p := range parts {
 		m, err := layers.ExamineMD(ctx, p.Device)
 		if err != nil {
 			return err
@@ -181,15 +186,12 @@ func (op *Opened) assembleArrays(ctx context.Context, s *Session) error {
 // activateGroups activates the LVM volume groups whose physical volumes
 // are on the target, LVM seeing only those.
 func (op *Opened) activateGroups(ctx context.Context, s *Session, to TargetOptions) error {
+	parts, err := op.take(layers.LVM)
+	if err != nil {
+		return err
+	}
 	var pvs []string
-	for _, p := range op.Partitions {
-		if layers.KindOf(p.Type) != layers.LVM || op.layers.handled[p.Device] {
-			continue
-		}
-		op.layers.handled[p.Device] = true
-		if err := inUse(p.Device, layers.LVM); err != nil {
-			return err
-		}
+	for _, p := range parts {
 		pvs = append(pvs, p.Device)
 	}
 	if len(pvs) == 0 {

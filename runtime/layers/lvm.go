@@ -64,61 +64,39 @@ func ScanLVM(ctx context.Context, devices []string) ([]VolumeGroup, error) {
 	if err := need("lvm", devices[0], LVM); err != nil {
 		return nil, err
 	}
-	out, err := run(ctx, nil, "lvm", append([]string{"pvs", "--reportformat", "json", "--units", "b", "--nosuffix",
-		"-o", "pv_name,vg_name,vg_uuid,pv_count"}, lvmArgs(devices, "")...)...)
+	pvs, err := lvmReport(ctx, "pvs", "pv", "pv_name,vg_name,vg_uuid,pv_count", devices)
 	if err != nil {
-		return nil, fmt.Errorf("list LVM physical volumes: %w", err)
-	}
-	var pvs struct {
-		Report []struct {
-			PV []map[string]string `json:"pv"`
-		} `json:"report"`
-	}
-	if err := json.Unmarshal(out, &pvs); err != nil {
-		return nil, fmt.Errorf("read lvm pvs: %w", err)
+		return nil, err
 	}
 	groups := map[string]*VolumeGroup{}
-	for _, r := range pvs.Report {
-		for _, pv := range r.PV {
-			if pv["vg_name"] == "" {
-				continue // a PV in no group
-			}
-			g := groups[pv["vg_name"]]
-			if g == nil {
-				n, _ := strconv.Atoi(pv["pv_count"])
-				g = &VolumeGroup{Name: pv["vg_name"], UUID: pv["vg_uuid"], PVCount: n, LVs: []LogicalVolume{}}
-				groups[g.Name] = g
-			}
-			g.PVs = append(g.PVs, pv["pv_name"])
+	for _, pv := range pvs {
+		if pv["vg_name"] == "" {
+			continue // a PV in no group
 		}
+		g := groups[pv["vg_name"]]
+		if g == nil {
+			n, _ := strconv.Atoi(pv["pv_count"])
+			g = &VolumeGroup{Name: pv["vg_name"], UUID: pv["vg_uuid"], PVCount: n, LVs: []LogicalVolume{}}
+			groups[g.Name] = g
+		}
+		g.PVs = append(g.PVs, pv["pv_name"])
 	}
 	if len(groups) == 0 {
 		return nil, nil
 	}
-	out, err = run(ctx, nil, "lvm", append([]string{"lvs", "--reportformat", "json", "--units", "b", "--nosuffix",
-		"-o", "vg_name,lv_name,lv_path,lv_dm_path,lv_size,lv_attr"}, lvmArgs(devices, "")...)...)
+	lvs, err := lvmReport(ctx, "lvs", "lv", "vg_name,lv_name,lv_path,lv_dm_path,lv_size,lv_attr", devices)
 	if err != nil {
-		return nil, fmt.Errorf("list LVM logical volumes: %w", err)
+		return nil, err
 	}
-	var lvs struct {
-		Report []struct {
-			LV []map[string]string `json:"lv"`
-		} `json:"report"`
-	}
-	if err := json.Unmarshal(out, &lvs); err != nil {
-		return nil, fmt.Errorf("read lvm lvs: %w", err)
-	}
-	for _, r := range lvs.Report {
-		for _, lv := range r.LV {
-			g := groups[lv["vg_name"]]
-			if g == nil {
-				continue
-			}
-			size, _ := strconv.ParseInt(lv["lv_size"], 10, 64)
-			attr := lv["lv_attr"]
-			g.LVs = append(g.LVs, LogicalVolume{Name: lv["lv_name"], Path: lv["lv_path"], DMPath: lv["lv_dm_path"], Size: size,
-				Data: attr != "" && strings.ContainsRune("-mrRoOsSVC", rune(attr[0]))})
+	for _, lv := range lvs {
+		g := groups[lv["vg_name"]]
+		if g == nil {
+			continue
 		}
+		size, _ := strconv.ParseInt(lv["lv_size"], 10, 64)
+		attr := lv["lv_attr"]
+		g.LVs = append(g.LVs, LogicalVolume{Name: lv["lv_name"], Path: lv["lv_path"], DMPath: lv["lv_dm_path"], Size: size,
+			Data: attr != "" && strings.ContainsRune("-mrRoOsSVC", rune(attr[0]))})
 	}
 	var out2 []VolumeGroup
 	for _, g := range groups {
@@ -126,6 +104,26 @@ func ScanLVM(ctx context.Context, devices []string) ([]VolumeGroup, error) {
 	}
 	sort.Slice(out2, func(i, j int) bool { return out2[i].Name < out2[j].Name })
 	return out2, nil
+}
+
+// lvmReport runs an lvm report command (pvs, lvs) on devices only, for
+// fields, and returns its rows (key, the report's section: pv, lv).
+func lvmReport(ctx context.Context, command, key, fields string, devices []string) ([]map[string]string, error) {
+	out, err := run(ctx, nil, "lvm", append([]string{command, "--reportformat", "json", "--units", "b", "--nosuffix", "-o", fields}, lvmArgs(devices, "")...)...)
+	if err != nil {
+		return nil, fmt.Errorf("lvm %s: %w", command, err)
+	}
+	var report struct {
+		Report []map[string][]map[string]string `json:"report"`
+	}
+	if err := json.Unmarshal(out, &report); err != nil {
+		return nil, fmt.Errorf("read lvm %s: %w", command, err)
+	}
+	var rows []map[string]string
+	for _, r := range report.Report {
+		rows = append(rows, r[key]...)
+	}
+	return rows, nil
 }
 
 // dmEscape is a name as device-mapper names carry it: dashes doubled.
