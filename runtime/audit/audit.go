@@ -64,12 +64,10 @@ func (r Record) Message() string {
 	case r.ExitStatus == nil:
 		return fmt.Sprintf("nixrescue session %s of %s on %s ended: %s", r.Session, who, r.Target, r.Error)
 	case r.Error != "":
-		return fmt.Sprintf("nixrescue session %s of %s on %s ended with exit status %d: %s; wrote: %s", r.Session, who, r.Target, deref(r.ExitStatus), r.Error, wrote(r.Wrote))
+		return fmt.Sprintf("nixrescue session %s of %s on %s ended with exit status %d: %s; wrote: %s", r.Session, who, r.Target, *r.ExitStatus, r.Error, wrote(r.Wrote))
 	}
-	return fmt.Sprintf("nixrescue session %s of %s on %s ended with exit status %d; wrote: %s", r.Session, who, r.Target, deref(r.ExitStatus), wrote(r.Wrote))
+	return fmt.Sprintf("nixrescue session %s of %s on %s ended with exit status %d; wrote: %s", r.Session, who, r.Target, *r.ExitStatus, wrote(r.Wrote))
 }
-
-func deref(p *int) int { return *p }
 
 func wrote(w []string) string {
 	if len(w) == 0 {
@@ -80,13 +78,17 @@ func wrote(w []string) string {
 
 // Log is where a session's records go.
 type Log struct {
-	// Dest says where, as Open reads it back: journal:SOCKET,
-	// syslog:SOCKET or file:PATH.
-	Dest string
+	// Kind is journal, syslog or file; Path is the socket or the file.
+	Kind, Path string
 	// Asked says the destination was chosen by the user: a record that
 	// cannot be written then stops the session instead of a warning.
 	Asked bool
 }
+
+// Dest is where records go, as Open reads it back (a killed session's
+// journal keeps it for cleanup): journal:SOCKET, syslog:SOCKET or
+// file:PATH.
+func (l *Log) Dest() string { return l.Kind + ":" + l.Path }
 
 // Open checks the destination asked for ("" or "auto": the journal, else
 // syslog, else DefaultFile; "journal" or "syslog", at their usual
@@ -110,26 +112,26 @@ func parse(asked string, hasSocket func(string) bool) (*Log, error) {
 	case asked == "" || asked == "auto":
 		switch {
 		case hasSocket(JournalSocket):
-			return &Log{Dest: "journal:" + JournalSocket}, nil
+			return &Log{Kind: "journal", Path: JournalSocket}, nil
 		case hasSocket(SyslogSocket):
-			return &Log{Dest: "syslog:" + SyslogSocket}, nil
+			return &Log{Kind: "syslog", Path: SyslogSocket}, nil
 		}
-		return &Log{Dest: "file:" + DefaultFile}, nil
+		return &Log{Kind: "file", Path: DefaultFile}, nil
 	case kind == "journal" && path == "":
-		return &Log{Dest: "journal:" + JournalSocket, Asked: true}, nil
+		return &Log{Kind: "journal", Path: JournalSocket, Asked: true}, nil
 	case kind == "syslog" && path == "":
-		return &Log{Dest: "syslog:" + SyslogSocket, Asked: true}, nil
+		return &Log{Kind: "syslog", Path: SyslogSocket, Asked: true}, nil
 	case kind == "journal" || kind == "syslog" || kind == "file":
 		if !filepath.IsAbs(path) {
 			return nil, fmt.Errorf("give an absolute path after %s:", kind)
 		}
-		return &Log{Dest: kind + ":" + filepath.Clean(path), Asked: true}, nil
+		return &Log{Kind: kind, Path: filepath.Clean(path), Asked: true}, nil
 	case strings.Contains(asked, "/"):
 		p, err := filepath.Abs(asked)
 		if err != nil {
 			return nil, err
 		}
-		return &Log{Dest: "file:" + p, Asked: true}, nil
+		return &Log{Kind: "file", Path: p, Asked: true}, nil
 	}
 	return nil, errors.New("not a place for records: give journal, syslog, or a file's path (./audit.log)")
 }
@@ -141,10 +143,10 @@ func isSocket(p string) bool {
 
 // check tells whether a record could be written.
 func (l *Log) check() error {
-	kind, path, _ := strings.Cut(l.Dest, ":")
-	if kind != "file" {
+	path := l.Path
+	if l.Kind != "file" {
 		if !isSocket(path) {
-			return fmt.Errorf("no %s socket at %s", kind, path)
+			return fmt.Errorf("no %s socket at %s", l.Kind, path)
 		}
 		return nil
 	}
@@ -163,18 +165,17 @@ func (l *Log) check() error {
 
 // Write writes r.
 func (l *Log) Write(r Record) error {
-	kind, path, _ := strings.Cut(l.Dest, ":")
 	var err error
-	switch kind {
+	switch l.Kind {
 	case "journal":
-		err = writeJournal(path, r)
+		err = writeJournal(l.Path, r)
 	case "syslog":
-		err = writeSyslog(path, r)
+		err = writeSyslog(l.Path, r)
 	default:
-		err = writeFile(path, r)
+		err = writeFile(l.Path, r)
 	}
 	if err != nil {
-		return fmt.Errorf("audit log %s: %w", l.Dest, err)
+		return fmt.Errorf("audit log %s: %w", l.Dest(), err)
 	}
 	return nil
 }

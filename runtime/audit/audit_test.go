@@ -35,7 +35,7 @@ func TestParseChoosesWhereTheHostLogs(t *testing.T) {
 			}
 			return false
 		})
-		if err != nil || l.Dest != c.dest || l.Asked != c.asked_ {
+		if err != nil || l.Dest() != c.dest || l.Asked != c.asked_ {
 			t.Errorf("%q with sockets %v: %+v %v, want %s", c.asked, c.sockets, l, err, c.dest)
 		}
 	}

@@ -46,7 +46,7 @@ func (s *Session) recordCaller() error {
 	s.audit = l
 	dest := ""
 	if l != nil {
-		dest = l.Dest
+		dest = l.Dest()
 	}
 	if err := s.st.Record(func(j *state.Journal) {
 		j.Caller, j.Backend, j.Phase, j.Disk, j.Audit = caller, backend, "attaching", s.target.Where(), dest
