@@ -363,3 +363,35 @@ func TestRefusesSetUID(t *testing.T) {
 		}
 	}
 }
+
+// TestOrphanOverlaysAreSwept: an overlay in /var/tmp whose session is gone
+// (its journal went with /run in a reboot) is removed by cleanup, which
+// says so, and by the next session's start.
+func TestOrphanOverlaysAreSwept(t *testing.T) {
+	testenv.Require(t)
+	host := testenv.SnapshotHost(t)
+	orphan := func(id string) string {
+		p := "/var/tmp/nixrescue-" + id + "-boot-test.qcow2"
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(p) })
+		return p
+	}
+	p := orphan("0000deadbeef")
+	r := nixrescue(t, "cleanup", "--json")
+	var rep commands.CleanupReport
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != 0 || len(rep.Overlays) != 1 || rep.Overlays[0] != p || fileExists(p) {
+		t.Errorf("cleanup of an orphan overlay: exit %d %v %s %s", r.code, err, r.stdout, r.stderr)
+	}
+	p = orphan("0000deadbee2")
+	if r := nixrescue(t, "cleanup"); !strings.Contains(r.stdout, "removed overlay "+p+" (its session is gone)") {
+		t.Errorf("cleanup's text: %q", r.stdout)
+	}
+	p = orphan("0000deadbee3")
+	tg := newTarget(t, fixture.Options{})
+	if r := nixrescue(t, "run", "--root", tg.root, "-q", "--no-activate", "--", "true"); r.code != 0 || fileExists(p) {
+		t.Errorf("a session's start left the orphan overlay %s: exit %d %s", p, r.code, r.stderr)
+	}
+	testenv.AssertHostUnchanged(t, host)
+}

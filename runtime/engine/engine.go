@@ -277,11 +277,10 @@ func (s *Session) begin(ctx context.Context) error {
 	if inPrivateNS() || privatens.Entered() {
 		detachOtherSessions(dir.SessionsDir())
 	}
-	if _, _, err := recovery.RemoveStale(ctx, dir, s.backend.containerd); err != nil {
+	if _, err := recovery.RemoveStale(ctx, dir, s.backend.containerd); err != nil {
 		dir.RemoveIfUnused()
 		return err
 	}
-	dir.RemoveOrphanOverlays()
 	// The PID the user knows: the one they started, when this process is
 	// its re-execution in a private mount namespace.
 	pid := os.Getpid()

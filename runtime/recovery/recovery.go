@@ -69,16 +69,14 @@ func Recover(ctx context.Context, o Options) (Recovered, error) {
 		return r, err
 	}
 	r.Live = live
-	if _, err := os.Stat(dir.SessionsDir()); err == nil || o.Containerd != nil {
-		if dir, err = state.Open(o.StateDir); err != nil {
-			return r, err
-		}
-		r.Removed, r.Containers, err = RemoveStale(ctx, dir, o.Containerd)
-		if err != nil {
-			return r, err
-		}
+	// The state directory is not made: without it (a rescue host just
+	// booted) there are no stale sessions, but there may be containerd's
+	// containers and overlays on disk.
+	sw, err := RemoveStale(ctx, dir, o.Containerd)
+	r.Removed, r.Containers, r.Overlays = sw.Sessions, sw.Containers, sw.Overlays
+	if err != nil {
+		return r, err
 	}
-	r.Overlays = dir.RemoveOrphanOverlays()
 	if o.All {
 		r.Cgroups, err = removeCgroups("nixrescue-*", dir.Live)
 		if err != nil {
@@ -89,28 +87,36 @@ func Recover(ctx context.Context, o Options) (Recovered, error) {
 	return r, nil
 }
 
+// Swept is what RemoveStale removed.
+type Swept struct {
+	Sessions, Containers, Overlays []string
+}
+
 // RemoveStale removes what killed sessions left: first their containerd
 // containers (when a containerd is at hand), whose processes may hold the
 // rest, then everything their journals record, then the claims nobody
-// holds.
-func RemoveStale(ctx context.Context, dir *state.Dir, cd *containerd.Runner) (sessions, containers []string, err error) {
+// holds and the overlays on disk whose session is gone.
+func RemoveStale(ctx context.Context, dir *state.Dir, cd *containerd.Runner) (Swept, error) {
+	var sw Swept
+	var err error
 	if cd != nil {
-		if containers, err = cd.Leftovers(ctx, dir.Live); err != nil {
-			return nil, containers, err
+		if sw.Containers, err = cd.Leftovers(ctx, dir.Live); err != nil {
+			return sw, err
 		}
 	}
 	_, stale, err := dir.Sessions()
 	if err != nil {
-		return nil, containers, err
+		return sw, err
 	}
 	for _, id := range stale {
 		if err := undoSession(ctx, dir, id); err != nil {
-			return sessions, containers, err
+			return sw, err
 		}
-		sessions = append(sessions, id)
+		sw.Sessions = append(sw.Sessions, id)
 	}
 	dir.RemoveStaleClaims()
-	return sessions, containers, nil
+	sw.Overlays = dir.RemoveOrphanOverlays()
+	return sw, nil
 }
 
 // undoSession undoes what dead session id left: its container and its
