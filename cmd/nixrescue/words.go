@@ -38,6 +38,9 @@ var flags = map[hint.Option]string{
 	hint.CPUs:                "--cpus",
 	hint.PidsLimit:           "--pids-limit",
 	hint.AuditLog:            "--audit-log",
+	hint.Console:             "--console",
+	hint.Bundle:              "--bundle",
+	hint.StateDir:            "--state-dir",
 	hint.Accel:               "--accel",
 }
 

@@ -117,7 +117,7 @@ func BootTest(ctx context.Context, bo BootTestOptions) (*BootTestReport, int, er
 	if bo.ConsoleFile != "" {
 		f, err := os.Create(bo.ConsoleFile)
 		if err != nil {
-			return nil, 0, fmt.Errorf("--console %s: %w", bo.ConsoleFile, err)
+			return nil, 0, hint.Errorf("{Console %s}: %w", bo.ConsoleFile, err)
 		}
 		defer f.Close()
 		m.Console, r.Console = f, bo.ConsoleFile

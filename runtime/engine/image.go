@@ -59,9 +59,10 @@ func (op *Opened) exportImage(ctx context.Context, t target.Target, to TargetOpt
 			os.Remove(overlay) // made for this session, which did not start
 			op.overlay = ""
 		}
-		var ie *image.Error
-		if errors.As(err, &ie) {
-			return "", &hint.Error{Subject: t.Arg, Err: ie.Err, Fix: ie.Fix}
+		// About the image as the user named it.
+		var he *hint.Error
+		if errors.As(err, &he) {
+			return "", &hint.Error{Subject: t.Arg, Err: he.Err, Fix: he.Fix}
 		}
 		return "", &hint.Error{Subject: t.Arg, Err: err}
 	}

@@ -24,6 +24,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nixrescue/nixrescue/runtime/hint"
 )
 
 // Format is an image format, as qemu names its drivers.
@@ -144,7 +146,7 @@ func Inspect(ctx context.Context, path string) (Info, error) {
 	out, err := exec.CommandContext(ctx, img, "info", "--force-share", "--backing-chain", "--output=json", path).Output()
 	if err != nil {
 		if missing := missingBacking(ctx, img, path); missing != "" {
-			return Info{}, &Error{Image: path, Err: fmt.Errorf("its backing file %s is missing", missing),
+			return Info{}, &hint.Error{Subject: path, Err: fmt.Errorf("its backing file %s is missing", missing),
 				Fix: "put it back there, or point the image at where it is now: qemu-img rebase -u -b NEWPATH " + path}
 		}
 		return Info{}, qemuError(path, err)
@@ -234,28 +236,18 @@ func interpret(path, msg string) error {
 			missing = msg[i+len("Could not open '"):]
 			missing = missing[:strings.IndexByte(missing+"'", '\'')]
 		}
-		return &Error{Image: path, Err: fmt.Errorf("its backing file %s cannot be opened", missing),
+		return &hint.Error{Subject: path, Err: fmt.Errorf("its backing file %s cannot be opened", missing),
 			Fix: "put it back where the image says it is, or point the image at it: qemu-img rebase -u -b NEWPATH " + path}
 	case strings.Contains(msg, "lock"):
-		return &Error{Image: path, Err: errors.New("another program is using it (qemu's lock is held: a running VM?)"),
-			Fix: "shut that VM down, or pass --read-only or --snapshot to work on what it has written so far"}
+		return &hint.Error{Subject: path, Err: errors.New("another program is using it (qemu's lock is held: a running VM?)"),
+			Fix: "shut that VM down, or pass {ReadOnly} or {Snapshot} to work on what it has written so far"}
 	case strings.Contains(msg, "Unknown driver"), strings.Contains(msg, "not supported"), strings.Contains(msg, "Unsupported"):
-		return &Error{Image: path, Err: fmt.Errorf("qemu cannot read its format (%s)", first),
+		return &hint.Error{Subject: path, Err: fmt.Errorf("qemu cannot read its format (%s)", first),
 			Fix: "convert it with the tool that made it to raw or qcow2"}
 	}
-	return &Error{Image: path, Err: errors.New(first),
+	return &hint.Error{Subject: path, Err: errors.New(first),
 		Fix: "check it with qemu-img check " + path + " (a truncated or damaged image), or copy it again"}
 }
-
-// Error is an image qemu cannot open, and what to do.
-type Error struct {
-	Image string
-	Err   error
-	Fix   string
-}
-
-func (e *Error) Error() string { return fmt.Sprintf("%s: %v: %s", e.Image, e.Err, e.Fix) }
-func (e *Error) Unwrap() error { return e.Err }
 
 // Check runs qemu-img check on a qcow2 image: a truncated or damaged one
 // is refused before anything is attached.
@@ -276,12 +268,12 @@ func Check(ctx context.Context, path string) error {
 		err = errors.New(strings.TrimSpace(string(out)))
 	}
 	if r.Corruptions > 0 || r.CheckErrors > 0 {
-		return &Error{Image: path, Err: fmt.Errorf("qemu-img check finds it damaged (%d corruptions, %d errors: a truncated or broken copy)", r.Corruptions, r.CheckErrors),
+		return &hint.Error{Subject: path, Err: fmt.Errorf("qemu-img check finds it damaged (%d corruptions, %d errors: a truncated or broken copy)", r.Corruptions, r.CheckErrors),
 			Fix: "copy it again, or repair it with qemu-img check -r all on a copy"}
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		return &Error{Image: path, Err: fmt.Errorf("qemu-img check finds it damaged (%s)", strings.TrimPrefix(strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0], "qemu-img: ")),
+		return &hint.Error{Subject: path, Err: fmt.Errorf("qemu-img check finds it damaged (%s)", strings.TrimPrefix(strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0], "qemu-img: ")),
 			Fix: "copy it again (a truncated copy?), or repair a copy with qemu-img check -r all"}
 	}
 	return err

@@ -7,6 +7,8 @@ import (
 	"os"
 
 	"golang.org/x/term"
+
+	"github.com/nixrescue/nixrescue/runtime/hint"
 )
 
 // Keys are what a session tries on a locked LUKS volume: each key file
@@ -40,15 +42,15 @@ func NewKeys(files []string, stdin io.Reader) (*Keys, error) {
 		st, err := os.Stat(f)
 		switch {
 		case err != nil:
-			return nil, fmt.Errorf("--key-file %s: %w: give the file that holds the key", f, errors.Unwrap(err))
+			return nil, hint.Errorf("{KeyFile %s}: %w: give the file that holds the key", f, errors.Unwrap(err))
 		case st.IsDir():
-			return nil, fmt.Errorf("--key-file %s is a directory: give the file that holds the key", f)
+			return nil, hint.Errorf("{KeyFile %s} is a directory: give the file that holds the key", f)
 		case !st.Mode().IsRegular():
-			return nil, fmt.Errorf("--key-file %s is not a regular file: give the file that holds the key (or - for a passphrase on standard input)", f)
+			return nil, hint.Errorf("{KeyFile %s} is not a regular file: give the file that holds the key ({KeyFile -} for a passphrase on standard input)", f)
 		}
 		fh, err := os.Open(f)
 		if err != nil {
-			return nil, fmt.Errorf("--key-file %s cannot be read: %w", f, errors.Unwrap(err))
+			return nil, hint.Errorf("{KeyFile %s} cannot be read: %w", f, errors.Unwrap(err))
 		}
 		fh.Close()
 	}
@@ -86,7 +88,7 @@ func (k *Keys) Unlock(prompt string, open func(key []byte) error) error {
 		} else {
 			b, err := os.ReadFile(f)
 			if err != nil {
-				return fmt.Errorf("--key-file %s: %w", f, err)
+				return hint.Errorf("{KeyFile %s}: %w", f, err)
 			}
 			key = b
 		}
