@@ -57,6 +57,19 @@ func TestRelease(t *testing.T) {
 				t.Errorf("%s.tar.gz has no %s", name, f)
 			}
 		}
+		if arch == "amd64" {
+			// The completions parse, and the man pages are man pages.
+			x := t.TempDir()
+			if b, err := exec.Command("tar", "xzf", filepath.Join(out, name+".tar.gz"), "-C", x).CombinedOutput(); err != nil {
+				t.Fatalf("tar x: %v %s", err, b)
+			}
+			if b, err := exec.Command("bash", "-n", filepath.Join(x, name, "completions/nixrescue.bash")).CombinedOutput(); err != nil {
+				t.Errorf("bash -n of the bash completion: %v %s", err, b)
+			}
+			if b, _ := os.ReadFile(filepath.Join(x, name, "man/man1/nixrescue-rebuild.1")); !strings.Contains(string(b), `.TH "NIXRESCUE"`) || !strings.Contains(string(b), "--boot-test") {
+				t.Errorf("nixrescue-rebuild.1 is not the rebuild's man page:\n%.300s", b)
+			}
+		}
 		bin := filepath.Join(out, "nixrescue-linux-"+arch)
 		run := func(args ...string) []byte {
 			if arch == "arm64" {
