@@ -20,7 +20,7 @@ mount points made in targets, state under /run/nixrescue. Sessions still
 running are left alone. --all also removes nixrescue cgroups no session names.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := commands.Cleanup(cmd.Context(), commands.CleanupOptions{StateDir: stateDir, All: all, Backend: b.backend, Address: b.address, Namespace: b.namespace})
+			r, err := commands.Cleanup(cmd.Context(), commands.CleanupOptions{StateDir: stateDir, All: all, Backend: b.backend, Address: b.address, Namespace: b.namespace, Policy: grant})
 			if err != nil && !asJSON && r.Empty() {
 				return err
 			}

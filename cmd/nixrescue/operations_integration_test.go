@@ -307,6 +307,9 @@ func TestPolicyUnderSudo(t *testing.T) {
 		{[]string{"inspect", other}, "policy /etc/nixrescue/policy: nobody may not open " + other + " with inspect (the rules at line 2 name other targets); ask the host's operator"},
 		{[]string{"run", mine, "--", "true"}, "policy /etc/nixrescue/policy: nobody may not use nixrescue run (the rules at line 2 allow other commands)"},
 		{[]string{"inspect", mine, "--audit-log", "/tmp/x.log"}, "--audit-log names a file of the host"},
+		{[]string{"inspect", mine, "--key-file", "/etc/shadow"}, "--key-file names a file of the host"},
+		{[]string{"inspect", mine, "--dev", "host"}, "--dev host would give the container every disk of this host"},
+		{[]string{"ps", "--state-dir", allowedDir}, "--state-dir names a file of the host"},
 		{[]string{"cleanup"}, "nobody may not use nixrescue cleanup"},
 		{[]string{"generate-docs", "--man", filepath.Join(allowedDir, "man")}, "nobody may not use nixrescue generate-docs"},
 	} {

@@ -20,7 +20,7 @@ command line, since when, and what it is doing (attaching, mounting, running,
 booting, tearing down).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := commands.PS(stateDir)
+			r, err := commands.PS(stateDir, grant)
 			if err != nil {
 				return err
 			}

@@ -39,6 +39,8 @@ var flags = map[hint.Option]string{
 	hint.PidsLimit:           "--pids-limit",
 	hint.AuditLog:            "--audit-log",
 	hint.Console:             "--console",
+	hint.Bundle:              "--bundle",
+	hint.StateDir:            "--state-dir",
 	hint.Accel:               "--accel",
 }
 

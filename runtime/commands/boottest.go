@@ -81,6 +81,9 @@ type BootTestReport struct {
 // how far it got. Its exit status is 0 when the Until milestone was
 // reached, 1 when not.
 func BootTest(ctx context.Context, bo BootTestOptions) (*BootTestReport, int, error) {
+	if err := bo.checkPolicy(hostFile{bo.ConsoleFile != "", hint.Console}); err != nil {
+		return nil, 0, err
+	}
 	if err := bo.check(); err != nil {
 		return nil, 0, err
 	}

@@ -6,6 +6,8 @@ import (
 	"os"
 
 	"github.com/nixrescue/nixrescue/runtime/engine"
+	"github.com/nixrescue/nixrescue/runtime/hint"
+	"github.com/nixrescue/nixrescue/runtime/policy"
 	"github.com/nixrescue/nixrescue/runtime/recovery"
 )
 
@@ -40,6 +42,8 @@ type CleanupOptions struct {
 	// containers: auto looks at the default socket, and no containerd
 	// answering there is no error.
 	Backend, Address, Namespace string
+	// Policy is what a sudo caller may do (nil: anything).
+	Policy *policy.Grant
 }
 
 // Cleanup undoes what killed sessions left (runtime/recovery) and reports
@@ -48,6 +52,9 @@ func Cleanup(ctx context.Context, o CleanupOptions) (*CleanupReport, error) {
 	r := &CleanupReport{Removed: []string{}, Containers: []string{}, Cgroups: []string{}, Overlays: []string{}, Live: []string{}}
 	if os.Geteuid() != 0 {
 		return r, errors.New("cleanup needs root: run it as root, e.g. with sudo")
+	}
+	if err := refuseHostFiles(o.Policy, hostFile{stateDirGiven(o.StateDir), hint.StateDir}, hostFile{addressGiven(o.Address), hint.Address}); err != nil {
+		return r, err
 	}
 	cd, err := engine.Containerd(ctx, o.Backend, o.Address, o.Namespace)
 	if err != nil {

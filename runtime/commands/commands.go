@@ -51,6 +51,9 @@ func (o *Options) defaults() {
 // What opening found amiss is logged as warnings.
 func open(ctx context.Context, o *Options, container bool) (*engine.Session, error) {
 	o.defaults()
+	if err := o.checkPolicy(); err != nil {
+		return nil, err
+	}
 	eo := o.Options
 	eo.Container = container
 	s, err := engine.Open(ctx, eo)

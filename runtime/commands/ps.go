@@ -6,6 +6,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/nixrescue/nixrescue/runtime/hint"
+	"github.com/nixrescue/nixrescue/runtime/policy"
 	"github.com/nixrescue/nixrescue/runtime/state"
 )
 
@@ -35,11 +37,15 @@ type SessionInfo struct {
 }
 
 // PS lists the running sessions of the state directory stateDir ("" is
-// the default), oldest first.
-func PS(stateDir string) (*PSReport, error) {
+// the default), oldest first; g is what a sudo caller may do (nil:
+// anything).
+func PS(stateDir string, g *policy.Grant) (*PSReport, error) {
 	r := &PSReport{Sessions: []SessionInfo{}}
 	if os.Geteuid() != 0 {
 		return r, errors.New("ps needs root, as the sessions it lists: run it as root, e.g. with sudo")
+	}
+	if err := refuseHostFiles(g, hostFile{stateDirGiven(stateDir), hint.StateDir}); err != nil {
+		return r, err
 	}
 	dir := state.At(stateDir)
 	live, _, err := dir.Sessions()

@@ -10,6 +10,7 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/devices"
 	"github.com/nixrescue/nixrescue/runtime/engine"
 	"github.com/nixrescue/nixrescue/runtime/helper"
+	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/target"
 )
 
@@ -31,6 +32,9 @@ type SpecOptions struct {
 // needs a root that stays mounted: a directory target.
 func Spec(ctx context.Context, o SpecOptions) (_ []byte, err error) {
 	o.defaults()
+	if err := o.checkPolicy(hostFile{o.Bundle != "", hint.Bundle}); err != nil {
+		return nil, err
+	}
 	helperSrc, err := helper.Binary()
 	if err != nil {
 		return nil, err

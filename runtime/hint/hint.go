@@ -59,11 +59,13 @@ const (
 	PidsLimit           Option = "PidsLimit"           // a cap on processes
 	AuditLog            Option = "AuditLog"            // where the audit record goes
 	Console             Option = "Console"             // boot-test's console log
+	Bundle              Option = "Bundle"              // spec's bundle directory
+	StateDir            Option = "StateDir"            // the state directory
 )
 
 // Options are all of them: a front end words each (a test checks it).
 var Options = []Option{Root, Target, ReadOnly, RootPart, Mount, Boot, MountMissing, Force, HostDev, System, Generation, DiskAlias,
-	NoActivate, DNS, NetworkNone, EFI, Memory, Backend, Address, Sandbox, NoInstallBootloader, To, Write, KeyFile, Snapshot, SnapshotOut, Firmware, Until, Timeout, BootMemory, Accel, CPUs, PidsLimit, AuditLog, Console}
+	NoActivate, DNS, NetworkNone, EFI, Memory, Backend, Address, Sandbox, NoInstallBootloader, To, Write, KeyFile, Snapshot, SnapshotOut, Firmware, Until, Timeout, BootMemory, Accel, CPUs, PidsLimit, AuditLog, Console, Bundle, StateDir}
 
 // Words words a mention of option o, with value ("" for none).
 type Words func(o Option, value string) string
