@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Debian's OVMF (package ovmf): the firmware and its variables' template.
@@ -106,10 +108,17 @@ func kvmUsable() bool {
 // Ready checks that this host has qemu-system-x86_64, before anything is
 // opened.
 func Ready() error {
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		return &MissingError{What: "qemu-system-x86_64", Package: "qemu-system-x86"}
+	_, err := qemuPath()
+	return err
+}
+
+// qemuPath is qemu-system-x86_64's path on this host.
+func qemuPath() (string, error) {
+	p, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		return "", &MissingError{What: "qemu-system-x86_64", Package: "qemu-system-x86"}
 	}
-	return nil
+	return p, nil
 }
 
 // Boot boots the machine until its Until milestone, a failure that ends
@@ -121,9 +130,9 @@ func Ready() error {
 // TCG, and the hang is remembered for this kernel. qemu never outlives
 // Boot.
 func Boot(ctx context.Context, m Machine) (*Run, error) {
-	qemu, err := exec.LookPath("qemu-system-x86_64")
+	qemu, err := qemuPath()
 	if err != nil {
-		return nil, &MissingError{What: "qemu-system-x86_64", Package: "qemu-system-x86"}
+		return nil, err
 	}
 	if m.EFI {
 		if _, err := os.Stat(OVMFCode); err != nil {
@@ -163,18 +172,11 @@ var errNoProgress = errors.New("no progress with KVM")
 const kvmHangsFile = "/var/cache/nixrescue/kvm-hangs"
 
 func kernelRelease() string {
-	var u syscall.Utsname
-	if syscall.Uname(&u) != nil {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
 		return ""
 	}
-	b := make([]byte, 0, len(u.Release))
-	for _, c := range u.Release {
-		if c == 0 {
-			break
-		}
-		b = append(b, byte(c))
-	}
-	return string(b)
+	return unix.ByteSliceToString(u.Release[:])
 }
 
 func kvmHangs() bool {
