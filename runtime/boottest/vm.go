@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nixrescue/nixrescue/runtime/host"
+	"github.com/nixrescue/nixrescue/runtime/image"
 )
 
 // Debian's OVMF (package ovmf): the firmware and its variables' template.
@@ -54,11 +57,9 @@ type Run struct {
 	TimedOut bool
 }
 
-// MissingError says the host lacks what a boot test needs.
-type MissingError struct{ What, Package string }
-
-func (e *MissingError) Error() string {
-	return fmt.Sprintf("this host has no %s, which boot-test needs: install %s", e.What, e.Package)
+// missing says this host lacks what a boot test needs.
+func missing(what, pkg string) error {
+	return &host.MissingError{What: what, Needs: "boot-test needs", Install: pkg}
 }
 
 // args are qemu's for the machine, with accel (kvm, tcg).
@@ -76,14 +77,14 @@ func (m Machine) args(accel string) ([]string, error) {
 		vars := filepath.Join(m.Dir, "vars.fd")
 		b, err := os.ReadFile(OVMFVars)
 		if err != nil {
-			return nil, &MissingError{What: "OVMF (" + OVMFVars + ")", Package: "ovmf"}
+			return nil, missing("OVMF ("+OVMFVars+")", "ovmf")
 		}
 		if err := os.WriteFile(vars, b, 0o600); err != nil {
 			return nil, err
 		}
 		args = append(args, "-drive", "if=pflash,format=raw,readonly=on,file="+OVMFCode, "-drive", "if=pflash,format=raw,file="+vars)
 	}
-	drive := "if=none,id=disk,format=qcow2,file=" + strings.ReplaceAll(m.Disk, ",", ",,")
+	drive := "if=none,id=disk,format=qcow2,file=" + image.QemuValue(m.Disk)
 	switch m.Interface {
 	case "nvme":
 		args = append(args, "-drive", drive, "-device", "nvme,drive=disk,serial=nixrescue")
@@ -116,7 +117,7 @@ func Ready() error {
 func qemuPath() (string, error) {
 	p, err := exec.LookPath("qemu-system-x86_64")
 	if err != nil {
-		return "", &MissingError{What: "qemu-system-x86_64", Package: "qemu-system-x86"}
+		return "", missing("qemu-system-x86_64", "qemu-system-x86")
 	}
 	return p, nil
 }
@@ -136,7 +137,7 @@ func Boot(ctx context.Context, m Machine) (*Run, error) {
 	}
 	if m.EFI {
 		if _, err := os.Stat(OVMFCode); err != nil {
-			return nil, &MissingError{What: "OVMF (" + OVMFCode + ")", Package: "ovmf"}
+			return nil, missing("OVMF ("+OVMFCode+")", "ovmf")
 		}
 	}
 	switch m.Accel {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 
+	"github.com/nixrescue/nixrescue/runtime/host"
 	"github.com/nixrescue/nixrescue/runtime/mount"
 )
 
@@ -51,14 +52,14 @@ type Export struct {
 	done chan error
 }
 
-// qemuValue escapes a value for qemu's key=value options.
-func qemuValue(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+// QemuValue escapes a value for qemu's key=value options.
+func QemuValue(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 // fuseReady tells whether this kernel can mount FUSE.
 func fuseReady() error {
 	b, _ := os.ReadFile("/proc/filesystems")
 	if _, err := os.Stat("/dev/fuse"); err != nil || !bytes.Contains(b, []byte("\tfuse\n")) {
-		return &MissingError{What: "FUSE (/dev/fuse, the fuse module)", Package: "the kernel's fuse module (modprobe fuse), or convert the image to raw with qemu-img convert -O raw"}
+		return &host.MissingError{What: "FUSE (/dev/fuse, the fuse module)", Needs: "opens disk images other than raw", Install: "the kernel's fuse module (modprobe fuse), or convert the image to raw with qemu-img convert -O raw"}
 	}
 	return nil
 }
@@ -74,7 +75,7 @@ func (o ExportOptions) args() []string {
 	if o.ReadOnly || o.Overlay != "" {
 		ro = "on"
 	}
-	file := fmt.Sprintf("driver=%s,node-name=image-file,filename=%s,read-only=%s", proto, qemuValue(o.Image), ro)
+	file := fmt.Sprintf("driver=%s,node-name=image-file,filename=%s,read-only=%s", proto, QemuValue(o.Image), ro)
 	format := fmt.Sprintf("driver=%s,node-name=image,file=image-file,read-only=%s", o.Format, ro)
 	if o.Share {
 		file += ",locking=off"
@@ -83,14 +84,14 @@ func (o ExportOptions) args() []string {
 	args := []string{"--blockdev", file, "--blockdev", format}
 	top := "image"
 	if o.Overlay != "" {
-		args = append(args, "--blockdev", fmt.Sprintf("driver=qcow2,node-name=overlay,file.driver=file,file.filename=%s,backing=image", qemuValue(o.Overlay)))
+		args = append(args, "--blockdev", fmt.Sprintf("driver=qcow2,node-name=overlay,file.driver=file,file.filename=%s,backing=image", QemuValue(o.Overlay)))
 		top = "overlay"
 	}
 	writable := "on"
 	if o.ReadOnly {
 		writable = "off"
 	}
-	return append(args, "--export", fmt.Sprintf("type=fuse,id=export,node-name=%s,mountpoint=%s,writable=%s", top, qemuValue(o.File), writable))
+	return append(args, "--export", fmt.Sprintf("type=fuse,id=export,node-name=%s,mountpoint=%s,writable=%s", top, QemuValue(o.File), writable))
 }
 
 // Start makes the overlay (if asked), starts qemu-storage-daemon and
@@ -222,7 +223,7 @@ func removeExportFile(file string) error {
 func StopRecorded(pid int, file string) error {
 	ours := func(pid int) bool {
 		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		return err == nil && bytes.Contains(cmdline, []byte("qemu-storage-daemon")) && bytes.Contains(cmdline, []byte("mountpoint="+qemuValue(file)+","))
+		return err == nil && bytes.Contains(cmdline, []byte("qemu-storage-daemon")) && bytes.Contains(cmdline, []byte("mountpoint="+QemuValue(file)+","))
 	}
 	if pid == 0 {
 		procs, _ := filepath.Glob("/proc/[0-9]*")

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nixrescue/nixrescue/runtime/hint"
+	"github.com/nixrescue/nixrescue/runtime/host"
 )
 
 // Format is an image format, as qemu names its drivers.
@@ -123,16 +124,9 @@ func tool(name string) (string, error) {
 	p, err := exec.LookPath(name)
 	if err != nil {
 		pkg := map[string]string{"qemu-img": "qemu-utils", "qemu-storage-daemon": "qemu-system-common"}[name]
-		return "", &MissingError{What: name, Package: pkg}
+		return "", &host.MissingError{What: name, Needs: "opens disk images other than raw", Install: pkg + " (Debian's package; qemu's elsewhere)"}
 	}
 	return p, nil
-}
-
-// MissingError says the host lacks what an image needs.
-type MissingError struct{ What, Package string }
-
-func (e *MissingError) Error() string {
-	return fmt.Sprintf("this host has no %s, which opens disk images other than raw: install %s (Debian's package; qemu's elsewhere)", e.What, e.Package)
 }
 
 // Inspect reads an image's format, size and backing chain (qemu-img info
