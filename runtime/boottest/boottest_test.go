@@ -1,6 +1,8 @@
 package boottest
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -119,5 +121,27 @@ func TestConsole(t *testing.T) {
 	}
 	if GenerationOf("nixos-generation-12.conf") != 12 || GenerationOf("Linux Boot Manager") != 0 {
 		t.Error("GenerationOf")
+	}
+}
+
+// TestKVMHangIsRememberedForThisKernel: once KVM hung a boot, the next
+// boot test of this kernel goes to TCG at once; another kernel tries KVM
+// again.
+func TestKVMHangIsRememberedForThisKernel(t *testing.T) {
+	saved := kvmHangsFile
+	defer func() { kvmHangsFile = saved }()
+	kvmHangsFile = filepath.Join(t.TempDir(), "cache", "kvm-hangs")
+	if kvmHangs() {
+		t.Fatal("a hang known before any was seen")
+	}
+	rememberKVMHangs()
+	if !kvmHangs() {
+		t.Error("the hang was not remembered")
+	}
+	if err := os.WriteFile(kvmHangsFile, []byte("0.0.0-another-kernel\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if kvmHangs() {
+		t.Error("a hang of another kernel taken for this one's")
 	}
 }

@@ -170,7 +170,7 @@ var errNoProgress = errors.New("no progress with KVM")
 
 // kvmHangsFile remembers, for this kernel, that KVM hangs a guest here:
 // the next boot test goes to TCG at once.
-const kvmHangsFile = "/var/cache/nixrescue/kvm-hangs"
+var kvmHangsFile = "/var/cache/nixrescue/kvm-hangs"
 
 func kernelRelease() string {
 	var u unix.Utsname

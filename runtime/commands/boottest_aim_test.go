@@ -1,6 +1,10 @@
 package commands
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"time"
+)
 
 func TestInterfaceOfInitrd(t *testing.T) {
 	for text, want := range map[string]string{
@@ -15,5 +19,27 @@ func TestInterfaceOfInitrd(t *testing.T) {
 		if got := interfaceOfInitrd(text); got != want {
 			t.Errorf("%q: %q, want %q", text, got, want)
 		}
+	}
+}
+
+func TestBootTestOptionsRefused(t *testing.T) {
+	for _, c := range []struct {
+		o    BootTestOptions
+		want string
+	}{
+		{BootTestOptions{Firmware: "uefi"}, "use auto, bios or efi"},
+		{BootTestOptions{Accel: "hvf"}, "use auto, kvm or tcg"},
+		{BootTestOptions{Until: "login"}, "use stage-1, root, stage-2 or multi-user"},
+		{BootTestOptions{Until: "kernel"}, "use stage-1, root, stage-2 or multi-user"},
+		{BootTestOptions{Timeout: 2 * time.Second}, "give at least 10s"},
+		{BootTestOptions{MemoryMiB: 64}, "give at least 256M"},
+	} {
+		if err := c.o.check(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want %q", c.o, err, c.want)
+		}
+	}
+	ok := BootTestOptions{Firmware: "efi", Accel: "tcg", Until: "stage-2", Timeout: time.Minute, MemoryMiB: 512}
+	if err := ok.check(); err != nil {
+		t.Errorf("%+v refused: %v", ok, err)
 	}
 }
