@@ -424,14 +424,14 @@ func (s *Session) Close() {
 		s.container = nil
 	}
 	s.guard.Disarm()
-	recovery.UndoPlaceholder(s.st.State(), s.st.ID)
+	recovery.UndoPlaceholder(s.st.Journal())
 	if s.opened != nil {
 		warn("teardown: ", s.opened.Close())
 	}
 	if j := s.st.Journal(); j.HostTree != "" {
 		warn("teardown: ", mount.UnmountUnder(j.HostTree))
 	}
-	warn("teardown: ", recovery.UndoLoops(s.st.State(), s.st.ID))
+	warn("teardown: ", recovery.UndoLoops(s.st.Journal()))
 	warn("", s.st.End())
 	if s.audited {
 		s.auditEnd()

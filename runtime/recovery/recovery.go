@@ -128,29 +128,32 @@ func undoSession(ctx context.Context, dir *state.Dir, id string) error {
 	if err := embedded.DestroyByID(dir.ContainersDir(), id); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("destroy the container of stale session %s: %w", id, err)
 	}
-	UndoPlaceholder(dir, id)
+	// A journal that cannot be read (a session killed before it wrote
+	// one) records nothing to undo.
+	j, _ := dir.ReadJournal(id)
+	UndoPlaceholder(j)
 	if _, err := removeCgroups(id, func(string) bool { return false }); err != nil {
 		return fmt.Errorf("undo stale session %s: %w", id, err)
 	}
-	if j, err := dir.ReadJournal(id); err == nil && j.HostTree != "" {
+	if j.HostTree != "" {
 		if err := mount.UnmountUnder(j.HostTree); err != nil {
 			return fmt.Errorf("undo stale session %s: %w", id, err)
 		}
 	}
-	UndoVM(dir, id)
-	auditKilled(dir, id)
-	if err := UndoLayers(ctx, dir, id); err != nil {
+	UndoVM(j)
+	auditKilled(id, j)
+	if err := UndoLayers(ctx, j); err != nil {
 		return fmt.Errorf("undo stale session %s: %w", id, err)
 	}
 	// The loop devices first, then qemu's export they read; a loop
 	// device the export keeps busy (its daemon in the namespace that
 	// holds the mounts) goes once the daemon has.
-	loopErr := UndoLoops(dir, id)
-	if err := UndoExport(dir, id); err != nil {
+	loopErr := UndoLoops(j)
+	if err := UndoExport(j); err != nil {
 		return fmt.Errorf("undo stale session %s: %w", id, err)
 	}
 	if loopErr != nil {
-		if err := UndoLoops(dir, id); err != nil {
+		if err := UndoLoops(j); err != nil {
 			return fmt.Errorf("undo stale session %s: %w", id, err)
 		}
 	}
@@ -160,13 +163,13 @@ func undoSession(ctx context.Context, dir *state.Dir, id string) error {
 	return nil
 }
 
-// UndoPlaceholder removes the resolv.conf mount point session id made in
-// its target, if it is still the empty file it made. For a target the
-// session mounted itself this only works while it is mounted: a killed
-// session's placeholder stays in the image (it is empty).
-func UndoPlaceholder(dir *state.Dir, id string) {
-	j, err := dir.ReadJournal(id)
-	if err != nil || j.Placeholder == "" {
+// UndoPlaceholder removes the resolv.conf mount point the session of
+// journal j made in its target, if it is still the empty file it made.
+// For a target the session mounted itself this only works while it is
+// mounted: a killed session's placeholder stays in the image (it is
+// empty).
+func UndoPlaceholder(j state.Journal) {
+	if j.Placeholder == "" {
 		return
 	}
 	d, err := rootfs.OpenDir(j.Root, path.Dir(j.Placeholder), false)
@@ -184,14 +187,10 @@ func UndoPlaceholder(dir *state.Dir, id string) {
 	}
 }
 
-// UndoLayers closes the LUKS volumes, volume groups and arrays session
-// id's journal records, in reverse: after its mounts are gone (they went
-// with its mount namespace), before its loop devices.
-func UndoLayers(ctx context.Context, dir *state.Dir, id string) error {
-	j, err := dir.ReadJournal(id)
-	if err != nil {
-		return nil
-	}
+// UndoLayers closes the LUKS volumes, volume groups and arrays journal j
+// records, in reverse: after its mounts are gone (they went with its
+// mount namespace), before its loop devices.
+func UndoLayers(ctx context.Context, j state.Journal) error {
 	var first error
 	for i := len(j.Layers) - 1; i >= 0; i-- {
 		if err := layers.Close(ctx, j.Layers[i]); err != nil && first == nil {
@@ -201,11 +200,10 @@ func UndoLayers(ctx context.Context, dir *state.Dir, id string) error {
 	return first
 }
 
-// UndoVM ends the qemu of a boot test session id's journal records and
-// removes its overlay and files.
-func UndoVM(dir *state.Dir, id string) {
-	j, err := dir.ReadJournal(id)
-	if err != nil || j.VM == nil {
+// UndoVM ends the qemu of a boot test journal j records and removes its
+// overlay and files.
+func UndoVM(j state.Journal) {
+	if j.VM == nil {
 		return
 	}
 	boottest.KillRecorded(j.VM.PID, j.VM.Overlay)
@@ -217,12 +215,11 @@ func UndoVM(dir *state.Dir, id string) {
 	}
 }
 
-// UndoExport ends the qemu-storage-daemon session id's journal records
-// (after its loop device let go of the export), and removes the
-// snapshot's overlay unless it was to be kept.
-func UndoExport(dir *state.Dir, id string) error {
-	j, err := dir.ReadJournal(id)
-	if err != nil || j.Export == nil {
+// UndoExport ends the qemu-storage-daemon journal j records (after its
+// loop device let go of the export), and removes the snapshot's overlay
+// unless it was to be kept.
+func UndoExport(j state.Journal) error {
+	if j.Export == nil {
 		return nil
 	}
 	if err := image.StopRecorded(j.Export.PID, j.Export.File); err != nil {
@@ -236,14 +233,10 @@ func UndoExport(dir *state.Dir, id string) error {
 	return nil
 }
 
-// UndoLoops releases the loop devices session id's journal records, if
-// they are still attached to the same files: normally they went by
-// themselves (autoclear) once nothing held them.
-func UndoLoops(dir *state.Dir, id string) error {
-	j, err := dir.ReadJournal(id)
-	if err != nil {
-		return nil
-	}
+// UndoLoops releases the loop devices journal j records, if they are
+// still attached to the same files: normally they went by themselves
+// (autoclear) once nothing held them.
+func UndoLoops(j state.Journal) error {
 	var first error
 	for _, l := range j.Loops {
 		if err := releaseLoop(l); err != nil && first == nil {
@@ -309,9 +302,8 @@ func removeCgroups(pattern string, live func(string) bool) ([]string, error) {
 
 // auditKilled writes the audit record of the end of a session that was
 // killed: its start was recorded, its end never was.
-func auditKilled(dir *state.Dir, id string) {
-	j, err := dir.ReadJournal(id)
-	if err != nil || j.Audit == "" || j.Started.IsZero() {
+func auditKilled(id string, j state.Journal) {
+	if j.Audit == "" || j.Started.IsZero() {
 		return
 	}
 	l, err := audit.Open(j.Audit)
