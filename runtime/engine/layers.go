@@ -17,12 +17,13 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/target"
 )
 
-// layerSet is what a session did with its target's layers (LUKS, LVM,
-// md): each layer found, as inspect shows it, and those opened, in order,
-// to close in reverse.
+// layerSet is what a session does with its target's layers (LUKS, LVM,
+// md). Those opened, in order, to close in reverse, are the journal's
+// (st): recorded before each is opened, so that a cleanup after a crash
+// closes them too.
 type layerSet struct {
-	keys   *layers.Keys
-	opened []layers.Opened
+	st   *state.Session
+	keys *layers.Keys
 	// handled are the devices whose layer was looked at.
 	handled map[string]bool
 	// headers are the LUKS volumes' headers, by device.
@@ -79,16 +80,13 @@ func (op *Opened) layerName(s *Session, kind layers.Kind) string {
 	return fmt.Sprintf("%s-%s%d", s.st.ID, kind, op.layers.count-1)
 }
 
-// record notes an opened layer in the journal, so that a cleanup after
-// a crash closes it.
+// record notes a layer about to be opened in the journal.
 func (op *Opened) record(s *Session, o layers.Opened) error {
-	op.layers.opened = append(op.layers.opened, o)
 	return s.st.Record(func(j *state.Journal) { j.Layers = append(j.Layers, o) })
 }
 
 // forget removes a layer that did not open from the journal.
 func (op *Opened) forget(s *Session, name string) {
-	op.layers.opened = slices.DeleteFunc(op.layers.opened, func(o layers.Opened) bool { return o.Name == name })
 	_ = s.st.Record(func(j *state.Journal) {
 		j.Layers = slices.DeleteFunc(j.Layers, func(o layers.Opened) bool { return o.Name == name })
 	})
@@ -97,15 +95,21 @@ func (op *Opened) forget(s *Session, name string) {
 // rename puts what a layer turned out to be (an array's kernel device)
 // in place of what was recorded before it was opened.
 func (op *Opened) rename(s *Session, name string, o layers.Opened) error {
-	swap := func(l []layers.Opened) {
-		for i := range l {
-			if l[i].Name == name {
-				l[i] = o
+	return s.st.Record(func(j *state.Journal) {
+		for i := range j.Layers {
+			if j.Layers[i].Name == name {
+				j.Layers[i] = o
 			}
 		}
+	})
+}
+
+// opened are the layers opened, in order.
+func (op *Opened) opened() []layers.Opened {
+	if op.layers.st == nil {
+		return nil
 	}
-	swap(op.layers.opened)
-	return s.st.Record(func(j *state.Journal) { swap(j.Layers) })
+	return op.layers.st.Journal().Layers
 }
 
 // addVolume adds a device a layer made to the partitions, probed.
@@ -453,12 +457,16 @@ func (op *Opened) closeLayers() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var first error
-	for i := len(op.layers.opened) - 1; i >= 0; i-- {
-		if err := layers.Close(ctx, op.layers.opened[i]); err != nil && first == nil {
+	opened := op.opened()
+	for i := len(opened) - 1; i >= 0; i-- {
+		if err := layers.Close(ctx, opened[i]); err != nil && first == nil {
 			first = err
 		}
 	}
-	op.layers.opened = nil
+	if len(opened) > 0 && first == nil {
+		// Closed: nothing for a cleanup to close after a crash now.
+		_ = op.layers.st.Record(func(j *state.Journal) { j.Layers = nil })
+	}
 	if op.layers.keys != nil {
 		op.layers.keys.Clear()
 	}
@@ -472,7 +480,7 @@ func (op *Opened) makeWritable() error {
 		return op.mounter.MakeWritable()
 	}
 	ctx := context.Background()
-	for i, o := range op.layers.opened {
+	for i, o := range op.opened() {
 		if o.Kind == layers.MD && !op.layers.writable[i] {
 			if err := layers.ReadWrite(ctx, o); err != nil {
 				return err

@@ -84,7 +84,7 @@ func (op *Opened) warn(format string, a ...any) {
 // openTarget opens t for session s. On error, everything it did is undone.
 func openTarget(ctx context.Context, t target.Target, to TargetOptions, s *Session) (op *Opened, err error) {
 	op = &Opened{Layout: Layout{Target: t, Partitions: []target.Partition{}}, mounter: &mount.Mounter{ReadOnly: to.ReadOnly}, Warnings: []string{},
-		layers: layerSet{handled: map[string]bool{}, headers: map[string]layers.Header{}, writable: map[int]bool{}}, skipUnmountable: to.SkipUnmountable}
+		layers: layerSet{st: s.st, handled: map[string]bool{}, headers: map[string]layers.Header{}, writable: map[int]bool{}}, skipUnmountable: to.SkipUnmountable}
 	defer func() {
 		if err != nil {
 			op.Close()
