@@ -14,6 +14,7 @@ import (
 	"github.com/nixrescue/nixrescue/hack/testenv"
 	"github.com/nixrescue/nixrescue/hack/vm"
 	"github.com/nixrescue/nixrescue/runtime/commands"
+	nrimage "github.com/nixrescue/nixrescue/runtime/image"
 )
 
 // Disk images as people keep them: qcow2 (with a backing file,
@@ -258,5 +259,38 @@ func TestImageBadInput(t *testing.T) {
 				t.Error("the image changed")
 			}
 		})
+	}
+}
+
+// TestImageHeldByARunningVM: an image whose qemu lock another program
+// holds (a running VM; here a qemu-storage-daemon) is refused for a write
+// in one line; --read-only and --snapshot work on it, with a warning, and
+// leave it as it was.
+func TestImageHeldByARunningVM(t *testing.T) {
+	testenv.Require(t)
+	raw, _ := image(t, string(fixture.LayoutBIOS))
+	q := convert(t, raw, "qcow2")
+	holder := exec.Command("qemu-storage-daemon", "--blockdev", "driver=file,node-name=f,filename="+q, "--blockdev", "driver=qcow2,node-name=q,file=f")
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { holder.Process.Kill(); holder.Wait() }()
+	for deadline := time.Now().Add(10 * time.Second); !nrimage.InUse(q); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("qemu-storage-daemon does not hold the image's lock")
+		}
+	}
+	before := fileHash(t, q)
+	host := testenv.SnapshotHost(t)
+	oneLine(t, nixrescue(t, "run", q, "-q", "--", "touch", "/written"), "another program is using the image (qemu's lock is held: a running VM?): shut that VM down, or pass --read-only or --snapshot")
+	for _, flag := range []string{"--read-only", "--snapshot"} {
+		r := nixrescue(t, "run", q, "-q", flag, "--", "cat", "/etc/hostname")
+		if r.code != 0 || r.stdout != "nixfixture\n" || !strings.Contains(r.stderr, "another program (a running VM?) is using") {
+			t.Errorf("%s on a held image: exit %d %q %s", flag, r.code, r.stdout, r.stderr)
+		}
+	}
+	testenv.AssertHostUnchanged(t, host)
+	if fileHash(t, q) != before {
+		t.Error("the held image changed")
 	}
 }

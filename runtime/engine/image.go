@@ -23,7 +23,7 @@ func (op *Opened) exportImage(ctx context.Context, t target.Target, to TargetOpt
 		return "", err
 	}
 	if info.InUse && !to.ReadOnly && !to.Snapshot {
-		return "", imageInUse(t)
+		return "", image.InUseError(t.Arg)
 	}
 	if info.InUse {
 		op.warn("another program (a running VM?) is using %s: what the session sees may change under it", t.Path)
@@ -138,12 +138,6 @@ func (op *Opened) imageFacts(ctx context.Context, t target.Target, to TargetOpti
 		done <- res
 	}
 	return src, info, done, nil
-}
-
-// imageInUse refuses to write to an image another program holds.
-func imageInUse(t target.Target) error {
-	return &hint.Error{Subject: t.Arg, Err: errors.New("another program is using the image (qemu's lock is held: a running VM?)"),
-		Fix: "shut that VM down, or pass {ReadOnly} or {Snapshot} to work on what it has written so far"}
 }
 
 // overlayPath is where a snapshot's overlay goes: SnapshotOut (which must

@@ -194,7 +194,7 @@ func (op *Opened) attachImage(ctx context.Context, t target.Target, to TargetOpt
 	}
 	op.Format = &image.Info{Format: image.Raw, VirtualSize: st.Size(), InUse: image.InUse(t.Path)}
 	if op.Format.InUse && !to.ReadOnly {
-		return imageInUse(t)
+		return image.InUseError(t.Arg)
 	}
 	if !to.ReadOnly && st.Mode().Perm()&0o222 == 0 {
 		// Root may write to it all the same: the mode is someone's wish

@@ -233,14 +233,20 @@ func interpret(path, msg string) error {
 		return &hint.Error{Subject: path, Err: fmt.Errorf("its backing file %s cannot be opened", missing),
 			Fix: "put it back where the image says it is, or point the image at it: qemu-img rebase -u -b NEWPATH " + path}
 	case strings.Contains(msg, "lock"):
-		return &hint.Error{Subject: path, Err: errors.New("another program is using it (qemu's lock is held: a running VM?)"),
-			Fix: "shut that VM down, or pass {ReadOnly} or {Snapshot} to work on what it has written so far"}
+		return InUseError(path)
 	case strings.Contains(msg, "Unknown driver"), strings.Contains(msg, "not supported"), strings.Contains(msg, "Unsupported"):
 		return &hint.Error{Subject: path, Err: fmt.Errorf("qemu cannot read its format (%s)", first),
 			Fix: "convert it with the tool that made it to raw or qcow2"}
 	}
 	return &hint.Error{Subject: path, Err: errors.New(first),
 		Fix: "check it with qemu-img check " + path + " (a truncated or damaged image), or copy it again"}
+}
+
+// InUseError refuses to write to an image another program holds
+// (subject names it).
+func InUseError(subject string) error {
+	return &hint.Error{Subject: subject, Err: errors.New("another program is using the image (qemu's lock is held: a running VM?)"),
+		Fix: "shut that VM down, or pass {ReadOnly} or {Snapshot} to work on what it has written so far"}
 }
 
 // Check runs qemu-img check on a qcow2 image: a truncated or damaged one
