@@ -60,6 +60,15 @@ func TestContainerdRunsTheEmbeddedSpec(t *testing.T) {
 	if ci.Labels["io.nixrescue.target"] != tg.root || ci.Labels["io.nixrescue.session"] == "" {
 		t.Errorf("labels %v", ci.Labels)
 	}
+	// runc's state of it is nixrescue's, not in containerd's
+	// /run/containerd/runc (which a host without containers lacks).
+	id := strings.TrimSpace(string(ids))
+	if _, err := os.Stat("/run/nixrescue/runc/nixrescue/" + id + "/state.json"); err != nil {
+		t.Errorf("runc's state of the session's container: %v", err)
+	}
+	if _, err := os.Stat("/run/containerd/runc/nixrescue/" + id); err == nil {
+		t.Errorf("runc's state is in containerd's /run/containerd/runc")
+	}
 	norm := func(b []byte) string {
 		var s map[string]any
 		if err := json.Unmarshal(b, &s); err != nil {

@@ -184,7 +184,7 @@ func AssertHostUnchanged(t testing.TB, before Host) {
 // not one of them.
 func sharedStateDir(p string) bool {
 	switch p {
-	case "/run/nixrescue", "/run/nixrescue/sessions", "/run/nixrescue/claims", "/run/nixrescue/containers":
+	case "/run/nixrescue", "/run/nixrescue/sessions", "/run/nixrescue/claims", "/run/nixrescue/containers", "/run/nixrescue/runc":
 		return true
 	}
 	return false

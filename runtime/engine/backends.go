@@ -79,6 +79,7 @@ func chooseBackend(ctx context.Context, name, address, namespace string) (backen
 func (s *Session) runner(noPivot bool) (backend.Runner, error) {
 	if cd := s.backend.containerd; cd != nil {
 		cd.FIFODir = filepath.Join(s.st.Dir(), "fifo")
+		cd.RuncRoot = s.st.State().RuncDir()
 		cd.Labels = map[string]string{containerd.LabelTarget: s.target.Path, containerd.LabelPID: fmt.Sprint(s.st.Journal().PID)}
 		return cd, nil
 	}

@@ -8,6 +8,7 @@
 //	DIR/sessions/ID/undo.json    its journal
 //	DIR/sessions/ID/…            its files: resolv.conf, /dev/disk links, mounts
 //	DIR/containers/ID/           libcontainer's state of its container
+//	DIR/runc/NAMESPACE/ID/       runc's, under containerd (its shim's runc --root)
 //	DIR/claims/KEY               held (flock) by the session that opened the
 //	                             data KEY names (target.Key)
 //
@@ -64,6 +65,10 @@ func (d *Dir) SessionsDir() string { return filepath.Join(d.path, "sessions") }
 
 // ContainersDir holds libcontainer's state of the sessions' containers.
 func (d *Dir) ContainersDir() string { return filepath.Join(d.path, "containers") }
+
+// RuncDir is where runc, run by containerd's shim, keeps its state of
+// the sessions' containers (a directory per containerd namespace).
+func (d *Dir) RuncDir() string { return filepath.Join(d.path, "runc") }
 
 // SessionDir is session id's directory.
 func (d *Dir) SessionDir(id string) string { return filepath.Join(d.SessionsDir(), id) }
@@ -144,7 +149,9 @@ func (d *Dir) RemoveSession(id string) error {
 // RemoveIfUnused removes the state directories when no session uses
 // them, so that the host's /run is left as it was.
 func (d *Dir) RemoveIfUnused() {
-	for _, p := range []string{d.ContainersDir(), d.SessionsDir(), d.claimsDir(), d.path} {
+	// runc leaves the namespace's directory when it deletes a container.
+	namespaces, _ := filepath.Glob(filepath.Join(d.RuncDir(), "*"))
+	for _, p := range append(namespaces, d.RuncDir(), d.ContainersDir(), d.SessionsDir(), d.claimsDir(), d.path) {
 		_ = unix.Rmdir(p) // fails while other sessions use it, as it should
 	}
 }

@@ -54,6 +54,7 @@ import (
 	containersapi "github.com/containerd/containerd/api/services/containers/v1"
 	tasksapi "github.com/containerd/containerd/api/services/tasks/v1"
 	versionapi "github.com/containerd/containerd/api/services/version/v1"
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/dialer"
@@ -65,6 +66,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 
@@ -90,6 +92,10 @@ const (
 	// specTypeURL is how containerd knows a container's spec for an OCI
 	// runtime spec (its client registers the type under this name).
 	specTypeURL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
+	// runcOptionsTypeURL is the runc shim's options, by their protobuf
+	// name, which containerd's type registry knows them by (no
+	// type.googleapis.com/ prefix: 1.6's shim looks names up as given).
+	runcOptionsTypeURL = "containerd.runc.v1.Options"
 	// maxMessage is the size limit of a call, as containerd's client sets.
 	maxMessage = 16 << 20
 )
@@ -118,6 +124,12 @@ type Runner struct {
 	Labels map[string]string
 	// FIFODir is where process I/O FIFOs are made.
 	FIFODir string
+	// RuncRoot is where runc keeps its state of the containers (runc
+	// --root; containerd's shim adds the namespace): nixrescue's state
+	// directory, so that a session leaves nothing in containerd's default
+	// /run/containerd/runc, which a host without other containers does not
+	// have. Empty is containerd's default.
+	RuncRoot string
 }
 
 // Connect reaches the daemon at address within timeout and checks that it
@@ -254,10 +266,20 @@ func (r *Runner) newContainer(ctx context.Context, id string, spec *rspec.Spec) 
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}
+	rt := &containersapi.Container_Runtime{Name: runtimeName}
+	if r.RuncRoot != "" {
+		opts, err := proto.Marshal(&runcoptions.Options{Root: r.RuncRoot})
+		if err != nil {
+			return nil, fmt.Errorf("create container: %w", err)
+		}
+		// The shim keeps these with the task (options.json), and uses
+		// them again to delete it after a crash.
+		rt.Options = &anypb.Any{TypeUrl: runcOptionsTypeURL, Value: opts}
+	}
 	_, err = r.containers.Create(ctx, &containersapi.CreateContainerRequest{Container: &containersapi.Container{
 		ID:      id,
 		Labels:  labels,
-		Runtime: &containersapi.Container_Runtime{Name: runtimeName},
+		Runtime: rt,
 		Spec:    &anypb.Any{TypeUrl: specTypeURL, Value: js},
 	}})
 	if err != nil {
