@@ -156,13 +156,16 @@ func WithProc() SpecOpt {
 		Options: []string{"nosuid", "noexec", "nodev"}})
 }
 
-// WithSys mounts the host's sysfs at /sys, writable (as nixos-enter's
-// rbind is), and efivarfs at /sys/firmware/efi/efivars when efivars is true.
-// Nothing is masked: bootctl and grub-install read /sys/firmware.
+// WithSys mounts a sysfs at /sys, read-only (as systemd-nspawn does: the
+// target's scripts run as root in the host's network namespace, and a
+// writable sysfs would let them change the host's devices and kernel),
+// and efivarfs at /sys/firmware/efi/efivars, writable, when efivars is
+// true: what a bootloader install writes. Nothing is masked: bootctl,
+// grub-install and nixos-generate-config read /sys.
 func WithSys(efivars bool) SpecOpt {
 	return func(s *rspec.Spec) error {
 		if err := WithMount(rspec.Mount{Destination: "/sys", Type: "sysfs", Source: "sysfs",
-			Options: []string{"nosuid", "noexec", "nodev", "rw"}})(s); err != nil {
+			Options: []string{"nosuid", "noexec", "nodev", "ro"}})(s); err != nil {
 			return err
 		}
 		if !efivars {

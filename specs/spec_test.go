@@ -210,8 +210,13 @@ func TestWithSys(t *testing.T) {
 		if hasEFI != efi {
 			t.Errorf("WithSys(%v): efivarfs mounted = %v", efi, hasEFI)
 		}
-		if s.Mounts[0].Destination != "/sys" || slices.Contains(s.Mounts[0].Options, "ro") {
+		// sysfs read-only (the host's devices and kernel are not the
+		// target's to change), efivarfs writable (a bootloader install).
+		if s.Mounts[0].Destination != "/sys" || !slices.Contains(s.Mounts[0].Options, "ro") || slices.Contains(s.Mounts[0].Options, "rw") {
 			t.Errorf("WithSys(%v): /sys is %+v", efi, s.Mounts[0])
+		}
+		if efi && !slices.Contains(s.Mounts[1].Options, "rw") {
+			t.Errorf("WithSys(true): efivarfs is %+v", s.Mounts[1])
 		}
 	}
 }
