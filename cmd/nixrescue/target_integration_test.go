@@ -95,6 +95,7 @@ func buildImages() {
 		}
 	}
 	buildHostileImages(build)
+	buildLayoutImages(build)
 	build(imgRootOptions, fixture.ImageOptions{Layout: fixture.LayoutBIOS, RootOptions: "noatime,commit=60,x-systemd.device-timeout=10s"})
 	build(imgDupLabel, fixture.ImageOptions{Layout: fixture.LayoutBIOS, Labels: map[int]string{2: "nixos"}, ExtraFstab: "LABEL=nixos /data ext4 defaults 0 2\n"})
 	build(imgUnmountable, fixture.ImageOptions{Layout: fixture.LayoutBIOS, Unmountable: 3})

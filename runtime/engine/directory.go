@@ -46,11 +46,13 @@ func openDirectory(t target.Target, to TargetOptions, s *Session) (*Opened, erro
 		m, _ := mount.At(p)
 		return m != nil
 	}
-	extra, err := target.PlanOverrides(overrides, parts)
+	sys, _ := nixos.ResolveSystem(t.Path, nixos.SystemChoice{})
+	ids := diskIDs(disk, t.Path, sys.StorePath, to)
+	extra, err := target.PlanOverrides(overrides, parts, ids)
 	if err != nil {
 		return nil, &hint.Error{Subject: t.Arg, Err: err}
 	}
-	for _, m := range target.MissingMounts(fstab, parts, mounted) {
+	for _, m := range target.MissingMounts(fstab, parts, ids, mounted) {
 		if slices.ContainsFunc(extra, func(e target.Entry) bool { return e.Mountpoint == m.Mountpoint }) {
 			continue
 		}

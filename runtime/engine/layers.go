@@ -360,7 +360,7 @@ func (op *Opened) nameLayers(ctx context.Context, s *Session, to TargetOptions, 
 	// The volumes the configuration names, still locked: open them now.
 	for _, p := range op.locked() {
 		for _, n := range named {
-			if m, _ := target.MapSource(n.Device, []target.Partition{p}); len(m) == 1 {
+			if m, _ := target.MapSource(n.Device, []target.Partition{p}, op.diskIDs); len(m) == 1 {
 				if err := op.unlock(ctx, s, to, p, n.Name); err != nil {
 					return err
 				}
@@ -379,7 +379,7 @@ func (op *Opened) nameLayers(ctx context.Context, s *Session, to TargetOptions, 
 		parent := op.Partitions[slices.IndexFunc(op.Partitions, func(q target.Partition) bool { return q.Device == p.Parents[0] })]
 		name := ""
 		for _, n := range named {
-			if m, _ := target.MapSource(n.Device, []target.Partition{parent}); len(m) == 1 {
+			if m, _ := target.MapSource(n.Device, []target.Partition{parent}, op.diskIDs); len(m) == 1 {
 				name = n.Name
 			}
 		}
@@ -413,7 +413,7 @@ func fstabMapperName(fstab []target.FstabEntry, parts []target.Partition) string
 	}
 	for _, e := range fstab {
 		if name, ok := strings.CutPrefix(e.Spec, "/dev/mapper/"); ok {
-			if m, _ := target.MapSource(e.Spec, parts); len(m) == 0 {
+			if m, _ := target.MapSource(e.Spec, parts, target.DiskIDs{}); len(m) == 0 {
 				return name
 			}
 		}

@@ -74,6 +74,8 @@ type Opened struct {
 	// tree says RootDir is the session's own mount tree, torn down with
 	// it (not a directory target's, which is the user's).
 	tree bool
+	// diskIDs are the by-id names of Disk (diskIDs).
+	diskIDs target.DiskIDs
 }
 
 // warn keeps a warning, its mentions of options worded.
@@ -409,10 +411,12 @@ func (op *Opened) mountRoot(ctx context.Context, s *Session, to TargetOptions) e
 	if in.Fstab, err = op.readFstab(); err != nil {
 		return err
 	}
+	sys, _ := nixos.ResolveSystem(op.RootDir, nixos.SystemChoice{})
+	op.diskIDs = diskIDs(op.Disk, op.RootDir, sys.StorePath, to)
 	if err := op.nameLayers(ctx, s, to, in.Fstab); err != nil {
 		return err
 	}
-	in.Partitions = op.Partitions
+	in.Partitions, in.DiskIDs = op.Partitions, op.diskIDs
 	if in.Overrides, err = target.Overrides(to.Mounts, to.Boot); err != nil {
 		return err
 	}
@@ -424,7 +428,6 @@ func (op *Opened) mountRoot(ctx context.Context, s *Session, to TargetOptions) e
 	op.Warnings = append(op.Warnings, plan.Warnings...)
 	// Disk names the configuration gives the boot disk, checked while
 	// nothing is written yet: a rebuild refuses what cannot be mapped.
-	sys, _ := nixos.ResolveSystem(op.RootDir, nixos.SystemChoice{})
 	op.Aliases, err = checkedDiskAliases(op.RootDir, sys.StorePath, in.Fstab, to, op.Disk, op.warn)
 	if err != nil {
 		return err
@@ -460,6 +463,12 @@ func (op *Opened) mountPlan() error {
 			e.Type = pr.Type
 		}
 		if err := op.mountAt(e.Device, e.Mountpoint, e.Type, e.Options, op.makeWritable); err != nil {
+			if errors.Is(err, errNoMountPoint) {
+				// A look changes nothing, not even to make a directory.
+				e.Action, e.Reason = target.ActionSkip, "its mount point is missing (read-only: not made)"
+				op.warn("%s: %v", e.Mountpoint, err)
+				continue
+			}
 			if op.skipUnmountable && errors.Is(err, unix.ENODEV) {
 				e.Action, e.Reason = target.ActionSkip, "this kernel cannot mount "+e.Type
 				continue
@@ -474,6 +483,10 @@ func (op *Opened) mountPlan() error {
 	}
 	return op.makeWritable()
 }
+
+// errNoMountPoint says a mount point is missing in a target that is not
+// to be written.
+var errNoMountPoint = errors.New("does not exist in the target (read-only: not created)")
 
 // mountAt mounts device read-only on the target's mount point mp
 // (mountpointDir; beforeCreate as there).
@@ -496,7 +509,7 @@ func (op *Opened) mountpointDir(mp string, beforeCreate func() error) (*os.File,
 	dir, err := rootfs.OpenDir(op.RootDir, mp, false)
 	if errors.Is(err, os.ErrNotExist) {
 		if op.mounter.ReadOnly || beforeCreate == nil {
-			return nil, fmt.Errorf("mount point %s does not exist in the target (read-only: not created)", mp)
+			return nil, fmt.Errorf("mount point %s %w", mp, errNoMountPoint)
 		}
 		if err := beforeCreate(); err != nil {
 			return nil, err
@@ -519,6 +532,23 @@ func (op *Opened) mountpointDir(mp string, beforeCreate func() error) (*os.File,
 		}
 	}
 	return dir, nil
+}
+
+// diskIDs are the by-id names of disk: this host's (target.HostDiskIDs),
+// the user's {DiskAlias} names, and the one disk the configuration of the
+// root at root (its system, system) installs GRUB on, if one: an image,
+// or a host without udev, knows its disk by no other.
+func diskIDs(disk, root, system string, to TargetOptions) target.DiskIDs {
+	ids := target.HostDiskIDs(disk).With(to.DiskAliases...)
+	grub := nixos.ConfiguredGrubDevices(root)
+	if system != "" {
+		grub = append(grub, nixos.DetectBootloader(root, system).Devices...)
+	}
+	slices.Sort(grub)
+	if grub = slices.Compact(grub); len(grub) == 1 {
+		ids = ids.With(grub[0])
+	}
+	return ids
 }
 
 // readFstab reads the target's fstab (target.ReadSystemFstab).

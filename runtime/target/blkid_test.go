@@ -6,40 +6,29 @@ import (
 	"testing"
 )
 
-// What blkid -p -o export printed here for three loop devices: an ext4, one
-// with nothing recognised (no block), a GPT disk.
-const blkidThree = `DEVNAME=/dev/loop0
-LABEL=one
-UUID=fcb34233-86fd-418d-813e-915510b5e386
-VERSION=1.0
-BLOCK_SIZE=1024
-TYPE=ext4
-USAGE=filesystem
-DEVNAME=/dev/loop2
-PTUUID=0b5c1f45-7d7c-4d1c-9c55-3f7d0a0a3b1e
-PTTYPE=gpt
+// What blkid -p -o udev printed here: an ext4 whose label has a space,
+// a non-ASCII letter and a backslash, and a GPT disk.
+const blkidExt4 = `ID_FS_LABEL=my_dätä\x
+ID_FS_LABEL_ENC=my\x20dätä\x5cx
+ID_FS_UUID=8b5419c1-16b7-4165-ad74-09c260aab6f7
+ID_FS_UUID_ENC=8b5419c1-16b7-4165-ad74-09c260aab6f7
+ID_FS_VERSION=1.0
+ID_FS_BLOCK_SIZE=1024
+ID_FS_TYPE=ext4
+ID_FS_USAGE=filesystem
 `
 
-func TestParseBlkidExportSeveralDevices(t *testing.T) {
-	paths := []string{"/dev/loop0", "/dev/loop1", "/dev/loop2"}
-	got, err := parseBlkidExport([]byte(blkidThree), paths)
-	if err != nil {
-		t.Fatal(err)
+func TestParseBlkidUdev(t *testing.T) {
+	p := parseBlkidUdev([]byte(blkidExt4))
+	if p.Type != "ext4" || p.Label != "my dätä\\x" || p.UUID != "8b5419c1-16b7-4165-ad74-09c260aab6f7" || p.Usage != "filesystem" {
+		t.Errorf("ext4: %+v", p)
 	}
-	if p := got["/dev/loop0"]; p.Type != "ext4" || p.Label != "one" || p.UUID != "fcb34233-86fd-418d-813e-915510b5e386" || p.Usage != "filesystem" {
-		t.Errorf("loop0: %+v", p)
+	p = parseBlkidUdev([]byte("ID_PART_TABLE_UUID=9986117e-55ce-864b-b5a9-51d94c6763a8\nID_PART_TABLE_TYPE=gpt\n"))
+	if p.PTType != "gpt" || p.Type != "" {
+		t.Errorf("gpt: %+v", p)
 	}
-	if p, ok := got["/dev/loop1"]; ok {
-		t.Errorf("loop1 has nothing recognised, got %+v", p)
-	}
-	if p := got["/dev/loop2"]; p.PTType != "gpt" || p.Type != "" {
-		t.Errorf("loop2: %+v", p)
-	}
-}
-
-func TestParseBlkidExportRefusesAnUnaskedDevice(t *testing.T) {
-	if _, err := parseBlkidExport([]byte("DEVNAME=/dev/sda1\nTYPE=ext4\n"), []string{"/dev/loop0p1"}); err == nil {
-		t.Fatal("no error for a device not asked about")
+	if p := parseBlkidUdev(nil); p != (Probe{}) {
+		t.Errorf("nothing recognised: %+v", p)
 	}
 }
 
@@ -50,7 +39,7 @@ func TestProbeEach(t *testing.T) {
 	paths := []string{"/dev/loop0p1", "/dev/loop0p2", "/dev/loop0p3", "/dev/loop0p4", "/dev/loop0p5", "/dev/loop0p6"}
 	probe := func(p string) ([]byte, error) {
 		if t, ok := found[p]; ok {
-			return []byte("DEVNAME=" + p + "\nTYPE=" + t + "\nUSAGE=filesystem\n"), nil
+			return []byte("ID_FS_TYPE=" + t + "\nID_FS_USAGE=filesystem\n"), nil
 		}
 		return nil, nil
 	}

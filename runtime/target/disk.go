@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -96,8 +95,8 @@ func ProbeDevices(ctx context.Context, paths []string) (map[string]Probe, error)
 // limit at once.
 func probeEach(paths []string, limit int, probe func(string) ([]byte, error)) (map[string]Probe, error) {
 	type answer struct {
-		probes map[string]Probe
-		err    error
+		probe Probe
+		err   error
 	}
 	answers := make([]answer, len(paths))
 	sem := make(chan struct{}, max(limit, 1))
@@ -108,10 +107,7 @@ func probeEach(paths []string, limit int, probe func(string) ([]byte, error)) (m
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			out, err := probe(p)
-			if err == nil {
-				answers[i].probes, err = parseBlkidExport(out, []string{p})
-			}
-			answers[i].err = err
+			answers[i] = answer{probe: parseBlkidUdev(out), err: err}
 		}()
 	}
 	wg.Wait()
@@ -122,56 +118,47 @@ func probeEach(paths []string, limit int, probe func(string) ([]byte, error)) (m
 			first = cmp.Or(first, a.err)
 			continue
 		}
-		probes[paths[i]] = a.probes[paths[i]]
+		probes[paths[i]] = a.probe
 	}
 	return probes, first
 }
 
-// parseBlkidExport reads blkid's export format: for each device
-// recognised, DEVNAME=path then KEY=value lines.
-func parseBlkidExport(out []byte, paths []string) (map[string]Probe, error) {
-	probes := map[string]Probe{}
-	dev := ""
+// parseBlkidUdev reads what blkid -o udev prints for one device. Its
+// _ENC values keep a label or UUID whole, escaping only bytes udev would
+// (\x20 for a space), where the export format shell-quotes them
+// ("my\ data") and prints bytes above 127 as M- sequences, which cannot
+// be read back (a label "données" is not "donn M-CM-)es").
+func parseBlkidUdev(out []byte) Probe {
+	var p Probe
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), "=")
 		if !ok {
 			continue
 		}
-		if k == "DEVNAME" {
-			if !slices.Contains(paths, v) {
-				return nil, fmt.Errorf("blkid answered for %s, which it was not asked about", v)
-			}
-			dev = v
-			continue
-		}
-		if dev == "" {
-			continue
-		}
-		p := probes[dev]
 		switch k {
-		case "TYPE":
+		case "ID_FS_TYPE":
 			p.Type = v
-		case "UUID":
-			p.UUID = v
-		case "LABEL":
-			p.Label = v
-		case "PTTYPE":
+		case "ID_FS_UUID_ENC":
+			p.UUID = unescapeUdev(v)
+		case "ID_FS_LABEL_ENC":
+			p.Label = unescapeUdev(v)
+		case "ID_PART_TABLE_TYPE":
 			p.PTType = v
-		case "USAGE":
+		case "ID_FS_USAGE":
 			p.Usage = v
 		}
-		probes[dev] = p
 	}
-	return probes, nil
+	return p
 }
 
 // runBlkid runs blkid's low-level probe on path and returns what it
-// printed; its status 2 (nothing recognised) is no error.
+// printed (its udev format, parseBlkidUdev); its status 2 (nothing
+// recognised) is no error.
 // --no-part-details: nixrescue reads partition tables itself, and the
 // PART_ENTRY_* details cost blkid a read of the whole disk's table.
 func runBlkid(ctx context.Context, path string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, "blkid", "-p", "--no-part-details", "-o", "export", path)
+	cmd := exec.CommandContext(ctx, "blkid", "-p", "--no-part-details", "-o", "udev", path)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

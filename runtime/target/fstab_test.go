@@ -85,6 +85,9 @@ var disk = []Partition{
 	{Number: 5, Device: "/dev/loop3p5", FS: FS{Type: "ext4", UUID: "eeee"}},
 }
 
+// samsung are the by-id names of the disk of the tests.
+var samsung = DiskIDs{Names: []string{"ata-Samsung_SSD_860"}}
+
 func TestMapSource(t *testing.T) {
 	for spec, want := range map[string]string{
 		"/dev/disk/by-uuid/47C65953-A858-4596-8414-5FFA98ACAF41": "/dev/loop3p3",
@@ -97,27 +100,52 @@ func TestMapSource(t *testing.T) {
 		"3":            "/dev/loop3p3",
 		"/dev/loop3p2": "/dev/loop3p2",
 	} {
-		found, how := MapSource(spec, disk)
+		found, how := MapSource(spec, disk, samsung)
 		if len(found) != 1 || found[0].Device != want {
 			t.Errorf("%s: %v (%s), want %s", spec, found, how, want)
 		}
 	}
 	for _, spec := range []string{"UUID=nope", "LABEL=", "/dev/sdb9", "/dev/mapper/vg-root", "tmpfs"} {
-		if found, _ := MapSource(spec, disk); len(found) > 0 {
+		if found, _ := MapSource(spec, disk, samsung); len(found) > 0 {
 			t.Errorf("%s mapped to %v", spec, found)
 		}
 	}
+	// A by-id name of another disk of the machine: partition 3 there is
+	// not partition 3 here. Nor is any by-id name of a disk whose names
+	// are not known (an image).
+	for _, ids := range []DiskIDs{samsung, {}} {
+		if found, how := MapSource("/dev/disk/by-id/ata-OTHER_DISK_123-part3", disk, ids); len(found) > 0 || how != HowOtherDisk {
+			t.Errorf("another disk's by-id name (ids %+v): %v (%s)", ids, found, how)
+		}
+	}
+	if found, _ := MapSource("/dev/disk/by-id/ata-Samsung_SSD_860-part5", disk, DiskIDs{}); len(found) > 0 {
+		t.Errorf("a by-id name mapped on a disk of no known names: %v", found)
+	}
+	// udev's names end with the serial sysfs has.
+	if found, _ := MapSource("/dev/disk/by-id/nvme-Samsung_SSD_970_EVO_S4EWNX0R123456-part2", disk, DiskIDs{Serial: "S4EWNX0R123456"}); len(found) != 1 || found[0].Number != 2 {
+		t.Errorf("by serial: %v", found)
+	}
+	if found, _ := MapSource("/dev/disk/by-id/virtio-vd0001-part3", disk, DiskIDs{Serial: "vd0001"}); len(found) != 1 || found[0].Number != 3 {
+		t.Errorf("virtio by serial: %v", found)
+	}
+	if found, _ := MapSource("/dev/disk/by-id/virtio-xvd0001-part3", disk, DiskIDs{Serial: "vd0001"}); len(found) != 0 {
+		t.Errorf("a serial that only ends the same: %v", found)
+	}
+	named := append(slices.Clone(disk), Partition{Number: 0, Device: "/dev/dm-0", Names: []string{"/dev/dm-0", "/dev/mapper/cryptroot"}})
+	if found, _ := MapSource("/dev/disk/by-id/dm-name-cryptroot", named, DiskIDs{}); len(found) != 1 || found[0].Device != "/dev/dm-0" {
+		t.Errorf("dm-name-: %v", found)
+	}
 	// One label on two filesystems: both, never a guess.
 	twice := append(slices.Clone(disk), Partition{Number: 6, Device: "/dev/loop3p6", FS: FS{Type: "ext4", Label: "boot"}})
-	if found, _ := MapSource("LABEL=boot", twice); len(found) != 2 {
+	if found, _ := MapSource("LABEL=boot", twice, samsung); len(found) != 2 {
 		t.Errorf("a label on two filesystems: %v", found)
 	}
 	// An extended partition's container holds no filesystem.
 	ext := []Partition{{Number: 2, PartType: "0x05", Extended: true}, {Number: 5, Device: "/dev/sdb5"}}
-	if found, _ := MapSource("2", ext); len(found) != 0 {
+	if found, _ := MapSource("2", ext, samsung); len(found) != 0 {
 		t.Errorf("the extended container mapped: %v", found)
 	}
-	if found, _ := MapSource("/dev/sda5", ext); len(found) != 1 || found[0].Device != "/dev/sdb5" {
+	if found, _ := MapSource("/dev/sda5", ext, samsung); len(found) != 1 || found[0].Device != "/dev/sdb5" {
 		t.Errorf("a logical partition by number: %v", found)
 	}
 }

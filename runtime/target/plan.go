@@ -124,14 +124,20 @@ func Skip(e FstabEntry) string {
 var partNumberRE = lazyre.New(`^/dev/(?:[shvx]d[a-z]+|nvme[0-9]+n[0-9]+p|mmcblk[0-9]+p|loop[0-9]+p)([0-9]+)$`)
 var idPartRE = lazyre.New(`-part([0-9]+)$`)
 
+// HowOtherDisk is how MapSource says a by-id name names a partition of a
+// disk that is not the target's.
+const HowOtherDisk = "by-id name of another disk"
+
 // MapSource finds the partitions an fstab spec names among parts (the
-// target disk's), and says how. A /dev/sdXN name or a by-id …-partN name
-// means the target machine's own disk, whatever this host calls it, so it
-// maps by partition number. A name that fits more than one partition (two
+// target disk's, whose by-id names are ids), and says how. A /dev/sdXN
+// name means the target machine's own disk, whatever this host calls it,
+// so it maps by partition number; a by-id …-partN name does when its disk
+// is one of ids (HowOtherDisk otherwise: the same number on another disk
+// is another filesystem). A name that fits more than one partition (two
 // filesystems with one label, a cloned UUID) gives them all: the caller
 // must not guess. An extended partition holds no filesystem and is never
 // named.
-func MapSource(spec string, parts []Partition) ([]Partition, string) {
+func MapSource(spec string, parts []Partition, ids DiskIDs) ([]Partition, string) {
 	kind, v := Source(spec)
 	match := func(f func(Partition) bool) []Partition {
 		var out []Partition
@@ -156,8 +162,16 @@ func MapSource(spec string, parts []Partition) ([]Partition, string) {
 	case SourcePartLabel:
 		return match(func(p Partition) bool { return p.PartLabel != "" && p.PartLabel == v }), string(kind)
 	case SourceID:
-		if m := idPartRE().FindStringSubmatch(v); m != nil {
-			return match(number(m[1])), "partition number in by-id name"
+		if disk, n, ok := byIDPartition(v); ok {
+			if !ids.Has(disk) {
+				return nil, HowOtherDisk
+			}
+			return match(number(n)), "partition number in by-id name"
+		}
+		// udev's names of a device-mapper device: dm-name-NAME is
+		// /dev/mapper/NAME.
+		if name, ok := strings.CutPrefix(v, "dm-name-"); ok {
+			return match(func(p Partition) bool { return slices.Contains(p.Names, "/dev/mapper/"+name) }), "name"
 		}
 	case SourcePath:
 		// A device a layer opened, by a name the configuration gives it.
@@ -267,6 +281,8 @@ type PlanInput struct {
 	Fstab []FstabEntry
 	// Overrides are --mount and --boot.
 	Overrides []Override
+	// DiskIDs are the by-id names of the target's disk.
+	DiskIDs DiskIDs
 }
 
 // Plan says where each filesystem of the target is mounted, with what,
@@ -319,11 +335,11 @@ func MakePlan(in PlanInput) (Plan, error) {
 	root.Options, root.Dropped = foundOptions(in.Root, fstabRoot, true)
 	if fstabRoot != nil {
 		root.Spec = fstabRoot.Spec
-		if m, _ := MapSource(fstabRoot.Spec, in.Partitions); len(m) != 1 || m[0].Device != in.Root.Partition.Device {
+		if m, _ := MapSource(fstabRoot.Spec, in.Partitions, in.DiskIDs); len(m) != 1 || m[0].Device != in.Root.Partition.Device {
 			pl.Warnings = append(pl.Warnings, fmt.Sprintf("the fstab's root %s is not %s, where the NixOS root was found", fstabRoot.Spec, in.Root.Describe()))
 		}
 	}
-	rest, err := planEntries(in.Fstab, in.Partitions, in.Overrides)
+	rest, err := planEntries(in.Fstab, in.Partitions, in.Overrides, in.DiskIDs)
 	if err != nil {
 		return pl, err
 	}
@@ -355,7 +371,7 @@ func MakePlan(in PlanInput) (Plan, error) {
 
 // planEntries plans the fstab's entries but the root's, and the
 // overrides, parents before children.
-func planEntries(fstab []FstabEntry, parts []Partition, overrides []Override) ([]Entry, error) {
+func planEntries(fstab []FstabEntry, parts []Partition, overrides []Override, ids DiskIDs) ([]Entry, error) {
 	var plan []Entry
 	overridden := map[string]bool{}
 	for _, o := range overrides {
@@ -366,7 +382,7 @@ func planEntries(fstab []FstabEntry, parts []Partition, overrides []Override) ([
 	}
 	for _, f := range fstab {
 		if mp := path.Clean(f.Mountpoint); mp != "/" && !overridden[mp] {
-			e, err := planFstabEntry(f, parts)
+			e, err := planFstabEntry(f, parts, ids)
 			if err != nil {
 				return nil, err
 			}
@@ -374,7 +390,7 @@ func planEntries(fstab []FstabEntry, parts []Partition, overrides []Override) ([
 		}
 	}
 	for _, o := range overrides {
-		e, err := planOverride(o, parts)
+		e, err := planOverride(o, parts, ids)
 		if err != nil {
 			return nil, err
 		}
@@ -390,7 +406,7 @@ func planEntries(fstab []FstabEntry, parts []Partition, overrides []Override) ([
 // planFstabEntry maps fstab entry f to a partition of parts, or says why
 // it is skipped; an entry on no partition or on two is an error, unless it
 // is nofail.
-func planFstabEntry(f FstabEntry, parts []Partition) (Entry, error) {
+func planFstabEntry(f FstabEntry, parts []Partition, ids DiskIDs) (Entry, error) {
 	mp := path.Clean(f.Mountpoint)
 	e := Entry{Mountpoint: mp, Spec: f.Spec, Type: f.Type, NoFail: f.HasOption("nofail"), Origin: OriginFstab}
 	e.Options, e.Dropped = Options(f.Options)
@@ -398,7 +414,7 @@ func planFstabEntry(f FstabEntry, parts []Partition) (Entry, error) {
 		e.Action, e.Reason = ActionSkip, why
 		return e, nil
 	}
-	found, how := MapSource(f.Spec, parts)
+	found, how := MapSource(f.Spec, parts, ids)
 	switch {
 	case len(found) == 1:
 		e.Device, e.MappedBy, e.Action = found[0].Device, how, ActionMount
@@ -413,6 +429,13 @@ func planFstabEntry(f FstabEntry, parts []Partition) (Entry, error) {
 			return e, &PlanError{Mountpoint: mp, Err: fmt.Errorf("the fstab's %s (for %s) %w, %s", f.Spec, mp, ErrAmbiguous, strings.Join(e.Candidates, " and ")),
 				Fix: "choose one with {Mount DEVICE:" + mp + "}"}
 		}
+	case how == HowOtherDisk:
+		disk, _, _ := byIDPartition(strings.TrimPrefix(f.Spec, "/dev/disk/by-id/"))
+		e.Action, e.Reason = ActionSkip, ErrNotOnDisk.Error()+": a partition of disk by-id/"+disk
+		if !e.NoFail {
+			return e, &PlanError{Mountpoint: mp, Err: fmt.Errorf("the fstab mounts %s on %s, a partition of another disk, which is %w (whose by-id names are: %s)", f.Spec, mp, ErrNotOnDisk, ids.Describe()),
+				Fix: "pass {DiskAlias /dev/disk/by-id/" + disk + "} if that disk is this one, {Mount DEVICE:" + mp + "}, or mark the entry nofail"}
+		}
 	default:
 		e.Action, e.Reason = ActionSkip, ErrNotOnDisk.Error()
 		if !e.NoFail {
@@ -426,9 +449,9 @@ func planFstabEntry(f FstabEntry, parts []Partition) (Entry, error) {
 
 // planOverride maps a --mount or --boot to a partition of parts, or to a
 // device of its own.
-func planOverride(o Override, parts []Partition) (Entry, error) {
+func planOverride(o Override, parts []Partition, ids DiskIDs) (Entry, error) {
 	e := Entry{Mountpoint: o.Mountpoint, Spec: o.Spec, Origin: o.Origin, Options: []string{}, Action: ActionMount}
-	found, how := MapSource(o.Spec, parts)
+	found, how := MapSource(o.Spec, parts, ids)
 	if kind, _ := Source(o.Spec); kind == SourcePath {
 		// A device path given here names this host's device, not the
 		// target machine's: a partition of the disk by its device, or a
@@ -457,9 +480,9 @@ func planOverride(o Override, parts []Partition) (Entry, error) {
 }
 
 // PlanOverrides plans --mount and --boot alone: for a directory target,
-// whose own mounts are the user's.
-func PlanOverrides(overrides []Override, parts []Partition) ([]Entry, error) {
-	return planEntries(nil, parts, overrides)
+// whose own mounts are the user's (parts and ids are its disk's).
+func PlanOverrides(overrides []Override, parts []Partition, ids DiskIDs) ([]Entry, error) {
+	return planEntries(nil, parts, overrides, ids)
 }
 
 // usable are the partitions that may hold a filesystem (not an extended
@@ -550,7 +573,7 @@ type Missing struct {
 // have a filesystem of their own and whose mount point mounted says has
 // nothing mounted on it; parts (the partitions of the disk behind the
 // directory, if any) say which partition each would be.
-func MissingMounts(fstab []FstabEntry, parts []Partition, mounted func(mountpoint string) bool) []Missing {
+func MissingMounts(fstab []FstabEntry, parts []Partition, ids DiskIDs, mounted func(mountpoint string) bool) []Missing {
 	var out []Missing
 	for _, f := range fstab {
 		mp := path.Clean(f.Mountpoint)
@@ -559,7 +582,7 @@ func MissingMounts(fstab []FstabEntry, parts []Partition, mounted func(mountpoin
 		}
 		m := Missing{Mountpoint: mp, Spec: f.Spec, Type: f.Type}
 		m.Options, _ = Options(f.Options)
-		if found, _ := MapSource(f.Spec, parts); len(found) == 1 {
+		if found, _ := MapSource(f.Spec, parts, ids); len(found) == 1 {
 			m.Device = found[0].Device
 			if m.Type == "" || m.Type == "auto" {
 				m.Type = found[0].Type

@@ -128,6 +128,19 @@ var planCases = []struct {
 		want: []string{"/ mount /dev/loop3p3 []", "/data skip  [] -nofail (not on the target disk (nofail))"},
 	},
 	{
+		name: "a partition of another disk by its by-id name",
+		in: PlanInput{Partitions: disk, Root: ext4Root, DiskIDs: samsung,
+			Fstab: mustFstab("/dev/disk/by-id/ata-OTHER_DISK_123-part3 /data ext4 defaults 0 2\n")},
+		err:     ErrNotOnDisk,
+		errSays: "the fstab mounts /dev/disk/by-id/ata-OTHER_DISK_123-part3 on /data, a partition of another disk, which is not on the target disk (whose by-id names are: by-id/ata-Samsung_SSD_860): pass DiskAlias=/dev/disk/by-id/ata-OTHER_DISK_123 if that disk is this one, Mount=DEVICE:/data, or mark the entry nofail",
+	},
+	{
+		name: "a partition of another disk by its by-id name, nofail; of this one, mounted",
+		in: PlanInput{Partitions: disk, Root: ext4Root, DiskIDs: samsung,
+			Fstab: mustFstab("/dev/disk/by-id/ata-OTHER_DISK_123-part3 /data ext4 nofail 0 2\n/dev/disk/by-id/ata-Samsung_SSD_860-part2 /boot vfat defaults 0 2\n")},
+		want: []string{"/ mount /dev/loop3p3 []", "/data skip  [] -nofail (not on the target disk: a partition of disk by-id/ata-OTHER_DISK_123 (nofail))", "/boot mount /dev/loop3p2 []"},
+	},
+	{
 		name: "one label on two filesystems",
 		in: PlanInput{Partitions: append(slices.Clone(disk), Partition{Number: 6, Device: "/dev/loop3p6", FS: FS{Type: "ext4", Label: "boot"}}),
 			Root: ext4Root, Fstab: mustFstab("LABEL=boot /boot vfat defaults 0 2\n")},
@@ -260,13 +273,13 @@ func TestMissingMounts(t *testing.T) {
 		"UUID=dddd /home ext4 defaults 0 2\n"+
 		"UUID=eeee /boot/efi vfat noauto 0 2\n")
 	mounted := func(mp string) bool { return mp == "/nix" }
-	got := MissingMounts(tab, disk, mounted)
+	got := MissingMounts(tab, disk, DiskIDs{}, mounted)
 	if len(got) != 1 || got[0].Mountpoint != "/boot" || got[0].Device != "/dev/loop3p2" || got[0].Type != "vfat" {
 		t.Errorf("%+v: want /boot alone, on /dev/loop3p2", got)
 	}
 	// Without the disk's partitions (a directory on no disk), the entry
 	// is still missing; which partition it is is not known.
-	got = MissingMounts(tab, nil, func(string) bool { return false })
+	got = MissingMounts(tab, nil, DiskIDs{}, func(string) bool { return false })
 	if len(got) != 2 || got[0].Device != "" || got[1].Mountpoint != "/nix" {
 		t.Errorf("%+v: want /boot and /nix, on no known device", got)
 	}

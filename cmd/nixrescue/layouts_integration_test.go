@@ -1,0 +1,95 @@
+package main
+
+// What real NixOS layouts showed: names in the fstab of other disks and
+// with blanks, a partition taken for a disk, filesystems with errors or a
+// journal to replay, impermanence. Each test failed before the behaviour
+// it names was there.
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/nixrescue/nixrescue/hack/fixture"
+	"github.com/nixrescue/nixrescue/hack/testenv"
+	rtarget "github.com/nixrescue/nixrescue/runtime/target"
+)
+
+// Variants of the BIOS layout for these tests.
+const (
+	// A swap area (4) and a data filesystem labelled "my data" (5), and
+	// an fstab naming partition 4 of another disk by its by-id name.
+	imgOtherDisk = "other-disk-by-id"
+	// The same disk, its fstab naming partition 5 of another disk
+	// (nofail), this disk's by its by-id name, and a label with a blank
+	// (fstab's \040).
+	imgFstabNames = "fstab-names"
+)
+
+// dataPartitions are a swap area and a filesystem after the BIOS
+// layout's.
+var dataPartitions = []fixture.ImagePartition{
+	{Number: 4, Size: 8 << 20, GPTType: "8200", FSType: "swap", UUID: "2b7d3b5e-6c0f-4d8e-9a51-4f3c2d1e0a94", Label: "swap", PartUUID: "7c1f0e3a-2b4d-4e6f-8a9b-0c1d2e3f4a5b", PartLabel: "swap"},
+	{Number: 5, Size: 8 << 20, GPTType: "8300", FSType: "ext4", UUID: "9e8d7c6b-5a49-4382-a716-05f4e3d2c1b0", Label: "my data", PartUUID: "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d", PartLabel: "data"},
+}
+
+// buildLayoutImages adds the variants of this file.
+func buildLayoutImages(build func(string, fixture.ImageOptions) *fixture.Image) {
+	build(imgOtherDisk, fixture.ImageOptions{Layout: fixture.LayoutBIOS, Extra: dataPartitions,
+		ExtraFstab: "/dev/disk/by-id/ata-OTHER_DISK_123-part4 /data ext4 defaults 0 2\n"})
+	build(imgFstabNames, fixture.ImageOptions{Layout: fixture.LayoutBIOS, Extra: dataPartitions,
+		ExtraFstab: "/dev/disk/by-id/ata-OTHER_DISK_123-part5 /data ext4 defaults,nofail 0 2\n" +
+			"LABEL=my\\040data /srv/my\\040data ext4 defaults 0 2\n" +
+			"/dev/disk/by-id/ata-THIS_DISK_9-part5 /srv/by-id ext4 defaults 0 2\n"})
+}
+
+// TestFstabNamesAsTheMachineKnowsThem: a by-id name is the target's
+// partition only when its disk is the target's: partition 4 of another
+// disk was taken for the target's swap area (and inspect failed on it),
+// partition 5 of another disk was mounted read-write on /data. A label
+// with a blank, written \040 in the fstab and escaped by blkid, never
+// matched; --mount takes one too.
+func TestFstabNamesAsTheMachineKnowsThem(t *testing.T) {
+	testenv.Require(t)
+	img, _ := image(t, imgOtherDisk)
+	sum := fileHash(t, img)
+	for _, cmd := range []string{"inspect", "run"} {
+		r := nixrescue(t, cmd, img, "--", "true")
+		if cmd == "inspect" {
+			r = nixrescue(t, cmd, img)
+		}
+		oneLine(t, r, "the fstab mounts /dev/disk/by-id/ata-OTHER_DISK_123-part4 on /data, a partition of another disk, which is not on the target disk (whose by-id names are: none known): pass --disk-alias /dev/disk/by-id/ata-OTHER_DISK_123 if that disk is this one, --mount DEVICE:/data, or mark the entry nofail")
+	}
+	if fileHash(t, img) != sum {
+		t.Errorf("a refused session changed the image")
+	}
+
+	img, _ = image(t, imgFstabNames)
+	// This disk's by-id name is known to nobody here (an image has no
+	// udev names): refused until the user says it is this disk.
+	oneLine(t, nixrescue(t, "run", img, "-q", "--", "true"), "the fstab mounts /dev/disk/by-id/ata-THIS_DISK_9-part5 on /srv/by-id, a partition of another disk")
+	host := testenv.SnapshotHost(t)
+	args := []string{"--disk-alias", "/dev/disk/by-id/ata-THIS_DISK_9"}
+	rep, r := inspectReport(t, append([]string{img}, args...)...)
+	if r.code != 0 {
+		t.Fatalf("inspect: exit %d %s", r.code, r.stderr)
+	}
+	plan := map[string]rtarget.Entry{}
+	for _, e := range rep.Plan {
+		plan[e.Mountpoint] = e
+	}
+	if e := plan["/data"]; e.Action != rtarget.ActionSkip || e.Reason != "not on the target disk: a partition of disk by-id/ata-OTHER_DISK_123 (nofail)" {
+		t.Errorf("/data of another disk: %+v", e)
+	}
+	for _, mp := range []string{"/srv/my data", "/srv/by-id"} {
+		if e := plan[mp]; !strings.HasSuffix(e.Device, "p5") {
+			t.Errorf("%s: %+v, want partition 5", mp, e)
+		}
+	}
+	r = nixrescue(t, append(append([]string{"run", img, "-q"}, args...), "--mount", "LABEL=my data:/srv/other data", "--",
+		"sh", "-c", "grep -E ' /(data|srv)' /proc/mounts | cut -d' ' -f1,2 | sort")...)
+	got := loopRE.ReplaceAllString(r.stdout, "/dev/loopN")
+	if want := "/dev/loopNp5 /srv/by-id\n/dev/loopNp5 /srv/my\\040data\n/dev/loopNp5 /srv/other\\040data\n"; r.code != 0 || got != want {
+		t.Errorf("run: exit %d, mounts:\n%s\nwant:\n%s%s", r.code, got, want, r.stderr)
+	}
+	testenv.AssertHostUnchanged(t, host)
+}
