@@ -6,6 +6,11 @@ package main
 // it names was there.
 
 import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -92,4 +97,114 @@ func TestFstabNamesAsTheMachineKnowsThem(t *testing.T) {
 		t.Errorf("run: exit %d, mounts:\n%s\nwant:\n%s%s", r.code, got, want, r.stderr)
 	}
 	testenv.AssertHostUnchanged(t, host)
+}
+
+// attachPart attaches partition n of img by hand, the usual way on a
+// kernel that scans no partition tables: a loop device from its offset,
+// as long as the partition (losetup -o OFFSET --sizelimit SIZE).
+func attachPart(t *testing.T, img string, n int) string {
+	t.Helper()
+	p := partitionOf(t, img, n)
+	out, err := exec.Command("losetup", "--find", "--show", "-o", fmt.Sprint(p.Start), "--sizelimit", fmt.Sprint(p.Size), img).Output()
+	if err != nil {
+		t.Fatalf("losetup -o: %v", err)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	return dev
+}
+
+// partitionOf reads partition n of img's table.
+func partitionOf(t *testing.T, img string, n int) rtarget.Partition {
+	t.Helper()
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	table, err := rtarget.ReadTable(f, st.Size(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range table.Partitions {
+		if p.Number == n {
+			return p
+		}
+	}
+	t.Fatalf("%s has no partition %d", img, n)
+	return rtarget.Partition{}
+}
+
+// bootSectors reads what boot code would overwrite: the image's first
+// MiB (MBR, GPT, the BIOS boot partition) and the first KiB of each
+// partition (the boot block ahead of an ext4 superblock, an xfs
+// superblock), which no mount writes.
+func bootSectors(t *testing.T, img string) []byte {
+	t.Helper()
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	table, err := rtarget.ReadTable(f, st.Size(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]byte, 1<<20)
+	if _, err := f.ReadAt(out, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range table.Partitions {
+		b := make([]byte, 1024)
+		if _, err := f.ReadAt(b, p.Start); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b...)
+	}
+	return out
+}
+
+// TestNoBootCodeOnAFilesystem: a root mounted by hand from a partition of
+// an image attached with an offset (losetup -o), and a filesystem image:
+// the GRUB disk of the configuration leads to no device, inspect says why
+// and what to pass, a rebuild is refused before anything runs, and no
+// boot sector changes. Before, inspect said /dev/sdz leads to the loop
+// device of the root partition, and the rebuild wrote GRUB's boot code
+// over the root's first sector.
+func TestNoBootCodeOnAFilesystem(t *testing.T) {
+	testenv.Require(t)
+	img := realNixImage(t, imgRealNix)
+	dir := t.TempDir()
+	root := attachPart(t, img, 3)
+	mountIn(t, root, dir)
+	mountIn(t, attachPart(t, img, 2), filepath.Join(dir, "boot"))
+	exec.Command("sync").Run()
+	before := bootSectors(t, img)
+	host := testenv.SnapshotHost(t)
+	want := fmt.Sprintf("the configuration installs GRUB on /dev/sdz, which here would be %s, a loop device of %s from byte %d for %d bytes (a part of that image, attached by hand), not a whole disk: its boot code would be written over a filesystem; unmount what is mounted from %[1]s and detach it (losetup -d %[1]s), then pass %[2]s as TARGET",
+		root, img, partitionOf(t, img, 3).Start, partitionOf(t, img, 3).Size)
+	rep, r := inspectReport(t, dir)
+	if r.code != 0 || len(rep.DiskAliases) != 0 || !strings.Contains(strings.Join(rep.Warnings, "\n"), want) {
+		t.Errorf("inspect: exit %d, disk aliases %+v, warnings %q; want one saying %q", r.code, rep.DiskAliases, rep.Warnings, want)
+	}
+	oneLine(t, nixrescue(t, "rebuild", dir), want)
+	if _, err := os.Stat(filepath.Join(dir, "boot/grub/state")); err == nil {
+		t.Errorf("the refused rebuild installed GRUB")
+	}
+	exec.Command("sync").Run()
+	if !bytes.Equal(bootSectors(t, img), before) {
+		t.Errorf("the boot sectors of the image or of its partitions changed")
+	}
+	testenv.AssertHostUnchanged(t, host)
+
+	// A filesystem image holds no partition table: nothing to put boot
+	// code on either.
+	bare, _ := image(t, string(fixture.LayoutBare))
+	sum := fileHash(t, bare)
+	oneLine(t, nixrescue(t, "rebuild", bare), "a loop device of "+bare+", which has no partition table (a filesystem image, or a partition copied whole), not a whole disk")
+	if fileHash(t, bare) != sum {
+		t.Errorf("the refused rebuild changed the filesystem image")
+	}
 }

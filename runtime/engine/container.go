@@ -239,7 +239,7 @@ func checkedDiskAliases(root, system string, fstab []target.FstabEntry, to Targe
 	if fstab == nil {
 		fstab, _, _ = target.ReadSystemFstab(root)
 	}
-	n := target.AliasNames{Explicit: to.DiskAliases, Configured: nixos.ConfiguredGrubDevices(root), Fstab: fstab}
+	n := target.AliasNames{Explicit: to.DiskAliases, Configured: nixos.ConfiguredGrubDevices(root), Fstab: fstab, NotDisk: target.CheckWholeDisk(disk)}
 	if system != "" {
 		n.Current = nixos.DetectBootloader(root, system).Devices
 	}

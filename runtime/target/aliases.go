@@ -32,6 +32,10 @@ type AliasNames struct {
 	// Fstab is the target's: its /dev/sdXN names, when they all name one
 	// disk, were the target machine's name for this one.
 	Fstab []FstabEntry
+	// NotDisk says the device that was to be the disk is none
+	// (CheckWholeDisk): then no name leads to it, and each GRUB device is
+	// a problem.
+	NotDisk *NotWholeDiskError
 }
 
 // Alias sources (stable values of the JSON reports).
@@ -47,6 +51,9 @@ const (
 // nixrescue cannot tell, more disks than the target has): a rebuild
 // refuses them, other commands warn.
 func DiskAliases(n AliasNames, disk string) ([]DiskAlias, []string) {
+	if n.NotDisk != nil {
+		return nil, notDiskProblems(n)
+	}
 	var aliases []DiskAlias
 	var problems []string
 	seen := map[string]bool{disk: true}
@@ -107,4 +114,21 @@ func DiskAliases(n AliasNames, disk string) ([]DiskAlias, []string) {
 		add(fstabDisks[0], AliasFstab)
 	}
 	return aliases, problems
+}
+
+// notDiskProblems are the problems of names n gives a device that is no
+// disk: every GRUB device (and --disk-alias) would put boot code on it.
+func notDiskProblems(n AliasNames) []string {
+	var names []string
+	for _, d := range slices.Concat(n.Explicit, n.Current, n.Configured) {
+		if d != "nodev" && d != "" && !slices.Contains(names, path.Clean(d)) {
+			names = append(names, path.Clean(d))
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	e := n.NotDisk
+	return []string{fmt.Sprintf("the configuration installs GRUB on %s, which here would be %s, %s, not a whole disk: its boot code would be written over a filesystem; %s",
+		strings.Join(names, " and "), e.Device, e.Is, e.Fix())}
 }

@@ -38,6 +38,10 @@ func TestDiskAliases(t *testing.T) {
 		{name: "the fstab's names of one disk", in: AliasNames{Fstab: mustFstab("/dev/vda1 /boot ext4 defaults\n/dev/vda2 / ext4 defaults\n")},
 			aliases: []string{"/dev/vda<-fstab"}},
 		{name: "the fstab's names of two disks", in: AliasNames{Fstab: mustFstab("/dev/vda1 /boot ext4 defaults\n/dev/vdb2 / ext4 defaults\n")}},
+		{name: "a device that is no disk: nothing leads to it, GRUB's disk is a problem", in: AliasNames{Current: []string{"/dev/sda"}, Explicit: []string{"/dev/sdb"},
+			Fstab: mustFstab("/dev/sda1 /boot ext4 defaults\n"), NotDisk: &NotWholeDiskError{Device: disk, Is: "a loop device of /x.img from byte 512", Disk: "/x.img", Undo: "detach it"}},
+			problems: []string{"the configuration installs GRUB on /dev/sdb and /dev/sda, which here would be /dev/loop7, a loop device of /x.img from byte 512, not a whole disk: its boot code would be written over a filesystem; detach it, then pass /x.img as {Target}"}},
+		{name: "a device that is no disk, and no GRUB device", in: AliasNames{Configured: []string{"nodev"}, NotDisk: &NotWholeDiskError{Device: disk, Is: "an md RAID array"}}},
 	}
 	for _, c := range cases {
 		aliases, problems := DiskAliases(c.in, disk)
