@@ -38,6 +38,7 @@ type targetFlags struct {
 	gen          int
 	aliases      []string
 	mountMissing bool
+	fsck         bool
 	keyFiles     []string
 	snapshot     bool
 	snapshotOut  string
@@ -57,6 +58,7 @@ func (f *targetFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.gen, "generation", 0, "use generation `N` of the system profile")
 	fl.StringArrayVar(&f.aliases, "disk-alias", nil, "another `NAME` of the target's disk, as the target machine saw it (e.g. /dev/sda; repeatable)")
 	fl.BoolVar(&f.mountMissing, "mount-missing", false, "for a directory target: mount what its fstab puts on /boot, /boot/efi, /efi or /nix when nothing is mounted there and it is on the same disk (for the session only)")
+	fl.BoolVar(&f.fsck, "fsck", false, "check each ext2/3/4 filesystem with this host's e2fsck -p before mounting it, as the target's boot would (needed for one the kernel flagged with errors; an xfs whose repair did not finish gets xfs_repair)")
 	fl.StringArrayVar(&f.keyFiles, "key-file", nil, "a `FILE` holding a key of the target's LUKS volumes, tried on each (repeatable); - reads a passphrase from standard input; with none, the terminal asks")
 	fl.BoolVar(&f.snapshot, "snapshot", false, "leave the image or disk as it is: every write goes to a throwaway qcow2 overlay")
 	fl.StringVar(&f.snapshotOut, "snapshot-out", "", "with --snapshot, keep the overlay in `FILE` (new): a qcow2 on the target, to boot or apply later (qemu-img commit)")
@@ -82,7 +84,7 @@ func (f *targetFlags) apply(cmd *cobra.Command, o *commands.Options, target stri
 	o.AuditLog, o.Command, o.Policy = f.auditLog, os.Args, grant
 	o.Container.System = nixos.SystemChoice{Path: f.system, Generation: f.gen}
 	o.DiskAliases = f.aliases
-	o.MountMissing = f.mountMissing
+	o.MountMissing, o.Fsck = f.mountMissing, f.fsck
 	o.KeyFiles, o.KeyStdin = f.keyFiles, os.Stdin
 	o.Snapshot, o.SnapshotOut = f.snapshot || f.snapshotOut != "", f.snapshotOut
 	o.Log = newLog()

@@ -11,11 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/nixrescue/nixrescue/hack/fixture"
 	"github.com/nixrescue/nixrescue/hack/testenv"
+	"github.com/nixrescue/nixrescue/runtime/commands"
 	rtarget "github.com/nixrescue/nixrescue/runtime/target"
 )
 
@@ -28,6 +30,11 @@ const (
 	// (nofail), this disk's by its by-id name, and a label with a blank
 	// (fstab's \040).
 	imgFstabNames = "fstab-names"
+	// The ext4 root, and the xfs /nix of the xfs-nix layout, as a crash
+	// leaves them; the root flagged with errors by the kernel.
+	imgUncleanRoot = "unclean-root"
+	imgUncleanXFS  = "unclean-xfs-nix"
+	imgRootErrors  = "root-with-errors"
 )
 
 // dataPartitions are a swap area and a filesystem after the BIOS
@@ -45,6 +52,9 @@ func buildLayoutImages(build func(string, fixture.ImageOptions) *fixture.Image) 
 		ExtraFstab: "/dev/disk/by-id/ata-OTHER_DISK_123-part5 /data ext4 defaults,nofail 0 2\n" +
 			"LABEL=my\\040data /srv/my\\040data ext4 defaults 0 2\n" +
 			"/dev/disk/by-id/ata-THIS_DISK_9-part5 /srv/by-id ext4 defaults 0 2\n"})
+	build(imgUncleanRoot, fixture.ImageOptions{Layout: fixture.LayoutBIOS, Unclean: 3})
+	build(imgUncleanXFS, fixture.ImageOptions{Layout: fixture.LayoutXFSNix, Unclean: 3})
+	build(imgRootErrors, fixture.ImageOptions{Layout: fixture.LayoutBIOS, Errors: 3})
 }
 
 // TestFstabNamesAsTheMachineKnowsThem: a by-id name is the target's
@@ -207,4 +217,108 @@ func TestNoBootCodeOnAFilesystem(t *testing.T) {
 	if fileHash(t, bare) != sum {
 		t.Errorf("the refused rebuild changed the filesystem image")
 	}
+}
+
+// stateOf is the state inspect reports for partition n.
+func stateOf(rep commands.Report, n int) rtarget.FSState {
+	for _, p := range rep.Partitions {
+		if p.Number == n && p.State != nil {
+			return *p.State
+		}
+	}
+	return rtarget.FSState{}
+}
+
+// hasWarning tells whether one of warnings says want.
+func hasWarning(warnings []string, want string) bool {
+	return slices.ContainsFunc(warnings, func(w string) bool { return strings.Contains(w, want) })
+}
+
+// TestUncleanShutdownIsLookedAtWithoutAWrite: an ext4 root whose
+// journal, and an xfs /nix whose log, wait to be replayed (the machine
+// crashed): inspect, generations and run --read-only look at them as
+// they were at their last commit, say the journal was not replayed, and
+// write nothing (the file only the journal holds is not there); a session
+// that writes says it replays them, and then the file is there. Before,
+// the looks failed with "read-only file system", and a plain run replayed
+// without a word.
+func TestUncleanShutdownIsLookedAtWithoutAWrite(t *testing.T) {
+	testenv.Require(t)
+	for _, c := range []struct {
+		name, fs, mp, file, what string
+		part                     int
+	}{
+		{imgUncleanRoot, "ext4", "/", "/unclean-shutdown", "journal", 3},
+		{imgUncleanXFS, "xfs", "/nix", "/nix/unclean-shutdown", "log", 3},
+	} {
+		t.Run(c.fs, func(t *testing.T) {
+			img, _ := image(t, c.name)
+			sum := fileHash(t, img)
+			host := testenv.SnapshotHost(t)
+			notReplayed := fmt.Sprintf("(%s, for %s) was not shut down cleanly: its %s is not replayed for this read-only look", c.fs, c.mp, c.what)
+			rep, r := inspectReport(t, img)
+			if r.code != 0 || !hasWarning(rep.Warnings, notReplayed) || stateOf(rep, c.part).Replay != c.what {
+				t.Errorf("inspect: exit %d, warnings %q, state %+v %s", r.code, rep.Warnings, stateOf(rep, c.part), r.stderr)
+			}
+			if r := nixrescue(t, "generations", img); r.code != 0 || !strings.Contains(r.stderr, notReplayed) {
+				t.Errorf("generations: exit %d %s", r.code, r.stderr)
+			}
+			// Mounted without replay (ext4 shows noload as norecovery);
+			// what only the log holds is not there (ext4 wrote the file
+			// in place before its shutdown: only its journal's flag is
+			// left).
+			r = nixrescue(t, "run", img, "--read-only", "--", "sh", "-c", fmt.Sprintf(`awk '$2 == "%s" {print $4}' /proc/mounts; if test -e %s; then echo there; fi`, c.mp, c.file))
+			if r.code != 0 || !strings.Contains(r.stdout, "norecovery") || c.fs == "xfs" && strings.Contains(r.stdout, "there") || !strings.Contains(r.stderr, notReplayed) {
+				t.Errorf("run --read-only: exit %d, %q, %s", r.code, r.stdout, r.stderr)
+			}
+			if fileHash(t, img) != sum {
+				t.Fatalf("a read-only look changed the image")
+			}
+			r = nixrescue(t, "run", img, "-q", "--", "cat", c.file)
+			if replayed := fmt.Sprintf("(%s, for %s) was not shut down cleanly: its %s is replayed now", c.fs, c.mp, c.what); r.code != 0 || r.stdout != "crashed\n" || !strings.Contains(r.stderr, replayed) {
+				t.Errorf("run: exit %d, %q, stderr %s", r.code, r.stdout, r.stderr)
+			}
+			if rep, r := inspectReport(t, img); r.code != 0 || stateOf(rep, c.part).Replay != "" || hasWarning(rep.Warnings, "not shut down cleanly") {
+				t.Errorf("inspect after the replay: exit %d, warnings %q", r.code, rep.Warnings)
+			}
+			testenv.AssertHostUnchanged(t, host)
+		})
+	}
+}
+
+// TestFilesystemWithErrorsIsCheckedFirst: a root the kernel flagged with
+// errors is mounted read-write only after the check NixOS's boot would
+// run: inspect says so, a session that writes is refused with --fsck as
+// the fix and the image untouched, and --fsck runs this host's e2fsck -p
+// first, which clears the flag. Before, it was mounted read-write with no
+// word.
+func TestFilesystemWithErrorsIsCheckedFirst(t *testing.T) {
+	testenv.Require(t)
+	img, _ := image(t, imgRootErrors)
+	sum := fileHash(t, img)
+	host := testenv.SnapshotHost(t)
+	const flagged = "(ext4, for /) is flagged with errors: the kernel found 1 error(s) in it, the last on 2026-12-01 12:00 UTC in ext4_lookup"
+	rep, r := inspectReport(t, img)
+	if r.code != 0 || !hasWarning(rep.Warnings, flagged+"; NixOS's boot would check it first (a session that writes to it needs --fsck)") || stateOf(rep, 3).Check != "e2fsck" {
+		t.Errorf("inspect: exit %d, warnings %q %s", r.code, rep.Warnings, r.stderr)
+	}
+	for _, cmd := range []string{"run", "rebuild", "rollback"} {
+		r := nixrescue(t, cmd, img, "--", "true")
+		if cmd != "run" {
+			r = nixrescue(t, cmd, img)
+		}
+		oneLine(t, r, flagged+": NixOS's boot would check it before mounting it: pass --fsck to have nixrescue run this host's e2fsck on it first, or --read-only to look at it as it is")
+	}
+	oneLine(t, nixrescue(t, "run", img, "--fsck", "--read-only", "--", "true"), "--fsck repairs what it can, --read-only writes nothing: choose one")
+	if fileHash(t, img) != sum {
+		t.Fatalf("a refused session changed the image")
+	}
+	r = nixrescue(t, "run", img, "-q", "--fsck", "--", "true")
+	if r.code != 0 || !strings.Contains(r.stderr, "(ext4, for /) with e2fsck -p: ") {
+		t.Errorf("run --fsck: exit %d %s", r.code, r.stderr)
+	}
+	if rep, r := inspectReport(t, img); r.code != 0 || stateOf(rep, 3).Errors != "" || hasWarning(rep.Warnings, "flagged with errors") {
+		t.Errorf("inspect after e2fsck: exit %d, warnings %q", r.code, rep.Warnings)
+	}
+	testenv.AssertHostUnchanged(t, host)
 }

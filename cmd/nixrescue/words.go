@@ -12,6 +12,7 @@ var flags = map[hint.Option]string{
 	hint.Mount:               "--mount",
 	hint.Boot:                "--boot",
 	hint.MountMissing:        "--mount-missing",
+	hint.Fsck:                "--fsck",
 	hint.Force:               "--force",
 	hint.HostDev:             "--dev host",
 	hint.System:              "--system",

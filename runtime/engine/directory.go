@@ -2,6 +2,7 @@ package engine
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -26,9 +27,9 @@ import (
 // the session mount them itself: on a copy of the directory's tree, in
 // the session's own mount namespace (or private tree), which is then the
 // session's root; the user's mounts are not touched.
-func openDirectory(t target.Target, to TargetOptions, s *Session) (*Opened, error) {
+func openDirectory(ctx context.Context, t target.Target, to TargetOptions, s *Session) (*Opened, error) {
 	op := &Opened{Layout: Layout{Target: t, Partitions: []target.Partition{}, Plan: []target.Entry{}}, Warnings: []string{},
-		mounter: &mount.Mounter{ReadOnly: to.ReadOnly}, RootDir: t.Path}
+		mounter: &mount.Mounter{ReadOnly: to.ReadOnly}, RootDir: t.Path, fsck: to.Fsck, checked: map[string]bool{}}
 	if nixos.CheckRoot(t.Path) != nil {
 		return op, nil // Prepare says what is wrong with it
 	}
@@ -85,7 +86,7 @@ func openDirectory(t target.Target, to TargetOptions, s *Session) (*Opened, erro
 	if err := unix.Mount("", op.RootDir, "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
 		return op, fmt.Errorf("make the copy of %s a slave: %w", t.Path, err)
 	}
-	return op, op.mountPlan()
+	return op, op.mountPlan(ctx)
 }
 
 // missingMountError says that m is not mounted in directory target t,

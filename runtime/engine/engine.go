@@ -104,6 +104,10 @@ type TargetOptions struct {
 	// /boot, /boot/efi, /efi or /nix when nothing is mounted there and it
 	// is on the directory's own disk (for the session only).
 	MountMissing bool
+	// Fsck checks each filesystem of the target with the host's checker
+	// (e2fsck -p, what the target's boot runs) before it is mounted; a
+	// session that writes to a filesystem flagged with errors needs it.
+	Fsck bool
 	// RequireMounts refuses a directory target where such a filesystem is
 	// not mounted (rebuild, rollback, hardware-config write there);
 	// otherwise the session warns.
@@ -214,6 +218,9 @@ func (s *Session) open(ctx context.Context) error {
 			embedded.Prewarm()
 		}
 	}
+	if o.Fsck && o.ReadOnly {
+		return hint.Errorf("{Fsck} repairs what it can, {ReadOnly} writes nothing: choose one")
+	}
 	if err := s.enterNamespace(); err != nil {
 		return err
 	}
@@ -221,7 +228,7 @@ func (s *Session) open(ctx context.Context) error {
 		return err
 	}
 	if t.Kind == target.KindDirectory {
-		s.opened, err = openDirectory(t, o.TargetOptions, s)
+		s.opened, err = openDirectory(ctx, t, o.TargetOptions, s)
 	} else {
 		s.opened, err = openTarget(ctx, t, o.TargetOptions, s)
 	}

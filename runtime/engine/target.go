@@ -76,6 +76,11 @@ type Opened struct {
 	tree bool
 	// diskIDs are the by-id names of Disk (diskIDs).
 	diskIDs target.DiskIDs
+	// fsck checks filesystems before their first mount (checkFS);
+	// checked are the devices checkFS looked at; overlaid says writes go
+	// to an overlay, not the target.
+	fsck, overlaid bool
+	checked        map[string]bool
 }
 
 // warn keeps a warning, its mentions of options worded.
@@ -86,7 +91,8 @@ func (op *Opened) warn(format string, a ...any) {
 // openTarget opens t for session s. On error, everything it did is undone.
 func openTarget(ctx context.Context, t target.Target, to TargetOptions, s *Session) (op *Opened, err error) {
 	op = &Opened{Layout: Layout{Target: t, Partitions: []target.Partition{}}, mounter: &mount.Mounter{ReadOnly: to.ReadOnly}, Warnings: []string{},
-		layers: layerSet{st: s.st, handled: map[string]bool{}, headers: map[string]layers.Header{}, writable: map[int]bool{}}, skipUnmountable: to.SkipUnmountable}
+		layers: layerSet{st: s.st, handled: map[string]bool{}, headers: map[string]layers.Header{}, writable: map[int]bool{}}, skipUnmountable: to.SkipUnmountable,
+		fsck: to.Fsck, overlaid: to.Snapshot, checked: map[string]bool{}}
 	defer func() {
 		if err != nil {
 			op.Close()
@@ -396,6 +402,9 @@ func (op *Opened) mountRoot(ctx context.Context, s *Session, to TargetOptions) e
 	// Read-only until the plan is known to be good and every mount of it
 	// has worked: a refused session, or a mount that fails halfway, leaves
 	// the target as it was, superblocks included.
+	if err := op.checkFS(ctx, root.Partition.Device, root.Partition.Type, "/"); err != nil {
+		return err
+	}
 	if err := op.mountAt(root.Partition.Device, "/", root.Partition.Type, target.FirstOptions(root), nil); err != nil {
 		return err
 	}
@@ -404,6 +413,9 @@ func (op *Opened) mountRoot(ctx context.Context, s *Session, to TargetOptions) e
 	in := target.PlanInput{Partitions: op.Partitions, Root: root}
 	if !nixos.Exists(op.RootDir, nixos.SystemProfile) && len(found.Nixes) > 0 {
 		in.Nix = &found.Nixes[0]
+		if err := op.checkFS(ctx, in.Nix.Partition.Device, in.Nix.Partition.Type, "/nix"); err != nil {
+			return err
+		}
 		if err := op.mountAt(in.Nix.Partition.Device, "/nix", in.Nix.Partition.Type, target.FirstOptions(*in.Nix), nil); err != nil {
 			return err
 		}
@@ -432,14 +444,14 @@ func (op *Opened) mountRoot(ctx context.Context, s *Session, to TargetOptions) e
 	if err != nil {
 		return err
 	}
-	return op.mountPlan()
+	return op.mountPlan(ctx)
 }
 
 // mountPlan mounts the plan's entries (those mounted already, found by
 // discovery, get their options), read-only, then all of it as the plan
 // says. A missing mount point is made as systemd would, which needs its
 // parent writable: only then is anything written before the end.
-func (op *Opened) mountPlan() error {
+func (op *Opened) mountPlan(ctx context.Context) error {
 	for i := range op.Plan {
 		e := &op.Plan[i]
 		if e.Action != target.ActionMount {
@@ -461,6 +473,9 @@ func (op *Opened) mountPlan() error {
 				return err
 			}
 			e.Type = pr.Type
+		}
+		if err := op.checkFS(ctx, e.Device, e.Type, e.Mountpoint); err != nil {
+			return err
 		}
 		if err := op.mountAt(e.Device, e.Mountpoint, e.Type, e.Options, op.makeWritable); err != nil {
 			if errors.Is(err, errNoMountPoint) {
@@ -496,6 +511,10 @@ func (op *Opened) mountAt(device, mp, fstype string, options []string, beforeCre
 		return err
 	}
 	defer dir.Close()
+	if op.mounter.ReadOnly {
+		// A look writes nothing, not even a journal's replay.
+		options = append(slices.Clone(options), target.NoReplayOptions(fstype)...)
+	}
 	return op.mounter.MountReadOnly(device, dir, fstype, options)
 }
 

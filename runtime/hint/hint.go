@@ -61,11 +61,12 @@ const (
 	Console             Option = "Console"             // boot-test's console log
 	Bundle              Option = "Bundle"              // spec's bundle directory
 	StateDir            Option = "StateDir"            // the state directory
+	Fsck                Option = "Fsck"                // check the filesystems before mounting them
 )
 
 // Options are all of them: a front end words each (a test checks it).
 var Options = []Option{Root, Target, ReadOnly, RootPart, Mount, Boot, MountMissing, Force, HostDev, System, Generation, DiskAlias,
-	NoActivate, DNS, NetworkNone, EFI, Memory, Backend, Address, Sandbox, NoInstallBootloader, To, Write, KeyFile, Snapshot, SnapshotOut, Firmware, Until, Timeout, BootMemory, Accel, CPUs, PidsLimit, AuditLog, Console, Bundle, StateDir}
+	NoActivate, DNS, NetworkNone, EFI, Memory, Backend, Address, Sandbox, NoInstallBootloader, To, Write, KeyFile, Snapshot, SnapshotOut, Firmware, Until, Timeout, BootMemory, Accel, CPUs, PidsLimit, AuditLog, Console, Bundle, StateDir, Fsck}
 
 // Words words a mention of option o, with value ("" for none).
 type Words func(o Option, value string) string

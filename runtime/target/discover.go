@@ -25,15 +25,28 @@ func Mountable(fsType string) bool { return slices.Contains(mountableTypes, fsTy
 // probeOptions mount a filesystem read-only without writing anything to
 // it: no journal replay, no log recovery.
 func probeOptions(fsType string) []string {
+	o := append([]string{"ro"}, NoReplayOptions(fsType)...)
+	if fsType == "btrfs" {
+		o = append(o, "subvolid=5")
+	}
+	return o
+}
+
+// NoReplayOptions are the options that keep a read-only mount of a
+// filesystem of type fsType from replaying its journal or log: without
+// them, a read-only mount of a filesystem that was not shut down cleanly
+// writes the replay to it when its device is writable, and is refused
+// (EROFS) when it is not.
+func NoReplayOptions(fsType string) []string {
 	switch fsType {
 	case "ext4", "ext3":
-		return []string{"ro", "noload"}
+		return []string{"noload"}
 	case "xfs":
-		return []string{"ro", "norecovery"}
+		return []string{"norecovery"}
 	case "btrfs":
-		return []string{"ro", "subvolid=5", "rescue=nologreplay"}
+		return []string{"rescue=nologreplay"}
 	}
-	return []string{"ro"}
+	return nil
 }
 
 // Found is a filesystem (or btrfs subvolume) that holds a NixOS root or a

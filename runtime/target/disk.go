@@ -34,6 +34,9 @@ type Partition struct {
 	Extended bool `json:"extended,omitempty"`
 	// From the filesystem, as blkid reads it.
 	FS
+	// State is what the filesystem says of itself (ReadFSState), when a
+	// session read it before mounting it and it said something.
+	State *FSState `json:"state,omitempty"`
 	// Layer is what nixrescue opened to make this device (luks, lvm,
 	// md), from the devices Parents; empty for a partition of the disk.
 	Layer   string   `json:"layer,omitempty"`
