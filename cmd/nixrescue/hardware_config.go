@@ -28,7 +28,7 @@ it with a timestamped suffix). Without --write nothing is written.`,
 				if perr := printReport(asJSON, r, writeHardware); perr != nil && err == nil {
 					err = perr
 				}
-				if !asJSON {
+				if !asJSON && err == nil {
 					o.Log.Info(hardwareSummary(r))
 				}
 			}

@@ -7,6 +7,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -102,9 +103,10 @@ func TestFstabNamesAsTheMachineKnowsThem(t *testing.T) {
 	}
 	r = nixrescue(t, append(append([]string{"run", img, "-q"}, args...), "--mount", "LABEL=my data:/srv/other data", "--",
 		"sh", "-c", "grep -E ' /(data|srv)' /proc/mounts | cut -d' ' -f1,2 | sort")...)
-	got := loopRE.ReplaceAllString(r.stdout, "/dev/loopN")
-	if want := "/dev/loopNp5 /srv/by-id\n/dev/loopNp5 /srv/my\\040data\n/dev/loopNp5 /srv/other\\040data\n"; r.code != 0 || got != want {
-		t.Errorf("run: exit %d, mounts:\n%s\nwant:\n%s%s", r.code, got, want, r.stderr)
+	// Mounted by the name the machine knows partition 5 by.
+	p5 := "/dev/disk/by-uuid/" + dataPartitions[1].UUID
+	if want := p5 + " /srv/by-id\n" + p5 + " /srv/my\\040data\n" + p5 + " /srv/other\\040data\n"; r.code != 0 || r.stdout != want {
+		t.Errorf("run: exit %d, mounts:\n%s\nwant:\n%s%s", r.code, r.stdout, want, r.stderr)
 	}
 	testenv.AssertHostUnchanged(t, host)
 }
@@ -321,4 +323,43 @@ func TestFilesystemWithErrorsIsCheckedFirst(t *testing.T) {
 		t.Errorf("inspect after e2fsck: exit %d, warnings %q", r.code, rep.Warnings)
 	}
 	testenv.AssertHostUnchanged(t, host)
+}
+
+// TestHardwareConfigNamesNoHostFile: nixos-generate-config (its stand-in
+// does what the real one does with a loop device) writes a mount's
+// source into fileSystems, and for a loop device the file behind it on
+// this host, with options = [ "loop" ]: exit 0 and a machine that cannot
+// boot. Mounted by nixrescue, the target's filesystems show the names the
+// machine knows them by (by-uuid), inside and in the generated
+// configuration; mounted by hand from a loop device (a directory target),
+// the result is said to be unbootable and --write refuses it.
+func TestHardwareConfigNamesNoHostFile(t *testing.T) {
+	testenv.Require(t)
+	img, fx := image(t, string(fixture.LayoutBIOS))
+	host := testenv.SnapshotHost(t)
+	r := nixrescue(t, "run", img, "-q", "--", "awk", `$5 == "/" || $5 == "/boot" {print $5, $(NF-1)}`, "/proc/self/mountinfo")
+	want := fmt.Sprintf("/ /dev/disk/by-uuid/%s\n/boot /dev/disk/by-uuid/%s\n", fx.Partitions[3].UUID, fx.Partitions[2].UUID)
+	if r.code != 0 || r.stdout != want {
+		t.Errorf("mount sources inside: exit %d\n%s\nwant\n%s%s", r.code, r.stdout, want, r.stderr)
+	}
+	r = nixrescue(t, "hardware-config", img, "--json")
+	var rep commands.HardwareReport
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != 0 || strings.Contains(rep.Generated, "loop") || strings.Contains(rep.Generated, img) ||
+		!strings.Contains(rep.Generated, "/dev/disk/by-uuid/"+fx.Partitions[3].UUID) || len(rep.Unbootable) != 0 {
+		t.Errorf("hardware-config of the image: exit %d %v\n%s%s", r.code, err, rep.Generated, r.stderr)
+	}
+	testenv.AssertHostUnchanged(t, host)
+
+	dev := attach(t, img, true)
+	dir := t.TempDir()
+	mountIn(t, dev+"p3", dir)
+	mountIn(t, dev+"p2", filepath.Join(dir, "boot"))
+	before := testenv.SnapshotTree(t, filepath.Join(dir, "etc/nixos"))
+	unbootable := fmt.Sprintf(`fileSystems."/" is %s mounted with the loop option: a file of this host (nixos-generate-config saw a loop device as its source), not a device of the machine`, img)
+	r = nixrescue(t, "hardware-config", dir)
+	if r.code != 0 || !strings.Contains(r.stderr, "warning: the generated configuration would leave a machine that cannot boot: "+unbootable) {
+		t.Errorf("hardware-config of a directory on a loop device: exit %d %s", r.code, r.stderr)
+	}
+	oneLine(t, nixrescue(t, "hardware-config", dir, "--write"), "not written: the generated configuration would leave a machine that cannot boot: "+unbootable)
+	testenv.AssertTreeUnchanged(t, filepath.Join(dir, "etc/nixos"), before)
 }

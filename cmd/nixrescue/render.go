@@ -273,6 +273,8 @@ func writeHardware(w io.Writer, r *commands.HardwareReport) error {
 // hardwareSummary says in one line what hardware-config did.
 func hardwareSummary(r *commands.HardwareReport) string {
 	switch {
+	case len(r.Unbootable) > 0 && !r.Written:
+		return "warning: the generated configuration would leave a machine that cannot boot: " + strings.Join(r.Unbootable, "; ") + "; nothing written"
 	case !r.Changed:
 		return "no change: " + r.Path + " already describes this machine; nothing written"
 	case r.Written:

@@ -338,7 +338,7 @@ killed() {
   nixrescue cleanup
 }
 step killed killed
-for d in nvme0n1 sda; do step "$d" nixrescue run /dev/$d --read-only -v -- sh -c 'cat /etc/hostname; cat /proc/self/mountinfo'; done
+for d in nvme0n1 sda; do step "$d" nixrescue run /dev/$d --read-only -v -- sh -c 'cat /etc/hostname; src=$(awk "\$5 == \"/\" {print \$(NF-1)}" /proc/self/mountinfo); echo "$src"; readlink -f "$src"'; done
 unchanged bios
 `)
 	if s := wantExit(t, steps, "efi-on", 125); strings.Count(strings.TrimSpace(s.Stderr), "\n") != 0 || !strings.Contains(s.Stderr, "--efi on") || !strings.Contains(s.Stderr, "did not boot by EFI") {
@@ -380,8 +380,10 @@ unchanged bios
 	}
 	for _, d := range []string{"nvme0n1", "sda"} {
 		root := "/dev/" + d + map[bool]string{true: "p3", false: "3"}[d == "nvme0n1"]
-		if s := wantExit(t, steps, d, 0); !strings.Contains(s.Stdout, "nixfixture") || !strings.Contains(s.Stdout, root) {
-			t.Errorf("%s: the session should run on its root %s:\n%s", d, root, s.Stdout)
+		// The root is mounted by the name the machine knows it by,
+		// which leads to it inside.
+		if s := wantExit(t, steps, d, 0); !strings.Contains(s.Stdout, "nixfixture\n/dev/disk/by-uuid/") || !strings.Contains(s.Stdout, "\n"+root+"\n") {
+			t.Errorf("%s: the session should run on its root %s, mounted by its UUID:\n%s", d, root, s.Stdout)
 		} else if !strings.Contains(s.Stderr, "no-pivot mode") {
 			t.Errorf("%s: on an initramfs the container should be entered without pivot_root:\n%s", d, s.Stderr)
 		}

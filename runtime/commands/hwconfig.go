@@ -39,6 +39,9 @@ type HardwareReport struct {
 	// old one was kept.
 	Written bool   `json:"written"`
 	Backup  string `json:"backup,omitempty"`
+	// Unbootable are the generated fileSystems the machine could not
+	// mount at boot (UnbootableMounts): Write refuses to write them.
+	Unbootable []string `json:"unbootable"`
 }
 
 // HardwareOptions are hardware-config's.
@@ -89,7 +92,7 @@ func HardwareConfig(ctx context.Context, ho HardwareOptions) (*HardwareReport, i
 
 // hardwareConfigIn is HardwareConfig's work in session s.
 func hardwareConfigIn(ctx context.Context, s *engine.Session, o Options, write bool, now time.Time) (*HardwareReport, int, error) {
-	r := &HardwareReport{Target: s.Target(), Path: HardwareConfigPath}
+	r := &HardwareReport{Target: s.Target(), Path: HardwareConfigPath, Unbootable: []string{}}
 	if err := checkNixOSDir(s.Root(), write, o.ReadOnly); err != nil {
 		return nil, 0, err
 	}
@@ -108,6 +111,9 @@ func hardwareConfigIn(ctx context.Context, s *engine.Session, o Options, write b
 		return nil, code, fmt.Errorf("nixos-generate-config failed with status %d (its output is above); nothing was written", code)
 	}
 	r.Generated = targetLayerNames(out.String(), s.Layout().Layers)
+	if r.Unbootable = UnbootableMounts(r.Generated); len(r.Unbootable) > 0 && write {
+		return r, 0, fmt.Errorf("not written: the generated configuration would leave a machine that cannot boot: %s", strings.Join(r.Unbootable, "; "))
+	}
 	return r, 0, compareAndWrite(s.Root(), r, write, now)
 }
 

@@ -30,6 +30,7 @@ import (
 func openDirectory(ctx context.Context, t target.Target, to TargetOptions, s *Session) (*Opened, error) {
 	op := &Opened{Layout: Layout{Target: t, Partitions: []target.Partition{}, Plan: []target.Entry{}}, Warnings: []string{},
 		mounter: &mount.Mounter{ReadOnly: to.ReadOnly}, RootDir: t.Path, fsck: to.Fsck, checked: map[string]bool{}}
+	op.mounter.Name = op.mountName
 	if nixos.CheckRoot(t.Path) != nil {
 		return op, nil // Prepare says what is wrong with it
 	}

@@ -93,6 +93,7 @@ func openTarget(ctx context.Context, t target.Target, to TargetOptions, s *Sessi
 	op = &Opened{Layout: Layout{Target: t, Partitions: []target.Partition{}}, mounter: &mount.Mounter{ReadOnly: to.ReadOnly}, Warnings: []string{},
 		layers: layerSet{st: s.st, handled: map[string]bool{}, headers: map[string]layers.Header{}, writable: map[int]bool{}}, skipUnmountable: to.SkipUnmountable,
 		fsck: to.Fsck, overlaid: to.Snapshot, checked: map[string]bool{}}
+	op.mounter.Name = op.mountName
 	defer func() {
 		if err != nil {
 			op.Close()

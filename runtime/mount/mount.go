@@ -84,16 +84,32 @@ func Flags(options []string) (uintptr, string) {
 type Mounter struct {
 	// ReadOnly keeps everything read-only.
 	ReadOnly bool
-	mounts   []made
+	// Name gives the name a device is mounted by, which mount tables
+	// show as the mount's source (mountNamed); nil, or the device
+	// itself, mounts it by its path here.
+	Name   func(device string) string
+	mounts []made
 }
 
-// made is one mount: what was mounted where, the flags and data its
-// options ask for, and whether it is mounted as they ask yet.
+// made is one mount: what was mounted where (and by which name), the
+// flags and data its options ask for, and whether it is mounted as they
+// ask yet.
 type made struct {
-	device, fstype, data string
-	where                string
-	flags                uintptr
-	final                bool
+	device, name, fstype, data string
+	where                      string
+	flags                      uintptr
+	final                      bool
+}
+
+// name is the name device is mounted by.
+func (m *Mounter) name(device string) string {
+	if m.Name == nil {
+		return device
+	}
+	if n := m.Name(device); n != "" {
+		return n
+	}
+	return device
 }
 
 // MountReadOnly mounts device (of type fstype, with fstab options) on dir,
@@ -113,8 +129,17 @@ func (m *Mounter) MountReadOnly(device string, dir *os.File, fstype string, opti
 	if err != nil {
 		return fmt.Errorf("mount %s: find the mount point: %w", device, err)
 	}
-	err = unix.Mount(device, proc, fstype, flags|unix.MS_RDONLY, data)
+	name := m.name(device)
+	err = ErrNoDetached
+	if name != device {
+		err = mountNamed(device, name, int(dir.Fd()), fstype, flags|unix.MS_RDONLY, data)
+	}
+	if errors.Is(err, ErrNoDetached) {
+		name = device
+		err = unix.Mount(device, proc, fstype, flags|unix.MS_RDONLY, data)
+	}
 	if errors.Is(err, unix.EBUSY) {
+		name = device
 		if err = unix.Mount(device, proc, fstype, flags&^unix.MS_RDONLY, data); err == nil {
 			if err = unix.Mount("", where, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|flags, ""); err != nil {
 				_ = unix.Unmount(where, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
@@ -124,7 +149,7 @@ func (m *Mounter) MountReadOnly(device string, dir *os.File, fstype string, opti
 	if err != nil {
 		return fmt.Errorf("mount %s (%s) on %s: %w", device, fstype, where, err)
 	}
-	m.mounts = append(m.mounts, made{device: device, fstype: fstype, data: data, where: where, flags: flags,
+	m.mounts = append(m.mounts, made{device: device, name: name, fstype: fstype, data: data, where: where, flags: flags,
 		final: m.ReadOnly || flags&unix.MS_RDONLY != 0})
 	return nil
 }
@@ -172,7 +197,7 @@ func (m *Mounter) MakeWritable() error {
 	}
 	for i := first; i < len(m.mounts); i++ {
 		mt := &m.mounts[i]
-		err := mountAtPath(mt.device, mt.where, mt.fstype, mt.flags, mt.data)
+		err := mountAtPath(mt, mt.flags)
 		if errors.Is(err, unix.EBUSY) {
 			err = remountWritable(mt)
 		}
@@ -198,14 +223,14 @@ func (m *Mounter) MakeWritable() error {
 // such a copy since: made writable, the filesystem would be written with
 // no journal. Then it is unmounted and refused.
 func remountWritable(mt *made) error {
-	if err := mountAtPath(mt.device, mt.where, mt.fstype, mt.flags|unix.MS_RDONLY, mt.data); err != nil {
+	if err := mountAtPath(mt, mt.flags|unix.MS_RDONLY); err != nil {
 		return err
 	}
 	if opt := withoutJournal(mt.where); opt != "" && noReplay(strings.Split(mt.data, ",")) == "" {
 		_ = unix.Unmount(mt.where, unix.UMOUNT_NOFOLLOW)
 		return fmt.Errorf("the filesystem is still mounted in another mount namespace as nixrescue first looked at it, without its journal (%s), and would be written without one: end what holds it (a container or service started meanwhile) and run nixrescue again", opt)
 	}
-	return mountAtPath("", mt.where, "", unix.MS_REMOUNT|mt.flags, "")
+	return remountAtPath(mt.where, unix.MS_REMOUNT|mt.flags)
 }
 
 // withoutJournal names the option by which the filesystem mounted at dir
@@ -256,18 +281,41 @@ func whileBusy(op func() error) error {
 	}
 }
 
-// mountAtPath mounts device on the directory at the absolute path where,
-// opened without following any link, through /proc/self/fd.
-func mountAtPath(device, where, fstype string, flags uintptr, data string) error {
+// mountAtPath mounts mt's device, by its name, with flags, on its
+// directory, opened without following any link (openMountPoint).
+func mountAtPath(mt *made, flags uintptr) error {
+	fd, err := openMountPoint(mt.where)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if mt.name != mt.device {
+		return mountNamed(mt.device, mt.name, fd, mt.fstype, flags, mt.data)
+	}
+	return unix.Mount(mt.device, fmt.Sprintf("/proc/self/fd/%d", fd), mt.fstype, flags, mt.data)
+}
+
+// remountAtPath remounts the mount at where with flags.
+func remountAtPath(where string, flags uintptr) error {
+	fd, err := openMountPoint(where)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Mount("", fmt.Sprintf("/proc/self/fd/%d", fd), "", flags, "")
+}
+
+// openMountPoint opens the directory at the absolute path where without
+// following any link, for a mount through /proc/self/fd, as runc does.
+func openMountPoint(where string) (int, error) {
 	fd, err := unix.Openat2(unix.AT_FDCWD, where, &unix.OpenHow{
 		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
 	})
 	if err != nil {
-		return fmt.Errorf("open the mount point: %w", err)
+		return -1, fmt.Errorf("open the mount point: %w", err)
 	}
-	defer unix.Close(fd)
-	return unix.Mount(device, fmt.Sprintf("/proc/self/fd/%d", fd), fstype, flags, data)
+	return fd, nil
 }
 
 // UnmountUnder unmounts dir and everything mounted under it, deepest
@@ -343,37 +391,12 @@ func (e *MountError) Unwrap() error { return e.Err }
 // was. ErrNoDetached when the kernel has no new mount API (before 5.2). A
 // refusal is a *MountError.
 func Detached(device, fstype string, options []string) (*os.File, error) {
-	fs, err := unix.Fsopen(fstype, unix.FSOPEN_CLOEXEC)
-	if errors.Is(err, unix.ENOSYS) {
-		return nil, ErrNoDetached
-	} else if err != nil {
-		return nil, &MountError{Device: device, Type: fstype, Err: err}
+	_, data := Flags(options)
+	fs, err := configure(fstype, device, 0, data, true)
+	if err != nil {
+		return nil, err
 	}
 	defer unix.Close(fs)
-	set := func(key, value string) error {
-		if value == "" {
-			return unix.FsconfigSetFlag(fs, key)
-		}
-		return unix.FsconfigSetString(fs, key, value)
-	}
-	_, data := Flags(options)
-	err = set("source", device)
-	if err == nil {
-		err = set("ro", "")
-	}
-	for _, o := range strings.Split(data, ",") {
-		if err != nil || o == "" {
-			continue
-		}
-		k, v, _ := strings.Cut(o, "=")
-		err = set(k, v)
-	}
-	if err == nil {
-		err = unix.FsconfigCreate(fs)
-	}
-	if err != nil {
-		return nil, &MountError{Device: device, Type: fstype, Err: err, Said: contextLog(fs)}
-	}
 	m, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
 	if err != nil {
 		return nil, &MountError{Device: device, Type: fstype, Err: err, Said: contextLog(fs)}
