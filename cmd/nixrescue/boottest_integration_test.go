@@ -19,44 +19,55 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/commands"
 )
 
-// A disk that boots for real: Debian's kernel in each generation, an
-// initrd that behaves as NixOS's stage 1 (and a stage 2 as systemd's
-// console), generation 1 looking for a root that is on no disk,
-// generation 2 with a unit that fails; GRUB for BIOS once rebuilt.
-var bootable struct {
-	once sync.Once
-	path string
-	err  error
+// kernelImages are fixture images whose generations carry Debian's
+// kernel, built once per run (by name) and copied for each test.
+var kernelImages struct {
+	mu    sync.Mutex
+	built map[string]string
 }
 
-// bootableImage builds it once per run and copies it for the test.
-func bootableImage(t *testing.T) string {
+// kernelImage builds fixture image name with o, its generations booting
+// Debian's kernel with a real Nix and GRUB, once per run, and returns a
+// copy of it for the test.
+func kernelImage(t *testing.T, name string, o fixture.ImageOptions) string {
 	t.Helper()
-	bootable.once.Do(func() {
-		images.once.Do(buildImages)
-		if bootable.err = images.err; bootable.err != nil {
-			return
-		}
+	images.once.Do(buildImages)
+	if images.err != nil {
+		t.Fatal(images.err)
+	}
+	kernelImages.mu.Lock()
+	path, ok := kernelImages.built[name]
+	if !ok {
 		k, err := vm.DebianKernel()
 		if err != nil {
-			bootable.err = err
-			return
+			kernelImages.mu.Unlock()
+			t.Fatal(err)
 		}
-		img, err := fixture.BuildImage(filepath.Join(images.dir, "bootable.img"), fixture.ImageOptions{Layout: fixture.LayoutBIOS,
-			Root: fixture.Options{RealNix: true, Kernel: k.Image, BootFaults: true}})
-		if err == nil {
-			bootable.path = img.Path
+		o.Root.RealNix, o.Root.Kernel = true, k.Image
+		img, err := fixture.BuildImage(filepath.Join(images.dir, name+".img"), o)
+		if err != nil {
+			kernelImages.mu.Unlock()
+			t.Fatal(err)
 		}
-		bootable.err = err
-	})
-	if bootable.err != nil {
-		t.Fatal(bootable.err)
+		if kernelImages.built == nil {
+			kernelImages.built = map[string]string{}
+		}
+		path = img.Path
+		kernelImages.built[name] = path
 	}
-	dst := filepath.Join(t.TempDir(), "bootable.img")
-	if out, err := exec.Command("cp", "--sparse=always", bootable.path, dst).CombinedOutput(); err != nil {
+	kernelImages.mu.Unlock()
+	dst := filepath.Join(t.TempDir(), name+".img")
+	if out, err := exec.Command("cp", "--sparse=always", path, dst).CombinedOutput(); err != nil {
 		t.Fatalf("copy: %v %s", err, out)
 	}
 	return dst
+}
+
+// bootableImage is a disk that boots for real: generation 1 looking for
+// a root that is on no disk, generation 2 with a unit that fails; GRUB
+// for BIOS installed, as the machine's installation left it.
+func bootableImage(t *testing.T) string {
+	return kernelImage(t, "bootable", fixture.ImageOptions{Layout: fixture.LayoutBIOS, Root: fixture.Options{BootFaults: true}})
 }
 
 // bootTest runs boot-test --json with args and reads its report.
@@ -72,7 +83,7 @@ func bootTest(t *testing.T, args ...string) (commands.BootTestReport, result) {
 	return rep, r
 }
 
-// TestBootTest: a disk with no bootloader yet is refused, saying so; after
+// TestBootTest: a disk whose boot code is gone is refused, saying so; after
 // rebuild --boot-test, generation 3 reaches multi-user through GRUB on
 // BIOS (milestones in order); generation 1 stops in stage 1 waiting for
 // its root, generation 2 reaches multi-user with its failed unit; OVMF
@@ -83,9 +94,24 @@ func TestBootTest(t *testing.T) {
 	testenv.Require(t)
 	img := bootableImage(t)
 	host := testenv.SnapshotHost(t)
-	_, r := bootTest(t, img)
+	// Its boot code gone (the MBR's first 440 bytes), as a disk that lost
+	// it: refused, saying so.
+	broken := filepath.Join(t.TempDir(), "no-boot-code.img")
+	if out, err := exec.Command("cp", "--sparse=always", img, broken).CombinedOutput(); err != nil {
+		t.Fatalf("copy: %v %s", err, out)
+	}
+	if f, err := os.OpenFile(broken, os.O_WRONLY, 0); err != nil {
+		t.Fatal(err)
+	} else {
+		_, err = f.WriteAt(make([]byte, 440), 0)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, r := bootTest(t, broken)
 	oneLine(t, r, "no bootloader installed: the configuration's GRUB for BIOS is not in the disk's boot sector")
-	rb := imageSession(t, "rebuild", img, "--json", "--boot-test")
+	rb := imageSession(t, append([]string{"rebuild", img, "--json", "--boot-test"}, rebuildFlags()...)...)
 	var rep commands.RunReport
 	if rb.code != 0 || json.Unmarshal([]byte(rb.stdout), &rep) != nil || rep.BootTest == nil {
 		t.Fatalf("rebuild --boot-test: exit %d\n%s\n%s", rb.code, rb.stdout, rb.stderr)

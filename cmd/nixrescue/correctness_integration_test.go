@@ -172,8 +172,11 @@ func withoutDevBlock(args ...string) *exec.Cmd {
 
 // TestRebuildADirectoryOnARealMount: the root and /boot of a disk mounted
 // by hand, on a host without /dev/block links: the disk behind the
-// directory is found through sysfs, the curated /dev holds it, GRUB goes
-// on it, and the disk boots the new generation. Before, the rebuild was
+// directory is found through sysfs, the curated /dev holds it, a rebuild
+// that would install GRUB through the loop device's partitions is
+// refused (NixOS's installer could not find where they start), one that
+// leaves the installed GRUB be writes its configuration, and the disk
+// boots the new generation. Before, the rebuild was
 // refused: "not a mount point of a disk".
 func TestRebuildADirectoryOnARealMount(t *testing.T) {
 	testenv.Require(t)
@@ -183,14 +186,17 @@ func TestRebuildADirectoryOnARealMount(t *testing.T) {
 	mountIn(t, dev+"p3", dir)
 	mountIn(t, dev+"p2", filepath.Join(dir, "boot"))
 	host := testenv.SnapshotHost(t)
-	cmd := withoutDevBlock("rebuild", dir)
+	// GRUB cannot be installed through the partitions of a loop device
+	// (NixOS's installer has no udevadm): refused, with the fix.
+	oneLine(t, nixrescue(t, "rebuild", dir), "its partitions are those of a loop device: detach it and pass the image itself as TARGET")
+	cmd := withoutDevBlock("rebuild", dir, "--no-install-bootloader")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("rebuild %s: %v\n%s", dir, err, stderr.String())
 	}
-	if out := stdout.String() + stderr.String(); !strings.Contains(out, "installing the GRUB 2 boot loader on /dev/sdz") {
-		t.Errorf("GRUB was not installed:\n%s", out)
+	if out := stdout.String() + stderr.String(); strings.Contains(out, "installing the GRUB 2 boot loader") {
+		t.Errorf("grub-install ran:\n%s", out)
 	}
 	testenv.AssertHostUnchanged(t, host)
 	for _, c := range [][]string{{"umount", filepath.Join(dir, "boot")}, {"umount", dir}, {"partx", "-d", dev}, {"losetup", "-d", dev}} {
@@ -457,7 +463,7 @@ func TestMessagesAsANewUserReadsThem(t *testing.T) {
 	oneLine(t, nixrescue(t, "inspect", "/dev/null"), "/dev/null: is a character device, not a disk")
 	oneLine(t, imageSession(t, "run", img, "-q", "--mount", "9:/boot", "--", "true"), "--mount 9:/boot: the disk has no partition 9 (it has 1, 2, 3)")
 	oneLine(t, imageSession(t, "run", img, "-q", "--root-part", "9", "--", "true"), "--root-part 9: the disk has no partition 9 (it has 1, 2, 3)")
-	oneLine(t, imageSession(t, "rebuild", img, "-q"), "has no nixos-rebuild (was it built with system.disableInstallerTools = true?)")
+	oneLine(t, imageSession(t, append([]string{"rebuild", img, "-q"}, rebuildFlags()...)...), "has no nixos-rebuild (was it built with system.disableInstallerTools = true?)")
 
 	// spec DIR [-- CMD], as its help says.
 	tg := newTarget(t, fixture.Options{})

@@ -162,10 +162,12 @@ func TestPathAttacksOnADirectoryTarget(t *testing.T) {
 		out     string
 		errLine string
 	}{
+		// Resolved inside the target, the link leads nowhere: the
+		// system's own hostname, never the host's file.
 		{name: "hostname link absolute", setup: func(tg target) { relink(t, tg, "etc/hostname", filepath.Join(canary, "hostname")) },
-			args: []string{"--no-activate"}, cmd: "hostname", want: 0, out: "nixos\n"},
+			args: []string{"--no-activate"}, cmd: "hostname", want: 0, out: "nixfixture\n"},
 		{name: "hostname link relative", setup: func(tg target) { relink(t, tg, "etc/hostname", rel+filepath.Join(canary, "hostname")) },
-			args: []string{"--no-activate"}, cmd: "hostname", want: 0, out: "nixos\n"},
+			args: []string{"--no-activate"}, cmd: "hostname", want: 0, out: "nixfixture\n"},
 		{name: "hostname is a FIFO", setup: func(tg target) {
 			os.Remove(filepath.Join(tg.root, "etc/hostname"))
 			if err := unix.Mkfifo(filepath.Join(tg.root, "etc/hostname"), 0o644); err != nil {
@@ -568,7 +570,7 @@ func TestRebuildOnAFullFilesystem(t *testing.T) {
 		t.Fatalf("fill: exit %d %s", r.code, r.stderr)
 	}
 	profile := profileGeneration(t, img)
-	r = imageSession(t, "rebuild", img, "-q")
+	r = imageSession(t, append([]string{"rebuild", img, "-q"}, rebuildFlags()...)...)
 	if r.code == 0 || !strings.Contains(r.stderr, "nixrescue: hint: a filesystem of the target is full") {
 		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
 	}

@@ -14,11 +14,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/nixrescue/nixrescue/hack/fixture"
 	"github.com/nixrescue/nixrescue/hack/testenv"
 	"github.com/nixrescue/nixrescue/runtime/commands"
+	"github.com/nixrescue/nixrescue/runtime/host"
 	rtarget "github.com/nixrescue/nixrescue/runtime/target"
 )
 
@@ -36,6 +38,9 @@ const (
 	imgUncleanRoot = "unclean-root"
 	imgUncleanXFS  = "unclean-xfs-nix"
 	imgRootErrors  = "root-with-errors"
+	// A real vfat ESP at /boot (made with mtools: this host needs no
+	// vfat to build it).
+	imgVFATESP = "vfat-esp"
 )
 
 // dataPartitions are a swap area and a filesystem after the BIOS
@@ -56,6 +61,7 @@ func buildLayoutImages(build func(string, fixture.ImageOptions) *fixture.Image) 
 	build(imgUncleanRoot, fixture.ImageOptions{Layout: fixture.LayoutBIOS, Unclean: 3})
 	build(imgUncleanXFS, fixture.ImageOptions{Layout: fixture.LayoutXFSNix, Unclean: 3})
 	build(imgRootErrors, fixture.ImageOptions{Layout: fixture.LayoutBIOS, Errors: 3})
+	build(imgVFATESP, fixture.ImageOptions{Layout: fixture.LayoutUEFI})
 }
 
 // TestFstabNamesAsTheMachineKnowsThem: a by-id name is the target's
@@ -126,8 +132,8 @@ func attachPart(t *testing.T, img string, n int) string {
 	return dev
 }
 
-// partitionOf reads partition n of img's table.
-func partitionOf(t *testing.T, img string, n int) rtarget.Partition {
+// tableOf reads img's partition table.
+func tableOf(t *testing.T, img string) rtarget.Table {
 	t.Helper()
 	f, err := os.Open(img)
 	if err != nil {
@@ -139,7 +145,13 @@ func partitionOf(t *testing.T, img string, n int) rtarget.Partition {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range table.Partitions {
+	return table
+}
+
+// partitionOf reads partition n of img's table.
+func partitionOf(t *testing.T, img string, n int) rtarget.Partition {
+	t.Helper()
+	for _, p := range tableOf(t, img).Partitions {
 		if p.Number == n {
 			return p
 		}
@@ -154,16 +166,12 @@ func partitionOf(t *testing.T, img string, n int) rtarget.Partition {
 // superblock), which no mount writes.
 func bootSectors(t *testing.T, img string) []byte {
 	t.Helper()
+	table := tableOf(t, img)
 	f, err := os.Open(img)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	st, _ := f.Stat()
-	table, err := rtarget.ReadTable(f, st.Size(), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := make([]byte, 1<<20)
 	if _, err := f.ReadAt(out, 0); err != nil {
 		t.Fatal(err)
@@ -194,6 +202,7 @@ func TestNoBootCodeOnAFilesystem(t *testing.T) {
 	mountIn(t, attachPart(t, img, 2), filepath.Join(dir, "boot"))
 	exec.Command("sync").Run()
 	before := bootSectors(t, img)
+	grub := testenv.SnapshotTree(t, filepath.Join(dir, "boot/grub"))
 	host := testenv.SnapshotHost(t)
 	want := fmt.Sprintf("the configuration installs GRUB on /dev/sdz, which here would be %s, a loop device of %s from byte %d for %d bytes (a part of that image, attached by hand), not a whole disk: its boot code would be written over a filesystem; unmount what is mounted from %[1]s and detach it (losetup -d %[1]s), then pass %[2]s as TARGET",
 		root, img, partitionOf(t, img, 3).Start, partitionOf(t, img, 3).Size)
@@ -202,9 +211,7 @@ func TestNoBootCodeOnAFilesystem(t *testing.T) {
 		t.Errorf("inspect: exit %d, disk aliases %+v, warnings %q; want one saying %q", r.code, rep.DiskAliases, rep.Warnings, want)
 	}
 	oneLine(t, nixrescue(t, "rebuild", dir), want)
-	if _, err := os.Stat(filepath.Join(dir, "boot/grub/state")); err == nil {
-		t.Errorf("the refused rebuild installed GRUB")
-	}
+	testenv.AssertTreeUnchanged(t, filepath.Join(dir, "boot/grub"), grub)
 	exec.Command("sync").Run()
 	if !bytes.Equal(bootSectors(t, img), before) {
 		t.Errorf("the boot sectors of the image or of its partitions changed")
@@ -362,4 +369,170 @@ func TestHardwareConfigNamesNoHostFile(t *testing.T) {
 	}
 	oneLine(t, nixrescue(t, "hardware-config", dir, "--write"), "not written: the generated configuration would leave a machine that cannot boot: "+unbootable)
 	testenv.AssertTreeUnchanged(t, filepath.Join(dir, "etc/nixos"), before)
+}
+
+// TestMessagesOfRealLayouts: what a new user met, said as it is. An ESP
+// on vfat where this host's kernel has no vfat ("no such device" before):
+// a look goes on without it and says what to load; a session that writes
+// is refused with it. A root of another architecture ("exec format error"
+// and "its output is above" before, with no output). A --root that is a
+// link to the mount point (a false "not mounted" before). --root-part on
+// a disk with no root (an ungrammatical hint before). A rebuild that
+// succeeded (silent before). An image whose name holds an escape
+// sequence, in ps (printed raw before). A flake (a word of which, none
+// before).
+func TestMessagesOfRealLayouts(t *testing.T) {
+	testenv.Require(t)
+	t.Run("vfat", func(t *testing.T) {
+		img, _ := image(t, imgVFATESP)
+		if fixture.KernelHasVFAT() {
+			if r := nixrescue(t, "run", img, "-q", "--", "true"); r.code != 0 {
+				t.Errorf("a kernel with vfat mounts the ESP: exit %d %s", r.code, r.stderr)
+			}
+			return
+		}
+		sum := fileHash(t, img)
+		rep, r := inspectReport(t, img)
+		if r.code != 0 || !hasWarning(rep.Warnings, "/boot (vfat on ") || !hasWarning(rep.Warnings, "is not looked at: this kernel has no vfat driver (load it: modprobe vfat)") {
+			t.Errorf("inspect: exit %d, warnings %q %s", r.code, rep.Warnings, r.stderr)
+		}
+		oneLine(t, nixrescue(t, "run", img, "--", "true"), "cannot be mounted: this kernel has no vfat driver: load it (modprobe vfat) and run nixrescue again, or run it on a host whose kernel has it; --read-only looks at the rest")
+		if fileHash(t, img) != sum {
+			t.Errorf("the image changed")
+		}
+	})
+	t.Run("architecture", func(t *testing.T) {
+		if _, ok := host.Emulator("aarch64"); ok {
+			t.Skip("this host runs aarch64 programs (binfmt_misc): nothing to refuse")
+		}
+		tg := newTarget(t, fixture.Options{})
+		if err := os.WriteFile(filepath.Join(tg.root, current(tg), "system"), []byte("aarch64-linux"), 0o444); err != nil {
+			t.Fatal(err)
+		}
+		oneLine(t, nixrescue(t, "run", "--root", tg.root, "--", "true"), "the target's system is aarch64-linux and this host is x86_64: its programs cannot run here; register qemu-user for aarch64 with binfmt_misc")
+		if r := nixrescue(t, "inspect", "--root", tg.root); r.code != 0 {
+			t.Errorf("inspect needs no emulation: exit %d %s", r.code, r.stderr)
+		}
+	})
+	t.Run("root-link", func(t *testing.T) {
+		img, _ := image(t, string(fixture.LayoutBIOS))
+		dev := attach(t, img, true)
+		dir := t.TempDir()
+		mountIn(t, dev+"p3", dir)
+		mountIn(t, dev+"p2", filepath.Join(dir, "boot"))
+		link := filepath.Join(t.TempDir(), "mnt")
+		if err := os.Symlink(dir, link); err != nil {
+			t.Fatal(err)
+		}
+		if r := nixrescue(t, "run", "--root", link, "-q", "--", "true"); r.code != 0 || strings.Contains(r.stderr, "nothing is mounted") {
+			t.Errorf("--root LINK: exit %d %s", r.code, r.stderr)
+		}
+	})
+	t.Run("root-part", func(t *testing.T) {
+		img, _ := image(t, imgEmpty)
+		oneLine(t, nixrescue(t, "inspect", img, "--root-part", "3"), ": no NixOS root found (no /etc/NIXOS or /nix/var/nix/profiles/system) on /dev/loop")
+	})
+	t.Run("rebuild", func(t *testing.T) {
+		img := realNixImage(t, imgRealNix)
+		r := nixrescue(t, "rebuild", img, "--no-install-bootloader")
+		last := strings.TrimSpace(r.stderr)
+		last = last[strings.LastIndex(last, "\n")+1:]
+		if want := "nixrescue: generation 3 built and made the default (it was 2); grub-bios configured on /dev/sdz (here /dev/loop"; r.code != 0 || !strings.HasPrefix(last, want) {
+			t.Errorf("rebuild: exit %d, last line %q, want %q…", r.code, last, want)
+		}
+		if r := nixrescue(t, "run", img, "-q", "--no-activate", "--", "sh", "-c", "echo '{ }' > /etc/nixos/flake.nix"); r.code != 0 {
+			t.Fatal(r.stderr)
+		}
+		r = nixrescue(t, "rebuild", img, "--no-install-bootloader")
+		if !strings.Contains(r.stderr, `nixrescue: nixos-rebuild builds the flake /etc/nixos/flake.nix, attribute nixosConfigurations."nixfixture" (the target's hostname), not configuration.nix`) {
+			t.Errorf("a flake: exit %d %s", r.code, r.stderr)
+		}
+	})
+	t.Run("ps", func(t *testing.T) {
+		src, _ := image(t, string(fixture.LayoutBIOS))
+		img := filepath.Join(filepath.Dir(src), "evil\x1b[2J.img")
+		if err := os.Rename(src, img); err != nil {
+			t.Fatal(err)
+		}
+		c, _ := startSession(t, img, "echo ready; exec sleep 60")
+		defer func() { c.Process.Signal(syscall.SIGTERM); waitExit(t, c) }()
+		out := nixrescue(t, "ps").stdout
+		if strings.Contains(out, "\x1b") || !strings.Contains(out, `evil\x1b[2J.img`) {
+			t.Errorf("ps prints the image's name raw:\n%q", out)
+		}
+	})
+}
+
+// ephemeralImage is the impermanence layout with a real Nix and GRUB
+// and Debian's kernel in its generations: it is rebuilt, then booted.
+func ephemeralImage(t *testing.T) string {
+	return kernelImage(t, "impermanence-real", fixture.ImageOptions{Layout: fixture.LayoutImpermanence})
+}
+
+// TestImpermanence: a machine whose root is a tmpfs made afresh at each
+// boot, its store and profiles on /nix and its configuration on /persist
+// bound on /etc/nixos (the impermanence module's layout). Before: "no
+// NixOS root found"; a root mounted by hand got no bind mounts, and
+// rebuild could not find its disk. Now the root is built as its stage 1
+// builds it (a tmpfs, /nix, /persist, then the binds), inspected,
+// entered, rebuilt and boot-tested like any other; as a directory mounted
+// by hand, its binds are made for the session and its disk is the one
+// its /nix is on.
+func TestImpermanence(t *testing.T) {
+	testenv.Require(t)
+	img := ephemeralImage(t)
+	host := testenv.SnapshotHost(t)
+	rep, r := inspectReport(t, img)
+	if r.code != 0 || rep.Root == nil || !rep.Root.Ephemeral || rep.Root.Partition.Number != 3 {
+		t.Fatalf("inspect: exit %d, root %+v %s", r.code, rep.Root, r.stderr)
+	}
+	var plan []string
+	for _, e := range rep.Plan {
+		plan = append(plan, fmt.Sprintf("%s %s %s", e.Mountpoint, e.Type, e.Action))
+	}
+	if want := "/ tmpfs mount|/nix ext4 mount|/boot ext4 mount|/persist ext4 mount|/etc/nixos bind mount"; strings.Join(plan, "|") != want {
+		t.Errorf("plan %q, want %q", strings.Join(plan, "|"), want)
+	}
+	r = nixrescue(t, "run", img, "-q", "--", "sh", "-c",
+		`awk '$2 == "/" || $2 == "/nix" || $2 == "/persist" || $2 == "/etc/nixos" || $2 == "/boot" {print $2, $3}' /proc/mounts | sort; hostname; grep -c grub.device /etc/nixos/configuration.nix`)
+	if want := "/ tmpfs\n/boot ext4\n/etc/nixos ext4\n/nix ext4\n/persist ext4\nnixfixture\n1\n"; r.code != 0 || r.stdout != want {
+		t.Errorf("run: exit %d\n%s\nwant\n%s%s", r.code, r.stdout, want, r.stderr)
+	}
+	writeConfiguration(t, img, grubOnSdz)
+	if r := nixrescue(t, append([]string{"rebuild", img, "-q"}, rebuildFlags()...)...); r.code != 0 || profileGeneration(t, img) != "system-3-link" {
+		t.Fatalf("rebuild: exit %d %s", r.code, r.stderr)
+	}
+	bt, r := bootTest(t, img)
+	if r.code != 0 || !bt.Passed || bt.Generation != 3 || bt.Reached != "multi-user" {
+		t.Errorf("boot-test after the rebuild: exit %d %+v\n%s", r.code, bt, r.stderr)
+	}
+	testenv.AssertHostUnchanged(t, host)
+
+	// Mounted by hand, as its stage 1 would: tmpfs, /nix, /persist, /boot.
+	dev := attach(t, img, true)
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	for _, m := range []struct{ part, mp string }{{"p3", "nix"}, {"p4", "persist"}, {"p2", "boot"}} {
+		os.Mkdir(filepath.Join(dir, m.mp), 0o755)
+		mountIn(t, dev+m.part, filepath.Join(dir, m.mp))
+	}
+	host = testenv.SnapshotHost(t)
+	r = nixrescue(t, "run", dir, "-q", "--", "sh", "-c", "grep -c grub.device /etc/nixos/configuration.nix")
+	if r.code != 0 || r.stdout != "1\n" {
+		t.Errorf("run on the directory: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	// The bind was the session's own (its mount point made as systemd
+	// makes it): nothing of /persist shows in the user's tree.
+	if _, err := os.Stat(filepath.Join(dir, "etc/nixos/configuration.nix")); err == nil {
+		t.Errorf("the session's bind reached the user's tree")
+	}
+	r = nixrescue(t, "rebuild", dir, "--no-install-bootloader", "--json")
+	var rr commands.RunReport
+	if err := json.Unmarshal([]byte(r.stdout), &rr); err != nil || r.code != 0 || len(rr.DiskAliases) != 1 || rr.DiskAliases[0].Device != dev {
+		t.Errorf("rebuild of the directory: exit %d, disk aliases %+v (want /dev/sdz on %s) %s", r.code, rr.DiskAliases, dev, r.stderr)
+	}
+	testenv.AssertHostUnchanged(t, host)
 }

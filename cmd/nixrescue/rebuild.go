@@ -61,6 +61,9 @@ this session only (NIX_CONFIG), and says so. /etc/nix/nix.conf is never edited.`
 					err = perr
 				}
 			}
+			if !asJSON && rep != nil && err == nil && rep.ExitStatus == 0 {
+				o.Log.Info(rebuildSummary(rep))
+			}
 			return exitResult(code, err)
 		},
 	}

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/nixrescue/nixrescue/runtime/commands"
 	"github.com/nixrescue/nixrescue/runtime/layers"
@@ -26,7 +29,7 @@ func writeInspect(w io.Writer, r *commands.Report) error {
 			if p.Layer != "" {
 				continue
 			}
-			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Number, dash(p.Device), human(p.Size), partType(p), dash(p.Type), dash(p.Label), dash(p.UUID), dash(p.PartUUID), dash(p.PartLabel))
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Number, dash(p.Device), human(p.Size), partType(p), dash(p.Type), dash(printable(p.Label)), dash(printable(p.UUID)), dash(p.PartUUID), dash(printable(p.PartLabel)))
 		}
 		tw.Flush()
 	}
@@ -41,11 +44,11 @@ func writeInspect(w io.Writer, r *commands.Report) error {
 		fmt.Fprintln(w, "\nmount plan (from the target's fstab):")
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		for _, e := range r.Plan {
-			what := "mount " + e.Device
+			what := strings.TrimSpace("mount " + e.Device)
 			if e.Action == nrtarget.ActionSkip {
 				what = "skip: " + e.Reason
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", e.Mountpoint, e.Spec, dash(e.Type), strings.Join(e.Options, ","), what)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", printable(e.Mountpoint), printable(e.Spec), dash(printable(e.Type)), printable(strings.Join(e.Options, ",")), printable(what))
 		}
 		tw.Flush()
 	}
@@ -270,6 +273,51 @@ func writeHardware(w io.Writer, r *commands.HardwareReport) error {
 	return err
 }
 
+// rebuildSummary says in one line what a rebuild that succeeded did:
+// the generation it made the default, and what of the bootloader, on
+// which disk (here and as the configuration names it).
+func rebuildSummary(r *commands.RunReport) string {
+	s := fmt.Sprintf("generation %d built and made the default", r.GenerationAfter)
+	if r.GenerationAfter == r.GenerationBefore {
+		s = fmt.Sprintf("generation %d rebuilt; it stays the default", r.GenerationAfter)
+	} else if r.GenerationBefore != 0 {
+		s += fmt.Sprintf(" (it was %d)", r.GenerationBefore)
+	}
+	b := r.Bootloader
+	if b == nil {
+		return s
+	}
+	s += fmt.Sprintf("; %s %s", b.Kind, b.Action)
+	var on []string
+	for _, d := range b.Devices {
+		for _, a := range r.DiskAliases {
+			if a.Name == d {
+				d += " (here " + a.Device + ")"
+				break
+			}
+		}
+		on = append(on, d)
+	}
+	if len(on) > 0 {
+		s += " on " + strings.Join(on, " and ")
+	}
+	if b.Action == "configured" {
+		s += " (its configuration written, not installed: --no-install-bootloader)"
+	}
+	return s
+}
+
+// printable escapes what of s a terminal would take for control (a
+// target's or an image's name may hold escape sequences), as Go quotes
+// it, without the quotes.
+func printable(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsGraphic(r) && r != ' ' }) < 0 && utf8.ValidString(s) {
+		return s
+	}
+	q := strconv.QuoteToGraphic(s)
+	return q[1 : len(q)-1]
+}
+
 // hardwareSummary says in one line what hardware-config did.
 func hardwareSummary(r *commands.HardwareReport) string {
 	switch {
@@ -310,11 +358,11 @@ func writePS(w io.Writer, r *commands.PSReport) error {
 		if s.Disk != "" {
 			target += " on " + s.Disk
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.PID, who, s.Started.Local().Format("15:04:05"), dash(s.Phase), dash(s.Backend), target)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.PID, printable(who), s.Started.Local().Format("15:04:05"), dash(s.Phase), dash(s.Backend), printable(target))
 	}
 	tw.Flush()
 	for _, s := range r.Sessions {
-		fmt.Fprintf(w, "%s: %s\n", s.ID, strings.Join(s.Command, " "))
+		fmt.Fprintf(w, "%s: %s\n", s.ID, printable(strings.Join(s.Command, " ")))
 	}
 	return nil
 }

@@ -236,6 +236,8 @@ func TestMountsAsTheFstabSays(t *testing.T) {
 		fixture.LayoutBtrfs:  "/ btrfs\n/home btrfs\n/nix btrfs\n",
 		fixture.LayoutXFSNix: "/ ext4\n/nix xfs\n",
 		fixture.LayoutBare:   "/ ext4\n",
+		// A root made afresh: the session's tmpfs, the system on /nix.
+		fixture.LayoutImpermanence: "/ tmpfs\n/boot ext4\n/nix ext4\n",
 	}
 	for _, l := range fixture.DiskLayouts {
 		name := string(l)
@@ -262,7 +264,7 @@ func TestMountsAsTheFstabSays(t *testing.T) {
 			// changes nothing at all.
 			_ = before
 			before = fileHash(t, img)
-			r = imageSession(t, "run", img, "--read-only", "--", "sh", "-c", "touch /etc/x 2>/dev/null && echo writable || echo read-only")
+			r = imageSession(t, "run", img, "--read-only", "--", "sh", "-c", "touch /nix/var/x 2>/dev/null && echo writable || echo read-only")
 			if r.code != 0 || strings.TrimSpace(r.stdout) != "read-only" {
 				t.Errorf("--read-only: exit %d %q %s", r.code, r.stdout, r.stderr)
 			}

@@ -32,8 +32,10 @@ type InitramfsOptions struct {
 	Modules []string
 }
 
-// DefaultTools are what a rescue system has beside busybox.
-var DefaultTools = []string{"/usr/sbin/blkid", "/usr/bin/efibootmgr"}
+// DefaultTools are what a rescue system has beside busybox: dmsetup
+// maps an image's partitions with device-mapper (nixrescue does, for
+// grub-install).
+var DefaultTools = []string{"/usr/sbin/blkid", "/usr/bin/efibootmgr", "/usr/sbin/dmsetup"}
 
 // DebTool is a program of a Debian package in the cache (hack/debs).
 type DebTool struct{ Package, Path string }

@@ -3,6 +3,7 @@ package vm_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -170,6 +171,53 @@ func rebuilt(t *testing.T, steps map[string]vm.Step, name, kind string) report {
 	return r
 }
 
+// grubConfiguration is a configuration.nix that installs GRUB for BIOS
+// on /dev/sdz, as the user of the manual procedure writes it.
+const grubConfiguration = `{ config, pkgs, ... }:
+{
+  imports = [ ./hardware-configuration.nix ];
+  networking.hostName = "nixfixture";
+  boot.loader.grub.enable = true;
+  boot.loader.grub.device = "/dev/sdz";
+  system.stateVersion = "24.05";
+}
+`
+
+// filesystemWith makes an ext4 filesystem image holding a copy of file
+// (a disk image the rescue host then finds as a file), and returns its
+// path.
+func filesystemWith(t *testing.T, name, file string) string {
+	t.Helper()
+	dir := filepath.Join(lab.dir, name+".d")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "--sparse=always", file, dir).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	st, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(lab.dir, name+".img")
+	if out, err := exec.Command("mkfs.ext4", "-q", "-d", dir, p, fmt.Sprintf("%dM", st.Size()>>20+128)).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4 -d: %v %s", err, out)
+	}
+	os.RemoveAll(dir)
+	return p
+}
+
+// fileOf copies file name out of the ext4 filesystem image fs (debugfs:
+// no mount), and returns the copy's path.
+func fileOf(t *testing.T, fs, name string) string {
+	t.Helper()
+	out := filepath.Join(lab.dir, "from-"+filepath.Base(fs)+"-"+name)
+	if b, err := exec.Command("debugfs", "-R", "dump /"+name+" "+out, fs).CombinedOutput(); err != nil {
+		t.Fatalf("debugfs dump: %v %s", err, b)
+	}
+	return out
+}
+
 // copyVars copies an OVMF variable store, so that two machines can boot
 // from what one rescue host left in it.
 func copyVars(t *testing.T, vars string) string {
@@ -303,6 +351,11 @@ func TestBIOSRescueHost(t *testing.T) {
 		}
 		disks = append(disks, vm.Disk{Path: p, Interface: iface})
 	}
+	// The machine of the manual procedure as a disk image, a file on a
+	// disk of the rescue host (vdd): prepared for UEFI, booted by BIOS.
+	seed := buildImage(t, "bios-host-seed", fixture.ImageOptions{Layout: fixture.LayoutBIOS, Root: fixture.Options{Bootloader: fixture.BootSystemd}})
+	scratch := filesystemWith(t, "bios-host-scratch", seed.Path)
+	disks = append(disks, vm.Disk{Path: scratch})
 	steps := rescue(t, vm.Machine{Firmware: vm.SeaBIOS, Disks: disks}, `
 . /lib/vm.sh
 step blkid blkid
@@ -340,6 +393,14 @@ killed() {
 step killed killed
 for d in nvme0n1 sda; do step "$d" nixrescue run /dev/$d --read-only -v -- sh -c 'cat /etc/hostname; src=$(awk "\$5 == \"/\" {print \$(NF-1)}" /proc/self/mountinfo); echo "$src"; readlink -f "$src"'; done
 unchanged bios
+mkdir -p /mnt/scratch && mount /dev/vdd /mnt/scratch
+cat > /tmp/grub.nix <<'EOF'
+`+grubConfiguration+`EOF
+image_config() { nixrescue run /mnt/scratch/bios-host-seed.img -q --no-activate -- sh -c 'cat > /etc/nixos/configuration.nix' </tmp/grub.nix; }
+step image-config image_config
+step rebuild-image nixrescue rebuild /mnt/scratch/bios-host-seed.img --json -v
+step image-maps sh -c 'ls /sys/block; dmsetup ls'
+umount /mnt/scratch
 `)
 	if s := wantExit(t, steps, "efi-on", 125); strings.Count(strings.TrimSpace(s.Stderr), "\n") != 0 || !strings.Contains(s.Stderr, "--efi on") || !strings.Contains(s.Stderr, "did not boot by EFI") {
 		t.Errorf("--efi on on a host without EFI: want one line that says so:\n%s", s.Stderr)
@@ -389,13 +450,29 @@ unchanged bios
 		}
 	}
 	wantExit(t, steps, "unchanged-bios", 0)
+	// GRUB onto an image, by NixOS's installer (no udevadm on its PATH):
+	// its partitions device-mapper maps, which tell grub-install where
+	// they start; gone after.
+	wantExit(t, steps, "image-config", 0)
+	if r := rebuilt(t, steps, "rebuild-image", "grub-bios"); len(r.DiskAliases) != 1 || r.DiskAliases[0].Name != "/dev/sdz" || !strings.HasPrefix(r.DiskAliases[0].Device, "/dev/loop") {
+		t.Errorf("the image's /dev/sdz should be its loop device: %+v", r.DiskAliases)
+	}
+	if s := steps["rebuild-image"]; !strings.Contains(s.Stderr, "installing the GRUB 2 boot loader on /dev/sdz") || !strings.Contains(s.Stderr, "are device-mapper maps over /dev/loop") {
+		t.Errorf("rebuild of an image: GRUB should be installed through device-mapper maps of its partitions:\n%s", s.Stderr)
+	}
+	if s := wantExit(t, steps, "image-maps", 0); strings.Contains(s.Stdout, "dm-") || !strings.Contains(s.Stdout, "No devices found") {
+		t.Errorf("device-mapper maps left after the session:\n%s", s.Stdout)
+	}
 	if t.Failed() {
 		return
 	}
+	seedAfter := fileOf(t, scratch, "bios-host-seed.img")
 	parallel(func() {
 		// No NVRAM entry: a fresh variable store, the fallback path.
 		bootTo(t, vm.Machine{Firmware: vm.OVMF, Disks: []vm.Disk{{Path: sd.Path}}}, []string{"nixrescue-fixture: booting system " + system3})
 	}, func() {
 		bootTo(t, vm.Machine{Firmware: vm.SeaBIOS, Disks: []vm.Disk{{Path: bios.Path}}}, []string{"nixrescue-fixture: booting generation 3"})
+	}, func() {
+		bootTo(t, vm.Machine{Firmware: vm.SeaBIOS, Disks: []vm.Disk{{Path: seedAfter}}}, []string{"nixrescue-fixture: booting generation 3"})
 	})
 }

@@ -3,8 +3,10 @@ package commands
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/nixrescue/nixrescue/runtime/engine"
@@ -49,7 +51,7 @@ func Rebuild(ctx context.Context, ro RebuildOptions) (*RunReport, int, error) {
 	if o.Sandbox == "" {
 		o.Sandbox = SandboxAuto
 	}
-	o.StrictDiskAliases, o.RequireMounts = true, true
+	o.StrictDiskAliases, o.RequireMounts, o.InstallsBootloader = true, true, installing
 	s, err := open(ctx, &o.Options, true)
 	if err != nil {
 		return nil, 0, err
@@ -57,6 +59,11 @@ func Rebuild(ctx context.Context, ro RebuildOptions) (*RunReport, int, error) {
 	rep := newRunReport(s)
 	var seen failures
 	code, err := 0, hasRebuild(s.Root(), o.Container.System)
+	if err == nil {
+		if f := flakeNote(s.Root(), ro.Extra); f != "" {
+			o.Log.Info(f)
+		}
+	}
 	if err == nil {
 		code, err = runIn(ctx, s, o, rep, func(w io.Writer) io.Writer { return &failureWatch{w: w, seen: &seen} })
 	}
@@ -99,6 +106,27 @@ func bootloaderHints(log logger, step *BootloaderStep, esp string) {
 	}
 }
 
+// flakeNote says which flake and attribute nixos-rebuild builds, when
+// it builds one: the one --flake names in extra, or /etc/nixos/flake.nix,
+// which nixos-rebuild takes over configuration.nix when it exists, with
+// the attribute nixosConfigurations.HOSTNAME (the target's hostname, the
+// container's). "" when it builds configuration.nix.
+func flakeNote(root string, extra []string) string {
+	for i, a := range extra {
+		if v, ok := strings.CutPrefix(a, "--flake="); ok {
+			return "nixos-rebuild builds the flake " + v + " (--flake)"
+		}
+		if a == "--flake" && i+1 < len(extra) {
+			return "nixos-rebuild builds the flake " + extra[i+1] + " (--flake)"
+		}
+	}
+	if !nixos.Exists(root, "/etc/nixos/flake.nix") {
+		return ""
+	}
+	host, _ := nixos.Hostname(root, nixos.SystemProfile)
+	return fmt.Sprintf("nixos-rebuild builds the flake /etc/nixos/flake.nix, attribute nixosConfigurations.%q (the target's hostname), not configuration.nix; pass -- --flake /etc/nixos#NAME for another", host)
+}
+
 // hasRebuild refuses a system without nixos-rebuild on its PATH.
 func hasRebuild(root string, choice nixos.SystemChoice) error {
 	sys, err := nixos.ResolveSystem(root, choice)
@@ -135,10 +163,14 @@ var networkFailures = []string{"unable to download", "Could not resolve host", "
 // (strerror(ENOSPC), and Nix's own words).
 var spaceFailures = []string{"No space left on device", "not enough free disk space"}
 
+// grubDriveFailure is what grub-install says when it cannot tell where a
+// partition starts (no udevadm on its PATH, no HDIO_GETGEO answer).
+var grubDriveFailure = []string{"cannot find a GRUB drive for /dev/loop"}
+
 // failures are the kinds of failure a command's output reported.
 type failures struct {
-	mu             sync.Mutex
-	network, space bool
+	mu                        sync.Mutex
+	network, space, grubDrive bool
 }
 
 // hint says what to do about the failures seen.
@@ -153,6 +185,9 @@ func (f *failures) hint(log logger, networkNone bool) {
 	}
 	if f.space {
 		log.Info("a filesystem of the target is full: free space (nixrescue enter, then nix-collect-garbage, or remove old generations with nix-env -p /nix/var/nix/profiles/system --delete-generations old) and try again", "kind", "hint")
+	}
+	if f.grubDrive {
+		log.Info("grub-install could not tell where a partition of the loop device starts: NixOS's installer puts no udevadm on its PATH, and a loop device's partitions do not answer the HDIO_GETGEO ioctl; where the kernel has device-mapper and dmsetup is installed, nixrescue maps an image's partitions so that they do (load dm_mod, install dmsetup), or repair the disk on a machine it is attached to", "kind", "hint")
 	}
 }
 
@@ -169,6 +204,7 @@ func (f *failureWatch) Write(p []byte) (int, error) {
 	f.seen.mu.Lock()
 	f.seen.network = f.seen.network || slices.ContainsFunc(networkFailures, func(s string) bool { return bytes.Contains(buf, []byte(s)) })
 	f.seen.space = f.seen.space || slices.ContainsFunc(spaceFailures, func(s string) bool { return bytes.Contains(buf, []byte(s)) })
+	f.seen.grubDrive = f.seen.grubDrive || slices.ContainsFunc(grubDriveFailure, func(s string) bool { return bytes.Contains(buf, []byte(s)) })
 	f.seen.mu.Unlock()
 	if len(buf) > 256 {
 		buf = buf[len(buf)-256:]

@@ -125,10 +125,10 @@ func withHold(ctx context.Context, s *engine.Session, p *engine.Prepared, o RunO
 // nixos-enter does. Their output is the command's stderr (kept back with
 // Quiet, unless they fail).
 func activate(ctx context.Context, s *engine.Session, c *engine.Container, p *engine.Prepared, o RunOptions) error {
-	var out io.Writer = o.Stderr
 	var buf bytes.Buffer
+	out := &countingWriter{w: o.Stderr}
 	if o.Quiet {
-		out = &buf
+		out.w = &buf
 	}
 	type step struct {
 		what string
@@ -140,6 +140,7 @@ func activate(ctx context.Context, s *engine.Session, c *engine.Container, p *en
 	}
 	for _, st := range steps {
 		buf.Reset()
+		out.n = 0
 		code, err := c.Exec(ctx, engine.Process{Args: st.args, Env: p.Env, Cwd: "/", Stdout: out, Stderr: out})
 		if err != nil {
 			return fmt.Errorf("run %s: %w", st.what, err)
@@ -153,7 +154,11 @@ func activate(ctx context.Context, s *engine.Session, c *engine.Container, p *en
 			}
 			// NixOS's activation carries on after errors (trap ERR), and
 			// so do we: the system may still be usable enough to repair.
-			o.Log.Warn(fmt.Sprintf("%s exited with status %d; carrying on (its output is above)", st.what, code))
+			said := "its output is above"
+			if out.n == 0 {
+				said = "it printed nothing"
+			}
+			o.Log.Warn(fmt.Sprintf("%s exited with status %d; carrying on (%s)", st.what, code, said))
 		}
 	}
 	return nil
@@ -216,3 +221,15 @@ type execer interface {
 
 // logger is what chooseSandbox says to.
 type logger interface{ Info(msg string, args ...any) }
+
+// countingWriter passes writes on and counts their bytes.
+type countingWriter struct {
+	w io.Writer
+	n int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += n
+	return n, err
+}

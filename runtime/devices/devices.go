@@ -9,6 +9,7 @@
 package devices
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -43,6 +44,8 @@ func Curate(links, disk string, parts []target.Partition, aliases []target.DiskA
 	for _, d := range devs {
 		byPath[d.Path] = d
 	}
+	// A partition's node is at its name inside, when it has one.
+	nodeOf := func(p target.Partition) rspec.LinuxDevice { return byPath[cmp.Or(p.Inside, p.Device)] }
 	out := slices.Clone(devs)
 	for _, a := range aliases {
 		if rest, ok := strings.CutPrefix(a.Name, "/dev/disk/"); ok {
@@ -58,7 +61,7 @@ func Curate(links, disk string, parts []target.Partition, aliases []target.DiskA
 			if p.Device == "" || p.Device == disk || p.Number == 0 {
 				continue
 			}
-			pd := byPath[p.Device]
+			pd := nodeOf(p)
 			pd.Path = mount.PartitionPath(a.Name, p.Number)
 			out = append(out, pd)
 		}
@@ -83,9 +86,14 @@ func Nodes(disk string, parts []target.Partition) ([]rspec.LinuxDevice, error) {
 		devs = append(devs, rspec.LinuxDevice{Path: path, Type: "b", Major: int64(maj), Minor: int64(min), FileMode: &mode, UID: &uid, GID: &gid})
 		return nil
 	}
-	for _, d := range append([]string{disk}, partDevices(parts, disk)...) {
-		if err := node(d, d); err != nil {
-			return nil, err
+	if err := node(disk, disk); err != nil {
+		return nil, err
+	}
+	for _, p := range parts {
+		if p.Device != "" && p.Device != disk {
+			if err := node(cmp.Or(p.Inside, p.Device), p.Device); err != nil {
+				return nil, err
+			}
 		}
 	}
 	// A device a layer opened, under the names the target's
@@ -136,7 +144,7 @@ func writeLinks(dir, disk string, parts []target.Partition) error {
 			continue
 		}
 		for _, l := range [][2]string{{"by-uuid", p.UUID}, {"by-label", p.Label}, {"by-partuuid", p.PartUUID}, {"by-partlabel", p.PartLabel}} {
-			if err := link(l[0], l[1], p.Device); err != nil {
+			if err := link(l[0], l[1], cmp.Or(p.Inside, p.Device)); err != nil {
 				return err
 			}
 		}
@@ -163,7 +171,7 @@ func aliasLinks(links, rel, disk string, parts []target.Partition) error {
 	}
 	for _, p := range parts {
 		if p.Device != "" && p.Device != disk && p.Number > 0 {
-			if err := symlink(dir, fmt.Sprintf("%s-part%d", name, p.Number), p.Device); err != nil {
+			if err := symlink(dir, fmt.Sprintf("%s-part%d", name, p.Number), cmp.Or(p.Inside, p.Device)); err != nil {
 				return err
 			}
 		}

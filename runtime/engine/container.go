@@ -133,7 +133,7 @@ func PrepareRoot(root string, readOnly bool, o ContainerOptions) (*Prepared, err
 	if !o.NoActivate && !nixos.Exists(root, sys.Path+"/activate") {
 		return nil, hint.Errorf("%s has no activate script: it is not a NixOS system; pick another with {Generation N} or {System PATH}, or pass {NoActivate}", sys.StorePath)
 	}
-	hostname, err := nixos.Hostname(root)
+	hostname, err := nixos.Hostname(root, sys.Path)
 	if err != nil {
 		return nil, err
 	}
@@ -142,6 +142,9 @@ func PrepareRoot(root string, readOnly bool, o ContainerOptions) (*Prepared, err
 		return nil, err
 	}
 	p := &Prepared{Root: root, System: sys, Hostname: hostname, Host: facts, options: o}
+	if err := p.checkArch(); err != nil {
+		return nil, err
+	}
 	switch o.EFI {
 	case EFIAuto:
 		p.EFIVars = facts.EFI
@@ -170,6 +173,25 @@ func PrepareRoot(root string, readOnly bool, o ContainerOptions) (*Prepared, err
 		return nil, err
 	}
 	return p, nil
+}
+
+// checkArch refuses a system of another architecture than this host's
+// when nothing here runs its programs (they fail with "exec format
+// error"), and says that they run through qemu-user when they do.
+func (p *Prepared) checkArch() error {
+	arch := nixos.SystemArch(p.Root, p.System.StorePath)
+	if arch == "" {
+		return nil
+	}
+	handler, ok := host.Emulator(arch)
+	switch {
+	case !ok:
+		return hint.Errorf("the target's system is %s-linux and this host is %s: its programs cannot run here; register qemu-user for %s with binfmt_misc (mount -t binfmt_misc binfmt_misc %s, then install qemu-user-static and binfmt-support) and run nixrescue again (inspect and generations need none of it)",
+			arch, host.Arch(), arch, host.BinfmtDir)
+	case handler != "":
+		p.Warnings = append(p.Warnings, fmt.Sprintf("the target's system is %s-linux: its programs run through qemu-user (binfmt_misc's %s), many times slower than on the machine itself", arch, handler))
+	}
+	return nil
 }
 
 // checkRoot checks that root holds a NixOS root, writable unless
@@ -224,6 +246,11 @@ func (s *Session) Prepare(o ContainerOptions) (*Prepared, error) {
 			func(f string, a ...any) { p.Warnings = append(p.Warnings, hint.Render(fmt.Sprintf(f, a...))) })
 		if err != nil {
 			return nil, err
+		}
+		if s.o.InstallsBootloader {
+			if err := s.opened.grubInstallProblem(); err != nil {
+				return nil, err
+			}
 		}
 	}
 	p.Dev, err = devices.Curate(filepath.Join(s.st.Dir(), "dev-disk"), disk, parts, p.Aliases)

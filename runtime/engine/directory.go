@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -68,6 +69,14 @@ func openDirectory(ctx context.Context, t target.Target, to TargetOptions, s *Se
 			return nil, err
 		}
 		op.warn("%s", strings.TrimPrefix(err.Error(), t.Arg+": "))
+	}
+	// The fstab's binds (impermanence's /persist/etc/nixos on
+	// /etc/nixos), which a root mounted by hand lacks.
+	for _, f := range fstab {
+		if mp := path.Clean(f.Mountpoint); target.IsBind(f) && target.Skip(f) == "" && !mounted(mp) &&
+			!slices.ContainsFunc(extra, func(e target.Entry) bool { return e.Mountpoint == mp }) {
+			extra = append(extra, target.BindEntry(f))
+		}
 	}
 	if len(extra) == 0 {
 		return op, nil

@@ -108,6 +108,10 @@ type TargetOptions struct {
 	// (e2fsck -p, what the target's boot runs) before it is mounted; a
 	// session that writes to a filesystem flagged with errors needs it.
 	Fsck bool
+	// InstallsBootloader says the session installs the bootloader (a
+	// rebuild): a target GRUB cannot be installed on from this host is
+	// refused while it is still read-only.
+	InstallsBootloader bool
 	// RequireMounts refuses a directory target where such a filesystem is
 	// not mounted (rebuild, rollback, hardware-config write there);
 	// otherwise the session warns.
@@ -376,6 +380,11 @@ func ResolveTarget(o Options) (target.Target, error) {
 	abs, err := filepath.Abs(o.Root)
 	if err != nil {
 		return target.Target{}, hint.Errorf("resolve {Root %s}: %w", o.Root, err)
+	}
+	// A link to the mount point: the mount table knows the mounts under
+	// where it leads.
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
 	}
 	return target.Target{Arg: o.Root, Path: abs, Kind: target.KindDirectory}, nil
 }

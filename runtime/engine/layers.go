@@ -12,6 +12,7 @@ import (
 
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/layers"
+	"github.com/nixrescue/nixrescue/runtime/mount"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 	"github.com/nixrescue/nixrescue/runtime/state"
 	"github.com/nixrescue/nixrescue/runtime/target"
@@ -223,7 +224,7 @@ func (op *Opened) activateGroups(ctx context.Context, s *Session, to TargetOptio
 			if !lv.Data {
 				continue
 			}
-			dev := layers.DMDevice(strings.TrimPrefix(lv.DMPath, "/dev/mapper/"))
+			dev := mount.DMDevice(strings.TrimPrefix(lv.DMPath, "/dev/mapper/"))
 			if dev == "" {
 				return fmt.Errorf("activated LVM volume group %s, but the kernel has no device for %s", g.Name, lv.DMPath)
 			}
@@ -275,7 +276,7 @@ func (op *Opened) unlock(ctx context.Context, s *Session, to TargetOptions, p ta
 	case err != nil:
 		return err
 	}
-	dev := layers.DMDevice(host)
+	dev := mount.DMDevice(host)
 	if dev == "" {
 		return fmt.Errorf("opened %s as %s, but the kernel has no such device-mapper device", p.Device, host)
 	}

@@ -81,6 +81,14 @@ type Opened struct {
 	// to an overlay, not the target.
 	fsck, overlaid bool
 	checked        map[string]bool
+	// dmParts says the partitions of the loop device are device-mapper
+	// maps (mapPartitions) rather than BLKPG partitions; mapped are the
+	// maps made.
+	dmParts bool
+	mapped  []string
+	// ephemeral says RootDir is a tmpfs of the session's: the machine's
+	// root is made afresh at each boot (mountEphemeralRoot).
+	ephemeral bool
 }
 
 // warn keeps a warning, its mentions of options worded.
@@ -256,6 +264,10 @@ func (op *Opened) attachRaw(ctx context.Context, t target.Target, to TargetOptio
 		return fmt.Errorf("attach %s: %w", t.Arg, err)
 	}
 	op.loop, op.Disk, op.diskDev = loop, loop.Path, loop.File()
+	// The partitions of an image that may be written are device-mapper
+	// maps where the kernel has device-mapper: they tell grub-install
+	// where they start, which loop partitions cannot (mount/dmpart.go).
+	op.dmParts = !to.ReadOnly && table.Type != "" && mount.DMPartitionsAvailable()
 	// As the kernel names the file: an export is in its daemon's namespace.
 	op.backing = mount.BackingFile(filepath.Base(loop.Path))
 	if err := s.st.Record(func(j *state.Journal) { j.Loops = append(j.Loops, state.Loop{Device: loop.Path, Backing: op.backing}) }); err != nil {
@@ -279,8 +291,28 @@ func (op *Opened) useTable(table target.Table, s *Session) error {
 	return op.addPartitions(table.Partitions, s)
 }
 
+// mapPartition makes partition p a device-mapper map of its bytes of the
+// disk (mount.MapPartition), named after the session so that a cleanup
+// finds it after a crash; inside the container it is also the partition
+// of the disk by the kernel's name for one (/dev/loop0p2), which tells
+// grub-install which disk it is part of.
+func (op *Opened) mapPartition(p *target.Partition, s *Session) error {
+	name := mount.DMPartitionName(s.st.ID, p.Number)
+	dev, err := mount.MapPartition(context.Background(), name, op.Disk, p.Start, p.Size)
+	if err != nil {
+		return err
+	}
+	op.mapped = append(op.mapped, name)
+	p.Device, p.Inside = dev, mount.PartitionPath(op.Disk, p.Number)
+	if len(op.mapped) == 1 {
+		s.log.Info(fmt.Sprintf("the partitions of %s are device-mapper maps over %s (%s…), which tell GRUB where they start", op.Target.Arg, op.Disk, name), "verbose", true)
+	}
+	return nil
+}
+
 // addPartitions makes each partition of the table a block device of the
-// whole-disk device (BLKPG), unless the kernel already did.
+// whole-disk device (BLKPG), unless the kernel already did, or a
+// device-mapper map of it (dmParts).
 func (op *Opened) addPartitions(parts []target.Partition, s *Session) error {
 	known, _ := target.KernelPartitions(op.Disk)
 	for _, p := range parts {
@@ -290,6 +322,15 @@ func (op *Opened) addPartitions(parts []target.Partition, s *Session) error {
 			// device of its first sectors only; nothing to probe or mount.
 			if i >= 0 {
 				p.Device = known[i].Device
+			}
+			op.Partitions = append(op.Partitions, p)
+			continue
+		}
+		if op.dmParts {
+			// Whether the kernel scanned the table or not: its partitions
+			// of a loop device do not tell grub-install where they start.
+			if err := op.mapPartition(&p, s); err != nil {
+				return err
 			}
 			op.Partitions = append(op.Partitions, p)
 			continue
@@ -395,41 +436,72 @@ func (op *Opened) mountRoot(ctx context.Context, s *Session, to TargetOptions) e
 	if errors.As(err, &nr) {
 		nr.Failed = found.Failed
 	}
+	op.tree = true
+	var in target.PlanInput
+	switch {
+	case err == nil:
+		in, err = op.mountFoundRoot(ctx, root, found)
+	case nr != nil && len(found.Roots) == 0 && len(found.Nixes) == 1:
+		// No root: the machine's may be a tmpfs (impermanence), its
+		// system on /nix, which its fstab then says.
+		var ok bool
+		if in, ok, err = op.mountEphemeralRoot(ctx, found.Nixes[0]); err == nil && !ok {
+			err = nr
+		}
+	}
 	if err != nil {
 		return err
 	}
+	return op.planAndMount(ctx, s, to, in)
+}
+
+// mountFoundRoot mounts the root discovery found, and the /nix found
+// beside it when the root alone holds no system, read-only: until the
+// plan is known to be good and every mount of it has worked, a refused
+// session, or a mount that fails halfway, leaves the target as it was,
+// superblocks included. The fstab is read from the system.
+func (op *Opened) mountFoundRoot(ctx context.Context, root target.Found, found target.Discovery) (target.PlanInput, error) {
+	in := target.PlanInput{Root: root}
 	op.Root = &root
-	op.tree = true
-	// Read-only until the plan is known to be good and every mount of it
-	// has worked: a refused session, or a mount that fails halfway, leaves
-	// the target as it was, superblocks included.
 	if err := op.checkFS(ctx, root.Partition.Device, root.Partition.Type, "/"); err != nil {
-		return err
+		return in, err
 	}
 	if err := op.mountAt(root.Partition.Device, "/", root.Partition.Type, target.FirstOptions(root), nil); err != nil {
-		return err
+		return in, err
 	}
 	// The system, and with it the fstab, is in the store: mount a separate
 	// /nix first when the root alone has no system profile.
-	in := target.PlanInput{Partitions: op.Partitions, Root: root}
 	if !nixos.Exists(op.RootDir, nixos.SystemProfile) && len(found.Nixes) > 0 {
 		in.Nix = &found.Nixes[0]
-		if err := op.checkFS(ctx, in.Nix.Partition.Device, in.Nix.Partition.Type, "/nix"); err != nil {
-			return err
-		}
-		if err := op.mountAt(in.Nix.Partition.Device, "/nix", in.Nix.Partition.Type, target.FirstOptions(*in.Nix), nil); err != nil {
-			return err
+		if err := op.mountNix(ctx, *in.Nix); err != nil {
+			return in, err
 		}
 	}
-	if in.Fstab, err = op.readFstab(); err != nil {
+	var err error
+	in.Fstab, err = op.readFstab()
+	return in, err
+}
+
+// mountNix mounts the /nix filesystem f read-only, checked first.
+func (op *Opened) mountNix(ctx context.Context, f target.Found) error {
+	if err := op.checkFS(ctx, f.Partition.Device, f.Partition.Type, "/nix"); err != nil {
 		return err
 	}
+	return op.mountAt(f.Partition.Device, "/nix", f.Partition.Type, target.FirstOptions(f), nil)
+}
+
+// planAndMount plans the mounts of the target from in (its root and
+// fstab read), checks the disk names of its configuration while nothing
+// is written yet (a rebuild refuses what cannot be mapped, or a disk GRUB
+// cannot be installed on from here), and mounts the plan.
+func (op *Opened) planAndMount(ctx context.Context, s *Session, to TargetOptions, in target.PlanInput) error {
 	sys, _ := nixos.ResolveSystem(op.RootDir, nixos.SystemChoice{})
 	op.diskIDs = diskIDs(op.Disk, op.RootDir, sys.StorePath, to)
 	if err := op.nameLayers(ctx, s, to, in.Fstab); err != nil {
 		return err
 	}
 	in.Partitions, in.DiskIDs = op.Partitions, op.diskIDs
+	var err error
 	if in.Overrides, err = target.Overrides(to.Mounts, to.Boot); err != nil {
 		return err
 	}
@@ -439,11 +511,14 @@ func (op *Opened) mountRoot(ctx context.Context, s *Session, to TargetOptions) e
 	}
 	op.Plan = plan.Entries
 	op.Warnings = append(op.Warnings, plan.Warnings...)
-	// Disk names the configuration gives the boot disk, checked while
-	// nothing is written yet: a rebuild refuses what cannot be mapped.
 	op.Aliases, err = checkedDiskAliases(op.RootDir, sys.StorePath, in.Fstab, to, op.Disk, op.warn)
 	if err != nil {
 		return err
+	}
+	if to.InstallsBootloader {
+		if err := op.grubInstallProblem(); err != nil {
+			return err
+		}
 	}
 	return op.mountPlan(ctx)
 }
@@ -455,10 +530,11 @@ func (op *Opened) mountRoot(ctx context.Context, s *Session, to TargetOptions) e
 func (op *Opened) mountPlan(ctx context.Context) error {
 	for i := range op.Plan {
 		e := &op.Plan[i]
-		if e.Action != target.ActionMount {
-			continue
-		}
-		if e.Origin == target.OriginDiscovered {
+		switch {
+		case e.Action != target.ActionMount || e.IsBind():
+		case e.Origin == target.OriginDiscovered && op.ephemeral && e.Mountpoint == "/":
+			// The session's tmpfs: mounted with its options already.
+		case e.Origin == target.OriginDiscovered:
 			where, err := rootfs.Join(op.RootDir, e.Mountpoint)
 			if err == nil {
 				err = op.mounter.SetOptions(where, e.Options)
@@ -466,38 +542,69 @@ func (op *Opened) mountPlan(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			continue
-		}
-		if e.Type == "" || e.Type == "auto" {
-			pr, err := target.ProbeDevice(context.Background(), e.Device)
-			if err != nil {
+		default:
+			if err := op.mountEntry(ctx, e); err != nil {
 				return err
 			}
-			e.Type = pr.Type
-		}
-		if err := op.checkFS(ctx, e.Device, e.Type, e.Mountpoint); err != nil {
-			return err
-		}
-		if err := op.mountAt(e.Device, e.Mountpoint, e.Type, e.Options, op.makeWritable); err != nil {
-			if errors.Is(err, errNoMountPoint) {
-				// A look changes nothing, not even to make a directory.
-				e.Action, e.Reason = target.ActionSkip, "its mount point is missing (read-only: not made)"
-				op.warn("%s: %v", e.Mountpoint, err)
-				continue
-			}
-			if op.skipUnmountable && errors.Is(err, unix.ENODEV) {
-				e.Action, e.Reason = target.ActionSkip, "this kernel cannot mount "+e.Type
-				continue
-			}
-			if e.NoFail {
-				e.Action, e.Reason = target.ActionSkip, "failed (nofail): "+err.Error()
-				op.warn("%s: %v (nofail: going on)", e.Mountpoint, err)
-				continue
-			}
-			return fmt.Errorf("mount %s: %w", e.Mountpoint, err)
 		}
 	}
-	return op.makeWritable()
+	if err := op.makeWritable(); err != nil {
+		return err
+	}
+	// Binds last, from the filesystems now mounted as they will stay; one
+	// that cannot be made is left out, as systemd's failed mount unit
+	// would leave it.
+	for i := range op.Plan {
+		if e := &op.Plan[i]; e.Action == target.ActionMount && e.IsBind() {
+			if err := op.mountBind(e); err != nil {
+				e.Action, e.Reason = target.ActionSkip, "bind failed: "+err.Error()
+				op.warn("%s: the bind of %s: %v", e.Mountpoint, e.Spec, err)
+			}
+		}
+	}
+	return nil
+}
+
+// mountEntry mounts plan entry e read-only (mountAt), its filesystem
+// checked first (checkFS), or leaves it out saying why when a look, or
+// the entry (nofail), allows it.
+func (op *Opened) mountEntry(ctx context.Context, e *target.Entry) error {
+	if e.Type == "" || e.Type == "auto" {
+		pr, err := target.ProbeDevice(ctx, e.Device)
+		if err != nil {
+			return err
+		}
+		e.Type = pr.Type
+	}
+	if err := op.checkFS(ctx, e.Device, e.Type, e.Mountpoint); err != nil {
+		return err
+	}
+	err := op.mountAt(e.Device, e.Mountpoint, e.Type, e.Options, op.makeWritable)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errNoMountPoint):
+		// A look changes nothing, not even to make a directory.
+		e.Action, e.Reason = target.ActionSkip, "its mount point is missing (read-only: not made)"
+		op.warn("%s: %v", e.Mountpoint, err)
+		return nil
+	case errors.Is(err, unix.ENODEV) && (op.skipUnmountable || op.mounter.ReadOnly):
+		// The kernel has no driver for the type (vfat on some rescue
+		// kernels): a look goes on without it.
+		e.Action, e.Reason = target.ActionSkip, "this kernel cannot mount "+e.Type
+		if !op.skipUnmountable {
+			op.warn("%s (%s on %s) is not looked at: this kernel has no %s driver (load it: modprobe %s)", e.Mountpoint, e.Type, e.Device, e.Type, e.Type)
+		}
+		return nil
+	case errors.Is(err, unix.ENODEV):
+		return &hint.Error{Subject: op.Target.Arg, Err: fmt.Errorf("%s (%s on %s) cannot be mounted: this kernel has no %s driver", e.Mountpoint, e.Type, e.Device, e.Type),
+			Fix: fmt.Sprintf("load it (modprobe %s) and run nixrescue again, or run it on a host whose kernel has it; {ReadOnly} looks at the rest", e.Type)}
+	case e.NoFail:
+		e.Action, e.Reason = target.ActionSkip, "failed (nofail): "+err.Error()
+		op.warn("%s: %v (nofail: going on)", e.Mountpoint, err)
+		return nil
+	}
+	return fmt.Errorf("mount %s: %w", e.Mountpoint, err)
 }
 
 // errNoMountPoint says a mount point is missing in a target that is not
@@ -527,6 +634,11 @@ func (op *Opened) mountAt(device, mp, fstype string, options []string, beforeCre
 // refuses to make it.
 func (op *Opened) mountpointDir(mp string, beforeCreate func() error) (*os.File, error) {
 	dir, err := rootfs.OpenDir(op.RootDir, mp, false)
+	if errors.Is(err, os.ErrNotExist) && op.onRootTmpfs(mp) {
+		// The session's own tmpfs root: made as the machine's stage 1
+		// and systemd make them, whatever the session.
+		dir, err = rootfs.OpenDir(op.RootDir, mp, true)
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		if op.mounter.ReadOnly || beforeCreate == nil {
 			return nil, fmt.Errorf("mount point %s %w", mp, errNoMountPoint)
@@ -560,12 +672,7 @@ func (op *Opened) mountpointDir(mp string, beforeCreate func() error) (*os.File,
 // or a host without udev, knows its disk by no other.
 func diskIDs(disk, root, system string, to TargetOptions) target.DiskIDs {
 	ids := target.HostDiskIDs(disk).With(to.DiskAliases...)
-	grub := nixos.ConfiguredGrubDevices(root)
-	if system != "" {
-		grub = append(grub, nixos.DetectBootloader(root, system).Devices...)
-	}
-	slices.Sort(grub)
-	if grub = slices.Compact(grub); len(grub) == 1 {
+	if grub := grubDevices(root, system); len(grub) == 1 {
 		ids = ids.With(grub[0])
 	}
 	return ids
@@ -598,6 +705,10 @@ func (op *Opened) Close() error {
 		keep(mount.UnmountUnder(op.RootDir))
 	}
 	keep(op.closeLayers())
+	for i := len(op.mapped) - 1; i >= 0; i-- {
+		keep(mount.UnmapPartition(context.Background(), op.mapped[i]))
+	}
+	op.mapped = nil
 	if op.diskDev != nil {
 		for i := len(op.added) - 1; i >= 0; i-- {
 			keep(mount.DeletePartition(op.diskDev, op.added[i]))

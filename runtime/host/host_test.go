@@ -71,3 +71,17 @@ func TestCgroupMemoryFiles(t *testing.T) {
 		t.Error("v2 memory controller not seen")
 	}
 }
+
+func TestReadBinfmt(t *testing.T) {
+	// What Debian's qemu-user-static registers (binfmt-support).
+	const entry = "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\nflags: POCF\noffset 0\nmagic 7f454c460201010000000000000000000200b700\nmask ffffffffffffff00fffffffffffffffffeffffff\n"
+	if enabled, fixed := readBinfmt(strings.NewReader(entry)); !enabled || !fixed {
+		t.Errorf("qemu-aarch64: enabled %v, F %v", enabled, fixed)
+	}
+	if enabled, fixed := readBinfmt(strings.NewReader(strings.Replace(strings.Replace(entry, "enabled", "disabled", 1), "POCF", "PO", 1))); enabled || fixed {
+		t.Errorf("a disabled handler without F: enabled %v, F %v", enabled, fixed)
+	}
+	if h, ok := Emulator(Arch()); h != "" || !ok {
+		t.Errorf("this host's own architecture: %q %v", h, ok)
+	}
+}

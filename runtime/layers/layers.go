@@ -250,21 +250,6 @@ func Holders(device string) []string {
 	return out
 }
 
-// DMDevice is the kernel's device (/dev/dm-N) of the device-mapper device
-// called name, "" when there is none. The kernel name is what the
-// session mounts and names: inside the container, tools that follow a
-// device to sysfs (nixos-generate-config, grub-probe) find it there, as
-// they do udev's /dev/mapper links on a booted system.
-func DMDevice(name string) string {
-	dirs, _ := filepath.Glob("/sys/class/block/dm-*")
-	for _, d := range dirs {
-		if b, err := os.ReadFile(filepath.Join(d, "dm/name")); err == nil && strings.TrimSpace(string(b)) == name {
-			return "/dev/" + filepath.Base(d)
-		}
-	}
-	return ""
-}
-
 // DeviceName is the /dev name of a kernel block device name: dm-N by its
 // device-mapper name, others as they are.
 func DeviceName(kernel string) string {

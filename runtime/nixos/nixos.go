@@ -160,9 +160,15 @@ const maxHostnameFile = 4096
 var hostnameRE = lazyre.New(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$`)
 
 // Hostname reads the target's hostname from /etc/hostname, resolved inside
-// root; DefaultHostname when there is none.
-func Hostname(root string) (string, error) {
+// root, else from the etc of its system (system, a path inside root; ""
+// for none), which activation links /etc/hostname to: a root made afresh
+// at each boot has no /etc before it; DefaultHostname when neither has
+// one.
+func Hostname(root, system string) (string, error) {
 	b, err := rootfs.ReadHead(root, HostnameFile, maxHostnameFile)
+	if errors.Is(err, os.ErrNotExist) && system != "" {
+		b, err = rootfs.ReadHead(root, system+"/etc/hostname", maxHostnameFile)
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		return DefaultHostname, nil
 	} else if err != nil {
@@ -177,4 +183,16 @@ func Hostname(root string) (string, error) {
 		return "", fmt.Errorf("the target's /etc/hostname holds %.40q, not a hostname: fix the file", name)
 	}
 	return name, nil
+}
+
+// SystemArch is the architecture a NixOS system at storePath (inside
+// root) is built for, as its system file says ("x86_64" of
+// x86_64-linux), or "" when it does not say.
+func SystemArch(root, storePath string) string {
+	b, err := rootfs.ReadHead(root, storePath+"/system", 64)
+	if err != nil {
+		return ""
+	}
+	arch, _, _ := strings.Cut(strings.TrimSpace(string(b)), "-")
+	return arch
 }

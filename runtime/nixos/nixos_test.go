@@ -96,23 +96,28 @@ func TestResolveSystemErrors(t *testing.T) {
 
 func TestHostname(t *testing.T) {
 	r, _ := fixtureRoot(t)
-	if h, err := Hostname(r); err != nil || h != "nixfixture" {
+	if h, err := Hostname(r, ""); err != nil || h != "nixfixture" {
 		t.Errorf("through /etc/static: %q %v", h, err)
 	}
 	os.Remove(filepath.Join(r, "etc/hostname"))
-	if h, err := Hostname(r); err != nil || h != DefaultHostname {
+	// No /etc/hostname (a root made afresh at each boot, before its
+	// activation): the system's.
+	if h, err := Hostname(r, SystemProfile); err != nil || h != "nixfixture" {
+		t.Errorf("from the system: %q %v", h, err)
+	}
+	if h, err := Hostname(r, ""); err != nil || h != DefaultHostname {
 		t.Errorf("missing: %q %v", h, err)
 	}
 	// An escaping link is resolved inside the root: the host's
 	// /etc/hostname is never read.
 	os.Symlink("../../../../../../../etc/hostname-of-target", filepath.Join(r, "etc/hostname"))
 	os.WriteFile(filepath.Join(r, "etc/hostname-of-target"), []byte("inside\n"), 0o644)
-	if h, err := Hostname(r); err != nil || h != "inside" {
+	if h, err := Hostname(r, ""); err != nil || h != "inside" {
 		t.Errorf("escaping link: %q %v", h, err)
 	}
 	os.Remove(filepath.Join(r, "etc/hostname"))
 	os.WriteFile(filepath.Join(r, "etc/hostname"), []byte("bad name; rm -rf /\n"), 0o644)
-	if _, err := Hostname(r); err == nil {
+	if _, err := Hostname(r, ""); err == nil {
 		t.Error("junk accepted as hostname")
 	}
 }

@@ -122,7 +122,8 @@ func RemoveStale(ctx context.Context, dir *state.Dir, cd *containerd.Runner) (Sw
 // undoSession undoes what dead session id left: its container and its
 // processes (through its cgroup: a containerd that died with the session
 // killed none), the mount point it made in a target, its private tree,
-// its layers (LUKS, LVM, md), its loop devices, qemu's export of its
+// its layers (LUKS, LVM, md), its partitions mapped by device-mapper,
+// its loop devices, qemu's export of its
 // image, its directory.
 func undoSession(ctx context.Context, dir *state.Dir, id string) error {
 	if err := embedded.DestroyByID(dir.ContainersDir(), id); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -144,6 +145,12 @@ func undoSession(ctx context.Context, dir *state.Dir, id string) error {
 	auditKilled(id, j)
 	if err := UndoLayers(ctx, j); err != nil {
 		return fmt.Errorf("undo stale session %s: %w", id, err)
+	}
+	// Its partitions mapped by device-mapper hold its loop device.
+	for _, m := range mount.DMMaps(mount.DMPartitionPrefix(id)) {
+		if err := mount.UnmapPartition(ctx, m); err != nil {
+			return fmt.Errorf("undo stale session %s: %w", id, err)
+		}
 	}
 	// The loop devices first, then qemu's export they read; a loop
 	// device the export keeps busy (its daemon in the namespace that

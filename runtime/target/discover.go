@@ -55,10 +55,17 @@ type Found struct {
 	Partition Partition `json:"partition"`
 	// Subvol is the btrfs subvolume, "" for the filesystem's top.
 	Subvol string `json:"subvolume,omitempty"`
+	// Ephemeral says the root is a tmpfs the machine makes afresh at each
+	// boot (impermanence: its fstab mounts tmpfs on /): its system is on
+	// the /nix filesystem, and Partition is that one's.
+	Ephemeral bool `json:"ephemeral,omitempty"`
 }
 
 // Describe names it for messages.
 func (f Found) Describe() string {
+	if f.Ephemeral {
+		return "tmpfs, made afresh at each boot; the system on " + f.Partition.Device
+	}
 	s := f.Partition.Device
 	if f.Subvol != "" {
 		s += " subvolume " + f.Subvol

@@ -45,6 +45,12 @@ type Partition struct {
 	// target's configuration uses (/dev/mapper/cryptroot, /dev/vg/root,
 	// /dev/md/boot).
 	Names []string `json:"names,omitempty"`
+	// Inside is its name inside the container instead of Device, when
+	// this host's name would mislead the tools there: a device-mapper
+	// map of an image's partition (/dev/dm-N here) is there the disk's
+	// partition by the kernel's name for one (/dev/loop0p2), which
+	// grub-install takes for a partition of /dev/loop0.
+	Inside string `json:"inside,omitempty"`
 }
 
 // FS is what blkid finds on a device.

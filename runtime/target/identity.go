@@ -63,6 +63,18 @@ func DeviceKeys(major, minor uint32) []Key {
 	if dev, ino, ok := loopBacking(name); ok {
 		keys = append(keys, fileKey(dev, ino))
 	}
+	// A device-mapper map (a session's partition of an image, a LUKS
+	// volume) holds the data of what it is made of.
+	slaves, _ := os.ReadDir(filepath.Join("/sys/dev/block", fmt.Sprintf("%d:%d", major, minor), "slaves"))
+	for _, sl := range slaves {
+		if smaj, smin, err := sysfsDevNumberOf(filepath.Join("/sys/class/block", sl.Name(), "dev")); err == nil {
+			for _, k := range DeviceKeys(smaj, smin) {
+				if !slices.Contains(keys, k) {
+					keys = append(keys, k)
+				}
+			}
+		}
+	}
 	return keys
 }
 
@@ -91,7 +103,13 @@ func blockName(major, minor uint32) (string, int, error) {
 // sysfsDevNumber reads the major:minor of block device name (a whole
 // disk) from sysfs.
 func sysfsDevNumber(name string) (uint32, uint32, error) {
-	b, err := os.ReadFile(filepath.Join("/sys/block", name, "dev"))
+	return sysfsDevNumberOf(filepath.Join("/sys/block", name, "dev"))
+}
+
+// sysfsDevNumberOf reads a major:minor from sysfs file p (a device's
+// dev).
+func sysfsDevNumberOf(p string) (uint32, uint32, error) {
+	b, err := os.ReadFile(p)
 	if err != nil {
 		return 0, 0, err
 	}

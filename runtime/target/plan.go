@@ -107,8 +107,12 @@ func Skip(e FstabEntry) string {
 	switch {
 	case e.Type == "swap" || e.Mountpoint == "swap" || e.Mountpoint == "none":
 		return "swap"
-	case e.HasOption("bind") || e.HasOption("rbind"):
-		return "bind mount"
+	case IsBind(e) && e.HasOption("noauto"):
+		return "noauto"
+	case IsBind(e) && (!path.IsAbs(e.Spec) || !path.IsAbs(e.Mountpoint)):
+		return "bind mount of a relative path"
+	case IsBind(e):
+		return ""
 	case slices.Contains(networkTypes, e.Type) || strings.HasPrefix(e.Type, "nfs"):
 		return "network filesystem"
 	case slices.Contains(pseudoTypes, e.Type) && e.Type != "auto":
@@ -119,6 +123,20 @@ func Skip(e FstabEntry) string {
 		return "mount point is not an absolute path"
 	}
 	return ""
+}
+
+// IsBind tells whether e binds a directory of the machine elsewhere
+// (bind or rbind: impermanence's /persist/etc/nixos on /etc/nixos).
+func IsBind(e FstabEntry) bool { return e.HasOption("bind") || e.HasOption("rbind") }
+
+// EphemeralRoot returns the fstab's entry for "/" when it is a tmpfs:
+// the machine makes its root afresh at each boot (impermanence), from
+// its /nix and what is bound in from a persistent filesystem.
+func EphemeralRoot(fstab []FstabEntry) *FstabEntry {
+	if e := RootEntry(fstab); e != nil && e.Type == "tmpfs" {
+		return e
+	}
+	return nil
 }
 
 var partNumberRE = lazyre.New(`^/dev/(?:[shvx]d[a-z]+|nvme[0-9]+n[0-9]+p|mmcblk[0-9]+p|loop[0-9]+p)([0-9]+)$`)
@@ -333,6 +351,12 @@ func MakePlan(in PlanInput) (Plan, error) {
 	root := Entry{Mountpoint: "/", Spec: in.Root.Describe(), Device: in.Root.Partition.Device, Type: in.Root.Partition.Type,
 		Action: ActionMount, Origin: OriginDiscovered, MappedBy: "holds /etc/NIXOS"}
 	root.Options, root.Dropped = foundOptions(in.Root, fstabRoot, true)
+	if in.Root.Ephemeral {
+		root = Entry{Mountpoint: "/", Spec: fstabRoot.Spec, Type: "tmpfs", Action: ActionMount, Origin: OriginDiscovered,
+			MappedBy: "tmpfs: the machine makes its root afresh at each boot"}
+		root.Options, root.Dropped = Options(fstabRoot.Options)
+		fstabRoot = nil
+	}
 	if fstabRoot != nil {
 		root.Spec = fstabRoot.Spec
 		if m, _ := MapSource(fstabRoot.Spec, in.Partitions, in.DiskIDs); len(m) != 1 || m[0].Device != in.Root.Partition.Device {
@@ -396,12 +420,37 @@ func planEntries(fstab []FstabEntry, parts []Partition, overrides []Override, id
 		}
 		plan = append(plan, e)
 	}
-	// Parents before children, in fstab order otherwise.
+	// Parents before children, in fstab order otherwise; binds last, once
+	// what they bind from is mounted.
 	slices.SortStableFunc(plan, func(a, b Entry) int {
+		if a.IsBind() != b.IsBind() {
+			return map[bool]int{true: 1, false: -1}[a.IsBind()]
+		}
 		return strings.Count(a.Mountpoint, "/") - strings.Count(b.Mountpoint, "/")
 	})
 	return plan, nil
 }
+
+// BindEntry plans fstab entry f, a bind (IsBind): a directory of the
+// target bound elsewhere in it, as systemd mounts it at boot.
+func BindEntry(f FstabEntry) Entry {
+	e := Entry{Mountpoint: path.Clean(f.Mountpoint), Spec: f.Spec, Type: BindType, NoFail: f.HasOption("nofail"), Origin: OriginFstab,
+		Action: ActionMount, MappedBy: "bind"}
+	if f.HasOption("rbind") {
+		e.Type = RbindType
+	}
+	e.Options, e.Dropped = Options(slices.DeleteFunc(slices.Clone(f.Options), func(o string) bool { return o == "bind" || o == "rbind" }))
+	return e
+}
+
+// IsBind tells whether the entry binds a directory of the target.
+func (e Entry) IsBind() bool { return e.Type == BindType || e.Type == RbindType }
+
+// The types of a plan's bind entries.
+const (
+	BindType  = "bind"
+	RbindType = "rbind"
+)
 
 // planFstabEntry maps fstab entry f to a partition of parts, or says why
 // it is skipped; an entry on no partition or on two is an error, unless it
@@ -413,6 +462,9 @@ func planFstabEntry(f FstabEntry, parts []Partition, ids DiskIDs) (Entry, error)
 	if why := Skip(f); why != "" {
 		e.Action, e.Reason = ActionSkip, why
 		return e, nil
+	}
+	if IsBind(f) {
+		return BindEntry(f), nil
 	}
 	found, how := MapSource(f.Spec, parts, ids)
 	switch {
@@ -508,6 +560,10 @@ func RootEntry(fstab []FstabEntry) *FstabEntry {
 func ChooseRoot(arg string, roots []Found, parts []Partition, want string, partition int) (Found, error) {
 	if want != "" {
 		n := strings.TrimPrefix(want, "p")
+		if len(roots) == 0 {
+			// Nothing to choose from: what is there instead.
+			return Found{}, &NoRootError{Target: arg, Parts: parts}
+		}
 		if isNumber(n) && !slices.ContainsFunc(parts, func(p Partition) bool { return strconv.Itoa(p.Number) == n && !p.Extended }) {
 			return Found{}, &hint.Error{Subject: arg, Err: fmt.Errorf("{RootPart %s}: the disk has no partition %s (it has %s)", want, n, Numbers(usable(parts))),
 				Fix: "name one of " + describeFound(roots)}
@@ -577,7 +633,7 @@ func MissingMounts(fstab []FstabEntry, parts []Partition, ids DiskIDs, mounted f
 	var out []Missing
 	for _, f := range fstab {
 		mp := path.Clean(f.Mountpoint)
-		if !slices.Contains(NeededMountpoints, mp) || Skip(f) != "" || mounted(mp) {
+		if !slices.Contains(NeededMountpoints, mp) || Skip(f) != "" || IsBind(f) || mounted(mp) {
 			continue
 		}
 		m := Missing{Mountpoint: mp, Spec: f.Spec, Type: f.Type}

@@ -184,14 +184,38 @@ var planCases = []struct {
 	{
 		name: "skipped entries say why",
 		in: PlanInput{Partitions: disk, Root: ext4Root, Fstab: mustFstab(
-			"tmpfs /tmp tmpfs mode=1777\nserver:/x /net nfs4 defaults\n/swapfile none swap sw\n/persist/etc /etc/ssh none bind\nUUID=dddd /opt ext4 noauto\n")},
+			"tmpfs /tmp tmpfs mode=1777\nserver:/x /net nfs4 defaults\n/swapfile none swap sw\nUUID=dddd /opt ext4 noauto\nrel /etc/x none bind\n/persist/y /etc/y none bind,noauto\n")},
 		want: []string{
 			"/ mount /dev/loop3p3 []",
 			"none skip  [sw] (swap)",
 			"/tmp skip  [mode=1777] (not a disk filesystem (tmpfs))",
 			"/net skip  [] (network filesystem)",
 			"/opt skip  [] -noauto (noauto)",
-			"/etc/ssh skip  [bind] (bind mount)",
+			"/etc/x skip  [bind] (bind mount of a relative path)",
+			"/etc/y skip  [bind] -noauto (noauto)",
+		},
+	},
+	{
+		// Binds (impermanence's): mounted as systemd does, after what
+		// they bind from.
+		name: "bind mounts, last",
+		in: PlanInput{Partitions: disk, Root: ext4Root, Fstab: mustFstab(
+			"/persist/etc/nixos /etc/nixos none bind 0 0\n/persist/var/lib /var/lib none rbind,x-gvfs-hide 0 0\nUUID=dddd /persist ext4 defaults 0 2\n")},
+		want: []string{
+			"/ mount /dev/loop3p3 []",
+			"/persist mount /dev/loop3p4 []",
+			"/etc/nixos mount  []",
+			"/var/lib mount  [] -x-gvfs-hide",
+		},
+	},
+	{
+		// Impermanence: / is a tmpfs, the system on /nix.
+		name: "an ephemeral root",
+		in: PlanInput{Partitions: disk, Root: Found{Partition: disk[3], Ephemeral: true}, Nix: &Found{Partition: disk[3]}, Fstab: mustFstab(
+			"none / tmpfs defaults,size=2G,mode=755 0 0\nUUID=dddd /nix ext4 defaults 0 2\n")},
+		want: []string{
+			"/ mount  [size=2G,mode=755]",
+			"/nix mount /dev/loop3p4 [] (mounted first: it holds the store, where the fstab is)",
 		},
 	},
 }
@@ -251,6 +275,7 @@ func TestChooseRoot(t *testing.T) {
 		{name: "chosen by device", roots: two, want: "/dev/loop3p3", got: "/dev/loop3p3"},
 		{name: "a partition with no root", roots: two, want: "2", errSays: "disk.img: RootPart=2 holds no NixOS root: name one of 3 (/dev/loop3p3), 4 (/dev/loop3p4)"},
 		{name: "a partition the disk lacks", roots: two, want: "9", errSays: "disk.img: RootPart=9: the disk has no partition 9 (it has 1, 2, 3, 4, 5)"},
+		{name: "a partition chosen on a disk with no root", roots: nil, want: "3", errSays: "disk.img: no NixOS root found (no /etc/NIXOS or /nix/var/nix/profiles/system) on "},
 		{name: "a partition target", roots: two, partition: 4, got: "/dev/loop3p4"},
 		{name: "a partition target with no root", roots: two, partition: 2, errSays: "disk.img: no NixOS root found"},
 		{name: "none", errSays: "disk.img: no NixOS root found"},

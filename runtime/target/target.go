@@ -162,6 +162,16 @@ func DeviceNumber(path string) (uint32, uint32, error) {
 // host's own filesystem brings no disk in).
 func MountedDisk(dir string) (string, []Partition, error) {
 	disk, err := DiskBehind(dir)
+	if m, _ := mount.At(dir); err != nil && m != nil && m.FSType == "tmpfs" {
+		// An ephemeral root (impermanence): the machine's disk is the one
+		// its system is on, then its /boot's.
+		for _, sub := range []string{"nix", "boot"} {
+			if d, serr := DiskBehind(filepath.Join(dir, sub)); serr == nil {
+				disk, err = d, nil
+				break
+			}
+		}
+	}
 	if err != nil {
 		return "", nil, err
 	}
