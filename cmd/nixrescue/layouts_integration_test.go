@@ -413,6 +413,10 @@ func TestMessagesOfRealLayouts(t *testing.T) {
 		if r := nixrescue(t, "inspect", "--root", tg.root); r.code != 0 {
 			t.Errorf("inspect needs no emulation: exit %d %s", r.code, r.stderr)
 		}
+		// A spec runs nothing here: it is written, with a warning.
+		if r := nixrescue(t, "spec", "--root", tg.root, "--", "true"); r.code != 0 || !strings.Contains(r.stdout, `"ociVersion"`) || !strings.Contains(r.stderr, "this spec's programs run only on aarch64 machines") {
+			t.Errorf("spec of an aarch64 system: exit %d\n%s", r.code, r.stderr)
+		}
 	})
 	t.Run("root-link", func(t *testing.T) {
 		img, _ := image(t, string(fixture.LayoutBIOS))

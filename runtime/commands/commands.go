@@ -64,11 +64,16 @@ func open(ctx context.Context, o *Options, container bool) (*engine.Session, err
 }
 
 // prepare shapes the container of session s, and logs what it found
-// amiss in opening and shaping.
-func prepare(s *engine.Session, o *Options) (*engine.Prepared, error) {
+// amiss in opening and shaping. runsHere says whether the container's
+// programs run on this host (not for a spec): a system this host cannot
+// run is then refused.
+func prepare(s *engine.Session, o *Options, runsHere bool) (*engine.Prepared, error) {
 	warn(o.Log, s.Warnings())
 	p, err := s.Prepare(o.Container)
 	if err != nil {
+		return nil, err
+	}
+	if err := p.CheckArch(runsHere); err != nil {
 		return nil, err
 	}
 	warn(o.Log, p.Warnings)

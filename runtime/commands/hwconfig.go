@@ -96,7 +96,7 @@ func hardwareConfigIn(ctx context.Context, s *engine.Session, o Options, write b
 	if err := checkNixOSDir(s.Root(), write, o.ReadOnly); err != nil {
 		return nil, 0, err
 	}
-	p, err := prepare(s, &o)
+	p, err := prepare(s, &o, true)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -33,7 +33,7 @@ func Rollback(ctx context.Context, ro RollbackOptions) (*RunReport, int, error) 
 	}
 	rep := newRunReport(s)
 	code := 0
-	p, err := prepare(s, &o)
+	p, err := prepare(s, &o, true)
 	if err == nil {
 		rep.DiskAliases = append(rep.DiskAliases, p.Aliases...)
 		code, err = rollbackIn(s.Root(), ro.To, o.Log, func(args []string) (int, error) {

@@ -60,7 +60,7 @@ func Run(ctx context.Context, o RunOptions) (*RunReport, int, error) {
 // wraps the command's output (a rebuild watches it for failed downloads).
 func runIn(ctx context.Context, s *engine.Session, o RunOptions, rep *RunReport, watch func(io.Writer) io.Writer) (int, error) {
 	o.Container.NoActivate = o.NoActivate
-	p, err := prepare(s, &o.Options)
+	p, err := prepare(s, &o.Options, true)
 	if err != nil {
 		return 0, err
 	}

@@ -66,7 +66,7 @@ func Spec(ctx context.Context, o SpecOptions) (_ []byte, err error) {
 		}
 		defer s.Close()
 		defer func() { s.Outcome(0, err) }()
-		if p, err = prepare(s, &o.Options); err != nil {
+		if p, err = prepare(s, &o.Options, false); err != nil {
 			return nil, err
 		}
 	}
@@ -99,6 +99,7 @@ func prepareDirectory(dir string, o SpecOptions) (*engine.Prepared, error) {
 	if err != nil {
 		return nil, err
 	}
+	_ = p.CheckArch(false) // a spec runs nothing here: a foreign system only warns
 	warn(o.Log, p.Warnings)
 	if o.Container.HostDev {
 		return p, nil

@@ -142,9 +142,6 @@ func PrepareRoot(root string, readOnly bool, o ContainerOptions) (*Prepared, err
 		return nil, err
 	}
 	p := &Prepared{Root: root, System: sys, Hostname: hostname, Host: facts, options: o}
-	if err := p.checkArch(); err != nil {
-		return nil, err
-	}
 	switch o.EFI {
 	case EFIAuto:
 		p.EFIVars = facts.EFI
@@ -175,16 +172,20 @@ func PrepareRoot(root string, readOnly bool, o ContainerOptions) (*Prepared, err
 	return p, nil
 }
 
-// checkArch refuses a system of another architecture than this host's
+// CheckArch refuses a system of another architecture than this host's
 // when nothing here runs its programs (they fail with "exec format
-// error"), and says that they run through qemu-user when they do.
-func (p *Prepared) checkArch() error {
+// error"), and says that they run through qemu-user when they do. When
+// the programs do not run here (a spec written for another machine),
+// the refusal is only a warning.
+func (p *Prepared) CheckArch(runsHere bool) error {
 	arch := nixos.SystemArch(p.Root, p.System.StorePath)
 	if arch == "" {
 		return nil
 	}
 	handler, ok := host.Emulator(arch)
 	switch {
+	case !ok && !runsHere:
+		p.Warnings = append(p.Warnings, fmt.Sprintf("the target's system is %s-linux and this host is %s: this spec's programs run only on %s machines, or here once qemu-user is registered with binfmt_misc", arch, host.Arch(), arch))
 	case !ok:
 		return hint.Errorf("the target's system is %s-linux and this host is %s: its programs cannot run here; register qemu-user for %s with binfmt_misc (mount -t binfmt_misc binfmt_misc %s, then install qemu-user-static and binfmt-support) and run nixrescue again (inspect and generations need none of it)",
 			arch, host.Arch(), arch, host.BinfmtDir)
