@@ -236,7 +236,11 @@ umount -R $m; rmdir $m'`)},
 				return timed(bin, "run", "--root", root, "--no-activate", "-q", "--backend", "containerd", "--address", addr, "--", "true")
 			}},
 			&Case{Name: "(e) ctr run --rm --rootfs", Group: "start", run: func(i int) sample {
-				return timed("ctr", "--address", addr, "-n", "nixrescue-bench", "run", "--rm", "--rootfs", root, fmt.Sprintf("bench-%d", i), "/bin/sh", "-c", "true")
+				// runc's state and ctr's fifos in the work directory, as
+				// nixrescue keeps its own out of the host's /run/containerd.
+				return timed("ctr", "--address", addr, "-n", "nixrescue-bench", "run", "--rm",
+					"--runc-root", filepath.Join(work, "ctr-runc"), "--fifo-dir", filepath.Join(work, "ctr-fifo"),
+					"--rootfs", root, fmt.Sprintf("bench-%d", i), "/bin/sh", "-c", "true")
 			}},
 			&Case{Name: "nixrescue run IMAGE -- true (containerd, whole session)", Group: "session", run: func(int) sample {
 				return timed(bin, "run", img, "-q", "--backend", "containerd", "--address", addr, "--", "true")
