@@ -36,6 +36,20 @@ func Require(t testing.TB) {
 	}
 }
 
+// RequireTool skips t when the host program name is missing and
+// EnvVar is unset, and fails it when EnvVar is set: hack/install-deps
+// installs every program a test runs.
+func RequireTool(t testing.TB, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err == nil {
+		return
+	}
+	if Enabled() {
+		t.Fatalf("%s is not installed: run hack/install-deps", name)
+	}
+	t.Skipf("%s is not installed (%s unset)", name, EnvVar)
+}
+
 // Enabled tells whether integration tests run.
 func Enabled() bool { return os.Getenv(EnvVar) != "" }
 

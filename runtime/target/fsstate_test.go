@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nixrescue/nixrescue/hack/testenv"
 )
 
 // mkfsFile makes a filesystem image of size bytes with the host's mkfs
@@ -26,12 +28,7 @@ func mkfsFile(t *testing.T, size int64, mkfs []string, then ...[]string) string 
 		for i, a := range c {
 			args[i] = strings.ReplaceAll(a, "FILE", p)
 		}
-		if _, err := exec.LookPath(args[0]); err != nil {
-			if os.Getenv("NIXRESCUE_INTEGRATION") != "" {
-				t.Fatalf("%s is not installed: run hack/install-deps", args[0])
-			}
-			t.Skipf("%s is not installed", args[0])
-		}
+		testenv.RequireTool(t, args[0])
 		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 			t.Fatalf("%v: %v %s", args, err, out)
 		}

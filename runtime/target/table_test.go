@@ -50,12 +50,7 @@ func TestReadTableMBR(t *testing.T) {
 }
 
 func TestReadTableGPTAndBare(t *testing.T) {
-	if _, err := exec.LookPath("sgdisk"); err != nil {
-		if testenv.Enabled() {
-			t.Fatal("sgdisk is missing: run hack/install-deps")
-		}
-		t.Skip("sgdisk is missing (NIXRESCUE_INTEGRATION unset)")
-	}
+	testenv.RequireTool(t, "sgdisk")
 	p := filepath.Join(t.TempDir(), "gpt.img")
 	if err := os.WriteFile(p, nil, 0o644); err != nil {
 		t.Fatal(err)
