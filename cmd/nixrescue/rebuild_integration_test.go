@@ -62,7 +62,7 @@ func realNixImage(t *testing.T, name string) string {
 // device-mapper for grub-install where the kernel has it (the VM lane's
 // does; this project's CI machine's does not, and there the installation
 // is proven in the VM lane, TestBIOSRescueHost).
-var grubOnImages = mount.DMPartitionsAvailable()
+var grubOnImages = mount.DMPartitionsAvailable() == nil
 
 // rebuildFlags are what a rebuild of a GRUB image needs on this host:
 // --no-install-bootloader where GRUB cannot be installed on an image (the

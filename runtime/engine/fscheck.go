@@ -1,15 +1,13 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
-	"slices"
 	"strings"
 
 	"github.com/nixrescue/nixrescue/runtime/hint"
+	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
 	"github.com/nixrescue/nixrescue/runtime/target"
 )
 
@@ -63,8 +61,8 @@ func (op *Opened) recordState(device string, st target.FSState) {
 	if st == (target.FSState{}) {
 		return
 	}
-	if i := slices.IndexFunc(op.Partitions, func(p target.Partition) bool { return p.Device == device }); i >= 0 {
-		op.Partitions[i].State = &st
+	if p := op.partition(device); p != nil {
+		p.State = &st
 	}
 }
 
@@ -82,22 +80,19 @@ func (op *Opened) checkWith(ctx context.Context, device, fsType string, st targe
 	default:
 		return nil
 	}
-	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	var ee *exec.ExitError
+	out, err := hosttool.Combined(ctx, args[0], args[1:]...)
+	var ee *hosttool.ExitError
+	var missing *hosttool.MissingError
 	code := 0
 	switch {
-	case errors.Is(err, exec.ErrNotFound):
-		pkg := map[string]string{"e2fsck": "e2fsprogs", "xfs_repair": "xfsprogs"}[args[0]]
-		return &hint.Error{Subject: op.Target.Arg, Err: fmt.Errorf("{Fsck}: %s is not installed on this host", args[0]), Fix: "install " + pkg}
+	case errors.As(err, &missing):
+		return &hint.Error{Subject: op.Target.Arg, Err: fmt.Errorf("{Fsck}: %s is not installed on this host", args[0]), Fix: "install " + hosttool.Package(args[0])}
 	case errors.As(err, &ee):
-		code = ee.ExitCode()
+		code = ee.Code
 	case err != nil:
 		return fmt.Errorf("%s: %w", strings.Join(args, " "), err)
 	}
-	said := lastLine(out.String())
+	said := lastLine(string(out))
 	// e2fsck: 1 corrected, 2 corrected (reboot: none here); 4 and up
 	// left errors, or failed.
 	if code >= 4 || args[0] == "xfs_repair" && code != 0 {
@@ -111,11 +106,10 @@ func (op *Opened) checkWith(ctx context.Context, device, fsType string, st targe
 // byHand says how to reach device by hand when it is a partition of an
 // image nixrescue attached: a loop device from its offset.
 func (op *Opened) byHand(device string) string {
-	i := slices.IndexFunc(op.Partitions, func(p target.Partition) bool { return p.Device == device })
-	if op.Image == "" || i < 0 || op.Partitions[i].Number == 0 || op.Partitions[i].Layer != "" {
+	p := op.partition(device)
+	if op.Image == "" || p == nil || p.Number == 0 || p.Layer != "" {
 		return " (" + device + " here)"
 	}
-	p := op.Partitions[i]
 	return fmt.Sprintf(" (partition %d of the image: losetup --find --show -o %d --sizelimit %d %s gives its device)", p.Number, p.Start, p.Size, op.Image)
 }
 

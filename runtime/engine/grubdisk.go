@@ -1,8 +1,8 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -52,7 +52,7 @@ func (op *Opened) grubInstallProblem() error {
 		return nil
 	}
 	why, fix := "this kernel has no device-mapper to map them with", "load device-mapper (modprobe dm_mod) and install dmsetup, then run nixrescue again: it then maps the partitions with it"
-	if _, err := os.Stat("/sys/class/misc/device-mapper"); err == nil {
+	if !errors.Is(mount.DMPartitionsAvailable(), mount.ErrNoDeviceMapper) {
 		why, fix = "dmsetup, which would map them with device-mapper, is not installed", "install dmsetup, then run nixrescue again"
 	}
 	if op.Target.Kind != target.KindImage {

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"slices"
+
 	"github.com/nixrescue/nixrescue/runtime/target"
 )
 
@@ -15,12 +17,7 @@ import (
 // LUKS volume is found through it), and so does a partition whose UUID
 // another partition shares (the name would lead to either).
 func (op *Opened) mountName(device string) string {
-	var p *target.Partition
-	for i := range op.Partitions {
-		if op.Partitions[i].Device == device {
-			p = &op.Partitions[i]
-		}
-	}
+	p := op.partition(device)
 	if p == nil || p.Layer != "" {
 		return device
 	}
@@ -40,4 +37,13 @@ func (op *Opened) mountName(device string) string {
 		return "/dev/disk/by-partuuid/" + target.EscapeUdev(p.PartUUID)
 	}
 	return device
+}
+
+// partition is the target's partition (or layer device) at device, nil
+// when there is none.
+func (op *Opened) partition(device string) *target.Partition {
+	if i := slices.IndexFunc(op.Partitions, func(p target.Partition) bool { return p.Device == device }); i >= 0 {
+		return &op.Partitions[i]
+	}
+	return nil
 }

@@ -267,7 +267,7 @@ func (op *Opened) attachRaw(ctx context.Context, t target.Target, to TargetOptio
 	// The partitions of an image that may be written are device-mapper
 	// maps where the kernel has device-mapper: they tell grub-install
 	// where they start, which loop partitions cannot (mount/dmpart.go).
-	op.dmParts = !to.ReadOnly && table.Type != "" && mount.DMPartitionsAvailable()
+	op.dmParts = !to.ReadOnly && table.Type != "" && mount.DMPartitionsAvailable() == nil
 	// As the kernel names the file: an export is in its daemon's namespace.
 	op.backing = mount.BackingFile(filepath.Base(loop.Path))
 	if err := s.st.Record(func(j *state.Journal) { j.Loops = append(j.Loops, state.Loop{Device: loop.Path, Backing: op.backing}) }); err != nil {
@@ -278,17 +278,17 @@ func (op *Opened) attachRaw(ctx context.Context, t target.Target, to TargetOptio
 		op.Partitions = []target.Partition{{Number: 0, Device: loop.Path, Size: size}}
 		return nil
 	}
-	return op.useTable(table, s)
+	return op.useTable(ctx, table, s)
 }
 
 // useTable takes the partitions of a table read from the disk, and says
 // what is wrong with the table.
-func (op *Opened) useTable(table target.Table, s *Session) error {
+func (op *Opened) useTable(ctx context.Context, table target.Table, s *Session) error {
 	op.Table = table.Type
 	for _, w := range table.Warnings {
 		op.warn("%s", w)
 	}
-	return op.addPartitions(table.Partitions, s)
+	return op.addPartitions(ctx, table.Partitions, s)
 }
 
 // mapPartition makes partition p a device-mapper map of its bytes of the
@@ -296,9 +296,9 @@ func (op *Opened) useTable(table target.Table, s *Session) error {
 // finds it after a crash; inside the container it is also the partition
 // of the disk by the kernel's name for one (/dev/loop0p2), which tells
 // grub-install which disk it is part of.
-func (op *Opened) mapPartition(p *target.Partition, s *Session) error {
+func (op *Opened) mapPartition(ctx context.Context, p *target.Partition, s *Session) error {
 	name := mount.DMPartitionName(s.st.ID, p.Number)
-	dev, err := mount.MapPartition(context.Background(), name, op.Disk, p.Start, p.Size)
+	dev, err := mount.MapPartition(ctx, name, op.Disk, p.Start, p.Size)
 	if err != nil {
 		return err
 	}
@@ -313,7 +313,7 @@ func (op *Opened) mapPartition(p *target.Partition, s *Session) error {
 // addPartitions makes each partition of the table a block device of the
 // whole-disk device (BLKPG), unless the kernel already did, or a
 // device-mapper map of it (dmParts).
-func (op *Opened) addPartitions(parts []target.Partition, s *Session) error {
+func (op *Opened) addPartitions(ctx context.Context, parts []target.Partition, s *Session) error {
 	known, _ := target.KernelPartitions(op.Disk)
 	for _, p := range parts {
 		i := slices.IndexFunc(known, func(k target.Partition) bool { return k.Number == p.Number })
@@ -329,7 +329,7 @@ func (op *Opened) addPartitions(parts []target.Partition, s *Session) error {
 		if op.dmParts {
 			// Whether the kernel scanned the table or not: its partitions
 			// of a loop device do not tell grub-install where they start.
-			if err := op.mapPartition(&p, s); err != nil {
+			if err := op.mapPartition(ctx, &p, s); err != nil {
 				return err
 			}
 			op.Partitions = append(op.Partitions, p)
@@ -386,7 +386,7 @@ func (op *Opened) openDisk(ctx context.Context, t target.Target, to TargetOption
 	}
 	// Adding partitions (BLKPG) tells the kernel where they are and
 	// writes nothing to the disk: read-only targets get them too.
-	return op.useTable(table, s)
+	return op.useTable(ctx, table, s)
 }
 
 // probe identifies the filesystem on each partition (blkid, one run per

@@ -15,16 +15,16 @@
 package layers
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
 )
 
 // Kind is a layer's kind.
@@ -114,7 +114,7 @@ func closeOnce(ctx context.Context, o Opened) error {
 		if _, serr := os.Stat(filepath.Join("/dev/mapper", o.Name)); errors.Is(serr, os.ErrNotExist) {
 			return nil
 		}
-		_, err = run(ctx, nil, "cryptsetup", "close", "--disable-locks", o.Name)
+		_, err = hosttool.Run(ctx, nil, "cryptsetup", "close", "--disable-locks", o.Name)
 	case LVM:
 		err = deactivate(ctx, o)
 	case MD:
@@ -133,7 +133,7 @@ func closeOnce(ctx context.Context, o Opened) error {
 		if dev == "" {
 			break
 		}
-		_, err = run(ctx, nil, "mdadm", "--stop", dev)
+		_, err = hosttool.Run(ctx, nil, "mdadm", "--stop", dev)
 	}
 	if o.MadeRunDir != "" {
 		removeEmptyRunDir(o.MadeRunDir)
@@ -160,14 +160,6 @@ func removeEmptyRunDir(dir string) {
 	_ = os.RemoveAll(dir)
 }
 
-// packages name what provides each tool, for the message when one is
-// missing.
-var packages = map[string]string{
-	"cryptsetup": "cryptsetup (Debian: cryptsetup-bin)",
-	"lvm":        "lvm2",
-	"mdadm":      "mdadm",
-}
-
 // MissingToolError says a layer needs a program the host lacks.
 type MissingToolError struct {
 	Tool, Device string
@@ -175,7 +167,7 @@ type MissingToolError struct {
 }
 
 func (e *MissingToolError) Error() string {
-	return fmt.Sprintf("%s holds %s, and this host has no %s to open it: install %s", e.Device, describeKind(e.Kind), e.Tool, packages[e.Tool])
+	return fmt.Sprintf("%s holds %s, and this host has no %s to open it: install %s", e.Device, describeKind(e.Kind), e.Tool, hosttool.Package(e.Tool))
 }
 
 func describeKind(k Kind) string {
@@ -198,40 +190,6 @@ func need(tool, device string, kind Kind) error {
 		return &MissingToolError{Tool: tool, Device: device, Kind: kind}
 	}
 	return nil
-}
-
-// run runs a tool, stdin given (a key goes there, never in args), and
-// returns its standard output; its error says what it printed on
-// standard error.
-func run(ctx context.Context, stdin io.Reader, name string, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdin = stdin
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	// The tools' messages are read here: in English, whatever the host.
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	if err := cmd.Run(); err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return out.Bytes(), &ToolError{Tool: name, Code: ee.ExitCode(), Stderr: strings.TrimSpace(errb.String())}
-		}
-		return out.Bytes(), fmt.Errorf("%s: %w", name, err)
-	}
-	return out.Bytes(), nil
-}
-
-// ToolError is a tool's failure: its exit status and what it said.
-type ToolError struct {
-	Tool   string
-	Code   int
-	Stderr string
-}
-
-func (e *ToolError) Error() string {
-	if e.Stderr == "" {
-		return fmt.Sprintf("%s: exit status %d", e.Tool, e.Code)
-	}
-	return fmt.Sprintf("%s: %s", e.Tool, e.Stderr)
 }
 
 // Holders are the devices the host stacked on device (sysfs holders/): an

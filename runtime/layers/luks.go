@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
 )
 
 // Header is what a LUKS header tells without a key.
@@ -38,7 +40,7 @@ func ReadHeader(ctx context.Context, device string) (Header, error) {
 	if err := need("cryptsetup", device, LUKS); err != nil {
 		return Header{}, err
 	}
-	out, err := run(ctx, nil, "cryptsetup", "luksDump", "--disable-locks", device)
+	out, err := hosttool.Run(ctx, nil, "cryptsetup", "luksDump", "--disable-locks", device)
 	if err != nil {
 		return Header{}, fmt.Errorf("read the LUKS header of %s: %w", device, err)
 	}
@@ -169,8 +171,8 @@ func OpenLUKS(ctx context.Context, device, name string, key []byte, readOnly boo
 	if readOnly {
 		args = append(args, "--readonly")
 	}
-	_, err := run(ctx, bytes.NewReader(key), "cryptsetup", append(args, device, name)...)
-	var te *ToolError
+	_, err := hosttool.Run(ctx, bytes.NewReader(key), "cryptsetup", append(args, device, name)...)
+	var te *hosttool.ExitError
 	// cryptsetup's status 2: no permission, a wrong passphrase or key.
 	if errors.As(err, &te) && te.Code == 2 {
 		return ErrBadKey

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
 )
 
 // VolumeGroup is an LVM volume group on a target's devices.
@@ -109,7 +111,7 @@ func ScanLVM(ctx context.Context, devices []string) ([]VolumeGroup, error) {
 // lvmReport runs an lvm report command (pvs, lvs) on devices only, for
 // fields, and returns its rows (key, the report's section: pv, lv).
 func lvmReport(ctx context.Context, command, key, fields string, devices []string) ([]map[string]string, error) {
-	out, err := run(ctx, nil, "lvm", append([]string{command, "--reportformat", "json", "--units", "b", "--nosuffix", "-o", fields}, lvmArgs(devices, "")...)...)
+	out, err := hosttool.Run(ctx, nil, "lvm", append([]string{command, "--reportformat", "json", "--units", "b", "--nosuffix", "-o", fields}, lvmArgs(devices, "")...)...)
 	if err != nil {
 		return nil, fmt.Errorf("lvm %s: %w", command, err)
 	}
@@ -161,7 +163,7 @@ func Activate(ctx context.Context, g VolumeGroup, readOnly bool) (Opened, error)
 	if readOnly {
 		ro = g.Name
 	}
-	if _, err := run(ctx, nil, "lvm", append([]string{"vgchange", "--activate", "y"}, append(lvmArgs(g.PVs, ro), g.Name)...)...); err != nil {
+	if _, err := hosttool.Run(ctx, nil, "lvm", append([]string{"vgchange", "--activate", "y"}, append(lvmArgs(g.PVs, ro), g.Name)...)...); err != nil {
 		return o, fmt.Errorf("activate LVM volume group %s: %w", g.Name, err)
 	}
 	return o, nil
@@ -172,6 +174,6 @@ func deactivate(ctx context.Context, o Opened) error {
 	if len(ActiveOnHost(o.Name)) == 0 {
 		return nil
 	}
-	_, err := run(ctx, nil, "lvm", append([]string{"vgchange", "--activate", "n"}, append(lvmArgs(o.Devices, ""), o.Name)...)...)
+	_, err := hosttool.Run(ctx, nil, "lvm", append([]string{"vgchange", "--activate", "n"}, append(lvmArgs(o.Devices, ""), o.Name)...)...)
 	return err
 }

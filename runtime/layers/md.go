@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
 )
 
 // Array is an md RAID array whose members are on the target.
@@ -34,7 +36,7 @@ func ExamineMD(ctx context.Context, member string) (Array, error) {
 	if err := need("mdadm", member, MD); err != nil {
 		return Array{}, err
 	}
-	out, err := run(ctx, nil, "mdadm", "--examine", "--export", member)
+	out, err := hosttool.Run(ctx, nil, "mdadm", "--examine", "--export", member)
 	if err != nil {
 		return Array{}, fmt.Errorf("read the RAID superblock of %s: %w", member, err)
 	}
@@ -113,7 +115,7 @@ func Planned(a Array, name string) Opened {
 func Assemble(ctx context.Context, a Array, name string) (Opened, string, error) {
 	o := Planned(a, name)
 	args := append([]string{"--assemble", "--readonly", "--run", "/dev/md/" + name, "--uuid=" + a.UUID}, a.Members...)
-	if _, err := run(ctx, nil, "mdadm", args...); err != nil {
+	if _, err := hosttool.Run(ctx, nil, "mdadm", args...); err != nil {
 		if o.MadeRunDir != "" {
 			removeEmptyRunDir(o.MadeRunDir)
 		}
@@ -145,7 +147,7 @@ func arrayOf(member string) string {
 
 // ReadWrite makes an array assembled read-only writable.
 func ReadWrite(ctx context.Context, o Opened) error {
-	if _, err := run(ctx, nil, "mdadm", "--readwrite", o.Name); err != nil {
+	if _, err := hosttool.Run(ctx, nil, "mdadm", "--readwrite", o.Name); err != nil {
 		return fmt.Errorf("make RAID %s writable: %w", o.Name, err)
 	}
 	return nil

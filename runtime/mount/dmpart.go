@@ -1,7 +1,6 @@
 package mount
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
 )
 
 // Partitions of a loop device as device-mapper maps.
@@ -23,16 +24,22 @@ import (
 // partition's (dmsetup setgeometry). Nothing of the image changes: a map
 // is the kernel's view of its bytes.
 
-// DMPartitionsAvailable tells whether this host can map partitions with
-// device-mapper: its kernel has device-mapper (loaded: nixrescue loads no
-// module) and dmsetup is installed.
-func DMPartitionsAvailable() bool {
+// DMPartitionsAvailable says whether this host can map partitions with
+// device-mapper: nil when its kernel has device-mapper (loaded:
+// nixrescue loads no module) and dmsetup is installed, else
+// ErrNoDeviceMapper or a *hosttool.MissingError for dmsetup.
+func DMPartitionsAvailable() error {
 	if _, err := os.Stat("/sys/class/misc/device-mapper"); err != nil {
-		return false
+		return ErrNoDeviceMapper
 	}
-	_, err := exec.LookPath("dmsetup")
-	return err == nil
+	if _, err := exec.LookPath("dmsetup"); err != nil {
+		return &hosttool.MissingError{Tool: "dmsetup"}
+	}
+	return nil
 }
+
+// ErrNoDeviceMapper says this host's kernel has no device-mapper.
+var ErrNoDeviceMapper = errors.New("this kernel has no device-mapper (modprobe dm_mod loads it)")
 
 // DMPartitionName is the device-mapper name of partition n of session
 // id's disk: cleanup finds a killed session's maps by its prefix
@@ -98,10 +105,9 @@ func UnmapPartition(ctx context.Context, name string) error {
 // DMMaps lists the device-mapper maps whose name starts with prefix.
 func DMMaps(prefix string) []string {
 	var out []string
-	names, _ := filepath.Glob("/sys/block/dm-*/dm/name")
-	for _, n := range names {
-		if b, err := os.ReadFile(n); err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), prefix) {
-			out = append(out, strings.TrimSpace(string(b)))
+	for _, m := range dmDevices() {
+		if strings.HasPrefix(m.name, prefix) {
+			out = append(out, m.name)
 		}
 	}
 	return out
@@ -113,27 +119,36 @@ func DMMaps(prefix string) []string {
 // sysfs (nixos-generate-config, grub-probe) find it there, as they do
 // udev's /dev/mapper links on a booted system.
 func DMDevice(name string) string {
-	names, _ := filepath.Glob("/sys/block/dm-*/dm/name")
-	for _, n := range names {
-		if b, err := os.ReadFile(n); err == nil && strings.TrimSpace(string(b)) == name {
-			return "/dev/" + filepath.Base(filepath.Dir(filepath.Dir(n)))
+	for _, m := range dmDevices() {
+		if m.name == name {
+			return "/dev/" + m.kernel
 		}
 	}
 	return ""
 }
 
+// dmDevice is a device-mapper device: its kernel name (dm-N) and its
+// own.
+type dmDevice struct{ kernel, name string }
+
+// dmDevices lists the device-mapper devices, from sysfs: a rescue host
+// may have no udev to make /dev/mapper.
+func dmDevices() []dmDevice {
+	var out []dmDevice
+	names, _ := filepath.Glob("/sys/block/dm-*/dm/name")
+	for _, n := range names {
+		if b, err := os.ReadFile(n); err == nil {
+			out = append(out, dmDevice{kernel: filepath.Base(filepath.Dir(filepath.Dir(n))), name: strings.TrimSpace(string(b))})
+		}
+	}
+	return out
+}
+
 // dmsetup runs dmsetup with args. --noudevsync: a rescue host may run no
 // udev to wait for, and the maps are reached by their /dev/dm-N.
 func dmsetup(ctx context.Context, args ...string) error {
-	cmd := exec.CommandContext(ctx, "dmsetup", append([]string{"--noudevsync"}, args...)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	if errors.Is(err, exec.ErrNotFound) {
-		return errors.New("dmsetup is not installed: install dmsetup")
-	}
-	if err != nil {
-		return fmt.Errorf("dmsetup %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+	if _, err := hosttool.Run(ctx, nil, "dmsetup", append([]string{"--noudevsync"}, args...)...); err != nil {
+		return fmt.Errorf("dmsetup %s: %w", args[0], err)
 	}
 	return nil
 }

@@ -8,13 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
 )
 
 // Partition is one partition of a target disk.
@@ -167,18 +168,12 @@ func parseBlkidUdev(out []byte) Probe {
 // --no-part-details: nixrescue reads partition tables itself, and the
 // PART_ENTRY_* details cost blkid a read of the whole disk's table.
 func runBlkid(ctx context.Context, path string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, "blkid", "-p", "--no-part-details", "-o", "udev", path)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil, errors.As(err, &ee) && ee.ExitCode() == 2:
-		return out.Bytes(), nil
-	case errors.Is(err, exec.ErrNotFound):
-		return nil, errors.New("blkid is not installed: install util-linux")
+	out, err := hosttool.Run(ctx, nil, "blkid", "-p", "--no-part-details", "-o", "udev", path)
+	var ee *hosttool.ExitError
+	if err == nil || errors.As(err, &ee) && ee.Code == 2 {
+		return out, nil
 	}
-	return nil, fmt.Errorf("blkid %s: %v %s", path, err, strings.TrimSpace(errb.String()))
+	return nil, fmt.Errorf("probe %s: %w", path, err)
 }
 
 // KernelPartitions lists the partitions the kernel knows of disk (a /dev

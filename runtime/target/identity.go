@@ -64,11 +64,13 @@ func DeviceKeys(major, minor uint32) []Key {
 		keys = append(keys, fileKey(dev, ino))
 	}
 	// A device-mapper map (a session's partition of an image, a LUKS
-	// volume) holds the data of what it is made of.
-	slaves, _ := os.ReadDir(filepath.Join("/sys/dev/block", fmt.Sprintf("%d:%d", major, minor), "slaves"))
-	for _, sl := range slaves {
-		if smaj, smin, err := sysfsDevNumberOf(filepath.Join("/sys/class/block", sl.Name(), "dev")); err == nil {
-			for _, k := range DeviceKeys(smaj, smin) {
+	// volume) or an md array holds the data of what it is made of.
+	for _, low := range lowestDevices(name) {
+		if low == name {
+			continue
+		}
+		if lmaj, lmin, err := sysfsDevNumberOf(filepath.Join("/sys/class/block", low, "dev")); err == nil {
+			for _, k := range DeviceKeys(lmaj, lmin) {
 				if !slices.Contains(keys, k) {
 					keys = append(keys, k)
 				}

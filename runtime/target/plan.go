@@ -1,6 +1,7 @@
 package target
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"path"
@@ -423,8 +424,8 @@ func planEntries(fstab []FstabEntry, parts []Partition, overrides []Override, id
 	// Parents before children, in fstab order otherwise; binds last, once
 	// what they bind from is mounted.
 	slices.SortStableFunc(plan, func(a, b Entry) int {
-		if a.IsBind() != b.IsBind() {
-			return map[bool]int{true: 1, false: -1}[a.IsBind()]
+		if c := cmp.Compare(bindRank(a), bindRank(b)); c != 0 {
+			return c
 		}
 		return strings.Count(a.Mountpoint, "/") - strings.Count(b.Mountpoint, "/")
 	})
@@ -441,6 +442,14 @@ func BindEntry(f FstabEntry) Entry {
 	}
 	e.Options, e.Dropped = Options(slices.DeleteFunc(slices.Clone(f.Options), func(o string) bool { return o == "bind" || o == "rbind" }))
 	return e
+}
+
+// bindRank orders binds after the filesystems they bind from.
+func bindRank(e Entry) int {
+	if e.IsBind() {
+		return 1
+	}
+	return 0
 }
 
 // IsBind tells whether the entry binds a directory of the target.

@@ -123,9 +123,29 @@ func loopPart(device, name string) *NotWholeDiskError {
 }
 
 // disksUnder are the whole disks (/dev paths) under the device-mapper
-// or md device name, through the slaves sysfs lists, layer by layer.
+// or md device name (lowestDevices).
 func disksUnder(name string) []string {
 	var disks []string
+	for _, n := range lowestDevices(name) {
+		disk := n
+		if real, err := filepath.EvalSymlinks(filepath.Join("/sys/class/block", n)); err == nil {
+			if _, err := os.Stat(filepath.Join(real, "partition")); err == nil {
+				disk = filepath.Base(filepath.Dir(real))
+			}
+		}
+		if d := "/dev/" + disk; !slices.Contains(disks, d) {
+			disks = append(disks, d)
+		}
+	}
+	return disks
+}
+
+// lowestDevices are the kernel names of the block devices at the bottom
+// of block device name's stack: what a device-mapper or md device is
+// made of (sysfs's slaves), layer by layer; name itself when nothing is
+// under it.
+func lowestDevices(name string) []string {
+	var out []string
 	seen := map[string]bool{}
 	var walk func(n string)
 	walk = func(n string) {
@@ -133,17 +153,9 @@ func disksUnder(name string) []string {
 			return
 		}
 		seen[n] = true
-		slaves, err := os.ReadDir(filepath.Join("/sys/class/block", n, "slaves"))
-		if err != nil || len(slaves) == 0 {
-			disk := n
-			if real, err := filepath.EvalSymlinks(filepath.Join("/sys/class/block", n)); err == nil {
-				if _, err := os.Stat(filepath.Join(real, "partition")); err == nil {
-					disk = filepath.Base(filepath.Dir(real))
-				}
-			}
-			if d := "/dev/" + disk; !slices.Contains(disks, d) {
-				disks = append(disks, d)
-			}
+		slaves, _ := os.ReadDir(filepath.Join("/sys/class/block", n, "slaves"))
+		if len(slaves) == 0 {
+			out = append(out, n)
 			return
 		}
 		for _, s := range slaves {
@@ -151,5 +163,5 @@ func disksUnder(name string) []string {
 		}
 	}
 	walk(name)
-	return disks
+	return out
 }
