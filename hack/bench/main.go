@@ -96,41 +96,49 @@ func main() {
 	if *smoke {
 		*iterations = 1
 	}
+	if err := run(*bin, *iterations, *smoke, *out, *jsonOut); err != nil {
+		fail(err.Error())
+	}
+}
+
+// run runs the benchmark and writes its report; what it made under
+// /var/tmp and in the cgroups goes, whatever the outcome.
+func run(bin string, iterations int, smoke bool, out, jsonOut string) error {
 	work, err := os.MkdirTemp("/var/tmp", "nixrescue-bench-")
 	if err != nil {
-		fail(err.Error())
+		return err
 	}
 	defer os.RemoveAll(work)
 	// ctr run puts its tasks in a cgroup named after the namespace,
 	// which containerd leaves (empty) after them.
 	defer removeEmptyCgroups("nixrescue-bench")
-	r, err := bench(work, *bin, *iterations, *smoke)
+	r, err := bench(work, bin, iterations, smoke)
 	if err != nil {
-		fail(err.Error())
+		return err
 	}
-	md := r.markdown()
-	fmt.Print(md)
-	if *out != "" {
-		if err := os.WriteFile(*out, []byte(r.page()), 0o644); err != nil {
-			fail(err.Error())
+	fmt.Print(r.markdown())
+	if out != "" {
+		if err := os.WriteFile(out, []byte(r.page()), 0o644); err != nil {
+			return err
 		}
 	}
-	if *jsonOut != "" {
+	if jsonOut != "" {
 		j, _ := json.MarshalIndent(r, "", "  ")
-		if err := os.WriteFile(*jsonOut, append(j, '\n'), 0o644); err != nil {
-			fail(err.Error())
+		if err := os.WriteFile(jsonOut, append(j, '\n'), 0o644); err != nil {
+			return err
 		}
 	}
 	for _, c := range r.Cases {
 		if len(c.Errors) > 0 {
-			fail(fmt.Sprintf("%s failed: %s", c.Name, c.Errors[0]))
+			return fmt.Errorf("%s failed: %s", c.Name, c.Errors[0])
 		}
 	}
 	for _, c := range r.Concurrency {
 		if !c.AllOK || c.LeftBehind != "" {
-			fail(fmt.Sprintf("%d sessions at once: ok=%v, left behind: %s", c.Sessions, c.AllOK, c.LeftBehind))
+			return fmt.Errorf("%d sessions at once: ok=%v, left behind: %s", c.Sessions, c.AllOK, c.LeftBehind)
 		}
 	}
+	return nil
 }
 
 // removeEmptyCgroups removes the cgroup name from every hierarchy (v1)
