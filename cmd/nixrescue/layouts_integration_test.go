@@ -367,7 +367,11 @@ func TestHardwareConfigNamesNoHostFile(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stderr, "warning: the generated configuration would leave a machine that cannot boot: "+unbootable) {
 		t.Errorf("hardware-config of a directory on a loop device: exit %d %s", r.code, r.stderr)
 	}
-	oneLine(t, nixrescue(t, "hardware-config", dir, "--write"), "not written: the generated configuration would leave a machine that cannot boot: "+unbootable)
+	r = nixrescue(t, "hardware-config", dir, "--write")
+	oneLine(t, r, "not written: the generated configuration would leave a machine that cannot boot: "+unbootable)
+	if !strings.Contains(r.stderr, "not a device of the machine: pass the disk or image itself as TARGET") {
+		t.Errorf("the refusal does not say what to do: %s", r.stderr)
+	}
 	testenv.AssertTreeUnchanged(t, filepath.Join(dir, "etc/nixos"), before)
 }
 

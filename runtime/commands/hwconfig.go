@@ -112,7 +112,8 @@ func hardwareConfigIn(ctx context.Context, s *engine.Session, o Options, write b
 	}
 	r.Generated = targetLayerNames(out.String(), s.Layout().Layers)
 	if r.Unbootable = UnbootableMounts(r.Generated); len(r.Unbootable) > 0 && write {
-		return r, 0, fmt.Errorf("not written: the generated configuration would leave a machine that cannot boot: %s", strings.Join(r.Unbootable, "; "))
+		return r, 0, &hint.Error{Err: fmt.Errorf("not written: the generated configuration would leave a machine that cannot boot: %s", strings.Join(r.Unbootable, "; ")),
+			Fix: "pass the disk or image itself as {Target}, whose filesystems nixrescue mounts by the names the machine knows them by"}
 	}
 	return r, 0, compareAndWrite(s.Root(), r, write, now)
 }
