@@ -158,6 +158,9 @@ func openTarget(ctx context.Context, t target.Target, to TargetOptions, s *Sessi
 // namespace made while an ended session's tree existed, goes by itself:
 // it is waited for a moment.
 func (op *Opened) checkNotMounted(keys []target.Key, force bool, sessionsDir string) error {
+	if m := target.HostRoot(keys); m != nil {
+		return target.HostRootError(op.Target.Arg, m.Source)
+	}
 	host, _ := os.Readlink("/proc/1/ns/mnt")
 	deadline := time.Now().Add(2 * time.Second)
 	for {
@@ -431,7 +434,7 @@ func (op *Opened) mountRoot(ctx context.Context, s *Session, to TargetOptions) e
 	if op.Target.Kind == target.KindPartition {
 		partition = op.Target.Partition
 	}
-	root, err := target.ChooseRoot(op.Target.Arg, found.Roots, op.Partitions, to.RootPart, partition)
+	root, err := target.ChooseRoot(op.Target.Arg, op.Target.Disk, found.Roots, op.Partitions, to.RootPart, partition)
 	var nr *target.NoRootError
 	if errors.As(err, &nr) {
 		nr.Failed = found.Failed

@@ -41,7 +41,7 @@ func Everywhere(keep func(*Info) bool) ([]NamespaceMount, error) {
 	var out []NamespaceMount
 	for _, p := range procs {
 		ns, err := os.Readlink(filepath.Join(p, "ns/mnt"))
-		if err != nil || seen[ns] {
+		if err != nil || seen[ns] || kernelThread(p) {
 			continue
 		}
 		f, err := os.Open(filepath.Join(p, "mountinfo"))
@@ -63,6 +63,21 @@ func Everywhere(keep func(*Info) bool) ([]NamespaceMount, error) {
 		}
 	}
 	return out, nil
+}
+
+// RootOf is the mount on / in the mount table at path (a
+// /proc/PID/mountinfo): the last one mounted there, nil when none is.
+func RootOf(path string) (*Info, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	ms, err := mountinfo.GetMountsFromReader(f, mountinfo.SingleEntryFilter("/"))
+	if err != nil || len(ms) == 0 {
+		return nil, err
+	}
+	return ms[len(ms)-1], nil
 }
 
 // ReadWrite tells whether a mount is read-write.
@@ -103,4 +118,30 @@ func RootIsInitramfs(r io.Reader) (bool, error) {
 	}
 	// With several mounts on /, the last one is in effect.
 	return len(mounts) > 0 && mounts[len(mounts)-1].FSType == "rootfs", nil
+}
+
+// pfKthread is the kernel's PF_KTHREAD flag of a task.
+const pfKthread = 0x00200000
+
+// kernelThread tells whether the process at p (/proc/PID) is a kernel
+// thread: kernel threads live in the kernel's first mount namespace,
+// which is not the host's after an initramfs handed over, and no user
+// mounted anything there for them.
+func kernelThread(p string) bool {
+	b, err := os.ReadFile(filepath.Join(p, "stat"))
+	if err != nil {
+		return false
+	}
+	// pid (comm) state ppid pgrp session tty_nr tpgid flags …; comm may
+	// hold spaces and parentheses.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 7 {
+		return false
+	}
+	flags, err := strconv.ParseUint(f[6], 10, 64)
+	return err == nil && flags&pfKthread != 0
 }

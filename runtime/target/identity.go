@@ -1,6 +1,7 @@
 package target
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -163,15 +164,9 @@ func MountedReadWrite(keys []Key) ([]mount.NamespaceMount, error) {
 	known := map[[2]uint32][]Key{}
 	var out []mount.NamespaceMount
 	for _, m := range mounts {
-		dev := [2]uint32{uint32(m.Major), uint32(m.Minor)}
-		if dev[0] == 0 {
-			// btrfs reports a device number of its own: its source
-			// names the block device.
-			maj, min, err := DeviceNumber(m.Source)
-			if err != nil {
-				continue
-			}
-			dev = [2]uint32{maj, min}
+		dev, ok := mountDevice(m.Info)
+		if !ok {
+			continue
 		}
 		k, ok := known[dev]
 		if !ok {
@@ -183,4 +178,45 @@ func MountedReadWrite(keys []Key) ([]mount.NamespaceMount, error) {
 		}
 	}
 	return out, nil
+}
+
+// mountDevice is the block device a mount is of.
+func mountDevice(m *mount.Info) ([2]uint32, bool) {
+	if m.Major != 0 {
+		return [2]uint32{uint32(m.Major), uint32(m.Minor)}, true
+	}
+	// btrfs reports a device number of its own: its source names the
+	// block device.
+	maj, min, err := DeviceNumber(m.Source)
+	if err != nil {
+		return [2]uint32{}, false
+	}
+	return [2]uint32{maj, min}, true
+}
+
+// HostRoot is the mount of this host's own root filesystem, as its init
+// sees it or as this process does, when its data is among keys: a target
+// that holds it is the running system itself, which no session may open,
+// forced or not. nil when it is not.
+func HostRoot(keys []Key) *mount.Info {
+	for _, table := range []string{"/proc/1/mountinfo", "/proc/self/mountinfo"} {
+		m, err := mount.RootOf(table)
+		if err != nil || m == nil {
+			continue
+		}
+		if dev, ok := mountDevice(m); ok && Shares(DeviceKeys(dev[0], dev[1]), keys) {
+			return m
+		}
+	}
+	return nil
+}
+
+// ErrHostRoot says a target holds this host's own root filesystem.
+var ErrHostRoot = errors.New("holds this host's own root filesystem")
+
+// HostRootError is the refusal of target arg, whose data is this host's
+// root filesystem, mounted from source: no flag lets a session open it.
+func HostRootError(arg, source string) error {
+	return &hint.Error{Subject: arg, Err: fmt.Errorf("%w (%s, mounted on /)", ErrHostRoot, source),
+		Fix: "nixrescue repairs another machine's disk: attach that disk or its image to this host, or boot the broken machine from a rescue system and run nixrescue there"}
 }

@@ -546,6 +546,22 @@ func PlanOverrides(overrides []Override, parts []Partition, ids DiskIDs) ([]Entr
 	return planEntries(nil, parts, overrides, ids)
 }
 
+// notRootPartition says that partition partition of disk (the target
+// arg) holds no NixOS root, and which target to name instead: the
+// partition that does, or the whole disk.
+func notRootPartition(arg, disk string, roots []Found, parts []Partition, partition int) error {
+	this := slices.DeleteFunc(slices.Clone(parts), func(p Partition) bool { return p.Number != partition })
+	if len(roots) == 0 {
+		return &NoRootError{Target: arg, Parts: this}
+	}
+	fix := fmt.Sprintf("name the root's partition, %s, or the whole disk, %s", describeFound(roots), disk)
+	if len(roots) > 1 {
+		fix = fmt.Sprintf("name one of the roots' partitions, %s", describeFound(roots))
+	}
+	return &hint.Error{Subject: arg, Err: fmt.Errorf("partition %d of %s (%s) holds no NixOS root: a partition as the target must be the root's", partition, disk, describeParts(this)),
+		Fix: fix}
+}
+
 // usable are the partitions that may hold a filesystem (not an extended
 // partition's container).
 func usable(parts []Partition) []Partition {
@@ -563,10 +579,10 @@ func RootEntry(fstab []FstabEntry) *FstabEntry {
 }
 
 // ChooseRoot picks the root among those found on parts: want (--root-part
-// N or a device) when given, the one on partition partition for a
-// partition target (0 otherwise), else the only one. arg names the
+// N or a device) when given, the one on partition partition of disk for a
+// partition target (0 and "" otherwise), else the only one. arg names the
 // target in errors.
-func ChooseRoot(arg string, roots []Found, parts []Partition, want string, partition int) (Found, error) {
+func ChooseRoot(arg, disk string, roots []Found, parts []Partition, want string, partition int) (Found, error) {
 	if want != "" {
 		n := strings.TrimPrefix(want, "p")
 		if len(roots) == 0 {
@@ -591,7 +607,7 @@ func ChooseRoot(arg string, roots []Found, parts []Partition, want string, parti
 				return r, nil
 			}
 		}
-		return Found{}, &NoRootError{Target: arg, Parts: slices.DeleteFunc(slices.Clone(parts), func(p Partition) bool { return p.Number != partition })}
+		return Found{}, notRootPartition(arg, disk, roots, parts, partition)
 	}
 	switch len(roots) {
 	case 0:

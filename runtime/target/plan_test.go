@@ -277,13 +277,15 @@ func TestChooseRoot(t *testing.T) {
 		{name: "a partition the disk lacks", roots: two, want: "9", errSays: "disk.img: RootPart=9: the disk has no partition 9 (it has 1, 2, 3, 4, 5)"},
 		{name: "a partition chosen on a disk with no root", roots: nil, want: "3", errSays: "disk.img: no NixOS root found (no /etc/NIXOS or /nix/var/nix/profiles/system) on "},
 		{name: "a partition target", roots: two, partition: 4, got: "/dev/loop3p4"},
-		{name: "a partition target with no root", roots: two, partition: 2, errSays: "disk.img: no NixOS root found"},
+		{name: "a partition target with no root", roots: two[1:], partition: 2, errSays: "disk.img: partition 2 of /dev/loop3 (/dev/loop3p2"},
+		{name: "a partition target with no root, one elsewhere", roots: two[1:], partition: 2, errSays: "holds no NixOS root: a partition as the target must be the root's: name the root's partition, 4 (/dev/loop3p4), or the whole disk, /dev/loop3"},
+		{name: "a partition target on a disk with none", partition: 2, errSays: "disk.img: no NixOS root found"},
 		{name: "none", errSays: "disk.img: no NixOS root found"},
 	}
 	for _, c := range cases {
-		f, err := ChooseRoot("disk.img", c.roots, disk, c.want, c.partition)
+		f, err := ChooseRoot("disk.img", "/dev/loop3", c.roots, disk, c.want, c.partition)
 		switch {
-		case c.errSays != "" && (err == nil || !strings.HasPrefix(err.Error(), c.errSays)):
+		case c.errSays != "" && (err == nil || !strings.Contains(err.Error(), c.errSays)):
 			t.Errorf("%s: %v, want an error saying %q", c.name, err, c.errSays)
 		case c.errSays == "" && (err != nil || f.Partition.Device != c.got):
 			t.Errorf("%s: %s %v, want %s", c.name, f.Partition.Device, err, c.got)
