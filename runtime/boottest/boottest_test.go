@@ -3,6 +3,7 @@ package boottest
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -143,5 +144,29 @@ func TestKVMHangIsRememberedForThisKernel(t *testing.T) {
 	}
 	if kvmHangs() {
 		t.Error("a hang of another kernel taken for this one's")
+	}
+}
+
+// TestReadStopsAtTheGoal: once the goal is reached and the machine is
+// being powered off, what the console still shows is copied, not read:
+// --until stage-1 reports stage 1, not the multi-user the boot went on
+// to. Progress hears each milestone once, in order.
+func TestReadStopsAtTheGoal(t *testing.T) {
+	var heard []Milestone
+	var copied strings.Builder
+	m := Machine{Until: Stage1, Console: &copied, Progress: func(ms Milestone, _ time.Duration) { heard = append(heard, ms) }}
+	c := NewConsole()
+	m.read(c, "SeaBIOS (version 1.16.2)\n", time.Second, false)
+	m.read(c, "<<< NixOS Stage 1 >>>\n", 2*time.Second, false)
+	m.read(c, "<<< NixOS Stage 2 >>>\n", 3*time.Second, true)
+	m.read(c, "Reached target multi-user.target\n", 4*time.Second, true)
+	if c.Furthest() != Stage1 {
+		t.Errorf("reached %s, want stage-1", c.Furthest())
+	}
+	if want := []Milestone{Firmware, Bootloader, Kernel, Stage1}; !slices.Equal(heard, want) {
+		t.Errorf("progress heard %v, want %v", heard, want)
+	}
+	if !strings.Contains(copied.String(), "multi-user") {
+		t.Errorf("the console copy lacks what came after the goal:\n%s", copied.String())
 	}
 }

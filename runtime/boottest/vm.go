@@ -46,6 +46,19 @@ type Machine struct {
 	Started func(pid int) error
 	// Accel is auto (KVM when it works, tried first), kvm or tcg.
 	Accel string
+	// Progress, when set, is told each milestone as the boot reaches it,
+	// and Note what the boot does meanwhile (the accelerator it starts
+	// with, a start again without KVM): a boot under software emulation
+	// takes minutes.
+	Progress func(m Milestone, at time.Duration)
+	Note     func(string)
+}
+
+// note tells m.Note, when set.
+func (m Machine) note(format string, a ...any) {
+	if m.Note != nil {
+		m.Note(fmt.Sprintf(format, a...))
+	}
 }
 
 // Run is what a boot did.
@@ -140,22 +153,31 @@ func Boot(ctx context.Context, m Machine) (*Run, error) {
 			return nil, missing("OVMF ("+OVMFCode+")", "ovmf")
 		}
 	}
+	why := "as asked"
 	switch m.Accel {
 	case "tcg":
 	case "kvm":
+		m.note("booting with KVM")
 		return boot(ctx, qemu, m, "kvm", 0)
 	default:
-		if kvmUsable() && !kvmHangs() {
+		why = "no usable /dev/kvm here"
+		if kvmUsable() && kvmHangs() {
+			why = "KVM hung a boot on this kernel before"
+		} else if kvmUsable() {
+			m.note("booting with KVM (a kernel that makes no progress in %.0f s is booted again under software emulation)", kvmGrace.Seconds())
 			r, err := boot(ctx, qemu, m, "kvm", kvmGrace)
 			var se *startError
 			if !errors.As(err, &se) && !errors.Is(err, errNoProgress) {
 				return r, err
 			}
+			why = "qemu could not start with KVM: " + err.Error()
 			if errors.Is(err, errNoProgress) {
 				rememberKVMHangs()
+				why = fmt.Sprintf("KVM made no progress in %.0f s (nested virtualisation can hang a kernel); remembered for this kernel", kvmGrace.Seconds())
 			}
 		}
 	}
+	m.note("booting under software emulation (TCG, %s): a boot takes a minute or more", why)
 	return boot(ctx, qemu, m, "tcg", 0)
 }
 
@@ -243,10 +265,7 @@ func boot(ctx context.Context, qemu string, m Machine, accel string, grace time.
 				continue
 			}
 			seen = true
-			if m.Console != nil {
-				io.WriteString(m.Console, l)
-			}
-			r.Console.Add(l, time.Since(start))
+			m.read(r.Console, l, time.Since(start), stop != nil)
 			if stop == nil && (r.Console.Has(m.Until) || r.Console.Stuck) {
 				// The goal, or a failure that ends the boot: a moment
 				// more for what comes with it, then power off.
@@ -276,6 +295,29 @@ func boot(ctx context.Context, qemu string, m Machine, accel string, grace time.
 		return r, &startError{msg: strings.TrimSpace(stderr.String())}
 	}
 	return r, nil
+}
+
+// read takes a line of the console: a copy to m.Console, and into c
+// unless the goal was reached (stopping): what comes in the moment before
+// the power-off is not the test's. Progress is told the milestones it
+// reached.
+func (m Machine) read(c *Console, line string, at time.Duration, stopping bool) {
+	if m.Console != nil {
+		io.WriteString(m.Console, line)
+	}
+	if stopping && c.Has(m.Until) {
+		return
+	}
+	before := c.Furthest()
+	c.Add(line, at)
+	if m.Progress == nil {
+		return
+	}
+	for _, ms := range Milestones[Index(before)+1:] {
+		if d, ok := c.Reached[ms]; ok {
+			m.Progress(ms, d)
+		}
+	}
 }
 
 // readLines sends what r holds line by line, until r ends or done is

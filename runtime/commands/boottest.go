@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nixrescue/nixrescue/runtime/boottest"
+	"github.com/nixrescue/nixrescue/runtime/engine"
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
 	"github.com/nixrescue/nixrescue/runtime/state"
@@ -55,12 +57,12 @@ type BootTestReport struct {
 	Accel        string `json:"accel"`
 	Interface    string `json:"disk_interface"`
 	InterfaceWhy string `json:"disk_interface_why"`
-	Bootloader   string `json:"bootloader"`
-	// Entry is the bootloader's entry booted; Generation and System the
-	// generation it belongs to.
-	Entry      string `json:"entry"`
-	Generation int    `json:"generation"`
-	System     string `json:"system"`
+	// Bootloader is the booted system's, as inspect reports it.
+	Bootloader nixos.Bootloader `json:"bootloader"`
+	// Entry is the bootloader's entry booted; Booted the generation it
+	// belongs to.
+	Entry  string         `json:"entry"`
+	Booted *GenerationRef `json:"booted"`
 	// Until is the milestone asked for; Reached the last one reached;
 	// Passed whether Until was reached.
 	Until      boottest.Milestone `json:"until"`
@@ -91,11 +93,15 @@ func BootTest(ctx context.Context, bo BootTestOptions) (*BootTestReport, int, er
 		return nil, 0, err
 	}
 	bo.defaults()
+	t, err := engine.ResolveTarget(bo.Options.Options)
+	if err != nil {
+		return nil, 0, err
+	}
 	dir, err := state.Open(bo.StateDir)
 	if err != nil {
 		return nil, 0, err
 	}
-	sess, err := dir.Begin("boot-test "+bo.Target, os.Getpid())
+	sess, err := dir.Begin(t.Path, os.Getpid())
 	if err != nil {
 		return nil, 0, err
 	}
@@ -103,6 +109,7 @@ func BootTest(ctx context.Context, bo BootTestOptions) (*BootTestReport, int, er
 	vm := &state.VM{Overlay: state.OverlayPath(sess.ID, "boot-test"), Dir: filepath.Join(sess.Dir(), "vm")}
 	if err := sess.Record(func(j *state.Journal) {
 		j.VM, j.Caller, j.Phase, j.Backend = vm, state.ThisCaller(bo.Command), "attaching", "qemu"
+		j.TargetArg, j.TargetKind = t.Arg, string(t.Kind)
 	}); err != nil {
 		return nil, 0, err
 	}
@@ -126,11 +133,17 @@ func BootTest(ctx context.Context, bo BootTestOptions) (*BootTestReport, int, er
 		m.Console, r.Console = f, bo.ConsoleFile
 	}
 	_ = sess.Record(func(j *state.Journal) { j.Phase, j.Disk = "booting", r.Target.Where() })
+	bo.Log.Info(fmt.Sprintf("booting %s (%s, entry %q) by %s firmware, its disk on %s; the test passes at %s, and gives up after %s",
+		r.Target.Arg, r.Bootloader.Kind, r.Entry, r.Firmware, r.Interface, bo.Until, bo.Timeout))
+	m.Note = func(s string) { bo.Log.Info(s) }
+	m.Progress = func(ms boottest.Milestone, at time.Duration) {
+		bo.Log.Info(fmt.Sprintf("boot: %s reached after %.1f s", ms, at.Seconds()))
+	}
 	run, err := boottest.Boot(ctx, m)
 	if err != nil {
 		return nil, 0, err
 	}
-	r.fill(run)
+	r.fill(run, bo.Timeout)
 	if r.Passed {
 		return r, 0, nil
 	}
@@ -175,8 +188,9 @@ func (bo *BootTestOptions) defaults() {
 	}
 }
 
-// fill reads what the boot did into the report.
-func (r *BootTestReport) fill(run *boottest.Run) {
+// fill reads what the boot did into the report; timeout is the one it
+// was given.
+func (r *BootTestReport) fill(run *boottest.Run, timeout time.Duration) {
 	c := run.Console
 	r.Accel, r.TimedOut = run.Accel, run.TimedOut
 	r.DurationMS = float64(run.Elapsed.Microseconds()) / 1000
@@ -187,13 +201,24 @@ func (r *BootTestReport) fill(run *boottest.Run) {
 			r.Milestones = append(r.Milestones, MilestoneTime{Name: m, MS: float64(d.Microseconds()) / 1000})
 		}
 	}
-	r.Failure = append(r.Failure, c.Failure...)
 	r.FailedUnits = append(r.FailedUnits, c.FailedUnits...)
+	if r.Passed {
+		// A boot that got there went past what looked like trouble on
+		// the way (stage 1 waits for a device that then appears): only
+		// the units that failed are worth a line.
+		for _, l := range c.Failure {
+			if strings.Contains(l, "[FAILED]") {
+				r.Failure = append(r.Failure, l)
+			}
+		}
+	} else {
+		r.Failure = append(r.Failure, c.Failure...)
+	}
 	if c.Entry != "" && boottest.GenerationOf(c.Entry) != 0 {
 		r.Entry = c.Entry
 	}
 	if run.TimedOut && !r.Passed {
-		r.Failure = append(r.Failure, fmt.Sprintf("no %s after %.0f s (the timeout): the boot stopped after %s", r.Until, run.Elapsed.Seconds(), cmpOr(string(r.Reached), "nothing")))
+		r.Failure = append(r.Failure, fmt.Sprintf("no %s within the timeout (%s): the boot was stopped there, having reached %s", r.Until, timeout, cmpOr(string(r.Reached), "nothing")))
 	}
 }
 
@@ -229,9 +254,9 @@ func prepareBoot(ctx context.Context, bo *BootTestOptions, overlay string, r *Bo
 	if err != nil {
 		return boottest.Machine{}, err
 	}
-	r.Generation, r.System = sys.Generation, filepath.Base(sys.StorePath)
+	r.Booted = &GenerationRef{Generation: sys.Generation, System: sys.StorePath}
 	b := nixos.DetectBootloader(root, sys.StorePath)
-	r.Bootloader = b.Kind
+	r.Bootloader = b
 	m := boottest.Machine{Disk: overlay}
 	switch {
 	case bo.Firmware == "efi", bo.Firmware == "auto" && (b.Kind == "systemd-boot" || b.Kind == "grub-efi"):
