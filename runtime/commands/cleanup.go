@@ -51,7 +51,7 @@ type CleanupOptions struct {
 func Cleanup(ctx context.Context, o CleanupOptions) (*CleanupReport, error) {
 	r := &CleanupReport{Removed: []string{}, Containers: []string{}, Cgroups: []string{}, Overlays: []string{}, Live: []string{}}
 	if os.Geteuid() != 0 {
-		return r, errors.New("cleanup needs root: run it as root, e.g. with sudo")
+		return r, &hint.Error{Err: errors.New("cleanup needs root, as the sessions it cleans up after"), Fix: engine.RootFix}
 	}
 	if err := refuseHostFiles(o.Policy, hostFile{stateDirGiven(o.StateDir), hint.StateDir}, hostFile{addressGiven(o.Address), hint.Address}); err != nil {
 		return r, err

@@ -104,3 +104,13 @@ func currentGeneration(root string) (string, int) {
 	}
 	return s.StorePath, s.Generation
 }
+
+// currentRef is the generation the system profile of root points at, nil
+// when it points at none.
+func currentRef(root string) *GenerationRef {
+	sys, gen := currentGeneration(root)
+	if sys == "" {
+		return nil
+	}
+	return &GenerationRef{Generation: gen, System: sys}
+}

@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 
+	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
 	"github.com/nixrescue/nixrescue/runtime/target"
 )
@@ -13,16 +14,20 @@ type GenerationsReport struct {
 	Target      target.Target      `json:"target"`
 	Generations []nixos.Generation `json:"generations"`
 	// Current is the generation the system profile points at.
-	Current int `json:"current"`
+	Current *GenerationRef `json:"current,omitempty"`
 	// BootDefault is what the boot partition boots by default.
 	BootDefault nixos.BootDefault `json:"boot_default"`
-	Bootloader  string            `json:"bootloader"`
+	Bootloader  nixos.Bootloader  `json:"bootloader"`
 }
 
 // Generations opens the target read-only and lists its generations, with
 // the current one and the one the bootloader boots by default. What
 // opening found amiss is logged.
 func Generations(ctx context.Context, o Options) (_ *GenerationsReport, err error) {
+	if o.Container.System != (nixos.SystemChoice{}) {
+		return nil, &hint.Error{Err: hint.Errorf("generations lists every generation: {Generation} and {System} choose none of them"),
+			Fix: "drop it; to boot one, nixrescue boot-test TARGET {Generation N}; to make one the default, nixrescue rollback TARGET {To N}"}
+	}
 	s, err := openReadOnly(ctx, &o)
 	if err != nil {
 		return nil, err
@@ -35,9 +40,8 @@ func Generations(ctx context.Context, o Options) (_ *GenerationsReport, err erro
 	if err != nil {
 		return nil, err
 	}
-	r := &GenerationsReport{Target: s.Target(), Generations: gens, Current: nixos.CurrentGeneration(root)}
+	r := &GenerationsReport{Target: s.Target(), Generations: gens, Current: currentRef(root)}
 	r.BootDefault = nixos.ReadBootDefault(root, gens)
-	sys, _ := currentGeneration(root)
-	r.Bootloader = nixos.DetectBootloader(root, sys).Kind
+	r.Bootloader = nixos.DetectBootloader(root, r.Current.system())
 	return r, nil
 }

@@ -16,13 +16,14 @@ import (
 // stable (docs/json.md).
 type Report struct {
 	engine.Layout
-	Generations       []nixos.Generation `json:"generations"`
-	CurrentSystem     string             `json:"current_system"`
-	CurrentGeneration int                `json:"current_generation,omitempty"`
-	Bootloader        nixos.Bootloader   `json:"bootloader"`
-	DiskAliases       []target.DiskAlias `json:"disk_aliases"`
-	HostEFI           bool               `json:"host_efi"`
-	Warnings          []string           `json:"warnings"`
+	Generations []nixos.Generation `json:"generations"`
+	// Current is the generation the system profile points at (or the
+	// one {System} or {Generation} chose); nil when none could be read.
+	Current     *GenerationRef     `json:"current,omitempty"`
+	Bootloader  nixos.Bootloader   `json:"bootloader"`
+	DiskAliases []target.DiskAlias `json:"disk_aliases"`
+	HostEFI     bool               `json:"host_efi"`
+	Warnings    []string           `json:"warnings"`
 }
 
 // Inspect opens the target as a session would, read-only, reads what is
@@ -55,7 +56,7 @@ func Inspect(ctx context.Context, o Options) (_ *Report, err error) {
 		r.Generations = []nixos.Generation{}
 	}
 	if sys, err := nixos.ResolveSystem(root, o.Container.System); err == nil {
-		r.CurrentSystem, r.CurrentGeneration = sys.StorePath, sys.Generation
+		r.Current = &GenerationRef{Generation: sys.Generation, System: sys.StorePath}
 		r.Bootloader = nixos.DetectBootloader(root, sys.StorePath)
 		if w := missingESP(s, sys.StorePath); w != "" {
 			r.Warnings = append(r.Warnings, w)

@@ -1,14 +1,17 @@
 package commands
 
 import (
+	"cmp"
 	"errors"
 	"os"
 	"sort"
 	"time"
 
+	"github.com/nixrescue/nixrescue/runtime/engine"
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/policy"
 	"github.com/nixrescue/nixrescue/runtime/state"
+	"github.com/nixrescue/nixrescue/runtime/target"
 )
 
 // PSReport lists the sessions running on this host. Its JSON field names
@@ -21,11 +24,11 @@ type PSReport struct {
 type SessionInfo struct {
 	ID  string `json:"id"`
 	PID int    `json:"pid"`
-	// Target is the target's path; Disk what it is on (the disk and its
-	// serial number, the image file).
-	Target  string `json:"target"`
-	Disk    string `json:"disk,omitempty"`
-	Backend string `json:"backend,omitempty"`
+	// Target is the target, as other reports name it; Disk what it is on
+	// (the disk and its serial number, the image file).
+	Target  target.Target `json:"target"`
+	Disk    string        `json:"disk,omitempty"`
+	Backend string        `json:"backend,omitempty"`
 	// UID is who ran nixrescue; SudoUser and SudoUID who called sudo.
 	UID      int       `json:"uid"`
 	SudoUser string    `json:"sudo_user,omitempty"`
@@ -42,7 +45,7 @@ type SessionInfo struct {
 func PS(stateDir string, g *policy.Grant) (*PSReport, error) {
 	r := &PSReport{Sessions: []SessionInfo{}}
 	if os.Geteuid() != 0 {
-		return r, errors.New("ps needs root, as the sessions it lists: run it as root, e.g. with sudo")
+		return r, &hint.Error{Err: errors.New("ps needs root, as the sessions it lists"), Fix: engine.RootFix}
 	}
 	if err := refuseHostFiles(g, hostFile{stateDirGiven(stateDir), hint.StateDir}); err != nil {
 		return r, err
@@ -61,7 +64,8 @@ func PS(stateDir string, g *policy.Grant) (*PSReport, error) {
 		if cmd == nil {
 			cmd = []string{}
 		}
-		r.Sessions = append(r.Sessions, SessionInfo{ID: id, PID: j.PID, Target: j.Target, Disk: j.Disk, Backend: j.Backend,
+		t := target.Target{Arg: cmp.Or(j.TargetArg, j.Target), Path: j.Target, Kind: target.Kind(j.TargetKind)}
+		r.Sessions = append(r.Sessions, SessionInfo{ID: id, PID: j.PID, Target: t, Disk: j.Disk, Backend: j.Backend,
 			UID: j.UID, SudoUser: j.SudoUser, SudoUID: j.SudoUID, Command: cmd, Started: j.Started, Phase: j.Phase})
 	}
 	sort.Slice(r.Sessions, func(a, b int) bool { return r.Sessions[a].Started.Before(r.Sessions[b].Started) })

@@ -38,8 +38,8 @@ type RebuildOptions struct {
 // filesystem in the output gets a hint once it is done.
 func Rebuild(ctx context.Context, ro RebuildOptions) (*RunReport, int, error) {
 	o := ro.RunOptions
-	if o.Container.HostDev {
-		return nil, 0, hint.Errorf("a rebuild cannot use {HostDev}: the disk names of the configuration would lead to this host's own disks; leave /dev curated")
+	if err := rebuildCheck(o); err != nil {
+		return nil, 0, err
 	}
 	o.Args = []string{"nixos-rebuild", "boot"}
 	installing := !ro.NoInstallBootloader
@@ -70,14 +70,14 @@ func Rebuild(ctx context.Context, ro RebuildOptions) (*RunReport, int, error) {
 	if err == nil {
 		rep.Bootloader = bootloaderAfter(s.Root(), installing, code)
 	}
-	rep.SystemAfter, rep.GenerationAfter = currentGeneration(s.Root())
+	rep.CurrentAfter = currentRef(s.Root())
 	esp := ""
 	if err == nil && code != 0 {
-		esp = missingESP(s, rep.SystemAfter)
+		esp = missingESP(s, rep.CurrentAfter.system())
 	}
 	s.Outcome(code, err, rep.wrote()...)
 	s.Close()
-	rep.ended(s)
+	rep.ended(s, &o.Options)
 	rep.ExitStatus = code
 	if code != 0 {
 		seen.hint(o.Log, o.Container.NetworkNone)
@@ -88,9 +88,21 @@ func Rebuild(ctx context.Context, ro RebuildOptions) (*RunReport, int, error) {
 		bo.Options = ro.Options
 		bo.Container = engine.ContainerOptions{}
 		bo.NoReexec = true
+		o.Log.Info("the rebuild succeeded; now the boot test: " + s.Target().Arg + " boots in a throwaway VM")
 		rep.BootTest, code, err = BootTest(ctx, bo)
 	}
 	return rep, code, err
+}
+
+// rebuildCheck refuses options a rebuild cannot take.
+func rebuildCheck(o RunOptions) error {
+	if o.ReadOnly {
+		return writesRefusal("a rebuild writes the target (a new generation, its bootloader)")
+	}
+	if o.Container.HostDev {
+		return hint.Errorf("a rebuild cannot use {HostDev}: the disk names of the configuration would lead to this host's own disks; leave /dev curated")
+	}
+	return nil
 }
 
 // bootloaderHints says what a rebuild or rollback left undone for an EFI

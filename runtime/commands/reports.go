@@ -11,34 +11,74 @@ import (
 // RunReport is what a session did (run, rebuild, rollback). Its JSON
 // field names are stable (docs/json.md).
 type RunReport struct {
-	Backend          string             `json:"backend"`
-	BackendWhy       string             `json:"backend_why"`
-	Target           target.Target      `json:"target"`
-	SystemBefore     string             `json:"system_before,omitempty"`
-	GenerationBefore int                `json:"generation_before,omitempty"`
-	SystemAfter      string             `json:"system_after,omitempty"`
-	GenerationAfter  int                `json:"generation_after,omitempty"`
-	DiskAliases      []target.DiskAlias `json:"disk_aliases"`
-	Sandbox          *SandboxChoice     `json:"sandbox,omitempty"`
-	Bootloader       *BootloaderStep    `json:"bootloader,omitempty"`
-	ExitStatus       int                `json:"exit_status"`
-	OOMKilled        bool               `json:"oom_killed,omitempty"`
-	Phases           []engine.Phase     `json:"phases"`
+	Backend    string        `json:"backend"`
+	BackendWhy string        `json:"backend_why"`
+	Target     target.Target `json:"target"`
+	// CurrentBefore and CurrentAfter are the generation the system
+	// profile pointed at before the session and after it.
+	CurrentBefore *GenerationRef     `json:"current_before,omitempty"`
+	CurrentAfter  *GenerationRef     `json:"current_after,omitempty"`
+	DiskAliases   []target.DiskAlias `json:"disk_aliases"`
+	Sandbox       *SandboxChoice     `json:"sandbox,omitempty"`
+	Bootloader    *BootloaderStep    `json:"bootloader,omitempty"`
+	// Snapshot says where a --snapshot session's writes went.
+	Snapshot   *SnapshotOutcome `json:"snapshot,omitempty"`
+	ExitStatus int              `json:"exit_status"`
+	// Error and Fix are nixrescue's own failure, when it failed (the
+	// front end fills them with ExitStatus).
+	Error     string         `json:"error,omitempty"`
+	Fix       string         `json:"fix,omitempty"`
+	OOMKilled bool           `json:"oom_killed,omitempty"`
+	Phases    []engine.Phase `json:"phases"`
 	// BootTest is rebuild --boot-test's: the target booted after.
 	BootTest *BootTestReport `json:"boot_test,omitempty"`
+}
+
+// GenerationRef names a generation of the system profile and its system
+// (a store path): the same shape wherever a report names one.
+type GenerationRef struct {
+	Generation int    `json:"generation"`
+	System     string `json:"system"`
+}
+
+// system is g's system, "" for none.
+func (g *GenerationRef) system() string {
+	if g == nil {
+		return ""
+	}
+	return g.System
+}
+
+// SnapshotOutcome is where a snapshot session's writes went: a throwaway
+// overlay, discarded, or one kept in a file.
+type SnapshotOutcome struct {
+	// Kept is the overlay file that holds them, "" when they were
+	// discarded.
+	Kept string `json:"kept,omitempty"`
+	// Discarded says they were thrown away with the overlay.
+	Discarded bool `json:"discarded"`
 }
 
 // newRunReport begins the report of session s.
 func newRunReport(s *engine.Session) *RunReport {
 	r := &RunReport{Target: s.Target(), DiskAliases: []target.DiskAlias{}, Phases: []engine.Phase{}}
 	r.Backend, r.BackendWhy = s.Backend()
-	r.SystemBefore, r.GenerationBefore = currentGeneration(s.Root())
+	r.CurrentBefore = currentRef(s.Root())
 	return r
 }
 
-// ended completes the report, the session closed.
-func (r *RunReport) ended(s *engine.Session) {
+// ended completes the report, the session closed: what the profile
+// points at now was read before (after), and where the writes went.
+func (r *RunReport) ended(s *engine.Session, o *Options) {
 	r.Phases = append(r.Phases, s.Phases()...)
+	if o.Snapshot {
+		r.Snapshot = &SnapshotOutcome{Kept: o.SnapshotOut, Discarded: o.SnapshotOut == ""}
+	}
+}
+
+// changed says whether the system profile was switched.
+func (r *RunReport) changed() bool {
+	return r.CurrentAfter != nil && (r.CurrentBefore == nil || *r.CurrentAfter != *r.CurrentBefore)
 }
 
 // wrote says what the session wrote to the target that nixrescue can
@@ -46,8 +86,12 @@ func (r *RunReport) ended(s *engine.Session) {
 // bootloader installed or configured.
 func (r *RunReport) wrote() []string {
 	var w []string
-	if r.SystemAfter != r.SystemBefore || r.GenerationAfter != r.GenerationBefore {
-		w = append(w, fmt.Sprintf("system profile switched from generation %d to %d (%s)", r.GenerationBefore, r.GenerationAfter, r.SystemAfter))
+	if r.changed() {
+		before := 0
+		if r.CurrentBefore != nil {
+			before = r.CurrentBefore.Generation
+		}
+		w = append(w, fmt.Sprintf("system profile switched from generation %d to %d (%s)", before, r.CurrentAfter.Generation, r.CurrentAfter.System))
 	}
 	if b := r.Bootloader; b != nil && b.Action != "failed" {
 		on := ""

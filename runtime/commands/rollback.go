@@ -25,6 +25,9 @@ type RollbackOptions struct {
 // follows. If that fails, the profile is pointed back where it was.
 func Rollback(ctx context.Context, ro RollbackOptions) (*RunReport, int, error) {
 	o := ro.Options
+	if err := ro.check(); err != nil {
+		return nil, 0, err
+	}
 	o.RequireMounts = true
 	o.Container.NoActivate = true
 	s, err := open(ctx, &o, true)
@@ -43,17 +46,42 @@ func Rollback(ctx context.Context, ro RollbackOptions) (*RunReport, int, error) 
 	if err == nil {
 		rep.Bootloader = bootloaderAfter(s.Root(), false, code)
 	}
-	rep.SystemAfter, rep.GenerationAfter = currentGeneration(s.Root())
+	rep.CurrentAfter = currentRef(s.Root())
 	esp := ""
 	if err == nil && code != 0 {
-		esp = missingESP(s, rep.SystemAfter)
+		esp = missingESP(s, rep.CurrentAfter.system())
 	}
 	s.Outcome(code, err, rep.wrote()...)
 	s.Close()
-	rep.ended(s)
+	rep.ended(s, &o)
 	rep.ExitStatus = code
 	bootloaderHints(o.Log, rep.Bootloader, esp)
 	return rep, code, err
+}
+
+// check refuses what a rollback cannot do: write nothing, or go to a
+// generation named another way than To.
+func (ro RollbackOptions) check() error {
+	switch {
+	case ro.ReadOnly:
+		return writesRefusal("a rollback writes the target (the system profile, the bootloader's default)")
+	case ro.To < 0:
+		return &hint.Error{Err: hint.Errorf("{To %d}: generations are numbered from 1", ro.To), Fix: "give a generation's number, as nixrescue generations lists them"}
+	case ro.Container.System.Generation != 0 || ro.Container.System.Path != "":
+		opt := "{Generation}"
+		if ro.Container.System.Path != "" {
+			opt = "{System}"
+		}
+		return &hint.Error{Err: hint.Errorf("a rollback goes to the generation {To N} names; %s picks the system other commands run", opt),
+			Fix: "use {To N} alone (without it, the generation before the current one)"}
+	}
+	return nil
+}
+
+// writesRefusal refuses --read-only for a command that writes what.
+func writesRefusal(what string) error {
+	return &hint.Error{Err: hint.Errorf("%s, which {ReadOnly} forbids", what),
+		Fix: "drop {ReadOnly}; to try it without changing the target, use {Snapshot} (or {SnapshotOut FILE} to keep the result)"}
 }
 
 // rollbackIn switches the profile of the root at root to generation want
@@ -67,7 +95,7 @@ func rollbackIn(root string, want int, log logger, run func(args []string) (int,
 	if err := nixos.SwitchGeneration(root, to); err != nil {
 		return 0, err
 	}
-	log.Info(fmt.Sprintf("the system profile now points at generation %d (it was %d); making it the bootloader's default", to, before))
+	log.Info(fmt.Sprintf("pointing the system profile at generation %d (it was %d), and making it the bootloader's default", to, before))
 	code, err := run([]string{nixos.SystemProfile + "/bin/switch-to-configuration", "boot"})
 	if err == nil && code == 0 {
 		return 0, nil

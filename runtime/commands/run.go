@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 
 	units "github.com/docker/go-units"
 	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 
 	"github.com/nixrescue/nixrescue/runtime/engine"
 	"github.com/nixrescue/nixrescue/runtime/hint"
@@ -46,12 +48,15 @@ func Run(ctx context.Context, o RunOptions) (*RunReport, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	if o.Terminal && o.Login && !isTerminal(o.Stdin) {
+		o.Log.Info("standard input is not a terminal: the shell reads its commands from it, with no prompt, and ends where it ends")
+	}
 	rep := newRunReport(s)
 	code, err := runIn(ctx, s, o, rep, nil)
-	rep.SystemAfter, rep.GenerationAfter = currentGeneration(s.Root())
+	rep.CurrentAfter = currentRef(s.Root())
 	s.Outcome(code, err, rep.wrote()...)
 	s.Close()
-	rep.ended(s)
+	rep.ended(s, &o.Options)
 	rep.ExitStatus = code
 	return rep, code, err
 }
@@ -232,4 +237,10 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += n
 	return n, err
+}
+
+// isTerminal tells whether r is a terminal.
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -50,6 +50,7 @@ func (s *Session) recordCaller() error {
 	}
 	if err := s.st.Record(func(j *state.Journal) {
 		j.Caller, j.Backend, j.Phase, j.Disk, j.Audit = caller, backend, "attaching", s.target.Where(), dest
+		j.TargetArg, j.TargetKind = s.target.Arg, string(s.target.Kind)
 	}); err != nil {
 		return err
 	}

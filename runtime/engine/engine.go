@@ -37,6 +37,7 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/guard"
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/mount"
+	"github.com/nixrescue/nixrescue/runtime/nixos"
 	"github.com/nixrescue/nixrescue/runtime/policy"
 	"github.com/nixrescue/nixrescue/runtime/privatens"
 	"github.com/nixrescue/nixrescue/runtime/recovery"
@@ -50,8 +51,9 @@ type Options struct {
 	// directory); empty means Root.
 	Target string
 	// Root is the directory holding the mounted NixOS root, when there is
-	// no Target.
-	Root string
+	// no Target; RootIsDefault says no one named it (it is /mnt).
+	Root          string
+	RootIsDefault bool
 	TargetOptions
 	// Container says the session will start a container: a backend is
 	// chosen (Backend, Address, Namespace) and made ready.
@@ -173,7 +175,10 @@ func (r *Reexecuted) Error() string {
 func (r *Reexecuted) ExitCode() int { return r.Code }
 
 // ErrNotRoot says nixrescue needs root.
-var ErrNotRoot = errors.New("a recovery session needs root (it mounts and makes namespaces): run nixrescue as root, e.g. with sudo")
+var ErrNotRoot error = &hint.Error{Err: errors.New("a recovery session needs root (it mounts and makes namespaces)"), Fix: RootFix}
+
+// RootFix is what to do when nixrescue needs root.
+const RootFix = "run nixrescue as root, e.g. with sudo"
 
 // Open opens o's target: the session's state, the target attached,
 // its root found and mounted with the rest of its fstab. A session that
@@ -194,6 +199,9 @@ func Open(ctx context.Context, o Options) (*Session, error) {
 		return nil, err
 	}
 	s := &Session{o: o, log: o.Log, target: t, backend: backendChoice{name: BackendEmbedded, why: "no container to run"}}
+	s.timer.onEnd = func(name string, ms float64) {
+		s.log.Info(fmt.Sprintf("session phase %s: %.0f ms", name, ms), "verbose", true)
+	}
 	// Signals: passed on to what runs in the container; before and
 	// between processes they end the session, which is torn down.
 	s.ctx, s.cancel = context.WithCancel(ctx)
@@ -385,6 +393,10 @@ func ResolveTarget(o Options) (target.Target, error) {
 	// where it leads.
 	if real, err := filepath.EvalSymlinks(abs); err == nil {
 		abs = real
+	}
+	if o.RootIsDefault && nixos.CheckRoot(abs) != nil {
+		return target.Target{}, &hint.Error{Err: hint.Errorf("no TARGET given, and %s (where {Root DIR} looks by default) holds no NixOS root", o.Root),
+			Fix: "name what to repair: a disk (/dev/sdb), a partition, a disk image, or the directory where the NixOS root is mounted; or mount the NixOS root on " + o.Root}
 	}
 	return target.Target{Arg: o.Root, Path: abs, Kind: target.KindDirectory}, nil
 }

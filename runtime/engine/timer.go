@@ -11,8 +11,10 @@ type Phase struct {
 // timer records a session's phases.
 type timer struct {
 	phases []Phase
-	// onStart, when set, is told each phase as it starts.
+	// onStart, when set, is told each phase as it starts; onEnd, as it
+	// ends, with how long it took.
 	onStart func(name string)
+	onEnd   func(name string, ms float64)
 }
 
 // start times a phase; call the result when it ends. A phase in several
@@ -24,6 +26,9 @@ func (t *timer) start(name string) func() {
 	}
 	return func() {
 		ms := float64(time.Since(begin).Microseconds()) / 1000
+		if t.onEnd != nil {
+			t.onEnd(name, ms)
+		}
 		for i := range t.phases {
 			if t.phases[i].Name == name {
 				t.phases[i].MS += ms

@@ -62,11 +62,13 @@ const (
 	Bundle              Option = "Bundle"              // spec's bundle directory
 	StateDir            Option = "StateDir"            // the state directory
 	Fsck                Option = "Fsck"                // check the filesystems before mounting them
+	DryRun              Option = "DryRun"              // say what would be done, do nothing
+	BootTest            Option = "BootTest"            // a rebuild's boot test after
 )
 
 // Options are all of them: a front end words each (a test checks it).
 var Options = []Option{Root, Target, ReadOnly, RootPart, Mount, Boot, MountMissing, Force, HostDev, System, Generation, DiskAlias,
-	NoActivate, DNS, NetworkNone, EFI, Memory, Backend, Address, Sandbox, NoInstallBootloader, To, Write, KeyFile, Snapshot, SnapshotOut, Firmware, Until, Timeout, BootMemory, Accel, CPUs, PidsLimit, AuditLog, Console, Bundle, StateDir, Fsck}
+	NoActivate, DNS, NetworkNone, EFI, Memory, Backend, Address, Sandbox, NoInstallBootloader, To, Write, KeyFile, Snapshot, SnapshotOut, Firmware, Until, Timeout, BootMemory, Accel, CPUs, PidsLimit, AuditLog, Console, Bundle, StateDir, Fsck, DryRun, BootTest}
 
 // Words words a mention of option o, with value ("" for none).
 type Words func(o Option, value string) string

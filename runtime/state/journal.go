@@ -16,8 +16,12 @@ import (
 // what undo.json holds: a newer nixrescue reads an older one's.
 type Journal struct {
 	// PID is the nixrescue process the user started.
-	PID    int    `json:"pid"`
-	Target string `json:"target,omitempty"`
+	PID int `json:"pid"`
+	// Target is the target's path; TargetArg as the user named it, and
+	// TargetKind what it is (disk, partition, image, directory).
+	Target     string `json:"target,omitempty"`
+	TargetArg  string `json:"target_arg,omitempty"`
+	TargetKind string `json:"target_kind,omitempty"`
 	// Who started the session, how and when, and where it is: what
 	// nixrescue ps shows and the audit record says.
 	Caller
