@@ -47,7 +47,7 @@ func newBootTestCommand() *cobra.Command {
 	var b bootTestFlags
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "boot-test TARGET [flags]",
+		Use:   "boot-test [TARGET] [flags]",
 		Short: "Boot the target in a throwaway VM and say how far it got",
 		Long: `Boot-test boots TARGET (a disk or an image) in qemu, through its own firmware
 and bootloader, on a snapshot: the target is never written. In the snapshot
@@ -64,10 +64,10 @@ Exit status: 0 when --until was reached, 1 when not, 125 when the test could
 not run.`,
 		Example: `  nixrescue boot-test /dev/sdb
   nixrescue boot-test vm.qcow2 --generation 41 --console boot.log --json`,
-		Args: cobra.ExactArgs(1),
+		Args: targetArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var o commands.Options
-			if err := f.apply(cmd, &o, args[0]); err != nil {
+			if err := f.apply(cmd, &o, firstArg(args)); err != nil {
 				return err
 			}
 			bo, err := b.options(o, f.gen)
@@ -98,7 +98,9 @@ func writeBootTest(w io.Writer, r *commands.BootTestReport) error {
 	}
 	fmt.Fprintf(w, "boot test %s: reached %s (wanted %s) in %.1f s\n", verdict, dash(string(r.Reached)), r.Until, r.DurationMS/1000)
 	fmt.Fprintf(w, "firmware: %s (%s); disk on %s (%s)\n", r.Firmware, r.Accel, r.Interface, r.InterfaceWhy)
-	fmt.Fprintf(w, "bootloader: %s, entry %q: generation %d (%s)\n", r.Bootloader, r.Entry, r.Generation, r.System)
+	if r.Booted != nil {
+		fmt.Fprintf(w, "bootloader: %s, entry %q: generation %d (%s)\n", r.Bootloader.Kind, r.Entry, r.Booted.Generation, r.Booted.System)
+	}
 	var ms []string
 	for _, m := range r.Milestones {
 		ms = append(ms, fmt.Sprintf("%s %.1f s", m.Name, m.MS/1000))

@@ -116,7 +116,7 @@ func TestBootTest(t *testing.T) {
 	if rb.code != 0 || json.Unmarshal([]byte(rb.stdout), &rep) != nil || rep.BootTest == nil {
 		t.Fatalf("rebuild --boot-test: exit %d\n%s\n%s", rb.code, rb.stdout, rb.stderr)
 	}
-	if bt := rep.BootTest; !bt.Passed || bt.Generation != 3 || bt.Reached != "multi-user" || bt.Firmware != "bios" || bt.Entry != "NixOS - Configuration 3" ||
+	if bt := rep.BootTest; !bt.Passed || bt.Booted.Generation != 3 || bt.Reached != "multi-user" || bt.Firmware != "bios" || bt.Entry != "NixOS - Configuration 3" ||
 		bt.Interface != "virtio" || bt.InterfaceWhy != "nixrescue cannot tell the target machine's: the default" {
 		t.Errorf("the boot after the rebuild: %+v", bt)
 	} else {
@@ -132,6 +132,17 @@ func TestBootTest(t *testing.T) {
 		}
 		t.Logf("to multi-user (%s): %+v", bt.Accel, bt.Milestones)
 	}
+	// The boot's progress, as it comes: where it starts, how, and each
+	// milestone.
+	for _, want := range []string{"nixrescue: the rebuild succeeded; now the boot test: " + img + " boots in a throwaway VM",
+		"the test passes at multi-user, and gives up after 5m0s", "nixrescue: boot: stage-1 reached after ", "nixrescue: boot: multi-user reached after "} {
+		if !strings.Contains(rb.stderr, want) {
+			t.Errorf("rebuild --boot-test does not say %q:\n%s", want, rb.stderr)
+		}
+	}
+	if !strings.Contains(rb.stderr, "nixrescue: booting with KVM") && !strings.Contains(rb.stderr, "nixrescue: booting under software emulation (TCG, ") {
+		t.Errorf("rebuild --boot-test does not say which accelerator it boots with:\n%s", rb.stderr)
+	}
 	before := fileHash(t, img)
 	console := filepath.Join(t.TempDir(), "console.log")
 	g1, r := bootTest(t, img, "--generation", "1", "--console", console)
@@ -146,8 +157,19 @@ func TestBootTest(t *testing.T) {
 	if r.code != 0 || !g2.Passed || len(g2.FailedUnits) != 1 || g2.FailedUnits[0] != fixture.FailingUnit {
 		t.Errorf("generation 2 (a failing unit): exit %d %+v", r.code, g2)
 	}
+	for _, l := range g2.Failure {
+		if !strings.Contains(l, "[FAILED]") {
+			t.Errorf("a boot that passed reports %q, which did not stop it", l)
+		}
+	}
+	// --until stage-1 stops there, and says so.
+	r = nixrescueWithin(t, 10*time.Minute, "boot-test", img, "--until", "stage-1")
+	if r.code != 0 || !strings.Contains(r.stdout, "boot test passed: reached stage-1 (wanted stage-1)") || !strings.Contains(r.stdout, "milestones: firmware ") ||
+		strings.Contains(r.stdout, "root ") || !strings.Contains(r.stderr, "nixrescue: boot: stage-1 reached after ") {
+		t.Errorf("--until stage-1: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	efi, r := bootTest(t, img, "--firmware", "efi", "--timeout", "20s", "--until", "stage-1")
-	if r.code != 1 || !efi.TimedOut || efi.Reached == "stage-1" {
+	if r.code != 1 || !efi.TimedOut || efi.Reached == "stage-1" || !strings.Contains(strings.Join(efi.Failure, "\n"), "no stage-1 within the timeout (20s): the boot was stopped there, having reached ") {
 		t.Errorf("OVMF on a BIOS disk: exit %d %+v", r.code, efi)
 	}
 	_, r = bootTest(t, img, "--generation", "9")

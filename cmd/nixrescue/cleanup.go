@@ -18,10 +18,10 @@ func newCleanupCommand() *cobra.Command {
 left: containers and their processes, cgroups, loop devices and partitions,
 mount points made in targets, state under /run/nixrescue. Sessions still
 running are left alone. --all also removes nixrescue cgroups no session names.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := commands.Cleanup(cmd.Context(), commands.CleanupOptions{StateDir: stateDir, All: all, Backend: b.backend, Address: b.address, Namespace: b.namespace, Policy: grant})
-			if err != nil && !asJSON && r.Empty() {
+			if err != nil && r.Empty() {
 				return err
 			}
 			if perr := printReport(asJSON, r, writeCleanup); err == nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
@@ -12,6 +13,7 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/backend/containerd"
 	"github.com/nixrescue/nixrescue/runtime/commands"
 	"github.com/nixrescue/nixrescue/runtime/engine"
+	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
 	"github.com/nixrescue/nixrescue/runtime/state"
 )
@@ -77,7 +79,7 @@ func (f *targetFlags) apply(cmd *cobra.Command, o *commands.Options, target stri
 	}
 	o.Target = target
 	if target == "" {
-		o.Root = f.root
+		o.Root, o.RootIsDefault = f.root, !cmd.Flags().Changed("root")
 	}
 	o.ReadOnly, o.RootPart, o.Mounts, o.Boot, o.Force = f.readOnly, f.rootPart, f.mounts, f.boot, f.force
 	o.StateDir = f.stateDir
@@ -180,9 +182,12 @@ func (f *containerFlags) options(cmd *cobra.Command, args []string) (commands.Ru
 // optionsWithoutCommand is options for a command that runs its own
 // program in the container and takes none after "--".
 func (f *containerFlags) optionsWithoutCommand(cmd *cobra.Command, args []string) (commands.RunOptions, error) {
+	if err := targetArgs(cmd, args); err != nil {
+		return commands.RunOptions{}, err
+	}
 	o, err := f.options(cmd, args)
 	if err == nil && len(o.Args) > 0 {
-		err = fmt.Errorf("%s takes no command", cmd.Name())
+		err = &hint.Error{Err: fmt.Errorf("%s takes no command, got %q", cmd.Name(), strings.Join(o.Args, " ")), Fix: "usage: " + cmd.UseLine()}
 	}
 	return o, err
 }
@@ -193,10 +198,11 @@ func splitArgs(cmd *cobra.Command, args []string) (string, []string, error) {
 	if dash := cmd.ArgsLenAtDash(); dash >= 0 {
 		before, after = args[:dash], args[dash:]
 	} else if len(args) > 1 {
-		return "", nil, fmt.Errorf("unexpected %q: put the command after --, e.g. nixrescue %s TARGET -- CMD", args[1], cmd.Name())
+		return "", nil, &hint.Error{Err: fmt.Errorf("unexpected %q after TARGET", args[1]),
+			Fix: fmt.Sprintf("put a command after --, e.g. nixrescue %s TARGET -- CMD", cmd.Name())}
 	}
-	if len(before) > 1 {
-		return "", nil, fmt.Errorf("one TARGET at most, got %d: %v", len(before), before)
+	if err := targetArgs(cmd, before); err != nil {
+		return "", nil, err
 	}
 	target := ""
 	if len(before) == 1 {

@@ -18,7 +18,7 @@ func newGenerateDocsCommand() *cobra.Command {
 		Use:    "generate-docs --man DIR --completions DIR",
 		Short:  "Write man pages and bash, zsh and fish completions",
 		Hidden: true,
-		Args:   cobra.NoArgs,
+		Args:   noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			root := cmd.Root()
 			if manDir != "" {

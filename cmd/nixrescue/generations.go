@@ -10,13 +10,13 @@ func newGenerationsCommand() *cobra.Command {
 	var f targetFlags
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "generations TARGET [--json]",
+		Use:   "generations [TARGET] [--json]",
 		Short: "List the system generations, the current one and the bootloader's default",
 		Long: `Generations opens TARGET read-only and lists its system generations: number,
 date, NixOS version and kernel (as the store paths name them), which is the
 current one (*), and which the bootloader boots by default (read from the boot
 partition: GRUB's grub.cfg or systemd-boot's loader.conf).`,
-		Args: cobra.MaximumNArgs(1),
+		Args: targetArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var o commands.Options
 			if err := f.apply(cmd, &o, firstArg(args)); err != nil {

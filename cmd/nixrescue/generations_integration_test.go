@@ -31,8 +31,8 @@ func TestGenerationsAndRollbackWithGRUB(t *testing.T) {
 	g := generations(t, img)
 	// GRUB installed, as the machine's installation left it: its
 	// grub.cfg boots generation 2.
-	if g.Current != 2 || len(g.Generations) != 2 || g.Generations[0].NixOSVersion != "24.05.20240601.a1b2c3d" || g.Generations[1].Kernel != "6.6.63" ||
-		!g.Generations[1].Current || g.BootDefault.Generation != 2 || g.Bootloader != "grub-bios" {
+	if g.Current.Generation != 2 || len(g.Generations) != 2 || g.Generations[0].NixOSVersion != "24.05.20240601.a1b2c3d" || g.Generations[1].Kernel != "6.6.63" ||
+		!g.Generations[1].Current || g.BootDefault.Generation != 2 || g.Bootloader.Kind != "grub-bios" {
 		t.Errorf("before: %+v", g)
 	}
 	r := imageSession(t, "generations", img)
@@ -40,12 +40,12 @@ func TestGenerationsAndRollbackWithGRUB(t *testing.T) {
 		t.Errorf("text:\n%s", r.stdout)
 	}
 	r = imageSession(t, "rollback", img)
-	if r.code != 0 || !strings.Contains(r.stderr, "now points at generation 1 (it was 2)") {
+	if r.code != 0 || !strings.Contains(r.stderr, "rolled back: generation 1 is the system profile's and the bootloader's default (it was 2)") {
 		t.Fatalf("rollback: exit %d %s", r.code, r.stderr)
 	}
 	g = generations(t, img)
-	if g.Current != 1 || g.BootDefault.Generation != 1 || g.BootDefault.Source != "/boot/grub/grub.cfg" {
-		t.Errorf("after: current %d, boot default %+v", g.Current, g.BootDefault)
+	if g.Current.Generation != 1 || g.BootDefault.Generation != 1 || g.BootDefault.Source != "/boot/grub/grub.cfg" {
+		t.Errorf("after: current %+v, boot default %+v", g.Current, g.BootDefault)
 	}
 	b := boot(t, img, 60*time.Second)
 	if b.TimedOut || !strings.Contains(b.Output, "nixrescue-fixture: default generation 1") || !strings.Contains(b.Output, "booting generation 1") {
@@ -98,7 +98,7 @@ func TestGenerationsAndRollbackWithSystemdBoot(t *testing.T) {
 	}
 	img, _ := image(t, name)
 	g := generations(t, img)
-	if g.Bootloader != "systemd-boot" || g.Current != 2 || g.BootDefault.Source != "" {
+	if g.Bootloader.Kind != "systemd-boot" || g.Current.Generation != 2 || g.BootDefault.Source != "" {
 		t.Errorf("before: %+v", g)
 	}
 	r := imageSession(t, "rollback", img, "--to", "1", "--json")
@@ -106,12 +106,12 @@ func TestGenerationsAndRollbackWithSystemdBoot(t *testing.T) {
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rep) != nil {
 		t.Fatalf("rollback --json: exit %d %s\n%s", r.code, r.stdout, r.stderr)
 	}
-	if rep.GenerationBefore != 2 || rep.GenerationAfter != 1 || rep.ExitStatus != 0 || rep.Bootloader == nil || rep.Bootloader.Kind != "systemd-boot" {
+	if rep.CurrentBefore.Generation != 2 || rep.CurrentAfter.Generation != 1 || rep.ExitStatus != 0 || rep.Bootloader == nil || rep.Bootloader.Kind != "systemd-boot" {
 		t.Errorf("the rollback's report: %+v", rep)
 	}
 	g = generations(t, img)
-	if g.Current != 1 || g.BootDefault.Generation != 1 || g.BootDefault.Source != "/boot/loader/loader.conf" || g.BootDefault.Entry != "nixos-generation-1.conf" {
-		t.Errorf("after: current %d, boot default %+v", g.Current, g.BootDefault)
+	if g.Current.Generation != 1 || g.BootDefault.Generation != 1 || g.BootDefault.Source != "/boot/loader/loader.conf" || g.BootDefault.Entry != "nixos-generation-1.conf" {
+		t.Errorf("after: current %+v, boot default %+v", g.Current, g.BootDefault)
 	}
 	r = imageSession(t, "run", img, "--read-only", "--", "sh", "-c", "ls /boot/loader/entries; cat /boot/loader/loader.conf")
 	if !strings.Contains(r.stdout, "nixos-generation-1.conf\nnixos-generation-2.conf\n") || !strings.Contains(r.stdout, "default nixos-generation-1.conf") {

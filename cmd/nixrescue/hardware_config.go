@@ -10,7 +10,7 @@ func newHardwareConfigCommand() *cobra.Command {
 	var f containerFlags
 	var write, asJSON bool
 	cmd := &cobra.Command{
-		Use:   "hardware-config TARGET [--write] [--json]",
+		Use:   "hardware-config [TARGET] [--write] [--json]",
 		Short: "Regenerate hardware-configuration.nix for this machine and show the diff",
 		Long: `Hardware-config runs nixos-generate-config --show-hardware-config in the recovery
 container, with the target's filesystems mounted where they belong and /sys and

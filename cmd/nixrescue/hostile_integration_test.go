@@ -348,7 +348,8 @@ func TestHostileSizes(t *testing.T) {
 		relink(t, tg, "nix/var/nix/profiles/system", "system-10002-link")
 		start := time.Now()
 		r := nixrescue(t, "generations", "--root", tg.root, "--json")
-		if r.code != 0 || strings.Count(r.stdout, `"number":`) != 10002 || !strings.Contains(r.stdout, `"current": 10002`) {
+		if r.code != 0 || strings.Count(r.stdout, `"number":`) != 10002 || !strings.Contains(r.stdout, `"current": {
+    "generation": 10002,`) {
 			t.Errorf("generations: exit %d, %d entries, stderr %s", r.code, strings.Count(r.stdout, `"number":`), r.stderr)
 		}
 		r = tg.session(t, []string{"-q", "--generation", "9999"}, []string{"true"})

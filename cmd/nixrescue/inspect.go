@@ -10,7 +10,7 @@ func newInspectCommand() *cobra.Command {
 	var f targetFlags
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "inspect TARGET [--json]",
+		Use:   "inspect [TARGET] [--json]",
 		Short: "Show what is on a target: partitions, the NixOS root, the mount plan, generations",
 		Long: `Inspect opens TARGET as a session would (attach, find the NixOS root, mount it
 as its fstab says) and reports the disk, its partitions and filesystems, which
@@ -18,7 +18,7 @@ is the root, the mount plan (and what cannot be mounted), the system
 generations, the current system, the bootloader the configuration uses, whether
 this host booted by EFI, and warnings. It runs nothing in the target and
 leaves nothing behind. --json prints the report as JSON (see the README).`,
-		Args: cobra.MaximumNArgs(1),
+		Args: targetArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var o commands.Options
 			if err := f.apply(cmd, &o, firstArg(args)); err != nil {

@@ -518,7 +518,7 @@ func TestImpermanence(t *testing.T) {
 		t.Fatalf("rebuild: exit %d %s", r.code, r.stderr)
 	}
 	bt, r := bootTest(t, img)
-	if r.code != 0 || !bt.Passed || bt.Generation != 3 || bt.Reached != "multi-user" {
+	if r.code != 0 || !bt.Passed || bt.Booted.Generation != 3 || bt.Reached != "multi-user" {
 		t.Errorf("boot-test after the rebuild: exit %d %+v\n%s", r.code, bt, r.stderr)
 	}
 	testenv.AssertHostUnchanged(t, host)

@@ -86,11 +86,7 @@ func exit(cmd *cobra.Command, err error) int {
 		// SIGPIPE, quietly.
 		return 128 + int(syscall.SIGPIPE)
 	}
-	code := ExitFailure
-	var ec exitCoder
-	if errors.As(err, &ec) {
-		code = ec.ExitCode()
-	}
+	code := exitCodeOf(err)
 	if _, ok := err.(exitStatus); ok {
 		return code
 	}
@@ -101,6 +97,16 @@ func exit(cmd *cobra.Command, err error) int {
 	return code
 }
 
+// exitCodeOf is the status nixrescue exits with for err: its own, or
+// ExitFailure.
+func exitCodeOf(err error) int {
+	var ec exitCoder
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
+	return ExitFailure
+}
+
 func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "nixrescue",
@@ -109,15 +115,25 @@ func newRootCommand() *cobra.Command {
 system. The mounted NixOS root becomes the rootfs of a recovery container with
 /dev, /proc, /sys and DNS injected; the system's activation and your command
 run inside it, and nothing is left mounted or changed on the host.`,
-		Version:       versionString(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		// Under sudo, the host's policy says what the caller may do.
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error { return authorize(cmd) },
 	}
-	// -v is --verbose everywhere; --version has no short form.
-	root.Flags().Bool("version", false, "print the version")
+	// -v is --verbose everywhere; --version has no short form, and says
+	// what nixrescue version does.
+	showVersion := root.Flags().Bool("version", false, "print the version (as nixrescue version)")
+	root.Args = commandArgs
+	root.SuggestionsMinimumDistance = 2
+	root.RunE = func(cmd *cobra.Command, args []string) error {
+		if *showVersion {
+			return printReport(false, newVersionReport(), writeVersion)
+		}
+		return cmd.Help()
+	}
+	root.SetFlagErrorFunc(flagError)
 	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "say more about what nixrescue does: which backend runs a session, and why")
 	root.AddCommand(newRunCommand(), newEnterCommand(), newSpecCommand(), newInspectCommand(), newCleanupCommand(), newRebuildCommand(), newGenerationsCommand(), newRollbackCommand(), newHardwareConfigCommand(), newBootTestCommand(), newPSCommand(), newVersionCommand(), newGenerateDocsCommand())
+	registerCompletions(root)
 	return root
 }

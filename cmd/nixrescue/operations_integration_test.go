@@ -77,11 +77,11 @@ func TestPSListsTheSessions(t *testing.T) {
 		byPID[s.PID] = s
 	}
 	d, i := byPID[dirSession.Process.Pid], byPID[imgCmd.Process.Pid]
-	if d.Target != tg.root || d.Disk != "directory "+tg.root || d.Backend != backend || d.Phase != "running" || d.UID != 0 || d.SudoUser != "" ||
+	if d.Target.Path != tg.root || d.Target.Kind != "directory" || d.Disk != "directory "+tg.root || d.Backend != backend || d.Phase != "running" || d.UID != 0 || d.SudoUser != "" ||
 		d.Started.Before(before.Add(-time.Second)) || d.Command[1] != "run" || !strings.Contains(strings.Join(d.Command, " "), " --root="+tg.root+" -q -- sh -c echo ready; exec sleep 60") {
 		t.Errorf("the directory session: %+v", d)
 	}
-	if i.Target != img || i.Disk != "image "+img || i.SudoUser != "nobody" || i.SudoUID != 65534 || i.Phase != "running" {
+	if i.Target.Path != img || i.Target.Arg != img || i.Target.Kind != "image" || i.Disk != "image "+img || i.SudoUser != "nobody" || i.SudoUID != 65534 || i.Phase != "running" {
 		t.Errorf("the image session: %+v", i)
 	}
 	text := nixrescue(t, "ps").stdout

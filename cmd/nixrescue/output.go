@@ -64,7 +64,23 @@ func wantsJSON(cmd *cobra.Command) bool {
 		return false
 	}
 	f := cmd.Flags().Lookup("json")
-	return f != nil && f.Value.String() == "true"
+	if f == nil {
+		return false
+	}
+	if f.Value.String() == "true" {
+		return true
+	}
+	// The command line did not parse (an unknown flag): --json may be
+	// after the flag that stopped it.
+	for _, a := range os.Args[1:] {
+		switch a {
+		case "--":
+			return false
+		case "--json", "--json=true":
+			return true
+		}
+	}
+	return false
 }
 
 // firstArg is the TARGET argument, or "".

@@ -18,7 +18,7 @@ target and what that is on (the disk and its serial number, or the image), the
 backend, nixrescue's PID, who started it (the user, and who called sudo), its
 command line, since when, and what it is doing (attaching, mounting, running,
 booting, tearing down).`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := commands.PS(stateDir, grant)
 			if err != nil {

@@ -10,11 +10,11 @@ import (
 
 func newRebuildCommand() *cobra.Command {
 	var f containerFlags
-	var noInstall, asJSON, bootTest bool
+	var noInstall, asJSON, bootTest, dryRun bool
 	var b bootTestFlags
 	var sandbox string
 	cmd := &cobra.Command{
-		Use:   "rebuild TARGET [flags] [-- EXTRA nixos-rebuild ARGS]",
+		Use:   "rebuild [TARGET] [flags] [-- EXTRA nixos-rebuild ARGS]",
 		Short: "Run nixos-rebuild boot --install-bootloader in the recovery container",
 		Long: `Rebuild opens TARGET, activates its system in a recovery container and runs
 nixos-rebuild boot --install-bootloader there (with NIXOS_INSTALL_BOOTLOADER=1),
@@ -47,24 +47,24 @@ this session only (NIX_CONFIG), and says so. /etc/nix/nix.conf is never edited.`
 			}
 			ro.Args = nil
 			ro.Sandbox = commands.SandboxMode(sandbox)
+			if dryRun {
+				r, err := commands.RebuildPlan(cmd.Context(), ro)
+				if err != nil {
+					return err
+				}
+				return printReport(asJSON, r, writeDryRun)
+			}
 			if asJSON {
 				// stdout is the report's; the rebuild's output goes to stderr.
 				ro.Stdout = os.Stderr
 			}
 			rep, code, err := commands.Rebuild(cmd.Context(), ro)
-			if asJSON && rep != nil {
-				if perr := writeJSON(rep); err == nil {
-					err = perr
-				}
-			} else if rep != nil && rep.BootTest != nil {
+			if !asJSON && rep != nil && rep.BootTest != nil {
 				if perr := writeBootTest(os.Stdout, rep.BootTest); err == nil {
 					err = perr
 				}
 			}
-			if !asJSON && rep != nil && err == nil && rep.ExitStatus == 0 {
-				o.Log.Info(rebuildSummary(rep))
-			}
-			return exitResult(code, err)
+			return endSession(asJSON, o.Log, rep, code, err, rebuildSummary)
 		},
 	}
 	f.register(cmd, kindContainer)
@@ -72,6 +72,7 @@ this session only (NIX_CONFIG), and says so. /etc/nix/nix.conf is never edited.`
 	cmd.Flags().StringVar(&sandbox, "sandbox", "auto", "Nix's build sandbox: auto (on when it can work here), on or off")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a report as JSON on stdout once done (the rebuild's output goes to stderr)")
 	cmd.Flags().BoolVar(&bootTest, "boot-test", false, "once the rebuild succeeded, boot the target in a throwaway VM (as nixrescue boot-test; its flags below); the exit status is then the boot test's")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "say what the rebuild would do (the mount plan, what it builds, the generation that would boot, the bootloader and where it goes), having run nothing and written nothing")
 	b.register(cmd, "boot-memory")
 	return cmd
 }

@@ -180,8 +180,8 @@ func TestRebuildSeedScenario(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("report: %v\n%s", err, r.stdout)
 	}
-	if rep.GenerationBefore != 2 || rep.GenerationAfter != 3 || rep.ExitStatus != 0 {
-		t.Errorf("generations %d → %d, exit %d", rep.GenerationBefore, rep.GenerationAfter, rep.ExitStatus)
+	if rep.CurrentBefore.Generation != 2 || rep.CurrentAfter.Generation != 3 || rep.ExitStatus != 0 {
+		t.Errorf("generations %+v → %+v, exit %d", rep.CurrentBefore, rep.CurrentAfter, rep.ExitStatus)
 	}
 	if rep.Bootloader == nil || rep.Bootloader.Action != action || rep.Bootloader.Kind != "grub-bios" {
 		t.Errorf("bootloader %+v", rep.Bootloader)

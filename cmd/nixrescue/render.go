@@ -40,19 +40,8 @@ func writeInspect(w io.Writer, r *commands.Report) error {
 	if r.Root != nil {
 		fmt.Fprintf(w, "\nNixOS root: %s\n", r.Root.Describe())
 	}
-	if len(r.Plan) > 0 {
-		fmt.Fprintln(w, "\nmount plan (from the target's fstab):")
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		for _, e := range r.Plan {
-			what := strings.TrimSpace("mount " + e.Device)
-			if e.Action == nrtarget.ActionSkip {
-				what = "skip: " + e.Reason
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", printable(e.Mountpoint), printable(e.Spec), dash(printable(e.Type)), printable(strings.Join(e.Options, ",")), printable(what))
-		}
-		tw.Flush()
-	}
-	if r.CurrentSystem == "" {
+	writePlan(w, r.Plan)
+	if r.Current == nil {
 		// No root could be opened (a locked volume): what is above, and
 		// why.
 		for _, warn := range r.Warnings {
@@ -74,7 +63,7 @@ func writeInspect(w io.Writer, r *commands.Report) error {
 		fmt.Fprintf(tw, "  %s %d\t%s\tNixOS %s\tLinux %s%s\n", mark, g.Number, g.Date.Format("2006-01-02 15:04"), dash(g.NixOSVersion), dash(g.Kernel), missing)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\ncurrent system: %s\n", r.CurrentSystem)
+	fmt.Fprintf(w, "\ncurrent system: %s\n", r.Current.System)
 	boot := r.Bootloader.Kind
 	if len(r.Bootloader.Devices) > 0 {
 		boot += " on " + strings.Join(r.Bootloader.Devices, ", ")
@@ -84,6 +73,57 @@ func writeInspect(w io.Writer, r *commands.Report) error {
 		fmt.Fprintf(w, "disk name %s (from %s) leads to %s inside\n", a.Name, a.Source, a.Device)
 	}
 	fmt.Fprintf(w, "this host booted by EFI: %v\n", r.HostEFI)
+	for _, warn := range r.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", warn)
+	}
+	return nil
+}
+
+// writePlan writes a mount plan, after an empty line.
+func writePlan(w io.Writer, plan []nrtarget.Entry) {
+	if len(plan) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "\nmount plan (from the target's fstab):")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, e := range plan {
+		what := strings.TrimSpace("mount " + e.Device)
+		if e.Action == nrtarget.ActionSkip {
+			what = "skip: " + e.Reason
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", printable(e.Mountpoint), printable(e.Spec), dash(printable(e.Type)), printable(strings.Join(e.Options, ",")), printable(what))
+	}
+	tw.Flush()
+}
+
+// writeDryRun writes what a rebuild or a rollback would do.
+func writeDryRun(w io.Writer, r *commands.DryRunReport) error {
+	fmt.Fprintf(w, "dry run: nothing ran, nothing was written to %s\n", printable(r.Target.Arg))
+	writePlan(w, r.Mounts)
+	fmt.Fprintln(w)
+	if r.Current != nil {
+		fmt.Fprintf(w, "now:         generation %d (%s)\n", r.Current.Generation, r.Current.System)
+	}
+	if r.Builds != "" {
+		fmt.Fprintf(w, "builds:      %s\n", strings.TrimPrefix(r.Builds, "nixos-rebuild builds "))
+	}
+	run := strings.Join(r.Command, " ")
+	if len(r.Env) > 0 {
+		run = strings.Join(r.Env, " ") + " " + run
+	}
+	if r.Activates {
+		run += " (after the system's activation)"
+	}
+	fmt.Fprintf(w, "would run:   %s\n", printable(run))
+	boots := fmt.Sprintf("generation %d", r.Boots.Generation)
+	if r.Boots.System != "" {
+		boots += " (" + r.Boots.System + ")"
+	} else {
+		boots += ", the one the rebuild makes (unless the configuration builds the current system again)"
+	}
+	fmt.Fprintf(w, "would boot:  %s, by default\n", boots)
+	b := r.Bootloader
+	fmt.Fprintf(w, "bootloader:  %s, would %s%s\n", b.Kind, strings.Replace(b.Action, "configure", "write its configuration", 1), onDevices(b.Devices, r.DiskAliases))
 	for _, warn := range r.Warnings {
 		fmt.Fprintf(w, "warning: %s\n", warn)
 	}
@@ -220,7 +260,7 @@ func writeGenerations(w io.Writer, r *commands.GenerationsReport) error {
 	fmt.Fprintln(tw, "  GEN\tDATE\tNIXOS\tKERNEL\t")
 	for _, g := range r.Generations {
 		mark := " "
-		if g.Number == r.Current {
+		if g.Number == generationOf(r.Current) {
 			mark = "*"
 		}
 		var notes []string
@@ -235,11 +275,11 @@ func writeGenerations(w io.Writer, r *commands.GenerationsReport) error {
 	tw.Flush()
 	switch {
 	case r.BootDefault.Source == "":
-		fmt.Fprintf(w, "bootloader: %s; no grub.cfg or loader.conf on /boot\n", r.Bootloader)
+		fmt.Fprintf(w, "bootloader: %s; no grub.cfg or loader.conf on /boot\n", r.Bootloader.Kind)
 	case r.BootDefault.Generation == 0:
-		fmt.Fprintf(w, "bootloader: %s; its default entry (%q in %s) names no generation\n", r.Bootloader, r.BootDefault.Entry, r.BootDefault.Source)
+		fmt.Fprintf(w, "bootloader: %s; its default entry (%q in %s) names no generation\n", r.Bootloader.Kind, r.BootDefault.Entry, r.BootDefault.Source)
 	default:
-		fmt.Fprintf(w, "bootloader: %s; boots generation %d by default (%s)\n", r.Bootloader, r.BootDefault.Generation, r.BootDefault.Source)
+		fmt.Fprintf(w, "bootloader: %s; boots generation %d by default (%s)\n", r.Bootloader.Kind, r.BootDefault.Generation, r.BootDefault.Source)
 	}
 	return nil
 }
@@ -271,40 +311,6 @@ func writeCleanup(w io.Writer, r *commands.CleanupReport) error {
 func writeHardware(w io.Writer, r *commands.HardwareReport) error {
 	_, err := io.WriteString(w, r.Diff)
 	return err
-}
-
-// rebuildSummary says in one line what a rebuild that succeeded did:
-// the generation it made the default, and what of the bootloader, on
-// which disk (here and as the configuration names it).
-func rebuildSummary(r *commands.RunReport) string {
-	s := fmt.Sprintf("generation %d built and made the default", r.GenerationAfter)
-	if r.GenerationAfter == r.GenerationBefore {
-		s = fmt.Sprintf("generation %d rebuilt; it stays the default", r.GenerationAfter)
-	} else if r.GenerationBefore != 0 {
-		s += fmt.Sprintf(" (it was %d)", r.GenerationBefore)
-	}
-	b := r.Bootloader
-	if b == nil {
-		return s
-	}
-	s += fmt.Sprintf("; %s %s", b.Kind, b.Action)
-	var on []string
-	for _, d := range b.Devices {
-		for _, a := range r.DiskAliases {
-			if a.Name == d {
-				d += " (here " + a.Device + ")"
-				break
-			}
-		}
-		on = append(on, d)
-	}
-	if len(on) > 0 {
-		s += " on " + strings.Join(on, " and ")
-	}
-	if b.Action == "configured" {
-		s += " (its configuration written, not installed: --no-install-bootloader)"
-	}
-	return s
 }
 
 // printable escapes what of s a terminal would take for control (a
@@ -354,7 +360,7 @@ func writePS(w io.Writer, r *commands.PSReport) error {
 		if s.SudoUser != "" {
 			who = s.SudoUser + " (sudo)"
 		}
-		target := s.Target
+		target := s.Target.Arg
 		if s.Disk != "" {
 			target += " on " + s.Disk
 		}

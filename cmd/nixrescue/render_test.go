@@ -23,15 +23,47 @@ func TestPrintable(t *testing.T) {
 }
 
 func TestRebuildSummary(t *testing.T) {
-	r := &commands.RunReport{GenerationBefore: 2, GenerationAfter: 3,
+	r := &commands.RunReport{CurrentBefore: &commands.GenerationRef{Generation: 2}, CurrentAfter: &commands.GenerationRef{Generation: 3},
 		Bootloader:  &commands.BootloaderStep{Kind: "grub-bios", Devices: []string{"/dev/sdz"}, Action: "installed"},
 		DiskAliases: []nrtarget.DiskAlias{{Name: "/dev/sdz", Device: "/dev/loop0"}}}
 	if got, want := rebuildSummary(r), "generation 3 built and made the default (it was 2); grub-bios installed on /dev/sdz (here /dev/loop0)"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
 	r.Bootloader = &commands.BootloaderStep{Kind: "systemd-boot", Action: "configured"}
-	r.GenerationBefore = 3
+	r.CurrentBefore.Generation = 3
 	if got, want := rebuildSummary(r), "generation 3 rebuilt; it stays the default; systemd-boot configured (its configuration written, not installed: --no-install-bootloader)"; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestSessionSummaries(t *testing.T) {
+	r := &commands.RunReport{Target: nrtarget.Target{Arg: "disk.img"}, CurrentBefore: &commands.GenerationRef{Generation: 2}, CurrentAfter: &commands.GenerationRef{Generation: 1},
+		Bootloader: &commands.BootloaderStep{Kind: "systemd-boot", Action: "configured"}}
+	if got, want := rollbackSummary(r), "rolled back: generation 1 is the system profile's and the bootloader's default (it was 2); systemd-boot configured"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if got := snapshotSummary(r); got != "" {
+		t.Errorf("a session on its target said %q", got)
+	}
+	r.Snapshot = &commands.SnapshotOutcome{Discarded: true}
+	if got, want := snapshotSummary(r), "nothing was written to disk.img: the changes went to a throwaway snapshot and are discarded (--snapshot-out FILE keeps them)"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	r.Snapshot = &commands.SnapshotOutcome{Kept: "repair.qcow2"}
+	if got, want := snapshotSummary(r), "nothing was written to disk.img: the changes are in repair.qcow2; boot that, or apply it with qemu-img commit repair.qcow2"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestNearestFlag(t *testing.T) {
+	cmd := newRootCommand()
+	inspect, _, err := cmd.Find([]string{"inspect"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for typed, want := range map[string]string{"jsn": "json", "josn": "json", "read-onyl": "read-only", "roo": "root", "mount-miss": "mount-missing", "zzzzzz": ""} {
+		if got := nearestFlag(inspect, typed); got != want {
+			t.Errorf("--%s: got --%s, want --%s", typed, got, want)
+		}
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -12,9 +11,9 @@ import (
 func newRollbackCommand() *cobra.Command {
 	var f containerFlags
 	var to int
-	var asJSON bool
+	var asJSON, dryRun bool
 	cmd := &cobra.Command{
-		Use:   "rollback TARGET [--to N]",
+		Use:   "rollback [TARGET] [--to N]",
 		Short: "Make an older generation the one that boots",
 		Long: `Rollback points the system profile at generation N (default: the one before
 the current), as nix-env --switch-generation does, then runs that generation's
@@ -27,25 +26,26 @@ switch-to-configuration fails, the profile is pointed back where it was.`,
 			if err != nil {
 				return err
 			}
-			if to < 0 {
-				return errors.New("--to N: generations are numbered from 1")
-			}
 			if asJSON {
 				// stdout is the report's; switch-to-configuration's output
 				// goes to stderr.
 				o.Stdout = os.Stderr
 			}
-			rep, code, err := commands.Rollback(cmd.Context(), commands.RollbackOptions{Options: o.Options, To: to})
-			if asJSON && rep != nil {
-				if perr := writeJSON(rep); err == nil {
-					err = perr
+			ro := commands.RollbackOptions{Options: o.Options, To: to}
+			if dryRun {
+				r, err := commands.RollbackPlan(cmd.Context(), ro)
+				if err != nil {
+					return err
 				}
+				return printReport(asJSON, r, writeDryRun)
 			}
-			return exitResult(code, err)
+			rep, code, err := commands.Rollback(cmd.Context(), ro)
+			return endSession(asJSON, o.Log, rep, code, err, rollbackSummary)
 		},
 	}
 	f.register(cmd, kindContainer)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a report (generations before and after, the bootloader) as JSON on stdout once done; switch-to-configuration's output goes to stderr")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "say what the rollback would do (the mount plan, the generation that would boot, the bootloader), having run nothing and written nothing")
 	cmd.Flags().IntVar(&to, "to", 0, "roll back to generation `N` (default: the one before the current)")
 	return cmd
 }

@@ -37,12 +37,7 @@ exit status. nixrescue's own failures exit 125; 126 means CMD could not be run,
 				o.Stdout = os.Stderr
 			}
 			rep, code, err := commands.Run(cmd.Context(), o)
-			if asJSON && rep != nil {
-				if perr := writeJSON(rep); err == nil {
-					err = perr
-				}
-			}
-			return exitResult(code, err)
+			return endSession(asJSON, o.Log, rep, code, err, nil)
 		},
 	}
 	f.register(cmd, kindContainer)

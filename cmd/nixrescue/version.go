@@ -93,7 +93,7 @@ func newVersionCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "version [--json]",
 		Short: "Print nixrescue's version, commit and the versions of what it is built with",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return printReport(asJSON, newVersionReport(), writeVersion)
 		},

@@ -43,6 +43,8 @@ var flags = map[hint.Option]string{
 	hint.Bundle:              "--bundle",
 	hint.StateDir:            "--state-dir",
 	hint.Accel:               "--accel",
+	hint.DryRun:              "--dry-run",
+	hint.BootTest:            "--boot-test",
 }
 
 // flagWords words an option as the flag that sets it, with its value;

@@ -74,7 +74,7 @@ func checkSession(t *testing.T, steps map[string]vm.Step, label, kind string, wa
 	}
 	r := wantExit(t, steps, label+"-rebuild", 0)
 	var rep report
-	if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil || rep.GenerationAfter != 3 || rep.Bootloader.Kind != kind || rep.Bootloader.Action != "installed" {
+	if err := json.Unmarshal([]byte(r.Stdout), &rep); err != nil || rep.CurrentAfter.Generation != 3 || rep.Bootloader.Kind != kind || rep.Bootloader.Action != "installed" {
 		t.Errorf("%s: rebuild: %v %+v\n%s", label, err, rep, r.Stderr)
 	}
 	hw := wantExit(t, steps, label+"-hw", 0).Stdout

@@ -147,8 +147,10 @@ func wantExit(t *testing.T, steps map[string]vm.Step, name string, code int) vm.
 
 // report is what nixrescue rebuild --json reports, the parts read here.
 type report struct {
-	GenerationAfter int `json:"generation_after"`
-	Bootloader      struct {
+	CurrentAfter struct {
+		Generation int `json:"generation"`
+	} `json:"current_after"`
+	Bootloader struct {
 		Kind       string `json:"kind"`
 		Action     string `json:"action"`
 		NVRAMEntry string `json:"nvram_entry"`
@@ -165,8 +167,8 @@ func rebuilt(t *testing.T, steps map[string]vm.Step, name, kind string) report {
 	if err := json.Unmarshal([]byte(s.Stdout), &r); err != nil {
 		t.Fatalf("%s: report: %v\n%s\n%s", name, err, s.Stdout, s.Stderr)
 	}
-	if r.GenerationAfter != 3 || r.Bootloader.Kind != kind || r.Bootloader.Action != "installed" {
-		t.Errorf("%s: generation %d, bootloader %+v; want 3, %s installed\n%s", name, r.GenerationAfter, r.Bootloader, kind, s.Stderr)
+	if r.CurrentAfter.Generation != 3 || r.Bootloader.Kind != kind || r.Bootloader.Action != "installed" {
+		t.Errorf("%s: generation %d, bootloader %+v; want 3, %s installed\n%s", name, r.CurrentAfter.Generation, r.Bootloader, kind, s.Stderr)
 	}
 	return r
 }
@@ -318,9 +320,9 @@ func bootTestOnThisHost(t *testing.T, img, firmware, entry string) {
 	var r struct {
 		Firmware, Entry, Reached string
 		Passed                   bool
-		Generation               int
+		Booted                   struct{ Generation int }
 	}
-	if jerr := json.Unmarshal(out, &r); jerr != nil || err != nil || !r.Passed || r.Firmware != firmware || r.Entry != entry || r.Generation != 3 {
+	if jerr := json.Unmarshal(out, &r); jerr != nil || err != nil || !r.Passed || r.Firmware != firmware || r.Entry != entry || r.Booted.Generation != 3 {
 		t.Errorf("boot-test %s: %v %v %+v\n%s", img, err, jerr, r, out)
 	}
 	if after, _ := exec.Command("sha256sum", img).Output(); string(after) != string(before) {
@@ -365,6 +367,7 @@ step rebuild-systemd-boot nixrescue rebuild /dev/vda --json
 mount /dev/vda1 /mnt && step fallback ls /mnt/EFI/BOOT && umount /mnt
 step system-3 nixrescue run /dev/vda --read-only -q -- readlink -f /nix/var/nix/profiles/system-3-link
 step rebuild-grub nixrescue rebuild /dev/vdb --json
+step boot-partition nixrescue inspect /dev/vdb2
 step esp-ext4 nixrescue rebuild /dev/vdc
 step cgroup nixrescue run /dev/vdb --read-only -q -- sh -c 'cat /proc/self/cgroup; ls /sys/fs/cgroup'
 step memory nixrescue run /dev/vdb --read-only -q --no-activate --memory 48M -- sh -c 'x=0123456789abcdef; while :; do x=$x$x; done'
@@ -419,6 +422,12 @@ umount /mnt/scratch
 	g := rebuilt(t, steps, "rebuild-grub", "grub-bios")
 	if len(g.DiskAliases) != 1 || g.DiskAliases[0].Name != "/dev/sdz" || g.DiskAliases[0].Device != "/dev/vdb" {
 		t.Errorf("the configuration's /dev/sdz should be the virtio disk: %+v", g.DiskAliases)
+	}
+	// A partition that is not the root's, as the target: which to name.
+	if s := wantExit(t, steps, "boot-partition", 125); strings.Count(strings.TrimSpace(s.Stderr), "\n") != 0 ||
+		!strings.Contains(s.Stderr, "nixrescue: /dev/vdb2: partition 2 of /dev/vdb (/dev/vdb2 ext4 \"boot\")") ||
+		!strings.Contains(s.Stderr, "holds no NixOS root: a partition as the target must be the root's: name the root's partition, 3 (/dev/vdb3), or the whole disk, /dev/vdb") {
+		t.Errorf("inspect of the /boot partition: want one line naming the root's partition and the disk:\n%s", s.Stderr)
 	}
 	if s := wantExit(t, steps, "esp-ext4", 1); !strings.Contains(s.Stderr, "not a FAT EFI System Partition") {
 		t.Errorf("an ESP that is not vfat: want bootctl's own error:\n%s", s.Stderr)
