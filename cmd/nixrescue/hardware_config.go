@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nixrescue/nixrescue/runtime/commands"
+	"github.com/nixrescue/nixrescue/runtime/hint"
 )
 
 func newHardwareConfigCommand() *cobra.Command {
@@ -25,6 +26,10 @@ it with a timestamped suffix). Without --write nothing is written.`,
 			}
 			r, code, err := commands.HardwareConfig(cmd.Context(), commands.HardwareOptions{Options: o.Options, Write: write})
 			if r != nil {
+				r.ExitStatus = code
+				if err != nil {
+					r.Error, r.Fix, r.ExitStatus = err.Error(), hint.FixOf(err), exitCodeOf(err)
+				}
 				if perr := printReport(asJSON, r, writeHardware); perr != nil && err == nil {
 					err = perr
 				}

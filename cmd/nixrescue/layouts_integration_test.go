@@ -372,6 +372,13 @@ func TestHardwareConfigNamesNoHostFile(t *testing.T) {
 	if !strings.Contains(r.stderr, "not a device of the machine: pass the disk or image itself as TARGET") {
 		t.Errorf("the refusal does not say what to do: %s", r.stderr)
 	}
+	// With --json the report says the refusal and the status too.
+	r = nixrescue(t, "hardware-config", dir, "--write", "--json")
+	var rep2 commands.HardwareReport
+	if r.code != 125 || json.Unmarshal([]byte(r.stdout), &rep2) != nil || rep2.ExitStatus != 125 || rep2.Written ||
+		!strings.Contains(rep2.Error, "not written") || !strings.Contains(rep2.Fix, "pass the disk or image itself as TARGET") {
+		t.Errorf("hardware-config --write --json, refused: exit %d %+v", r.code, rep2)
+	}
 	testenv.AssertTreeUnchanged(t, filepath.Join(dir, "etc/nixos"), before)
 }
 

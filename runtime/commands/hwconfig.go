@@ -42,6 +42,11 @@ type HardwareReport struct {
 	// Unbootable are the generated fileSystems the machine could not
 	// mount at boot (UnbootableMounts): Write refuses to write them.
 	Unbootable []string `json:"unbootable"`
+	// Error and Fix are nixrescue's own failure (a --write refused), with
+	// the status it exits with; the front end fills them.
+	Error      string `json:"error,omitempty"`
+	Fix        string `json:"fix,omitempty"`
+	ExitStatus int    `json:"exit_status"`
 }
 
 // HardwareOptions are hardware-config's.
