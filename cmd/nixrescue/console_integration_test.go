@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -114,18 +113,9 @@ func TestNoTargetIsOneMessage(t *testing.T) {
 // TestNotRootSaysTheFix: a session run by another user says, with its fix.
 func TestNotRootSaysTheFix(t *testing.T) {
 	testenv.Require(t)
-	dir, err := os.MkdirTemp("/var/tmp", "nixrescue-notroot-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	os.Chmod(dir, 0o755)
-	bin := filepath.Join(dir, "nixrescue")
-	if out, err := exec.Command("cp", binary, bin).CombinedOutput(); err != nil {
-		t.Fatalf("%v %s", err, out)
-	}
-	for _, args := range [][]string{{"inspect", filepath.Join(dir, "disk.img"), "--json"}, {"ps", "--json"}, {"cleanup", "--json"}} {
-		r := resultOf(t, exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", bin}, args...)...))
+	bin, run := asNobody(t)
+	for _, args := range [][]string{{"inspect", bin + ".img", "--json"}, {"ps", "--json"}, {"cleanup", "--json"}} {
+		r := run(args...)
 		oneLine(t, r, "needs root")
 		jsonError(t, r, "run nixrescue as root, e.g. with sudo")
 	}

@@ -340,21 +340,29 @@ func TestPolicyUnderSudo(t *testing.T) {
 
 // TestRefusesSetUID: with a set-uid bit, whoever runs nixrescue would be
 // root without sudo's checks: it refuses, before anything runs.
-func TestRefusesSetUID(t *testing.T) {
-	testenv.Require(t)
-	dir, err := os.MkdirTemp("/var/tmp", "nixrescue-setuid-")
+// asNobody is a copy of the binary that user nobody can run (in a
+// directory of /var/tmp removed at the test's end), and a way to run it as
+// nobody.
+func asNobody(t *testing.T) (bin string, run func(args ...string) result) {
+	t.Helper()
+	dir, err := os.MkdirTemp("/var/tmp", "nixrescue-nobody-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	os.Chmod(dir, 0o755)
-	bin := filepath.Join(dir, "nixrescue")
+	bin = filepath.Join(dir, "nixrescue")
 	if out, err := exec.Command("cp", binary, bin).CombinedOutput(); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
-	run := func(args ...string) result {
+	return bin, func(args ...string) result {
 		return resultOf(t, exec.Command("setpriv", append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", bin}, args...)...))
 	}
+}
+
+func TestRefusesSetUID(t *testing.T) {
+	testenv.Require(t)
+	bin, run := asNobody(t)
 	if r := run("version"); r.code != 0 {
 		t.Fatalf("as nobody, without the bit: exit %d %s", r.code, r.stderr)
 	}
