@@ -252,7 +252,7 @@ func diskInterface(s *engine.Session) (string, string) {
 			}
 		}
 	}
-	b, err := rootfs.ReadFile(s.Root(), "/etc/nixos/hardware-configuration.nix", 1<<20)
+	b, err := rootfs.ReadFile(s.Root(), nixos.HardwareConfiguration, 1<<20)
 	if k := interfaceOfInitrd(string(b)); err == nil && k != "" {
 		return k, "hardware-configuration.nix loads " + k + " in the initrd"
 	}

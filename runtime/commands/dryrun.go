@@ -64,7 +64,7 @@ func RebuildPlan(ctx context.Context, ro RebuildOptions) (*DryRunReport, error) 
 		r.Command = append(r.Command, ro.Extra...)
 		r.Builds = flakeNote(root, ro.Extra)
 		if r.Builds == "" {
-			r.Builds = "nixos-rebuild builds /etc/nixos/configuration.nix"
+			r.Builds = "nixos-rebuild builds " + nixos.Configuration
 		}
 		gens, err := nixos.Generations(root)
 		if err != nil {

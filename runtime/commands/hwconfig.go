@@ -17,12 +17,13 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/engine"
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/layers"
+	"github.com/nixrescue/nixrescue/runtime/nixos"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 	"github.com/nixrescue/nixrescue/runtime/target"
 )
 
 // HardwareConfigPath is the file hardware-config compares and writes.
-const HardwareConfigPath = "/etc/nixos/hardware-configuration.nix"
+const HardwareConfigPath = nixos.HardwareConfiguration
 
 // HardwareReport is what hardware-config found. Its JSON field names are
 // stable (docs/json.md).

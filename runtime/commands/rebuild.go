@@ -132,11 +132,11 @@ func flakeNote(root string, extra []string) string {
 			return "nixos-rebuild builds the flake " + extra[i+1] + " (--flake)"
 		}
 	}
-	if !nixos.Exists(root, "/etc/nixos/flake.nix") {
+	if !nixos.Exists(root, nixos.Flake) {
 		return ""
 	}
 	host, _ := nixos.Hostname(root, nixos.SystemProfile)
-	return fmt.Sprintf("nixos-rebuild builds the flake /etc/nixos/flake.nix, attribute nixosConfigurations.%q (the target's hostname), not configuration.nix; pass -- --flake /etc/nixos#NAME for another", host)
+	return fmt.Sprintf("nixos-rebuild builds the flake %s, attribute nixosConfigurations.%q (the target's hostname), not configuration.nix; pass -- --flake /etc/nixos#NAME for another", nixos.Flake, host)
 }
 
 // hasRebuild refuses a system without nixos-rebuild on its PATH.
@@ -196,7 +196,7 @@ func (f *failures) hint(log logger, networkNone bool) {
 		log.Info(hint.Render("the command needed the network and could not reach it: check this host's network, or name a DNS server with {DNS IP}"), "kind", "hint")
 	}
 	if f.space {
-		log.Info("a filesystem of the target is full: free space (nixrescue enter, then nix-collect-garbage, or remove old generations with nix-env -p /nix/var/nix/profiles/system --delete-generations old) and try again", "kind", "hint")
+		log.Info("a filesystem of the target is full: free space (nixrescue enter, then nix-collect-garbage, or remove old generations with nix-env -p "+nixos.SystemProfile+" --delete-generations old) and try again", "kind", "hint")
 	}
 	if f.grubDrive {
 		log.Info("grub-install could not tell where a partition of the loop device starts: NixOS's installer puts no udevadm on its PATH, and a loop device's partitions do not answer the HDIO_GETGEO ioctl; where the kernel has device-mapper and dmsetup is installed, nixrescue maps an image's partitions so that they do (load dm_mod, install dmsetup), or repair the disk on a machine it is attached to", "kind", "hint")

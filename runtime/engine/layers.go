@@ -135,7 +135,7 @@ func (op *Opened) take(kind layers.Kind) ([]target.Partition, error) {
 		}
 		op.layers.handled[p.Device] = true
 		if h := layers.Holders(p.Device); len(h) > 0 {
-			return nil, &layers.InUseError{Device: p.Device, Kind: kind, Holders: h}
+			return nil, &layers.OpenOnHostError{Device: p.Device, Kind: kind, Holders: h}
 		}
 		out = append(out, p)
 	}
@@ -246,7 +246,7 @@ func (op *Opened) unlock(ctx context.Context, s *Session, to TargetOptions, p ta
 	h := op.layers.headers[p.Device]
 	info := op.layerInfo(p.Device)
 	if open := layers.OpenOnHost(h.UUID); len(open) > 0 {
-		return &hint.Error{Subject: op.Target.Arg, Err: &layers.InUseError{Device: p.Device, Kind: layers.LUKS, Holders: open},
+		return &hint.Error{Subject: op.Target.Arg, Err: &layers.OpenOnHostError{Device: p.Device, Kind: layers.LUKS, Holders: open},
 			Fix: fmt.Sprintf("close it (cryptsetup close %s), or pass its opened device as the target", path.Base(open[0]))}
 	}
 	if h.HardwareOnly() {

@@ -217,14 +217,15 @@ func DeviceName(kernel string) string {
 	return "/dev/" + kernel
 }
 
-// InUseError says a device the target needs is in use on the host.
-type InUseError struct {
+// OpenOnHostError says a device the target needs is already open on this
+// host (its layer set up by someone else): a session never shares one.
+type OpenOnHostError struct {
 	Device  string
 	Kind    Kind
 	Holders []string
 }
 
-func (e *InUseError) Error() string {
+func (e *OpenOnHostError) Error() string {
 	return fmt.Sprintf("%s (%s) is already open on this host as %s: nixrescue uses none of it", e.Device, describeKind(e.Kind), strings.Join(e.Holders, ", "))
 }
 

@@ -1,4 +1,4 @@
-package nixos
+package nixos_test
 
 import (
 	"os"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/nixrescue/nixrescue/hack/fixture"
+	"github.com/nixrescue/nixrescue/runtime/nixos"
 )
 
 // TestDetectBootloaderESP reads where each bootloader's configuration
@@ -27,7 +28,7 @@ func TestDetectBootloaderESP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := DetectBootloader(dir, l.Systems[1])
+		b := nixos.DetectBootloader(dir, l.Systems[1])
 		if b.Kind != c.kind || b.ESP != c.esp {
 			t.Errorf("%s: kind %q, ESP %q; want %q, %q", c.loader, b.Kind, b.ESP, c.kind, c.esp)
 		}
@@ -53,7 +54,7 @@ func TestDetectBootloaderESP(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if b := DetectBootloader(dir, store+"system"); b.Kind != "systemd-boot" || b.ESP != want {
+		if b := nixos.DetectBootloader(dir, store+"system"); b.Kind != "systemd-boot" || b.ESP != want {
 			t.Errorf("%s: %+v, want ESP %s", form, b, want)
 		}
 	}

@@ -8,7 +8,7 @@ import (
 )
 
 // configFiles are where a NixOS configuration usually names its boot disk.
-var configFiles = []string{"/etc/nixos/configuration.nix", "/etc/nixos/hardware-configuration.nix"}
+var configFiles = []string{Configuration, HardwareConfiguration}
 
 var (
 	grubDeviceRE  = lazyre.New(`grub\.device\s*=\s*"([^"]*)"`)

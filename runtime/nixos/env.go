@@ -10,7 +10,7 @@ var userPath = []string{
 	"/nix/profile/bin",
 	"/root/.local/state/nix/profile/bin",
 	"/etc/profiles/per-user/root/bin",
-	"/nix/var/nix/profiles/default/bin",
+	ProfilesDir + "/default/bin",
 	"/run/current-system/sw/bin",
 }
 

@@ -20,11 +20,21 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 )
 
-// Paths inside a NixOS root.
+// Paths inside a NixOS root, each named here only.
 const (
 	SystemProfile = "/nix/var/nix/profiles/system"
+	// ProfilesDir holds the profiles: the system's generations, default.
+	ProfilesDir   = "/nix/var/nix/profiles"
 	NixOSMarker   = "/etc/NIXOS"
 	HostnameFile  = "/etc/hostname"
+	Configuration = "/etc/nixos/configuration.nix"
+	// Flake is the flake nixos-rebuild builds instead when it exists.
+	Flake = "/etc/nixos/flake.nix"
+	// HardwareConfiguration is what nixos-generate-config writes.
+	HardwareConfiguration = "/etc/nixos/hardware-configuration.nix"
+	// SystemFstab is the fstab the system profile's etc holds (the
+	// system's own, when /etc/fstab is a link into the store).
+	SystemFstab = SystemProfile + "/etc/fstab"
 	// DefaultHostname is NixOS's default networking.hostName.
 	DefaultHostname = "nixos"
 )
@@ -32,8 +42,17 @@ const (
 // ErrNotNixOS says a directory holds no NixOS root.
 var ErrNotNixOS = errors.New("not a NixOS root")
 
-// CheckRoot returns nil when root is a directory holding a NixOS root:
-// /etc/NIXOS or a system profile.
+// IsRoot tells whether dir holds a NixOS root: /etc/NIXOS, or an /etc
+// beside a system profile (a btrfs top level that only holds a nix
+// subvolume is not a root). The one rule, for a filesystem discovery
+// probes and for a directory the user names.
+func IsRoot(dir string) bool {
+	exists := func(p string) bool { _, err := rootfs.Lstat(dir, p); return err == nil }
+	return exists(NixOSMarker) || exists("/etc") && exists(SystemProfile)
+}
+
+// CheckRoot returns nil when root is a directory holding a NixOS root
+// (IsRoot), and says otherwise why not.
 func CheckRoot(root string) error {
 	st, err := os.Stat(root)
 	switch {
@@ -44,12 +63,10 @@ func CheckRoot(root string) error {
 	case !st.IsDir():
 		return &hint.Error{Subject: root, Err: errors.New("not a directory"), Fix: "name the directory where the NixOS root is mounted"}
 	}
-	for _, p := range []string{NixOSMarker, SystemProfile} {
-		if _, err := rootfs.Lstat(root, p); err == nil {
-			return nil
-		}
+	if IsRoot(root) {
+		return nil
 	}
-	return &hint.Error{Subject: root, Err: ErrNotNixOS, Fix: "it has neither /etc/NIXOS nor " + SystemProfile + "; mount the NixOS root partition there"}
+	return &hint.Error{Subject: root, Err: ErrNotNixOS, Fix: "it has neither " + NixOSMarker + " nor /etc and " + SystemProfile + "; mount the NixOS root partition there"}
 }
 
 // System is the NixOS system a session activates.

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nixrescue/nixrescue/runtime/mount"
+	"github.com/nixrescue/nixrescue/runtime/nixos"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 )
 
@@ -73,16 +74,9 @@ func (f Found) Describe() string {
 	return s
 }
 
-// IsNixOSRoot tells whether dir holds a NixOS root: /etc/NIXOS, or an
-// /etc beside a system profile (a btrfs top level that only holds a nix
-// subvolume is not a root).
-func IsNixOSRoot(dir string) bool {
-	return existsIn(dir, "etc/NIXOS") || (existsIn(dir, "etc") && existsIn(dir, "nix/var/nix/profiles/system"))
-}
-
 // isNixFS tells whether dir is a filesystem mounted on /nix.
 func isNixFS(dir string) bool {
-	return existsIn(dir, "var/nix/profiles/system") || (existsIn(dir, "store") && existsIn(dir, "var/nix"))
+	return existsIn(dir, strings.TrimPrefix(nixos.SystemProfile, "/nix")) || (existsIn(dir, "store") && existsIn(dir, "var/nix"))
 }
 
 // existsIn tells whether p exists under dir, the links on the way
@@ -126,7 +120,7 @@ func Discover(parts []Partition, probeDir string) (Discovery, error) {
 		}
 		look := func(sub string) bool {
 			dir := filepath.Join(top, sub)
-			if IsNixOSRoot(dir) {
+			if nixos.IsRoot(dir) {
 				d.Roots = append(d.Roots, Found{Partition: p, Subvol: sub})
 				return true
 			} else if isNixFS(dir) {
@@ -282,5 +276,5 @@ func (e *NoRootError) Error() string {
 		return fmt.Sprintf("%s: no NixOS root found, and the kernel would not mount %s to look: a damaged filesystem, or a feature or module this kernel lacks (dmesg says which); check it with its fsck, or repair it from a system that can mount it",
 			e.Target, strings.Join(s, "; "))
 	}
-	return fmt.Sprintf("%s: no NixOS root found (no /etc/NIXOS or /nix/var/nix/profiles/system) on %s", e.Target, describeParts(e.Parts))
+	return fmt.Sprintf("%s: no NixOS root found (no %s or %s) on %s", e.Target, nixos.NixOSMarker, nixos.SystemProfile, describeParts(e.Parts))
 }

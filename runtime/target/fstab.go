@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/nixrescue/nixrescue/runtime/nixos"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 )
 
@@ -202,7 +203,7 @@ func EscapeUdev(s string) string {
 // fstabPaths are where a NixOS root's fstab is, inside the root: the
 // system's own (on NixOS /etc/fstab is a link to it, made by activation),
 // then /etc/fstab.
-var fstabPaths = []string{"/nix/var/nix/profiles/system/etc/fstab", "/etc/fstab"}
+var fstabPaths = []string{nixos.SystemFstab, "/etc/fstab"}
 
 // ReadSystemFstab reads the fstab of the NixOS root mounted at root, every
 // link resolved inside root. It returns the path it read ("" when there
