@@ -64,7 +64,10 @@ func writeInspect(w io.Writer, r *commands.Report) error {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\ncurrent system: %s\n", r.Current.System)
-	boot := r.Bootloader.Kind
+	if r.Arch != "" {
+		fmt.Fprintf(w, "architecture: %s\n", r.Arch)
+	}
+	boot := string(r.Bootloader.Kind)
 	if len(r.Bootloader.Devices) > 0 {
 		boot += " on " + strings.Join(r.Bootloader.Devices, ", ")
 	}

@@ -21,6 +21,9 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/image"
 )
 
+// Arch is the CPU architecture of the machines boot-test makes.
+const Arch = "x86_64"
+
 // Debian's OVMF (package ovmf): the firmware and its variables' template.
 const (
 	OVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"

@@ -63,6 +63,8 @@ type BootTestReport struct {
 	// belongs to.
 	Entry  string         `json:"entry"`
 	Booted *GenerationRef `json:"booted"`
+	// Arch is the booted system's CPU architecture.
+	Arch string `json:"arch,omitempty"`
 	// Until is the milestone asked for; Reached the last one reached;
 	// Passed whether Until was reached.
 	Until      boottest.Milestone `json:"until"`
@@ -255,13 +257,16 @@ func prepareBoot(ctx context.Context, bo *BootTestOptions, overlay string, r *Bo
 		return boottest.Machine{}, err
 	}
 	r.Booted = &GenerationRef{Generation: sys.Generation, System: sys.StorePath}
+	if r.Arch = nixos.SystemArch(root, sys.StorePath); r.Arch != "" && r.Arch != boottest.Arch {
+		return boottest.Machine{}, &hint.Error{Subject: r.Target.Arg, Err: fmt.Errorf("generation %d is an %s system: boot-test boots %s systems only (qemu-system-x86_64)", sys.Generation, r.Arch, boottest.Arch)}
+	}
 	b := nixos.DetectBootloader(root, sys.StorePath)
 	r.Bootloader = b
 	m := boottest.Machine{Disk: overlay}
 	switch {
-	case bo.Firmware == "efi", bo.Firmware == "auto" && (b.Kind == "systemd-boot" || b.Kind == "grub-efi"):
+	case bo.Firmware == "efi", bo.Firmware == "auto" && b.Kind.EFI():
 		m.EFI, r.Firmware = true, "efi"
-	case bo.Firmware == "bios", bo.Firmware == "auto" && b.Kind == "grub-bios":
+	case bo.Firmware == "bios", bo.Firmware == "auto" && b.Kind.Known():
 		r.Firmware = "bios"
 	default:
 		return m, hint.Errorf("the target's bootloader is %s: nixrescue cannot tell which firmware boots it; give {Firmware bios} or {Firmware efi}", b.Kind)

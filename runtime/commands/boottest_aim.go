@@ -112,25 +112,25 @@ func esp(s *engine.Session, mountpoint string) (files, error) {
 func aimBootloader(s *engine.Session, b nixos.Bootloader, generation int) (string, error) {
 	root := mounted{root: s.Root(), dir: "/"}
 	switch b.Kind {
-	case "grub-bios", "grub-efi":
-		if b.Kind == "grub-bios" && !grubInBootSector(s.Layout().Disk) {
+	case nixos.GRUBBIOS, nixos.GRUBEFI:
+		if b.Kind == nixos.GRUBBIOS && !grubInBootSector(s.Layout().Disk) {
 			return "", fmt.Errorf("%w: the configuration's GRUB for BIOS is not in the disk's boot sector (run nixrescue rebuild first)", errNoBootloader)
 		}
-		if b.Kind == "grub-efi" {
+		if b.Kind == nixos.GRUBEFI {
 			if err := fallbackLoader(s, b.ESP, "grubx64.efi"); err != nil {
 				return "", err
 			}
 		}
-		cfg, err := root.read("/boot/grub/grub.cfg")
+		cfg, err := root.read(nixos.GrubConfig)
 		if err != nil {
-			return "", fmt.Errorf("%w: the target has no /boot/grub/grub.cfg (run nixrescue rebuild first)", errNoBootloader)
+			return "", fmt.Errorf("%w: the target has no %s (run nixrescue rebuild first)", errNoBootloader, nixos.GrubConfig)
 		}
 		patched, entry, err := boottest.PatchGrub(string(cfg), generation)
 		if err != nil {
 			return "", fmt.Errorf("GRUB's configuration: %w", err)
 		}
-		return entry, root.write("/boot/grub/grub.cfg", []byte(patched))
-	case "systemd-boot":
+		return entry, root.write(nixos.GrubConfig, []byte(patched))
+	case nixos.SystemdBoot:
 		if err := fallbackLoader(s, b.ESP, "systemd-bootx64.efi"); err != nil {
 			return "", err
 		}

@@ -64,7 +64,7 @@ func missingESP(s *engine.Session, system string) string {
 // did not boot by EFI, that no boot entry could be made and that the
 // firmware's fallback path will boot the disk ("" otherwise).
 func noNVRAMEntry(step *BootloaderStep) string {
-	if step == nil || step.Kind != "systemd-boot" || step.Action != "installed" || host.EFIBooted("/sys") {
+	if step == nil || step.Kind != nixos.SystemdBoot || step.Action != "installed" || host.EFIBooted("/sys") {
 		return ""
 	}
 	return "this host did not boot by EFI, so bootctl made no NVRAM boot entry: the machine's firmware will boot the disk through the fallback path EFI/BOOT/BOOTX64.EFI that bootctl installed (run nixrescue rebuild again from a host booted by EFI for an entry of its own)"

@@ -19,7 +19,10 @@ type Report struct {
 	Generations []nixos.Generation `json:"generations"`
 	// Current is the generation the system profile points at (or the
 	// one {System} or {Generation} chose); nil when none could be read.
-	Current     *GenerationRef     `json:"current,omitempty"`
+	Current *GenerationRef `json:"current,omitempty"`
+	// Arch is the CPU architecture of that system (x86_64, aarch64 …),
+	// as its name says.
+	Arch        string             `json:"arch,omitempty"`
 	Bootloader  nixos.Bootloader   `json:"bootloader"`
 	DiskAliases []target.DiskAlias `json:"disk_aliases"`
 	HostEFI     bool               `json:"host_efi"`
@@ -36,7 +39,7 @@ func Inspect(ctx context.Context, o Options) (_ *Report, err error) {
 		// What can be read without a key: the partitions and the locked
 		// volumes' headers.
 		return &Report{Layout: locked.Layout, Warnings: []string{hint.Render(locked.Error())}, DiskAliases: []target.DiskAlias{},
-			Generations: []nixos.Generation{}, Bootloader: nixos.Bootloader{Kind: "unknown"}, HostEFI: host.EFIBooted("/sys")}, nil
+			Generations: []nixos.Generation{}, Bootloader: nixos.Bootloader{Kind: nixos.UnknownLoader}, HostEFI: host.EFIBooted("/sys")}, nil
 	}
 	if err != nil {
 		return nil, err
@@ -57,20 +60,21 @@ func Inspect(ctx context.Context, o Options) (_ *Report, err error) {
 	}
 	if sys, err := nixos.ResolveSystem(root, o.Container.System); err == nil {
 		r.Current = &GenerationRef{Generation: sys.Generation, System: sys.StorePath}
+		r.Arch = nixos.SystemArch(root, sys.StorePath)
 		r.Bootloader = nixos.DetectBootloader(root, sys.StorePath)
 		if w := missingESP(s, sys.StorePath); w != "" {
 			r.Warnings = append(r.Warnings, w)
 		}
 	} else {
 		r.Warnings = append(r.Warnings, err.Error())
-		r.Bootloader = nixos.Bootloader{Kind: "unknown"}
+		r.Bootloader = nixos.Bootloader{Kind: nixos.UnknownLoader}
 	}
 	for _, g := range r.Generations {
 		if g.Missing {
 			r.Warnings = append(r.Warnings, fmt.Sprintf("generation %d names %s, which is not in the store", g.Number, g.StorePath))
 		}
 	}
-	if r.Bootloader.Kind == "systemd-boot" && !r.HostEFI {
+	if r.Bootloader.Kind == nixos.SystemdBoot && !r.HostEFI {
 		r.Warnings = append(r.Warnings, "the system boots with systemd-boot but this host did not boot by EFI: a rebuild from here makes no NVRAM boot entry, and the firmware will boot the disk through the fallback path EFI/BOOT/BOOTX64.EFI")
 	}
 	return r, nil

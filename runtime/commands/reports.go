@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/nixrescue/nixrescue/runtime/engine"
+	"github.com/nixrescue/nixrescue/runtime/nixos"
 	"github.com/nixrescue/nixrescue/runtime/target"
 )
 
@@ -125,8 +126,8 @@ type SandboxChoice struct {
 // BootloaderStep is what a rebuild or a rollback did about the
 // bootloader.
 type BootloaderStep struct {
-	Kind    string   `json:"kind"`
-	Devices []string `json:"devices,omitempty"`
+	Kind    nixos.Kind `json:"kind"`
+	Devices []string   `json:"devices,omitempty"`
 	// Action is "installed" (the rebuild installed it and succeeded),
 	// "configured" (its configuration was written, the bootloader not
 	// installed), or "failed".

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nixrescue/nixrescue/runtime/grubcfg"
 	"github.com/nixrescue/nixrescue/runtime/internal/lazyre"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 )
@@ -23,11 +24,9 @@ type BootDefault struct {
 }
 
 var (
-	grubDefaultRE   = lazyre.New(`^\s*set\s+default="?([^"\s]*)"?`)
-	grubMenuentryRE = lazyre.New(`^\s*menuentry\s+(?:'([^']*)'|"([^"]*)")`)
-	configNumberRE  = lazyre.New(`Configuration ([0-9]+)`)
-	initRE          = lazyre.New(`init=(/nix/store/[0-9a-z]{32}-[^/\s]+)/init`)
-	sdbootEntryRE   = lazyre.New(`nixos-generation-([0-9]+)(?:-specialisation-[^.]*)?\.conf$`)
+	configNumberRE = lazyre.New(`Configuration ([0-9]+)`)
+	initRE         = lazyre.New(`init=(/nix/store/[0-9a-z]{32}-[^/\s]+)/init`)
+	sdbootEntryRE  = lazyre.New(`nixos-generation-([0-9]+)(?:-specialisation-[^.]*)?\.conf$`)
 )
 
 // ReadBootDefault reads the default boot entry from root's /boot:
@@ -46,47 +45,22 @@ func ReadBootDefault(root string, gens []Generation) BootDefault {
 }
 
 func grubDefault(root string, gens []Generation) (BootDefault, bool) {
-	f, err := rootfs.Open(root, "/boot/grub/grub.cfg")
+	b, err := rootfs.ReadFile(root, GrubConfig, maxScript)
 	if err != nil {
 		return BootDefault{}, false
 	}
-	defer f.Close()
-	d := BootDefault{Source: "/boot/grub/grub.cfg"}
-	def := "0"
-	var titles, bodies []string
-	sc := bufio.NewScanner(io.LimitReader(f, maxScript))
-	for sc.Scan() {
-		line := sc.Text()
-		if m := grubDefaultRE().FindStringSubmatch(line); m != nil && m[1] != "" {
-			def = m[1]
-		}
-		if m := grubMenuentryRE().FindStringSubmatch(line); m != nil {
-			titles = append(titles, m[1]+m[2])
-			bodies = append(bodies, "")
-			continue
-		}
-		if len(bodies) > 0 {
-			bodies[len(bodies)-1] += line + "\n"
-		}
-	}
-	i, err := strconv.Atoi(def)
-	if err != nil {
-		i = -1
-		for j, t := range titles {
-			if t == def {
-				i = j
-			}
-		}
-	}
-	if i < 0 || i >= len(titles) {
+	d := BootDefault{Source: GrubConfig}
+	c := grubcfg.Parse(string(b))
+	e := c.DefaultEntry()
+	if e == nil {
 		return d, true
 	}
-	d.Entry = titles[i]
-	if m := configNumberRE().FindStringSubmatch(titles[i]); m != nil {
+	d.Entry = e.Title
+	if m := configNumberRE().FindStringSubmatch(e.Title); m != nil {
 		d.Generation, _ = strconv.Atoi(m[1])
 		return d, true
 	}
-	if m := initRE().FindStringSubmatch(bodies[i]); m != nil {
+	if m := initRE().FindStringSubmatch(strings.Join(c.Body(*e), "\n")); m != nil {
 		for _, g := range gens {
 			if g.StorePath == m[1] {
 				d.Generation = g.Number
@@ -97,12 +71,12 @@ func grubDefault(root string, gens []Generation) (BootDefault, bool) {
 }
 
 func sdbootDefault(root string) (BootDefault, bool) {
-	f, err := rootfs.Open(root, "/boot/loader/loader.conf")
+	f, err := rootfs.Open(root, LoaderConf)
 	if err != nil {
 		return BootDefault{}, false
 	}
 	defer f.Close()
-	d := BootDefault{Source: "/boot/loader/loader.conf"}
+	d := BootDefault{Source: LoaderConf}
 	sc := bufio.NewScanner(io.LimitReader(f, maxScript))
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())

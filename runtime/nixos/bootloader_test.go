@@ -18,7 +18,11 @@ func TestDetectBootloaderESP(t *testing.T) {
 	if err := os.WriteFile(bb, []byte("#!/bin/false\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct{ loader, kind, esp string }{
+	for _, c := range []struct {
+		loader string
+		kind   nixos.Kind
+		esp    string
+	}{
 		{fixture.BootGRUB, "grub-bios", ""},
 		{fixture.BootGRUBEFI, "grub-efi", "/boot/efi"},
 		{fixture.BootSystemd, "systemd-boot", "/boot"},
@@ -54,7 +58,7 @@ func TestDetectBootloaderESP(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if b := nixos.DetectBootloader(dir, store+"system"); b.Kind != "systemd-boot" || b.ESP != want {
+		if b := nixos.DetectBootloader(dir, store+"system"); b.Kind != nixos.SystemdBoot || b.ESP != want {
 			t.Errorf("%s: %+v, want ESP %s", form, b, want)
 		}
 	}

@@ -28,6 +28,10 @@ const (
 	NixOSMarker   = "/etc/NIXOS"
 	HostnameFile  = "/etc/hostname"
 	Configuration = "/etc/nixos/configuration.nix"
+	// GrubConfig is the menu install-grub.pl writes; LoaderConf
+	// systemd-boot's loader configuration on the ESP mounted at /boot.
+	GrubConfig = "/boot/grub/grub.cfg"
+	LoaderConf = "/boot/loader/loader.conf"
 	// Flake is the flake nixos-rebuild builds instead when it exists.
 	Flake = "/etc/nixos/flake.nix"
 	// HardwareConfiguration is what nixos-generate-config writes.
@@ -42,17 +46,19 @@ const (
 // ErrNotNixOS says a directory holds no NixOS root.
 var ErrNotNixOS = errors.New("not a NixOS root")
 
-// IsRoot tells whether dir holds a NixOS root: /etc/NIXOS, or an /etc
-// beside a system profile (a btrfs top level that only holds a nix
-// subvolume is not a root). The one rule, for a filesystem discovery
-// probes and for a directory the user names.
+// IsRoot tells whether dir, a filesystem discovery probes, holds a NixOS
+// root: /etc/NIXOS, or an /etc beside a system profile (a btrfs top level
+// that only holds a nix subvolume is not a root). A tree already mounted
+// needs less (CheckRoot): an ephemeral root gets its /etc at activation.
 func IsRoot(dir string) bool {
-	exists := func(p string) bool { _, err := rootfs.Lstat(dir, p); return err == nil }
-	return exists(NixOSMarker) || exists("/etc") && exists(SystemProfile)
+	return exists(dir, NixOSMarker) || exists(dir, "/etc") && exists(dir, SystemProfile)
 }
 
-// CheckRoot returns nil when root is a directory holding a NixOS root
-// (IsRoot), and says otherwise why not.
+func exists(dir, p string) bool { _, err := rootfs.Lstat(dir, p); return err == nil }
+
+// CheckRoot returns nil when root is a directory holding a mounted NixOS
+// root: /etc/NIXOS, or a system profile (a tmpfs root with its /nix, as
+// stage 1 leaves it, has no /etc yet); it says otherwise why not.
 func CheckRoot(root string) error {
 	st, err := os.Stat(root)
 	switch {
@@ -63,10 +69,10 @@ func CheckRoot(root string) error {
 	case !st.IsDir():
 		return &hint.Error{Subject: root, Err: errors.New("not a directory"), Fix: "name the directory where the NixOS root is mounted"}
 	}
-	if IsRoot(root) {
+	if exists(root, NixOSMarker) || exists(root, SystemProfile) {
 		return nil
 	}
-	return &hint.Error{Subject: root, Err: ErrNotNixOS, Fix: "it has neither " + NixOSMarker + " nor /etc and " + SystemProfile + "; mount the NixOS root partition there"}
+	return &hint.Error{Subject: root, Err: ErrNotNixOS, Fix: "it has neither " + NixOSMarker + " nor " + SystemProfile + "; mount the NixOS root partition there"}
 }
 
 // System is the NixOS system a session activates.

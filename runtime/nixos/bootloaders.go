@@ -1,0 +1,219 @@
+package nixos
+
+// The bootloaders NixOS installs, as one registry: each kind's name, the
+// firmware that starts it, the architectures it serves and the file that
+// holds its menu; and how a system's kind is read from what its
+// switch-to-configuration runs.
+
+import (
+	"encoding/xml"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/nixrescue/nixrescue/runtime/internal/lazyre"
+	"github.com/nixrescue/nixrescue/runtime/rootfs"
+)
+
+// Kind names a kind of bootloader.
+type Kind string
+
+// The kinds nixrescue knows, and the one it does not.
+const (
+	GRUBBIOS      Kind = "grub-bios"
+	GRUBEFI       Kind = "grub-efi"
+	SystemdBoot   Kind = "systemd-boot"
+	UnknownLoader Kind = "unknown"
+)
+
+// Loader is what nixrescue knows of a kind of bootloader.
+type Loader struct {
+	Kind Kind
+	// EFI says UEFI firmware starts it (from an ESP, through an NVRAM
+	// entry or the fallback path); else a BIOS, from the disk's boot
+	// sector.
+	EFI bool
+	// Arches are the CPU architectures (as a system's name has them:
+	// x86_64, aarch64 …) it boots here.
+	Arches []string
+	// Menu is the file, inside the target's root, that holds its entries
+	// and its default.
+	Menu string
+}
+
+// Loaders are the kinds nixrescue knows: a new kind is one more entry,
+// its detection in DetectBootloader, and boot-test's aim of its menu.
+var Loaders = []Loader{
+	{Kind: GRUBBIOS, Arches: []string{"x86_64", "i686"}, Menu: GrubConfig},
+	{Kind: GRUBEFI, EFI: true, Arches: []string{"x86_64", "aarch64"}, Menu: GrubConfig},
+	{Kind: SystemdBoot, EFI: true, Arches: []string{"x86_64", "aarch64"}, Menu: LoaderConf},
+}
+
+// LoaderOf is what nixrescue knows of kind k; ok is false for a kind it
+// does not know.
+func LoaderOf(k Kind) (l Loader, ok bool) {
+	i := slices.IndexFunc(Loaders, func(l Loader) bool { return l.Kind == k })
+	if i < 0 {
+		return Loader{Kind: k}, false
+	}
+	return Loaders[i], true
+}
+
+// EFI tells whether UEFI firmware starts a bootloader of kind k.
+func (k Kind) EFI() bool {
+	l, _ := LoaderOf(k)
+	return l.EFI
+}
+
+// Known tells whether nixrescue knows kind k.
+func (k Kind) Known() bool {
+	_, ok := LoaderOf(k)
+	return ok
+}
+
+
+// describeSystem reads the NixOS version and kernel version of a system
+// as the store paths name them.
+func describeSystem(root, system string) (version, kernel string) {
+	if m := systemNameRE().FindStringSubmatch(system); m != nil {
+		version = m[1]
+	}
+	if k, err := rootfs.Readlink(root, system+"/kernel"); err == nil {
+		if m := kernelNameRE().FindStringSubmatch(k); m != nil {
+			kernel = m[1]
+		}
+	}
+	return version, kernel
+}
+
+// Bootloader is what the system's configuration installs.
+type Bootloader struct {
+	// Kind is one of Loaders' kinds, or UnknownLoader.
+	Kind Kind `json:"kind"`
+	// Devices are the disks GRUB for BIOS installs to, as the target names
+	// them (boot.loader.grub.devices).
+	Devices []string `json:"devices,omitempty"`
+	// Installer is the store path of the system's installBootLoader.
+	Installer string `json:"installer,omitempty"`
+	// Config is GRUB's grub-config.xml, when GRUB.
+	Config string `json:"config,omitempty"`
+	// ESP is where the configuration mounts the EFI system partition
+	// it installs to (boot.loader.efi.efiSysMountPoint), for systemd-boot
+	// and GRUB with efiSupport.
+	ESP string `json:"esp,omitempty"`
+}
+
+// DefaultESP is boot.loader.efi.efiSysMountPoint's default.
+const DefaultESP = "/boot"
+
+// espRE matches where systemd-boot-builder.py (as substituted by
+// systemd-boot.nix) says the ESP is: EFI_SYS_MOUNT_POINT = "/boot", or
+// = Path("/boot") in newer ones.
+var espRE = lazyre.New(`EFI_SYS_MOUNT_POINT\s*=\s*(?:Path\()?["']?(/[^"')\s]*)`)
+
+// storeRefRE matches a store path and a path inside it.
+var storeRefRE = lazyre.New(`/nix/store/[0-9a-z]{32}-[A-Za-z0-9+._?=-]+(/[A-Za-z0-9+._?=/-]+)?`)
+
+// maxScript bounds what is read of a script to find store paths in it.
+const maxScript = 1 << 20
+
+// DetectBootloader reads the system's switch-to-configuration for the
+// installBootLoader it runs (nixos/modules/system/activation/top-level.nix
+// substitutes it), and, for GRUB, the grub-config.xml that install-grub.sh
+// hands to install-grub.pl.
+func DetectBootloader(root, system string) Bootloader {
+	b := Bootloader{Kind: UnknownLoader}
+	for _, ref := range storeRefs(root, system+"/bin/switch-to-configuration") {
+		switch {
+		case strings.HasSuffix(ref, "install-grub.sh"):
+			b.Installer = ref
+			b.Kind = GRUBBIOS
+			for _, cfg := range storeRefs(root, ref) {
+				if strings.HasSuffix(cfg, "grub-config.xml") {
+					b.Config = cfg
+					b.Devices, b.Kind, b.ESP = readGrubConfig(root, cfg)
+				}
+			}
+			return b
+		case strings.Contains(ref, "systemd-boot"):
+			b.Installer, b.Kind, b.ESP = ref, SystemdBoot, systemdBootESP(root, ref)
+			return b
+		}
+	}
+	return b
+}
+
+// systemdBootESP reads where systemd-boot's installer puts the ESP: in
+// the installer, or in a file it names (install-systemd-boot.sh runs
+// the substituted systemd-boot-builder.py).
+func systemdBootESP(root, installer string) string {
+	for _, f := range append([]string{installer}, storeRefs(root, installer)...) {
+		b, err := rootfs.ReadHead(root, f, maxScript)
+		if err != nil {
+			continue
+		}
+		if m := espRE().FindSubmatch(b); m != nil {
+			return string(m[1])
+		}
+	}
+	return DefaultESP
+}
+
+// storeRefs lists the store paths named in a file of the target.
+func storeRefs(root, p string) []string {
+	b, err := rootfs.ReadHead(root, p, maxScript)
+	if err != nil {
+		return nil
+	}
+	return storeRefRE().FindAllString(string(b), -1)
+}
+
+// readGrubConfig reads the devices, EFI support and ESP of a
+// grub-config.xml (builtins.toXML of the GRUB module's settings).
+func readGrubConfig(root, p string) ([]string, Kind, string) {
+	f, err := rootfs.Open(root, p)
+	if err != nil {
+		return nil, GRUBBIOS, ""
+	}
+	defer f.Close()
+	type value struct {
+		Value string `xml:"value,attr"`
+	}
+	type attr struct {
+		Name   string  `xml:"name,attr"`
+		Bool   *value  `xml:"bool"`
+		String *value  `xml:"string"`
+		List   []value `xml:"list>string"`
+	}
+	var doc struct {
+		Attrs []attr `xml:"attrs>attr"`
+	}
+	if err := xml.NewDecoder(io.LimitReader(f, maxScript)).Decode(&doc); err != nil {
+		return nil, GRUBBIOS, ""
+	}
+	kind, esp := GRUBBIOS, DefaultESP
+	var devices []string
+	for _, a := range doc.Attrs {
+		switch a.Name {
+		case "devices":
+			for _, v := range a.List {
+				if v.Value != "nodev" {
+					devices = append(devices, v.Value)
+				}
+			}
+		case "efiSupport":
+			if a.Bool != nil && a.Bool.Value == "true" {
+				kind = GRUBEFI
+			}
+		case "efiSysMountPoint":
+			if a.String != nil && a.String.Value != "" {
+				esp = a.String.Value
+			}
+		}
+	}
+	if kind != GRUBEFI {
+		esp = ""
+	}
+	return devices, kind, esp
+}
+
