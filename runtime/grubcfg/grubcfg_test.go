@@ -21,10 +21,10 @@ menuentry 'NixOS - Configuration 2' --class nixos {
 
 func TestParseAndDefault(t *testing.T) {
 	for def, want := range map[string]string{
-		"0":                             "NixOS - Default",
-		"1":                             "NixOS - All configurations>NixOS - Configuration 3 (2024-12-01 - 24.11)",
-		"9":                             "NixOS - Default", // out of range: GRUB boots the first
-		`"NixOS - Configuration 2"`:     "NixOS - All configurations>NixOS - Configuration 2",
+		"0":                            "NixOS - Default",
+		"1":                            "NixOS - All configurations>NixOS - Configuration 3 (2024-12-01 - 24.11)",
+		"9":                            "NixOS - Default", // out of range: GRUB boots the first
+		`"NixOS - Configuration 2"`:    "NixOS - All configurations>NixOS - Configuration 2",
 		"'NixOS - All configurations'": "NixOS - All configurations>NixOS - Configuration 3 (2024-12-01 - 24.11)",
 	} {
 		c := Parse("set default=" + def + "\n" + menu[len("set default=0\n"):])

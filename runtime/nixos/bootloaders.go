@@ -71,7 +71,6 @@ func (k Kind) Known() bool {
 	return ok
 }
 
-
 // describeSystem reads the NixOS version and kernel version of a system
 // as the store paths name them.
 func describeSystem(root, system string) (version, kernel string) {
@@ -216,4 +215,3 @@ func readGrubConfig(root, p string) ([]string, Kind, string) {
 	}
 	return devices, kind, esp
 }
-

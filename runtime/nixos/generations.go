@@ -82,6 +82,7 @@ var (
 	systemNameRE = lazyre.New(`-nixos-system-.*-([0-9]{2}\.[0-9]{2}[^-/]*)$`)
 	kernelNameRE = lazyre.New(`^/nix/store/[0-9a-z]{32}-linux-([0-9][^/]*)/`)
 )
+
 // IsNixOSSystem tells whether p (inside root) is a NixOS system: what
 // switch-to-configuration and the bootloader need of it.
 func IsNixOSSystem(root, p string) bool {
