@@ -71,20 +71,6 @@ func (k Kind) Known() bool {
 	return ok
 }
 
-// describeSystem reads the NixOS version and kernel version of a system
-// as the store paths name them.
-func describeSystem(root, system string) (version, kernel string) {
-	if m := systemNameRE().FindStringSubmatch(system); m != nil {
-		version = m[1]
-	}
-	if k, err := rootfs.Readlink(root, system+"/kernel"); err == nil {
-		if m := kernelNameRE().FindStringSubmatch(k); m != nil {
-			kernel = m[1]
-		}
-	}
-	return version, kernel
-}
-
 // Bootloader is what the system's configuration installs.
 type Bootloader struct {
 	// Kind is one of Loaders' kinds, or UnknownLoader.

@@ -118,3 +118,17 @@ func SwitchGeneration(root string, n int) error {
 	}
 	return nil
 }
+
+// describeSystem reads the NixOS version and kernel version of a system
+// as the store paths name them.
+func describeSystem(root, system string) (version, kernel string) {
+	if m := systemNameRE().FindStringSubmatch(system); m != nil {
+		version = m[1]
+	}
+	if k, err := rootfs.Readlink(root, system+"/kernel"); err == nil {
+		if m := kernelNameRE().FindStringSubmatch(k); m != nil {
+			kernel = m[1]
+		}
+	}
+	return version, kernel
+}
