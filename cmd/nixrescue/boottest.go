@@ -9,7 +9,6 @@ import (
 	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
-	"github.com/nixrescue/nixrescue/runtime/boottest"
 	"github.com/nixrescue/nixrescue/runtime/commands"
 	"github.com/nixrescue/nixrescue/runtime/hint"
 )
@@ -26,7 +25,7 @@ func (b *bootTestFlags) register(cmd *cobra.Command, memory string) {
 	fl := cmd.Flags()
 	fl.StringVar(&b.firmware, "firmware", "auto", "the VM's firmware: auto (as the bootloader needs: SeaBIOS for GRUB on BIOS, OVMF for systemd-boot and GRUB on EFI), bios or efi")
 	fl.DurationVar(&b.timeout, "timeout", commands.DefaultBootTimeout, "give up after this long")
-	fl.StringVar(&b.until, "until", string(boottest.MultiUser), "the milestone that passes the test: stage-1, root, stage-2 or multi-user")
+	fl.StringVar(&b.until, "until", string(commands.MultiUser), "the milestone that passes the test: stage-1, root, stage-2 or multi-user")
 	fl.StringVar(&b.console, "console", "", "keep the serial console in `FILE`")
 	fl.StringVar(&b.accel, "accel", "auto", "qemu's accelerator: auto (KVM when it works here, found by trying; else software emulation), kvm or tcg")
 	fl.StringVar(&b.memory, memory, "1G", "the VM's memory (`SIZE`)")
@@ -39,7 +38,7 @@ func (b *bootTestFlags) options(o commands.Options, generation int) (commands.Bo
 		return commands.BootTestOptions{}, hint.Errorf("{BootMemory %s}: give a size such as 1G or 512M", b.memory)
 	}
 	return commands.BootTestOptions{Options: o, Generation: generation, Firmware: b.firmware, Timeout: b.timeout,
-		Until: boottest.Milestone(b.until), ConsoleFile: b.console, MemoryMiB: int(mem >> 20), Accel: b.accel}, nil
+		Until: commands.Milestone(b.until), ConsoleFile: b.console, MemoryMiB: int(mem >> 20), Accel: b.accel}, nil
 }
 
 func newBootTestCommand() *cobra.Command {

@@ -4,7 +4,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nixrescue/nixrescue/runtime/commands"
-	"github.com/nixrescue/nixrescue/runtime/state"
 )
 
 func newCleanupCommand() *cobra.Command {
@@ -32,7 +31,7 @@ running are left alone. --all also removes nixrescue cgroups no session names.`,
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "also remove nixrescue cgroups that no session names")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print what was done as JSON")
-	cmd.Flags().StringVar(&stateDir, "state-dir", state.DefaultDir, "where session state is kept on the host")
+	cmd.Flags().StringVar(&stateDir, "state-dir", commands.DefaultStateDir, "where session state is kept on the host")
 	_ = cmd.Flags().MarkHidden("state-dir")
 	b.register(cmd)
 	return cmd

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nixrescue/nixrescue/runtime/nixos"
+	"github.com/nixrescue/nixrescue/runtime/commands"
 )
 
 // fixedValues are the values of the flags that take one of a few.
@@ -53,7 +53,7 @@ func completeGenerations(cmd *cobra.Command, args []string, _ string) ([]string,
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	gens, err := nixos.Generations(dir)
+	gens, err := commands.RootGenerations(dir)
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}

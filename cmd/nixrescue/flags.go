@@ -9,13 +9,8 @@ import (
 	units "github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
-	"github.com/nixrescue/nixrescue/runtime/audit"
-	"github.com/nixrescue/nixrescue/runtime/backend/containerd"
 	"github.com/nixrescue/nixrescue/runtime/commands"
-	"github.com/nixrescue/nixrescue/runtime/engine"
 	"github.com/nixrescue/nixrescue/runtime/hint"
-	"github.com/nixrescue/nixrescue/runtime/nixos"
-	"github.com/nixrescue/nixrescue/runtime/state"
 )
 
 // Annotations of the commands, read by the test that keeps
@@ -64,8 +59,8 @@ func (f *targetFlags) register(cmd *cobra.Command) {
 	fl.StringArrayVar(&f.keyFiles, "key-file", nil, "a `FILE` holding a key of the target's LUKS volumes, tried on each (repeatable); - reads a passphrase from standard input; with none, the terminal asks")
 	fl.BoolVar(&f.snapshot, "snapshot", false, "leave the image or disk as it is: every write goes to a throwaway qcow2 overlay")
 	fl.StringVar(&f.snapshotOut, "snapshot-out", "", "with --snapshot, keep the overlay in `FILE` (new): a qcow2 on the target, to boot or apply later (qemu-img commit)")
-	fl.StringVar(&f.auditLog, "audit-log", "", "where the session's audit records go: journal, syslog, or a `FILE` of JSON lines (default: the journal when it runs, else syslog, else "+audit.DefaultFile+"); one that cannot be written stops the session")
-	fl.StringVar(&f.stateDir, "state-dir", state.DefaultDir, "where session state is kept on the host")
+	fl.StringVar(&f.auditLog, "audit-log", "", "where the session's audit records go: journal, syslog, or a `FILE` of JSON lines (default: the journal when it runs, else syslog, else "+commands.DefaultAuditFile+"); one that cannot be written stops the session")
+	fl.StringVar(&f.stateDir, "state-dir", commands.DefaultStateDir, "where session state is kept on the host")
 	_ = fl.MarkHidden("state-dir")
 	if cmd.Annotations == nil {
 		cmd.Annotations = map[string]string{kindAnnotation: kindSession}
@@ -84,7 +79,7 @@ func (f *targetFlags) apply(cmd *cobra.Command, o *commands.Options, target stri
 	o.ReadOnly, o.RootPart, o.Mounts, o.Boot, o.Force = f.readOnly, f.rootPart, f.mounts, f.boot, f.force
 	o.StateDir = f.stateDir
 	o.AuditLog, o.Command, o.Policy = f.auditLog, os.Args, grant
-	o.Container.System = nixos.SystemChoice{Path: f.system, Generation: f.gen}
+	o.Container.System = commands.SystemChoice{Path: f.system, Generation: f.gen}
 	o.DiskAliases = f.aliases
 	o.MountMissing, o.Fsck = f.mountMissing, f.fsck
 	o.KeyFiles, o.KeyStdin = f.keyFiles, os.Stdin
@@ -126,8 +121,8 @@ type backendFlags struct {
 func (b *backendFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&b.backend, "backend", "auto", "container runtime: auto (containerd when its socket answers, else embedded), embedded or containerd")
-	fl.StringVar(&b.address, "address", containerd.DefaultAddress, "containerd's socket")
-	fl.StringVar(&b.namespace, "namespace", containerd.DefaultNamespace, "containerd namespace of nixrescue's containers")
+	fl.StringVar(&b.address, "address", commands.DefaultContainerdAddress, "containerd's socket")
+	fl.StringVar(&b.namespace, "namespace", commands.DefaultContainerdNamespace, "containerd namespace of nixrescue's containers")
 }
 
 func (f *containerFlags) register(cmd *cobra.Command, kind string) {
@@ -160,7 +155,7 @@ func (f *containerFlags) options(cmd *cobra.Command, args []string) (commands.Ru
 	}
 	o.Backend, o.Address, o.Namespace = f.backend, f.address, f.namespace
 	c := &o.Container
-	c.DNS, c.IsolatePIDs, c.EFI, c.NoPivot = f.dns, f.isolatePIDs, engine.EFIMode(f.efi), f.noPivot
+	c.DNS, c.IsolatePIDs, c.EFI, c.NoPivot = f.dns, f.isolatePIDs, commands.EFIMode(f.efi), f.noPivot
 	c.CPUs, c.PidsLimit = f.cpus, f.pidsLimit
 	if f.memory != "" {
 		n, err := units.RAMInBytes(f.memory)

@@ -17,7 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
-	"github.com/nixrescue/nixrescue/runtime/engine"
+	"github.com/nixrescue/nixrescue/runtime/commands"
 	"github.com/nixrescue/nixrescue/runtime/helper"
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/roles"
@@ -77,7 +77,7 @@ func exit(cmd *cobra.Command, err error) int {
 	if err == nil {
 		return 0
 	}
-	var re *engine.Reexecuted
+	var re *commands.Reexecuted
 	if errors.As(err, &re) {
 		return re.Code
 	}

@@ -6,12 +6,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nixrescue/nixrescue/runtime/commands"
-	"github.com/nixrescue/nixrescue/runtime/policy"
 )
 
 // grant is what the host's policy lets a sudo caller do with this
 // command; nil when no policy applies (root may do anything).
-var grant *policy.Grant
+var grant *commands.Grant
 
 // alwaysAllowed are the commands that touch nothing: no policy names them.
 var alwaysAllowed = map[string]bool{"help": true, "version": true, "completion": true, "__complete": true, "__completeNoDesc": true}

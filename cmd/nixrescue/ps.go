@@ -4,7 +4,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nixrescue/nixrescue/runtime/commands"
-	"github.com/nixrescue/nixrescue/runtime/state"
 )
 
 func newPSCommand() *cobra.Command {
@@ -28,7 +27,7 @@ booting, tearing down).`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the sessions as JSON")
-	cmd.Flags().StringVar(&stateDir, "state-dir", state.DefaultDir, "where session state is kept on the host")
+	cmd.Flags().StringVar(&stateDir, "state-dir", commands.DefaultStateDir, "where session state is kept on the host")
 	_ = cmd.Flags().MarkHidden("state-dir")
 	return cmd
 }

@@ -14,8 +14,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/nixrescue/nixrescue/runtime/commands"
-	"github.com/nixrescue/nixrescue/runtime/layers"
-	nrtarget "github.com/nixrescue/nixrescue/runtime/target"
 )
 
 // writeInspect writes inspect's report for people.
@@ -83,7 +81,7 @@ func writeInspect(w io.Writer, r *commands.Report) error {
 }
 
 // writePlan writes a mount plan, after an empty line.
-func writePlan(w io.Writer, plan []nrtarget.Entry) {
+func writePlan(w io.Writer, plan []commands.MountEntry) {
 	if len(plan) == 0 {
 		return
 	}
@@ -91,7 +89,7 @@ func writePlan(w io.Writer, plan []nrtarget.Entry) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, e := range plan {
 		what := strings.TrimSpace("mount " + e.Device)
-		if e.Action == nrtarget.ActionSkip {
+		if e.Action == commands.ActionSkip {
 			what = "skip: " + e.Reason
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", printable(e.Mountpoint), printable(e.Spec), dash(printable(e.Type)), printable(strings.Join(e.Options, ",")), printable(what))
@@ -163,8 +161,8 @@ func writeInspectTarget(w io.Writer, r *commands.Report) {
 
 // writeLayers draws the layers as a tree: each layer under the devices it
 // is on, what it gives under it (filesystems, or more layers).
-func writeLayers(w io.Writer, parts []nrtarget.Partition, infos []layers.Info) {
-	byDevice := map[string]nrtarget.Partition{}
+func writeLayers(w io.Writer, parts []commands.Partition, infos []commands.LayerInfo) {
+	byDevice := map[string]commands.Partition{}
 	for _, p := range parts {
 		byDevice[p.Device] = p
 	}
@@ -190,7 +188,7 @@ func writeLayers(w io.Writer, parts []nrtarget.Partition, infos []layers.Info) {
 		l := infos[i]
 		on := strings.Join(l.On, ", ")
 		switch l.Kind {
-		case layers.LUKS:
+		case commands.LayerLUKS:
 			h := l.LUKS
 			line := fmt.Sprintf("%s%s: %s, %s, key slots %s", indent, on, h.Describe(), h.Cipher, ints(h.Keyslots))
 			if len(h.Tokens) > 0 {
@@ -204,7 +202,7 @@ func writeLayers(w io.Writer, parts []nrtarget.Partition, infos []layers.Info) {
 			if l.Device != "" {
 				gives(l.Device, "open as "+dash(l.Name)+" ("+l.Mapping+")", indent+"  ")
 			}
-		case layers.LVM:
+		case commands.LayerLVM:
 			fmt.Fprintf(w, "%s%s: LVM volume group %s (%s): %s\n", indent, on, l.Name, l.VG.UUID, l.State)
 			for j, dev := range l.Volumes {
 				name := dev
@@ -213,7 +211,7 @@ func writeLayers(w io.Writer, parts []nrtarget.Partition, infos []layers.Info) {
 				}
 				gives(dev, "logical volume "+name+" =", indent+"  ")
 			}
-		case layers.MD:
+		case commands.LayerMD:
 			a := l.Array
 			fmt.Fprintf(w, "%s%s: RAID %s %s (%d of %d members, %s): %s\n", indent, on, a.Level, dash(a.Name), len(a.Members), a.Devices, a.UUID, l.State)
 			if l.Device != "" {
@@ -342,7 +340,7 @@ func hardwareSummary(r *commands.HardwareReport) string {
 
 // partType is a partition's type for people: an extended partition says
 // so.
-func partType(p nrtarget.Partition) string {
+func partType(p commands.Partition) string {
 	if p.Extended {
 		return p.PartType + " (extended)"
 	}

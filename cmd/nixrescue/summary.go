@@ -11,7 +11,6 @@ import (
 
 	"github.com/nixrescue/nixrescue/runtime/commands"
 	"github.com/nixrescue/nixrescue/runtime/hint"
-	nrtarget "github.com/nixrescue/nixrescue/runtime/target"
 )
 
 // endSession writes what a session did and returns main's error: with
@@ -90,7 +89,7 @@ func bootloaderSummary(b *commands.BootloaderStep, r *commands.RunReport) string
 }
 
 // onDevices is " on DISK (here DEVICE) and …", "" for no devices.
-func onDevices(devices []string, aliases []nrtarget.DiskAlias) string {
+func onDevices(devices []string, aliases []commands.DiskAlias) string {
 	var on []string
 	for _, d := range devices {
 		for _, a := range aliases {

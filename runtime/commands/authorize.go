@@ -3,7 +3,7 @@ package commands
 import (
 	"slices"
 
-	"github.com/nixrescue/nixrescue/runtime/backend/containerd"
+	"github.com/nixrescue/nixrescue/runtime/engine"
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/policy"
 	"github.com/nixrescue/nixrescue/runtime/state"
@@ -57,7 +57,9 @@ func stateDirGiven(dir string) bool { return dir != "" && dir != state.DefaultDi
 
 // addressGiven tells whether address is another containerd socket than
 // the default.
-func addressGiven(address string) bool { return address != "" && address != containerd.DefaultAddress }
+func addressGiven(address string) bool {
+	return address != "" && address != engine.DefaultContainerdAddress
+}
 
 // checkPolicy refuses, under o's grant, the options of a session that
 // reach beyond its target: files of the host, and the host's /dev.

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/nixrescue/nixrescue/runtime/backend"
 	"github.com/nixrescue/nixrescue/runtime/engine"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
 )
@@ -91,7 +90,7 @@ func warn(log *slog.Logger, warnings []string) {
 func newProcess(o *Options, args, env []string) engine.Process {
 	p := engine.Process{Args: args, Env: env, Cwd: "/", Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr}
 	if o.Terminal {
-		p.TTY = backend.UserTerminal(o.Stdin, o.Stdout)
+		p.TTY = engine.UserTerminal(o.Stdin, o.Stdout)
 	}
 	return p
 }

@@ -7,7 +7,6 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/engine"
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/host"
-	"github.com/nixrescue/nixrescue/runtime/mount"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 	"github.com/nixrescue/nixrescue/runtime/target"
@@ -25,7 +24,7 @@ func missingESP(s *engine.Session, system string) string {
 		return ""
 	}
 	if where, err := rootfs.Join(s.Root(), b.ESP); err == nil {
-		if m, _ := mount.At(where); m != nil {
+		if engine.MountedAt(where) {
 			return ""
 		}
 	}

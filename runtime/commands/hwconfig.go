@@ -16,7 +16,6 @@ import (
 
 	"github.com/nixrescue/nixrescue/runtime/engine"
 	"github.com/nixrescue/nixrescue/runtime/hint"
-	"github.com/nixrescue/nixrescue/runtime/layers"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 	"github.com/nixrescue/nixrescue/runtime/target"
@@ -127,10 +126,10 @@ func hardwareConfigIn(ctx context.Context, s *engine.Session, o Options, write b
 // targetLayerNames puts the target's names for its LUKS volumes where the
 // generator wrote this host's (it names a volume by its device-mapper
 // name, which is the session's own here: boot.initrd.luks.devices."NAME").
-func targetLayerNames(generated string, infos []layers.Info) string {
+func targetLayerNames(generated string, infos []engine.LayerInfo) string {
 	for _, l := range infos {
 		host, ok := strings.CutPrefix(l.Mapping, "/dev/mapper/")
-		if l.Kind != layers.LUKS || !ok || l.Name == "" {
+		if l.Kind != engine.LayerLUKS || !ok || l.Name == "" {
 			continue
 		}
 		generated = strings.ReplaceAll(generated, `luks.devices."`+host+`"`, `luks.devices."`+l.Name+`"`)

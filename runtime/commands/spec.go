@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/nixrescue/nixrescue/runtime/devices"
 	"github.com/nixrescue/nixrescue/runtime/engine"
 	"github.com/nixrescue/nixrescue/runtime/helper"
 	"github.com/nixrescue/nixrescue/runtime/hint"
@@ -92,30 +91,14 @@ func Spec(ctx context.Context, o SpecOptions) (_ []byte, err error) {
 }
 
 // prepareDirectory shapes the container of a root mounted at dir, with
-// no session: its curated /dev names the disk behind dir and its /dev/disk
-// links, written into the bundle (relative to it: "disk").
+// no session (engine.PrepareDirectory), and says what it found amiss.
 func prepareDirectory(dir string, o SpecOptions) (*engine.Prepared, error) {
-	p, err := engine.PrepareRoot(dir, o.ReadOnly, o.Container)
+	p, err := engine.PrepareDirectory(dir, o.Bundle, o.ReadOnly, o.Container)
 	if err != nil {
 		return nil, err
 	}
 	_ = p.CheckArch(false) // a spec runs nothing here: a foreign system only warns
 	warn(o.Log, p.Warnings)
-	if o.Container.HostDev {
-		return p, nil
-	}
-	disk, parts, _ := target.MountedDisk(p.Root)
-	if disk == "" {
-		return p, nil
-	}
-	if o.Bundle != "" {
-		if p.Dev, err = devices.Curate(filepath.Join(o.Bundle, "disk"), disk, parts, nil); err != nil {
-			return nil, err
-		}
-	} else if p.Dev.Devices, err = devices.Nodes(disk, parts); err != nil {
-		return nil, err
-	}
-	p.Dev.Links = "disk"
 	return p, nil
 }
 
