@@ -129,20 +129,19 @@ func TestConsole(t *testing.T) {
 // boot test of this kernel goes to TCG at once; another kernel tries KVM
 // again.
 func TestKVMHangIsRememberedForThisKernel(t *testing.T) {
-	saved := kvmHangsFile
-	defer func() { kvmHangsFile = saved }()
-	kvmHangsFile = filepath.Join(t.TempDir(), "cache", "kvm-hangs")
-	if kvmHangs() {
+	m := Machine{KVMHangs: filepath.Join(t.TempDir(), "cache", "kvm-hangs")}
+	mem := m.kvmMemory()
+	if mem.hangs() {
 		t.Fatal("a hang known before any was seen")
 	}
-	rememberKVMHangs()
-	if !kvmHangs() {
+	mem.remember()
+	if !mem.hangs() {
 		t.Error("the hang was not remembered")
 	}
-	if err := os.WriteFile(kvmHangsFile, []byte("0.0.0-another-kernel\n"), 0o644); err != nil {
+	if err := os.WriteFile(m.KVMHangs, []byte("0.0.0-another-kernel\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if kvmHangs() {
+	if mem.hangs() {
 		t.Error("a hang of another kernel taken for this one's")
 	}
 }

@@ -55,6 +55,9 @@ type Machine struct {
 	// takes minutes.
 	Progress func(m Milestone, at time.Duration)
 	Note     func(string)
+	// KVMHangs is the file that remembers a kernel KVM hung a boot on;
+	// "" is KVMHangsFile.
+	KVMHangs string
 }
 
 // note tells m.Note, when set.
@@ -164,7 +167,7 @@ func Boot(ctx context.Context, m Machine) (*Run, error) {
 		return boot(ctx, qemu, m, "kvm", 0)
 	default:
 		why = "no usable /dev/kvm here"
-		if kvmUsable() && kvmHangs() {
+		if kvmUsable() && m.kvmMemory().hangs() {
 			why = "KVM hung a boot on this kernel before"
 		} else if kvmUsable() {
 			m.note("booting with KVM (a kernel that makes no progress in %.0f s is booted again under software emulation)", kvmGrace.Seconds())
@@ -175,7 +178,7 @@ func Boot(ctx context.Context, m Machine) (*Run, error) {
 			}
 			why = "qemu could not start with KVM: " + err.Error()
 			if errors.Is(err, errNoProgress) {
-				rememberKVMHangs()
+				m.kvmMemory().remember()
 				why = fmt.Sprintf("KVM made no progress in %.0f s (nested virtualisation can hang a kernel); remembered for this kernel", kvmGrace.Seconds())
 			}
 		}
@@ -193,9 +196,21 @@ const kvmGrace = 45 * time.Second
 // errNoProgress says a boot with KVM did not get to stage 1 in time.
 var errNoProgress = errors.New("no progress with KVM")
 
-// kvmHangsFile remembers, for this kernel, that KVM hangs a guest here:
-// the next boot test goes to TCG at once.
-var kvmHangsFile = "/var/cache/nixrescue/kvm-hangs"
+// KVMHangsFile remembers, for this kernel, that KVM hangs a guest here:
+// the next boot test goes to TCG at once (Machine.KVMHangs, when set,
+// names another).
+const KVMHangsFile = "/var/cache/nixrescue/kvm-hangs"
+
+// kvmMemory is where a machine remembers that KVM hangs.
+func (m Machine) kvmMemory() kvmMemory {
+	if m.KVMHangs != "" {
+		return kvmMemory(m.KVMHangs)
+	}
+	return KVMHangsFile
+}
+
+// kvmMemory is a file that remembers the kernel KVM hung a boot on.
+type kvmMemory string
 
 func kernelRelease() string {
 	var u unix.Utsname
@@ -205,14 +220,16 @@ func kernelRelease() string {
 	return unix.ByteSliceToString(u.Release[:])
 }
 
-func kvmHangs() bool {
-	b, err := os.ReadFile(kvmHangsFile)
+// hangs tells whether KVM hung a boot on this kernel.
+func (f kvmMemory) hangs() bool {
+	b, err := os.ReadFile(string(f))
 	return err == nil && strings.TrimSpace(string(b)) == kernelRelease()
 }
 
-func rememberKVMHangs() {
-	if os.MkdirAll(filepath.Dir(kvmHangsFile), 0o755) == nil {
-		_ = os.WriteFile(kvmHangsFile, []byte(kernelRelease()+"\n"), 0o644)
+// remember notes that KVM hung a boot on this kernel.
+func (f kvmMemory) remember() {
+	if os.MkdirAll(filepath.Dir(string(f)), 0o755) == nil {
+		_ = os.WriteFile(string(f), []byte(kernelRelease()+"\n"), 0o644)
 	}
 }
 
