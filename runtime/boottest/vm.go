@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nixrescue/nixrescue/runtime/host"
+	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
 	"github.com/nixrescue/nixrescue/runtime/image"
 )
 
@@ -78,7 +78,7 @@ type Run struct {
 
 // missing says this host lacks what a boot test needs.
 func missing(what, pkg string) error {
-	return &host.MissingError{What: what, Needs: "boot-test needs", Install: pkg}
+	return &hosttool.MissingError{What: what, Needs: "boot-test needs", Install: pkg}
 }
 
 // args are qemu's for the machine, with accel (kvm, tcg).

@@ -17,7 +17,7 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 
-	"github.com/nixrescue/nixrescue/runtime/host"
+	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
 	"github.com/nixrescue/nixrescue/runtime/mount"
 )
 
@@ -59,7 +59,7 @@ func QemuValue(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 func fuseReady() error {
 	b, _ := os.ReadFile("/proc/filesystems")
 	if _, err := os.Stat("/dev/fuse"); err != nil || !bytes.Contains(b, []byte("\tfuse\n")) {
-		return &host.MissingError{What: "FUSE (/dev/fuse, the fuse module)", Needs: "opens disk images other than raw", Install: "the kernel's fuse module (modprobe fuse), or convert the image to raw with qemu-img convert -O raw"}
+		return &hosttool.MissingError{What: "FUSE (/dev/fuse, the fuse module)", Needs: "opens disk images other than raw", Install: "the kernel's fuse module (modprobe fuse), or convert the image to raw with qemu-img convert -O raw"}
 	}
 	return nil
 }

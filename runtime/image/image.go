@@ -26,7 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nixrescue/nixrescue/runtime/hint"
-	"github.com/nixrescue/nixrescue/runtime/host"
+	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
 )
 
 // Format is an image format, as qemu names its drivers.
@@ -124,7 +124,7 @@ func tool(name string) (string, error) {
 	p, err := exec.LookPath(name)
 	if err != nil {
 		pkg := map[string]string{"qemu-img": "qemu-utils", "qemu-storage-daemon": "qemu-system-common"}[name]
-		return "", &host.MissingError{What: name, Needs: "opens disk images other than raw", Install: pkg + " (Debian's package; qemu's elsewhere)"}
+		return "", &hosttool.MissingError{What: name, Needs: "opens disk images other than raw", Install: pkg + " (Debian's package; qemu's elsewhere)"}
 	}
 	return p, nil
 }

@@ -160,16 +160,6 @@ func removeEmptyRunDir(dir string) {
 	_ = os.RemoveAll(dir)
 }
 
-// MissingToolError says a layer needs a program the host lacks.
-type MissingToolError struct {
-	Tool, Device string
-	Kind         Kind
-}
-
-func (e *MissingToolError) Error() string {
-	return fmt.Sprintf("%s holds %s, and this host has no %s to open it: install %s", e.Device, describeKind(e.Kind), e.Tool, hosttool.Package(e.Tool))
-}
-
 func describeKind(k Kind) string {
 	switch k {
 	case LUKS:
@@ -187,7 +177,7 @@ func describeKind(k Kind) string {
 // need checks that the host has tool, for a layer of kind on device.
 func need(tool, device string, kind Kind) error {
 	if _, err := exec.LookPath(tool); err != nil {
-		return &MissingToolError{Tool: tool, Device: device, Kind: kind}
+		return &hosttool.MissingError{What: tool, Needs: fmt.Sprintf("opening %s (%s) needs", device, describeKind(kind))}
 	}
 	return nil
 }

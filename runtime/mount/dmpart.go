@@ -33,7 +33,7 @@ func DMPartitionsAvailable() error {
 		return ErrNoDeviceMapper
 	}
 	if _, err := exec.LookPath("dmsetup"); err != nil {
-		return &hosttool.MissingError{Tool: "dmsetup"}
+		return &hosttool.MissingError{What: "dmsetup"}
 	}
 	return nil
 }

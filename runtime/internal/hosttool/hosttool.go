@@ -35,11 +35,28 @@ func Package(tool string) string {
 	return tool
 }
 
-// MissingError says the host has no such program.
-type MissingError struct{ Tool string }
+// MissingError says this host lacks a program, or a kernel feature, that
+// what nixrescue was asked to do needs, and what to install: the one
+// error for anything missing on the host.
+type MissingError struct {
+	// What is missing: a program's name, or a feature.
+	What string
+	// Needs says what needs it ("boot-test needs"); "" when the program
+	// was run for what the user asked.
+	Needs string
+	// Install is what to install; "" is What's Debian package.
+	Install string
+}
 
 func (e *MissingError) Error() string {
-	return fmt.Sprintf("%s is not installed on this host: install %s", e.Tool, Package(e.Tool))
+	install := e.Install
+	if install == "" {
+		install = Package(e.What)
+	}
+	if e.Needs == "" {
+		return fmt.Sprintf("this host has no %s: install %s", e.What, install)
+	}
+	return fmt.Sprintf("this host has no %s, which %s: install %s", e.What, e.Needs, install)
 }
 
 // ExitError is a program's failure: its exit status and what it said
@@ -90,7 +107,7 @@ func wrap(err error, name string, said *bytes.Buffer) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, exec.ErrNotFound):
-		return &MissingError{Tool: name}
+		return &MissingError{What: name}
 	case errors.As(err, &ee) && ee.ExitCode() >= 0:
 		return &ExitError{Tool: name, Code: ee.ExitCode(), Output: strings.TrimSpace(said.String())}
 	}

@@ -23,10 +23,10 @@ func TestRun(t *testing.T) {
 		t.Errorf("Combined: %q %#v", out, err)
 	}
 	var me *MissingError
-	if _, err := Run(ctx, nil, "nixrescue-no-such-tool"); !errors.As(err, &me) || err.Error() != "nixrescue-no-such-tool is not installed on this host: install nixrescue-no-such-tool" {
+	if _, err := Run(ctx, nil, "nixrescue-no-such-tool"); !errors.As(err, &me) || err.Error() != "this host has no nixrescue-no-such-tool: install nixrescue-no-such-tool" {
 		t.Errorf("a missing program: %v", err)
 	}
-	if (&MissingError{Tool: "dmsetup"}).Error() != "dmsetup is not installed on this host: install dmsetup" {
-		t.Errorf("%v", &MissingError{Tool: "dmsetup"})
+	if (&MissingError{What: "dmsetup"}).Error() != "this host has no dmsetup: install dmsetup" {
+		t.Errorf("%v", &MissingError{What: "dmsetup"})
 	}
 }
