@@ -162,10 +162,9 @@ func createOverlay(ctx context.Context, o ExportOptions) error {
 	if err != nil {
 		return err
 	}
-	out, err := exec.CommandContext(ctx, img, "create", "-q", "-f", "qcow2", "-F", string(o.Format), "-b", o.Image, "-u",
-		o.Overlay, strconv.FormatInt(o.Size, 10)).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("make the snapshot overlay %s: %v: %s", o.Overlay, err, bytes.TrimSpace(out))
+	if _, err := hosttool.Combined(ctx, img, "create", "-q", "-f", "qcow2", "-F", string(o.Format), "-b", o.Image, "-u",
+		o.Overlay, strconv.FormatInt(o.Size, 10)); err != nil {
+		return fmt.Errorf("make the snapshot overlay %s: %w", o.Overlay, err)
 	}
 	return nil
 }

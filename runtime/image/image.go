@@ -137,7 +137,7 @@ func Inspect(ctx context.Context, path string) (Info, error) {
 	if err != nil {
 		return Info{}, err
 	}
-	out, err := exec.CommandContext(ctx, img, "info", "--force-share", "--backing-chain", "--output=json", path).Output()
+	out, err := hosttool.Run(ctx, nil, img, "info", "--force-share", "--backing-chain", "--output=json", path)
 	if err != nil {
 		if missing := missingBacking(ctx, img, path); missing != "" {
 			return Info{}, &hint.Error{Subject: path, Err: fmt.Errorf("its backing file %s is missing", missing),
@@ -193,7 +193,7 @@ func InUse(path string) bool {
 // missingBacking is the backing file an image names that is not there
 // (qemu-img info of the image alone), "" when there is none such.
 func missingBacking(ctx context.Context, img, path string) string {
-	out, err := exec.CommandContext(ctx, img, "info", "--force-share", "--output=json", path).Output()
+	out, err := hosttool.Run(ctx, nil, img, "info", "--force-share", "--output=json", path)
 	if err != nil {
 		return ""
 	}
@@ -212,10 +212,10 @@ func missingBacking(ctx context.Context, img, path string) string {
 // qemuError turns what a qemu program said into an error that names the
 // image and what to do.
 func qemuError(path string, err error) error {
-	var ee *exec.ExitError
+	var ee *hosttool.ExitError
 	msg := err.Error()
-	if errors.As(err, &ee) && len(ee.Stderr) > 0 {
-		msg = strings.TrimSpace(string(ee.Stderr))
+	if errors.As(err, &ee) && ee.Output != "" {
+		msg = ee.Output
 	}
 	return interpret(path, msg)
 }
@@ -256,7 +256,7 @@ func Check(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
-	out, err := exec.CommandContext(ctx, img, "check", "--force-share", "--output=json", path).CombinedOutput()
+	out, err := hosttool.Combined(ctx, img, "check", "--force-share", "--output=json", path)
 	var r struct {
 		Corruptions int `json:"corruptions"`
 		CheckErrors int `json:"check-errors"`
@@ -271,7 +271,7 @@ func Check(ctx context.Context, path string) error {
 		return &hint.Error{Subject: path, Err: fmt.Errorf("qemu-img check finds it damaged (%d corruptions, %d errors: a truncated or broken copy)", r.Corruptions, r.CheckErrors),
 			Fix: "copy it again, or repair it with qemu-img check -r all on a copy"}
 	}
-	var ee *exec.ExitError
+	var ee *hosttool.ExitError
 	if errors.As(err, &ee) {
 		return &hint.Error{Subject: path, Err: fmt.Errorf("qemu-img check finds it damaged (%s)", strings.TrimPrefix(strings.SplitN(strings.TrimSpace(string(out)), "\n", 2)[0], "qemu-img: ")),
 			Fix: "copy it again (a truncated copy?), or repair a copy with qemu-img check -r all"}
