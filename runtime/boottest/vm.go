@@ -17,8 +17,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
 	"github.com/nixrescue/nixrescue/runtime/image"
+	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
 )
 
 // Arch is the CPU architecture of the machines boot-test makes.
