@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/engine"
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
-	"github.com/nixrescue/nixrescue/runtime/state"
 	"github.com/nixrescue/nixrescue/runtime/target"
 )
 
@@ -99,33 +97,18 @@ func BootTest(ctx context.Context, bo BootTestOptions) (*BootTestReport, int, er
 	if err != nil {
 		return nil, 0, err
 	}
-	dir, err := state.Open(bo.StateDir)
+	vm, err := engine.BeginVM(bo.StateDir, t, bo.Command)
 	if err != nil {
 		return nil, 0, err
 	}
-	sess, err := dir.Begin(t.Path, os.Getpid())
-	if err != nil {
-		return nil, 0, err
-	}
-	defer sess.End()
-	vm := &state.VM{Overlay: state.OverlayPath(sess.ID, "boot-test"), Dir: filepath.Join(sess.Dir(), "vm")}
-	if err := sess.Record(func(j *state.Journal) {
-		j.VM, j.Caller, j.Phase, j.Backend = vm, state.ThisCaller(bo.Command), "attaching", "qemu"
-		j.TargetArg, j.TargetKind = t.Arg, string(t.Kind)
-	}); err != nil {
-		return nil, 0, err
-	}
-	defer os.Remove(vm.Overlay)
-	if err := os.MkdirAll(vm.Dir, 0o700); err != nil {
-		return nil, 0, err
-	}
+	defer vm.End()
 	r := &BootTestReport{Until: bo.Until, Failure: []string{}, FailedUnits: []string{}, Milestones: []MilestoneTime{}}
-	m, err := prepareBoot(ctx, &bo, vm.Overlay, r)
+	m, err := prepareBoot(ctx, &bo, vm.Overlay(), r)
 	if err != nil {
 		return nil, 0, err
 	}
-	m.Dir, m.Until, m.MemoryMiB, m.Timeout, m.Accel = vm.Dir, bo.Until, bo.MemoryMiB, bo.Timeout, bo.Accel
-	m.Started = func(pid int) error { return sess.Record(func(j *state.Journal) { j.VM.PID = pid }) }
+	m.Dir, m.Until, m.MemoryMiB, m.Timeout, m.Accel = vm.Dir(), bo.Until, bo.MemoryMiB, bo.Timeout, bo.Accel
+	m.Started = vm.Started
 	if bo.ConsoleFile != "" {
 		f, err := os.Create(bo.ConsoleFile)
 		if err != nil {
@@ -134,7 +117,7 @@ func BootTest(ctx context.Context, bo BootTestOptions) (*BootTestReport, int, er
 		defer f.Close()
 		m.Console, r.Console = f, bo.ConsoleFile
 	}
-	_ = sess.Record(func(j *state.Journal) { j.Phase, j.Disk = "booting", r.Target.Where() })
+	vm.Booting(r.Target.Where())
 	bo.Log.Info(fmt.Sprintf("booting %s (%s, entry %q) by %s firmware, its disk on %s; the test passes at %s, and gives up after %s",
 		r.Target.Arg, r.Bootloader.Kind, r.Entry, r.Firmware, r.Interface, bo.Until, bo.Timeout))
 	m.Note = func(s string) { bo.Log.Info(s) }
