@@ -86,7 +86,8 @@ func (op *Opened) checkWith(ctx context.Context, device, fsType string, st targe
 	code := 0
 	switch {
 	case errors.As(err, &missing):
-		return &hint.Error{Subject: op.Target.Arg, Err: fmt.Errorf("{Fsck}: %s is not installed on this host", args[0]), Fix: "install " + hosttool.Package(args[0])}
+		missing.Needs = hint.Render("{Fsck} needs")
+		return &hint.Error{Subject: op.Target.Arg, Err: missing}
 	case errors.As(err, &ee):
 		code = ee.Code
 	case err != nil:
