@@ -105,57 +105,79 @@ func esp(s *engine.Session, mountpoint string) (files, error) {
 	return nil, fmt.Errorf("nothing is mounted on %s, where the configuration puts the ESP", mountpoint)
 }
 
-// aimBootloader checks that the system's bootloader is installed on the
-// target and, in the overlay only, gives it a serial console and the
-// entry of generation (0: its default) to boot at once. It returns the
-// entry.
+// aimer checks that a kind of bootloader is installed on the target and,
+// in the overlay only, gives it a serial console and the entry of
+// generation (0: its default) to boot at once; it returns the entry.
+type aimer func(s *engine.Session, b nixos.Bootloader, generation int) (string, error)
+
+// aimers are boot-test's, one for each kind of bootloader it boots.
+var aimers = map[nixos.Kind]aimer{
+	nixos.GRUBBIOS:    aimGRUB,
+	nixos.GRUBEFI:     aimGRUB,
+	nixos.SystemdBoot: aimSystemdBoot,
+}
+
+// aimBootloader aims the system's bootloader (aimers), and returns the
+// entry it boots.
 func aimBootloader(s *engine.Session, b nixos.Bootloader, generation int) (string, error) {
-	root := mounted{root: s.Root(), dir: "/"}
-	switch b.Kind {
-	case nixos.GRUBBIOS, nixos.GRUBEFI:
-		if b.Kind == nixos.GRUBBIOS && !grubInBootSector(s.Layout().Disk) {
-			return "", fmt.Errorf("%w: the configuration's GRUB for BIOS is not in the disk's boot sector (run nixrescue rebuild first)", errNoBootloader)
-		}
-		if b.Kind == nixos.GRUBEFI {
-			if err := fallbackLoader(s, b.ESP, "grubx64.efi"); err != nil {
-				return "", err
-			}
-		}
-		cfg, err := root.read(nixos.GrubConfig)
-		if err != nil {
-			return "", fmt.Errorf("%w: the target has no %s (run nixrescue rebuild first)", errNoBootloader, nixos.GrubConfig)
-		}
-		patched, entry, err := boottest.PatchGrub(string(cfg), generation)
-		if err != nil {
-			return "", fmt.Errorf("GRUB's configuration: %w", err)
-		}
-		return entry, root.write(nixos.GrubConfig, []byte(patched))
-	case nixos.SystemdBoot:
-		if err := fallbackLoader(s, b.ESP, "systemd-bootx64.efi"); err != nil {
-			return "", err
-		}
-		f, err := esp(s, b.ESP)
-		if err != nil {
-			return "", err
-		}
-		conf, err := f.read("/loader/loader.conf")
-		if err != nil {
-			return "", fmt.Errorf("%w: the ESP has no loader/loader.conf (run nixrescue rebuild first)", errNoBootloader)
-		}
-		entry := boottest.LoaderDefault(string(conf))
-		if generation > 0 {
-			entry = fmt.Sprintf("nixos-generation-%d.conf", generation)
-		}
-		text, err := f.read("/loader/entries/" + entry)
-		if err != nil {
-			return "", fmt.Errorf("systemd-boot has no entry %s on the ESP", entry)
-		}
-		if err := f.write("/loader/entries/"+entry, []byte(boottest.PatchLoaderEntry(string(text)))); err != nil {
-			return "", err
-		}
-		return entry, f.write("/loader/loader.conf", []byte(boottest.PatchLoaderConf(string(conf), entry)))
+	aim, ok := aimers[b.Kind]
+	if !ok {
+		return "", fmt.Errorf("the target's bootloader is %s, which boot-test does not know how to aim", b.Kind)
 	}
-	return "", fmt.Errorf("the target's bootloader is %s, which boot-test does not know how to aim", b.Kind)
+	return aim(s, b, generation)
+}
+
+// aimGRUB aims GRUB for BIOS (its boot code must be in the disk's boot
+// sector) or for EFI (its loader copied to the fallback path): grub.cfg
+// gets a serial terminal and the entry as its default.
+func aimGRUB(s *engine.Session, b nixos.Bootloader, generation int) (string, error) {
+	root := mounted{root: s.Root(), dir: "/"}
+	if b.Kind == nixos.GRUBBIOS && !grubInBootSector(s.Layout().Disk) {
+		return "", fmt.Errorf("%w: the configuration's GRUB for BIOS is not in the disk's boot sector (run nixrescue rebuild first)", errNoBootloader)
+	}
+	if b.Kind == nixos.GRUBEFI {
+		if err := fallbackLoader(s, b.ESP, "grubx64.efi"); err != nil {
+			return "", err
+		}
+	}
+	cfg, err := root.read(nixos.GrubConfig)
+	if err != nil {
+		return "", fmt.Errorf("%w: the target has no %s (run nixrescue rebuild first)", errNoBootloader, nixos.GrubConfig)
+	}
+	patched, entry, err := boottest.PatchGrub(string(cfg), generation)
+	if err != nil {
+		return "", fmt.Errorf("GRUB's configuration: %w", err)
+	}
+	return entry, root.write(nixos.GrubConfig, []byte(patched))
+}
+
+// aimSystemdBoot aims systemd-boot on the ESP: its loader at the fallback
+// path, loader.conf's default and no timeout, the entry's options with a
+// serial console.
+func aimSystemdBoot(s *engine.Session, b nixos.Bootloader, generation int) (string, error) {
+	if err := fallbackLoader(s, b.ESP, "systemd-bootx64.efi"); err != nil {
+		return "", err
+	}
+	f, err := esp(s, b.ESP)
+	if err != nil {
+		return "", err
+	}
+	conf, err := f.read("/loader/loader.conf")
+	if err != nil {
+		return "", fmt.Errorf("%w: the ESP has no loader/loader.conf (run nixrescue rebuild first)", errNoBootloader)
+	}
+	entry := boottest.LoaderDefault(string(conf))
+	if generation > 0 {
+		entry = fmt.Sprintf("nixos-generation-%d.conf", generation)
+	}
+	text, err := f.read("/loader/entries/" + entry)
+	if err != nil {
+		return "", fmt.Errorf("systemd-boot has no entry %s on the ESP", entry)
+	}
+	if err := f.write("/loader/entries/"+entry, []byte(boottest.PatchLoaderEntry(string(text)))); err != nil {
+		return "", err
+	}
+	return entry, f.write("/loader/loader.conf", []byte(boottest.PatchLoaderConf(string(conf), entry)))
 }
 
 // grubInBootSector tells whether the disk's first sector holds GRUB's

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nixrescue/nixrescue/runtime/nixos"
 )
 
 func TestInterfaceOfInitrd(t *testing.T) {
@@ -41,5 +43,15 @@ func TestBootTestOptionsRefused(t *testing.T) {
 	ok := BootTestOptions{Firmware: "efi", Accel: "tcg", Until: "stage-2", Timeout: time.Minute, MemoryMiB: 512}
 	if err := ok.check(); err != nil {
 		t.Errorf("%+v refused: %v", ok, err)
+	}
+}
+
+// TestEveryBootloaderIsAimed: each kind in nixos's registry has its aim
+// for boot-test.
+func TestEveryBootloaderIsAimed(t *testing.T) {
+	for _, l := range nixos.Loaders {
+		if aimers[l.Kind] == nil {
+			t.Errorf("boot-test cannot aim %s", l.Kind)
+		}
 	}
 }
