@@ -41,11 +41,10 @@ type layerSet struct {
 func (op *Opened) openKeyless(ctx context.Context, s *Session, to TargetOptions) error {
 	for {
 		before := len(op.Partitions)
-		if err := op.assembleArrays(ctx, s); err != nil {
-			return err
-		}
-		if err := op.activateGroups(ctx, s, to); err != nil {
-			return err
+		for _, open := range keylessOpeners {
+			if err := open(op, ctx, s, to); err != nil {
+				return err
+			}
 		}
 		for _, p := range op.locked() {
 			if _, ok := op.layers.headers[p.Device]; ok {
@@ -62,6 +61,14 @@ func (op *Opened) openKeyless(ctx context.Context, s *Session, to TargetOptions)
 			return nil
 		}
 	}
+}
+
+// keylessOpeners open the layers of one kind each that need no key, in
+// this order (an array may hold physical volumes): a kind of layer is
+// one opener here and its layers.Layer (close, make writable).
+var keylessOpeners = []func(op *Opened, ctx context.Context, s *Session, to TargetOptions) error{
+	(*Opened).assembleArrays,
+	(*Opened).activateGroups,
 }
 
 // locked lists the LUKS volumes still locked.
@@ -144,7 +151,7 @@ func (op *Opened) take(kind layers.Kind) ([]target.Partition, error) {
 
 // assembleArrays assembles the md arrays whose members are on the target,
 // read-only until the session goes writable.
-func (op *Opened) assembleArrays(ctx context.Context, s *Session) error {
+func (op *Opened) assembleArrays(ctx context.Context, s *Session, _ TargetOptions) error {
 	parts, err := op.take(layers.MD)
 	if err != nil {
 		return err
@@ -482,7 +489,7 @@ func (op *Opened) makeWritable() error {
 	}
 	ctx := context.Background()
 	for i, o := range op.opened() {
-		if o.Kind == layers.MD && !op.layers.writable[i] {
+		if !op.layers.writable[i] {
 			if err := layers.ReadWrite(ctx, o); err != nil {
 				return err
 			}

@@ -16,7 +16,6 @@ package layers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -107,33 +106,34 @@ func Close(ctx context.Context, o Opened) error {
 	}
 }
 
+// Layer is what is done with an opened layer of one kind, whoever opened
+// it: a session's teardown, or a cleanup after a crash (runtime/recovery),
+// both through Close. Opening is the session's (runtime/engine's layer
+// openers), as it needs the target's devices, keys and journal.
+type Layer interface {
+	// Close closes o; one that is gone already is no error.
+	Close(ctx context.Context, o Opened) error
+	// ReadWrite makes o, opened read-only, writable.
+	ReadWrite(ctx context.Context, o Opened) error
+}
+
+// Kinds are the kinds of layer nixrescue opens: a new kind is one more
+// entry, a file that implements Layer, and its opener in the engine.
+var Kinds = map[Kind]Layer{LUKS: luksLayer{}, LVM: lvmLayer{}, MD: mdLayer{}}
+
+// ReadWrite makes an opened layer writable.
+func ReadWrite(ctx context.Context, o Opened) error {
+	l, ok := Kinds[o.Kind]
+	if !ok {
+		return fmt.Errorf("a layer of kind %q cannot be made writable", o.Kind)
+	}
+	return l.ReadWrite(ctx, o)
+}
+
 func closeOnce(ctx context.Context, o Opened) error {
 	var err error
-	switch o.Kind {
-	case LUKS:
-		if _, serr := os.Stat(filepath.Join("/dev/mapper", o.Name)); errors.Is(serr, os.ErrNotExist) {
-			return nil
-		}
-		_, err = hosttool.Run(ctx, nil, "cryptsetup", "close", "--disable-locks", o.Name)
-	case LVM:
-		err = deactivate(ctx, o)
-	case MD:
-		// Recorded before it was assembled, by the name asked for; the
-		// kernel's device is found through a member when that name is
-		// not there.
-		dev := o.Name
-		if _, serr := os.Stat(dev); errors.Is(serr, os.ErrNotExist) && len(o.Devices) > 0 {
-			dev = ""
-			for _, h := range Holders(o.Devices[0]) {
-				if strings.HasPrefix(filepath.Base(h), "md") {
-					dev = h
-				}
-			}
-		}
-		if dev == "" {
-			break
-		}
-		_, err = hosttool.Run(ctx, nil, "mdadm", "--stop", dev)
+	if l, ok := Kinds[o.Kind]; ok {
+		err = l.Close(ctx, o)
 	}
 	if o.MadeRunDir != "" {
 		removeEmptyRunDir(o.MadeRunDir)

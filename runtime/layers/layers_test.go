@@ -1,6 +1,7 @@
 package layers
 
 import (
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -209,5 +210,18 @@ func TestKeysFilesThenBad(t *testing.T) {
 	k.Prompt = func(string) ([]byte, error) { prompts++; return []byte("typo"), nil }
 	if err := k.Unlock("", open("x")); !errors.Is(err, ErrBadKey) || prompts != 3 {
 		t.Errorf("three tries: %v after %d", err, prompts)
+	}
+}
+
+// TestEveryOpenedKindCloses: each kind a session opens has its Layer, by
+// which teardown and a cleanup after a crash close it.
+func TestEveryOpenedKindCloses(t *testing.T) {
+	for _, k := range []Kind{LUKS, LVM, MD} {
+		if Kinds[k] == nil {
+			t.Errorf("no Layer for %s", k)
+		}
+	}
+	if err := ReadWrite(context.Background(), Opened{Kind: ZFS}); err == nil {
+		t.Error("a kind with no Layer was made writable")
 	}
 }

@@ -201,3 +201,18 @@ func OpenOnHost(uuid string) []string {
 	}
 	return out
 }
+
+// luksLayer is LUKS's Layer.
+type luksLayer struct{}
+
+func (luksLayer) Close(ctx context.Context, o Opened) error {
+	if _, err := os.Stat(filepath.Join("/dev/mapper", o.Name)); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	_, err := hosttool.Run(ctx, nil, "cryptsetup", "close", "--disable-locks", o.Name)
+	return err
+}
+
+// ReadWrite does nothing: a session that writes opens its volumes
+// writable (dm-crypt maps cannot change mode).
+func (luksLayer) ReadWrite(context.Context, Opened) error { return nil }

@@ -169,6 +169,15 @@ func Activate(ctx context.Context, g VolumeGroup, readOnly bool) (Opened, error)
 	return o, nil
 }
 
+// lvmLayer is LVM's Layer.
+type lvmLayer struct{}
+
+func (lvmLayer) Close(ctx context.Context, o Opened) error { return deactivate(ctx, o) }
+
+// ReadWrite does nothing: a session that writes activates its volume
+// groups writable.
+func (lvmLayer) ReadWrite(context.Context, Opened) error { return nil }
+
 // deactivate deactivates an activated volume group.
 func deactivate(ctx context.Context, o Opened) error {
 	if len(ActiveOnHost(o.Name)) == 0 {

@@ -145,8 +145,32 @@ func arrayOf(member string) string {
 	}
 }
 
+// mdLayer is md's Layer: arrays are assembled read-only, and made
+// writable when the session goes writable.
+type mdLayer struct{}
+
+// Close stops the array. Recorded before it was assembled, by the name
+// asked for, its kernel device is found through a member when that name
+// is not there.
+func (mdLayer) Close(ctx context.Context, o Opened) error {
+	dev := o.Name
+	if _, err := os.Stat(dev); errors.Is(err, os.ErrNotExist) && len(o.Devices) > 0 {
+		dev = ""
+		for _, h := range Holders(o.Devices[0]) {
+			if strings.HasPrefix(filepath.Base(h), "md") {
+				dev = h
+			}
+		}
+	}
+	if dev == "" {
+		return nil
+	}
+	_, err := hosttool.Run(ctx, nil, "mdadm", "--stop", dev)
+	return err
+}
+
 // ReadWrite makes an array assembled read-only writable.
-func ReadWrite(ctx context.Context, o Opened) error {
+func (mdLayer) ReadWrite(ctx context.Context, o Opened) error {
 	if _, err := hosttool.Run(ctx, nil, "mdadm", "--readwrite", o.Name); err != nil {
 		return fmt.Errorf("make RAID %s writable: %w", o.Name, err)
 	}
