@@ -169,3 +169,26 @@ func TestReadStopsAtTheGoal(t *testing.T) {
 		t.Errorf("the console copy lacks what came after the goal:\n%s", copied.String())
 	}
 }
+
+// TestMachineArgs: the platform gives qemu its machine type and UEFI
+// firmware; the zero Machine is x86_64's.
+func TestMachineArgs(t *testing.T) {
+	dir := t.TempDir()
+	vars := filepath.Join(dir, "template.fd")
+	if err := os.WriteFile(vars, []byte("vars"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pf, ok := PlatformOf("")
+	if !ok || pf.Arch != "x86_64" || pf.Qemu != "qemu-system-x86_64" {
+		t.Fatalf("the default platform: %+v", pf)
+	}
+	pf.FirmwareVars = vars
+	args, err := Machine{Platform: pf, EFI: true, Dir: dir, Disk: "/x.qcow2"}.args("tcg")
+	joined := strings.Join(args, " ")
+	if err != nil || !strings.Contains(joined, "-machine pc,accel=tcg") || !strings.Contains(joined, "file="+pf.FirmwareCode) || !strings.Contains(joined, "virtio-blk-pci") {
+		t.Errorf("args %v %v", args, err)
+	}
+	if _, ok := PlatformOf("riscv64"); ok {
+		t.Error("a platform boot-test does not have")
+	}
+}

@@ -21,17 +21,11 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
 )
 
-// Arch is the CPU architecture of the machines boot-test makes.
-const Arch = "x86_64"
-
-// Debian's OVMF (package ovmf): the firmware and its variables' template.
-const (
-	OVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-	OVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
-)
-
 // Machine is the VM a target boots in.
 type Machine struct {
+	// Platform is its architecture's (PlatformOf; the zero value is
+	// x86_64's).
+	Platform Platform
 	// Disk is the qcow2 overlay on the target; Interface the controller
 	// it sits on: virtio, nvme or ahci.
 	Disk, Interface string
@@ -87,21 +81,22 @@ func (m Machine) args(accel string) ([]string, error) {
 	if mem == 0 {
 		mem = 1024
 	}
-	args := []string{"-machine", "pc,accel=" + accel, "-m", strconv.Itoa(mem), "-smp", "1", "-display", "none", "-nodefaults",
+	pf := m.platform()
+	args := []string{"-machine", pf.Machine + ",accel=" + accel, "-m", strconv.Itoa(mem), "-smp", "1", "-display", "none", "-nodefaults",
 		"-nic", "none", "-no-reboot", "-serial", "stdio", "-monitor", "unix:" + filepath.Join(m.Dir, "monitor.sock") + ",server=on,wait=off"}
 	if accel == "kvm" {
 		args = append(args, "-cpu", "host")
 	}
 	if m.EFI {
 		vars := filepath.Join(m.Dir, "vars.fd")
-		b, err := os.ReadFile(OVMFVars)
+		b, err := os.ReadFile(pf.FirmwareVars)
 		if err != nil {
-			return nil, missing("OVMF ("+OVMFVars+")", "ovmf")
+			return nil, missing("UEFI firmware ("+pf.FirmwareVars+")", pf.FirmwarePackage)
 		}
 		if err := os.WriteFile(vars, b, 0o600); err != nil {
 			return nil, err
 		}
-		args = append(args, "-drive", "if=pflash,format=raw,readonly=on,file="+OVMFCode, "-drive", "if=pflash,format=raw,file="+vars)
+		args = append(args, "-drive", "if=pflash,format=raw,readonly=on,file="+pf.FirmwareCode, "-drive", "if=pflash,format=raw,file="+vars)
 	}
 	drive := "if=none,id=disk,format=qcow2,file=" + image.QemuValue(m.Disk)
 	switch m.Interface {
@@ -125,18 +120,27 @@ func kvmUsable() bool {
 	return true
 }
 
-// Ready checks that this host has qemu-system-x86_64, before anything is
-// opened.
+// platform is m's platform: x86_64's unless set.
+func (m Machine) platform() Platform {
+	if m.Platform.Qemu != "" {
+		return m.Platform
+	}
+	p, _ := PlatformOf("")
+	return p
+}
+
+// Ready checks that this host has the qemu of x86_64 machines, before
+// anything is opened.
 func Ready() error {
-	_, err := qemuPath()
+	_, err := qemuPath(Machine{}.platform())
 	return err
 }
 
-// qemuPath is qemu-system-x86_64's path on this host.
-func qemuPath() (string, error) {
-	p, err := exec.LookPath("qemu-system-x86_64")
+// qemuPath is the path of the platform's qemu on this host.
+func qemuPath(pf Platform) (string, error) {
+	p, err := exec.LookPath(pf.Qemu)
 	if err != nil {
-		return "", missing("qemu-system-x86_64", "qemu-system-x86")
+		return "", missing(pf.Qemu, pf.QemuPackage)
 	}
 	return p, nil
 }
@@ -150,13 +154,14 @@ func qemuPath() (string, error) {
 // TCG, and the hang is remembered for this kernel. qemu never outlives
 // Boot.
 func Boot(ctx context.Context, m Machine) (*Run, error) {
-	qemu, err := qemuPath()
+	pf := m.platform()
+	qemu, err := qemuPath(pf)
 	if err != nil {
 		return nil, err
 	}
 	if m.EFI {
-		if _, err := os.Stat(OVMFCode); err != nil {
-			return nil, missing("OVMF ("+OVMFCode+")", "ovmf")
+		if _, err := os.Stat(pf.FirmwareCode); err != nil {
+			return nil, missing("UEFI firmware ("+pf.FirmwareCode+")", pf.FirmwarePackage)
 		}
 	}
 	why := "as asked"

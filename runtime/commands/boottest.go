@@ -240,12 +240,14 @@ func prepareBoot(ctx context.Context, bo *BootTestOptions, overlay string, r *Bo
 		return boottest.Machine{}, err
 	}
 	r.Booted = &GenerationRef{Generation: sys.Generation, System: sys.StorePath}
-	if r.Arch = nixos.SystemArch(root, sys.StorePath); r.Arch != "" && r.Arch != boottest.Arch {
-		return boottest.Machine{}, &hint.Error{Subject: r.Target.Arg, Err: fmt.Errorf("generation %d is an %s system: boot-test boots %s systems only (qemu-system-x86_64)", sys.Generation, r.Arch, boottest.Arch)}
+	r.Arch = nixos.SystemArch(root, sys.StorePath)
+	pf, ok := boottest.PlatformOf(r.Arch)
+	if !ok {
+		return boottest.Machine{}, &hint.Error{Subject: r.Target.Arg, Err: fmt.Errorf("generation %d is an %s system: boot-test boots %s systems only", sys.Generation, r.Arch, boottest.Arches())}
 	}
 	b := nixos.DetectBootloader(root, sys.StorePath)
 	r.Bootloader = b
-	m := boottest.Machine{Disk: overlay}
+	m := boottest.Machine{Disk: overlay, Platform: pf}
 	switch {
 	case bo.Firmware == "efi", bo.Firmware == "auto" && b.Kind.EFI():
 		m.EFI, r.Firmware = true, "efi"

@@ -1,0 +1,54 @@
+package boottest
+
+import (
+	"slices"
+	"strings"
+)
+
+// Platform is how boot-test makes a machine of one CPU architecture: the
+// qemu that emulates it, its machine type, its serial console and its
+// UEFI firmware. An architecture boot-test boots is one entry of
+// Platforms.
+type Platform struct {
+	// Arch is the architecture, as a NixOS system's name has it.
+	Arch string
+	// Qemu is the qemu-system program; QemuPackage Debian's package of it.
+	Qemu, QemuPackage string
+	// Machine is qemu's machine type; BIOS says its default firmware is a
+	// BIOS (SeaBIOS) that boots a disk's boot sector.
+	Machine string
+	BIOS    bool
+	// Console is the serial console's device, as the kernel names it.
+	Console string
+	// FirmwareCode and FirmwareVars are the UEFI firmware and its
+	// variables' template; FirmwarePackage Debian's package of them.
+	FirmwareCode, FirmwareVars, FirmwarePackage string
+}
+
+// Platforms are the architectures boot-test boots.
+var Platforms = []Platform{
+	{Arch: "x86_64", Qemu: "qemu-system-x86_64", QemuPackage: "qemu-system-x86", Machine: "pc", BIOS: true, Console: "ttyS0",
+		FirmwareCode: "/usr/share/OVMF/OVMF_CODE_4M.fd", FirmwareVars: "/usr/share/OVMF/OVMF_VARS_4M.fd", FirmwarePackage: "ovmf"},
+}
+
+// PlatformOf is the platform of arch; "" is x86_64. ok is false for an
+// architecture boot-test does not boot.
+func PlatformOf(arch string) (Platform, bool) {
+	if arch == "" {
+		arch = "x86_64"
+	}
+	i := slices.IndexFunc(Platforms, func(p Platform) bool { return p.Arch == arch })
+	if i < 0 {
+		return Platform{}, false
+	}
+	return Platforms[i], true
+}
+
+// Arches lists the architectures boot-test boots, for a message.
+func Arches() string {
+	var a []string
+	for _, p := range Platforms {
+		a = append(a, p.Arch)
+	}
+	return strings.Join(a, ", ")
+}
