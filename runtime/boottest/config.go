@@ -9,10 +9,6 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/grubcfg"
 )
 
-// SerialParam is what the booted kernel gets on its command line, so
-// that the kernel, stage 1 and stage 2 speak on the serial console.
-const SerialParam = "console=ttyS0"
-
 var (
 	grubTimeoutRE = regexp.MustCompile(`^(\s*set\s+timeout=)\S*`)
 	grubLinuxRE   = regexp.MustCompile(`^\s*(linux|linux16|linuxefi)\s`)
@@ -23,9 +19,9 @@ var ErrNoEntry = errors.New("no entry")
 
 // PatchGrub gives a grub.cfg a serial terminal (unless it has one), no
 // timeout, the entry of generation (0: its default) as the default, and
-// SerialParam on that entry's kernel line. It returns the new text and the
+// serial (Platform.SerialParam) on that entry's kernel line. It returns the new text and the
 // entry's path.
-func PatchGrub(cfg string, generation int) (string, string, error) {
+func PatchGrub(cfg string, generation int, serial string) (string, string, error) {
 	c := grubcfg.Parse(cfg)
 	lines := c.Lines
 	chosen := c.DefaultEntry()
@@ -45,8 +41,8 @@ func PatchGrub(cfg string, generation int) (string, string, error) {
 		}
 	}
 	for i := chosen.From; i <= chosen.To; i++ {
-		if grubLinuxRE.MatchString(lines[i]) && !strings.Contains(lines[i], SerialParam) {
-			lines[i] += " " + SerialParam
+		if grubLinuxRE.MatchString(lines[i]) && !strings.Contains(lines[i], serial) {
+			lines[i] += " " + serial
 		}
 	}
 	for i, l := range lines {
@@ -99,16 +95,17 @@ func LoaderDefault(conf string) string {
 	return ""
 }
 
-// PatchLoaderEntry puts SerialParam on a systemd-boot entry's options.
-func PatchLoaderEntry(entry string) string {
+// PatchLoaderEntry puts serial (Platform.SerialParam) on a systemd-boot
+// entry's options.
+func PatchLoaderEntry(entry, serial string) string {
 	lines := strings.Split(strings.TrimRight(entry, "\n"), "\n")
 	for i, l := range lines {
 		if f := strings.Fields(l); len(f) > 0 && f[0] == "options" {
-			if !strings.Contains(l, SerialParam) {
-				lines[i] = l + " " + SerialParam
+			if !strings.Contains(l, serial) {
+				lines[i] = l + " " + serial
 			}
 			return strings.Join(lines, "\n") + "\n"
 		}
 	}
-	return strings.Join(append(lines, "options "+SerialParam), "\n") + "\n"
+	return strings.Join(append(lines, "options "+serial), "\n") + "\n"
 }

@@ -31,6 +31,10 @@ var Platforms = []Platform{
 		FirmwareCode: "/usr/share/OVMF/OVMF_CODE_4M.fd", FirmwareVars: "/usr/share/OVMF/OVMF_VARS_4M.fd", FirmwarePackage: "ovmf"},
 }
 
+// SerialParam is what the booted kernel gets on its command line, so
+// that the kernel, stage 1 and stage 2 speak on the serial console.
+func (p Platform) SerialParam() string { return "console=" + p.Console }
+
 // PlatformOf is the platform of arch; "" is x86_64. ok is false for an
 // architecture boot-test does not boot.
 func PlatformOf(arch string) (Platform, bool) {
