@@ -17,7 +17,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
-	"github.com/nixrescue/nixrescue/runtime/commands"
 	"github.com/nixrescue/nixrescue/runtime/helper"
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/roles"
@@ -70,16 +69,12 @@ func main() {
 }
 
 // exit says how a command ended, and returns its exit status: a status of
-// its own (the container's command, a signal), the run in a mount
-// namespace of its own, said already, or nixrescue's failure, said in one
+// its own (the container's command, a signal), said already, or
+// nixrescue's failure, said in one
 // line (and, with --json, as an object on stdout).
 func exit(cmd *cobra.Command, err error) int {
 	if err == nil {
 		return 0
-	}
-	var re *commands.Reexecuted
-	if errors.As(err, &re) {
-		return re.Code
 	}
 	if errors.Is(err, syscall.EPIPE) {
 		// Whoever read the output stopped reading: as a program killed by

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nixrescue/nixrescue/hack/fixture"
 	"github.com/nixrescue/nixrescue/hack/testenv"
@@ -596,5 +598,58 @@ func TestImageSessionIsOneProcess(t *testing.T) {
 	}
 	c.Process.Signal(syscall.SIGTERM)
 	waitExit(t, c)
+	testenv.AssertHostUnchanged(t, host)
+}
+
+// TestEmbeddedSessionInTheHostsNamespace: when privatens leaves the
+// command in the host's mount namespace (something exists at containerd's
+// socket path, but no containerd answers there), the embedded session
+// mounts in a private tree of the host's namespace: still one process, its
+// container works, and what a SIGKILL leaves there cleanup undoes.
+func TestEmbeddedSessionInTheHostsNamespace(t *testing.T) {
+	testenv.Require(t)
+	if backend != "embedded" {
+		t.Log("the suite's embedded pass runs it: it chooses its backend itself")
+		return
+	}
+	img, _ := image(t, string(fixture.LayoutBIOS))
+	address := filepath.Join(t.TempDir(), "containerd.sock")
+	if err := os.WriteFile(address, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	auto := []string{"--backend", "auto", "--address", address}
+	host := testenv.SnapshotHost(t)
+	r := resultOf(t, exec.Command(binary, append(append([]string{"run", img}, auto...), "-v", "--", "cat", "/boot/nixrescue-boot-marker")...))
+	if r.code != 0 || !strings.Contains(r.stderr, "backend embedded (auto: containerd at ") {
+		t.Fatalf("run: exit %d\n%s", r.code, r.stderr)
+	}
+	testenv.AssertHostUnchanged(t, host)
+
+	c := exec.Command(binary, append(append([]string{"run", img}, auto...), "-q", "--", "sh", "-c", "echo ready; exec sleep 60")...)
+	var stderr safeBuffer
+	c.Stderr = &stderr
+	out, err := c.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.WaitDelay = 2 * time.Second
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, _ := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+		c.Process.Kill()
+		waitExit(t, c)
+		t.Fatalf("no ready: %q %s", line, stderr.String())
+	}
+	theirs, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", c.Process.Pid))
+	ours, _ := os.Readlink("/proc/self/ns/mnt")
+	if theirs != ours {
+		t.Errorf("nixrescue's mount namespace %s is not the host's %s", theirs, ours)
+	}
+	c.Process.Kill()
+	waitExit(t, c)
+	if r := nixrescue(t, "cleanup"); r.code != 0 {
+		t.Errorf("cleanup: exit %d %s", r.code, r.stderr)
+	}
 	testenv.AssertHostUnchanged(t, host)
 }

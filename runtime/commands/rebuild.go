@@ -87,7 +87,6 @@ func Rebuild(ctx context.Context, ro RebuildOptions) (*RunReport, int, error) {
 		bo := *ro.BootTest
 		bo.Options = ro.Options
 		bo.Container = engine.ContainerOptions{}
-		bo.NoReexec = true
 		o.Log.Info("the rebuild succeeded; now the boot test: " + s.Target().Arg + " boots in a throwaway VM")
 		rep.BootTest, code, err = BootTest(ctx, bo)
 	}

@@ -37,10 +37,6 @@ type (
 // MultiUser is boot-test's default goal.
 const MultiUser = boottest.MultiUser
 
-// Reexecuted says the command ran again, whole, in a mount namespace of
-// its own, and ended with its Code.
-type Reexecuted = engine.Reexecuted
-
 // The reports' parts.
 type (
 	Target    = target.Target

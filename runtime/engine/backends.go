@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -22,10 +21,6 @@ const (
 	BackendContainerd = "containerd"
 )
 
-// backendEnv carries the backend chosen by a process to its re-execution
-// in a private mount namespace, so that auto decides once.
-const backendEnv = "_NIXRESCUE_BACKEND"
-
 // autoTimeout is how long --backend auto waits for containerd's answer.
 const autoTimeout = time.Second
 
@@ -40,11 +35,7 @@ type backendChoice struct {
 // auto takes containerd when its socket (address) answers within a short
 // timeout, else the embedded one; containerd's containers go in namespace.
 func chooseBackend(ctx context.Context, name, address, namespace string) (backendChoice, error) {
-	want := name
-	if env := os.Getenv(backendEnv); env != "" {
-		want = env
-	}
-	switch want {
+	switch name {
 	case "", BackendAuto:
 		r, err := containerd.Connect(ctx, address, namespace, autoTimeout)
 		if err == nil && privatens.Entered() {
@@ -72,7 +63,7 @@ func chooseBackend(ctx context.Context, name, address, namespace string) (backen
 		}
 		return backendChoice{name: BackendContainerd, why: hint.Render("{Backend containerd}"), containerd: r}, nil
 	}
-	return backendChoice{}, hint.Errorf("{Backend %s}: use auto, embedded or containerd", want)
+	return backendChoice{}, hint.Errorf("{Backend %s}: use auto, embedded or containerd", name)
 }
 
 // runner makes the session's backend.

@@ -10,11 +10,14 @@
 //	code, err := s.RunFirst(ctx, p, process) // or: one process, the container made around it
 //	s.Close()                                // container, mounts, devices, state: gone
 //
-// A session on a disk or image mounts in a mount namespace of its own:
-// nixrescue enters it before Go starts (runtime/privatens), or Open runs
-// the whole command again inside one and returns *Reexecuted with that
-// run's exit status. Its state and journal (runtime/state) let a later
-// session, or Cleanup, undo what a killed one left (recovery.go).
+// A session on a disk or image mounts in the mount namespace of its own
+// that nixrescue entered before Go started (runtime/privatens), or, when
+// it has none (containerd's shim must see the mounts; the constructor did
+// not act), in a private tree of the host's namespace under the session's
+// directory. Either way a session is a value of this process: two in one
+// command (rebuild --boot-test) are two Opens. Its state and journal
+// (runtime/state) let a later session, or Cleanup, undo what a killed one
+// left (runtime/recovery).
 //
 // The engine returns data and errors; it writes nothing for people but
 // through the logger it is given (Options.Log).
@@ -66,11 +69,6 @@ type Options struct {
 	// Log takes what the session has to say for people (warnings of the
 	// teardown, which backend was chosen); nil says nothing.
 	Log *slog.Logger
-	// NoReexec keeps a session that needs a mount namespace of its own
-	// from running the whole command again in one when this process has
-	// none: it mounts in a private tree of the host's namespace instead
-	// (a second session of one command: rebuild --boot-test).
-	NoReexec bool
 	// Command is nixrescue's command line, for nixrescue ps and the
 	// audit record.
 	Command []string
@@ -163,17 +161,6 @@ type Session struct {
 	audited bool
 }
 
-// Reexecuted says the command ran again, whole, in a mount namespace of
-// its own, and ended with Code: the session was that run's.
-type Reexecuted struct{ Code int }
-
-func (r *Reexecuted) Error() string {
-	return fmt.Sprintf("ran in a mount namespace of its own: exit status %d", r.Code)
-}
-
-// ExitCode is the status of the run.
-func (r *Reexecuted) ExitCode() int { return r.Code }
-
 // ErrNotRoot says nixrescue needs root.
 var ErrNotRoot error = &hint.Error{Err: errors.New("a recovery session needs root (it mounts and makes namespaces)"), Fix: RootFix}
 
@@ -181,9 +168,7 @@ var ErrNotRoot error = &hint.Error{Err: errors.New("a recovery session needs roo
 const RootFix = "run nixrescue as root, e.g. with sudo"
 
 // Open opens o's target: the session's state, the target attached,
-// its root found and mounted with the rest of its fstab. A session that
-// needs a mount namespace of its own and has none runs the whole command
-// again in one, and returns *Reexecuted.
+// its root found and mounted with the rest of its fstab.
 func Open(ctx context.Context, o Options) (*Session, error) {
 	if os.Geteuid() != 0 {
 		return nil, ErrNotRoot
@@ -223,9 +208,7 @@ func (s *Session) open(ctx context.Context) error {
 		if s.backend, err = chooseBackend(ctx, o.Backend, o.Address, o.Namespace); err != nil {
 			return err
 		}
-		if !inPrivateNS() {
-			o.Log.Info(fmt.Sprintf("backend %s (%s)", s.backend.name, s.backend.why), "verbose", true)
-		}
+		o.Log.Info(fmt.Sprintf("backend %s (%s)", s.backend.name, s.backend.why), "verbose", true)
 		if s.backend.name == BackendEmbedded {
 			embedded.Prewarm()
 		}
@@ -257,16 +240,16 @@ func (o Options) mounts(t target.Target) bool {
 }
 
 // hostTree tells whether the session's mounts go in a private tree of the
-// host's mount namespace (containerd, whose shim must see them), not in
-// a mount namespace of its own.
+// host's mount namespace, not in the mount namespace of its own that
+// privatens entered: containerd's shim must see them, and a process
+// privatens left where it was (a command it does not read as a session's,
+// containerd's socket present when it started) has no other.
 func (s *Session) hostTree() bool {
-	return s.o.mounts(s.target) && (s.backend.name == BackendContainerd ||
-		s.o.NoReexec && !inPrivateNS() && !privatens.Entered())
+	return s.o.mounts(s.target) && (s.backend.name == BackendContainerd || !privatens.Entered())
 }
 
-// enterNamespace puts the session in a mount namespace of its own when
-// it mounts anything (and containerd need not see it), running the
-// command again inside one when privatens did not enter one already.
+// enterNamespace makes the mount namespace privatens entered private for
+// the session's mounts, when it mounts there.
 func (s *Session) enterNamespace() error {
 	if s.backend.name == BackendContainerd && privatens.Entered() {
 		// chooseBackend never picks containerd then: a bug if it did.
@@ -274,13 +257,6 @@ func (s *Session) enterNamespace() error {
 	}
 	if !s.o.mounts(s.target) || s.hostTree() {
 		return nil
-	}
-	if !inPrivateNS() && !privatens.Entered() {
-		code, err := reexecInPrivateNS(backendEnv + "=" + s.backend.name)
-		if err != nil {
-			return err
-		}
-		return &Reexecuted{Code: code}
 	}
 	return mount.MakePrivateTree()
 }
@@ -293,20 +269,14 @@ func (s *Session) begin(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if inPrivateNS() || privatens.Entered() {
+	if privatens.Entered() {
 		detachOtherSessions(dir.SessionsDir())
 	}
 	if _, err := recovery.RemoveStale(ctx, dir, s.backend.containerd); err != nil {
 		dir.RemoveIfUnused()
 		return err
 	}
-	// The PID the user knows: the one they started, when this process is
-	// its re-execution in a private mount namespace.
-	pid := os.Getpid()
-	if inPrivateNS() {
-		pid = os.Getppid()
-	}
-	if s.st, err = dir.Begin(s.target.Path, pid); err != nil {
+	if s.st, err = dir.Begin(s.target.Path, os.Getpid()); err != nil {
 		return err
 	}
 	if err := s.recordCaller(); err != nil {

@@ -18,10 +18,10 @@
 // must see the session's mounts from the host's namespace: with --backend
 // embedded, or with --backend auto (the default) when nothing exists at
 // containerd's socket path (--address). In every other case, or when
-// anything fails, it does nothing and the session decides later as before
-// (re-executing itself when it needs a private namespace). Its reading of
-// the arguments only chooses between those two ways: Entered tells the
-// session which one it got.
+// anything fails, it does nothing, and the session mounts in a private
+// tree of the host's namespace instead (runtime/engine), which cleanup
+// undoes after a crash. Its reading of the arguments only chooses between
+// those two ways: Entered tells the session which one it got.
 //
 // When it enters the namespace for a command that runs a container, the
 // constructor also starts WarmCgroupAttach on a thread of its own: the
@@ -183,9 +183,8 @@ __attribute__((constructor(101))) static void nixrescue_refuse_setid(void) {
 
 __attribute__((constructor)) static void nixrescue_enter_private_ns(int argc, char **argv, char **envp) {
 	(void)envp;
-	// Only a command a user typed (runtime/roles): not a re-executed
-	// session (in a new namespace already), runc's init, the hold, the
-	// guard.
+	// Only a command a user typed (runtime/roles): not runc's init, the
+	// hold, the guard.
 	if (argc < 2 || geteuid() != 0 || nixrescue_role(argc, argv) != NIXRESCUE_ROLE_CLI)
 		return;
 	if (!nixrescue_listed(nixrescue_session_commands, argv[1]))

@@ -8,8 +8,6 @@
 //
 //   - CLI: a command a user typed. runtime/privatens may move it into a
 //     mount namespace of its own before Go starts.
-//   - Reexec: the same command, started again by itself in a new mount
-//     namespace when privatens could not enter one (runtime/engine).
 //   - RuncInit: libcontainer's init of a container: runc's nsenter
 //     constructor joins the namespaces before Go, then Go's libcontainer
 //     sets the container up and executes its first process.
@@ -28,7 +26,6 @@ package roles
 
 static int roles_of(int argc, char **argv) { return (int)nixrescue_role(argc, argv); }
 static const char *roles_helper_path(void) { return nixrescue_helper_path; }
-static const char *roles_reexec_env(void) { return nixrescue_reexec_env; }
 static const char *roles_guard_fd_env(void) { return nixrescue_guard_fd_env; }
 */
 import "C"
@@ -41,7 +38,6 @@ type Role int
 // The roles (roles.h's values).
 const (
 	CLI      Role = C.NIXRESCUE_ROLE_CLI
-	Reexec   Role = C.NIXRESCUE_ROLE_REEXEC
 	RuncInit Role = C.NIXRESCUE_ROLE_RUNC_INIT
 	Hold     Role = C.NIXRESCUE_ROLE_HOLD
 	Helper   Role = C.NIXRESCUE_ROLE_HELPER
@@ -68,8 +64,6 @@ var (
 	// HelperPath is where the binary is bound inside a container
 	// (specs.HelperPath: a test keeps them one).
 	HelperPath = C.GoString(C.roles_helper_path())
-	// ReexecEnv marks the re-executed command.
-	ReexecEnv = C.GoString(C.roles_reexec_env())
 	// GuardFDEnv names the guard's end of its pipe.
 	GuardFDEnv = C.GoString(C.roles_guard_fd_env())
 )

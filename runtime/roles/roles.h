@@ -10,7 +10,6 @@
 
 enum nixrescue_role {
 	NIXRESCUE_ROLE_CLI = 0,       // a command a user typed (cobra)
-	NIXRESCUE_ROLE_REEXEC = 1,    // that command, run again by itself in a mount namespace of its own
 	NIXRESCUE_ROLE_RUNC_INIT = 2, // libcontainer's init of a container (its nsenter constructor acts first)
 	NIXRESCUE_ROLE_HOLD = 3,      // a container's first process, in C (runtime/helper/hold.c)
 	NIXRESCUE_ROLE_HELPER = 4,    // another mode of the in-container helper: probe-sandbox (Go)
@@ -20,8 +19,6 @@ enum nixrescue_role {
 // Inside a container the binary is bound at this path and started under
 // it (specs.HelperPath).
 static const char nixrescue_helper_path[] = "/run/nixrescue/nixrescue";
-// Set for the re-executed command (engine).
-static const char nixrescue_reexec_env[] = "_NIXRESCUE_PRIVATE_MOUNT_NS";
 // Names the guard's end of its pipe (guard).
 static const char nixrescue_guard_fd_env[] = "_NIXRESCUE_GUARD_FD";
 // libcontainer sets it for the binary it starts as a container's init.
@@ -40,8 +37,6 @@ static inline enum nixrescue_role nixrescue_role(int argc, char **argv) {
 		return NIXRESCUE_ROLE_RUNC_INIT;
 	if (argc == 3 && strcmp(argv[1], "guard") == 0 && getenv(nixrescue_guard_fd_env))
 		return NIXRESCUE_ROLE_GUARD;
-	if (getenv(nixrescue_reexec_env))
-		return NIXRESCUE_ROLE_REEXEC;
 	return NIXRESCUE_ROLE_CLI;
 }
 

@@ -20,7 +20,6 @@ func TestOf(t *testing.T) {
 		{[]string{"nixrescue", "guard", "/nixrescue-x"}, map[string]string{GuardFDEnv: "3"}, Guard},
 		{[]string{HelperPath, "hold"}, nil, Hold},
 		{[]string{HelperPath, "probe-sandbox"}, nil, Helper},
-		{[]string{"nixrescue", "run", "disk.img"}, map[string]string{ReexecEnv: "1"}, Reexec},
 	}
 	for _, c := range cases {
 		for k, v := range c.env {

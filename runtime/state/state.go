@@ -75,33 +75,16 @@ func (d *Dir) SessionDir(id string) string { return filepath.Join(d.SessionsDir(
 
 func (d *Dir) claimsDir() string { return filepath.Join(d.path, "claims") }
 
-// Live tells whether session id still runs: its lock is held. A lock
-// held while the nixrescue the user started is gone belongs to its
-// re-execution in a private mount namespace, which the kernel is killing
-// with it (PR_SET_PDEATHSIG): that one is given a moment to die, so that a
-// cleanup right after a kill -9 does not take the session for live.
+// Live tells whether session id still runs: its lock is held (by the
+// nixrescue that opened it; the kernel lets go of it when that process
+// dies, however it dies).
 func (d *Dir) Live(id string) bool {
 	f, err := os.Open(filepath.Join(d.SessionDir(id), "lock"))
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	held := func() bool {
-		return errors.Is(unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB), unix.EWOULDBLOCK)
-	}
-	if !held() {
-		return false
-	}
-	j, err := d.ReadJournal(id)
-	if err != nil || j.PID <= 0 || unix.Kill(j.PID, 0) != unix.ESRCH {
-		return true
-	}
-	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if !held() {
-			return false
-		}
-	}
-	return true
+	return errors.Is(unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB), unix.EWOULDBLOCK)
 }
 
 // Sessions lists the sessions: those still running and those whose
