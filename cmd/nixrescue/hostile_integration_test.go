@@ -370,18 +370,24 @@ func TestHostileSizes(t *testing.T) {
 	})
 }
 
-// crashPoints are where a session is SIGKILLed: the marker is what its
-// stderr says once it is there.
+// crashPoints are where a session is SIGKILLed: held there from outside
+// (testenv.Hold, whose held call must name held), or once its stderr says
+// marker.
 var crashPoints = []struct {
-	name, pause, image, marker string
+	name   string
+	hold   *testenv.Hold
+	held   string
+	image  string
+	flags  []string
+	marker string
 }{
-	{"after attach", "attached", string(fixture.LayoutBIOS), "paused at attached"},
-	{"after mounts", "mounted", string(fixture.LayoutBIOS), "paused at mounted"},
-	{"during activation", "", imgSlowActivate, "activation-started"},
-	{"during the command", "", string(fixture.LayoutBIOS), "command-started"},
+	{"after attach", &testenv.HoldAttached, "/dev/loop", string(fixture.LayoutBIOS), nil, ""},
+	{"after the root is mounted", &testenv.HoldMounted, "/dev/loop", string(fixture.LayoutBIOS), []string{"--fsck"}, ""},
+	{"during activation", nil, "", imgSlowActivate, nil, "activation-started"},
+	{"during the command", nil, "", string(fixture.LayoutBIOS), nil, "command-started"},
 	// A qcow2: its qemu-storage-daemon and FUSE export go too.
-	{"qcow2 after attach", "attached", imgQcow2, "paused at attached"},
-	{"qcow2 during the command", "", imgQcow2, "command-started"},
+	{"qcow2 after attach", &testenv.HoldAttached, "/dev/loop", imgQcow2, nil, ""},
+	{"qcow2 during the command", nil, "", imgQcow2, nil, "command-started"},
 }
 
 // TestSIGKILLAtEachPhaseThenCleanup: whatever the phase nixrescue is
@@ -393,15 +399,25 @@ func TestSIGKILLAtEachPhaseThenCleanup(t *testing.T) {
 		t.Run(p.name, func(t *testing.T) {
 			img, _ := image(t, p.image)
 			host := testenv.SnapshotHost(t)
-			c := command(context.Background(), "run", img, "--", "sh", "-c", "echo command-started >&2; exec sleep 120")
-			c.Env = append(os.Environ(), "_NIXRESCUE_TEST_PAUSE="+p.pause)
+			args := append(append([]string{"run", img}, p.flags...), "--", "sh", "-c", "echo command-started >&2; exec sleep 120")
+			c := command(context.Background(), args...)
+			var wait func() string
+			if p.hold != nil {
+				c.Env, wait = p.hold.Install(t)
+			}
 			var stderr safeBuffer
 			c.Stderr = &stderr
 			c.WaitDelay = 2 * time.Second
 			if err := c.Start(); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, &stderr, func(s string) bool { return strings.Contains(s, p.marker) })
+			if wait != nil {
+				if held := wait(); !strings.Contains(held, p.held) {
+					t.Errorf("held at %s, want a call on %s", held, p.held)
+				}
+			} else {
+				waitFor(t, &stderr, func(s string) bool { return strings.Contains(s, p.marker) })
+			}
 			c.Process.Kill()
 			waitExit(t, c)
 			r := nixrescue(t, "cleanup")

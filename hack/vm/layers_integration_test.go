@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/nixrescue/nixrescue/hack/fixture"
+	"github.com/nixrescue/nixrescue/hack/testenv"
 	"github.com/nixrescue/nixrescue/hack/vm"
 )
 
@@ -88,15 +89,26 @@ func checkSession(t *testing.T, steps map[string]vm.Step, label, kind string, wa
 	}
 }
 
-// killAt runs a session paused at a point and kills it there, then
+// holdAt writes the holds (testenv.Hold) the kill and interrupt steps
+// use, and hold_at POINT, which runs nixrescue held there (a point with
+// no hold: as it is) and waits until it is held, or says "ready".
+var holdAt = testenv.HoldUnlocked.Shell("/tmp/hold-unlocked") + testenv.HoldActivated.Shell("/tmp/hold-activated") + `
+hold_at() {
+  point=$1 out=$2; shift 2
+  : >$out
+  rm -f /tmp/hold-$point/held /tmp/hold-$point/calls
+  PATH=/tmp/hold-$point:$PATH nixrescue "$@" >$out 2>&1 &
+  pid=$!
+  i=0; until [ -s /tmp/hold-$point/held ] || grep -q ready $out || [ $i -ge 900 ]; do sleep 0.1; i=$((i+1)); done
+}
+`
+
+// killAt runs a session held at a point and kills it there, then
 // cleans up: nothing may stay open.
 const killAt = `
 kill_at() {
   point=$1; shift
-  : >/tmp/kill.out
-  _NIXRESCUE_TEST_PAUSE=$point nixrescue "$@" >/tmp/kill.out 2>&1 &
-  pid=$!
-  i=0; until grep -q "paused at $point\|ready" /tmp/kill.out || [ $i -ge 900 ]; do sleep 0.1; i=$((i+1)); done
+  hold_at $point /tmp/kill.out "$@"
   echo "before: $(ls /dev/mapper | grep -v control | tr '\n' ' ')$(cat /proc/mdstat | grep ^md)"
   kill -9 $pid; wait $pid 2>/dev/null
   nixrescue cleanup >/dev/null
@@ -147,15 +159,12 @@ func benchRatio(t *testing.T, steps map[string]vm.Step, name string) {
 		strings.Join(strings.Split(strings.TrimSpace(s.Stdout), "\n")[1:], ", "))
 }
 
-// interruptAt interrupts a session (SIGINT, as Ctrl-C) paused at a point:
+// interruptAt interrupts a session (SIGINT, as Ctrl-C) held at a point:
 // it closes what it opened by itself, no cleanup needed.
 const interruptAt = `
 interrupt_at() {
   point=$1; shift
-  : >/tmp/int.out
-  _NIXRESCUE_TEST_PAUSE=$point nixrescue "$@" >/tmp/int.out 2>&1 &
-  pid=$!
-  i=0; until grep -q "paused at $point" /tmp/int.out || [ $i -ge 900 ]; do sleep 0.1; i=$((i+1)); done
+  hold_at $point /tmp/int.out "$@"
   echo "before: $(ls /dev/mapper | grep -v control | tr '\n' ' ')"
   kill -INT $pid; wait $pid; echo "status $?"
   echo "after: $(ls /dev/mapper | grep -v control | tr '\n' ' ')"
@@ -197,7 +206,7 @@ func TestLUKSAndLVMOnLUKS(t *testing.T) {
 	vars := filepath.Join(t.TempDir(), "vars.fd")
 	steps := rescue(t, vm.Machine{Firmware: vm.OVMF, Vars: vars, Disks: disks}, `
 . /lib/vm.sh
-`+luks.Script+lvm.Script+pbkdf2.Script+killAt+interruptAt+benchScript+`
+`+luks.Script+lvm.Script+pbkdf2.Script+holdAt+killAt+interruptAt+benchScript+`
 step make-luks `+makeLUKS+`
 step make-lvm `+makeLVM+`
 step make-pbkdf2 `+makePBKDF2+`

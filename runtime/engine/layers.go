@@ -225,7 +225,6 @@ func (op *Opened) activateGroups(ctx context.Context, s *Session, to TargetOptio
 			op.forget(s, g.Name)
 			return err
 		}
-		pauseForTest(ctx, "activated")
 		var volumes []string
 		for _, lv := range g.LVs {
 			if !lv.Data {
@@ -288,7 +287,6 @@ func (op *Opened) unlock(ctx context.Context, s *Session, to TargetOptions, p ta
 		return fmt.Errorf("opened %s as %s, but the kernel has no such device-mapper device", p.Device, host)
 	}
 	info.State, info.Device, info.Mapping, info.Name = "open", dev, "/dev/mapper/"+host, name
-	pauseForTest(ctx, "unlocked")
 	return op.addVolume(ctx, target.Partition{Device: dev, Layer: string(layers.LUKS), Parents: []string{p.Device}, Names: []string{"/dev/mapper/" + host}})
 }
 

@@ -137,7 +137,6 @@ func openTarget(ctx context.Context, t target.Target, to TargetOptions, s *Sessi
 	if err != nil {
 		return op, err
 	}
-	pauseForTest(ctx, "attached")
 	done = s.timer.start("discover")
 	err = op.probe(ctx)
 	done()
