@@ -11,14 +11,15 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"reflect"
-	"strconv"
 	"strings"
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // Runner creates recovery containers.
@@ -79,10 +80,10 @@ type Process struct {
 	Signals <-chan os.Signal
 }
 
-// StartError says a process could not be started in the container: its
-// program is not there, or cannot be executed. Runtimes report why as
-// text (it crosses runc's sync pipe, or containerd's API), so NotFound
-// reads it.
+// StartError says a process's program could not be executed in the
+// container. Err is execve's errno where the hold reports it (ENOENT: the
+// program is not there); runtimes report theirs as text (it crosses runc's
+// sync pipe, or containerd's API), which is only shown.
 type StartError struct {
 	Program string
 	Err     error
@@ -93,10 +94,7 @@ func (e *StartError) Unwrap() error { return e.Err }
 
 // NotFound tells whether the program does not exist in the container (a
 // shell's 127, not 126).
-func (e *StartError) NotFound() bool {
-	s := e.Err.Error()
-	return strings.Contains(s, "executable file not found") || strings.Contains(s, "no such file or directory")
-}
+func (e *StartError) NotFound() bool { return errors.Is(e.Err, unix.ENOENT) }
 
 // SameWriter tells whether a process's stdout and stderr are one writer,
 // which then takes both in order (exec.Cmd shares one pipe), without
@@ -107,14 +105,6 @@ func SameWriter(a, b io.Writer) bool {
 	}
 	ta, tb := reflect.TypeOf(a), reflect.TypeOf(b)
 	return ta == tb && ta.Comparable() && a == b
-}
-
-// IsExecError tells whether a runtime's error at a container's creation
-// is its init's lookup of program (os/exec's `exec: "prog": …`, which runc
-// does before it waits to execute it), not a failure to set the container
-// up.
-func IsExecError(err error, program string) bool {
-	return strings.Contains(err.Error(), "exec: "+strconv.Quote(program)+": ")
 }
 
 // Reason is the last part of the runtime's message: "permission denied",

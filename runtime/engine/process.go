@@ -63,8 +63,18 @@ func (s *Session) Start(ctx context.Context, p *Prepared) (*Container, error) {
 
 // RunFirst runs proc as the first process of the session's container,
 // made around it, shaped as p (one process started instead of two: no
-// hold), and returns its exit status.
+// hold), and returns its exit status. A program the host does not see as
+// runnable in the root goes through the hold instead (Start, then Exec).
 func (s *Session) RunFirst(ctx context.Context, p *Prepared, proc Process) (int, error) {
+	if len(proc.Args) > 0 && !rootfs.Runnable(p.Root, proc.Args[0], proc.Env) {
+		// A runtime would say why as text only: the hold says it as data
+		// (and finds what only the container has, such as /run's).
+		c, err := s.Start(ctx, p)
+		if err != nil {
+			return 0, err
+		}
+		return c.Exec(ctx, proc)
+	}
 	ctx, cancel := s.with(ctx)
 	defer cancel()
 	ch := make(chan os.Signal, 4)
@@ -76,10 +86,6 @@ func (s *Session) RunFirst(ctx context.Context, p *Prepared, proc Process) (int,
 	done := s.timer.start("container create")
 	c, err := runner.CreateFirst(ctx, s.st.ID, spec, proc)
 	done()
-	var se *backend.StartError
-	if errors.As(err, &se) {
-		return cannotRun(se, errorWriter(proc)), nil
-	}
 	if err != nil {
 		return 0, fmt.Errorf("start the recovery container: %w", err)
 	}
@@ -116,7 +122,6 @@ func (s *Session) create(ctx context.Context, p *Prepared, args []string) (spec 
 	if ctx.Err() != nil || s.fwd.interrupted() {
 		return nil, nil, ErrInterrupted
 	}
-	pauseForTest(ctx, "mounted")
 	if s.guard, err = guard.Start("/" + s.st.ID); err != nil {
 		// The session works without; only a killed nixrescue would then
 		// leave the container's processes to the next session's sweep.
@@ -254,19 +259,4 @@ func cannotRun(se *backend.StartError, w io.Writer) int {
 	}
 	fmt.Fprintf(w, "nixrescue: %s: cannot be run: %s\n", se.Program, se.Reason())
 	return helper.ExitCannotExecute
-}
-
-// pauseEnv names a point of the session (attached, unlocked, activated,
-// mounted) where
-// nixrescue stops until it is interrupted or killed: the crash tests kill
-// it there. Not for users; it changes nothing else.
-const pauseEnv = "_NIXRESCUE_TEST_PAUSE"
-
-// pauseForTest stops at point when pauseEnv names it.
-func pauseForTest(ctx context.Context, point string) {
-	if os.Getenv(pauseEnv) != point {
-		return
-	}
-	fmt.Fprintf(os.Stderr, "nixrescue: test: paused at %s\n", point)
-	<-ctx.Done()
 }

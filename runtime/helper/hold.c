@@ -161,9 +161,9 @@ static int hold_parse_start(const char *msg, size_t n, size_t pos, struct hold_r
 // hold_look_path finds file as helper.LookPath does (os/exec's rules, with
 // the process's own PATH): a name with a slash is itself; another is the
 // first executable regular file of that name in PATH's directories (an
-// empty one is "."). The result is in buf; -1 with the error in err when
-// there is none.
-static int hold_look_path(const char *file, char **envp, char *buf, size_t size, char *err, size_t errsize) {
+// empty one is "."). The result is in buf; -1 when there is none (then
+// the program is not there: ENOENT, as execve would say).
+static int hold_look_path(const char *file, char **envp, char *buf, size_t size) {
 	if (strchr(file, '/')) {
 		snprintf(buf, size, "%s", file);
 		return 0;
@@ -183,7 +183,6 @@ static int hold_look_path(const char *file, char **envp, char *buf, size_t size,
 			break;
 		path = colon + 1;
 	}
-	snprintf(err, errsize, "exec: \"%s\": executable file not found in $PATH", file);
 	return -1;
 }
 
@@ -220,8 +219,10 @@ static int hold_open_pty(unsigned width, unsigned height, int *slave, char *err,
 }
 
 // hold_child is the child of hold_start: it sets its standard files (and
-// terminal) up and executes prog; what fails goes to report as errno.
+// terminal) up and executes prog; what fails goes to report: whether it
+// was execve, and the errno.
 static void hold_child(struct hold_request *r, int *std, const char *prog, int report) {
+	int failed[2] = {0, 0};
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -241,25 +242,31 @@ static void hold_child(struct hold_request *r, int *std, const char *prog, int r
 	if (r->cwd[0] && chdir(r->cwd) != 0)
 		goto fail;
 	execve(prog, r->argv, r->envp);
-fail:;
-	int e = errno;
-	ssize_t unused = write(report, &e, sizeof e);
+	failed[0] = 1;
+fail:
+	failed[1] = errno;
+	ssize_t unused = write(report, failed, sizeof failed);
 	(void)unused;
 	_exit(127);
 }
 
 // hold_start forks and executes the process asked for, on the files given
 // (stdin, stdout, stderr) or on a new pty whose master it puts in *master.
-// It returns the PID, or -1 with the reason in err.
-static pid_t hold_start(struct hold_request *r, int *fds, int nfds, int *master, char *err, size_t errsize) {
+// It returns the PID, or -1: with the errno in *exec_errno when the program
+// is not there or execve refused it, with the reason in err when the hold
+// could not get that far.
+static pid_t hold_start(struct hold_request *r, int *fds, int nfds, int *master, int *exec_errno, char *err, size_t errsize) {
 	char prog[4096], why[256];
 	*master = -1;
 	if (!r->argv[0]) {
 		snprintf(err, errsize, "no program given");
 		return -1;
 	}
-	if (hold_look_path(r->argv[0], r->envp, prog, sizeof prog, err, errsize) != 0)
+	*exec_errno = 0;
+	if (hold_look_path(r->argv[0], r->envp, prog, sizeof prog) != 0) {
+		*exec_errno = ENOENT;
 		return -1;
+	}
 	int std[3], slave = -1;
 	if (r->tty) {
 		if ((*master = hold_open_pty(r->width, r->height, &slave, err, errsize)) < 0)
@@ -290,15 +297,20 @@ static pid_t hold_start(struct hold_request *r, int *fds, int nfds, int *master,
 		snprintf(err, errsize, "exec %s: %s", prog, why);
 		goto fail;
 	}
+	int failed[2];
 	ssize_t n;
 	do
-		n = read(report[0], &e, sizeof e);
+		n = read(report[0], failed, sizeof failed);
 	while (n < 0 && errno == EINTR);
 	close(report[0]);
-	if (n == sizeof e) {
+	if (n == sizeof failed) {
 		waitpid(pid, NULL, 0);
-		hold_errno_text(e, why, sizeof why);
-		snprintf(err, errsize, "exec %s: %s", prog, why);
+		if (failed[0]) {
+			*exec_errno = failed[1];
+		} else {
+			hold_errno_text(failed[1], why, sizeof why);
+			snprintf(err, errsize, "set %s up: %s", prog, why);
+		}
 		goto fail;
 	}
 	if (slave >= 0)
@@ -450,10 +462,14 @@ static void hold_handle(int conn, const char *msg, size_t n, int *fds, int nfds,
 		return;
 	}
 	char err[8192];
-	int master;
-	pid_t pid = hold_start(&r, fds, nfds, &master, err, sizeof err);
+	int master, exec_errno;
+	pid_t pid = hold_start(&r, fds, nfds, &master, &exec_errno, err, sizeof err);
 	free(r.argv);
 	free(r.envp);
+	if (pid < 0 && exec_errno != 0) {
+		hold_reply_int(conn, "noexec", exec_errno);
+		return;
+	}
 	if (pid < 0) {
 		hold_reply(conn, "error", err, -1);
 		return;

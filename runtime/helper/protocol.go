@@ -32,7 +32,11 @@ import (
 //	start NUL tty(0|1) NUL width NUL height NUL cwd NUL
 //	      len(args) NUL args… len(env) NUL env…
 //	signal NUL number NUL
-//	started NUL pid NUL | error NUL text NUL | exited NUL status NUL
+//	started NUL pid NUL | noexec NUL errno NUL | error NUL text NUL |
+//	exited NUL status NUL
+//
+// noexec says the program is not there, or execve refused it (its errno);
+// error, that the hold could not get as far as trying.
 
 // Request is a message from nixrescue to the hold.
 type Request struct {
@@ -54,8 +58,11 @@ type Start struct {
 // Reply is a message from the hold to nixrescue.
 type Reply struct {
 	Started int    // the process's PID
-	Error   string // the process could not be started
-	Exited  *int   // its status, 128+N when killed by signal N
+	Error   string // the hold could not start the process
+	// NoExec is why the program could not be executed: ENOENT when it is
+	// not there, execve's errno otherwise.
+	NoExec unix.Errno
+	Exited *int // its status, 128+N when killed by signal N
 }
 
 // MaxMessage bounds a message (the arguments and environment of a
@@ -149,6 +156,8 @@ func DecodeReply(b []byte) (Reply, error) {
 		r.Started = n
 	case "exited":
 		r.Exited = &n
+	case "noexec":
+		r.NoExec = unix.Errno(n)
 	default:
 		return r, fmt.Errorf("bad reply %q", b)
 	}

@@ -3,6 +3,8 @@ package helper
 import (
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestEncodeRequest(t *testing.T) {
@@ -51,9 +53,13 @@ func TestDecodeReply(t *testing.T) {
 	if err != nil || r.Exited == nil || *r.Exited != 130 {
 		t.Fatalf("exited: %+v, %v", r, err)
 	}
-	r, err = DecodeReply([]byte("error\x00exec: \"x\": executable file not found in $PATH\x00"))
-	if err != nil || !strings.Contains(r.Error, "not found") {
+	r, err = DecodeReply([]byte("error\x00open a pty: no such device\x00"))
+	if err != nil || !strings.Contains(r.Error, "no such device") || r.NoExec != 0 {
 		t.Fatalf("error: %+v, %v", r, err)
+	}
+	r, err = DecodeReply([]byte("noexec\x002\x00"))
+	if err != nil || r.NoExec != unix.ENOENT || r.Error != "" {
+		t.Fatalf("noexec: %+v, %v", r, err)
 	}
 	for _, bad := range []string{"", "started\x00", "started\x00x\x00", "exited\x001", "what\x001\x00", "started\x001\x002\x00"} {
 		if _, err := DecodeReply([]byte(bad)); err == nil {

@@ -81,3 +81,27 @@ func FindProgram(root, prog string, env []string) string {
 	}
 	return path.Join("/", file)
 }
+
+// Runnable tells whether prog, found in root as the container would find
+// it (FindProgram), is a regular file with an execute bit that starts as a
+// program does (ELF, or "#!"). False is not a verdict: the program may be
+// on a mount the container makes itself (/run's wrappers, the current
+// system's link), or fail to execute; the hold says which, as data.
+func Runnable(root, prog string, env []string) bool {
+	file := FindProgram(root, prog, env)
+	if file == "" {
+		return false
+	}
+	f, err := Open(root, file)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || st.Mode()&0o111 == 0 {
+		return false
+	}
+	head := make([]byte, 4)
+	n, _ := f.ReadAt(head, 0)
+	head = head[:n]
+	return bytes.HasPrefix(head, []byte("#!")) || bytes.HasPrefix(head, []byte(elf.ELFMAG))
+}

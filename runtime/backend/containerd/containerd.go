@@ -248,9 +248,6 @@ func (r *Runner) CreateFirst(ctx context.Context, id string, spec *rspec.Spec, p
 	creator, stdin := r.io(p)
 	if err := ct.newTask(ctx, creator); err != nil {
 		_ = ct.Destroy()
-		if backend.IsExecError(err, p.Args[0]) {
-			return nil, &backend.StartError{Program: p.Args[0], Err: err}
-		}
 		return nil, r.wrap(fmt.Errorf("create task: %w", err))
 	}
 	return &first{container: ct, p: p, stdin: stdin}, nil

@@ -217,9 +217,6 @@ func (r *Runner) CreateFirst(ctx context.Context, id string, spec *rspec.Spec, p
 			console.parent.Close()
 		}
 		_ = c.Destroy()
-		if backend.IsExecError(err, p.Args[0]) {
-			return nil, &backend.StartError{Program: p.Args[0], Err: err}
-		}
 		return nil, fmt.Errorf("start container: %w", err)
 	}
 	return &first{container: c, p: p, console: console}, nil

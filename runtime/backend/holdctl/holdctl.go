@@ -141,10 +141,13 @@ func (c *Conn) start(p backend.Process) (*stdio, []*os.File, error) {
 		std.stop()
 		return nil, nil, lost(err)
 	}
-	if r.Error != "" {
+	if r.NoExec != 0 || r.Error != "" {
 		closeAll(files)
 		std.stop()
-		return nil, nil, &backend.StartError{Program: p.Args[0], Err: errors.New(r.Error)}
+		if r.NoExec != 0 {
+			return nil, nil, &backend.StartError{Program: p.Args[0], Err: r.NoExec}
+		}
+		return nil, nil, fmt.Errorf("start %s: %s", p.Args[0], r.Error)
 	}
 	return std, files, nil
 }

@@ -127,6 +127,13 @@ func TestExecStartErrors(t *testing.T) {
 			t.Errorf("%s: %v, want a StartError, not found %v", c.prog, err, c.notFound)
 		}
 	}
+	// A working directory that is not there is no missing program (its
+	// chdir fails with ENOENT too): the hold's own failure.
+	_, err := conn.Exec(context.Background(), backend.Process{Args: []string{"true"}, Env: env, Cwd: "/no/such/dir"})
+	var se *backend.StartError
+	if err == nil || errors.As(err, &se) || !strings.Contains(err.Error(), "no such file or directory") {
+		t.Errorf("a missing working directory: %v, want the hold's error", err)
+	}
 	// The hold still serves after a failed start.
 	if code, err := conn.Exec(context.Background(), backend.Process{Args: []string{"true"}, Env: env, Cwd: "/"}); err != nil || code != 0 {
 		t.Errorf("after the errors: code %d, err %v", code, err)
