@@ -2,9 +2,10 @@ package commands
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/nixrescue/nixrescue/runtime/boottest"
 	"github.com/nixrescue/nixrescue/runtime/engine"
+	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 	"github.com/nixrescue/nixrescue/runtime/target"
@@ -54,16 +56,12 @@ func (m mounted) exists(p string) bool {
 type fat struct{ device string }
 
 func (f fat) mtools(args ...string) ([]byte, error) {
-	cmd := exec.Command(args[0], append([]string{"-i", f.device}, args[1:]...)...)
-	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
-	out, err := cmd.Output()
-	if err != nil {
-		if _, lerr := exec.LookPath(args[0]); lerr != nil {
-			return nil, fmt.Errorf("this kernel cannot mount the ESP (vfat) and this host has no mtools to read it: install mtools")
-		}
-		return nil, fmt.Errorf("%s %s: %w", args[0], f.device, err)
+	out, err := hosttool.RunCommand(context.Background(), hosttool.Command{Name: args[0], Args: append([]string{"-i", f.device}, args[1:]...), Env: []string{"MTOOLS_SKIP_CHECK=1"}})
+	var missing *hosttool.MissingError
+	if errors.As(err, &missing) {
+		missing.Needs = "reads the ESP where this kernel cannot mount it (vfat)"
 	}
-	return out, nil
+	return out, err
 }
 
 func (f fat) read(p string) ([]byte, error) { return f.mtools("mtype", "::"+p) }

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -121,12 +120,7 @@ type Backing struct {
 
 // tool finds a qemu program, or says which package has it.
 func tool(name string) (string, error) {
-	p, err := exec.LookPath(name)
-	if err != nil {
-		pkg := map[string]string{"qemu-img": "qemu-utils", "qemu-storage-daemon": "qemu-system-common"}[name]
-		return "", &hosttool.MissingError{What: name, Needs: "opens disk images other than raw", Install: pkg + " (Debian's package; qemu's elsewhere)"}
-	}
-	return p, nil
+	return hosttool.Look(name, "opens disk images other than raw")
 }
 
 // Inspect reads an image's format, size and backing chain (qemu-img info

@@ -16,9 +16,10 @@ package layers
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -174,12 +175,25 @@ func describeKind(k Kind) string {
 	return string(k)
 }
 
-// need checks that the host has tool, for a layer of kind on device.
-func need(tool, device string, kind Kind) error {
-	if _, err := exec.LookPath(tool); err != nil {
-		return &hosttool.MissingError{What: tool, Needs: fmt.Sprintf("opening %s (%s) needs", device, describeKind(kind))}
+// run runs tool (hosttool.Run) for a layer of kind on device: when the
+// host lacks it, the error says what needed it.
+func run(ctx context.Context, stdin io.Reader, device string, kind Kind, tool string, args ...string) ([]byte, error) {
+	out, err := hosttool.Run(ctx, stdin, tool, args...)
+	var missing *hosttool.MissingError
+	if errors.As(err, &missing) {
+		missing.Needs = fmt.Sprintf("opening %s (%s) needs", device, describeKind(kind))
 	}
-	return nil
+	return out, err
+}
+
+// failed is err said as what failed (a format and its arguments), or
+// alone when it is a missing program, which says it all.
+func failed(err error, format string, a ...any) error {
+	var missing *hosttool.MissingError
+	if err == nil || errors.As(err, &missing) {
+		return err
+	}
+	return fmt.Errorf(format+": %w", append(a, err)...)
 }
 
 // Holders are the devices the host stacked on device (sysfs holders/): an

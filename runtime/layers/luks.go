@@ -37,12 +37,9 @@ type Token struct {
 // ReadHeader reads the LUKS header of device (cryptsetup luksDump: no key
 // needed, nothing written).
 func ReadHeader(ctx context.Context, device string) (Header, error) {
-	if err := need("cryptsetup", device, LUKS); err != nil {
-		return Header{}, err
-	}
-	out, err := hosttool.Run(ctx, nil, "cryptsetup", "luksDump", "--disable-locks", device)
+	out, err := run(ctx, nil, device, LUKS, "cryptsetup", "luksDump", "--disable-locks", device)
 	if err != nil {
-		return Header{}, fmt.Errorf("read the LUKS header of %s: %w", device, err)
+		return Header{}, failed(err, "read the LUKS header of %s", device)
 	}
 	return ParseDump(out)
 }
@@ -164,23 +161,17 @@ var ErrBadKey = errors.New("no key slot opens with this key")
 // OpenLUKS opens device as /dev/mapper/name with key (given on a pipe),
 // read-only when asked. ErrBadKey when the key is wrong.
 func OpenLUKS(ctx context.Context, device, name string, key []byte, readOnly bool) error {
-	if err := need("cryptsetup", device, LUKS); err != nil {
-		return err
-	}
 	args := []string{"open", "--type", "luks", "--disable-locks", "--key-file=-"}
 	if readOnly {
 		args = append(args, "--readonly")
 	}
-	_, err := hosttool.Run(ctx, bytes.NewReader(key), "cryptsetup", append(args, device, name)...)
+	_, err := run(ctx, bytes.NewReader(key), device, LUKS, "cryptsetup", append(args, device, name)...)
 	var te *hosttool.ExitError
 	// cryptsetup's status 2: no permission, a wrong passphrase or key.
 	if errors.As(err, &te) && te.Code == 2 {
 		return ErrBadKey
 	}
-	if err != nil {
-		return fmt.Errorf("open %s: %w", device, err)
-	}
-	return nil
+	return failed(err, "open %s", device)
 }
 
 // OpenOnHost names the device-mapper devices of the host that map the

@@ -63,9 +63,6 @@ func lvmArgs(devices []string, readOnlyVG string) []string {
 
 // ScanLVM lists the volume groups on devices (and only there).
 func ScanLVM(ctx context.Context, devices []string) ([]VolumeGroup, error) {
-	if err := need("lvm", devices[0], LVM); err != nil {
-		return nil, err
-	}
 	pvs, err := lvmReport(ctx, "pvs", "pv", "pv_name,vg_name,vg_uuid,pv_count", devices)
 	if err != nil {
 		return nil, err
@@ -111,9 +108,9 @@ func ScanLVM(ctx context.Context, devices []string) ([]VolumeGroup, error) {
 // lvmReport runs an lvm report command (pvs, lvs) on devices only, for
 // fields, and returns its rows (key, the report's section: pv, lv).
 func lvmReport(ctx context.Context, command, key, fields string, devices []string) ([]map[string]string, error) {
-	out, err := hosttool.Run(ctx, nil, "lvm", append([]string{command, "--reportformat", "json", "--units", "b", "--nosuffix", "-o", fields}, lvmArgs(devices, "")...)...)
+	out, err := run(ctx, nil, devices[0], LVM, "lvm", append([]string{command, "--reportformat", "json", "--units", "b", "--nosuffix", "-o", fields}, lvmArgs(devices, "")...)...)
 	if err != nil {
-		return nil, fmt.Errorf("lvm %s: %w", command, err)
+		return nil, failed(err, "lvm %s", command)
 	}
 	var report struct {
 		Report []map[string][]map[string]string `json:"report"`

@@ -33,12 +33,9 @@ func (a Array) Degraded() bool { return len(a.Members) < a.Devices }
 
 // ExamineMD reads the md superblock of member (mdadm --examine).
 func ExamineMD(ctx context.Context, member string) (Array, error) {
-	if err := need("mdadm", member, MD); err != nil {
-		return Array{}, err
-	}
-	out, err := hosttool.Run(ctx, nil, "mdadm", "--examine", "--export", member)
+	out, err := run(ctx, nil, member, MD, "mdadm", "--examine", "--export", member)
 	if err != nil {
-		return Array{}, fmt.Errorf("read the RAID superblock of %s: %w", member, err)
+		return Array{}, failed(err, "read the RAID superblock of %s", member)
 	}
 	a := ParseExamine(out)
 	if a.UUID == "" {

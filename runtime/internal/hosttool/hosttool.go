@@ -1,7 +1,14 @@
 // Package hosttool runs the host's programs nixrescue relies on (blkid,
-// cryptsetup, lvm, mdadm, dmsetup, e2fsck, xfs_repair) and words how they
-// failed: a program that is not installed, and one that ran and failed,
-// are errors of their own, and the package to install is data.
+// cryptsetup, lvm, mdadm, dmsetup, e2fsck, xfs_repair, qemu-img, mtools)
+// and words how they failed: a program that is not installed, and one that
+// ran and failed, are errors of their own, and the package to install is
+// data.
+//
+// They all go through one Runner, the one in the context (WithRunner), or
+// the host's (Exec): a test gives recorded answers instead
+// (hosttool/hosttooltest) and needs neither root nor the programs. The
+// daemons (qemu-storage-daemon's export, boot-test's qemu), which outlive
+// a call, are started by their packages; Look finds them.
 package hosttool
 
 import (
@@ -18,13 +25,17 @@ import (
 // packages are the packages that hold the programs, as a user installs
 // them.
 var packages = map[string]string{
-	"blkid":      "util-linux",
-	"cryptsetup": "cryptsetup (Debian: cryptsetup-bin)",
-	"dmsetup":    "dmsetup",
-	"e2fsck":     "e2fsprogs",
-	"lvm":        "lvm2",
-	"mdadm":      "mdadm",
-	"xfs_repair": "xfsprogs",
+	"blkid":               "util-linux",
+	"cryptsetup":          "cryptsetup (Debian: cryptsetup-bin)",
+	"dmsetup":             "dmsetup",
+	"e2fsck":              "e2fsprogs",
+	"lvm":                 "lvm2",
+	"mdadm":               "mdadm",
+	"mtype":               "mtools",
+	"mcopy":               "mtools",
+	"qemu-img":            "qemu-utils (Debian's package; qemu's elsewhere)",
+	"qemu-storage-daemon": "qemu-system-common (Debian's package; qemu's elsewhere)",
+	"xfs_repair":          "xfsprogs",
 }
 
 // Package is the package that holds program tool.
@@ -74,42 +85,114 @@ func (e *ExitError) Error() string {
 	return fmt.Sprintf("%s: %s", e.Tool, e.Output)
 }
 
+// Command is a program to run to its end.
+type Command struct {
+	Name string
+	Args []string
+	// Stdin is its input (a key goes there, never in Args); nil: none.
+	Stdin io.Reader
+	// Env is added to its environment.
+	Env []string
+	// Combined gives its standard error in Stdout too, in order, as a
+	// user at a terminal sees them.
+	Combined bool
+}
+
+// String is the command line, as a record names it.
+func (c Command) String() string { return strings.Join(append([]string{c.Name}, c.Args...), " ") }
+
+// Result is how a program ended: what it wrote and its exit status.
+type Result struct {
+	Stdout, Stderr []byte
+	Code           int
+}
+
+// Runner runs programs to their end. Its error says the program could
+// not be run at all (exec.ErrNotFound when it is not installed); an exit
+// status is in the Result.
+type Runner interface {
+	Run(ctx context.Context, c Command) (Result, error)
+}
+
+type runnerKey struct{}
+
+// WithRunner is ctx with r running the host's programs.
+func WithRunner(ctx context.Context, r Runner) context.Context {
+	return context.WithValue(ctx, runnerKey{}, r)
+}
+
+func runnerOf(ctx context.Context) Runner {
+	if r, ok := ctx.Value(runnerKey{}).(Runner); ok {
+		return r
+	}
+	return Exec{}
+}
+
+// Exec runs the host's programs, in English whatever the host's locale
+// (their messages are read and shown), killed when the context ends.
+type Exec struct{}
+
+// Run implements Runner.
+func (Exec) Run(ctx context.Context, c Command) (Result, error) {
+	var out, errb bytes.Buffer
+	cmd := exec.CommandContext(ctx, c.Name, c.Args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.Stdin, &out, &errb
+	if c.Combined {
+		cmd.Stderr = &out
+	}
+	cmd.Env = append(append(os.Environ(), "LC_ALL=C"), c.Env...)
+	err := cmd.Run()
+	r := Result{Stdout: out.Bytes(), Stderr: errb.Bytes()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() >= 0 {
+		r.Code = ee.ExitCode()
+		return r, nil
+	}
+	return r, err
+}
+
+// Look finds program name on PATH, or says it is missing (a
+// *MissingError) and what needs it.
+func Look(name, needs string) (string, error) {
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", &MissingError{What: name, Needs: needs}
+	}
+	return p, nil
+}
+
 // Run runs program name with args, stdin given (a key goes there, never
 // in args), and returns its standard output, also when it fails: a
 // *MissingError when it is not installed, an *ExitError when it exits
 // non-zero.
 func Run(ctx context.Context, stdin io.Reader, name string, args ...string) ([]byte, error) {
-	var out, errb bytes.Buffer
-	err := run(ctx, stdin, &out, &errb, name, args)
-	return out.Bytes(), wrap(err, name, &errb)
+	return RunCommand(ctx, Command{Name: name, Args: args, Stdin: stdin})
 }
 
 // Combined runs program name with args as Run does, and returns its
 // standard output and error together, as a user at a terminal sees them
 // (e2fsck and xfs_repair report on either).
 func Combined(ctx context.Context, name string, args ...string) ([]byte, error) {
-	var out bytes.Buffer
-	err := run(ctx, nil, &out, &out, name, args)
-	return out.Bytes(), wrap(err, name, &out)
+	return RunCommand(ctx, Command{Name: name, Args: args, Combined: true})
 }
 
-func run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, name string, args []string) error {
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
-	// Their messages are read and shown: in English, whatever the host.
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	return cmd.Run()
-}
-
-func wrap(err error, name string, said *bytes.Buffer) error {
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, exec.ErrNotFound):
-		return &MissingError{What: name}
-	case errors.As(err, &ee) && ee.ExitCode() >= 0:
-		return &ExitError{Tool: name, Code: ee.ExitCode(), Output: strings.TrimSpace(said.String())}
+// RunCommand runs c with the context's Runner and returns its standard
+// output (with its error, when Combined), also when it fails: a
+// *MissingError when it is not installed, an *ExitError with what it said
+// when it exits non-zero.
+func RunCommand(ctx context.Context, c Command) ([]byte, error) {
+	r, err := runnerOf(ctx).Run(ctx, c)
+	said := r.Stderr
+	if c.Combined {
+		said = r.Stdout
 	}
-	return fmt.Errorf("%s: %w", name, err)
+	switch {
+	case errors.Is(err, exec.ErrNotFound):
+		return r.Stdout, &MissingError{What: c.Name}
+	case err != nil:
+		return r.Stdout, fmt.Errorf("%s: %w", c.Name, err)
+	case r.Code != 0:
+		return r.Stdout, &ExitError{Tool: c.Name, Code: r.Code, Output: strings.TrimSpace(string(said))}
+	}
+	return r.Stdout, nil
 }

@@ -1,0 +1,96 @@
+// Package hosttooltest answers the calls nixrescue makes to the host's
+// programs (runtime/internal/hosttool) from a record, for tests that need
+// neither root nor the programs, as net/http/httptest serves HTTP.
+//
+//	rec := &hosttooltest.Record{Answers: map[string]hosttooltest.Answer{
+//		"blkid -p --no-part-details -o udev /dev/sda1": {Stdout: "ID_FS_TYPE=ext4\n"},
+//	}}
+//	ctx := rec.Context(context.Background())
+package hosttooltest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os/exec"
+	"sync"
+
+	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
+)
+
+// Answer is what a program did when it was recorded.
+type Answer struct {
+	Stdout, Stderr string
+	Code           int
+	// Missing says the program is not installed.
+	Missing bool
+}
+
+// Record answers each command line (hosttool.Command.String) it has an
+// Answer for. Any other is answered as a missing program and listed in
+// Unexpected, so that a test sees what it did not foresee.
+type Record struct {
+	Answers map[string]Answer
+
+	mu         sync.Mutex
+	calls      []string
+	stdin      map[string]string
+	unexpected []string
+}
+
+// Context is ctx with r answering the host's programs.
+func (r *Record) Context(ctx context.Context) context.Context {
+	return hosttool.WithRunner(ctx, r)
+}
+
+// Run implements hosttool.Runner.
+func (r *Record) Run(ctx context.Context, c hosttool.Command) (hosttool.Result, error) {
+	line := c.String()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, line)
+	if c.Stdin != nil {
+		b, _ := io.ReadAll(c.Stdin)
+		if r.stdin == nil {
+			r.stdin = map[string]string{}
+		}
+		r.stdin[line] = string(b)
+	}
+	if err := ctx.Err(); err != nil {
+		return hosttool.Result{}, err
+	}
+	a, ok := r.Answers[line]
+	if !ok {
+		r.unexpected = append(r.unexpected, line)
+		return hosttool.Result{}, fmt.Errorf("no recorded answer for %q: %w", line, exec.ErrNotFound)
+	}
+	if a.Missing {
+		return hosttool.Result{}, exec.ErrNotFound
+	}
+	out := a.Stdout
+	if c.Combined {
+		out += a.Stderr
+	}
+	return hosttool.Result{Stdout: []byte(out), Stderr: []byte(a.Stderr), Code: a.Code}, nil
+}
+
+// Calls are the command lines run, in order.
+func (r *Record) Calls() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.calls...)
+}
+
+// Stdin is what the command line was given on its standard input (a key).
+func (r *Record) Stdin(line string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stdin[line]
+}
+
+// Unexpected are the command lines run that had no answer.
+func (r *Record) Unexpected() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.unexpected...)
+}
