@@ -18,6 +18,7 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/host"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
+	"github.com/nixrescue/nixrescue/runtime/open"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 	"github.com/nixrescue/nixrescue/runtime/state"
 	"github.com/nixrescue/nixrescue/runtime/target"
@@ -243,42 +244,19 @@ func (s *Session) Prepare(o ContainerOptions) (*Prepared, error) {
 	}
 	p.Aliases = s.opened.Aliases // checked while the target was still read-only
 	if s.opened.Root == nil {
-		p.Aliases, err = checkedDiskAliases(p.Root, p.System.StorePath, nil, s.o.TargetOptions, disk,
+		p.Aliases, err = open.CheckedDiskAliases(p.Root, p.System.StorePath, nil, s.o.TargetOptions, disk,
 			func(f string, a ...any) { p.Warnings = append(p.Warnings, hint.Render(fmt.Sprintf(f, a...))) })
 		if err != nil {
 			return nil, err
 		}
 		if s.o.InstallsBootloader {
-			if err := s.opened.grubInstallProblem(); err != nil {
+			if err := s.opened.GRUBInstallProblem(); err != nil {
 				return nil, err
 			}
 		}
 	}
 	p.Dev, err = devices.Curate(filepath.Join(s.st.Dir(), "dev-disk"), disk, parts, p.Aliases)
 	return p, err
-}
-
-// checkedDiskAliases maps the names the target at root gives its disk
-// (target.DiskAliases): from the current system's GRUB configuration, the
-// configuration in /etc/nixos, the fstab (read from the root when nil) and
-// the DiskAlias option. A strict session (a rebuild) refuses a name that
-// cannot be mapped; others warn.
-func checkedDiskAliases(root, system string, fstab []target.FstabEntry, to TargetOptions, disk string, warn func(string, ...any)) ([]target.DiskAlias, error) {
-	if fstab == nil {
-		fstab, _, _ = target.ReadSystemFstab(root)
-	}
-	n := target.AliasNames{Explicit: to.DiskAliases, Configured: nixos.ConfiguredGrubDevices(root), Fstab: fstab, NotDisk: target.CheckWholeDisk(disk)}
-	if system != "" {
-		n.Current = nixos.DetectBootloader(root, system).Devices
-	}
-	aliases, problems := target.DiskAliases(n, disk)
-	for _, p := range problems {
-		if to.StrictDiskAliases {
-			return nil, hint.Errorf("refused before anything ran: "+"%s", p)
-		}
-		warn("%s", p)
-	}
-	return aliases, nil
 }
 
 // Spec is the spec of a container for p. resolvSource is the host path of
@@ -389,6 +367,6 @@ func DirectoryDiskAliases(dir string, to TargetOptions, warn func(string)) []tar
 	}
 	sys, _ := nixos.ResolveSystem(dir, nixos.SystemChoice{})
 	to.StrictDiskAliases = false
-	aliases, _ := checkedDiskAliases(dir, sys.StorePath, nil, to, disk, func(f string, a ...any) { warn(hint.Render(fmt.Sprintf(f, a...))) })
+	aliases, _ := open.CheckedDiskAliases(dir, sys.StorePath, nil, to, disk, func(f string, a ...any) { warn(hint.Render(fmt.Sprintf(f, a...))) })
 	return aliases
 }

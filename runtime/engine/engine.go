@@ -41,6 +41,7 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/mount"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
+	"github.com/nixrescue/nixrescue/runtime/open"
 	"github.com/nixrescue/nixrescue/runtime/policy"
 	"github.com/nixrescue/nixrescue/runtime/privatens"
 	"github.com/nixrescue/nixrescue/runtime/recovery"
@@ -82,55 +83,11 @@ type Options struct {
 	Policy *policy.Grant
 }
 
-// TargetOptions say how a target is opened.
-type TargetOptions struct {
-	// ReadOnly attaches and mounts everything read-only.
-	ReadOnly bool
-	// RootPart picks the root partition (a number or a device) when a
-	// disk has more than one NixOS root.
-	RootPart string
-	// Mounts are DEV:PATH overrides of the fstab; Boot is DEV for /boot.
-	Mounts []string
-	Boot   string
-	// Force opens a target that is mounted read-write elsewhere, or an
-	// image file whose mode forbids writing.
-	Force bool
-	// DiskAliases are more names for the target's disk; StrictDiskAliases
-	// refuses a configuration naming a disk that cannot be mapped (a
-	// rebuild) instead of warning.
-	DiskAliases       []string
-	StrictDiskAliases bool
-	// MountMissing mounts, on a directory target, what its fstab puts on
-	// /boot, /boot/efi, /efi or /nix when nothing is mounted there and it
-	// is on the directory's own disk (for the session only).
-	MountMissing bool
-	// Fsck checks each filesystem of the target with the host's checker
-	// (e2fsck -p, what the target's boot runs) before it is mounted; a
-	// session that writes to a filesystem flagged with errors needs it.
-	Fsck bool
-	// InstallsBootloader says the session installs the bootloader (a
-	// rebuild): a target GRUB cannot be installed on from this host is
-	// refused while it is still read-only.
-	InstallsBootloader bool
-	// RequireMounts refuses a directory target where such a filesystem is
-	// not mounted (rebuild, rollback, hardware-config write there);
-	// otherwise the session warns.
-	RequireMounts bool
-	// KeyFiles are tried on each locked LUKS volume ("-": a passphrase
-	// read from KeyStdin); with none, a terminal asks.
-	KeyFiles []string
-	KeyStdin io.Reader
-	// Snapshot puts a qcow2 overlay in front of the image or disk: every
-	// write goes there, the target is only read. SnapshotOut keeps the
-	// overlay in that file (a qcow2 whose backing file is the target);
-	// without it the overlay is removed at the end.
-	Snapshot    bool
-	SnapshotOut string
-	// SkipUnmountable leaves out of the session a filesystem of the fstab
-	// whose type this kernel does not know (its plan entry says so),
-	// instead of failing: boot-test reads an ESP with mtools then.
-	SkipUnmountable bool
-}
+// TargetOptions say how a target is opened (runtime/open).
+type TargetOptions = open.Options
+
+// Layout is what opening a target found (runtime/open).
+type Layout = open.Layout
 
 // Session is an open target: its state, its filesystems mounted, and,
 // once started, its container.
@@ -140,7 +97,7 @@ type Session struct {
 	target  target.Target
 	backend backendChoice
 	st      *state.Session
-	opened  *Opened
+	opened  *open.Opened
 	// container is a Container or a First.
 	container interface{ Destroy() error }
 	// guard kills the container's processes if this process dies; it is
@@ -223,14 +180,25 @@ func (s *Session) open(ctx context.Context) error {
 		return err
 	}
 	if t.Kind == target.KindDirectory {
-		s.opened, err = openDirectory(ctx, t, o.TargetOptions, s)
+		s.opened, err = open.Directory(ctx, t, o.TargetOptions, s.opening())
 	} else {
-		s.opened, err = openTarget(ctx, t, o.TargetOptions, s)
+		s.opened, err = open.Target(ctx, t, o.TargetOptions, s.opening())
 	}
 	if ctx.Err() != nil {
 		return ErrInterrupted // what failed failed for that
 	}
 	return err
+}
+
+// opening is what opening the target needs of s.
+func (s *Session) opening() *open.Session {
+	o := &open.Session{State: s.st, Time: s.timer.start, Log: s.log}
+	if s.o.Container && s.backend.name == BackendEmbedded {
+		// Warmed when the session began, and again shortly before the
+		// container is made.
+		o.Prewarm = embedded.Prewarm
+	}
+	return o
 }
 
 // mounts tells whether the session mounts anything: the target's

@@ -57,17 +57,3 @@ func TestTimer(t *testing.T) {
 		t.Errorf("ends told: %v", ended)
 	}
 }
-
-// TestFstabMapperName: the fstab's /dev/mapper name goes to the one LUKS
-// volume only this host has named.
-func TestFstabMapperName(t *testing.T) {
-	fstab := []target.FstabEntry{{Spec: "/dev/disk/by-label/boot", Mountpoint: "/boot"}, {Spec: "/dev/mapper/cryptroot", Mountpoint: "/"}}
-	one := []target.Partition{{Device: "/dev/dm-0", Layer: string(LayerLUKS), Names: []string{"/dev/mapper/nixrescue-x"}}}
-	if got := fstabMapperName(fstab, one); got != "cryptroot" {
-		t.Errorf("one unnamed volume: %q", got)
-	}
-	two := append(one, target.Partition{Device: "/dev/dm-1", Layer: string(LayerLUKS), Names: []string{"/dev/mapper/nixrescue-y"}})
-	if got := fstabMapperName(fstab, two); got != "" {
-		t.Errorf("two unnamed volumes: %q", got)
-	}
-}

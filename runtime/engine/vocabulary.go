@@ -12,6 +12,7 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/devices"
 	"github.com/nixrescue/nixrescue/runtime/layers"
 	"github.com/nixrescue/nixrescue/runtime/mount"
+	"github.com/nixrescue/nixrescue/runtime/open"
 	"github.com/nixrescue/nixrescue/runtime/target"
 )
 
@@ -22,9 +23,12 @@ const (
 )
 
 // LayerInfo is what inspect reports of a layer; LayerKind its kind.
+// LockedError says the target's root may be behind a LUKS volume no key
+// was given for.
 type (
-	LayerInfo = layers.Info
-	LayerKind = layers.Kind
+	LayerInfo   = layers.Info
+	LayerKind   = layers.Kind
+	LockedError = open.LockedError
 )
 
 // The kinds of layer.

@@ -1,4 +1,4 @@
-package engine
+package open
 
 import (
 	"context"
@@ -13,7 +13,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/image"
 	"github.com/nixrescue/nixrescue/runtime/layers"
@@ -97,9 +96,9 @@ func (op *Opened) warn(format string, a ...any) {
 }
 
 // openTarget opens t for session s. On error, everything it did is undone.
-func openTarget(ctx context.Context, t target.Target, to TargetOptions, s *Session) (op *Opened, err error) {
+func Target(ctx context.Context, t target.Target, to Options, s *Session) (op *Opened, err error) {
 	op = &Opened{Layout: Layout{Target: t, Partitions: []target.Partition{}}, mounter: &mount.Mounter{ReadOnly: to.ReadOnly}, Warnings: []string{},
-		layers: layerSet{st: s.st, handled: map[string]bool{}, headers: map[string]layers.Header{}, writable: map[int]bool{}}, skipUnmountable: to.SkipUnmountable,
+		layers: layerSet{st: s.State, handled: map[string]bool{}, headers: map[string]layers.Header{}, writable: map[int]bool{}}, skipUnmountable: to.SkipUnmountable,
 		fsck: to.Fsck, overlaid: to.Snapshot, checked: map[string]bool{}}
 	op.mounter.Name = op.mountName
 	defer func() {
@@ -111,13 +110,13 @@ func openTarget(ctx context.Context, t target.Target, to TargetOptions, s *Sessi
 	if op.layers.keys, err = layers.NewKeys(to.KeyFiles, to.KeyStdin); err != nil {
 		return op, &hint.Error{Subject: t.Arg, Err: err}
 	}
-	done := s.timer.start("attach")
+	done := s.Time("attach")
 	keys, err := target.Keys(t)
 	if err == nil {
-		err = s.st.Claim(t.Arg, t.Path, keys)
+		err = s.State.Claim(t.Arg, t.Path, keys)
 	}
 	if err == nil {
-		err = op.checkNotMounted(keys, to.Force, s.st.State().SessionsDir())
+		err = op.checkNotMounted(keys, to.Force, s.State.State().SessionsDir())
 	}
 	if err == nil {
 		switch t.Kind {
@@ -137,7 +136,7 @@ func openTarget(ctx context.Context, t target.Target, to TargetOptions, s *Sessi
 	if err != nil {
 		return op, err
 	}
-	done = s.timer.start("discover")
+	done = s.Time("discover")
 	err = op.probe(ctx)
 	done()
 	if err != nil {
@@ -191,7 +190,7 @@ func (op *Opened) checkNotMounted(keys []target.Key, force bool, sessionsDir str
 	}
 }
 
-func (op *Opened) attachImage(ctx context.Context, t target.Target, to TargetOptions, s *Session) error {
+func (op *Opened) attachImage(ctx context.Context, t target.Target, to Options, s *Session) error {
 	op.Image = t.Path
 	f, err := os.Open(t.Path)
 	if err != nil {
@@ -229,7 +228,7 @@ func (op *Opened) attachImage(ctx context.Context, t target.Target, to TargetOpt
 
 // attachRaw attaches a raw disk image, or the raw export of another
 // format, to a loop device, with its partitions.
-func (op *Opened) attachRaw(ctx context.Context, t target.Target, to TargetOptions, s *Session, path string) error {
+func (op *Opened) attachRaw(ctx context.Context, t target.Target, to Options, s *Session, path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return &hint.Error{Subject: t.Arg, Err: err}
@@ -272,7 +271,7 @@ func (op *Opened) attachRaw(ctx context.Context, t target.Target, to TargetOptio
 	op.dmParts = !to.ReadOnly && table.Type != "" && mount.DMPartitionsAvailable() == nil
 	// As the kernel names the file: an export is in its daemon's namespace.
 	op.backing = mount.BackingFile(filepath.Base(loop.Path))
-	if err := s.st.Record(func(j *state.Journal) { j.Loops = append(j.Loops, state.Loop{Device: loop.Path, Backing: op.backing}) }); err != nil {
+	if err := s.State.Record(func(j *state.Journal) { j.Loops = append(j.Loops, state.Loop{Device: loop.Path, Backing: op.backing}) }); err != nil {
 		return err
 	}
 	if table.Type == "" {
@@ -299,7 +298,7 @@ func (op *Opened) useTable(ctx context.Context, table target.Table, s *Session) 
 // of the disk by the kernel's name for one (/dev/loop0p2), which tells
 // grub-install which disk it is part of.
 func (op *Opened) mapPartition(ctx context.Context, p *target.Partition, s *Session) error {
-	name := mount.DMPartitionName(s.st.ID, p.Number)
+	name := mount.DMPartitionName(s.State.ID, p.Number)
 	dev, err := mount.MapPartition(ctx, name, op.Disk, p.Start, p.Size)
 	if err != nil {
 		return err
@@ -307,7 +306,7 @@ func (op *Opened) mapPartition(ctx context.Context, p *target.Partition, s *Sess
 	op.mapped = append(op.mapped, name)
 	p.Device, p.Inside = dev, mount.PartitionPath(op.Disk, p.Number)
 	if len(op.mapped) == 1 {
-		s.log.Info(fmt.Sprintf("the partitions of %s are device-mapper maps over %s (%s…), which tell GRUB where they start", op.Target.Arg, op.Disk, name), "verbose", true)
+		s.Log.Info(fmt.Sprintf("the partitions of %s are device-mapper maps over %s (%s…), which tell GRUB where they start", op.Target.Arg, op.Disk, name), "verbose", true)
 	}
 	return nil
 }
@@ -350,7 +349,7 @@ func (op *Opened) addPartitions(ctx context.Context, parts []target.Partition, s
 			return err
 		}
 		op.added = append(op.added, p.Number)
-		if err := s.st.Record(func(j *state.Journal) {
+		if err := s.State.Record(func(j *state.Journal) {
 			if n := len(j.Loops); n > 0 && j.Loops[n-1].Device == op.Disk {
 				j.Loops[n-1].Partitions = append(j.Loops[n-1].Partitions, p.Number)
 			}
@@ -363,7 +362,7 @@ func (op *Opened) addPartitions(ctx context.Context, parts []target.Partition, s
 	return nil
 }
 
-func (op *Opened) openDisk(ctx context.Context, t target.Target, to TargetOptions, s *Session) error {
+func (op *Opened) openDisk(ctx context.Context, t target.Target, to Options, s *Session) error {
 	op.Disk = t.Disk
 	flag := os.O_RDWR
 	if to.ReadOnly {
@@ -409,25 +408,23 @@ func (op *Opened) probe(ctx context.Context) error {
 // mountRoot finds the NixOS root, mounts it and, when the store is on a
 // filesystem of its own, that one too, then plans (target.MakePlan) and
 // mounts the rest from the target's fstab.
-func (op *Opened) mountRoot(ctx context.Context, s *Session, to TargetOptions) error {
-	probeDir := filepath.Join(s.st.Dir(), "probe")
-	op.RootDir = filepath.Join(s.st.Dir(), "root")
+func (op *Opened) mountRoot(ctx context.Context, s *Session, to Options) error {
+	probeDir := filepath.Join(s.State.Dir(), "probe")
+	op.RootDir = filepath.Join(s.State.Dir(), "root")
 	for _, d := range []string{probeDir, op.RootDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	done := s.timer.start("discover")
+	done := s.Time("discover")
 	found, err := op.discoverThroughLayers(ctx, s, to, probeDir)
 	done()
 	if err != nil {
 		return err
 	}
-	defer s.timer.start("mount")()
-	if s.o.Container && s.backend.name == BackendEmbedded {
-		// What warms stays warm for a short while only: again, shortly
-		// before the container is made.
-		embedded.Prewarm()
+	defer s.Time("mount")()
+	if s.Prewarm != nil {
+		s.Prewarm()
 	}
 	partition := 0
 	if op.Target.Kind == target.KindPartition {
@@ -496,7 +493,7 @@ func (op *Opened) mountNix(ctx context.Context, f target.Found) error {
 // fstab read), checks the disk names of its configuration while nothing
 // is written yet (a rebuild refuses what cannot be mapped, or a disk GRUB
 // cannot be installed on from here), and mounts the plan.
-func (op *Opened) planAndMount(ctx context.Context, s *Session, to TargetOptions, in target.PlanInput) error {
+func (op *Opened) planAndMount(ctx context.Context, s *Session, to Options, in target.PlanInput) error {
 	sys, _ := nixos.ResolveSystem(op.RootDir, nixos.SystemChoice{})
 	op.diskIDs = diskIDs(op.Disk, op.RootDir, sys.StorePath, to)
 	if err := op.nameLayers(ctx, s, to, in.Fstab); err != nil {
@@ -513,12 +510,12 @@ func (op *Opened) planAndMount(ctx context.Context, s *Session, to TargetOptions
 	}
 	op.Plan = plan.Entries
 	op.Warnings = append(op.Warnings, plan.Warnings...)
-	op.Aliases, err = checkedDiskAliases(op.RootDir, sys.StorePath, in.Fstab, to, op.Disk, op.warn)
+	op.Aliases, err = CheckedDiskAliases(op.RootDir, sys.StorePath, in.Fstab, to, op.Disk, op.warn)
 	if err != nil {
 		return err
 	}
 	if to.InstallsBootloader {
-		if err := op.grubInstallProblem(); err != nil {
+		if err := op.GRUBInstallProblem(); err != nil {
 			return err
 		}
 	}
@@ -672,7 +669,7 @@ func (op *Opened) mountpointDir(mp string, beforeCreate func() error) (*os.File,
 // the user's {DiskAlias} names, and the one disk the configuration of the
 // root at root (its system, system) installs GRUB on, if one: an image,
 // or a host without udev, knows its disk by no other.
-func diskIDs(disk, root, system string, to TargetOptions) target.DiskIDs {
+func diskIDs(disk, root, system string, to Options) target.DiskIDs {
 	ids := target.HostDiskIDs(disk).With(to.DiskAliases...)
 	if grub := grubDevices(root, system); len(grub) == 1 {
 		ids = ids.With(grub[0])

@@ -1,4 +1,4 @@
-package engine
+package open
 
 import (
 	"errors"
@@ -26,7 +26,7 @@ func grubDevices(root, system string) []string {
 	return slices.Compact(devices)
 }
 
-// grubInstallProblem says why GRUB for BIOS cannot be installed from
+// GRUBInstallProblem says why GRUB for BIOS cannot be installed from
 // this host on the disk of the target, whose configuration installs it
 // on a disk, or nil. NixOS's installer (install-grub.pl) runs
 // grub-install with a PATH of its own, without udevadm, so grub-install
@@ -38,7 +38,7 @@ func grubDevices(root, system string) []string {
 //
 // A session opened with InstallsBootloader is refused so while its
 // target is still read-only (openTarget); a directory's, by Prepare.
-func (op *Opened) grubInstallProblem() error {
+func (op *Opened) GRUBInstallProblem() error {
 	disk := op.Disk
 	if disk == "" {
 		disk, _, _ = target.MountedDisk(op.RootDir)

@@ -1,4 +1,4 @@
-package engine
+package open
 
 import (
 	"context"
@@ -38,7 +38,7 @@ type layerSet struct {
 // layers that need no key: md arrays of the target's members and LVM
 // volume groups of its physical volumes; it reads the LUKS headers of
 // locked volumes. Each device a layer makes joins op.Partitions, probed.
-func (op *Opened) openKeyless(ctx context.Context, s *Session, to TargetOptions) error {
+func (op *Opened) openKeyless(ctx context.Context, s *Session, to Options) error {
 	for {
 		before := len(op.Partitions)
 		for _, open := range keylessOpeners {
@@ -66,7 +66,7 @@ func (op *Opened) openKeyless(ctx context.Context, s *Session, to TargetOptions)
 // keylessOpeners open the layers of one kind each that need no key, in
 // this order (an array may hold physical volumes): a kind of layer is
 // one opener here and its layers.Layer (close, make writable).
-var keylessOpeners = []func(op *Opened, ctx context.Context, s *Session, to TargetOptions) error{
+var keylessOpeners = []func(op *Opened, ctx context.Context, s *Session, to Options) error{
 	(*Opened).assembleArrays,
 	(*Opened).activateGroups,
 }
@@ -85,17 +85,17 @@ func (op *Opened) locked() []target.Partition {
 // layerName is a name of the session's own for a layer it opens.
 func (op *Opened) layerName(s *Session, kind layers.Kind) string {
 	op.layers.count++
-	return fmt.Sprintf("%s-%s%d", s.st.ID, kind, op.layers.count-1)
+	return fmt.Sprintf("%s-%s%d", s.State.ID, kind, op.layers.count-1)
 }
 
 // record notes a layer about to be opened in the journal.
 func (op *Opened) record(s *Session, o layers.Opened) error {
-	return s.st.Record(func(j *state.Journal) { j.Layers = append(j.Layers, o) })
+	return s.State.Record(func(j *state.Journal) { j.Layers = append(j.Layers, o) })
 }
 
 // forget removes a layer that did not open from the journal.
 func (op *Opened) forget(s *Session, name string) {
-	_ = s.st.Record(func(j *state.Journal) {
+	_ = s.State.Record(func(j *state.Journal) {
 		j.Layers = slices.DeleteFunc(j.Layers, func(o layers.Opened) bool { return o.Name == name })
 	})
 }
@@ -103,7 +103,7 @@ func (op *Opened) forget(s *Session, name string) {
 // rename puts what a layer turned out to be (an array's kernel device)
 // in place of what was recorded before it was opened.
 func (op *Opened) rename(s *Session, name string, o layers.Opened) error {
-	return s.st.Record(func(j *state.Journal) {
+	return s.State.Record(func(j *state.Journal) {
 		for i := range j.Layers {
 			if j.Layers[i].Name == name {
 				j.Layers[i] = o
@@ -151,7 +151,7 @@ func (op *Opened) take(kind layers.Kind) ([]target.Partition, error) {
 
 // assembleArrays assembles the md arrays whose members are on the target,
 // read-only until the session goes writable.
-func (op *Opened) assembleArrays(ctx context.Context, s *Session, _ TargetOptions) error {
+func (op *Opened) assembleArrays(ctx context.Context, s *Session, _ Options) error {
 	parts, err := op.take(layers.MD)
 	if err != nil {
 		return err
@@ -197,7 +197,7 @@ func (op *Opened) assembleArrays(ctx context.Context, s *Session, _ TargetOption
 
 // activateGroups activates the LVM volume groups whose physical volumes
 // are on the target, LVM seeing only those.
-func (op *Opened) activateGroups(ctx context.Context, s *Session, to TargetOptions) error {
+func (op *Opened) activateGroups(ctx context.Context, s *Session, to Options) error {
 	parts, err := op.take(layers.LVM)
 	if err != nil {
 		return err
@@ -247,7 +247,7 @@ func (op *Opened) activateGroups(ctx context.Context, s *Session, to TargetOptio
 // unlock opens the locked LUKS volume p with the session's keys, under a
 // name of the session's own; name is what the target's configuration
 // calls it, when known (the prompt says it).
-func (op *Opened) unlock(ctx context.Context, s *Session, to TargetOptions, p target.Partition, name string) error {
+func (op *Opened) unlock(ctx context.Context, s *Session, to Options, p target.Partition, name string) error {
 	op.layers.handled[p.Device] = true
 	h := op.layers.headers[p.Device]
 	info := op.layerInfo(p.Device)
@@ -324,7 +324,7 @@ func (op *Opened) layerInfo(device string) *layers.Info {
 // layers as it goes: those that need no key first, then the locked LUKS
 // volumes one at a time until a root turns up (the configuration that
 // names the others is inside it).
-func (op *Opened) discoverThroughLayers(ctx context.Context, s *Session, to TargetOptions, probeDir string) (target.Discovery, error) {
+func (op *Opened) discoverThroughLayers(ctx context.Context, s *Session, to Options, probeDir string) (target.Discovery, error) {
 	var all target.Discovery
 	looked := map[string]bool{}
 	for {
@@ -358,7 +358,7 @@ func (op *Opened) discoverThroughLayers(ctx context.Context, s *Session, to Targ
 // nameLayers gives the devices layers made the names the target's
 // configuration uses inside the container, and opens the LUKS volumes it
 // names that are still locked. root is mounted; fstab is its fstab.
-func (op *Opened) nameLayers(ctx context.Context, s *Session, to TargetOptions, fstab []target.FstabEntry) error {
+func (op *Opened) nameLayers(ctx context.Context, s *Session, to Options, fstab []target.FstabEntry) error {
 	if len(op.Layers) == 0 {
 		return nil
 	}

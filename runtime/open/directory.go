@@ -1,4 +1,4 @@
-package engine
+package open
 
 import (
 	"cmp"
@@ -28,7 +28,7 @@ import (
 // the session mount them itself: on a copy of the directory's tree, in
 // the session's own mount namespace (or private tree), which is then the
 // session's root; the user's mounts are not touched.
-func openDirectory(ctx context.Context, t target.Target, to TargetOptions, s *Session) (*Opened, error) {
+func Directory(ctx context.Context, t target.Target, to Options, s *Session) (*Opened, error) {
 	op := &Opened{Layout: Layout{Target: t, Partitions: []target.Partition{}, Plan: []target.Entry{}}, Warnings: []string{},
 		mounter: &mount.Mounter{ReadOnly: to.ReadOnly}, RootDir: t.Path, fsck: to.Fsck, checked: map[string]bool{}}
 	op.mounter.Name = op.mountName
@@ -83,7 +83,7 @@ func openDirectory(ctx context.Context, t target.Target, to TargetOptions, s *Se
 	}
 	op.Disk, op.Partitions = disk, parts
 	op.Plan = extra
-	op.RootDir = filepath.Join(s.st.Dir(), "root")
+	op.RootDir = filepath.Join(s.State.Dir(), "root")
 	if err := os.MkdirAll(op.RootDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", op.RootDir, err)
 	}

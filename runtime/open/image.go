@@ -1,4 +1,4 @@
-package engine
+package open
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 // a qcow2 overlay with Snapshot, and returns that file's path. An image a
 // running VM holds is refused unless it is only read (ReadOnly, or
 // Snapshot).
-func (op *Opened) exportImage(ctx context.Context, t target.Target, to TargetOptions, s *Session, format image.Format, device bool) (string, error) {
+func (op *Opened) exportImage(ctx context.Context, t target.Target, to Options, s *Session, format image.Format, device bool) (string, error) {
 	src, info, inspected, err := op.imageFacts(ctx, t, to, format, device)
 	if err != nil {
 		return "", err
@@ -32,16 +32,16 @@ func (op *Opened) exportImage(ctx context.Context, t target.Target, to TargetOpt
 	if err != nil {
 		return "", err
 	}
-	file := filepath.Join(s.st.Dir(), "export.raw")
+	file := filepath.Join(s.State.Dir(), "export.raw")
 	// Recorded first: a cleanup after a crash finds the daemon by its
 	// export, and the overlay.
 	rec := &state.Export{File: file, Overlay: overlay, KeepOverlay: keep}
-	if err := s.st.Record(func(j *state.Journal) { j.Export = rec }); err != nil {
+	if err := s.State.Record(func(j *state.Journal) { j.Export = rec }); err != nil {
 		return "", err
 	}
 	op.overlay, op.keepOverlay = overlay, keep
 	e, err := image.Start(ctx, image.ExportOptions{Image: src, Format: info.Format, Device: device, ReadOnly: to.ReadOnly,
-		Overlay: overlay, Size: info.VirtualSize, Share: info.InUse, File: file, Log: filepath.Join(s.st.Dir(), "qemu-storage-daemon.log")})
+		Overlay: overlay, Size: info.VirtualSize, Share: info.InUse, File: file, Log: filepath.Join(s.State.Dir(), "qemu-storage-daemon.log")})
 	// qemu-img's view of the image (its backing chain; a damaged or
 	// incomplete image said plainly) was read meanwhile.
 	if res := <-inspected; res.err != nil {
@@ -67,7 +67,7 @@ func (op *Opened) exportImage(ctx context.Context, t target.Target, to TargetOpt
 		return "", &hint.Error{Subject: t.Arg, Err: err}
 	}
 	op.export = e
-	if err := s.st.Record(func(j *state.Journal) { j.Export.PID = e.PID }); err != nil {
+	if err := s.State.Record(func(j *state.Journal) { j.Export.PID = e.PID }); err != nil {
 		return "", err
 	}
 	info.Overlay = overlay
@@ -88,7 +88,7 @@ type inspection struct {
 // holds it. qemu-img's fuller view (the backing chain, a check of a qcow2)
 // comes on the channel, started here, read after the daemon's start; a
 // snapshot of a format whose size only qemu-img reads waits for it.
-func (op *Opened) imageFacts(ctx context.Context, t target.Target, to TargetOptions, format image.Format, device bool) (string, image.Info, <-chan inspection, error) {
+func (op *Opened) imageFacts(ctx context.Context, t target.Target, to Options, format image.Format, device bool) (string, image.Info, <-chan inspection, error) {
 	info := image.Info{Format: format}
 	done := make(chan inspection, 1)
 	if device {
@@ -143,7 +143,7 @@ func (op *Opened) imageFacts(ctx context.Context, t target.Target, to TargetOpti
 // overlayPath is where a snapshot's overlay goes: SnapshotOut (which must
 // not exist: nothing is overwritten), or a new file in state.OverlayDir, removed
 // at the end. "" without a snapshot.
-func overlayPath(to TargetOptions, s *Session) (path string, keep bool, err error) {
+func overlayPath(to Options, s *Session) (path string, keep bool, err error) {
 	switch {
 	case to.SnapshotOut != "":
 		p, err := filepath.Abs(to.SnapshotOut)
@@ -158,14 +158,14 @@ func overlayPath(to TargetOptions, s *Session) (path string, keep bool, err erro
 		}
 		return p, true, nil
 	case to.Snapshot:
-		return state.OverlayPath(s.st.ID, "snapshot"), false, nil
+		return state.OverlayPath(s.State.ID, "snapshot"), false, nil
 	}
 	return "", false, nil
 }
 
 // snapshotDisk opens a disk (or a partition's disk) behind a snapshot: the
 // disk is only read, its writes go to the overlay.
-func (op *Opened) snapshotDisk(ctx context.Context, t target.Target, to TargetOptions, s *Session) error {
+func (op *Opened) snapshotDisk(ctx context.Context, t target.Target, to Options, s *Session) error {
 	f, err := os.Open(t.Disk)
 	if err != nil {
 		return &hint.Error{Subject: t.Arg, Err: err}
