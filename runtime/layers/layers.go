@@ -107,25 +107,103 @@ func Close(ctx context.Context, o Opened) error {
 	}
 }
 
-// Layer is what is done with an opened layer of one kind, whoever opened
-// it: a session's teardown, or a cleanup after a crash (runtime/recovery),
-// both through Close. Opening is the session's (runtime/engine's layer
-// openers), as it needs the target's devices, keys and journal.
+// Layer is one kind of storage layer, from finding it on the target's
+// devices to closing it: LUKS, LVM and md implement it (luks.go, lvm.go,
+// md.go), registered in Kinds. A session opens layers bottom-up, read-only
+// first, recording each in its journal before it opens it (runtime/open);
+// its teardown, and a cleanup after a crash (runtime/recovery), close them
+// in reverse through Close. A kind that is no block device fits too: its
+// Volumes may be datasets (a ZFS pool's).
 type Layer interface {
-	// Close closes o; one that is gone already is no error.
-	Close(ctx context.Context, o Opened) error
+	// Kind is the kind, as KindOf reads it from blkid's TYPE.
+	Kind() Kind
+	// Keyed says it opens with a key (LUKS): one at a time, while no
+	// root has turned up or when the target's configuration names it.
+	Keyed() bool
+	// Find reads the metadata of members (the target's devices of this
+	// kind, none in use) and returns the layers they make, unopened.
+	Find(ctx context.Context, members []string) ([]Found, error)
+	// Describe is what inspect shows of a layer found, not opened.
+	Describe(f Found) Info
+	// Usable says why f cannot be opened from this host, before a key is
+	// asked for; nil when it can.
+	Usable(f Found) error
+	// Planned is the journal's record of f opened under name (the
+	// session's own), written before Open: a crash in Open is undone too.
+	Planned(f Found, name string) Opened
+	// Open opens f under name, read-only when asked.
+	Open(ctx context.Context, f Found, name string, o OpenOptions) (Result, error)
 	// ReadWrite makes o, opened read-only, writable.
 	ReadWrite(ctx context.Context, o Opened) error
+	// Close closes o; one that is gone already is no error.
+	Close(ctx context.Context, o Opened) error
 }
 
-// Kinds are the kinds of layer nixrescue opens: a new kind is one more
-// entry, a file that implements Layer, and its opener in the engine.
-var Kinds = map[Kind]Layer{LUKS: luksLayer{}, LVM: lvmLayer{}, MD: mdLayer{}}
+// Found is a layer found on the target's devices, not opened: its
+// members, and what its kind read of them.
+type Found struct {
+	Kind    Kind
+	Members []string
+	Header  *Header      // LUKS
+	Group   *VolumeGroup // LVM
+	Array   *Array       // md
+}
+
+// What says what f is, for people: a LUKS volume's version, cipher and
+// how it opens; another kind's name.
+func (f Found) What() string {
+	if f.Header != nil {
+		return f.Header.Describe()
+	}
+	return describeKind(f.Kind)
+}
+
+// OpenOptions say how a layer is opened.
+type OpenOptions struct {
+	ReadOnly bool
+	// Key opens a Keyed layer (given to its tool on a pipe).
+	Key []byte
+}
+
+// Result is a layer opened: its journal record as it is now (an array
+// recorded by the name asked for is its kernel device after), the volumes
+// it gives, what inspect shows of it, and what a user should know.
+type Result struct {
+	Opened   Opened
+	Volumes  []Volume
+	Info     Info
+	Warnings []string
+}
+
+// Volume is what a layer gives the filesystems: a block device of this
+// host's, and the names the target's configuration may call it by; or a
+// dataset (a ZFS pool's), by its name, with its filesystem type.
+type Volume struct {
+	Device string
+	Names  []string
+	// Dataset and Type are a dataset's; Device is empty then.
+	Dataset, Type string
+}
+
+// Kinds are the kinds of layer nixrescue opens, in the order each round
+// opens them (an array may hold physical volumes; a keyed layer comes
+// last). A new kind is one more entry and the file that implements it.
+var Kinds = []Layer{mdLayer{}, lvmLayer{}, luksLayer{}}
+
+// Of is the Layer of kind k; nil for a kind nixrescue does not open.
+func Of(k Kind) Layer {
+	for _, l := range Kinds {
+		if l.Kind() == k {
+			return l
+		}
+	}
+	return nil
+}
 
 // ReadWrite makes an opened layer writable.
 func ReadWrite(ctx context.Context, o Opened) error {
-	l, ok := Kinds[o.Kind]
-	if !ok {
+	l := Of(o.Kind)
+	if l == nil {
 		return fmt.Errorf("a layer of kind %q cannot be made writable", o.Kind)
 	}
 	return l.ReadWrite(ctx, o)
@@ -133,7 +211,7 @@ func ReadWrite(ctx context.Context, o Opened) error {
 
 func closeOnce(ctx context.Context, o Opened) error {
 	var err error
-	if l, ok := Kinds[o.Kind]; ok {
+	if l := Of(o.Kind); l != nil {
 		err = l.Close(ctx, o)
 	}
 	if o.MadeRunDir != "" {

@@ -214,12 +214,20 @@ func TestKeysFilesThenBad(t *testing.T) {
 }
 
 // TestEveryOpenedKindCloses: each kind a session opens has its Layer, by
-// which teardown and a cleanup after a crash close it.
+// which teardown and a cleanup after a crash close it, once in Kinds,
+// the keyed ones last.
 func TestEveryOpenedKindCloses(t *testing.T) {
 	for _, k := range []Kind{LUKS, LVM, MD} {
-		if Kinds[k] == nil {
+		if Of(k) == nil {
 			t.Errorf("no Layer for %s", k)
 		}
+	}
+	seen, keyed := map[Kind]bool{}, false
+	for _, l := range Kinds {
+		if seen[l.Kind()] || keyed && !l.Keyed() {
+			t.Errorf("Kinds: %s twice, or after a keyed kind", l.Kind())
+		}
+		seen[l.Kind()], keyed = true, keyed || l.Keyed()
 	}
 	if err := ReadWrite(context.Background(), Opened{Kind: ZFS}); err == nil {
 		t.Error("a kind with no Layer was made writable")

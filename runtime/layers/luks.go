@@ -12,7 +12,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
+	"github.com/nixrescue/nixrescue/runtime/mount"
 )
 
 // Header is what a LUKS header tells without a key.
@@ -193,8 +195,62 @@ func OpenOnHost(uuid string) []string {
 	return out
 }
 
-// luksLayer is LUKS's Layer.
+// luksLayer is LUKS's Layer: each volume opens with a key.
 type luksLayer struct{}
+
+func (luksLayer) Kind() Kind  { return LUKS }
+func (luksLayer) Keyed() bool { return true }
+func (luksLayer) Describe(f Found) Info {
+	return Info{Kind: LUKS, On: f.Members, State: "locked", LUKS: f.Header}
+}
+func (luksLayer) Planned(f Found, name string) Opened {
+	return Opened{Kind: LUKS, Name: name, Devices: f.Members}
+}
+
+// Find reads each volume's header: no key needed, nothing written.
+func (luksLayer) Find(ctx context.Context, members []string) ([]Found, error) {
+	var out []Found
+	for _, m := range members {
+		h, err := ReadHeader(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Found{Kind: LUKS, Members: []string{m}, Header: &h})
+	}
+	return out, nil
+}
+
+// Usable refuses a volume this host has open already (the target's data
+// would be written through two mappings), and one that opens only with a
+// hardware token.
+func (luksLayer) Usable(f Found) error {
+	dev, h := f.Members[0], f.Header
+	if open := OpenOnHost(h.UUID); len(open) > 0 {
+		return &hint.Error{Err: &OpenOnHostError{Device: dev, Kind: LUKS, Holders: open},
+			Fix: fmt.Sprintf("close it (cryptsetup close %s), or pass its opened device as the target", filepath.Base(open[0]))}
+	}
+	if h.HardwareOnly() {
+		return &hint.Error{Err: fmt.Errorf("%s (%s) opens only with a TPM2, FIDO2 or PKCS#11 token, which nixrescue does not support yet", dev, h.Describe()),
+			Fix: "open it yourself (systemd-cryptsetup attach NAME " + dev + ") and pass the opened device as the target"}
+	}
+	return nil
+}
+
+// Open opens the volume as /dev/mapper/NAME with the key (ErrBadKey when
+// it opens no slot).
+func (luksLayer) Open(ctx context.Context, f Found, name string, o OpenOptions) (Result, error) {
+	dev := f.Members[0]
+	if err := OpenLUKS(ctx, dev, name, o.Key, o.ReadOnly); err != nil {
+		return Result{}, err
+	}
+	mapped := mount.DMDevice(name)
+	if mapped == "" {
+		return Result{}, fmt.Errorf("opened %s as %s, but the kernel has no such device-mapper device", dev, name)
+	}
+	return Result{Opened: Opened{Kind: LUKS, Name: name, Devices: f.Members},
+		Info:    Info{Kind: LUKS, On: f.Members, State: "open", Device: mapped, Mapping: "/dev/mapper/" + name, LUKS: f.Header},
+		Volumes: []Volume{{Device: mapped, Names: []string{"/dev/mapper/" + name}}}}, nil
+}
 
 func (luksLayer) Close(ctx context.Context, o Opened) error {
 	if _, err := os.Stat(filepath.Join("/dev/mapper", o.Name)); errors.Is(err, os.ErrNotExist) {

@@ -10,7 +10,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
+	"github.com/nixrescue/nixrescue/runtime/mount"
 )
 
 // VolumeGroup is an LVM volume group on a target's devices.
@@ -168,6 +170,60 @@ func Activate(ctx context.Context, g VolumeGroup, readOnly bool) (Opened, error)
 
 // lvmLayer is LVM's Layer.
 type lvmLayer struct{}
+
+func (lvmLayer) Kind() Kind           { return LVM }
+func (lvmLayer) Keyed() bool          { return false }
+func (lvmLayer) Usable(f Found) error { return nil }
+func (lvmLayer) Describe(f Found) Info {
+	return Info{Kind: LVM, On: f.Members, State: "found", Name: f.Group.Name, VG: f.Group}
+}
+func (lvmLayer) Planned(f Found, _ string) Opened {
+	return Opened{Kind: LVM, Name: f.Group.Name, Devices: f.Group.PVs}
+}
+
+// Find lists the volume groups on members, LVM seeing only those; a group
+// with physical volumes elsewhere is refused: its volumes would be
+// incomplete.
+func (lvmLayer) Find(ctx context.Context, members []string) ([]Found, error) {
+	if len(members) == 0 {
+		return nil, nil
+	}
+	groups, err := ScanLVM(ctx, members)
+	if err != nil {
+		return nil, err
+	}
+	var out []Found
+	for _, g := range groups {
+		if len(g.PVs) < g.PVCount {
+			return nil, &hint.Error{Err: fmt.Errorf("LVM volume group %s has %d physical volumes and only %d are on the target (%s)", g.Name, g.PVCount, len(g.PVs), strings.Join(g.PVs, ", ")),
+				Fix: "attach the disk that holds the others, or activate it by hand (vgchange -ay --activationmode partial) and pass the root's device"}
+		}
+		out = append(out, Found{Kind: LVM, Members: g.PVs, Group: &g})
+	}
+	return out, nil
+}
+
+// Open activates the group; its volumes are those that hold data.
+func (lvmLayer) Open(ctx context.Context, f Found, _ string, o OpenOptions) (Result, error) {
+	g := *f.Group
+	opened, err := Activate(ctx, g, o.ReadOnly)
+	if err != nil {
+		return Result{}, err
+	}
+	r := Result{Opened: opened, Info: Info{Kind: LVM, On: g.PVs, State: "active", Name: g.Name, VG: &g}}
+	for _, lv := range g.LVs {
+		if !lv.Data {
+			continue
+		}
+		dev := mount.DMDevice(strings.TrimPrefix(lv.DMPath, "/dev/mapper/"))
+		if dev == "" {
+			return r, fmt.Errorf("activated LVM volume group %s, but the kernel has no device for %s", g.Name, lv.DMPath)
+		}
+		r.Info.Volumes = append(r.Info.Volumes, dev)
+		r.Volumes = append(r.Volumes, Volume{Device: dev, Names: []string{lv.Path, lv.DMPath}})
+	}
+	return r, nil
+}
 
 func (lvmLayer) Close(ctx context.Context, o Opened) error { return deactivate(ctx, o) }
 

@@ -146,6 +146,52 @@ func arrayOf(member string) string {
 // writable when the session goes writable.
 type mdLayer struct{}
 
+func (mdLayer) Kind() Kind           { return MD }
+func (mdLayer) Keyed() bool          { return false }
+func (mdLayer) Usable(f Found) error { return nil }
+func (mdLayer) Describe(f Found) Info {
+	return Info{Kind: MD, On: f.Members, State: "found", Name: f.Array.Name, Array: f.Array}
+}
+func (mdLayer) Planned(f Found, name string) Opened { return Planned(*f.Array, name) }
+
+// Find reads each member's superblock and groups them by array.
+func (mdLayer) Find(ctx context.Context, members []string) ([]Found, error) {
+	var read []Array
+	for _, m := range members {
+		a, err := ExamineMD(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		read = append(read, a)
+	}
+	var out []Found
+	for _, a := range GroupArrays(read) {
+		out = append(out, Found{Kind: MD, Members: a.Members, Array: &a})
+	}
+	return out, nil
+}
+
+// Open assembles the array, read-only; a degraded one runs on the members
+// there, and says so.
+func (mdLayer) Open(ctx context.Context, f Found, name string, _ OpenOptions) (Result, error) {
+	a := *f.Array
+	o, dev, err := Assemble(ctx, a, name)
+	if err != nil {
+		return Result{}, err
+	}
+	r := Result{Opened: o, Info: Info{Kind: MD, On: a.Members, State: "assembled", Name: a.Name, Device: dev, Array: &a}}
+	if a.Degraded() {
+		r.Info.State = "degraded"
+		r.Warnings = append(r.Warnings, fmt.Sprintf("RAID %s (%s, %s) is degraded: %d of its %d members are here (%s); it runs on those", a.Name, a.Level, a.UUID, len(a.Members), a.Devices, strings.Join(a.Members, ", ")))
+	}
+	v := Volume{Device: dev}
+	if a.Name != "" {
+		v.Names = []string{"/dev/md/" + a.Name}
+	}
+	r.Volumes = []Volume{v}
+	return r, nil
+}
+
 // Close stops the array. Recorded before it was assembled, by the name
 // asked for, its kernel device is found through a member when that name
 // is not there.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/nixrescue/nixrescue/runtime/hint"
@@ -21,7 +22,9 @@ import (
 // said: a look does not replay it (NoReplayOptions), a session that
 // writes does, as the boot would.
 func (op *Opened) checkFS(ctx context.Context, device, fsType, mp string) error {
-	if op.checked[device] {
+	if op.checked[device] || !filepath.IsAbs(device) {
+		// Checked already, or a layer's dataset (a ZFS pool's), which its
+		// layer checks, not fsck.
 		return nil
 	}
 	op.checked[device] = true

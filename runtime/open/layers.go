@@ -12,7 +12,6 @@ import (
 
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/layers"
-	"github.com/nixrescue/nixrescue/runtime/mount"
 	"github.com/nixrescue/nixrescue/runtime/rootfs"
 	"github.com/nixrescue/nixrescue/runtime/state"
 	"github.com/nixrescue/nixrescue/runtime/target"
@@ -27,35 +26,26 @@ type layerSet struct {
 	keys *layers.Keys
 	// handled are the devices whose layer was looked at.
 	handled map[string]bool
-	// headers are the LUKS volumes' headers, by device.
-	headers map[string]layers.Header
-	count   int
+	// found are the keyed layers found (LUKS volumes, their headers
+	// read), by device.
+	found map[string]layers.Found
+	count int
 	// writable are the arrays (by index in opened) made writable.
 	writable map[int]bool
 }
 
 // openKeyless opens, again and again until nothing new turns up, the
-// layers that need no key: md arrays of the target's members and LVM
-// volume groups of its physical volumes; it reads the LUKS headers of
-// locked volumes. Each device a layer makes joins op.Partitions, probed.
+// layers that need no key (md arrays of the target's members, LVM volume
+// groups of its physical volumes: layers.Kinds, in order), and finds the
+// keyed ones (reads the LUKS headers) for unlock. Each device a layer
+// makes joins op.Partitions, probed.
 func (op *Opened) openKeyless(ctx context.Context, s *Session, to Options) error {
 	for {
 		before := len(op.Partitions)
-		for _, open := range keylessOpeners {
-			if err := open(op, ctx, s, to); err != nil {
-				return err
+		for _, l := range layers.Kinds {
+			if err := op.findLayers(ctx, s, to, l); err != nil {
+				return op.about(err)
 			}
-		}
-		for _, p := range op.locked() {
-			if _, ok := op.layers.headers[p.Device]; ok {
-				continue
-			}
-			h, err := layers.ReadHeader(ctx, p.Device)
-			if err != nil {
-				return err
-			}
-			op.layers.headers[p.Device] = h
-			op.Layers = append(op.Layers, layers.Info{Kind: layers.LUKS, On: []string{p.Device}, State: "locked", LUKS: &h})
 		}
 		if len(op.Partitions) == before {
 			return nil
@@ -63,19 +53,96 @@ func (op *Opened) openKeyless(ctx context.Context, s *Session, to Options) error
 	}
 }
 
-// keylessOpeners open the layers of one kind each that need no key, in
-// this order (an array may hold physical volumes): a kind of layer is
-// one opener here and its layers.Layer (close, make writable).
-var keylessOpeners = []func(op *Opened, ctx context.Context, s *Session, to Options) error{
-	(*Opened).assembleArrays,
-	(*Opened).activateGroups,
+// findLayers finds the layers of l's kind on the devices not looked at
+// yet, and opens them, unless they are keyed: those are kept
+// (op.layers.found) and shown locked.
+func (op *Opened) findLayers(ctx context.Context, s *Session, to Options, l layers.Layer) error {
+	members, err := op.members(l)
+	if err != nil || len(members) == 0 {
+		return err
+	}
+	found, err := l.Find(ctx, members)
+	if err != nil {
+		return err
+	}
+	for _, f := range found {
+		if l.Keyed() {
+			op.layers.found[f.Members[0]] = f
+			op.Layers = append(op.Layers, l.Describe(f))
+			continue
+		}
+		opts := layers.OpenOptions{ReadOnly: to.ReadOnly}
+		if _, err := op.openLayer(ctx, s, l, f, func(name string) (layers.Result, error) { return l.Open(ctx, f, name, opts) }); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// locked lists the LUKS volumes still locked.
+// members are the devices of l's kind to look at: for a kind that needs
+// no key, those not looked at yet (one this host uses is refused); for a
+// keyed one, those whose metadata was not read yet.
+func (op *Opened) members(l layers.Layer) ([]string, error) {
+	var out []string
+	if !l.Keyed() {
+		parts, err := op.take(l.Kind())
+		for _, p := range parts {
+			out = append(out, p.Device)
+		}
+		return out, err
+	}
+	for _, p := range op.locked() {
+		if _, ok := op.layers.found[p.Device]; !ok && layers.KindOf(p.Type) == l.Kind() {
+			out = append(out, p.Device)
+		}
+	}
+	return out, nil
+}
+
+// openLayer opens f with open, under a name of the session's own, the
+// journal's record of it written first (and removed if it did not open);
+// what it gives joins op.Partitions, probed, and op.Layers shows it.
+func (op *Opened) openLayer(ctx context.Context, s *Session, l layers.Layer, f layers.Found, open func(name string) (layers.Result, error)) (layers.Result, error) {
+	name := op.layerName(s, l.Kind())
+	planned := l.Planned(f, name)
+	if err := op.record(s, planned); err != nil {
+		return layers.Result{}, err
+	}
+	r, err := open(name)
+	if err != nil {
+		op.forget(s, planned.Name)
+		return r, err
+	}
+	if err := op.rename(s, planned.Name, r.Opened); err != nil {
+		return r, err
+	}
+	for _, w := range r.Warnings {
+		op.warn("%s", w)
+	}
+	*op.layerInfo(f.Members[0]) = r.Info
+	for _, v := range r.Volumes {
+		p := target.Partition{Device: v.Device, Dataset: v.Dataset, FS: target.FS{Type: v.Type}, Layer: string(l.Kind()), Parents: f.Members, Names: v.Names}
+		if err := op.addVolume(ctx, p); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+// about names the target in a layer's error that says what to do.
+func (op *Opened) about(err error) error {
+	var he *hint.Error
+	if errors.As(err, &he) && he.Subject == "" {
+		he.Subject = op.Target.Arg
+	}
+	return err
+}
+
+// locked lists the devices of keyed layers (LUKS volumes) still locked.
 func (op *Opened) locked() []target.Partition {
 	var out []target.Partition
 	for _, p := range op.Partitions {
-		if layers.KindOf(p.Type) == layers.LUKS && !op.layers.handled[p.Device] {
+		if l := layers.Of(layers.KindOf(p.Type)); l != nil && l.Keyed() && !op.layers.handled[p.Device] {
 			out = append(out, p)
 		}
 	}
@@ -120,8 +187,13 @@ func (op *Opened) opened() []layers.Opened {
 	return op.layers.st.Journal().Layers
 }
 
-// addVolume adds a device a layer made to the partitions, probed.
+// addVolume adds a volume a layer made to the partitions: a block device
+// probed, a dataset as its layer says it is.
 func (op *Opened) addVolume(ctx context.Context, p target.Partition) error {
+	if p.Dataset != "" {
+		op.Partitions = append(op.Partitions, p)
+		return nil
+	}
 	pr, err := target.ProbeDevice(ctx, p.Device)
 	if err != nil {
 		return err
@@ -149,145 +221,40 @@ func (op *Opened) take(kind layers.Kind) ([]target.Partition, error) {
 	return out, nil
 }
 
-// assembleArrays assembles the md arrays whose members are on the target,
-// read-only until the session goes writable.
-func (op *Opened) assembleArrays(ctx context.Context, s *Session, _ Options) error {
-	parts, err := op.take(layers.MD)
-	if err != nil {
-		return err
-	}
-	var members []layers.Array
-	for _, p := range parts {
-		m, err := layers.ExamineMD(ctx, p.Device)
-		if err != nil {
-			return err
-		}
-		members = append(members, m)
-	}
-	for _, a := range layers.GroupArrays(members) {
-		name := op.layerName(s, layers.MD)
-		planned := layers.Planned(a, name)
-		if err := op.record(s, planned); err != nil {
-			return err
-		}
-		o, dev, err := layers.Assemble(ctx, a, name)
-		if err != nil {
-			op.forget(s, planned.Name)
-			return err
-		}
-		if err := op.rename(s, planned.Name, o); err != nil {
-			return err
-		}
-		info := layers.Info{Kind: layers.MD, On: a.Members, State: "assembled", Name: a.Name, Device: dev, Array: &a}
-		if a.Degraded() {
-			info.State = "degraded"
-			op.warn("RAID %s (%s, %s) is degraded: %d of its %d members are here (%s); it runs on those", a.Name, a.Level, a.UUID, len(a.Members), a.Devices, strings.Join(a.Members, ", "))
-		}
-		op.Layers = append(op.Layers, info)
-		var names []string
-		if a.Name != "" {
-			names = []string{"/dev/md/" + a.Name}
-		}
-		if err := op.addVolume(ctx, target.Partition{Device: dev, Layer: string(layers.MD), Parents: a.Members, Names: names}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// activateGroups activates the LVM volume groups whose physical volumes
-// are on the target, LVM seeing only those.
-func (op *Opened) activateGroups(ctx context.Context, s *Session, to Options) error {
-	parts, err := op.take(layers.LVM)
-	if err != nil {
-		return err
-	}
-	var pvs []string
-	for _, p := range parts {
-		pvs = append(pvs, p.Device)
-	}
-	if len(pvs) == 0 {
-		return nil
-	}
-	groups, err := layers.ScanLVM(ctx, pvs)
-	if err != nil {
-		return err
-	}
-	for _, g := range groups {
-		if len(g.PVs) < g.PVCount {
-			return &hint.Error{Subject: op.Target.Arg, Err: fmt.Errorf("LVM volume group %s has %d physical volumes and only %d are on the target (%s)", g.Name, g.PVCount, len(g.PVs), strings.Join(g.PVs, ", ")),
-				Fix: "attach the disk that holds the others, or activate it by hand (vgchange -ay --activationmode partial) and pass the root's device"}
-		}
-		if err := op.record(s, layers.Opened{Kind: layers.LVM, Name: g.Name, Devices: g.PVs}); err != nil {
-			return err
-		}
-		if _, err := layers.Activate(ctx, g, to.ReadOnly); err != nil {
-			op.forget(s, g.Name)
-			return err
-		}
-		var volumes []string
-		for _, lv := range g.LVs {
-			if !lv.Data {
-				continue
-			}
-			dev := mount.DMDevice(strings.TrimPrefix(lv.DMPath, "/dev/mapper/"))
-			if dev == "" {
-				return fmt.Errorf("activated LVM volume group %s, but the kernel has no device for %s", g.Name, lv.DMPath)
-			}
-			volumes = append(volumes, dev)
-			if err := op.addVolume(ctx, target.Partition{Device: dev, Layer: string(layers.LVM), Parents: g.PVs, Names: []string{lv.Path, lv.DMPath}}); err != nil {
-				return err
-			}
-		}
-		op.Layers = append(op.Layers, layers.Info{Kind: layers.LVM, On: g.PVs, State: "active", Name: g.Name, Volumes: volumes, VG: &g})
-	}
-	return nil
-}
-
-// unlock opens the locked LUKS volume p with the session's keys, under a
-// name of the session's own; name is what the target's configuration
+// unlock opens the locked volume p (LUKS) with the session's keys, under
+// a name of the session's own; name is what the target's configuration
 // calls it, when known (the prompt says it).
 func (op *Opened) unlock(ctx context.Context, s *Session, to Options, p target.Partition, name string) error {
 	op.layers.handled[p.Device] = true
-	h := op.layers.headers[p.Device]
-	info := op.layerInfo(p.Device)
-	if open := layers.OpenOnHost(h.UUID); len(open) > 0 {
-		return &hint.Error{Subject: op.Target.Arg, Err: &layers.OpenOnHostError{Device: p.Device, Kind: layers.LUKS, Holders: open},
-			Fix: fmt.Sprintf("close it (cryptsetup close %s), or pass its opened device as the target", path.Base(open[0]))}
+	f := op.layers.found[p.Device]
+	l := layers.Of(f.Kind)
+	if err := l.Usable(f); err != nil {
+		return op.about(err)
 	}
-	if h.HardwareOnly() {
-		return &hint.Error{Subject: op.Target.Arg, Err: fmt.Errorf("%s (%s) opens only with a TPM2, FIDO2 or PKCS#11 token, which nixrescue does not support yet", p.Device, h.Describe()),
-			Fix: "open it yourself (systemd-cryptsetup attach NAME " + p.Device + ") and pass the opened device as the target"}
-	}
-	host := op.layerName(s, layers.LUKS)
-	prompt := fmt.Sprintf("Passphrase for %s (%s", p.Device, h.Describe())
+	prompt := fmt.Sprintf("Passphrase for %s (%s", p.Device, f.What())
 	if name != "" {
 		prompt += fmt.Sprintf(", %q in the target's configuration", name)
 	}
 	prompt += "): "
-	if err := op.record(s, layers.Opened{Kind: layers.LUKS, Name: host, Devices: []string{p.Device}}); err != nil {
-		return err
-	}
-	err := op.layers.keys.Unlock(prompt, func(key []byte) error { return layers.OpenLUKS(ctx, p.Device, host, key, to.ReadOnly) })
-	if err != nil {
-		op.forget(s, host)
-	}
+	_, err := op.openLayer(ctx, s, l, f, func(host string) (r layers.Result, err error) {
+		err = op.layers.keys.Unlock(prompt, func(key []byte) error {
+			r, err = l.Open(ctx, f, host, layers.OpenOptions{ReadOnly: to.ReadOnly, Key: key})
+			return err
+		})
+		return r, err
+	})
 	switch {
 	case errors.Is(err, layers.ErrNoKey):
-		return &LockedError{Layout: op.snapshot(), Err: &hint.Error{Subject: op.Target.Arg, Err: fmt.Errorf("%s holds %s, which is locked", p.Device, h.Describe()),
+		return &LockedError{Layout: op.snapshot(), Err: &hint.Error{Subject: op.Target.Arg, Err: fmt.Errorf("%s holds %s, which is locked", p.Device, f.What()),
 			Fix: "give its key with {KeyFile FILE} ({KeyFile -} reads a passphrase from standard input), or run nixrescue on a terminal to be asked"}}
 	case errors.Is(err, layers.ErrBadKey):
-		return &hint.Error{Subject: op.Target.Arg, Err: fmt.Errorf("no key given opens %s (%s)", p.Device, h.Describe()),
+		return &hint.Error{Subject: op.Target.Arg, Err: fmt.Errorf("no key given opens %s (%s)", p.Device, f.What()),
 			Fix: "check the key file or the passphrase ({KeyFile})"}
 	case err != nil:
 		return err
 	}
-	dev := mount.DMDevice(host)
-	if dev == "" {
-		return fmt.Errorf("opened %s as %s, but the kernel has no such device-mapper device", p.Device, host)
-	}
-	info.State, info.Device, info.Mapping, info.Name = "open", dev, "/dev/mapper/"+host, name
-	return op.addVolume(ctx, target.Partition{Device: dev, Layer: string(layers.LUKS), Parents: []string{p.Device}, Names: []string{"/dev/mapper/" + host}})
+	op.layerInfo(p.Device).Name = name
+	return nil
 }
 
 // LockedError says the target's root may be behind a LUKS volume that
@@ -333,8 +300,8 @@ func (op *Opened) discoverThroughLayers(ctx context.Context, s *Session, to Opti
 		}
 		var fresh []target.Partition
 		for _, p := range op.Partitions {
-			if !looked[p.Device] {
-				looked[p.Device] = true
+			if !looked[p.Source()] {
+				looked[p.Source()] = true
 				fresh = append(fresh, p)
 			}
 		}
@@ -393,13 +360,13 @@ func (op *Opened) nameLayers(ctx context.Context, s *Session, to Options, fstab 
 			name = fstabMapperName(fstab, op.Partitions)
 		}
 		if name == "" {
-			name = layers.DefaultLUKSName(op.layers.headers[parent.Device].UUID)
+			name = layers.DefaultLUKSName(op.layers.found[parent.Device].Header.UUID)
 		}
 		p.Names = append([]string{"/dev/mapper/" + name}, p.Names...)
 		op.layerInfo(parent.Device).Name = name
 	}
 	for _, p := range op.locked() {
-		op.warn("%s (%s) stays locked: the target's configuration does not name it", p.Device, op.layers.headers[p.Device].Describe())
+		op.warn("%s (%s) stays locked: the target's configuration does not name it", p.Device, op.layers.found[p.Device].What())
 	}
 	return nil
 }

@@ -98,7 +98,7 @@ func (op *Opened) warn(format string, a ...any) {
 // openTarget opens t for session s. On error, everything it did is undone.
 func Target(ctx context.Context, t target.Target, to Options, s *Session) (op *Opened, err error) {
 	op = &Opened{Layout: Layout{Target: t, Partitions: []target.Partition{}}, mounter: &mount.Mounter{ReadOnly: to.ReadOnly}, Warnings: []string{},
-		layers: layerSet{st: s.State, handled: map[string]bool{}, headers: map[string]layers.Header{}, writable: map[int]bool{}}, skipUnmountable: to.SkipUnmountable,
+		layers: layerSet{st: s.State, handled: map[string]bool{}, found: map[string]layers.Found{}, writable: map[int]bool{}}, skipUnmountable: to.SkipUnmountable,
 		fsck: to.Fsck, overlaid: to.Snapshot, checked: map[string]bool{}}
 	op.mounter.Name = op.mountName
 	defer func() {

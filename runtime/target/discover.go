@@ -18,7 +18,7 @@ import (
 )
 
 // mountableTypes are the filesystems a NixOS root, /nix or /boot may be on.
-var mountableTypes = []string{"ext4", "ext3", "ext2", "btrfs", "xfs", "f2fs", "vfat", "jfs", "bcachefs"}
+var mountableTypes = []string{"ext4", "ext3", "ext2", "btrfs", "xfs", "f2fs", "vfat", "jfs", "bcachefs", "zfs"}
 
 // Mountable tells whether nixrescue mounts filesystems of this type.
 func Mountable(fsType string) bool { return slices.Contains(mountableTypes, fsType) }
@@ -65,9 +65,9 @@ type Found struct {
 // Describe names it for messages.
 func (f Found) Describe() string {
 	if f.Ephemeral {
-		return "tmpfs, made afresh at each boot; the system on " + f.Partition.Device
+		return "tmpfs, made afresh at each boot; the system on " + f.Partition.Source()
 	}
-	s := f.Partition.Device
+	s := f.Partition.Source()
 	if f.Subvol != "" {
 		s += " subvolume " + f.Subvol
 	}
@@ -108,7 +108,7 @@ type ProbeFailure struct {
 func Discover(parts []Partition, probeDir string) (Discovery, error) {
 	var d Discovery
 	for _, p := range parts {
-		if !Mountable(p.Type) || p.Device == "" {
+		if !Mountable(p.Type) || p.Source() == "" {
 			continue
 		}
 		top, done, err := probeMount(p, probeDir)
@@ -154,7 +154,7 @@ func Discover(parts []Partition, probeDir string) (Discovery, error) {
 // the mount.
 func probeMount(p Partition, probeDir string) (top string, done func() error, err error) {
 	options := probeOptions(p.Type)
-	f, err := mount.Detached(p.Device, p.Type, options)
+	f, err := mount.Detached(p.Source(), p.Type, options)
 	if err == nil {
 		return fmt.Sprintf("/proc/self/fd/%d", f.Fd()), f.Close, nil
 	}
@@ -162,8 +162,8 @@ func probeMount(p Partition, probeDir string) (top string, done func() error, er
 		return "", nil, err
 	}
 	flags, data := mount.Flags(options)
-	if err := unix.Mount(p.Device, probeDir, p.Type, flags|unix.MS_RDONLY, data); err != nil {
-		return "", nil, &mount.MountError{Device: p.Device, Type: p.Type, Err: err}
+	if err := unix.Mount(p.Source(), probeDir, p.Type, flags|unix.MS_RDONLY, data); err != nil {
+		return "", nil, &mount.MountError{Device: p.Source(), Type: p.Type, Err: err}
 	}
 	return probeDir, func() error { return mount.Unmount(probeDir) }, nil
 }

@@ -18,11 +18,18 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
 )
 
-// Partition is one partition of a target disk.
+// Partition is a volume of the target, what a filesystem is mounted
+// from: a partition of its disk (Number), a block device a layer made
+// from others (Layer, Parents: a LUKS mapping, a logical volume, an
+// array), or a dataset of a layer (Dataset: a ZFS pool's, which has no
+// block device). Its JSON is inspect's "partitions".
 type Partition struct {
 	Number int `json:"number"`
 	// Device is the host's block device for it, once there is one.
 	Device string `json:"device,omitempty"`
+	// Dataset is a layer's dataset, by its name (pool/dataset), mounted
+	// with its type (FS.Type); such a volume has no Device.
+	Dataset string `json:"dataset,omitempty"`
 	// Start and Size are in bytes.
 	Start int64 `json:"start"`
 	Size  int64 `json:"size"`
@@ -53,6 +60,9 @@ type Partition struct {
 	// grub-install takes for a partition of /dev/loop0.
 	Inside string `json:"inside,omitempty"`
 }
+
+// Source is what a mount of the volume names: its device, or its dataset.
+func (p Partition) Source() string { return cmp.Or(p.Device, p.Dataset) }
 
 // FS is what blkid finds on a device.
 type FS struct {

@@ -32,11 +32,13 @@ const (
 
 // Entry is one line of the mount plan.
 type Entry struct {
-	Mountpoint string   `json:"mountpoint"`
-	Spec       string   `json:"spec"`
-	Device     string   `json:"device,omitempty"`
-	Type       string   `json:"fstype"`
-	Options    []string `json:"options"`
+	Mountpoint string `json:"mountpoint"`
+	Spec       string `json:"spec"`
+	// Device is what is mounted: the host's block device, or a layer's
+	// dataset by its name; none for a tmpfs or a bind.
+	Device  string   `json:"device,omitempty"`
+	Type    string   `json:"fstype"`
+	Options []string `json:"options"`
 	// Dropped are the fstab's options the mount does not get, and why
 	// (options for the boot, not the kernel).
 	Dropped []Dropped `json:"dropped,omitempty"`
@@ -206,6 +208,10 @@ func MapSource(spec string, parts []Partition, ids DiskIDs) ([]Partition, string
 		if n := strings.TrimPrefix(v, "p"); isNumber(n) {
 			return match(number(n)), "partition number"
 		}
+		// A layer's dataset, by its name (rpool/root).
+		if named := match(func(p Partition) bool { return p.Dataset != "" && p.Dataset == v }); len(named) > 0 {
+			return named, "dataset"
+		}
 	}
 	return nil, string(kind)
 }
@@ -219,7 +225,7 @@ func isNumber(s string) bool {
 func devices(parts []Partition) []string {
 	var out []string
 	for _, p := range parts {
-		out = append(out, p.Device)
+		out = append(out, p.Source())
 	}
 	return out
 }
@@ -349,7 +355,7 @@ var (
 func MakePlan(in PlanInput) (Plan, error) {
 	var pl Plan
 	fstabRoot := RootEntry(in.Fstab)
-	root := Entry{Mountpoint: "/", Spec: in.Root.Describe(), Device: in.Root.Partition.Device, Type: in.Root.Partition.Type,
+	root := Entry{Mountpoint: "/", Spec: in.Root.Describe(), Device: in.Root.Partition.Source(), Type: in.Root.Partition.Type,
 		Action: ActionMount, Origin: OriginDiscovered, MappedBy: "holds /etc/NIXOS"}
 	root.Options, root.Dropped = foundOptions(in.Root, fstabRoot, true)
 	if in.Root.Ephemeral {
@@ -360,7 +366,7 @@ func MakePlan(in PlanInput) (Plan, error) {
 	}
 	if fstabRoot != nil {
 		root.Spec = fstabRoot.Spec
-		if m, _ := MapSource(fstabRoot.Spec, in.Partitions, in.DiskIDs); len(m) != 1 || m[0].Device != in.Root.Partition.Device {
+		if m, _ := MapSource(fstabRoot.Spec, in.Partitions, in.DiskIDs); len(m) != 1 || m[0].Source() != in.Root.Partition.Source() {
 			pl.Warnings = append(pl.Warnings, fmt.Sprintf("the fstab's root %s is not %s, where the NixOS root was found", fstabRoot.Spec, in.Root.Describe()))
 		}
 	}
@@ -370,11 +376,11 @@ func MakePlan(in PlanInput) (Plan, error) {
 	}
 	head := []Entry{root}
 	if n := in.Nix; n != nil {
-		nix := Entry{Mountpoint: "/nix", Spec: n.Describe(), Device: n.Partition.Device, Type: n.Partition.Type,
+		nix := Entry{Mountpoint: "/nix", Spec: n.Describe(), Device: n.Partition.Source(), Type: n.Partition.Type,
 			Action: ActionMount, Origin: OriginDiscovered, MappedBy: "holds the Nix store"}
 		i := slices.IndexFunc(rest, func(e Entry) bool { return e.Mountpoint == "/nix" && e.Action == ActionMount })
 		switch {
-		case i >= 0 && rest[i].Device == n.Partition.Device:
+		case i >= 0 && rest[i].Device == n.Partition.Source():
 			// The fstab's /nix is the one mounted already: its options.
 			fe := in.Fstab[slices.IndexFunc(in.Fstab, func(f FstabEntry) bool { return path.Clean(f.Mountpoint) == "/nix" })]
 			nix.Spec, nix.MappedBy = rest[i].Spec, rest[i].MappedBy
@@ -478,7 +484,7 @@ func planFstabEntry(f FstabEntry, parts []Partition, ids DiskIDs) (Entry, error)
 	found, how := MapSource(f.Spec, parts, ids)
 	switch {
 	case len(found) == 1:
-		e.Device, e.MappedBy, e.Action = found[0].Device, how, ActionMount
+		e.Device, e.MappedBy, e.Action = found[0].Source(), how, ActionMount
 		if e.Type == "auto" || e.Type == "" {
 			e.Type = found[0].Type
 		}

@@ -44,6 +44,15 @@ var (
 		{Number: 1, Device: "/dev/loop1p1", PartType: "bios_grub"},
 		{Number: 2, Device: "/dev/loop1p2", FS: FS{Type: "btrfs", UUID: "b7"}},
 	}
+	// zfsVolumes are a pool member and the datasets a ZFS layer gives:
+	// volumes with no block device.
+	zfsVolumes = []Partition{
+		{Number: 1, Device: "/dev/loop2p1", FS: FS{Type: "vfat", UUID: "B00T-0001"}},
+		{Number: 2, Device: "/dev/loop2p2", FS: FS{Type: "zfs_member", Label: "rpool"}},
+		{Dataset: "rpool/root", FS: FS{Type: "zfs"}, Layer: "zfs", Parents: []string{"/dev/loop2p2"}},
+		{Dataset: "rpool/nix", FS: FS{Type: "zfs"}, Layer: "zfs", Parents: []string{"/dev/loop2p2"}},
+		{Dataset: "rpool/home", FS: FS{Type: "zfs"}, Layer: "zfs", Parents: []string{"/dev/loop2p2"}},
+	}
 	btrfsRoot = Found{Partition: btrfsDisk[1], Subvol: "root"}
 	btrfsNix  = Found{Partition: btrfsDisk[1], Subvol: "nix"}
 	ext4Root  = Found{Partition: disk[2]}
@@ -207,6 +216,27 @@ var planCases = []struct {
 			"/etc/nixos mount  []",
 			"/var/lib mount  [] -x-gvfs-hide",
 		},
+	},
+	{
+		// ZFS datasets are volumes: mapped by name (legacy mountpoints and
+		// zfsutil ones alike), mounted from the dataset, no device.
+		name: "datasets of a layer",
+		in: PlanInput{Partitions: zfsVolumes, Root: Found{Partition: zfsVolumes[2]}, Nix: &Found{Partition: zfsVolumes[3]}, Fstab: mustFstab(
+			"rpool/root / zfs defaults,zfsutil 0 0\nrpool/nix /nix zfs zfsutil 0 0\nrpool/home /home zfs defaults 0 0\nUUID=B00T-0001 /boot vfat umask=0077 0 2\nrpool/gone /srv zfs nofail 0 0\n")},
+		want: []string{
+			"/ mount rpool/root [zfsutil]",
+			"/nix mount rpool/nix [zfsutil] (mounted first: it holds the store, where the fstab is)",
+			"/home mount rpool/home []",
+			"/boot mount /dev/loop2p1 [umask=0077]",
+			"/srv skip  [] -nofail (not on the target disk (nofail))",
+		},
+	},
+	{
+		// A dataset the fstab names that no layer gave.
+		name:    "a missing dataset",
+		in:      PlanInput{Partitions: zfsVolumes, Root: Found{Partition: zfsVolumes[2]}, Fstab: mustFstab("rpool/root / zfs zfsutil 0 0\nrpool/data /data zfs defaults 0 0\n")},
+		err:     ErrNotOnDisk,
+		errSays: "the fstab mounts rpool/data on /data, which is not on the target disk",
 	},
 	{
 		// Impermanence: / is a tmpfs, the system on /nix.
