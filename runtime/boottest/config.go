@@ -17,11 +17,11 @@ var (
 // ErrNoEntry says the bootloader has no entry for the generation asked.
 var ErrNoEntry = errors.New("no entry")
 
-// PatchGrub gives a grub.cfg a serial terminal (unless it has one), no
-// timeout, the entry of generation (0: its default) as the default, and
-// serial (Platform.SerialParam) on that entry's kernel line. It returns the new text and the
-// entry's path.
-func PatchGrub(cfg string, generation int, serial string) (string, string, error) {
+// PatchGrub gives a grub.cfg the serial terminal of serial (unless it
+// has one), no timeout, the entry of generation (0: its default) as the
+// default, and serial's kernel parameter on that entry's kernel line. It
+// returns the new text and the entry's path.
+func PatchGrub(cfg string, generation int, serial Serial) (string, string, error) {
 	c := grubcfg.Parse(cfg)
 	lines := c.Lines
 	chosen := c.DefaultEntry()
@@ -41,8 +41,8 @@ func PatchGrub(cfg string, generation int, serial string) (string, string, error
 		}
 	}
 	for i := chosen.From; i <= chosen.To; i++ {
-		if grubLinuxRE.MatchString(lines[i]) && !strings.Contains(lines[i], serial) {
-			lines[i] += " " + serial
+		if grubLinuxRE.MatchString(lines[i]) && !strings.Contains(lines[i], serial.Param) {
+			lines[i] += " " + serial.Param
 		}
 	}
 	for i, l := range lines {
@@ -50,7 +50,7 @@ func PatchGrub(cfg string, generation int, serial string) (string, string, error
 	}
 	head := []string{}
 	if !strings.Contains(cfg, "terminal_output serial") && !strings.Contains(cfg, "terminal_output --append serial") {
-		head = append(head, "serial --unit=0 --speed=115200", "terminal_input --append serial", "terminal_output --append serial")
+		head = append(head, serial.GRUB...)
 	}
 	// The default, set after the configuration's own (the last one set
 	// before the first entry counts), and a timeout of none.
@@ -95,9 +95,10 @@ func LoaderDefault(conf string) string {
 	return ""
 }
 
-// PatchLoaderEntry puts serial (Platform.SerialParam) on a systemd-boot
+// PatchLoaderEntry puts serial's kernel parameter on a systemd-boot
 // entry's options.
-func PatchLoaderEntry(entry, serial string) string {
+func PatchLoaderEntry(entry string, s Serial) string {
+	serial := s.Param
 	lines := strings.Split(strings.TrimRight(entry, "\n"), "\n")
 	for i, l := range lines {
 		if f := strings.Fields(l); len(f) > 0 && f[0] == "options" {

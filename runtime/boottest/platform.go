@@ -18,8 +18,10 @@ type Platform struct {
 	// BIOS (SeaBIOS) that boots a disk's boot sector.
 	Machine string
 	BIOS    bool
-	// Console is the serial console's device, as the kernel names it.
-	Console string
+	// Console is the serial console's device, as the kernel names it;
+	// GRUBSerial the GRUB commands that put GRUB's menu there.
+	Console    string
+	GRUBSerial []string
 	// FirmwareCode and FirmwareVars are the UEFI firmware and its
 	// variables' template; FirmwarePackage Debian's package of them.
 	FirmwareCode, FirmwareVars, FirmwarePackage string
@@ -27,13 +29,21 @@ type Platform struct {
 
 // Platforms are the architectures boot-test boots.
 var Platforms = []Platform{
-	{Arch: "x86_64", Qemu: "qemu-system-x86_64", QemuPackage: "qemu-system-x86", Machine: "pc", BIOS: true, Console: "ttyS0",
+	{Arch: "x86_64", Qemu: "qemu-system-x86_64", QemuPackage: "qemu-system-x86", Machine: "pc", BIOS: true,
+		Console: "ttyS0", GRUBSerial: []string{"serial --unit=0 --speed=115200", "terminal_input --append serial", "terminal_output --append serial"},
 		FirmwareCode: "/usr/share/OVMF/OVMF_CODE_4M.fd", FirmwareVars: "/usr/share/OVMF/OVMF_VARS_4M.fd", FirmwarePackage: "ovmf"},
 }
 
-// SerialParam is what the booted kernel gets on its command line, so
-// that the kernel, stage 1 and stage 2 speak on the serial console.
-func (p Platform) SerialParam() string { return "console=" + p.Console }
+// Serial is how a machine's boot is put on its serial console: what the
+// kernel gets on its command line (the kernel, stage 1 and stage 2 speak
+// there), and what GRUB runs first.
+type Serial struct {
+	Param string
+	GRUB  []string
+}
+
+// Serial is p's serial console.
+func (p Platform) Serial() Serial { return Serial{Param: "console=" + p.Console, GRUB: p.GRUBSerial} }
 
 // PlatformOf is the platform of arch; "" is x86_64. ok is false for an
 // architecture boot-test does not boot.

@@ -104,10 +104,10 @@ func esp(s *engine.Session, mountpoint string) (files, error) {
 }
 
 // aimer checks that a kind of bootloader is installed on the target and,
-// in the overlay only, gives it a serial console (serial, the kernel's
-// console= for the platform) and the entry of
-// generation (0: its default) to boot at once; it returns the entry.
-type aimer func(s *engine.Session, b nixos.Bootloader, generation int, serial string) (string, error)
+// in the overlay only, gives it the platform's serial console (serial)
+// and the entry of generation (0: its default) to boot at once; it
+// returns the entry.
+type aimer func(s *engine.Session, b nixos.Bootloader, generation int, serial boottest.Serial) (string, error)
 
 // aimers are boot-test's, one for each kind of bootloader it boots.
 var aimers = map[nixos.Kind]aimer{
@@ -118,7 +118,7 @@ var aimers = map[nixos.Kind]aimer{
 
 // aimBootloader aims the system's bootloader (aimers), and returns the
 // entry it boots.
-func aimBootloader(s *engine.Session, b nixos.Bootloader, generation int, serial string) (string, error) {
+func aimBootloader(s *engine.Session, b nixos.Bootloader, generation int, serial boottest.Serial) (string, error) {
 	aim, ok := aimers[b.Kind]
 	if !ok {
 		return "", fmt.Errorf("the target's bootloader is %s, which boot-test does not know how to aim", b.Kind)
@@ -129,7 +129,7 @@ func aimBootloader(s *engine.Session, b nixos.Bootloader, generation int, serial
 // aimGRUB aims GRUB for BIOS (its boot code must be in the disk's boot
 // sector) or for EFI (its loader copied to the fallback path): grub.cfg
 // gets a serial terminal and the entry as its default.
-func aimGRUB(s *engine.Session, b nixos.Bootloader, generation int, serial string) (string, error) {
+func aimGRUB(s *engine.Session, b nixos.Bootloader, generation int, serial boottest.Serial) (string, error) {
 	root := mounted{root: s.Root(), dir: "/"}
 	if b.Kind == nixos.GRUBBIOS && !grubInBootSector(s.Layout().Disk) {
 		return "", fmt.Errorf("%w: the configuration's GRUB for BIOS is not in the disk's boot sector (run nixrescue rebuild first)", errNoBootloader)
@@ -153,7 +153,7 @@ func aimGRUB(s *engine.Session, b nixos.Bootloader, generation int, serial strin
 // aimSystemdBoot aims systemd-boot on the ESP: its loader at the fallback
 // path, loader.conf's default and no timeout, the entry's options with a
 // serial console.
-func aimSystemdBoot(s *engine.Session, b nixos.Bootloader, generation int, serial string) (string, error) {
+func aimSystemdBoot(s *engine.Session, b nixos.Bootloader, generation int, serial boottest.Serial) (string, error) {
 	if err := fallbackLoader(s, b.ESP, "systemd-bootx64.efi"); err != nil {
 		return "", err
 	}
