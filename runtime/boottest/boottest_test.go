@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nixrescue/nixrescue/runtime/nixos"
 )
 
 // serialParam is x86_64's serial console, as Platforms has it.
@@ -193,5 +195,23 @@ func TestMachineArgs(t *testing.T) {
 	}
 	if _, ok := PlatformOf("riscv64"); ok {
 		t.Error("a platform boot-test does not have")
+	}
+}
+
+// TestPlatformsEFINames: the firmware's fallback path and the loaders'
+// files are the architecture's (x86_64: BOOTX64.EFI, grubx64.efi,
+// systemd-bootx64.efi, as the ESPs rebuild makes have them).
+func TestPlatformsEFINames(t *testing.T) {
+	pf, ok := PlatformOf("x86_64")
+	if !ok || pf.EFIFallback() != "/EFI/BOOT/BOOTX64.EFI" {
+		t.Errorf("x86_64's fallback: %q", pf.EFIFallback())
+	}
+	for kind, want := range map[nixos.Kind]string{nixos.GRUBEFI: "grubx64.efi", nixos.SystemdBoot: "systemd-bootx64.efi"} {
+		if l, _ := nixos.LoaderOf(kind); l.EFIBinaryFor(pf.EFIArch) != want {
+			t.Errorf("%s: %q, want %q", kind, l.EFIBinaryFor(pf.EFIArch), want)
+		}
+	}
+	if got := pf.Serial(); got.Param != "console=ttyS0" || len(got.GRUB) == 0 || got.GRUB[0] != "serial --unit=0 --speed=115200" {
+		t.Errorf("x86_64's serial: %+v", got)
 	}
 }

@@ -25,13 +25,20 @@ type Platform struct {
 	// FirmwareCode and FirmwareVars are the UEFI firmware and its
 	// variables' template; FirmwarePackage Debian's package of them.
 	FirmwareCode, FirmwareVars, FirmwarePackage string
+	// EFIArch is UEFI's short name of the architecture, in its loaders'
+	// file names (x64: BOOTX64.EFI, systemd-bootx64.efi).
+	EFIArch string
 }
+
+// EFIFallback is the ESP's removable-media path the firmware boots when
+// no NVRAM entry names a loader.
+func (p Platform) EFIFallback() string { return "/EFI/BOOT/BOOT" + strings.ToUpper(p.EFIArch) + ".EFI" }
 
 // Platforms are the architectures boot-test boots.
 var Platforms = []Platform{
 	{Arch: "x86_64", Qemu: "qemu-system-x86_64", QemuPackage: "qemu-system-x86", Machine: "pc", BIOS: true,
 		Console: "ttyS0", GRUBSerial: []string{"serial --unit=0 --speed=115200", "terminal_input --append serial", "terminal_output --append serial"},
-		FirmwareCode: "/usr/share/OVMF/OVMF_CODE_4M.fd", FirmwareVars: "/usr/share/OVMF/OVMF_VARS_4M.fd", FirmwarePackage: "ovmf"},
+		FirmwareCode: "/usr/share/OVMF/OVMF_CODE_4M.fd", FirmwareVars: "/usr/share/OVMF/OVMF_VARS_4M.fd", FirmwarePackage: "ovmf", EFIArch: "x64"},
 }
 
 // Serial is how a machine's boot is put on its serial console: what the

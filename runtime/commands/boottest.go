@@ -256,7 +256,7 @@ func prepareBoot(ctx context.Context, bo *BootTestOptions, overlay string, r *Bo
 	default:
 		return m, hint.Errorf("the target's bootloader is %s: nixrescue cannot tell which firmware boots it; give {Firmware bios} or {Firmware efi}", b.Kind)
 	}
-	entry, err := aimBootloader(s, b, bo.Generation, pf.Serial())
+	entry, err := aimBootloader(s, b, bo.Generation, pf)
 	if err != nil {
 		return m, &hint.Error{Subject: r.Target.Arg, Err: err}
 	}

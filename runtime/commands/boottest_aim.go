@@ -104,10 +104,10 @@ func esp(s *engine.Session, mountpoint string) (files, error) {
 }
 
 // aimer checks that a kind of bootloader is installed on the target and,
-// in the overlay only, gives it the platform's serial console (serial)
-// and the entry of generation (0: its default) to boot at once; it
-// returns the entry.
-type aimer func(s *engine.Session, b nixos.Bootloader, generation int, serial boottest.Serial) (string, error)
+// in the overlay only, gives it the platform's serial console and the
+// entry of generation (0: its default) to boot at once; it returns the
+// entry.
+type aimer func(s *engine.Session, b nixos.Bootloader, generation int, pf boottest.Platform) (string, error)
 
 // aimers are boot-test's, one for each kind of bootloader it boots.
 var aimers = map[nixos.Kind]aimer{
@@ -118,24 +118,24 @@ var aimers = map[nixos.Kind]aimer{
 
 // aimBootloader aims the system's bootloader (aimers), and returns the
 // entry it boots.
-func aimBootloader(s *engine.Session, b nixos.Bootloader, generation int, serial boottest.Serial) (string, error) {
+func aimBootloader(s *engine.Session, b nixos.Bootloader, generation int, pf boottest.Platform) (string, error) {
 	aim, ok := aimers[b.Kind]
 	if !ok {
 		return "", fmt.Errorf("the target's bootloader is %s, which boot-test does not know how to aim", b.Kind)
 	}
-	return aim(s, b, generation, serial)
+	return aim(s, b, generation, pf)
 }
 
 // aimGRUB aims GRUB for BIOS (its boot code must be in the disk's boot
 // sector) or for EFI (its loader copied to the fallback path): grub.cfg
 // gets a serial terminal and the entry as its default.
-func aimGRUB(s *engine.Session, b nixos.Bootloader, generation int, serial boottest.Serial) (string, error) {
+func aimGRUB(s *engine.Session, b nixos.Bootloader, generation int, pf boottest.Platform) (string, error) {
 	root := mounted{root: s.Root(), dir: "/"}
 	if b.Kind == nixos.GRUBBIOS && !grubInBootSector(s.Layout().Disk) {
 		return "", fmt.Errorf("%w: the configuration's GRUB for BIOS is not in the disk's boot sector (run nixrescue rebuild first)", errNoBootloader)
 	}
 	if b.Kind == nixos.GRUBEFI {
-		if err := fallbackLoader(s, b.ESP, "grubx64.efi"); err != nil {
+		if err := fallbackLoader(s, b, pf); err != nil {
 			return "", err
 		}
 	}
@@ -143,7 +143,7 @@ func aimGRUB(s *engine.Session, b nixos.Bootloader, generation int, serial boott
 	if err != nil {
 		return "", fmt.Errorf("%w: the target has no %s (run nixrescue rebuild first)", errNoBootloader, nixos.GrubConfig)
 	}
-	patched, entry, err := boottest.PatchGrub(string(cfg), generation, serial)
+	patched, entry, err := boottest.PatchGrub(string(cfg), generation, pf.Serial())
 	if err != nil {
 		return "", fmt.Errorf("GRUB's configuration: %w", err)
 	}
@@ -153,8 +153,8 @@ func aimGRUB(s *engine.Session, b nixos.Bootloader, generation int, serial boott
 // aimSystemdBoot aims systemd-boot on the ESP: its loader at the fallback
 // path, loader.conf's default and no timeout, the entry's options with a
 // serial console.
-func aimSystemdBoot(s *engine.Session, b nixos.Bootloader, generation int, serial boottest.Serial) (string, error) {
-	if err := fallbackLoader(s, b.ESP, "systemd-bootx64.efi"); err != nil {
+func aimSystemdBoot(s *engine.Session, b nixos.Bootloader, generation int, pf boottest.Platform) (string, error) {
+	if err := fallbackLoader(s, b, pf); err != nil {
 		return "", err
 	}
 	f, err := esp(s, b.ESP)
@@ -173,7 +173,7 @@ func aimSystemdBoot(s *engine.Session, b nixos.Bootloader, generation int, seria
 	if err != nil {
 		return "", fmt.Errorf("systemd-boot has no entry %s on the ESP", entry)
 	}
-	if err := f.write("/loader/entries/"+entry, []byte(boottest.PatchLoaderEntry(string(text), serial))); err != nil {
+	if err := f.write("/loader/entries/"+entry, []byte(boottest.PatchLoaderEntry(string(text), pf.Serial()))); err != nil {
 		return "", err
 	}
 	return entry, f.write("/loader/loader.conf", []byte(boottest.PatchLoaderConf(string(conf), entry)))
@@ -193,15 +193,18 @@ func grubInBootSector(disk string) bool {
 }
 
 // fallbackLoader puts the bootloader at the firmware's removable-media
-// path EFI/BOOT/BOOTX64.EFI in the overlay, when only its own path holds
-// it: the VM's firmware has a fresh variable store, without the NVRAM
-// entry the target machine has. name is the bootloader's file.
-func fallbackLoader(s *engine.Session, mountpoint, name string) error {
+// path (EFI/BOOT/BOOTX64.EFI on x86_64) in the overlay, when only its own
+// path holds it: the VM's firmware has a fresh variable store, without
+// the NVRAM entry the target machine has.
+func fallbackLoader(s *engine.Session, b nixos.Bootloader, pf boottest.Platform) error {
+	mountpoint := b.ESP
 	f, err := esp(s, mountpoint)
 	if err != nil {
 		return err
 	}
-	const fallback = "/EFI/BOOT/BOOTX64.EFI"
+	fallback := pf.EFIFallback()
+	l, _ := nixos.LoaderOf(b.Kind)
+	name := l.EFIBinaryFor(pf.EFIArch)
 	if f.exists(fallback) {
 		return nil
 	}

@@ -7,6 +7,7 @@ package nixos
 
 import (
 	"encoding/xml"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -39,14 +40,21 @@ type Loader struct {
 	// Menu is the file, inside the target's root, that holds its entries
 	// and its default.
 	Menu string
+	// EFIBinary is its loader's file name on the ESP, %s the
+	// architecture's UEFI name (x64, aa64); "" for a BIOS loader.
+	EFIBinary string
 }
+
+// EFIBinaryFor is l's loader file on the ESP for the UEFI architecture
+// efiArch (grubx64.efi).
+func (l Loader) EFIBinaryFor(efiArch string) string { return fmt.Sprintf(l.EFIBinary, efiArch) }
 
 // Loaders are the kinds nixrescue knows: a new kind is one more entry,
 // its detection in DetectBootloader, and boot-test's aim of its menu.
 var Loaders = []Loader{
 	{Kind: GRUBBIOS, Arches: []string{"x86_64", "i686"}, Menu: GrubConfig},
-	{Kind: GRUBEFI, EFI: true, Arches: []string{"x86_64", "aarch64"}, Menu: GrubConfig},
-	{Kind: SystemdBoot, EFI: true, Arches: []string{"x86_64", "aarch64"}, Menu: LoaderConf},
+	{Kind: GRUBEFI, EFI: true, Arches: []string{"x86_64", "aarch64"}, Menu: GrubConfig, EFIBinary: "grub%s.efi"},
+	{Kind: SystemdBoot, EFI: true, Arches: []string{"x86_64", "aarch64"}, Menu: LoaderConf, EFIBinary: "systemd-boot%s.efi"},
 }
 
 // LoaderOf is what nixrescue knows of kind k; ok is false for a kind it
