@@ -16,10 +16,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nixrescue/nixrescue/runtime/backend/embedded"
-	"github.com/nixrescue/nixrescue/runtime/helper"
+	"github.com/nixrescue/nixrescue/runtime/commands"
 	"github.com/nixrescue/nixrescue/runtime/hint"
-	"github.com/nixrescue/nixrescue/runtime/roles"
 )
 
 func init() {
@@ -30,9 +28,9 @@ func init() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}
-	// libcontainer starts this binary as a container's init: not a
-	// command of ours (runtime/roles).
-	embedded.MaybeInit()
+	// libcontainer starts this binary as a container's init, a container
+	// runs it as its helper: not commands of ours (runtime/roles).
+	commands.PlayRole()
 }
 
 // ExitFailure is nixrescue's status when it fails itself, as `docker run`
@@ -49,14 +47,6 @@ func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)
 func (e exitStatus) ExitCode() int { return int(e) }
 
 func main() {
-	switch roles.Of(os.Args) {
-	case roles.Helper:
-		helper.Main(os.Args[1:])
-	case roles.Hold, roles.Guard:
-		// Their C constructors took them before Go started.
-		fmt.Fprintln(os.Stderr, "nixrescue: the hold and the guard run before Go starts; this start is neither")
-		os.Exit(2)
-	}
 	// The runtime's messages mention options; here they are flags.
 	hint.SetWords(flagWords)
 	// A closed output (nixrescue inspect IMG | head -1) is an error of the

@@ -309,7 +309,7 @@ func TestGRUBCryptodiskAndRAID1(t *testing.T) {
 	key := "--key-file /root/key"
 	steps := rescue(t, vm.Machine{Disks: disks}, `
 . /lib/vm.sh
-`+crypto.Script+raid.Script+degraded.Script+killAt+`
+`+crypto.Script+raid.Script+degraded.Script+holdAt+killAt+`
 step make-crypto `+makeCrypto+`
 step make-raid `+makeRAID+`
 step make-degraded `+makeDegraded+`

@@ -59,3 +59,7 @@ const (
 // RootGenerations lists the generations of a root mounted at dir (this
 // host's path), for completions: nothing is opened.
 func RootGenerations(dir string) ([]nixos.Generation, error) { return nixos.Generations(dir) }
+
+// PlayRole plays the role a start of the binary that is not a command
+// was started for (engine.PlayRole): call it first, from main's init.
+func PlayRole() { engine.PlayRole() }
