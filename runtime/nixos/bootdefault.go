@@ -29,17 +29,17 @@ var (
 	sdbootEntryRE  = lazyre.New(`nixos-generation-([0-9]+)(?:-specialisation-[^.]*)?\.conf$`)
 )
 
-// ReadBootDefault reads the default boot entry from root's /boot:
-// GRUB's grub.cfg (set default, the menu entries in order) or
-// systemd-boot's loader/loader.conf (default ENTRY). gens maps store paths
-// to generation numbers, for entries that name a system but no number
-// (install-grub.pl's first entry, "NixOS").
+// ReadBootDefault reads the default boot entry from the first menu of
+// the known bootloaders (Loaders) that root's /boot holds: GRUB's
+// grub.cfg (set default, the menu entries in order) or systemd-boot's
+// loader/loader.conf (default ENTRY). gens maps store paths to generation
+// numbers, for entries that name a system but no number (install-grub.pl's
+// first entry, "NixOS").
 func ReadBootDefault(root string, gens []Generation) BootDefault {
-	if d, ok := grubDefault(root, gens); ok {
-		return d
-	}
-	if d, ok := sdbootDefault(root); ok {
-		return d
+	for _, l := range Loaders {
+		if d, ok := l.ReadDefault(root, gens); ok {
+			return d
+		}
 	}
 	return BootDefault{}
 }
@@ -70,7 +70,7 @@ func grubDefault(root string, gens []Generation) (BootDefault, bool) {
 	return d, true
 }
 
-func sdbootDefault(root string) (BootDefault, bool) {
+func sdbootDefault(root string, _ []Generation) (BootDefault, bool) {
 	f, err := rootfs.Open(root, LoaderConf)
 	if err != nil {
 		return BootDefault{}, false

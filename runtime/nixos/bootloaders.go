@@ -43,18 +43,24 @@ type Loader struct {
 	// EFIBinary is its loader's file name on the ESP, %s the
 	// architecture's UEFI name (x64, aa64); "" for a BIOS loader.
 	EFIBinary string
+	// ReadDefault reads, from Menu in root, the entry it boots by
+	// default and its generation (gens maps systems to numbers); false
+	// when there is no Menu.
+	ReadDefault func(root string, gens []Generation) (BootDefault, bool)
 }
 
 // EFIBinaryFor is l's loader file on the ESP for the UEFI architecture
 // efiArch (grubx64.efi).
 func (l Loader) EFIBinaryFor(efiArch string) string { return fmt.Sprintf(l.EFIBinary, efiArch) }
 
-// Loaders are the kinds nixrescue knows: a new kind is one more entry,
-// its detection in DetectBootloader, and boot-test's aim of its menu.
+// Loaders are the kinds nixrescue knows: a new kind is one more entry
+// (its menu and how its default is read), its detection in
+// DetectBootloader, and boot-test's aim of its menu
+// (runtime/commands/boottest_aim.go).
 var Loaders = []Loader{
-	{Kind: GRUBBIOS, Arches: []string{"x86_64", "i686"}, Menu: GrubConfig},
-	{Kind: GRUBEFI, EFI: true, Arches: []string{"x86_64", "aarch64"}, Menu: GrubConfig, EFIBinary: "grub%s.efi"},
-	{Kind: SystemdBoot, EFI: true, Arches: []string{"x86_64", "aarch64"}, Menu: LoaderConf, EFIBinary: "systemd-boot%s.efi"},
+	{Kind: GRUBBIOS, Arches: []string{"x86_64", "i686"}, Menu: GrubConfig, ReadDefault: grubDefault},
+	{Kind: GRUBEFI, EFI: true, Arches: []string{"x86_64", "aarch64"}, Menu: GrubConfig, EFIBinary: "grub%s.efi", ReadDefault: grubDefault},
+	{Kind: SystemdBoot, EFI: true, Arches: []string{"x86_64", "aarch64"}, Menu: LoaderConf, EFIBinary: "systemd-boot%s.efi", ReadDefault: sdbootDefault},
 }
 
 // LoaderOf is what nixrescue knows of kind k; ok is false for a kind it
