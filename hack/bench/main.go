@@ -200,8 +200,39 @@ func bench(work, bin string, iterations int, smoke bool) (*Report, error) {
 	addr := os.Getenv("NIXRESCUE_CONTAINERD_ADDRESS")
 	runcState := filepath.Join(work, "runc")
 
+	cases := baseCases(bin, root, bundle, runcState, img)
+	if _, err := exec.LookPath("systemd-nspawn"); err != nil {
+		cases[3].Unavailable = "systemd-nspawn is not installed (systemd-container)"
+	}
+	imageCases, stopImages, err := imageCases(work, bin, img)
+	if err != nil {
+		return nil, err
+	}
+	defer stopImages()
+	cases = append(cases, imageCases...)
+	if addr != "" {
+		cases = append(cases, containerdCases(work, bin, root, img, addr)...)
+	}
+	rep := measure(cases, iterations)
+
+	levels := []int{1, 4, 8}
+	if smoke {
+		levels = []int{1, 2}
+	}
+	rep.Concurrency = concurrency(work, bin, fx, levels, iterations)
+	if len(rep.Concurrency) > 1 {
+		serial := rep.Concurrency[0].PerSecond
+		last := rep.Concurrency[len(rep.Concurrency)-1]
+		rep.Ratios = append(rep.Ratios, Ratio{Name: fmt.Sprintf("throughput at %d / serial", last.Sessions), Value: last.PerSecond / serial, Target: "≥ 1.5", Met: last.PerSecond/serial >= 1.5})
+	}
+	return rep, nil
+}
+
+// baseCases are the start and session cases every run has: nixrescue's
+// embedded start and whole session against the manual ways.
+func baseCases(bin, root, bundle, runcState, img string) []*Case {
 	q := func(s string) string { return "'" + s + "'" }
-	cases := []*Case{
+	return []*Case{
 		{Name: "nixrescue run --no-activate -- true (embedded)", Group: "start", run: func(int) sample {
 			return timed(bin, "run", "--root", root, "--no-activate", "-q", "--backend", "embedded", "--", "true")
 		}},
@@ -229,32 +260,31 @@ chroot $m /nix/var/nix/profiles/system/activate >/dev/null 2>&1 || true
 chroot $m /bin/sh -c true
 umount -R $m; rmdir $m'`)},
 	}
-	if _, err := exec.LookPath("systemd-nspawn"); err != nil {
-		cases[3].Unavailable = "systemd-nspawn is not installed (systemd-container)"
+}
+
+// containerdCases are the cases of containerd at addr: nixrescue's start
+// and session on it against ctr run.
+func containerdCases(work, bin, root, img, addr string) []*Case {
+	return []*Case{
+		{Name: "nixrescue run --no-activate -- true (containerd)", Group: "start", run: func(int) sample {
+			return timed(bin, "run", "--root", root, "--no-activate", "-q", "--backend", "containerd", "--address", addr, "--", "true")
+		}},
+		{Name: "(e) ctr run --rm --rootfs", Group: "start", run: func(i int) sample {
+			// runc's state and ctr's fifos in the work directory, as
+			// nixrescue keeps its own out of the host's /run/containerd.
+			return timed("ctr", "--address", addr, "-n", "nixrescue-bench", "run", "--rm",
+				"--runc-root", filepath.Join(work, "ctr-runc"), "--fifo-dir", filepath.Join(work, "ctr-fifo"),
+				"--rootfs", root, fmt.Sprintf("bench-%d", i), "/bin/sh", "-c", "true")
+		}},
+		{Name: "nixrescue run IMAGE -- true (containerd, whole session)", Group: "session", run: func(int) sample {
+			return timed(bin, "run", img, "-q", "--backend", "containerd", "--address", addr, "--", "true")
+		}},
 	}
-	imageCases, stopImages, err := imageCases(work, bin, img)
-	if err != nil {
-		return nil, err
-	}
-	defer stopImages()
-	cases = append(cases, imageCases...)
-	if addr != "" {
-		cases = append(cases,
-			&Case{Name: "nixrescue run --no-activate -- true (containerd)", Group: "start", run: func(int) sample {
-				return timed(bin, "run", "--root", root, "--no-activate", "-q", "--backend", "containerd", "--address", addr, "--", "true")
-			}},
-			&Case{Name: "(e) ctr run --rm --rootfs", Group: "start", run: func(i int) sample {
-				// runc's state and ctr's fifos in the work directory, as
-				// nixrescue keeps its own out of the host's /run/containerd.
-				return timed("ctr", "--address", addr, "-n", "nixrescue-bench", "run", "--rm",
-					"--runc-root", filepath.Join(work, "ctr-runc"), "--fifo-dir", filepath.Join(work, "ctr-fifo"),
-					"--rootfs", root, fmt.Sprintf("bench-%d", i), "/bin/sh", "-c", "true")
-			}},
-			&Case{Name: "nixrescue run IMAGE -- true (containerd, whole session)", Group: "session", run: func(int) sample {
-				return timed(bin, "run", img, "-q", "--backend", "containerd", "--address", addr, "--", "true")
-			}},
-		)
-	}
+}
+
+// measure runs the cases, interleaved, and reports them with their
+// ratios.
+func measure(cases []*Case, iterations int) *Report {
 	// Interleaved: every case once per round, so that a noisy moment
 	// touches them all alike. Each run starts on a settled machine: what
 	// the previous run left for the kernel to finish (dirty pages of an
@@ -297,17 +327,7 @@ umount -R $m; rmdir $m'`)},
 		rep.Ratios = append(rep.Ratios, Ratio{Name: "read throughput: qcow2 export / raw loop device", Value: x / y, Target: "≥ 0.5", Met: x/y >= 0.5})
 	}
 
-	levels := []int{1, 4, 8}
-	if smoke {
-		levels = []int{1, 2}
-	}
-	rep.Concurrency = concurrency(work, bin, fx, levels, iterations)
-	if len(rep.Concurrency) > 1 {
-		serial := rep.Concurrency[0].PerSecond
-		last := rep.Concurrency[len(rep.Concurrency)-1]
-		rep.Ratios = append(rep.Ratios, Ratio{Name: fmt.Sprintf("throughput at %d / serial", last.Sessions), Value: last.PerSecond / serial, Target: "≥ 1.5", Met: last.PerSecond/serial >= 1.5})
-	}
-	return rep, nil
+	return rep
 }
 
 // imageCases measure images through qemu: a whole session on a qcow2

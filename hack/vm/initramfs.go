@@ -95,29 +95,9 @@ func BuildInitramfs(k *Kernel, o InitramfsOptions, out string) error {
 	if err := copyDebTools(dir, o.DebTools); err != nil {
 		return err
 	}
-	mods, err := k.moduleFiles(o.Modules)
+	load, err := copyModules(k, o.Modules, dir)
 	if err != nil {
 		return err
-	}
-	var load []string
-	for _, m := range o.Modules {
-		load = append(append(load, softDependencies[m]...), m)
-	}
-	for _, m := range mods {
-		if err := copyTo(filepath.Join(k.Tree, m), filepath.Join(dir, m), 0o644); err != nil {
-			return err
-		}
-	}
-	for _, f := range []string{"modules.order", "modules.builtin", "modules.builtin.modinfo"} {
-		src := filepath.Join(k.Tree, "lib/modules", k.Version, f)
-		if _, err := os.Stat(src); err == nil {
-			if err := copyTo(src, filepath.Join(dir, "lib/modules", k.Version, f), 0o644); err != nil {
-				return err
-			}
-		}
-	}
-	if b, err := exec.Command("depmod", "-b", dir, k.Version).CombinedOutput(); err != nil {
-		return fmt.Errorf("depmod: %v: %s", err, bytes.TrimSpace(b))
 	}
 	if o.Init == "" {
 		o.Init = initScript
@@ -142,6 +122,37 @@ func BuildInitramfs(k *Kernel, o InitramfsOptions, out string) error {
 		}
 	}
 	return WriteCpio(dir, out)
+}
+
+// copyModules copies the kernel's modules (and their dependencies) into
+// the initramfs tree dir, with depmod's index, and returns the order the
+// init loads them in (each after its soft dependencies).
+func copyModules(k *Kernel, modules []string, dir string) ([]string, error) {
+	mods, err := k.moduleFiles(modules)
+	if err != nil {
+		return nil, err
+	}
+	var load []string
+	for _, m := range modules {
+		load = append(append(load, softDependencies[m]...), m)
+	}
+	for _, m := range mods {
+		if err := copyTo(filepath.Join(k.Tree, m), filepath.Join(dir, m), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range []string{"modules.order", "modules.builtin", "modules.builtin.modinfo"} {
+		src := filepath.Join(k.Tree, "lib/modules", k.Version, f)
+		if _, err := os.Stat(src); err == nil {
+			if err := copyTo(src, filepath.Join(dir, "lib/modules", k.Version, f), 0o644); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if b, err := exec.Command("depmod", "-b", dir, k.Version).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("depmod: %v: %s", err, bytes.TrimSpace(b))
+	}
+	return load, nil
 }
 
 // WriteCpio archives dir (as root-owned files) into a gzipped newc cpio.
