@@ -54,9 +54,8 @@ type Loader struct {
 func (l Loader) EFIBinaryFor(efiArch string) string { return fmt.Sprintf(l.EFIBinary, efiArch) }
 
 // Loaders are the kinds nixrescue knows: a new kind is one more entry
-// (its menu and how its default is read), its detection in
-// DetectBootloader, and boot-test's aim of its menu
-// (runtime/commands/boottest_aim.go).
+// (its menu and how its default is read), its installer in Installers,
+// and boot-test's aim of its menu (runtime/commands/boottest_aim.go).
 var Loaders = []Loader{
 	{Kind: GRUBBIOS, Arches: []string{"x86_64", "i686"}, Menu: GrubConfig, ReadDefault: grubDefault},
 	{Kind: GRUBEFI, EFI: true, Arches: []string{"x86_64", "aarch64"}, Menu: GrubConfig, EFIBinary: "grub%s.efi", ReadDefault: grubDefault},
@@ -121,22 +120,42 @@ const maxScript = 1 << 20
 // substitutes it), and, for GRUB, the grub-config.xml that install-grub.sh
 // hands to install-grub.pl.
 func DetectBootloader(root, system string) Bootloader {
-	b := Bootloader{Kind: UnknownLoader}
 	for _, ref := range storeRefs(root, system+"/bin/switch-to-configuration") {
-		switch {
-		case strings.HasSuffix(ref, "install-grub.sh"):
-			b.Installer = ref
-			b.Kind = GRUBBIOS
-			for _, cfg := range storeRefs(root, ref) {
-				if strings.HasSuffix(cfg, "grub-config.xml") {
-					b.Config = cfg
-					b.Devices, b.Kind, b.ESP = readGrubConfig(root, cfg)
-				}
+		for _, in := range Installers {
+			if in.Is(ref) {
+				return in.Read(root, ref)
 			}
-			return b
-		case strings.Contains(ref, "systemd-boot"):
-			b.Installer, b.Kind, b.ESP = ref, SystemdBoot, systemdBootESP(root, ref)
-			return b
+		}
+	}
+	return Bootloader{Kind: UnknownLoader}
+}
+
+// Installer is a bootloader installer NixOS's modules make (one may
+// install more than one kind: install-grub.sh, GRUB for BIOS or EFI).
+type Installer struct {
+	// Is tells whether a store path is this installer.
+	Is func(ref string) bool
+	// Read reads what the installer at ref installs, from root.
+	Read func(root, ref string) Bootloader
+}
+
+// Installers are the installers DetectBootloader knows: a new kind of
+// bootloader is one more entry here, and one in Loaders.
+var Installers = []Installer{
+	{Is: func(ref string) bool { return strings.HasSuffix(ref, "install-grub.sh") }, Read: readGRUBInstaller},
+	{Is: func(ref string) bool { return strings.Contains(ref, "systemd-boot") }, Read: func(root, ref string) Bootloader {
+		return Bootloader{Installer: ref, Kind: SystemdBoot, ESP: systemdBootESP(root, ref)}
+	}},
+}
+
+// readGRUBInstaller reads install-grub.sh's grub-config.xml: GRUB for
+// BIOS, or for EFI, its devices and ESP.
+func readGRUBInstaller(root, ref string) Bootloader {
+	b := Bootloader{Installer: ref, Kind: GRUBBIOS}
+	for _, cfg := range storeRefs(root, ref) {
+		if strings.HasSuffix(cfg, "grub-config.xml") {
+			b.Config = cfg
+			b.Devices, b.Kind, b.ESP = readGrubConfig(root, cfg)
 		}
 	}
 	return b
