@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -48,7 +46,7 @@ type ExportOptions struct {
 type Export struct {
 	PID  int    `json:"pid"`
 	File string `json:"file"`
-	cmd  *exec.Cmd
+	p    hosttool.Process
 	done chan error
 }
 
@@ -117,8 +115,6 @@ func Start(ctx context.Context, o ExportOptions) (*Export, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(qsd, o.args()...)
-	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group: a Ctrl-C meant for nixrescue does not end
 	// it under the session; the teardown does. Its own mount namespace
 	// (private), where its FUSE export is mounted: it does not keep the
@@ -127,12 +123,12 @@ func Start(ctx context.Context, o ExportOptions) (*Export, error) {
 	// device on its export; in a namespace of its own, they go with the
 	// session's last process, flushed to the export first, and the
 	// daemon goes after (cleanup).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Unshareflags: unix.CLONE_NEWNS}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start qemu-storage-daemon: %w", err)
+	p, err := hosttool.Start(ctx, hosttool.Command{Name: qsd, Args: o.args()}, hosttool.Daemon{Output: logf, OwnGroup: true, OwnMountNamespace: true})
+	if err != nil {
+		return nil, err
 	}
-	e := &Export{PID: cmd.Process.Pid, File: o.File, cmd: cmd, done: make(chan error, 1)}
-	go func() { e.done <- cmd.Wait() }()
+	e := &Export{PID: p.PID(), File: o.File, p: p, done: make(chan error, 1)}
+	go func() { e.done <- p.Wait() }()
 	deadline := time.After(30 * time.Second)
 	for {
 		if e.mounted() {
@@ -187,17 +183,17 @@ func (e *Export) mounted() bool {
 // Stop ends the daemon (it flushes the image and unmounts its export)
 // and removes the export file.
 func (e *Export) Stop() error {
-	if e == nil || e.cmd == nil {
+	if e == nil || e.p == nil {
 		return nil
 	}
-	_ = e.cmd.Process.Signal(unix.SIGTERM)
+	_ = e.p.Signal(unix.SIGTERM)
 	select {
 	case <-e.done:
 	case <-time.After(15 * time.Second):
-		_ = e.cmd.Process.Kill()
+		_ = e.p.Signal(unix.SIGKILL)
 		<-e.done
 	}
-	e.cmd = nil
+	e.p = nil
 	return removeExportFile(e.File)
 }
 

@@ -6,9 +6,10 @@
 //
 // They all go through one Runner, the one in the context (WithRunner), or
 // the host's (Exec): a test gives recorded answers instead
-// (hosttool/hosttooltest) and needs neither root nor the programs. The
-// daemons (qemu-storage-daemon's export, boot-test's qemu), which outlive
-// a call, are started by their packages; Look finds them.
+// (hosttool/hosttooltest) and needs neither root nor the programs. A
+// program that outlives the call (qemu-storage-daemon's export) is
+// started through it too (Start); boot-test's qemu, whose console it
+// reads as it boots, is started by runtime/boottest, found with Look.
 package hosttool
 
 import (
@@ -20,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 )
 
 // packages are the packages that hold the programs, as a user installs
@@ -107,11 +109,31 @@ type Result struct {
 	Code           int
 }
 
-// Runner runs programs to their end. Its error says the program could
-// not be run at all (exec.ErrNotFound when it is not installed); an exit
-// status is in the Result.
+// Runner runs programs: to their end (Run: its error says the program
+// could not be run at all, exec.ErrNotFound when it is not installed; an
+// exit status is in the Result), or started to run beside nixrescue
+// until the caller stops it (Start).
 type Runner interface {
 	Run(ctx context.Context, c Command) (Result, error)
+	Start(c Command, d Daemon) (Process, error)
+}
+
+// Daemon says how a started program runs beside nixrescue.
+type Daemon struct {
+	// Output takes its standard output and error.
+	Output io.Writer
+	// OwnGroup puts it in a process group of its own: a Ctrl-C meant for
+	// nixrescue does not reach it. OwnMountNamespace gives it a private
+	// mount namespace of its own.
+	OwnGroup, OwnMountNamespace bool
+}
+
+// Process is a started program.
+type Process interface {
+	PID() int
+	Signal(os.Signal) error
+	// Wait waits for it to end: nil when it exited with status 0.
+	Wait() error
 }
 
 type runnerKey struct{}
@@ -149,6 +171,40 @@ func (Exec) Run(ctx context.Context, c Command) (Result, error) {
 		return r, nil
 	}
 	return r, err
+}
+
+// Start implements Runner.
+func (Exec) Start(c Command, d Daemon) (Process, error) {
+	cmd := exec.Command(c.Name, c.Args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.Stdin, d.Output, d.Output
+	cmd.Env = append(append(os.Environ(), "LC_ALL=C"), c.Env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: d.OwnGroup}
+	if d.OwnMountNamespace {
+		cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return execProcess{cmd}, nil
+}
+
+type execProcess struct{ cmd *exec.Cmd }
+
+func (p execProcess) PID() int                 { return p.cmd.Process.Pid }
+func (p execProcess) Signal(s os.Signal) error { return p.cmd.Process.Signal(s) }
+func (p execProcess) Wait() error              { return p.cmd.Wait() }
+
+// Start starts c as a daemon (d) with the context's Runner: a
+// *MissingError when it is not installed.
+func Start(ctx context.Context, c Command, d Daemon) (Process, error) {
+	p, err := runnerOf(ctx).Start(c, d)
+	switch {
+	case errors.Is(err, exec.ErrNotFound):
+		return nil, &MissingError{What: c.Name}
+	case err != nil:
+		return nil, fmt.Errorf("start %s: %w", c.Name, err)
+	}
+	return p, nil
 }
 
 // Look finds program name on PATH, or says it is missing (a

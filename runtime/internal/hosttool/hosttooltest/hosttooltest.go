@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"sync"
 
@@ -72,6 +73,32 @@ func (r *Record) Run(ctx context.Context, c hosttool.Command) (hosttool.Result, 
 		out += a.Stderr
 	}
 	return hosttool.Result{Stdout: []byte(out), Stderr: []byte(a.Stderr), Code: a.Code}, nil
+}
+
+// Start implements hosttool.Runner: the started program is answered as
+// a run one is (Missing: not installed), and has ended, with the
+// answer's status, by the time Wait is called.
+func (r *Record) Start(c hosttool.Command, d hosttool.Daemon) (hosttool.Process, error) {
+	res, err := r.Run(context.Background(), c)
+	if err != nil {
+		return nil, err
+	}
+	if d.Output != nil {
+		_, _ = d.Output.Write(append(res.Stdout, res.Stderr...))
+	}
+	return process{code: res.Code}, nil
+}
+
+// process is a started program of a record.
+type process struct{ code int }
+
+func (process) PID() int               { return 0 }
+func (process) Signal(os.Signal) error { return nil }
+func (p process) Wait() error {
+	if p.code != 0 {
+		return fmt.Errorf("exit status %d", p.code)
+	}
+	return nil
 }
 
 // Calls are the command lines run, in order.
