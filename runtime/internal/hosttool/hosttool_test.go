@@ -30,3 +30,18 @@ func TestRun(t *testing.T) {
 		t.Errorf("%v", &MissingError{What: "dmsetup"})
 	}
 }
+
+func TestStart(t *testing.T) {
+	var out strings.Builder
+	p, err := Start(context.Background(), Command{Name: "sh", Args: []string{"-c", "echo started; exit 3"}}, Daemon{Output: &out, OwnGroup: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(); err == nil || out.String() != "started\n" || p.PID() <= 0 {
+		t.Errorf("wait: %v, output %q, pid %d", err, out.String(), p.PID())
+	}
+	var me *MissingError
+	if _, err := Start(context.Background(), Command{Name: "nixrescue-no-such-daemon"}, Daemon{}); !errors.As(err, &me) {
+		t.Errorf("a missing daemon: %v", err)
+	}
+}
