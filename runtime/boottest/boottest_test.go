@@ -211,6 +211,9 @@ func TestPlatformsEFINames(t *testing.T) {
 			t.Errorf("%s: %q, want %q", kind, l.EFIBinaryFor(pf.EFIArch), want)
 		}
 	}
+	if EFIFallbackOf("x86_64") != "EFI/BOOT/BOOTX64.EFI" || EFIFallbackOf("riscv64") != "EFI/BOOT/BOOT<ARCH>.EFI" {
+		t.Errorf("fallbacks named: %q, %q", EFIFallbackOf("x86_64"), EFIFallbackOf("riscv64"))
+	}
 	if got := pf.Serial(); got.Param != "console=ttyS0" || len(got.GRUB) == 0 || got.GRUB[0] != "serial --unit=0 --speed=115200" {
 		t.Errorf("x86_64's serial: %+v", got)
 	}

@@ -52,6 +52,16 @@ type Serial struct {
 // Serial is p's serial console.
 func (p Platform) Serial() Serial { return Serial{Param: "console=" + p.Console, GRUB: p.GRUBSerial} }
 
+// EFIFallbackOf is the firmware's fallback path for a system of arch,
+// without its leading slash, as messages name it: the platform's, or
+// UEFI's pattern for an architecture boot-test does not boot.
+func EFIFallbackOf(arch string) string {
+	if p, ok := PlatformOf(arch); ok && p.EFIArch != "" {
+		return strings.TrimPrefix(p.EFIFallback(), "/")
+	}
+	return "EFI/BOOT/BOOT<ARCH>.EFI"
+}
+
 // PlatformOf is the platform of arch; "" is x86_64. ok is false for an
 // architecture boot-test does not boot.
 func PlatformOf(arch string) (Platform, bool) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nixrescue/nixrescue/runtime/boottest"
 	"github.com/nixrescue/nixrescue/runtime/engine"
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/host"
@@ -75,7 +76,7 @@ func Inspect(ctx context.Context, o Options) (_ *Report, err error) {
 		}
 	}
 	if r.Bootloader.Kind == nixos.SystemdBoot && !r.HostEFI {
-		r.Warnings = append(r.Warnings, "the system boots with systemd-boot but this host did not boot by EFI: a rebuild from here makes no NVRAM boot entry, and the firmware will boot the disk through the fallback path EFI/BOOT/BOOTX64.EFI")
+		r.Warnings = append(r.Warnings, "the system boots with systemd-boot but this host did not boot by EFI: a rebuild from here makes no NVRAM boot entry, and the firmware will boot the disk through the fallback path "+boottest.EFIFallbackOf(r.Arch))
 	}
 	return r, nil
 }
