@@ -131,7 +131,9 @@ type Layer interface {
 	// Planned is the journal's record of f opened under name (the
 	// session's own), written before Open: a crash in Open is undone too.
 	Planned(f Found, name string) Opened
-	// Open opens f under name, read-only when asked.
+	// Open opens f under name, read-only when asked. When it fails
+	// after opening something, Result.Opened says what, for the session
+	// to close; it is zero when nothing stays open.
 	Open(ctx context.Context, f Found, name string, o OpenOptions) (Result, error)
 	// ReadWrite makes o, opened read-only, writable.
 	ReadWrite(ctx context.Context, o Opened) error

@@ -243,11 +243,12 @@ func (luksLayer) Open(ctx context.Context, f Found, name string, o OpenOptions) 
 	if err := OpenLUKS(ctx, dev, name, o.Key, o.ReadOnly); err != nil {
 		return Result{}, err
 	}
+	opened := Opened{Kind: LUKS, Name: name, Devices: f.Members}
 	mapped := mount.DMDevice(name)
 	if mapped == "" {
-		return Result{}, fmt.Errorf("opened %s as %s, but the kernel has no such device-mapper device", dev, name)
+		return Result{Opened: opened}, fmt.Errorf("opened %s as %s, but the kernel has no such device-mapper device", dev, name)
 	}
-	return Result{Opened: Opened{Kind: LUKS, Name: name, Devices: f.Members},
+	return Result{Opened: opened,
 		Info:    Info{Kind: LUKS, On: f.Members, State: "open", Device: mapped, Mapping: "/dev/mapper/" + name, LUKS: f.Header},
 		Volumes: []Volume{{Device: mapped, Names: []string{"/dev/mapper/" + name}}}}, nil
 }

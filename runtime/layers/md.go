@@ -108,7 +108,9 @@ func Planned(a Array, name string) Opened {
 // Assemble assembles the array from its members found on the target,
 // read-only (ReadWrite makes it writable), under name (/dev/md/NAME, the
 // session's own); a degraded mirror starts all the same (--run). It
-// returns the array's device (/dev/mdN), which is o's Name after.
+// returns the array's device (/dev/mdN), which is o's Name after. When
+// mdadm fails nothing is assembled and o is zero; when the array's device
+// is not found after, o is what to stop.
 func Assemble(ctx context.Context, a Array, name string) (Opened, string, error) {
 	o := Planned(a, name)
 	args := append([]string{"--assemble", "--readonly", "--run", "/dev/md/" + name, "--uuid=" + a.UUID}, a.Members...)
@@ -116,7 +118,7 @@ func Assemble(ctx context.Context, a Array, name string) (Opened, string, error)
 		if o.MadeRunDir != "" {
 			removeEmptyRunDir(o.MadeRunDir)
 		}
-		return o, "", fmt.Errorf("assemble RAID %s (%s) from %s: %w", a.Name, a.UUID, strings.Join(a.Members, ", "), err)
+		return Opened{}, "", fmt.Errorf("assemble RAID %s (%s) from %s: %w", a.Name, a.UUID, strings.Join(a.Members, ", "), err)
 	}
 	dev := arrayOf(a.Members[0])
 	if dev == "" {
@@ -177,7 +179,7 @@ func (mdLayer) Open(ctx context.Context, f Found, name string, _ OpenOptions) (R
 	a := *f.Array
 	o, dev, err := Assemble(ctx, a, name)
 	if err != nil {
-		return Result{}, err
+		return Result{Opened: o}, err // o: assembled, its device not found
 	}
 	r := Result{Opened: o, Info: Info{Kind: MD, On: a.Members, State: "assembled", Name: a.Name, Device: dev, Array: &a}}
 	if a.Degraded() {

@@ -1,6 +1,7 @@
 package open
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -109,12 +110,14 @@ func (op *Opened) openLayer(ctx context.Context, s *Session, l layers.Layer, f l
 		return layers.Result{}, err
 	}
 	r, err := open(name)
-	if err != nil {
+	if err != nil && r.Opened.Kind == "" {
 		op.forget(s, planned.Name)
 		return r, err
 	}
-	if err := op.rename(s, planned.Name, r.Opened); err != nil {
-		return r, err
+	if rerr := op.rename(s, planned.Name, r.Opened); rerr != nil || err != nil {
+		// Opened, then failed (a volume group active, one of its volumes
+		// missing): the journal keeps it, for the teardown to close.
+		return r, cmp.Or(err, rerr)
 	}
 	for _, w := range r.Warnings {
 		op.warn("%s", w)

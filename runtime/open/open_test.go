@@ -14,6 +14,7 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/internal/hosttool/hosttooltest"
 	"github.com/nixrescue/nixrescue/runtime/layers"
 	"github.com/nixrescue/nixrescue/runtime/mount"
+	"github.com/nixrescue/nixrescue/runtime/state"
 	"github.com/nixrescue/nixrescue/runtime/target"
 )
 
@@ -75,5 +76,82 @@ func TestFsckRunsTheHostsCheckerAsTheBootWould(t *testing.T) {
 	var missing *hosttool.MissingError
 	if err := newOpened().checkFS(ctx, dev, "ext4", "/boot"); !errors.As(err, &missing) || !strings.Contains(err.Error(), "needs: install e2fsprogs") {
 		t.Errorf("no e2fsck: %v", err)
+	}
+}
+
+// fakeLayer is a kind of layer for the generic path's tests: its Open
+// gives a dataset, or fails (after opening something when openedAnyway).
+type fakeLayer struct {
+	fail, openedAnyway bool
+}
+
+func (fakeLayer) Kind() layers.Kind                                      { return "fake" }
+func (fakeLayer) Keyed() bool                                            { return false }
+func (fakeLayer) Find(context.Context, []string) ([]layers.Found, error) { return nil, nil }
+func (fakeLayer) Describe(f layers.Found) layers.Info {
+	return layers.Info{Kind: "fake", On: f.Members}
+}
+func (fakeLayer) Usable(layers.Found) error { return nil }
+func (fakeLayer) Planned(f layers.Found, name string) layers.Opened {
+	return layers.Opened{Kind: "fake", Name: "planned-" + name, Devices: f.Members}
+}
+func (l fakeLayer) Open(_ context.Context, f layers.Found, name string, _ layers.OpenOptions) (layers.Result, error) {
+	opened := layers.Opened{Kind: "fake", Name: "opened-" + name, Devices: f.Members}
+	switch {
+	case l.fail && l.openedAnyway:
+		return layers.Result{Opened: opened}, errors.New("opened, then lost")
+	case l.fail:
+		return layers.Result{}, errors.New("did not open")
+	}
+	return layers.Result{Opened: opened, Info: layers.Info{Kind: "fake", On: f.Members, State: "imported"},
+		Volumes: []layers.Volume{{Dataset: "pool/root", Type: "zfs"}}, Warnings: []string{"a warning"}}, nil
+}
+func (fakeLayer) ReadWrite(context.Context, layers.Opened) error { return nil }
+func (fakeLayer) Close(context.Context, layers.Opened) error     { return nil }
+
+// TestOpenLayerKeepsTheJournalTrue: a layer is recorded before it is
+// opened, under what it turned out to be after; forgotten when nothing
+// opened; kept, for the teardown to close, when it opened and then
+// failed. What it gives (here a dataset: no device, not probed) joins the
+// volumes; its view and warnings are shown. No root, no devices.
+func TestOpenLayerKeepsTheJournalTrue(t *testing.T) {
+	dir, err := state.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := dir.Begin("/tmp/disk.img", os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.End()
+	s := &Session{State: st}
+	op := &Opened{Layout: Layout{Target: target.Target{Arg: "disk.img"}}, layers: layerSet{st: st, handled: map[string]bool{}, found: map[string]layers.Found{}, writable: map[int]bool{}}}
+	f := layers.Found{Kind: "fake", Members: []string{"/dev/loop9p2"}}
+	open := func(l fakeLayer) error {
+		_, err := op.openLayer(context.Background(), s, l, f, func(name string) (layers.Result, error) {
+			if got := st.Journal().Layers; len(got) == 0 || got[len(got)-1].Name != "planned-"+name {
+				t.Errorf("not recorded before it was opened: %+v", got)
+			}
+			return l.Open(context.Background(), f, name, layers.OpenOptions{})
+		})
+		return err
+	}
+	if err := open(fakeLayer{}); err != nil {
+		t.Fatal(err)
+	}
+	if j := st.Journal().Layers; len(j) != 1 || !strings.HasPrefix(j[0].Name, "opened-") {
+		t.Errorf("journal after an open: %+v", j)
+	}
+	if p := op.Partitions; len(p) != 1 || p[0].Dataset != "pool/root" || p[0].Device != "" || p[0].Type != "zfs" || p[0].Layer != "fake" || p[0].Source() != "pool/root" {
+		t.Errorf("volumes: %+v", p)
+	}
+	if len(op.Layers) != 1 || op.Layers[0].State != "imported" || len(op.Warnings) != 1 {
+		t.Errorf("shown: %+v, warnings %q", op.Layers, op.Warnings)
+	}
+	if err := open(fakeLayer{fail: true}); err == nil || len(st.Journal().Layers) != 1 {
+		t.Errorf("nothing opened: %v, journal %+v", err, st.Journal().Layers)
+	}
+	if err := open(fakeLayer{fail: true, openedAnyway: true}); err == nil || len(st.Journal().Layers) != 2 || !strings.HasPrefix(st.Journal().Layers[1].Name, "opened-") {
+		t.Errorf("opened, then failed: %v, journal %+v", err, st.Journal().Layers)
 	}
 }
