@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -193,6 +194,7 @@ func TestBootTest(t *testing.T) {
 	if fileHash(t, img) != before {
 		t.Error("boot-test changed the image")
 	}
+	interruptedBootTest(t, img)
 	killedBootTest(t, img)
 	testenv.AssertHostUnchanged(t, host)
 	if overlays, _ := filepath.Glob("/var/tmp/nixrescue-*-boot-test.qcow2"); len(overlays) > 0 {
@@ -203,6 +205,38 @@ func TestBootTest(t *testing.T) {
 // killedBootTest kills a boot test while its VM runs (OVMF on the BIOS
 // disk sits in its boot manager until the timeout): cleanup ends qemu and
 // removes the overlay.
+// interruptedBootTest: a Ctrl-C (SIGINT to nixrescue alone: the VM is
+// in a process group of its own) while the VM boots ends the VM and the
+// boot test by itself, status 130, nothing for cleanup to do.
+func interruptedBootTest(t *testing.T, img string) {
+	t.Helper()
+	cmd := command(context.Background(), "boot-test", img, "--firmware", "efi", "--timeout", "5m")
+	var stderr safeBuffer
+	cmd.Stderr = &stderr
+	cmd.WaitDelay = 2 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); !bootTestQemu(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no qemu after 60 s: %s", stderr.String())
+		}
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 || !strings.Contains(stderr.String(), "nixrescue: interrupted") {
+		t.Errorf("boot-test interrupted: %v\n%s", err, stderr.String())
+	}
+	if bootTestQemu() {
+		t.Error("qemu still runs after the boot test was interrupted")
+	}
+	if r := nixrescue(t, "cleanup", "--json"); r.code != 0 || strings.Contains(r.stdout, "nixrescue-") {
+		t.Errorf("cleanup found something to do: exit %d %s %s", r.code, r.stdout, r.stderr)
+	}
+}
+
 func killedBootTest(t *testing.T, img string) {
 	t.Helper()
 	cmd := command(context.Background(), "boot-test", img, "--firmware", "efi", "--timeout", "5m")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
 	"github.com/nixrescue/nixrescue/runtime/target"
+	"golang.org/x/sys/unix"
 )
 
 // BootTestOptions are boot-test's.
@@ -124,7 +126,7 @@ func BootTest(ctx context.Context, bo BootTestOptions) (*BootTestReport, int, er
 	m.Progress = func(ms boottest.Milestone, at time.Duration) {
 		bo.Log.Info(fmt.Sprintf("boot: %s reached after %.1f s", ms, at.Seconds()))
 	}
-	run, err := boottest.Boot(ctx, m)
+	run, err := bootUntilSignalled(ctx, m)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -133,6 +135,20 @@ func BootTest(ctx context.Context, bo BootTestOptions) (*BootTestReport, int, er
 		return r, 0, nil
 	}
 	return r, 1, nil
+}
+
+// bootUntilSignalled boots m; a Ctrl-C (SIGINT), SIGTERM or SIGHUP ends
+// the boot and its VM, which is in a process group of its own (a
+// terminal's signal reaches nixrescue only), and the boot test is
+// interrupted.
+func bootUntilSignalled(ctx context.Context, m boottest.Machine) (*boottest.Run, error) {
+	sigCtx, stop := signal.NotifyContext(ctx, unix.SIGINT, unix.SIGTERM, unix.SIGHUP)
+	defer stop()
+	run, err := boottest.Boot(sigCtx, m)
+	if sigCtx.Err() != nil && ctx.Err() == nil {
+		return nil, engine.ErrInterrupted
+	}
+	return run, err
 }
 
 func (bo *BootTestOptions) check() error {
