@@ -129,16 +129,19 @@ const pfKthread = 0x00200000
 // mounted anything there for them.
 func kernelThread(p string) bool {
 	b, err := os.ReadFile(filepath.Join(p, "stat"))
-	if err != nil {
-		return false
-	}
+	return err == nil && kernelThreadStat(string(b))
+}
+
+// kernelThreadStat tells whether a /proc/PID/stat line is a kernel
+// thread's (PF_KTHREAD in its flags).
+func kernelThreadStat(b string) bool {
 	// pid (comm) state ppid pgrp session tty_nr tpgid flags …; comm may
 	// hold spaces and parentheses.
-	i := strings.LastIndexByte(string(b), ')')
+	i := strings.LastIndexByte(b, ')')
 	if i < 0 {
 		return false
 	}
-	f := strings.Fields(string(b[i+1:]))
+	f := strings.Fields(b[i+1:])
 	if len(f) < 7 {
 		return false
 	}
