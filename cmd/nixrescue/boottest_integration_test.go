@@ -210,19 +210,7 @@ func TestBootTest(t *testing.T) {
 // boot test by itself, status 130, nothing for cleanup to do.
 func interruptedBootTest(t *testing.T, img string) {
 	t.Helper()
-	cmd := command(context.Background(), "boot-test", img, "--firmware", "efi", "--timeout", "5m")
-	var stderr safeBuffer
-	cmd.Stderr = &stderr
-	cmd.WaitDelay = 2 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(60 * time.Second); !bootTestQemu(); time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("no qemu after 60 s: %s", stderr.String())
-		}
-	}
+	cmd, stderr := bootingVM(t, img)
 	cmd.Process.Signal(syscall.SIGINT)
 	err := cmd.Wait()
 	var ee *exec.ExitError
@@ -239,33 +227,39 @@ func interruptedBootTest(t *testing.T, img string) {
 
 func killedBootTest(t *testing.T, img string) {
 	t.Helper()
-	cmd := command(context.Background(), "boot-test", img, "--firmware", "efi", "--timeout", "5m")
-	var stderr safeBuffer
-	cmd.Stderr = &stderr
-	cmd.WaitDelay = 2 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for !bootTestQemu() {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("no qemu after 60 s: %s", stderr.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	cmd, _ := bootingVM(t, img)
 	cmd.Process.Signal(syscall.SIGKILL)
 	waitExit(t, cmd)
 	if r := nixrescue(t, "cleanup"); r.code != 0 {
 		t.Errorf("cleanup: exit %d %s", r.code, r.stderr)
 	}
-	deadline = time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for bootTestQemu() && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	if bootTestQemu() {
 		t.Error("qemu still runs after cleanup")
 	}
+}
+
+// bootingVM starts a boot test of img that runs long (OVMF on a BIOS
+// disk gets nowhere) and returns once its qemu runs.
+func bootingVM(t *testing.T, img string) (*exec.Cmd, *safeBuffer) {
+	t.Helper()
+	cmd := command(context.Background(), "boot-test", img, "--firmware", "efi", "--timeout", "5m")
+	stderr := &safeBuffer{}
+	cmd.Stderr = stderr
+	cmd.WaitDelay = 2 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); !bootTestQemu(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("no qemu after 60 s: %s", stderr.String())
+		}
+	}
+	return cmd, stderr
 }
 
 // bootTestQemu tells whether a qemu-system runs a boot test's overlay.
