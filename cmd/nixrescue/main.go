@@ -60,8 +60,8 @@ func main() {
 
 // exit says how a command ended, and returns its exit status: a status of
 // its own (the container's command, a signal), said already, or
-// nixrescue's failure, said in one
-// line (and, with --json, as an object on stdout).
+// nixrescue's failure, said in one line (and, with --json, as an object
+// on stdout).
 func exit(cmd *cobra.Command, err error) int {
 	if err == nil {
 		return 0

@@ -18,7 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// openDirectory opens a directory target. Its mounts are the user's, so
+// Directory opens a directory target. Its mounts are the user's, so
 // they are checked against its fstab (target.MissingMounts): what a repair
 // writes to (/boot, /boot/efi, /efi, /nix) must be mounted, or a rebuild
 // writes the kernels and the bootloader into the directory below them and

@@ -37,7 +37,7 @@ func grubDevices(root, system string) []string {
 // device-mapper and dmsetup is installed.
 //
 // A session opened with InstallsBootloader is refused so while its
-// target is still read-only (openTarget); a directory's, by Prepare.
+// target is still read-only (Target); a directory's, by the engine's Prepare.
 func (op *Opened) GRUBInstallProblem() error {
 	disk := op.Disk
 	if disk == "" {

@@ -68,7 +68,7 @@ type Opened struct {
 	// backing is the loop device's file, as the kernel names it.
 	backing string
 	// skipUnmountable leaves out a filesystem whose type this kernel
-	// does not know (TargetOptions.SkipUnmountable).
+	// does not know (Options.SkipUnmountable).
 	skipUnmountable bool
 	// tree says RootDir is the session's own mount tree, torn down with
 	// it (not a directory target's, which is the user's).
@@ -95,7 +95,7 @@ func (op *Opened) warn(format string, a ...any) {
 	op.Warnings = append(op.Warnings, hint.Render(fmt.Sprintf(format, a...)))
 }
 
-// openTarget opens t for session s. On error, everything it did is undone.
+// Target opens t for session s. On error, everything it did is undone.
 func Target(ctx context.Context, t target.Target, to Options, s *Session) (op *Opened, err error) {
 	op = &Opened{Layout: Layout{Target: t, Partitions: []target.Partition{}}, mounter: &mount.Mounter{ReadOnly: to.ReadOnly}, Warnings: []string{},
 		layers: layerSet{st: s.State, handled: map[string]bool{}, found: map[string]layers.Found{}, writable: map[int]bool{}}, skipUnmountable: to.SkipUnmountable,
