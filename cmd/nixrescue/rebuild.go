@@ -12,7 +12,7 @@ func newRebuildCommand() *cobra.Command {
 	var f containerFlags
 	var noInstall, asJSON, bootTest, dryRun bool
 	var b bootTestFlags
-	var sandbox string
+	var sandbox, flake string
 	cmd := &cobra.Command{
 		Use:   "rebuild [TARGET] [flags] [-- EXTRA nixos-rebuild ARGS]",
 		Short: "Run nixos-rebuild boot --install-bootloader in the recovery container",
@@ -28,16 +28,23 @@ be mapped stops the rebuild before anything runs (--disk-alias adds a name).
 
 Nix's build sandbox stays on when it can work in the container (--sandbox
 auto, the default, finds out); otherwise the build runs with sandbox = false for
-this session only (NIX_CONFIG), and says so. /etc/nix/nix.conf is never edited.`,
+this session only (NIX_CONFIG), and says so. /etc/nix/nix.conf is never edited.
+
+When the target's configuration is a flake (/etc/nixos/flake.nix), the rebuild
+builds it as nixos-rebuild would, nixosConfigurations.HOSTNAME with the
+target's hostname, says so and passes --flake REF#NAME explicitly; --flake
+builds another. Flakes' experimental features are turned on for this session
+only when the target's nix.conf does not turn them on.`,
 		Example: `  nixrescue rebuild /dev/sdb
   nixrescue rebuild disk.img --json
+  nixrescue rebuild /dev/sdb --flake /etc/nixos#laptop
   nixrescue rebuild /dev/sdb --disk-alias /dev/sda -- --option substituters ''`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o, err := f.options(cmd, args)
 			if err != nil {
 				return err
 			}
-			ro := commands.RebuildOptions{RunOptions: o, NoInstallBootloader: noInstall, Extra: o.Args}
+			ro := commands.RebuildOptions{RunOptions: o, NoInstallBootloader: noInstall, Extra: o.Args, Flake: flake}
 			if bootTest {
 				bo, err := b.options(o.Options, 0)
 				if err != nil {
@@ -69,6 +76,7 @@ this session only (NIX_CONFIG), and says so. /etc/nix/nix.conf is never edited.`
 	}
 	f.register(cmd, kindContainer)
 	cmd.Flags().BoolVar(&noInstall, "no-install-bootloader", false, "run nixos-rebuild boot without --install-bootloader")
+	cmd.Flags().StringVar(&flake, "flake", "", "build this flake (REF or REF#NAME, paths as the target sees them) instead of the target's own /etc/nixos/flake.nix or configuration.nix")
 	cmd.Flags().StringVar(&sandbox, "sandbox", "auto", "Nix's build sandbox: auto (on when it can work here), on or off")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a report as JSON on stdout once done (the rebuild's output goes to stderr)")
 	cmd.Flags().BoolVar(&bootTest, "boot-test", false, "once the rebuild succeeded, boot the target in a throwaway VM (as nixrescue boot-test; its flags below); the exit status is then the boot test's")

@@ -70,6 +70,11 @@ func writeInspect(w io.Writer, r *commands.Report) error {
 		boot += " on " + strings.Join(r.Bootloader.Devices, ", ")
 	}
 	fmt.Fprintf(w, "bootloader: %s\n", boot)
+	if c := r.Configuration; c != nil && c.Kind == "flake" {
+		fmt.Fprintf(w, "configuration: the flake %s, %s (named from the %s)\n", printable(c.Flake), printable(c.Attribute), c.NameFrom)
+	} else if c != nil {
+		fmt.Fprintf(w, "configuration: %s\n", c.File)
+	}
 	for _, a := range r.DiskAliases {
 		fmt.Fprintf(w, "disk name %s (from %s) leads to %s inside\n", a.Name, a.Source, a.Device)
 	}

@@ -45,6 +45,7 @@ var flags = map[hint.Option]string{
 	hint.Accel:               "--accel",
 	hint.DryRun:              "--dry-run",
 	hint.BootTest:            "--boot-test",
+	hint.Flake:               "--flake",
 }
 
 // flagWords words an option as the flag that sets it, with its value;

@@ -23,8 +23,10 @@ type DryRunReport struct {
 	// rollback's, or the one a rebuild makes (its system is known only
 	// once built).
 	Boots *GenerationRef `json:"boots"`
-	// Builds says what nixos-rebuild would build (rebuild).
-	Builds string `json:"builds,omitempty"`
+	// Builds says what nixos-rebuild would build (rebuild), and
+	// Configuration what it would build from.
+	Builds        string              `json:"builds,omitempty"`
+	Configuration *nixos.ConfigSource `json:"configuration,omitempty"`
 	// Command is what would run in the recovery container, Env what it
 	// would be given besides the system's environment.
 	Command []string `json:"command"`
@@ -49,11 +51,15 @@ func RebuildPlan(ctx context.Context, ro RebuildOptions) (*DryRunReport, error) 
 	if ro.BootTest != nil {
 		return nil, &hint.Error{Err: hint.Errorf("{DryRun} builds nothing for {BootTest} to boot"), Fix: "drop one; nixrescue boot-test TARGET boots what is there now"}
 	}
+	if err := flakeArgsCheck(&ro); err != nil {
+		return nil, err
+	}
 	installing := !ro.NoInstallBootloader
 	o.StrictDiskAliases, o.RequireMounts, o.InstallsBootloader = true, true, installing
 	return plan(ctx, &o.Options, func(s *engine.Session, r *DryRunReport) error {
 		root := s.Root()
-		if err := hasRebuild(root, o.Container.System); err != nil {
+		err := hasRebuild(root, o.Container.System)
+		if err != nil {
 			return err
 		}
 		r.Command, r.Activates = []string{"nixos-rebuild", "boot"}, !o.NoActivate
@@ -62,9 +68,13 @@ func RebuildPlan(ctx context.Context, ro RebuildOptions) (*DryRunReport, error) 
 			r.Env = append(r.Env, "NIXOS_INSTALL_BOOTLOADER=1")
 		}
 		r.Command = append(r.Command, ro.Extra...)
-		r.Builds = flakeNote(root, ro.Extra)
-		if r.Builds == "" {
-			r.Builds = "nixos-rebuild builds " + nixos.Configuration
+		run := RunOptions{Options: o.Options, Args: r.Command}
+		if r.Configuration, err = buildsFrom(root, ro, &run); err != nil {
+			return err
+		}
+		r.Command, r.Builds = run.Args, sourceNote(*r.Configuration)
+		if len(run.NixConfig) > 0 {
+			r.Env = append(r.Env, nixConfigEnv(run.NixConfig))
 		}
 		gens, err := nixos.Generations(root)
 		if err != nil {

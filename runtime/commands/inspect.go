@@ -23,11 +23,14 @@ type Report struct {
 	Current *GenerationRef `json:"current,omitempty"`
 	// Arch is the CPU architecture of that system (x86_64, aarch64 …),
 	// as its name says.
-	Arch        string             `json:"arch,omitempty"`
-	Bootloader  nixos.Bootloader   `json:"bootloader"`
-	DiskAliases []target.DiskAlias `json:"disk_aliases"`
-	HostEFI     bool               `json:"host_efi"`
-	Warnings    []string           `json:"warnings"`
+	Arch       string           `json:"arch,omitempty"`
+	Bootloader nixos.Bootloader `json:"bootloader"`
+	// Configuration is what a rebuild would build: the flake and its
+	// attribute, or configuration.nix.
+	Configuration *nixos.ConfigSource `json:"configuration,omitempty"`
+	DiskAliases   []target.DiskAlias  `json:"disk_aliases"`
+	HostEFI       bool                `json:"host_efi"`
+	Warnings      []string            `json:"warnings"`
 }
 
 // Inspect opens the target as a session would, read-only, reads what is
@@ -63,6 +66,10 @@ func Inspect(ctx context.Context, o Options) (_ *Report, err error) {
 		r.Current = &GenerationRef{Generation: sys.Generation, System: sys.StorePath}
 		r.Arch = nixos.SystemArch(root, sys.StorePath)
 		r.Bootloader = nixos.DetectBootloader(root, sys.StorePath)
+		if host, err := nixos.Hostname(root, sys.Path); err == nil {
+			src := nixos.RebuildSource(root, "", host)
+			r.Configuration = &src
+		}
 		if w := missingESP(s, sys.StorePath); w != "" {
 			r.Warnings = append(r.Warnings, w)
 		}

@@ -24,6 +24,10 @@ type RebuildOptions struct {
 	NoInstallBootloader bool
 	// Extra are more nixos-rebuild arguments.
 	Extra []string
+	// Flake, when set, is the flake to build (REF or REF#NAME, as
+	// nixos-rebuild's --flake takes it) instead of what the target would
+	// build.
+	Flake string
 	// BootTest, when set, boots the target after a rebuild that
 	// succeeded (BootTest's options; its target is the rebuild's).
 	BootTest *BootTestOptions
@@ -47,6 +51,9 @@ func Rebuild(ctx context.Context, ro RebuildOptions) (*RunReport, int, error) {
 		o.Args = append(o.Args, "--install-bootloader")
 		o.ExtraEnv = append(o.ExtraEnv, "NIXOS_INSTALL_BOOTLOADER=1")
 	}
+	if err := flakeArgsCheck(&ro); err != nil {
+		return nil, 0, err
+	}
 	o.Args = append(o.Args, ro.Extra...)
 	if o.Sandbox == "" {
 		o.Sandbox = SandboxAuto
@@ -60,11 +67,14 @@ func Rebuild(ctx context.Context, ro RebuildOptions) (*RunReport, int, error) {
 	var seen failures
 	code, err := 0, hasRebuild(s.Root(), o.Container.System)
 	if err == nil {
-		if f := flakeNote(s.Root(), ro.Extra); f != "" {
-			o.Log.Info(f)
-		}
+		rep.Configuration, err = buildsFrom(s.Root(), ro, &o)
 	}
 	if err == nil {
+		o.Log.Info(sourceNote(*rep.Configuration))
+		if len(o.NixConfig) > 0 {
+			rep.NixSettings = o.NixConfig
+			o.Log.Info("the target's nix.conf does not turn on flakes: giving Nix " + strings.Join(o.NixConfig, "; ") + " for this session only (NIX_CONFIG); the target's nix.conf is unchanged")
+		}
 		code, err = runIn(ctx, s, o, rep, func(w io.Writer) io.Writer { return &failureWatch{w: w, seen: &seen} })
 	}
 	if err == nil {
@@ -117,25 +127,95 @@ func bootloaderHints(log logger, step *BootloaderStep, esp string) {
 	}
 }
 
-// flakeNote says which flake and attribute nixos-rebuild builds, when
-// it builds one: the one --flake names in extra, or /etc/nixos/flake.nix,
-// which nixos-rebuild takes over configuration.nix when it exists, with
-// the attribute nixosConfigurations.HOSTNAME (the target's hostname, the
-// container's). "" when it builds configuration.nix.
-func flakeNote(root string, extra []string) string {
-	for i, a := range extra {
-		if v, ok := strings.CutPrefix(a, "--flake="); ok {
-			return "nixos-rebuild builds the flake " + v + " (--flake)"
+// flakeArgsCheck takes a --flake given among the extra arguments as
+// ro.Flake, and refuses two.
+func flakeArgsCheck(ro *RebuildOptions) error {
+	for i, a := range ro.Extra {
+		ref, ok := strings.CutPrefix(a, "--flake=")
+		if a == "--flake" && i+1 < len(ro.Extra) {
+			ref, ok = ro.Extra[i+1], true
 		}
-		if a == "--flake" && i+1 < len(extra) {
-			return "nixos-rebuild builds the flake " + extra[i+1] + " (--flake)"
+		if !ok {
+			continue
 		}
+		if ro.Flake != "" {
+			return hint.Errorf("the flake is given twice, {Flake %s} and after --: give it once", ro.Flake)
+		}
+		if slices.Contains(ro.Extra, "--no-flake") {
+			return hint.Errorf("--flake and --no-flake after -- contradict each other: give one")
+		}
+		ro.Flake = ref
+		if strings.HasPrefix(ref, ".") {
+			return hint.Errorf("--flake %s after --: a relative path would be the container's, not yours: give the flake's directory as the target sees it (/etc/nixos), or another flake reference", ref)
+		}
+		n := 2
+		if a != "--flake" {
+			n = 1
+		}
+		ro.Extra = slices.Delete(slices.Clone(ro.Extra), i, i+n)
+		return nil
 	}
-	if !nixos.Exists(root, nixos.Flake) {
-		return ""
+	if ro.Flake != "" && slices.Contains(ro.Extra, "--no-flake") {
+		return hint.Errorf("{Flake %s} and --no-flake after -- contradict each other: give one", ro.Flake)
 	}
-	host, _ := nixos.Hostname(root, nixos.SystemProfile)
-	return fmt.Sprintf("nixos-rebuild builds the flake %s, attribute nixosConfigurations.%q (the target's hostname), not configuration.nix; pass -- --flake /etc/nixos#NAME for another", nixos.Flake, host)
+	if strings.HasPrefix(ro.Flake, ".") {
+		return hint.Errorf("{Flake %s}: a relative path would be the container's, not yours: give the flake's directory as the target sees it (/etc/nixos), or another flake reference", ro.Flake)
+	}
+	return nil
+}
+
+// buildsFrom decides what the rebuild builds, as nixos-rebuild would (a
+// flake when --flake names one or /etc/nixos/flake.nix exists, its
+// configuration named after the target's hostname), and gives it to
+// nixos-rebuild explicitly: --flake REF#NAME, so that nothing depends on
+// the container's hostname; for a flake, the Nix settings it needs for
+// this session only (o.NixConfig).
+func buildsFrom(root string, ro RebuildOptions, o *RunOptions) (*nixos.ConfigSource, error) {
+	sys, err := nixos.ResolveSystem(root, o.Container.System)
+	if err != nil {
+		return nil, err
+	}
+	src, err := rebuildSource(root, ro, sys.Path)
+	if err != nil || src.Kind != nixos.FlakeKind {
+		return src, err
+	}
+	settings, err := nixos.FlakeSettings(root, sys.Path)
+	if err != nil {
+		return nil, err
+	}
+	o.NixConfig = append(o.NixConfig, settings...)
+	o.Args = append(o.Args, "--flake", src.Ref())
+	return src, nil
+}
+
+// rebuildSource is what a rebuild of the system (a path inside root)
+// builds, or why it cannot.
+func rebuildSource(root string, ro RebuildOptions, system string) (*nixos.ConfigSource, error) {
+	if slices.Contains(ro.Extra, "--no-flake") {
+		return &nixos.ConfigSource{Kind: nixos.ConfigurationKind, File: nixos.Configuration, ChosenBy: "--no-flake"}, nil
+	}
+	host, err := nixos.Hostname(root, system)
+	if err != nil {
+		return nil, err
+	}
+	src := nixos.RebuildSource(root, ro.Flake, host)
+	if src.ChosenBy == "--flake" && strings.HasPrefix(src.Flake, "/") && !nixos.Exists(root, src.Flake) {
+		return nil, hint.Errorf("{Flake %s}: the target has no %s (a path is the target's, not this host's): give a directory of the target that holds flake.nix", ro.Flake, src.Flake)
+	}
+	return &src, nil
+}
+
+// sourceNote says what nixos-rebuild builds.
+func sourceNote(src nixos.ConfigSource) string {
+	switch {
+	case src.Kind != nixos.FlakeKind && src.ChosenBy == "--no-flake":
+		return "nixos-rebuild builds " + src.File + " (--no-flake)"
+	case src.Kind != nixos.FlakeKind:
+		return "nixos-rebuild builds " + src.File
+	case src.NameFrom == "hostname":
+		return fmt.Sprintf("nixos-rebuild builds the flake %s, %s (named after the target's hostname, as nixos-rebuild names it; chosen by %s): passing --flake %s; give --flake REF#NAME for another", src.Flake, src.Attribute, src.ChosenBy, src.Ref())
+	}
+	return fmt.Sprintf("nixos-rebuild builds the flake %s, %s (chosen by %s): passing --flake %s", src.Flake, src.Attribute, src.ChosenBy, src.Ref())
 }
 
 // hasRebuild refuses a system without nixos-rebuild on its PATH.

@@ -37,18 +37,58 @@ func TestFailureWatch(t *testing.T) {
 	}
 }
 
-func TestFlakeNote(t *testing.T) {
+// TestRebuildSource: what a rebuild builds, as nixos-rebuild chooses it,
+// and the flake it is told explicitly.
+func TestRebuildSource(t *testing.T) {
 	root := t.TempDir()
-	if got := flakeNote(root, nil); got != "" {
-		t.Errorf("no flake: %q", got)
-	}
-	if got := flakeNote(root, []string{"--flake", "/srv/conf#web"}); !strings.Contains(got, "the flake /srv/conf#web (--flake)") {
-		t.Errorf("--flake: %q", got)
+	src, err := rebuildSource(root, RebuildOptions{}, "")
+	if err != nil || src.Kind != "configuration" || src.File != "/etc/nixos/configuration.nix" {
+		t.Errorf("no flake: %+v, %v", src, err)
 	}
 	os.MkdirAll(filepath.Join(root, "etc/nixos"), 0o755)
-	os.WriteFile(filepath.Join(root, "etc/nixos/flake.nix"), []byte("{ }\n"), 0o644)
+	os.MkdirAll(filepath.Join(root, "srv/conf"), 0o755)
+	os.WriteFile(filepath.Join(root, "srv/conf/flake.nix"), []byte("{ }\n"), 0o644)
+	os.Symlink("/srv/conf/flake.nix", filepath.Join(root, "etc/nixos/flake.nix"))
 	os.WriteFile(filepath.Join(root, "etc/hostname"), []byte("web1\n"), 0o644)
-	if got := flakeNote(root, nil); !strings.Contains(got, `the flake /etc/nixos/flake.nix, attribute nixosConfigurations."web1"`) {
-		t.Errorf("flake.nix: %q", got)
+	src, err = rebuildSource(root, RebuildOptions{}, "")
+	if err != nil || src.Ref() != "/srv/conf#web1" || src.Attribute != `nixosConfigurations."web1"` || src.NameFrom != "hostname" ||
+		src.File != "/srv/conf/flake.nix" || src.ChosenBy != "/etc/nixos/flake.nix" {
+		t.Errorf("flake.nix, a link: %+v, %v", src, err)
+	}
+	if note := sourceNote(*src); !strings.Contains(note, "passing --flake /srv/conf#web1") || !strings.Contains(note, "hostname") {
+		t.Errorf("note: %q", note)
+	}
+	src, err = rebuildSource(root, RebuildOptions{Flake: "/srv/conf#db"}, "")
+	if err != nil || src.Ref() != "/srv/conf#db" || src.NameFrom != "flake reference" || src.ChosenBy != "--flake" {
+		t.Errorf("--flake: %+v, %v", src, err)
+	}
+	src, err = rebuildSource(root, RebuildOptions{Extra: []string{"--no-flake"}}, "")
+	if err != nil || src.Kind != "configuration" {
+		t.Errorf("--no-flake: %+v, %v", src, err)
+	}
+	if _, err := rebuildSource(root, RebuildOptions{Flake: "/srv/none#x"}, ""); err == nil || !strings.Contains(err.Error(), "Flake") {
+		t.Errorf("--flake of a missing directory: %v, want a refusal naming the option", err)
+	}
+}
+
+// TestFlakeArgsCheck: a --flake among nixos-rebuild's own arguments is
+// taken as the rebuild's, once.
+func TestFlakeArgsCheck(t *testing.T) {
+	ro := RebuildOptions{Extra: []string{"--show-trace", "--flake", "/srv#a", "-L"}}
+	if err := flakeArgsCheck(&ro); err != nil || ro.Flake != "/srv#a" || strings.Join(ro.Extra, " ") != "--show-trace -L" {
+		t.Errorf("got %+v, %v", ro, err)
+	}
+	ro = RebuildOptions{Flake: "/x", Extra: []string{"--flake=/srv#a"}}
+	if err := flakeArgsCheck(&ro); err == nil {
+		t.Error("two flakes accepted")
+	}
+	ro = RebuildOptions{Flake: "/x", Extra: []string{"--no-flake"}}
+	if err := flakeArgsCheck(&ro); err == nil {
+		t.Error("--flake with --no-flake accepted")
+	}
+	for _, ro := range []RebuildOptions{{Flake: "./conf"}, {Extra: []string{"--flake", "../conf#a"}}} {
+		if err := flakeArgsCheck(&ro); err == nil || !strings.Contains(err.Error(), "relative path") {
+			t.Errorf("%+v: %v, want a relative path refused", ro, err)
+		}
 	}
 }

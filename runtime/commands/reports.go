@@ -22,6 +22,13 @@ type RunReport struct {
 	DiskAliases   []target.DiskAlias `json:"disk_aliases"`
 	Sandbox       *SandboxChoice     `json:"sandbox,omitempty"`
 	Bootloader    *BootloaderStep    `json:"bootloader,omitempty"`
+	// Configuration is what a rebuild built from: a flake and its
+	// attribute, or configuration.nix.
+	Configuration *nixos.ConfigSource `json:"configuration,omitempty"`
+	// NixSettings are the Nix settings the command was given for this
+	// session only (NIX_CONFIG) besides the sandbox's: a flake's
+	// experimental features.
+	NixSettings []string `json:"nix_settings,omitempty"`
 	// Snapshot says where a --snapshot session's writes went.
 	Snapshot   *SnapshotOutcome `json:"snapshot,omitempty"`
 	ExitStatus int              `json:"exit_status"`

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 
 	units "github.com/docker/go-units"
 	"golang.org/x/sys/unix"
@@ -37,6 +38,9 @@ type RunOptions struct {
 	Sandbox SandboxMode
 	// ExtraEnv is added to the command's environment (not activation's).
 	ExtraEnv []string
+	// NixConfig are Nix settings for the command, for this session only
+	// (NIX_CONFIG, with the sandbox's).
+	NixConfig []string
 }
 
 // Run runs a command in the recovery container of o's target: activation
@@ -75,6 +79,9 @@ func runIn(ctx context.Context, s *engine.Session, o RunOptions, rep *RunReport,
 		return 0, err
 	}
 	proc := newProcess(&o.Options, args, append(slices.Clone(p.Env), o.ExtraEnv...))
+	if o.Sandbox == "" && len(o.NixConfig) > 0 {
+		proc.Env = append(proc.Env, nixConfigEnv(o.NixConfig))
+	}
 	if watch != nil && proc.TTY == nil {
 		proc.Stdout, proc.Stderr = watch(proc.Stdout), watch(proc.Stderr)
 	}
@@ -118,12 +125,18 @@ func withHold(ctx context.Context, s *engine.Session, p *engine.Prepared, o RunO
 			return 0, err
 		}
 		rep.Sandbox = ch
-		if ch.NixConfig != "" {
-			proc.Env = append(proc.Env, "NIX_CONFIG="+ch.NixConfig)
+		if settings := append(slices.Clone(o.NixConfig), ch.NixConfig); ch.NixConfig != "" || len(o.NixConfig) > 0 {
+			proc.Env = append(proc.Env, nixConfigEnv(slices.DeleteFunc(settings, func(s string) bool { return s == "" })))
 		}
 	}
 	defer s.Time("command")()
 	return c.Exec(ctx, proc)
+}
+
+// nixConfigEnv gives Nix settings to a process, one per line of
+// NIX_CONFIG (read after nix.conf, so they win for this process only).
+func nixConfigEnv(settings []string) string {
+	return "NIX_CONFIG=" + strings.Join(settings, "\n")
 }
 
 // activate runs the system's activation, then systemd-tmpfiles, as
