@@ -462,13 +462,6 @@ func TestMessagesOfRealLayouts(t *testing.T) {
 		if want := "nixrescue: generation 3 built and made the default (it was 2); grub-bios configured on /dev/sdz (here /dev/loop"; r.code != 0 || !strings.HasPrefix(last, want) {
 			t.Errorf("rebuild: exit %d, last line %q, want %q…", r.code, last, want)
 		}
-		if r := nixrescue(t, "run", img, "-q", "--no-activate", "--", "sh", "-c", "echo '{ }' > /etc/nixos/flake.nix"); r.code != 0 {
-			t.Fatal(r.stderr)
-		}
-		r = nixrescue(t, "rebuild", img, "--no-install-bootloader")
-		if !strings.Contains(r.stderr, `nixrescue: nixos-rebuild builds the flake /etc/nixos/flake.nix, attribute nixosConfigurations."nixfixture" (the target's hostname), not configuration.nix`) {
-			t.Errorf("a flake: exit %d %s", r.code, r.stderr)
-		}
 	})
 	t.Run("ps", func(t *testing.T) {
 		src, _ := image(t, string(fixture.LayoutBIOS))

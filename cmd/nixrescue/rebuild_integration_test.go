@@ -24,6 +24,7 @@ const (
 	imgSeed    = "seed"     // BIOS disk, configuration for systemd-boot: the machine of the manual procedure's story: prepared for UEFI, booted by BIOS
 	imgRealNix = "real-nix" // BIOS disk, GRUB on /dev/sdz
 	imgNoESP   = "no-esp"   // UEFI disk, systemd-boot, but the fstab mounts nothing on /boot
+	imgFlake   = "flake"    // BIOS disk, GRUB on /dev/sdz, the configuration a flake
 )
 
 var realNixImages sync.Once
@@ -42,6 +43,7 @@ func realNixImage(t *testing.T, name string) string {
 		for n, o := range map[string]fixture.ImageOptions{
 			imgSeed:    {Layout: fixture.LayoutBIOS, Root: fixture.Options{RealNix: true, Bootloader: fixture.BootSystemd}},
 			imgRealNix: {Layout: fixture.LayoutBIOS, Root: fixture.Options{RealNix: true}},
+			imgFlake:   {Layout: fixture.LayoutBIOS, Root: fixture.Options{RealNix: true, Flake: true}},
 			imgNoESP: {Layout: fixture.LayoutUEFI, Root: fixture.Options{RealNix: true},
 				Fstab: "# fileSystems.\"/boot\" was lost from hardware-configuration.nix\n/dev/disk/by-label/nixos / ext4 defaults 0 1\n"},
 		} {

@@ -19,6 +19,7 @@ func main() {
 	hostname := flag.String("hostname", "nixfixture", "the target's hostname")
 	busybox := flag.String("busybox", "/bin/busybox", "static busybox to copy in")
 	realNix := flag.Bool("real-nix", false, "put a real Nix, GRUB and udevadm (the host's) into the store (root needed)")
+	flake := flag.Bool("flake", false, "make the configuration a flake (with -real-nix): /etc/nixos/flake.nix, nixosConfigurations.HOSTNAME")
 	image := flag.String("image", "", "write a disk image of this `layout` (bios, efi, btrfs, xfs-nix, bare, mbr, gpt-4k, uefi, grub-efi) to the path instead of a directory (root needed)")
 	layered := flag.String("layered", "", "write a layered fixture of this `layout` (luks, lvm-on-luks, luks1-boot, raid1) into the directory: its disk, its filesystem images and layers.sh, which makes the layers in hack/vm's rescue host (root needed)")
 	kdf := flag.String("kdf", "argon2id", "LUKS2 key derivation of a layered fixture: argon2id or pbkdf2")
@@ -36,7 +37,7 @@ func main() {
 	dir := flag.Arg(0)
 	if *layered != "" {
 		l, err := fixture.BuildLayered(flag.Arg(0), fixture.LayeredOptions{Layout: fixture.LayeredLayout(*layered), KDF: *kdf, Degraded: *degraded,
-			Root: fixture.Options{Hostname: *hostname, Resolv: fixture.ResolvShape(*resolv), Busybox: *busybox, RealNix: *realNix, Kernel: *kernel}})
+			Root: fixture.Options{Hostname: *hostname, Resolv: fixture.ResolvShape(*resolv), Busybox: *busybox, RealNix: *realNix, Flake: *flake, Kernel: *kernel}})
 		if err == nil {
 			err = os.WriteFile(filepath.Join(flag.Arg(0), "layers.sh"), []byte(l.Script), 0o644)
 		}
@@ -47,7 +48,7 @@ func main() {
 		fmt.Printf("layered fixture %s: disk %s, payloads %s; in the VM: . layers.sh; %s DISK PAYLOAD…\n", *layered, l.Image.Path, strings.Join(l.Payloads, " "), l.Function)
 		return
 	}
-	opts := fixture.Options{Hostname: *hostname, Resolv: fixture.ResolvShape(*resolv), Busybox: *busybox, RealNix: *realNix, Kernel: *kernel}
+	opts := fixture.Options{Hostname: *hostname, Resolv: fixture.ResolvShape(*resolv), Busybox: *busybox, RealNix: *realNix, Flake: *flake, Kernel: *kernel}
 	if *image != "" {
 		img, err := fixture.BuildImage(dir, fixture.ImageOptions{Layout: fixture.DiskLayout(*image), Root: opts})
 		if err != nil {
