@@ -222,6 +222,11 @@ func writeLayers(w io.Writer, parts []commands.Partition, infos []commands.Layer
 			if l.Device != "" {
 				gives(l.Device, "array", indent+"  ")
 			}
+		case commands.LayerZFS:
+			fmt.Fprintf(w, "%s%s: ZFS pool %s (%s, last imported by %s): %s\n", indent, on, l.Name, l.Pool.GUID, dash(l.Pool.Hostname), l.State)
+			for _, d := range l.Volumes {
+				fmt.Fprintf(w, "%s  dataset %s\n", indent, printable(d))
+			}
 		}
 	}
 	for i := range infos {

@@ -53,6 +53,7 @@ const (
 	LayerLUKS  = engine.LayerLUKS
 	LayerLVM   = engine.LayerLVM
 	LayerMD    = engine.LayerMD
+	LayerZFS   = engine.LayerZFS
 	ActionSkip = target.ActionSkip
 )
 

@@ -36,6 +36,7 @@ const (
 	LayerLUKS = layers.LUKS
 	LayerLVM  = layers.LVM
 	LayerMD   = layers.MD
+	LayerZFS  = layers.ZFS
 )
 
 // UserTerminal is the user's terminal on stdin and stdout, for a process

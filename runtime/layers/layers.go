@@ -64,6 +64,9 @@ type Opened struct {
 	// MadeRunDir is a directory under /run the tool made (mdadm's), to
 	// remove when the layer is closed.
 	MadeRunDir string `json:"made_run_dir,omitempty"`
+	// ID identifies it whatever name it was opened under: a ZFS pool's
+	// GUID.
+	ID string `json:"id,omitempty"`
 }
 
 // Info is a layer of the target as inspect shows it: what it is on, its
@@ -90,6 +93,7 @@ type Info struct {
 	LUKS    *Header      `json:"luks,omitempty"`
 	VG      *VolumeGroup `json:"vg,omitempty"`
 	Array   *Array       `json:"array,omitempty"`
+	Pool    *Pool        `json:"pool,omitempty"`
 }
 
 // Close closes an opened layer: cryptsetup close, vgchange -an, mdadm
@@ -149,6 +153,7 @@ type Found struct {
 	Header  *Header      // LUKS
 	Group   *VolumeGroup // LVM
 	Array   *Array       // md
+	Pool    *Pool        // ZFS
 }
 
 // What says what f is, for people: a LUKS volume's version, cipher and
@@ -156,6 +161,9 @@ type Found struct {
 func (f Found) What() string {
 	if f.Header != nil {
 		return f.Header.Describe()
+	}
+	if f.Pool != nil {
+		return f.Pool.Describe()
 	}
 	return describeKind(f.Kind)
 }
@@ -165,6 +173,12 @@ type OpenOptions struct {
 	ReadOnly bool
 	// Key opens a Keyed layer (given to its tool on a pipe).
 	Key []byte
+	// Unlock asks for keys a layer that is not Keyed may need inside
+	// (a ZFS pool's encrypted datasets): the session's keys' Unlock.
+	Unlock func(prompt string, open func(key []byte) error) error
+	// AltRoot is the session's root directory, which a layer that mounts
+	// by itself would mount under (a ZFS pool's altroot).
+	AltRoot string
 }
 
 // Result is a layer opened: its journal record as it is now (an array
@@ -190,7 +204,7 @@ type Volume struct {
 // Kinds are the kinds of layer nixrescue opens, in the order each round
 // opens them (an array may hold physical volumes; a keyed layer comes
 // last). A new kind is one more entry and the file that implements it.
-var Kinds = []Layer{mdLayer{}, lvmLayer{}, luksLayer{}}
+var Kinds = []Layer{mdLayer{}, lvmLayer{}, zfsLayer{}, luksLayer{}}
 
 // Of is the Layer of kind k; nil for a kind nixrescue does not open.
 func Of(k Kind) Layer {

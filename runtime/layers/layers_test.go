@@ -217,7 +217,7 @@ func TestKeysFilesThenBad(t *testing.T) {
 // which teardown and a cleanup after a crash close it, once in Kinds,
 // the keyed ones last.
 func TestEveryOpenedKindCloses(t *testing.T) {
-	for _, k := range []Kind{LUKS, LVM, MD} {
+	for _, k := range []Kind{LUKS, LVM, MD, ZFS} {
 		if Of(k) == nil {
 			t.Errorf("no Layer for %s", k)
 		}
@@ -229,7 +229,7 @@ func TestEveryOpenedKindCloses(t *testing.T) {
 		}
 		seen[l.Kind()], keyed = true, keyed || l.Keyed()
 	}
-	if err := ReadWrite(context.Background(), Opened{Kind: ZFS}); err == nil {
+	if err := ReadWrite(context.Background(), Opened{Kind: "bcache"}); err == nil {
 		t.Error("a kind with no Layer was made writable")
 	}
 }

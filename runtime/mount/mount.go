@@ -46,6 +46,8 @@ func BootOnly(option string) string {
 		return "for the boot: a missing device does not stop it"
 	case option == "_netdev":
 		return "for the boot: wait for the network"
+	case option == "zfsutil":
+		return "mount.zfs's: a dataset whose mountpoint is not legacy may be mounted (the kernel needs no word of it)"
 	case strings.HasPrefix(option, "x-systemd.") || option == "x-initrd.mount":
 		return "systemd's, for the boot"
 	case option == "user" || option == "nouser" || option == "users" || option == "owner" || option == "group":

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -72,7 +73,7 @@ func (op *Opened) findLayers(ctx context.Context, s *Session, to Options, l laye
 			op.Layers = append(op.Layers, l.Describe(f))
 			continue
 		}
-		opts := layers.OpenOptions{ReadOnly: to.ReadOnly}
+		opts := layers.OpenOptions{ReadOnly: to.ReadOnly, AltRoot: filepath.Join(s.State.Dir(), "root"), Unlock: op.layers.keys.Unlock}
 		if _, err := op.openLayer(ctx, s, l, f, func(name string) (layers.Result, error) { return l.Open(ctx, f, name, opts) }); err != nil {
 			return err
 		}

@@ -257,7 +257,7 @@ func (e *NoRootError) Error() string {
 	for _, p := range e.Parts {
 		if p.Type == "zfs_member" {
 			pool := cmp.Or(p.Label, "POOL")
-			return fmt.Sprintf("%s: %s holds a member of the ZFS pool %q, which nixrescue does not import yet: import it by hand (zpool import -N -R /mnt %s, then zfs mount -a, or mount its legacy datasets as its fstab says) and pass /mnt", e.Target, p.Device, pool, pool)
+			return fmt.Sprintf("%s: %s holds a member of the ZFS pool %q, and none of its datasets that could be mounted holds a NixOS root: name the root's dataset with --root-part, or import the pool by hand (zpool import -N -R /mnt %s, then mount its datasets as its fstab says) and pass /mnt", e.Target, p.Device, pool, pool)
 		}
 		if what := Unsupported(p.Type); what != "" {
 			return fmt.Sprintf("%s: %s holds %s, which nixrescue does not open yet: open it yourself and pass the device of the opened root", e.Target, p.Device, what)

@@ -209,7 +209,7 @@ func MapSource(spec string, parts []Partition, ids DiskIDs) ([]Partition, string
 			return match(number(n)), "partition number"
 		}
 		// A layer's dataset, by its name (rpool/root).
-		if named := match(func(p Partition) bool { return p.Dataset != "" && p.Dataset == v }); len(named) > 0 {
+		if named := match(func(p Partition) bool { return p.Dataset != "" && (p.Dataset == v || slices.Contains(p.Names, v)) }); len(named) > 0 {
 			return named, "dataset"
 		}
 	}

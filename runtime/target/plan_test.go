@@ -53,9 +53,10 @@ var (
 		{Dataset: "rpool/nix", FS: FS{Type: "zfs"}, Layer: "zfs", Parents: []string{"/dev/loop2p2"}},
 		{Dataset: "rpool/home", FS: FS{Type: "zfs"}, Layer: "zfs", Parents: []string{"/dev/loop2p2"}},
 	}
-	btrfsRoot = Found{Partition: btrfsDisk[1], Subvol: "root"}
-	btrfsNix  = Found{Partition: btrfsDisk[1], Subvol: "nix"}
-	ext4Root  = Found{Partition: disk[2]}
+	renamedPool = []Partition{{Dataset: "s1-zfs0/root", Names: []string{"rpool/root"}, FS: FS{Type: "zfs"}, Layer: "zfs"}}
+	btrfsRoot   = Found{Partition: btrfsDisk[1], Subvol: "root"}
+	btrfsNix    = Found{Partition: btrfsDisk[1], Subvol: "nix"}
+	ext4Root    = Found{Partition: disk[2]}
 )
 
 // (Messages mention options in hint's default words here; the CLI's
@@ -224,12 +225,20 @@ var planCases = []struct {
 		in: PlanInput{Partitions: zfsVolumes, Root: Found{Partition: zfsVolumes[2]}, Nix: &Found{Partition: zfsVolumes[3]}, Fstab: mustFstab(
 			"rpool/root / zfs defaults,zfsutil 0 0\nrpool/nix /nix zfs zfsutil 0 0\nrpool/home /home zfs defaults 0 0\nUUID=B00T-0001 /boot vfat umask=0077 0 2\nrpool/gone /srv zfs nofail 0 0\n")},
 		want: []string{
-			"/ mount rpool/root [zfsutil]",
-			"/nix mount rpool/nix [zfsutil] (mounted first: it holds the store, where the fstab is)",
+			"/ mount rpool/root [] -zfsutil",
+			"/nix mount rpool/nix [] -zfsutil (mounted first: it holds the store, where the fstab is)",
 			"/home mount rpool/home []",
 			"/boot mount /dev/loop2p1 [umask=0077]",
 			"/srv skip  [] -nofail (not on the target disk (nofail))",
 		},
+	},
+	{
+		// A pool imported under a temporary name (one of its name is
+		// imported on the host): the fstab's names lead to its datasets.
+		name: "datasets of a pool imported under another name",
+		in: PlanInput{Partitions: renamedPool, Root: Found{Partition: renamedPool[0]}, Fstab: mustFstab(
+			"rpool/root / zfs zfsutil 0 0\n")},
+		want: []string{"/ mount s1-zfs0/root [] -zfsutil"},
 	},
 	{
 		// A dataset the fstab names that no layer gave.

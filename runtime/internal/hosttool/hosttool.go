@@ -38,6 +38,9 @@ var packages = map[string]string{
 	"qemu-img":            "qemu-utils (Debian's package; qemu's elsewhere)",
 	"qemu-storage-daemon": "qemu-system-common (Debian's package; qemu's elsewhere)",
 	"xfs_repair":          "xfsprogs",
+	"zdb":                 "zfsutils-linux (Debian contrib; bookworm-backports' for pools of OpenZFS 2.2 and later)",
+	"zfs":                 "zfsutils-linux (Debian contrib; bookworm-backports' for pools of OpenZFS 2.2 and later)",
+	"zpool":               "zfsutils-linux (Debian contrib; bookworm-backports' for pools of OpenZFS 2.2 and later)",
 }
 
 // Package is the package that holds program tool.

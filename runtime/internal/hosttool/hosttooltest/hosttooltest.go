@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 
 	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
@@ -32,6 +33,9 @@ type Answer struct {
 // Unexpected, so that a test sees what it did not foresee.
 type Record struct {
 	Answers map[string]Answer
+	// AnswerPrefix answers the command lines that start with a key and
+	// have no answer of their own (a line with a temporary directory).
+	AnswerPrefix map[string]Answer
 
 	mu         sync.Mutex
 	calls      []string
@@ -61,6 +65,11 @@ func (r *Record) Run(ctx context.Context, c hosttool.Command) (hosttool.Result, 
 		return hosttool.Result{}, err
 	}
 	a, ok := r.Answers[line]
+	for prefix, pa := range r.AnswerPrefix {
+		if !ok && strings.HasPrefix(line, prefix) {
+			a, ok = pa, true
+		}
+	}
 	if !ok {
 		r.unexpected = append(r.unexpected, line)
 		return hosttool.Result{}, fmt.Errorf("no recorded answer for %q: %w", line, exec.ErrNotFound)
