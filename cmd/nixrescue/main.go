@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
@@ -86,9 +87,12 @@ func exit(cmd *cobra.Command, err error) int {
 // ExitFailure.
 func exitCodeOf(err error) int {
 	var ec exitCoder
-	if errors.As(err, &ec) {
+	var host *exec.ExitError
+	if errors.As(err, &ec) && !errors.As(err, &host) {
 		return ec.ExitCode()
 	}
+	// A host program's failure (a status, or a signal: -1) is
+	// nixrescue's own.
 	return ExitFailure
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/nixrescue/nixrescue/hack/debs"
@@ -30,6 +31,12 @@ type InitramfsOptions struct {
 	NoDebTools bool
 	// Modules are loaded at boot, in order; default DefaultModules.
 	Modules []string
+	// ExtraModules are modules built outside the kernel's package (.ko
+	// files: OpenZFS's, ZFSModules), loaded after Modules, in order.
+	ExtraModules []string
+	// DebLibraries are more packages of libraries DebTools need
+	// (ZFSLibraries).
+	DebLibraries []string
 }
 
 // DefaultTools are what a rescue system has beside busybox: dmsetup
@@ -92,10 +99,10 @@ func BuildInitramfs(k *Kernel, o InitramfsOptions, out string) error {
 	if o.DebTools == nil && !o.NoDebTools {
 		o.DebTools = DefaultDebTools
 	}
-	if err := copyDebTools(dir, o.DebTools); err != nil {
+	if err := copyDebTools(dir, o.DebTools, o.DebLibraries); err != nil {
 		return err
 	}
-	load, err := copyModules(k, o.Modules, dir)
+	load, err := copyModules(k, o.Modules, o.ExtraModules, dir)
 	if err != nil {
 		return err
 	}
@@ -127,7 +134,7 @@ func BuildInitramfs(k *Kernel, o InitramfsOptions, out string) error {
 // copyModules copies the kernel's modules (and their dependencies) into
 // the initramfs tree dir, with depmod's index, and returns the order the
 // init loads them in (each after its soft dependencies).
-func copyModules(k *Kernel, modules []string, dir string) ([]string, error) {
+func copyModules(k *Kernel, modules, extra []string, dir string) ([]string, error) {
 	mods, err := k.moduleFiles(modules)
 	if err != nil {
 		return nil, err
@@ -135,6 +142,12 @@ func copyModules(k *Kernel, modules []string, dir string) ([]string, error) {
 	var load []string
 	for _, m := range modules {
 		load = append(append(load, softDependencies[m]...), m)
+	}
+	for _, ko := range extra {
+		if err := copyTo(ko, filepath.Join(dir, "lib/modules", k.Version, "extra", filepath.Base(ko)), 0o644); err != nil {
+			return nil, err
+		}
+		load = append(load, strings.TrimSuffix(filepath.Base(ko), ".ko"))
 	}
 	for _, m := range mods {
 		if err := copyTo(filepath.Join(k.Tree, m), filepath.Join(dir, m), 0o644); err != nil {
@@ -167,9 +180,9 @@ func WriteCpio(dir, out string) error {
 
 // copyDebTools copies programs of packages in the cache to their paths
 // in the package, under dir, with their libraries.
-func copyDebTools(dir string, tools []DebTool) error {
+func copyDebTools(dir string, tools []DebTool, moreLibraries []string) error {
 	var libPath []string
-	for _, p := range debLibraries {
+	for _, p := range append(slices.Clone(debLibraries), moreLibraries...) {
 		d, err := debs.Unpack(p)
 		if err != nil {
 			return err
