@@ -242,6 +242,12 @@ func copyPrograms(dir string, progs []program, libPath string) error {
 			}
 		}
 	}
+	if len(libs) > 0 {
+		// glibc loads it when a thread exits (pthread_exit, for zdb's
+		// threads): ldd does not list it; initramfs-tools and NixOS's
+		// stage 1 copy it all the same.
+		libs[hostLibgcc] = true
+	}
 	for l := range libs {
 		real, err := filepath.EvalSymlinks(l)
 		if err != nil {
@@ -257,6 +263,9 @@ func copyPrograms(dir string, progs []program, libPath string) error {
 	}
 	return nil
 }
+
+// hostLibgcc is this host's libgcc_s (Debian's libgcc-s1).
+const hostLibgcc = "/lib/x86_64-linux-gnu/libgcc_s.so.1"
 
 func copyTo(src, dst string, mode os.FileMode) error {
 	b, err := os.ReadFile(src)

@@ -462,10 +462,10 @@ func (op *Opened) mountRoot(ctx context.Context, s *Session, to Options) error {
 func (op *Opened) mountFoundRoot(ctx context.Context, root target.Found, found target.Discovery) (target.PlanInput, error) {
 	in := target.PlanInput{Root: root}
 	op.Root = &root
-	if err := op.checkFS(ctx, root.Partition.Device, root.Partition.Type, "/"); err != nil {
+	if err := op.checkFS(ctx, root.Partition.Source(), root.Partition.Type, "/"); err != nil {
 		return in, err
 	}
-	if err := op.mountAt(root.Partition.Device, "/", root.Partition.Type, target.FirstOptions(root), nil); err != nil {
+	if err := op.mountAt(root.Partition.Source(), "/", root.Partition.Type, target.FirstOptions(root), nil); err != nil {
 		return in, err
 	}
 	// The system, and with it the fstab, is in the store: mount a separate
@@ -483,10 +483,10 @@ func (op *Opened) mountFoundRoot(ctx context.Context, root target.Found, found t
 
 // mountNix mounts the /nix filesystem f read-only, checked first.
 func (op *Opened) mountNix(ctx context.Context, f target.Found) error {
-	if err := op.checkFS(ctx, f.Partition.Device, f.Partition.Type, "/nix"); err != nil {
+	if err := op.checkFS(ctx, f.Partition.Source(), f.Partition.Type, "/nix"); err != nil {
 		return err
 	}
-	return op.mountAt(f.Partition.Device, "/nix", f.Partition.Type, target.FirstOptions(f), nil)
+	return op.mountAt(f.Partition.Source(), "/nix", f.Partition.Type, target.FirstOptions(f), nil)
 }
 
 // planAndMount plans the mounts of the target from in (its root and

@@ -255,7 +255,7 @@ func (e *NoRootError) Error() string {
 		return fmt.Sprintf("%s: no filesystem found: it is empty, truncated or damaged", e.Target)
 	}
 	for _, p := range e.Parts {
-		if p.Type == "zfs_member" {
+		if p.Type == "zfs_member" && len(e.Failed) == 0 {
 			pool := cmp.Or(p.Label, "POOL")
 			return fmt.Sprintf("%s: %s holds a member of the ZFS pool %q, and none of its datasets that could be mounted holds a NixOS root: name the root's dataset with --root-part, or import the pool by hand (zpool import -N -R /mnt %s, then mount its datasets as its fstab says) and pass /mnt", e.Target, p.Device, pool, pool)
 		}
@@ -271,7 +271,7 @@ func (e *NoRootError) Error() string {
 			if errors.As(f.Err, &me) {
 				why = me.Reason()
 			}
-			s = append(s, fmt.Sprintf("%s (%s): %s", f.Partition.Device, f.Partition.Type, why))
+			s = append(s, fmt.Sprintf("%s (%s): %s", f.Partition.Source(), f.Partition.Type, why))
 		}
 		return fmt.Sprintf("%s: no NixOS root found, and the kernel would not mount %s to look: a damaged filesystem, or a feature or module this kernel lacks (dmesg says which); check it with its fsck, or repair it from a system that can mount it",
 			e.Target, strings.Join(s, "; "))

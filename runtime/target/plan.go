@@ -600,7 +600,7 @@ func ChooseRoot(arg, disk string, roots []Found, parts []Partition, want string,
 				Fix: "name one of " + describeFound(roots)}
 		}
 		for _, r := range roots {
-			if r.Partition.Device == want || strconv.Itoa(r.Partition.Number) == n {
+			if r.Partition.Device == want || r.Partition.Dataset != "" && r.Partition.Dataset == want || strconv.Itoa(r.Partition.Number) == n {
 				return r, nil
 			}
 		}
@@ -631,6 +631,10 @@ func describeFound(roots []Found) string {
 	}
 	var s []string
 	for _, r := range roots {
+		if r.Partition.Dataset != "" {
+			s = append(s, fmt.Sprintf("%s (%s)", r.Partition.Dataset, r.Describe()))
+			continue
+		}
 		s = append(s, fmt.Sprintf("%d (%s)", r.Partition.Number, r.Describe()))
 	}
 	return strings.Join(s, ", ")

@@ -248,10 +248,20 @@ func RunCommand(ctx context.Context, c Command) ([]byte, error) {
 	switch {
 	case errors.Is(err, exec.ErrNotFound):
 		return r.Stdout, &MissingError{What: c.Name}
+	case err != nil && len(bytes.TrimSpace(said)) > 0:
+		// Killed (an abort): what it said first says why (a call trace
+		// follows).
+		return r.Stdout, fmt.Errorf("%s: %w: %s", c.Name, err, firstLine(said))
 	case err != nil:
 		return r.Stdout, fmt.Errorf("%s: %w", c.Name, err)
 	case r.Code != 0:
 		return r.Stdout, &ExitError{Tool: c.Name, Code: r.Code, Output: strings.TrimSpace(string(said))}
 	}
 	return r.Stdout, nil
+}
+
+// firstLine is the first line of what a program said.
+func firstLine(b []byte) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	return strings.TrimSpace(line)
 }
