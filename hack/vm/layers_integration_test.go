@@ -24,7 +24,7 @@ func buildLayered(t *testing.T, o fixture.LayeredOptions) *fixture.Layered {
 	t.Helper()
 	o.Root.RealNix = true
 	o.Root.Kernel = lab.kernel.Image
-	dir := filepath.Join(lab.dir, fmt.Sprintf("%s-%s-%v", o.Layout, o.KDF, o.Degraded))
+	dir := filepath.Join(lab.dir, fmt.Sprintf("%s-%s-%v-%v-%s", o.Layout, o.KDF, o.Degraded, o.LeftImported, o.Root.Hostname))
 	l, err := fixture.BuildLayered(mkdir(t, dir), o)
 	if err != nil {
 		t.Fatalf("build %s: %v", o.Layout, err)

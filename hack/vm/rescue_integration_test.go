@@ -84,8 +84,16 @@ func buildImage(t *testing.T, name string, o fixture.ImageOptions) *fixture.Imag
 // when the machine did not end or the script failed before its end.
 func rescue(t *testing.T, m vm.Machine, script string) map[string]vm.Step {
 	t.Helper()
-	m.Timeout = 6 * time.Minute
-	r, err := m.Rescue(context.Background(), lab.kernel, lab.initramfs, script)
+	return rescueWith(t, m, lab.initramfs, script)
+}
+
+// rescueWith is rescue with another initramfs (one with OpenZFS).
+func rescueWith(t *testing.T, m vm.Machine, initramfs, script string) map[string]vm.Step {
+	t.Helper()
+	if m.Timeout == 0 {
+		m.Timeout = 6 * time.Minute
+	}
+	r, err := m.Rescue(context.Background(), lab.kernel, initramfs, script)
 	t.Logf("%s rescue host: %.1f s", m.Firmware, r.Elapsed.Seconds())
 	if testing.Verbose() {
 		t.Logf("its output:\n%s", r.Output)

@@ -1,11 +1,10 @@
 package vm_test
 
 import (
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nixrescue/nixrescue/hack/fixture"
 	"github.com/nixrescue/nixrescue/hack/vm"
@@ -29,78 +28,105 @@ func zfsInitramfs(t *testing.T) string {
 	return out
 }
 
-// treeDisk writes a NixOS-shaped root (hack/fixture) as a tar on a disk
-// of its own, for the rescue host to unpack into datasets.
-func treeDisk(t *testing.T, o fixture.Options) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "root")
-	if _, err := fixture.Build(dir, o); err != nil {
-		t.Fatal(err)
-	}
-	tar := filepath.Join(t.TempDir(), "tree.tar")
-	if out, err := exec.Command("tar", "-C", dir, "-cf", tar, ".").CombinedOutput(); err != nil {
-		t.Fatalf("tar: %v %s", err, out)
-	}
-	st, _ := os.Stat(tar)
-	if err := os.Truncate(tar, (st.Size()/(1<<20)+1)<<20); err != nil {
-		t.Fatal(err)
-	}
-	return tar
-}
-
-// TestZFSPool: a NixOS-style root pool with legacy datasets (root, nix,
-// home) made in the rescue host by OpenZFS 2.3, then opened by nixrescue
-// as stage 1 would: found by its label, imported without mounting under
-// the session's root, its datasets mounted as the fstab says, exported
-// at the end; the host as it was.
-func TestZFSPool(t *testing.T) {
+// TestZFSRoots (OVMF): the ZFS roots NixOS users run, made in the rescue
+// host by OpenZFS 2.3 with a real Nix and systemd-boot on a vfat ESP:
+// legacy datasets, mountpoint=/ datasets (zfsutil), an encrypted parent
+// dataset (its passphrase from --key-file), and a pool left imported by
+// the target, as after a crash (made in a boot of its own, under the
+// target's hostid). Each goes through inspect, run, rebuild and
+// hardware-config, and is exported after; a session killed with the pool
+// imported is cleaned up; then each disk boots, its stage 1 importing
+// the pool with boot.zfs.forceImportRoot = false.
+func TestZFSRoots(t *testing.T) {
 	setup(t)
 	t.Parallel()
 	initramfs := zfsInitramfs(t)
-	pool := filepath.Join(t.TempDir(), "pool.img")
-	truncate(t, pool, 512<<20)
-	// One partition for the pool, as NixOS's installation guide makes it
-	// (a whole disk's would be partitioned by zpool, which waits for udev).
-	if out, err := exec.Command("sgdisk", "-n1:0:0", "-t1:BF01", pool).CombinedOutput(); err != nil {
-		t.Fatalf("sgdisk: %v %s", err, out)
+	fixtures := []struct {
+		name string
+		o    fixture.LayeredOptions
+		key  string
+	}{
+		{"legacy", fixture.LayeredOptions{Layout: fixture.LayeredZFS, Root: fixture.Options{Hostname: "zfslegacy"}}, ""},
+		{"zfsutil", fixture.LayeredOptions{Layout: fixture.LayeredZFSUtil, Root: fixture.Options{Hostname: "zfsutil"}}, ""},
+		{"encrypted", fixture.LayeredOptions{Layout: fixture.LayeredZFSEncrypted, Root: fixture.Options{Hostname: "zfscrypt"}}, "--key-file /root/key"},
+		{"crashed", fixture.LayeredOptions{Layout: fixture.LayeredZFS, LeftImported: true, Root: fixture.Options{Hostname: "zfscrashed"}}, ""},
 	}
-	tree := treeDisk(t, fixture.Options{Hostname: "zfsfix",
-		Fstab: "rpool/root / zfs zfsutil 0 0\nrpool/nix /nix zfs zfsutil 0 0\nrpool/home /home zfs zfsutil 0 0\n"})
-	m := vm.Machine{Disks: []vm.Disk{{Path: pool}, {Path: tree}}}
-	m.Timeout = 8 * 60e9
-	r, err := m.Rescue(t.Context(), lab.kernel, initramfs, `
+	var disks []vm.Disk
+	var scripts, make, sessions string
+	devs := map[string]string{}
+	layered := map[string]*fixture.Layered{}
+	for _, f := range fixtures {
+		l := buildLayered(t, f.o)
+		call, dev := attach(&disks, l)
+		layered[f.name], devs[f.name] = l, dev
+		scripts += l.Script
+		make += "step make-" + f.name + " " + call + "\n"
+		sessions += sessionSteps(f.name, dev, f.key)
+	}
+	// The pools are all named rpool, each exported before the next is
+	// made; the one left imported last, and the boot ends with it so.
+	steps := rescueWith(t, vm.Machine{Disks: disks}, initramfs, ". /lib/vm.sh\n"+scripts+make)
+	for _, f := range fixtures {
+		wantExit(t, steps, "make-"+f.name, 0)
+	}
+	vars := filepath.Join(t.TempDir(), "vars.fd")
+	steps = rescueWith(t, vm.Machine{Firmware: vm.OVMF, Vars: vars, Disks: disks, Timeout: 12 * time.Minute}, initramfs, `
 . /lib/vm.sh
-step version zpool version
-step make sh -c 'set -e
-zpool create -f -o ashift=12 -o cachefile=none -O mountpoint=none -O compression=lz4 -O acltype=posixacl -O xattr=sa rpool /dev/vda1
-for d in root nix home; do zfs create -o mountpoint=legacy rpool/$d; done
-mkdir -p /mnt/t && mount -t zfs rpool/root /mnt/t && mkdir -p /mnt/t/nix /mnt/t/home
-mount -t zfs rpool/nix /mnt/t/nix && mount -t zfs rpool/home /mnt/t/home
-tar -C /mnt/t -xf /dev/vdb
-umount /mnt/t/home /mnt/t/nix /mnt/t
-zpool export rpool'
+`+holdAt+killAt+`
+printf %s '`+fixture.FixtureKey+`' > /root/key
 snapshot
-step inspect nixrescue inspect /dev/vda --json
-step run nixrescue run /dev/vda -q -- sh -c 'cat /etc/hostname; grep -E " (/|/nix|/home) zfs " /proc/mounts'
+step locked nixrescue inspect `+devs["encrypted"]+` --json
+`+sessions+`
+step generations nixrescue generations `+devs["crashed"]+` --json
+step rollback nixrescue rollback `+devs["crashed"]+` --to 2 --json
+step kill-imported kill_at activated run `+devs["legacy"]+` -q -- true
 step pools zpool list -H
 unchanged zfs
 `)
-	if err != nil || r.TimedOut || r.ExitStatus != 0 {
-		t.Fatalf("the rescue host ended badly: err %v, timed out %v, exit %d\n%s\n%s", err, r.TimedOut, r.ExitStatus, r.Output, r.Console)
+	checkZFSRoots(t, steps, devs)
+	if t.Failed() {
+		return
 	}
-	steps := vm.Steps(r.Output)
-	if s := wantExit(t, steps, "version", 0); !strings.Contains(s.Stdout, "zfs-2.3") {
-		t.Errorf("zpool version: %s%s", s.Stdout, s.Stderr)
+	// Each boots its default: generation 3, which the rebuild made; the
+	// crashed one's generation 2, which the rollback made the default.
+	// Two at a time (two cores), each with a copy of the variable store
+	// the rebuilds wrote their boot entries to.
+	var boots []func()
+	for _, f := range fixtures {
+		m := vm.Machine{Firmware: vm.OVMF, Vars: copyVars(t, vars), Disks: []vm.Disk{{Path: layered[f.name].Image.Path}}}
+		boots = append(boots, func() {
+			bootTo(t, m, []string{"importing root ZFS pool", "rpool"},
+				[]string{"nixrescue-fixture: booting system", "-nixos-system-" + f.o.Root.Hostname + "-", "(root mounted: " + f.o.Root.Hostname + ")"})
+		})
 	}
-	wantExit(t, steps, "make", 0)
-	if s := wantExit(t, steps, "inspect", 0); !strings.Contains(s.Stdout, `"kind": "zfs"`) || !strings.Contains(s.Stdout, `"dataset": "rpool/root"`) {
-		t.Errorf("inspect:\n%s%s", s.Stdout, s.Stderr)
+	parallel(boots[:2]...)
+	parallel(boots[2:]...)
+}
+
+// checkZFSRoots checks TestZFSRoots' rescue steps.
+func checkZFSRoots(t *testing.T, steps map[string]vm.Step, devs map[string]string) {
+	t.Helper()
+	if s := steps["locked"]; !strings.Contains(s.Stdout+s.Stderr, "rpool/crypt stays locked") {
+		t.Errorf("the encrypted pool without a key: want its dataset said locked:\n%s%s", s.Stdout, s.Stderr)
 	}
-	if s := wantExit(t, steps, "run", 0); !strings.Contains(s.Stdout, "zfsfix") || !strings.Contains(s.Stdout, "rpool/root / zfs") || !strings.Contains(s.Stdout, "rpool/nix /nix zfs") {
-		t.Errorf("run:\n%s%s", s.Stdout, s.Stderr)
+	for name, sets := range map[string][]string{"legacy": {"rpool/root", "rpool/nix"}, "zfsutil": {"rpool/root", "rpool/nix"},
+		"encrypted": {"rpool/crypt/root", "rpool/crypt/nix"}, "crashed": {"rpool/root", "rpool/nix"}} {
+		checkSession(t, steps, name, "systemd-boot",
+			[]string{"ZFS pool rpool", "dataset " + sets[0]},
+			[]string{" - zfs " + sets[0] + " ", " - zfs " + sets[1] + " "},
+			[]string{`device = "` + sets[0] + `";`, `fsType = "zfs";`})
+	}
+	if s := wantExit(t, steps, "generations", 0); !strings.Contains(s.Stdout, `"number": 3`) {
+		t.Errorf("generations: want 1 to 3:\n%s%s", s.Stdout, s.Stderr)
+	}
+	if s := wantExit(t, steps, "rollback", 0); !strings.Contains(s.Stdout, `"generation": 2`) {
+		t.Errorf("rollback to 2:\n%s%s", s.Stdout, s.Stderr)
+	}
+	if s := wantExit(t, steps, "kill-imported", 0); !strings.Contains(s.Stdout, "after:") {
+		t.Errorf("kill: %s%s", s.Stdout, s.Stderr)
 	}
 	if s := wantExit(t, steps, "pools", 0); strings.TrimSpace(s.Stdout) != "" {
-		t.Errorf("pools left imported: %s", s.Stdout)
+		t.Errorf("pools left imported on the rescue host:\n%s", s.Stdout)
 	}
 	wantExit(t, steps, "unchanged-zfs", 0)
 }

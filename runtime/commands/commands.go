@@ -76,6 +76,9 @@ func prepare(s *engine.Session, o *Options, runsHere bool) (*engine.Prepared, er
 		return nil, err
 	}
 	warn(o.Log, p.Warnings)
+	for _, n := range p.Notes {
+		o.Log.Info(n)
+	}
 	return p, nil
 }
 

@@ -3,6 +3,8 @@ package commands
 import (
 	"strings"
 	"testing"
+
+	"github.com/nixrescue/nixrescue/runtime/engine"
 )
 
 // What nixos-generate-config printed for a root on a loop device (it
@@ -57,5 +59,15 @@ func TestUnbootableMounts(t *testing.T) {
 	bootable := strings.NewReplacer(loopRoot, "", `"/srv.img"`, `"/dev/sdb1"`).Replace(generatedOnALoopDevice)
 	if got := UnbootableMounts(bootable); len(got) != 0 {
 		t.Errorf("bootable entries flagged: %q", got)
+	}
+}
+
+// TestTargetLayerNamesZFS: a pool imported under a temporary name is
+// written under its own.
+func TestTargetLayerNamesZFS(t *testing.T) {
+	gen := "  fileSystems.\"/\" =\n    { device = \"s1-zfs0/root\";\n      fsType = \"zfs\";\n    };\n  fileSystems.\"/data\" =\n    { device = \"s1-zfs0\";\n      fsType = \"zfs\";\n    };\n"
+	got := targetLayerNames(gen, []engine.LayerInfo{{Kind: engine.LayerZFS, Name: "rpool", Volumes: []string{"s1-zfs0", "s1-zfs0/root"}}})
+	if strings.Contains(got, "s1-zfs0") || !strings.Contains(got, `device = "rpool/root";`) || !strings.Contains(got, `device = "rpool";`) {
+		t.Errorf("%s", got)
 	}
 }

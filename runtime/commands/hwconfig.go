@@ -125,9 +125,20 @@ func hardwareConfigIn(ctx context.Context, s *engine.Session, o Options, write b
 
 // targetLayerNames puts the target's names for its LUKS volumes where the
 // generator wrote this host's (it names a volume by its device-mapper
-// name, which is the session's own here: boot.initrd.luks.devices."NAME").
+// name, which is the session's own here: boot.initrd.luks.devices."NAME"),
+// and a ZFS pool's own name where it was imported under another.
 func targetLayerNames(generated string, infos []engine.LayerInfo) string {
 	for _, l := range infos {
+		if l.Kind == engine.LayerZFS && len(l.Volumes) > 0 {
+			// A pool imported under a temporary name: the datasets by
+			// the pool's own.
+			inCore, _, _ := strings.Cut(l.Volumes[0], "/")
+			if inCore != l.Name && l.Name != "" {
+				generated = strings.ReplaceAll(generated, `device = "`+inCore+`/`, `device = "`+l.Name+`/`)
+				generated = strings.ReplaceAll(generated, `device = "`+inCore+`";`, `device = "`+l.Name+`";`)
+			}
+			continue
+		}
 		host, ok := strings.CutPrefix(l.Mapping, "/dev/mapper/")
 		if l.Kind != engine.LayerLUKS || !ok || l.Name == "" {
 			continue

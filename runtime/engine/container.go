@@ -89,8 +89,11 @@ type Prepared struct {
 	// Aliases are the disk names of the configuration, mapped to the
 	// target's disk inside.
 	Aliases []target.DiskAlias
-	// Warnings are what the session should say before it goes on.
+	// Warnings are what the session should say before it goes on, Notes
+	// what it tells (what of the host the container sees beyond the
+	// usual).
 	Warnings []string
+	Notes    []string
 	options  ContainerOptions
 }
 
@@ -256,6 +259,13 @@ func (s *Session) Prepare(o ContainerOptions) (*Prepared, error) {
 		}
 	}
 	p.Dev, err = devices.Curate(filepath.Join(s.st.Dir(), "dev-disk"), disk, parts, p.Aliases)
+	if why := zfsControlNeeded(p.Root, p.System.StorePath, parts); err == nil && why != "" {
+		var zfs rspec.LinuxDevice
+		if zfs, err = zfsControlDevice(); err == nil {
+			p.Dev.Devices = append(p.Dev.Devices, zfs)
+			p.Notes = append(p.Notes, "the container sees /dev/zfs: "+why)
+		}
+	}
 	return p, err
 }
 

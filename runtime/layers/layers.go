@@ -94,6 +94,9 @@ type Info struct {
 	VG      *VolumeGroup `json:"vg,omitempty"`
 	Array   *Array       `json:"array,omitempty"`
 	Pool    *Pool        `json:"pool,omitempty"`
+	// Locked are a pool's encrypted datasets left locked: no key was
+	// given.
+	Locked []string `json:"locked,omitempty"`
 }
 
 // Close closes an opened layer: cryptsetup close, vgchange -an, mdadm

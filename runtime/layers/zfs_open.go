@@ -99,6 +99,7 @@ func (zfsLayer) Open(ctx context.Context, f Found, name string, o OpenOptions) (
 	if err != nil {
 		return r, err
 	}
+	r.Info.Locked = locked
 	for _, l := range locked {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("the encrypted ZFS dataset %s stays locked, and the datasets under it unmounted: no key was given (--key-file, or a terminal to type it at)", l))
 	}

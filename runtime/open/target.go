@@ -434,6 +434,11 @@ func (op *Opened) mountRoot(ctx context.Context, s *Session, to Options) error {
 	var nr *target.NoRootError
 	if errors.As(err, &nr) {
 		nr.Failed = found.Failed
+		if locked := op.lockedDatasets(); len(locked) > 0 {
+			return &LockedError{Layout: op.snapshot(), Err: &hint.Error{Subject: op.Target.Arg,
+				Err: fmt.Errorf("no NixOS root found, and the encrypted ZFS dataset %s stays locked", strings.Join(locked, ", ")),
+				Fix: "give its passphrase with {KeyFile FILE} (- for standard input), or run nixrescue at a terminal to type it"}}
+		}
 	}
 	op.tree = true
 	var in target.PlanInput
@@ -732,4 +737,14 @@ func (op *Opened) Close() error {
 	}
 	keep(op.stopExport())
 	return first
+}
+
+// lockedDatasets are the encrypted datasets the layers left locked for
+// want of a key.
+func (op *Opened) lockedDatasets() []string {
+	var out []string
+	for _, l := range op.Layers {
+		out = append(out, l.Locked...)
+	}
+	return out
 }
