@@ -63,6 +63,10 @@ func TestZFSRoots(t *testing.T) {
 		make += "step make-" + f.name + " " + call + "\n"
 		sessions += sessionSteps(f.name, dev, f.key)
 	}
+	scratch := filepath.Join(t.TempDir(), "scratch.img")
+	truncate(t, scratch, 128<<20)
+	disks = append(disks, vm.Disk{Path: scratch})
+	scratchDev := "/dev/vd" + string(rune('a'+len(disks)-1))
 	// The pools are all named rpool, each exported before the next is
 	// made; the one left imported last, and the boot ends with it so.
 	steps := rescueWith(t, vm.Machine{Disks: disks}, initramfs, ". /lib/vm.sh\n"+scripts+make)
@@ -72,7 +76,7 @@ func TestZFSRoots(t *testing.T) {
 	vars := filepath.Join(t.TempDir(), "vars.fd")
 	steps = rescueWith(t, vm.Machine{Firmware: vm.OVMF, Vars: vars, Disks: disks, Timeout: 12 * time.Minute}, initramfs, `
 . /lib/vm.sh
-`+holdAt+killAt+`
+`+holdAt+killAt+interruptAt+`
 printf %s '`+fixture.FixtureKey+`' > /root/key
 snapshot
 step locked nixrescue inspect `+devs["encrypted"]+` --json
@@ -80,6 +84,12 @@ step locked nixrescue inspect `+devs["encrypted"]+` --json
 step generations nixrescue generations `+devs["crashed"]+` --json
 step rollback nixrescue rollback `+devs["crashed"]+` --to 2 --json
 step kill-imported kill_at activated run `+devs["legacy"]+` -q -- true
+step interrupted interrupt_at activated run `+devs["legacy"]+` -q -- true
+zpool create -o cachefile=none -O mountpoint=none rpool `+scratchDev+`
+step renamed nixrescue run `+devs["legacy"]+` -q -- sh -c 'cat /etc/hostname; grep " / " /proc/mounts'
+step renamed-hw nixrescue hardware-config `+devs["legacy"]+`
+step host-pool zpool list -H -o name
+zpool destroy rpool
 step pools zpool list -H
 unchanged zfs
 `)
@@ -124,6 +134,19 @@ func checkZFSRoots(t *testing.T, steps map[string]vm.Step, devs map[string]strin
 	}
 	if s := wantExit(t, steps, "kill-imported", 0); !strings.Contains(s.Stdout, "after:") {
 		t.Errorf("kill: %s%s", s.Stdout, s.Stderr)
+	}
+	if s := wantExit(t, steps, "interrupted", 0); !strings.Contains(s.Stdout, "status 130") {
+		t.Errorf("Ctrl-C with the pool imported: %s%s", s.Stdout, s.Stderr)
+	}
+	if s := wantExit(t, steps, "renamed", 0); !strings.Contains(s.Stdout, "zfslegacy") || !strings.Contains(s.Stdout, "-zfs") ||
+		!strings.Contains(s.Stderr, `a ZFS pool named "rpool" is imported on this host`) {
+		t.Errorf("a pool of the host's named rpool: want the target's imported under another name:\n%s%s", s.Stdout, s.Stderr)
+	}
+	if s := wantExit(t, steps, "renamed-hw", 0); !strings.Contains(s.Stdout, `device = "rpool/root";`) {
+		t.Errorf("hardware-config of a pool imported under another name: want its own name:\n%s%s", s.Stdout, s.Stderr)
+	}
+	if s := wantExit(t, steps, "host-pool", 0); strings.TrimSpace(s.Stdout) != "rpool" {
+		t.Errorf("the host's pool after the session: %q", s.Stdout)
 	}
 	if s := wantExit(t, steps, "pools", 0); strings.TrimSpace(s.Stdout) != "" {
 		t.Errorf("pools left imported on the rescue host:\n%s", s.Stdout)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -153,5 +154,37 @@ func TestOpenLayerKeepsTheJournalTrue(t *testing.T) {
 	}
 	if err := open(fakeLayer{fail: true, openedAnyway: true}); err == nil || len(st.Journal().Layers) != 2 || !strings.HasPrefix(st.Journal().Layers[1].Name, "opened-") {
 		t.Errorf("opened, then failed: %v, journal %+v", err, st.Journal().Layers)
+	}
+}
+
+// TestExportUnneeded: of the pools imported to find the root, those the
+// plan mounts nothing of are exported and forgotten; the others stay.
+func TestExportUnneeded(t *testing.T) {
+	dir, err := state.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := dir.Begin("/tmp/disk.img", os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.End()
+	s := &Session{State: st}
+	op := &Opened{Layout: Layout{Target: target.Target{Arg: "disk.img"}}, layers: layerSet{st: st, handled: map[string]bool{}, found: map[string]layers.Found{}, writable: map[int]bool{}}}
+	for _, o := range []layers.Opened{{Kind: layers.ZFS, Name: "rpool", ID: "1", Devices: []string{"/dev/loop9p2"}}, {Kind: layers.ZFS, Name: "tank", ID: "2", Devices: []string{"/dev/loop9p3"}}} {
+		if err := op.record(s, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	op.Plan = []target.Entry{{Mountpoint: "/", Device: "rpool/root", Action: target.ActionMount}, {Mountpoint: "/data", Device: "tank/data", Action: target.ActionSkip}}
+	rec := &hosttooltest.Record{Answers: map[string]hosttooltest.Answer{"zpool list -H -o name,guid": {Stdout: "rpool\t1\ntank\t2\n"}, "zpool export tank": {}}}
+	if err := op.exportUnneeded(rec.Context(context.Background()), s); err != nil {
+		t.Fatal(err)
+	}
+	if j := st.Journal().Layers; len(j) != 1 || j[0].Name != "rpool" || !slices.Contains(rec.Calls(), "zpool export tank") || slices.Contains(rec.Calls(), "zpool export rpool") {
+		t.Errorf("journal %+v, calls %q", j, rec.Calls())
+	}
+	if i := op.layerInfo("/dev/loop9p3"); !strings.HasPrefix(i.State, "exported") {
+		t.Errorf("tank shown as %+v", i)
 	}
 }

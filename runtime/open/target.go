@@ -524,7 +524,31 @@ func (op *Opened) planAndMount(ctx context.Context, s *Session, to Options, in t
 			return err
 		}
 	}
-	return op.mountPlan(ctx)
+	if err := op.mountPlan(ctx); err != nil {
+		return err
+	}
+	return op.exportUnneeded(ctx, s)
+}
+
+// exportUnneeded exports the ZFS pools none of whose datasets the plan
+// mounts: all the pools on the target's devices were imported to find
+// the root (the fstab that names the needed ones is inside one), but
+// NixOS's stage 1 imports only the pools of the fstab's entries (its
+// other pools come later, in stage 2), and a repair needs no more.
+func (op *Opened) exportUnneeded(ctx context.Context, s *Session) error {
+	for _, o := range op.opened() {
+		if o.Kind != layers.ZFS || slices.ContainsFunc(op.Plan, func(e target.Entry) bool {
+			return e.Action == target.ActionMount && (e.Device == o.Name || strings.HasPrefix(e.Device, o.Name+"/"))
+		}) {
+			continue
+		}
+		if err := layers.Close(ctx, o); err != nil {
+			return fmt.Errorf("export the ZFS pool %s, which the fstab does not mount: %w", o.Name, err)
+		}
+		op.forget(s, o.Name)
+		op.layerInfo(o.Devices[0]).State = "exported: the fstab mounts none of its datasets"
+	}
+	return nil
 }
 
 // mountPlan mounts the plan's entries (those mounted already, found by
