@@ -110,12 +110,10 @@ func (l fakeLayer) Open(_ context.Context, f layers.Found, name string, _ layers
 func (fakeLayer) ReadWrite(context.Context, layers.Opened) error { return nil }
 func (fakeLayer) Close(context.Context, layers.Opened) error     { return nil }
 
-// TestOpenLayerKeepsTheJournalTrue: a layer is recorded before it is
-// opened, under what it turned out to be after; forgotten when nothing
-// opened; kept, for the teardown to close, when it opened and then
-// failed. What it gives (here a dataset: no device, not probed) joins the
-// volumes; its view and warnings are shown. No root, no devices.
-func TestOpenLayerKeepsTheJournalTrue(t *testing.T) {
+// journaled is a session with a journal of its own and its Opened, with
+// no target opened.
+func journaled(t *testing.T) (*Session, *Opened) {
+	t.Helper()
 	dir, err := state.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -124,9 +122,19 @@ func TestOpenLayerKeepsTheJournalTrue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.End()
-	s := &Session{State: st}
-	op := &Opened{Layout: Layout{Target: target.Target{Arg: "disk.img"}}, layers: layerSet{st: st, handled: map[string]bool{}, found: map[string]layers.Found{}, writable: map[int]bool{}}}
+	t.Cleanup(func() { st.End() })
+	return &Session{State: st}, &Opened{Layout: Layout{Target: target.Target{Arg: "disk.img"}},
+		layers: layerSet{st: st, handled: map[string]bool{}, found: map[string]layers.Found{}, writable: map[int]bool{}}}
+}
+
+// TestOpenLayerKeepsTheJournalTrue: a layer is recorded before it is
+// opened, under what it turned out to be after; forgotten when nothing
+// opened; kept, for the teardown to close, when it opened and then
+// failed. What it gives (here a dataset: no device, not probed) joins the
+// volumes; its view and warnings are shown. No root, no devices.
+func TestOpenLayerKeepsTheJournalTrue(t *testing.T) {
+	s, op := journaled(t)
+	st := s.State
 	f := layers.Found{Kind: "fake", Members: []string{"/dev/loop9p2"}}
 	open := func(l fakeLayer) error {
 		_, err := op.openLayer(context.Background(), s, l, f, func(name string) (layers.Result, error) {
@@ -160,17 +168,8 @@ func TestOpenLayerKeepsTheJournalTrue(t *testing.T) {
 // TestExportUnneeded: of the pools imported to find the root, those the
 // plan mounts nothing of are exported and forgotten; the others stay.
 func TestExportUnneeded(t *testing.T) {
-	dir, err := state.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := dir.Begin("/tmp/disk.img", os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.End()
-	s := &Session{State: st}
-	op := &Opened{Layout: Layout{Target: target.Target{Arg: "disk.img"}}, layers: layerSet{st: st, handled: map[string]bool{}, found: map[string]layers.Found{}, writable: map[int]bool{}}}
+	s, op := journaled(t)
+	st := s.State
 	for _, o := range []layers.Opened{{Kind: layers.ZFS, Name: "rpool", ID: "1", Devices: []string{"/dev/loop9p2"}}, {Kind: layers.ZFS, Name: "tank", ID: "2", Devices: []string{"/dev/loop9p3"}}} {
 		if err := op.record(s, o); err != nil {
 			t.Fatal(err)
