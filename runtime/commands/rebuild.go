@@ -70,10 +70,12 @@ func Rebuild(ctx context.Context, ro RebuildOptions) (*RunReport, int, error) {
 		rep.Configuration, err = buildsFrom(s.Root(), ro, &o)
 	}
 	if err == nil {
-		o.Log.Info(sourceNote(*rep.Configuration))
+		if rep.Configuration.Kind == nixos.FlakeKind || rep.Configuration.ChosenBy == "--no-flake" {
+			o.Notes = append(o.Notes, sourceNote(*rep.Configuration))
+		}
 		if len(o.NixConfig) > 0 {
 			rep.NixSettings = o.NixConfig
-			o.Log.Info("the target's nix.conf does not turn on flakes: giving Nix " + strings.Join(o.NixConfig, "; ") + " for this session only (NIX_CONFIG); the target's nix.conf is unchanged")
+			o.Notes = append(o.Notes, "the target's nix.conf does not turn on flakes: giving Nix "+strings.Join(o.NixConfig, "; ")+" for this session only (NIX_CONFIG); the target's nix.conf is unchanged")
 		}
 		code, err = runIn(ctx, s, o, rep, func(w io.Writer) io.Writer { return &failureWatch{w: w, seen: &seen} })
 	}

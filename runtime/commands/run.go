@@ -41,6 +41,8 @@ type RunOptions struct {
 	// NixConfig are Nix settings for the command, for this session only
 	// (NIX_CONFIG, with the sandbox's).
 	NixConfig []string
+	// Notes are said once the container is ready, before the command.
+	Notes []string
 }
 
 // Run runs a command in the recovery container of o's target: activation
@@ -74,6 +76,9 @@ func runIn(ctx context.Context, s *engine.Session, o RunOptions, rep *RunReport,
 		return 0, err
 	}
 	rep.DiskAliases = append(rep.DiskAliases, p.Aliases...)
+	for _, n := range o.Notes {
+		o.Log.Info(n)
+	}
 	args, err := commandArgs(p, o)
 	if err != nil {
 		return 0, err
