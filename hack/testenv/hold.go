@@ -41,6 +41,10 @@ var (
 	// HoldActivated: an LVM volume group activated, its volumes not
 	// probed yet.
 	HoldActivated = Hold{Name: "activated", Tool: "blkid", DMUUIDPrefix: "LVM-"}
+	// HoldImported: a ZFS pool (one that was exported) imported, its
+	// datasets not listed yet: the second zfs (the first asks its
+	// version, before the import).
+	HoldImported = Hold{Name: "imported", Tool: "zfs", Nth: 2}
 )
 
 // Script is the stand-in's text. It finds the host's program on PATH

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nixrescue/nixrescue/hack/fixture"
+	"github.com/nixrescue/nixrescue/hack/testenv"
 	"github.com/nixrescue/nixrescue/hack/vm"
 )
 
@@ -63,10 +64,6 @@ func TestZFSRoots(t *testing.T) {
 		make += "step make-" + f.name + " " + call + "\n"
 		sessions += sessionSteps(f.name, dev, f.key)
 	}
-	scratch := filepath.Join(t.TempDir(), "scratch.img")
-	truncate(t, scratch, 128<<20)
-	disks = append(disks, vm.Disk{Path: scratch})
-	scratchDev := "/dev/vd" + string(rune('a'+len(disks)-1))
 	// The pools are all named rpool, each exported before the next is
 	// made; the one left imported last, and the boot ends with it so.
 	steps := rescueWith(t, vm.Machine{Disks: disks}, initramfs, ". /lib/vm.sh\n"+scripts+make)
@@ -76,16 +73,17 @@ func TestZFSRoots(t *testing.T) {
 	vars := filepath.Join(t.TempDir(), "vars.fd")
 	steps = rescueWith(t, vm.Machine{Firmware: vm.OVMF, Vars: vars, Disks: disks, Timeout: 12 * time.Minute}, initramfs, `
 . /lib/vm.sh
-`+holdAt+killAt+interruptAt+`
+`+holdAt+testenv.HoldImported.Shell("/tmp/hold-imported")+zfsStopAt+`
 printf %s '`+fixture.FixtureKey+`' > /root/key
 snapshot
 step locked nixrescue inspect `+devs["encrypted"]+` --json
 `+sessions+`
 step generations nixrescue generations `+devs["crashed"]+` --json
 step rollback nixrescue rollback `+devs["crashed"]+` --to 2 --json
-step kill-imported kill_at activated run `+devs["legacy"]+` -q -- true
-step interrupted interrupt_at activated run `+devs["legacy"]+` -q -- true
-zpool create -o cachefile=none -O mountpoint=none rpool `+scratchDev+`
+step kill-imported zfs_stop_at -KILL imported run `+devs["legacy"]+` -q -- true
+step interrupted zfs_stop_at -INT imported run `+devs["legacy"]+` -q -- true
+truncate -s 128M /tmp/host-pool
+zpool create -o cachefile=none -O mountpoint=none rpool /tmp/host-pool
 step renamed nixrescue run `+devs["legacy"]+` -q -- sh -c 'cat /etc/hostname; grep " / " /proc/mounts'
 step renamed-hw nixrescue hardware-config `+devs["legacy"]+`
 step host-pool zpool list -H -o name
@@ -113,6 +111,20 @@ unchanged zfs
 	parallel(boots[2:]...)
 }
 
+// zfsStopAt holds a session at a point, sends it a signal (-INT as
+// Ctrl-C: the session closes what it opened; -KILL, then cleanup), and
+// shows the pools imported before and after.
+const zfsStopAt = `
+zfs_stop_at() {
+  sig=$1 point=$2; shift 2
+  hold_at $point /tmp/stop.out "$@"
+  echo "before: $(zpool list -H -o name | tr '\n' ' ')"
+  kill $sig $pid; wait $pid; echo "status $?"
+  if [ "$sig" = -KILL ]; then nixrescue cleanup >/dev/null; fi
+  echo "after: $(zpool list -H -o name | tr '\n' ' ')"
+}
+`
+
 // checkZFSRoots checks TestZFSRoots' rescue steps.
 func checkZFSRoots(t *testing.T, steps map[string]vm.Step, devs map[string]string) {
 	t.Helper()
@@ -132,11 +144,10 @@ func checkZFSRoots(t *testing.T, steps map[string]vm.Step, devs map[string]strin
 	if s := wantExit(t, steps, "rollback", 0); !strings.Contains(s.Stdout, `"generation": 2`) {
 		t.Errorf("rollback to 2:\n%s%s", s.Stdout, s.Stderr)
 	}
-	if s := wantExit(t, steps, "kill-imported", 0); !strings.Contains(s.Stdout, "after:") {
-		t.Errorf("kill: %s%s", s.Stdout, s.Stderr)
-	}
-	if s := wantExit(t, steps, "interrupted", 0); !strings.Contains(s.Stdout, "status 130") {
-		t.Errorf("Ctrl-C with the pool imported: %s%s", s.Stdout, s.Stderr)
+	for n, status := range map[string]string{"kill-imported": "status 137", "interrupted": "status 130"} {
+		if s := wantExit(t, steps, n, 0); !strings.Contains(s.Stdout, "before: rpool \n") || !strings.Contains(s.Stdout, status) || !strings.Contains(s.Stdout, "after: \n") {
+			t.Errorf("%s: want the pool imported while held, and exported after (by the session on Ctrl-C, by cleanup after a SIGKILL):\n%s%s", n, s.Stdout, s.Stderr)
+		}
 	}
 	if s := wantExit(t, steps, "renamed", 0); !strings.Contains(s.Stdout, "zfslegacy") || !strings.Contains(s.Stdout, "-zfs") ||
 		!strings.Contains(s.Stderr, `a ZFS pool named "rpool" is imported on this host`) {
