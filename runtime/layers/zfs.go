@@ -32,8 +32,6 @@ type Pool struct {
 	// FeaturesForRead are the features an OpenZFS must know to read it.
 	FeaturesForRead []string `json:"features_for_read,omitempty"`
 	Members         []string `json:"members"`
-	// inCore is the name a session imports it under (Open).
-	inCore string
 }
 
 // poolStates are the label's pool states (sys/fs/zfs.h pool_state_t).

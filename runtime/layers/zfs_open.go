@@ -79,17 +79,17 @@ func importedOnHost(ctx context.Context, member string) (map[string]string, erro
 // need (o.Unlock, on a pipe); its volumes are its filesystems.
 func (zfsLayer) Open(ctx context.Context, f Found, name string, o OpenOptions) (Result, error) {
 	p := *f.Pool
-	args, err := importArgs(ctx, &p, name, o)
+	inCore, force, err := importChoices(ctx, p, name, o)
 	if err != nil {
 		return Result{}, err
 	}
-	opened := Opened{Kind: ZFS, Name: p.inCore, Devices: f.Members, ID: p.GUID}
-	if _, err := run(ctx, nil, p.Members[0], ZFS, "zpool", args...); err != nil {
+	opened := Opened{Kind: ZFS, Name: inCore, Devices: f.Members, ID: p.GUID}
+	if _, err := run(ctx, nil, p.Members[0], ZFS, "zpool", importArgs(p, o.AltRoot, inCore, o.ReadOnly, force)...); err != nil {
 		return Result{}, importFailed(p, err)
 	}
 	r := Result{Opened: opened, Info: Info{Kind: ZFS, On: f.Members, State: "imported", Name: p.Name, Pool: &p}}
-	if p.inCore != p.Name {
-		r.Warnings = append(r.Warnings, fmt.Sprintf("a ZFS pool named %q is imported on this host: the target's is imported as %q for this session (its name on disk is unchanged)", p.Name, p.inCore))
+	if inCore != p.Name {
+		r.Warnings = append(r.Warnings, fmt.Sprintf("a ZFS pool named %q is imported on this host: the target's is imported as %q for this session (its name on disk is unchanged)", p.Name, inCore))
 	}
 	sets, err := listDatasets(ctx, opened.Name)
 	if err != nil {
@@ -113,50 +113,57 @@ func (zfsLayer) Open(ctx context.Context, f Found, name string, o OpenOptions) (
 	return r, nil
 }
 
-// importArgs are zpool import's arguments for p, decided here: the name
-// (p.inCore), whether to force, read-only.
-func importArgs(ctx context.Context, p *Pool, session string, o OpenOptions) ([]string, error) {
+// importChoices decides how p is imported: the name it is imported
+// under (its own, or the session's when a pool of its name is imported
+// here), and whether the import forces it; refusing what this host
+// cannot or must not import.
+func importChoices(ctx context.Context, p Pool, session string, o OpenOptions) (inCore string, force bool, err error) {
 	if !zfsModuleLoaded() {
-		return nil, noModule(*p)
+		return "", false, noModule(p)
 	}
 	h, err := ReadHostFeatures(ctx, p.Members[0])
 	if err != nil {
-		return nil, err
+		return "", false, err
 	}
-	if err := CheckFeatures(*p, h); err != nil {
-		return nil, err
+	if err := CheckFeatures(p, h); err != nil {
+		return "", false, err
 	}
 	host, err := importedOnHost(ctx, p.Members[0])
 	if err != nil {
-		return nil, err
+		return "", false, err
 	}
-	p.inCore = p.Name
+	inCore = p.Name
 	for n, guid := range host {
 		if guid == p.GUID {
-			return nil, &OpenOnHostError{Device: strings.Join(p.Members, ", "), Kind: ZFS, Holders: []string{"the pool " + n}}
+			return "", false, &OpenOnHostError{Device: strings.Join(p.Members, ", "), Kind: ZFS, Holders: []string{"the pool " + n}}
 		}
 		if n == p.Name {
-			p.inCore = session
+			inCore = session
 		}
 	}
-	force, err := mayForce(ctx, *p, session, o)
-	if err != nil {
-		return nil, err
-	}
-	args := []string{"import", "-N", "-R", o.AltRoot}
+	force, err = mayForce(ctx, p, session, o)
+	return inCore, force, err
+}
+
+// importArgs are zpool import's arguments for p: nothing mounted (-N),
+// under altroot (-R: nothing in this host's zpool.cache either), its
+// members only (-d), by its GUID, under inCore when that is not its name
+// (-t: the name on disk stays).
+func importArgs(p Pool, altroot, inCore string, readOnly, force bool) []string {
+	args := []string{"import", "-N", "-R", altroot}
 	for _, m := range p.Members {
 		args = append(args, "-d", m)
 	}
-	if o.ReadOnly {
+	if readOnly {
 		args = append(args, "-o", "readonly=on")
 	}
 	if force {
 		args = append(args, "-f")
 	}
-	if p.inCore != p.Name {
-		return append(args, "-t", p.GUID, p.inCore), nil
+	if inCore != p.Name {
+		return append(args, "-t", p.GUID, inCore)
 	}
-	return append(args, p.GUID), nil
+	return append(args, p.GUID)
 }
 
 // mayForce decides whether the import forces (-f) a pool that was not
@@ -286,11 +293,7 @@ func peekHostID(ctx context.Context, p Pool, session, altroot string) (uint32, b
 		return 0, false, err
 	}
 	defer os.RemoveAll(dir)
-	args := []string{"import", "-N", "-f", "-o", "readonly=on", "-R", dir}
-	for _, m := range p.Members {
-		args = append(args, "-d", m)
-	}
-	if _, err := run(ctx, nil, p.Members[0], ZFS, "zpool", append(args, "-t", p.GUID, name)...); err != nil {
+	if _, err := run(ctx, nil, p.Members[0], ZFS, "zpool", importArgs(p, dir, name, true, true)...); err != nil {
 		return 0, false, importFailed(p, err)
 	}
 	defer hosttool.Run(context.WithoutCancel(ctx), nil, "zpool", "export", name)

@@ -169,7 +169,7 @@ func TestZFSHostID(t *testing.T) {
 		t.Errorf("read-only: %v; unexpected %q", err, rec.Unexpected())
 	}
 	altroot := filepath.Join(t.TempDir(), "root")
-	peek := "zpool import -N -f -o readonly=on -R "
+	peek := "zpool import -N -R "
 	for _, c := range []struct{ multihost, says string }{
 		{"off", "which is neither this host"},
 		{"on", "has multihost on"},
@@ -180,7 +180,10 @@ func TestZFSHostID(t *testing.T) {
 		rec.Answers["zpool export s-zfs0-peek"] = hosttooltest.Answer{}
 		rec.Answers["zfs list -H -p -r -t filesystem,volume -o name,type,mountpoint,encryptionroot,keystatus,keylocation s-zfs0-peek"] = hosttooltest.Answer{}
 		_, err := zfsLayer{}.Open(rec.Context(context.Background()), f, "s-zfs0", OpenOptions{AltRoot: altroot})
-		if err == nil || !strings.Contains(err.Error(), c.says) || !slices.Contains(rec.Calls(), "zpool export s-zfs0-peek") {
+		peeked := slices.ContainsFunc(rec.Calls(), func(c string) bool {
+			return strings.HasPrefix(c, peek) && strings.HasSuffix(c, " -d /dev/vdb2 -o readonly=on -f -t 11502744914512536390 s-zfs0-peek")
+		})
+		if err == nil || !strings.Contains(err.Error(), c.says) || !peeked || !slices.Contains(rec.Calls(), "zpool export s-zfs0-peek") {
 			t.Errorf("multihost %s: %v; calls %q", c.multihost, err, rec.Calls())
 		}
 	}
