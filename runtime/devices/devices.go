@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	rspec "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/nixrescue/nixrescue/runtime/mount"
 	"github.com/nixrescue/nixrescue/runtime/target"
@@ -110,6 +111,21 @@ func Nodes(disk string, parts []target.Partition) ([]rspec.LinuxDevice, error) {
 		}
 	}
 	return devs, nil
+}
+
+// CharNode is the host's character device at path (a control device:
+// /dev/zfs) as a spec device, root's alone (0600).
+func CharNode(path string) (rspec.LinuxDevice, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return rspec.LinuxDevice{}, fmt.Errorf("curate /dev: %w", err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFCHR {
+		return rspec.LinuxDevice{}, fmt.Errorf("curate /dev: %s is not a character device", path)
+	}
+	mode := os.FileMode(0o600)
+	uid, gid := uint32(0), uint32(0)
+	return rspec.LinuxDevice{Path: path, Type: "c", Major: int64(unix.Major(st.Rdev)), Minor: int64(unix.Minor(st.Rdev)), FileMode: &mode, UID: &uid, GID: &gid}, nil
 }
 
 func partDevices(parts []target.Partition, disk string) []string {

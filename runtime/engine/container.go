@@ -261,7 +261,7 @@ func (s *Session) Prepare(o ContainerOptions) (*Prepared, error) {
 	p.Dev, err = devices.Curate(filepath.Join(s.st.Dir(), "dev-disk"), disk, parts, p.Aliases)
 	if why := zfsControlNeeded(p.Root, p.System.StorePath, parts); err == nil && why != "" {
 		var zfs rspec.LinuxDevice
-		if zfs, err = zfsControlDevice(); err == nil {
+		if zfs, err = devices.CharNode(zfsControl); err == nil {
 			p.Dev.Devices = append(p.Dev.Devices, zfs)
 			p.Notes = append(p.Notes, "the container sees /dev/zfs: "+why)
 		}

@@ -1,12 +1,7 @@
 package engine
 
 import (
-	"fmt"
-	"os"
 	"slices"
-
-	rspec "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"github.com/nixrescue/nixrescue/runtime/layers"
 	"github.com/nixrescue/nixrescue/runtime/nixos"
@@ -31,16 +26,4 @@ func zfsControlNeeded(root, system string, parts []target.Partition) string {
 		return "the root is on ZFS and GRUB's installer (grub-probe) asks ZFS where /boot is"
 	}
 	return ""
-}
-
-// zfsControlDevice is /dev/zfs for a spec, as this host has it.
-func zfsControlDevice() (rspec.LinuxDevice, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(zfsControl, &st); err != nil {
-		return rspec.LinuxDevice{}, fmt.Errorf("%s: %w", zfsControl, err)
-	}
-	mode := os.FileMode(0o600)
-	uid, gid := uint32(0), uint32(0)
-	return rspec.LinuxDevice{Path: zfsControl, Type: "c", Major: int64(unix.Major(uint64(st.Rdev))), Minor: int64(unix.Minor(uint64(st.Rdev))),
-		FileMode: &mode, UID: &uid, GID: &gid}, nil
 }
