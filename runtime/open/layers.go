@@ -333,7 +333,7 @@ func (op *Opened) nameLayers(ctx context.Context, s *Session, to Options, fstab 
 	if len(op.Layers) == 0 {
 		return nil
 	}
-	named := configuredLUKS(op.RootDir)
+	named := ConfiguredLUKS(op.RootDir)
 	// The volumes the configuration names, still locked: open them now.
 	for _, p := range op.locked() {
 		for _, n := range named {
@@ -402,9 +402,9 @@ func fstabMapperName(fstab []target.FstabEntry, parts []target.Partition) string
 // names of LUKS volumes.
 const maxConfigFiles = 200
 
-// configuredLUKS reads the LUKS volumes the target's configuration
+// ConfiguredLUKS reads the LUKS volumes the target's configuration
 // declares (layers.ParseLUKSNames), in /etc/nixos and below.
-func configuredLUKS(root string) []layers.LUKSName {
+func ConfiguredLUKS(root string) []layers.LUKSName {
 	var out []layers.LUKSName
 	n := 0
 	var walk func(dir string, depth int)

@@ -87,6 +87,10 @@ type Options struct {
 	// whose type this kernel does not know (its plan entry says so),
 	// instead of failing: boot-test reads an ESP with mtools then.
 	SkipUnmountable bool
+	// KeepGoing (for a read-only look: doctor) skips an fstab entry
+	// that is on no partition of the target, or on two, instead of
+	// refusing the target: its plan entry is marked Unresolved.
+	KeepGoing bool
 }
 
 // CheckedDiskAliases maps the names the target at root gives its disk

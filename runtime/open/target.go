@@ -504,7 +504,7 @@ func (op *Opened) planAndMount(ctx context.Context, s *Session, to Options, in t
 	if err := op.nameLayers(ctx, s, to, in.Fstab); err != nil {
 		return err
 	}
-	in.Partitions, in.DiskIDs = op.Partitions, op.diskIDs
+	in.Partitions, in.DiskIDs, in.KeepGoing = op.Partitions, op.diskIDs, to.KeepGoing && to.ReadOnly
 	var err error
 	if in.Overrides, err = target.Overrides(to.Mounts, to.Boot); err != nil {
 		return err

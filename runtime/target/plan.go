@@ -52,6 +52,8 @@ type Entry struct {
 	MappedBy string `json:"mapped_by,omitempty"`
 	// Candidates are the partitions an ambiguous Spec names.
 	Candidates []string `json:"candidates,omitempty"`
+	// Unresolved says Spec names no partition of the target, or two.
+	Unresolved bool `json:"unresolved,omitempty"`
 }
 
 // Dropped is an fstab option left out of a mount, and why.
@@ -308,6 +310,9 @@ type PlanInput struct {
 	Overrides []Override
 	// DiskIDs are the by-id names of the target's disk.
 	DiskIDs DiskIDs
+	// KeepGoing skips an fstab entry that is on no partition or on two
+	// (marked Unresolved) instead of failing: a diagnosis reports it.
+	KeepGoing bool
 }
 
 // Plan says where each filesystem of the target is mounted, with what,
@@ -370,7 +375,7 @@ func MakePlan(in PlanInput) (Plan, error) {
 			pl.Warnings = append(pl.Warnings, fmt.Sprintf("the fstab's root %s is not %s, where the NixOS root was found", fstabRoot.Spec, in.Root.Describe()))
 		}
 	}
-	rest, err := planEntries(in.Fstab, in.Partitions, in.Overrides, in.DiskIDs)
+	rest, err := planEntries(in.Fstab, in.Partitions, in.Overrides, in.DiskIDs, in.KeepGoing)
 	if err != nil {
 		return pl, err
 	}
@@ -402,7 +407,7 @@ func MakePlan(in PlanInput) (Plan, error) {
 
 // planEntries plans the fstab's entries but the root's, and the
 // overrides, parents before children.
-func planEntries(fstab []FstabEntry, parts []Partition, overrides []Override, ids DiskIDs) ([]Entry, error) {
+func planEntries(fstab []FstabEntry, parts []Partition, overrides []Override, ids DiskIDs, keepGoing bool) ([]Entry, error) {
 	var plan []Entry
 	overridden := map[string]bool{}
 	for _, o := range overrides {
@@ -414,7 +419,7 @@ func planEntries(fstab []FstabEntry, parts []Partition, overrides []Override, id
 	for _, f := range fstab {
 		if mp := path.Clean(f.Mountpoint); mp != "/" && !overridden[mp] {
 			e, err := planFstabEntry(f, parts, ids)
-			if err != nil {
+			if err != nil && !keepGoing {
 				return nil, err
 			}
 			plan = append(plan, e)
@@ -490,7 +495,7 @@ func planFstabEntry(f FstabEntry, parts []Partition, ids DiskIDs) (Entry, error)
 		}
 		return e, nil
 	case len(found) > 1:
-		e.Action, e.Candidates = ActionSkip, devices(found)
+		e.Action, e.Candidates, e.Unresolved = ActionSkip, devices(found), true
 		e.Reason = "names " + strings.Join(e.Candidates, " and ") + ": ambiguous"
 		if !e.NoFail {
 			return e, &PlanError{Mountpoint: mp, Err: fmt.Errorf("the fstab's %s (for %s) %w, %s", f.Spec, mp, ErrAmbiguous, strings.Join(e.Candidates, " and ")),
@@ -498,13 +503,13 @@ func planFstabEntry(f FstabEntry, parts []Partition, ids DiskIDs) (Entry, error)
 		}
 	case how == HowOtherDisk:
 		disk, _, _ := byIDPartition(strings.TrimPrefix(f.Spec, "/dev/disk/by-id/"))
-		e.Action, e.Reason = ActionSkip, ErrNotOnDisk.Error()+": a partition of disk by-id/"+disk
+		e.Action, e.Reason, e.Unresolved = ActionSkip, ErrNotOnDisk.Error()+": a partition of disk by-id/"+disk, true
 		if !e.NoFail {
 			return e, &PlanError{Mountpoint: mp, Err: fmt.Errorf("the fstab mounts %s on %s, a partition of another disk, which is %w (whose by-id names are: %s)", f.Spec, mp, ErrNotOnDisk, ids.Describe()),
 				Fix: "pass {DiskAlias /dev/disk/by-id/" + disk + "} if that disk is this one, {Mount DEVICE:" + mp + "}, or mark the entry nofail"}
 		}
 	default:
-		e.Action, e.Reason = ActionSkip, ErrNotOnDisk.Error()
+		e.Action, e.Reason, e.Unresolved = ActionSkip, ErrNotOnDisk.Error(), true
 		if !e.NoFail {
 			return e, &PlanError{Mountpoint: mp, Err: fmt.Errorf("the fstab mounts %s on %s, which is %w", f.Spec, mp, ErrNotOnDisk),
 				Fix: "pass {Mount DEVICE:" + mp + "}, or mark the entry nofail"}
@@ -549,7 +554,7 @@ func planOverride(o Override, parts []Partition, ids DiskIDs) (Entry, error) {
 // PlanOverrides plans --mount and --boot alone: for a directory target,
 // whose own mounts are the user's (parts and ids are its disk's).
 func PlanOverrides(overrides []Override, parts []Partition, ids DiskIDs) ([]Entry, error) {
-	return planEntries(nil, parts, overrides, ids)
+	return planEntries(nil, parts, overrides, ids, false)
 }
 
 // notRootPartition says that partition partition of disk (the target
