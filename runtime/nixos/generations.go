@@ -98,25 +98,19 @@ func CurrentGeneration(root string) int { return generationOf(root, SystemProfil
 // over it, so the profile is never missing. The profile directory is
 // resolved inside root.
 func SwitchGeneration(root string, n int) error {
-	dir, err := rootfs.Join(root, path.Dir(SystemProfile))
-	if err != nil {
-		return err
-	}
-	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open the profile directory: %w", err)
-	}
-	defer unix.Close(fd)
-	tmp := fmt.Sprintf(".system-%d.nixrescue-tmp", os.Getpid())
-	_ = unix.Unlinkat(fd, tmp, 0)
-	if err := unix.Symlinkat(fmt.Sprintf("system-%d-link", n), fd, tmp); err != nil {
-		return fmt.Errorf("make the profile link: %w", err)
-	}
-	if err := unix.Renameat(fd, tmp, fd, path.Base(SystemProfile)); err != nil {
+	_, err := withProfileDir(root, func(fd int) (string, error) {
+		tmp := fmt.Sprintf(".system-%d.nixrescue-tmp", os.Getpid())
 		_ = unix.Unlinkat(fd, tmp, 0)
-		return fmt.Errorf("switch the profile: %w", err)
-	}
-	return nil
+		if err := unix.Symlinkat(fmt.Sprintf("system-%d-link", n), fd, tmp); err != nil {
+			return "", fmt.Errorf("make the profile link: %w", err)
+		}
+		if err := unix.Renameat(fd, tmp, fd, path.Base(SystemProfile)); err != nil {
+			_ = unix.Unlinkat(fd, tmp, 0)
+			return "", fmt.Errorf("switch the profile: %w", err)
+		}
+		return "", nil
+	})
+	return err
 }
 
 // describeSystem reads the NixOS version and kernel version of a system
@@ -131,4 +125,56 @@ func describeSystem(root, system string) (version, kernel string) {
 		}
 	}
 	return version, kernel
+}
+
+// DeleteGeneration removes generation n's link from the system profile,
+// as nix-env --delete-generations does (its system stays in the store
+// until garbage collection), and returns where it pointed, for
+// RestoreGeneration. The current generation is never deleted.
+func DeleteGeneration(root string, n int) (string, error) {
+	if n == CurrentGeneration(root) {
+		return "", fmt.Errorf("generation %d is the current one: it is not deleted", n)
+	}
+	return withProfileDir(root, func(fd int) (string, error) {
+		name := fmt.Sprintf("system-%d-link", n)
+		dest, err := readlinkat(fd, name)
+		if err != nil {
+			return "", fmt.Errorf("read generation %d's link: %w", n, err)
+		}
+		if err := unix.Unlinkat(fd, name, 0); err != nil {
+			return "", fmt.Errorf("delete generation %d: %w", n, err)
+		}
+		return dest, nil
+	})
+}
+
+// RestoreGeneration makes generation n's link again, pointing at dest.
+func RestoreGeneration(root string, n int, dest string) error {
+	_, err := withProfileDir(root, func(fd int) (string, error) {
+		return "", unix.Symlinkat(dest, fd, fmt.Sprintf("system-%d-link", n))
+	})
+	return err
+}
+
+// withProfileDir runs fn on the profile directory, resolved inside root.
+func withProfileDir(root string, fn func(fd int) (string, error)) (string, error) {
+	dir, err := rootfs.Join(root, path.Dir(SystemProfile))
+	if err != nil {
+		return "", err
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("open the profile directory: %w", err)
+	}
+	defer unix.Close(fd)
+	return fn(fd)
+}
+
+func readlinkat(fd int, name string) (string, error) {
+	b := make([]byte, 4096)
+	n, err := unix.Readlinkat(fd, name, b)
+	if err != nil {
+		return "", err
+	}
+	return string(b[:n]), nil
 }
