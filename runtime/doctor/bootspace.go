@@ -1,0 +1,71 @@
+package doctor
+
+import (
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/nixrescue/nixrescue/runtime/nixos"
+)
+
+// checkBootSpace reports a /boot (or ESP) with less room than the next
+// rebuild copies there: the installers copy the new kernel and initrd
+// before they remove the old ones, and garbage collection does not touch
+// /boot, so a full /boot stops every rebuild (nixpkgs #23926). The fix
+// is a prune that keeps the most generations that leaves room for two
+// kernels and initrds.
+func checkBootSpace(f *Facts) []Finding {
+	dirs := nixos.BootFileDirs(f.Bootloader)
+	if f.Space == nil || f.System == "" || len(dirs) == 0 || !copiesKernels(f, dirs[0]) {
+		return nil
+	}
+	boot := path.Dir(dirs[0])
+	if f.Bootloader.Kind == nixos.SystemdBoot {
+		boot = espOf(f.Bootloader)
+	}
+	sp, root := f.Space(boot), f.Space("/")
+	if sp.ReadFailure || sp.Device == root.Device {
+		// On the root's filesystem: the space check speaks for it.
+		return nil
+	}
+	need := FileSize(f.Root, f.System+"/kernel") + FileSize(f.Root, f.System+"/initrd")
+	if need == 0 || sp.Avail >= 2*need {
+		return nil
+	}
+	keep, plan := 1, PrunePlan{}
+	for k := len(f.Generations); k >= 1; k-- {
+		plan = PlanPrune(f.Root, f.Bootloader, f.Generations, f.Generation, f.Entries, k)
+		if sp.Avail+plan.Bytes >= 2*need {
+			keep = k
+			break
+		}
+	}
+	ev := []string{fmt.Sprintf("%s: %s free of %s", sp.Mountpoint, MiB(sp.Avail), MiB(sp.Size)),
+		fmt.Sprintf("the next rebuild copies a kernel and initrd there (generation %d's take %s), before it removes old ones", f.Generation, MiB(need)),
+		fmt.Sprintf("%d entries name the kernels and initrds in %s", len(f.Entries), strings.Join(dirs, ", "))}
+	if len(plan.Unreferenced) > 0 {
+		ev = append(ev, fmt.Sprintf("keeping the newest %d generations frees %s (%d files)", keep, MiB(plan.Bytes), len(plan.Unreferenced)))
+	}
+	fix := f.Command("prune", fmt.Sprintf("{Keep %d}", keep))
+	if sp.Avail < need {
+		return []Finding{finding("boot-full", Fatal, fmt.Sprintf("%s is full: the next rebuild cannot copy its kernel and initrd there", sp.Mountpoint), ev, fix)}
+	}
+	return []Finding{finding("boot-nearly-full", Warning, fmt.Sprintf("%s has room for one more kernel and initrd only", sp.Mountpoint), ev, fix)}
+}
+
+// copiesKernels tells whether the bootloader copies kernels into dir:
+// systemd-boot always; GRUB when its entries load files from there
+// (copyKernels, or a /boot of its own).
+func copiesKernels(f *Facts, dir string) bool {
+	if f.Bootloader.Kind == nixos.SystemdBoot {
+		return true
+	}
+	for _, e := range f.Entries {
+		for _, p := range e.Files {
+			if strings.HasPrefix(p, dir+"/") {
+				return true
+			}
+		}
+	}
+	return false
+}
