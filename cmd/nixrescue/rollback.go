@@ -20,7 +20,8 @@ the current), as nix-env --switch-generation does, then runs that generation's
 switch-to-configuration boot in the recovery container, so that the
 bootloader's default follows. A generation whose system is gone from the store,
 or a profile that is not a NixOS system profile, is refused; if
-switch-to-configuration fails, the profile is pointed back where it was.`,
+switch-to-configuration fails, the profile is pointed back where it was.
+--generation N is --to N (as nixrescue doctor --boot-test proposes it).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o, err := f.optionsWithoutCommand(cmd, args)
 			if err != nil {

@@ -46,6 +46,7 @@ var flags = map[hint.Option]string{
 	hint.DryRun:              "--dry-run",
 	hint.BootTest:            "--boot-test",
 	hint.Flake:               "--flake",
+	hint.Keep:                "--keep",
 }
 
 // flagWords words an option as the flag that sets it, with its value;

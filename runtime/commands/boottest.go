@@ -155,21 +155,21 @@ func (bo *BootTestOptions) check() error {
 	switch bo.Firmware {
 	case "", "auto", "bios", "efi":
 	default:
-		return hint.Errorf("{Firmware %s}: use auto, bios or efi", bo.Firmware)
+		return &hint.Error{Err: hint.Errorf("{Firmware %s}: no such firmware", bo.Firmware), Fix: "use auto, bios or efi"}
 	}
 	switch bo.Accel {
 	case "", "auto", "kvm", "tcg":
 	default:
-		return hint.Errorf("{Accel %s}: use auto, kvm or tcg", bo.Accel)
+		return &hint.Error{Err: hint.Errorf("{Accel %s}: no such accelerator", bo.Accel), Fix: "use auto, kvm or tcg"}
 	}
 	if bo.Until != "" && boottest.Index(bo.Until) < boottest.Index(boottest.Stage1) {
-		return hint.Errorf("{Until %s}: use stage-1, root, stage-2 or multi-user", bo.Until)
+		return &hint.Error{Err: hint.Errorf("{Until %s}: no such milestone", bo.Until), Fix: "use stage-1, root, stage-2 or multi-user"}
 	}
 	if bo.Timeout < 0 || bo.Timeout > 0 && bo.Timeout < 10*time.Second {
-		return hint.Errorf("{Timeout %s}: no boot gets anywhere that fast; give at least 10s (a boot under software emulation takes a minute or two)", bo.Timeout)
+		return &hint.Error{Err: hint.Errorf("{Timeout %s}: no boot gets anywhere that fast", bo.Timeout), Fix: "give at least 10s (a boot under software emulation takes a minute or two)"}
 	}
 	if bo.MemoryMiB != 0 && bo.MemoryMiB < minBootMemory {
-		return hint.Errorf("{BootMemory %dMiB}: NixOS's stage 1 needs more; give at least 256M", bo.MemoryMiB)
+		return &hint.Error{Err: hint.Errorf("{BootMemory %dMiB}: NixOS's stage 1 needs more", bo.MemoryMiB), Fix: "give at least 256M"}
 	}
 	return nil
 }

@@ -182,14 +182,8 @@ func aimSystemdBoot(s *engine.Session, b nixos.Bootloader, generation int, pf bo
 // grubInBootSector tells whether the disk's first sector holds GRUB's
 // boot code (its boot.img names itself).
 func grubInBootSector(disk string) bool {
-	f, err := os.Open(disk)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	b := make([]byte, 512)
-	n, _ := f.ReadAt(b, 0)
-	return bytes.Contains(b[:n], []byte("GRUB"))
+	b, _ := readBootSector(disk)
+	return bytes.Contains(b, []byte("GRUB"))
 }
 
 // fallbackLoader puts the bootloader at the firmware's removable-media

@@ -24,10 +24,10 @@ type RollbackOptions struct {
 // process: it activates nothing), so that the bootloader's default
 // follows. If that fails, the profile is pointed back where it was.
 func Rollback(ctx context.Context, ro RollbackOptions) (*RunReport, int, error) {
-	o := ro.Options
 	if err := ro.check(); err != nil {
 		return nil, 0, err
 	}
+	o := ro.Options
 	o.RequireMounts = true
 	o.Container.NoActivate = true
 	s, err := open(ctx, &o, true)
@@ -60,20 +60,23 @@ func Rollback(ctx context.Context, ro RollbackOptions) (*RunReport, int, error) 
 }
 
 // check refuses what a rollback cannot do: write nothing, or go to a
-// generation named another way than To.
-func (ro RollbackOptions) check() error {
+// generation named two ways. {Generation N} is taken as {To N}: both
+// name the generation to boot.
+func (ro *RollbackOptions) check() error {
+	sys := &ro.Container.System
 	switch {
 	case ro.ReadOnly:
 		return writesRefusal("a rollback writes the target (the system profile, the bootloader's default)")
 	case ro.To < 0:
 		return &hint.Error{Err: hint.Errorf("{To %d}: generations are numbered from 1", ro.To), Fix: "give a generation's number, as nixrescue generations lists them"}
-	case ro.Container.System.Generation != 0 || ro.Container.System.Path != "":
-		opt := "{Generation}"
-		if ro.Container.System.Path != "" {
-			opt = "{System}"
-		}
-		return &hint.Error{Err: hint.Errorf("a rollback goes to the generation {To N} names; %s picks the system other commands run", opt),
-			Fix: "use {To N} alone (without it, the generation before the current one)"}
+	case sys.Path != "":
+		return &hint.Error{Err: hint.Errorf("a rollback goes to a generation, by its number; {System} picks the system other commands run"),
+			Fix: "use {To N} (or {Generation N}) alone (without it, the generation before the current one)"}
+	case sys.Generation != 0 && ro.To != 0 && sys.Generation != ro.To:
+		return &hint.Error{Err: hint.Errorf("{To %d} and {Generation %d} name two generations to go to", ro.To, sys.Generation),
+			Fix: "give one of them"}
+	case sys.Generation != 0:
+		ro.To, sys.Generation = sys.Generation, 0
 	}
 	return nil
 }

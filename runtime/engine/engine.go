@@ -403,3 +403,12 @@ func (s *Session) Close() {
 		s.auditEnd()
 	}
 }
+
+// GRUBInstallProblem says why GRUB for BIOS cannot be installed on the
+// target from this host, nil when it can (or is not its bootloader).
+func (s *Session) GRUBInstallProblem() error {
+	if mount.DMPartitionsAvailable() == nil {
+		return nil
+	}
+	return s.opened.GRUBInstallProblem()
+}

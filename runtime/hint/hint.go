@@ -65,11 +65,12 @@ const (
 	DryRun              Option = "DryRun"              // say what would be done, do nothing
 	BootTest            Option = "BootTest"            // a rebuild's boot test after
 	Flake               Option = "Flake"               // the flake a rebuild builds
+	Keep                Option = "Keep"                // how many generations prune keeps
 )
 
 // Options are all of them: a front end words each (a test checks it).
 var Options = []Option{Root, Target, ReadOnly, RootPart, Mount, Boot, MountMissing, Force, HostDev, System, Generation, DiskAlias,
-	NoActivate, DNS, NetworkNone, EFI, Memory, Backend, Address, Sandbox, NoInstallBootloader, To, Write, KeyFile, Snapshot, SnapshotOut, Firmware, Until, Timeout, BootMemory, Accel, CPUs, PidsLimit, AuditLog, Console, Bundle, StateDir, Fsck, DryRun, BootTest, Flake}
+	NoActivate, DNS, NetworkNone, EFI, Memory, Backend, Address, Sandbox, NoInstallBootloader, To, Write, KeyFile, Snapshot, SnapshotOut, Firmware, Until, Timeout, BootMemory, Accel, CPUs, PidsLimit, AuditLog, Console, Bundle, StateDir, Fsck, DryRun, BootTest, Flake, Keep}
 
 // Words words a mention of option o, with value ("" for none).
 type Words func(o Option, value string) string

@@ -129,12 +129,12 @@ static void nixrescue_start_warm(void) {
 // The commands that open a target (cmd/nixrescue's; a test there keeps
 // the two in step, with the flags and the socket path below).
 static const char *const nixrescue_session_commands[] = {
-	"run", "enter", "rebuild", "rollback", "hardware-config", "inspect", "generations", "spec", "boot-test", NULL,
+	"run", "enter", "rebuild", "rollback", "hardware-config", "inspect", "generations", "spec", "boot-test", "doctor", "prune", NULL,
 };
 
 // The session commands that run a container.
 static const char *const nixrescue_container_commands[] = {
-	"run", "enter", "rebuild", "rollback", "hardware-config", NULL,
+	"run", "enter", "rebuild", "rollback", "hardware-config", "prune", NULL,
 };
 
 // The flags that choose the backend, and containerd's default socket.
