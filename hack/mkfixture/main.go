@@ -24,6 +24,8 @@ func main() {
 	layered := flag.String("layered", "", "write a layered fixture of this `layout` (luks, lvm-on-luks, luks1-boot, raid1) into the directory: its disk, its filesystem images and layers.sh, which makes the layers in hack/vm's rescue host (root needed)")
 	kdf := flag.String("kdf", "argon2id", "LUKS2 key derivation of a layered fixture: argon2id or pbkdf2")
 	degraded := flag.Bool("degraded", false, "a layered raid1 fixture with one member of each mirror missing")
+	loader := flag.String("bootloader", "", "what the configuration installs: grub-bios (the default), grub-efi or systemd-boot")
+	old := flag.Int("old-generations", 0, "`N` more generations before the usual two, each with a kernel and initrd of its own")
 	kernel := flag.String("kernel", "", "a real kernel `image` for the generations, with the fixture's initrd, so that the disk boots (hack/vm's: Debian's)")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: mkfixture [flags] DIR\n       mkfixture -image LAYOUT [flags] FILE")
@@ -48,7 +50,7 @@ func main() {
 		fmt.Printf("layered fixture %s: disk %s, payloads %s; in the VM: . layers.sh; %s DISK PAYLOAD…\n", *layered, l.Image.Path, strings.Join(l.Payloads, " "), l.Function)
 		return
 	}
-	opts := fixture.Options{Hostname: *hostname, Resolv: fixture.ResolvShape(*resolv), Busybox: *busybox, RealNix: *realNix, Flake: *flake, Kernel: *kernel}
+	opts := fixture.Options{Hostname: *hostname, Resolv: fixture.ResolvShape(*resolv), Busybox: *busybox, RealNix: *realNix, Flake: *flake, Kernel: *kernel, Bootloader: *loader, OldGenerations: *old}
 	if *image != "" {
 		img, err := fixture.BuildImage(dir, fixture.ImageOptions{Layout: fixture.DiskLayout(*image), Root: opts})
 		if err != nil {
