@@ -255,7 +255,10 @@ func parallel(fs ...func()) {
 // entries bootctl and grub-install made are then what boots each disk on
 // a fresh machine with the same variable store (the removable-media
 // fallback deleted first, so that only the entry can work).
-// hardware-config runs there too, on the virtio disk.
+// hardware-config runs there too, on the virtio disk. doctor finds no
+// loader on the fresh ESP (fixed by the rebuild it prints), nothing once
+// repaired, and, the GRUB disk's NVRAM entry and fallback loader deleted,
+// nvram-no-entry, which its fix (a rebuild: generation 4) makes again.
 func TestUEFIRescueHost(t *testing.T) {
 	setup(t)
 	t.Parallel()
@@ -267,14 +270,25 @@ func TestUEFIRescueHost(t *testing.T) {
 step blkid blkid
 snapshot
 step hardware-config nixrescue hardware-config /dev/vda
+step doctor-before nixrescue doctor /dev/vda --json
 step rebuild-systemd-boot nixrescue rebuild /dev/vda --json
 step rebuild-grub nixrescue rebuild /dev/vdb --json
 step efibootmgr efibootmgr
 step system-3 nixrescue run /dev/vda --read-only -q -- readlink -f /nix/var/nix/profiles/system-3-link
+step doctor-after nixrescue doctor /dev/vda --json
 mount /dev/vda1 /mnt && step esp-systemd-boot find /mnt && rm -f /mnt/EFI/BOOT/BOOTX64.EFI && umount /mnt
 mount /dev/vdb1 /mnt && step esp-grub find /mnt && rm -f /mnt/EFI/BOOT/BOOTX64.EFI && umount /mnt
+n=$(efibootmgr | sed -n 's/^Boot\([0-9A-F]*\)\* NixOS-boot-efi.*/\1/p'); efibootmgr -q -b "$n" -B
+step doctor-no-entry nixrescue doctor /dev/vdb --json
+step rebuild-grub-again nixrescue rebuild /dev/vdb --json
+step doctor-entry-again nixrescue doctor /dev/vdb --json
 unchanged uefi
 `)
+	doctorSays(t, steps, "doctor-before", "bootloader-missing", "nixrescue rebuild /dev/vda")
+	doctorSays(t, steps, "doctor-after", "", "")
+	doctorSays(t, steps, "doctor-no-entry", "nvram-no-entry", "nixrescue rebuild /dev/vdb")
+	wantExit(t, steps, "rebuild-grub-again", 0)
+	doctorSays(t, steps, "doctor-entry-again", "", "")
 	if b := step(t, steps, "blkid").Stdout; !strings.Contains(b, `/dev/vda1: `) || !strings.Contains(b, `TYPE="vfat"`) {
 		t.Fatalf("the rescue host does not see the disks' partitions as the kernel scanned them:\n%s", b)
 	}
@@ -310,8 +324,38 @@ unchanged uefi
 		bootTestOnThisHost(t, sd.Path, "efi", "nixos-generation-3.conf")
 	}, func() {
 		bootTo(t, vm.Machine{Firmware: vm.OVMF, Vars: copyVars(t, vars), Disks: []vm.Disk{{Path: grub.Path}}},
-			[]string{"starting Boot", `"NixOS-boot-efi"`}, []string{"nixrescue-fixture: booting generation 3"})
+			[]string{"starting Boot", `"NixOS-boot-efi"`}, []string{"nixrescue-fixture: booting generation 4"})
 	})
+}
+
+// doctorSays checks doctor's report of a step: the fatal finding id
+// with its first fix line, or ("") nothing fatal.
+func doctorSays(t *testing.T, steps map[string]vm.Step, name, id, fix string) {
+	t.Helper()
+	st := step(t, steps, name)
+	var rep struct {
+		Fatal    bool `json:"fatal"`
+		Findings []struct {
+			ID, Severity string
+			Fix          []string
+		} `json:"findings"`
+	}
+	if err := json.Unmarshal([]byte(st.Stdout), &rep); err != nil {
+		t.Errorf("%s: exit %d, no report (%v):\n%s%s", name, st.ExitStatus, err, st.Stdout, st.Stderr)
+		return
+	}
+	if id == "" {
+		if rep.Fatal || st.ExitStatus != 0 {
+			t.Errorf("%s: exit %d, something fatal: %+v", name, st.ExitStatus, rep.Findings)
+		}
+		return
+	}
+	for _, f := range rep.Findings {
+		if f.ID == id && f.Severity == "fatal" && len(f.Fix) > 0 && strings.HasPrefix(f.Fix[0], fix) && st.ExitStatus == 1 {
+			return
+		}
+	}
+	t.Errorf("%s: exit %d, no fatal %s fixed by %q: %+v", name, st.ExitStatus, id, fix, rep.Findings)
 }
 
 // bootTestOnThisHost runs nixrescue boot-test on the repaired disk here
@@ -341,7 +385,8 @@ func bootTestOnThisHost(t *testing.T, img, firmware, entry string) {
 // TestBIOSRescueHost: a rescue host booted by SeaBIOS repairs a
 // systemd-boot disk (no NVRAM entry can be made from there: said in one
 // line; the disk then boots under OVMF through the fallback path) and the
-// BIOS/GRUB disk of the manual procedure (it then boots); bad input
+// BIOS/GRUB disk of the manual procedure (it then boots); doctor before
+// and after GRUB is installed on a disk whose boot code was zeroed; bad input
 // (--efi on without EFI, an ESP that is not vfat); and the cgroup v2
 // paths: the session's cgroup, --memory and its OOM line, a SIGKILL of
 // nixrescue; and disks on NVMe and AHCI, opened by their kernel names.
@@ -374,7 +419,10 @@ step efi-on nixrescue rebuild /dev/vda --efi on
 step rebuild-systemd-boot nixrescue rebuild /dev/vda --json
 mount /dev/vda1 /mnt && step fallback ls /mnt/EFI/BOOT && umount /mnt
 step system-3 nixrescue run /dev/vda --read-only -q -- readlink -f /nix/var/nix/profiles/system-3-link
+dd if=/dev/zero of=/dev/vdb bs=440 count=1 conv=notrunc 2>/dev/null
+step doctor-grub-before nixrescue doctor /dev/vdb --json
 step rebuild-grub nixrescue rebuild /dev/vdb --json
+step doctor-grub-after nixrescue doctor /dev/vdb --json
 step boot-partition nixrescue inspect /dev/vdb2
 step esp-ext4 nixrescue rebuild /dev/vdc
 step cgroup nixrescue run /dev/vdb --read-only -q -- sh -c 'cat /proc/self/cgroup; ls /sys/fs/cgroup'
@@ -427,6 +475,8 @@ umount /mnt/scratch
 		t.Errorf("no fallback loader on the ESP: %s", f)
 	}
 	system3 := strings.TrimSpace(wantExit(t, steps, "system-3", 0).Stdout)
+	doctorSays(t, steps, "doctor-grub-before", "bootcode-missing", "nixrescue rebuild /dev/vdb")
+	doctorSays(t, steps, "doctor-grub-after", "", "")
 	g := rebuilt(t, steps, "rebuild-grub", "grub-bios")
 	if len(g.DiskAliases) != 1 || g.DiskAliases[0].Name != "/dev/sdz" || g.DiskAliases[0].Device != "/dev/vdb" {
 		t.Errorf("the configuration's /dev/sdz should be the virtio disk: %+v", g.DiskAliases)
