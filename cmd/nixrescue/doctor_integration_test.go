@@ -124,7 +124,12 @@ func TestDoctorBootFull(t *testing.T) {
 	if dry.code != 0 || json.Unmarshal([]byte(dry.stdout), &plan) != nil || !plan.DryRun || fmt.Sprint(plan.Plan.Delete) != "[1 2]" || len(plan.Plan.Unreferenced) != 4 {
 		t.Fatalf("prune --dry-run: exit %d %+v\n%s", dry.code, plan, dry.stderr)
 	}
-	applyFix(t, f)
+	// The fix as printed, with --json (which changes only the output).
+	pr := imageSession(t, append(strings.Fields(strings.TrimPrefix(f.Fix[0], "nixrescue ")), "--json")...)
+	var done commands.PruneReport
+	if pr.code != 0 || json.Unmarshal([]byte(pr.stdout), &done) != nil || !done.MovedAside || len(done.Removed) != 4 || done.Freed < 20<<20 {
+		t.Fatalf("%s --json: exit %d %+v\n%s", f.Fix[0], pr.code, done, pr.stderr)
+	}
 	rep, r := diagnose(t, img)
 	noneFatal(t, rep, r)
 	g := generations(t, img)

@@ -258,7 +258,10 @@ func parallel(fs ...func()) {
 // hardware-config runs there too, on the virtio disk. doctor finds no
 // loader on the fresh ESP (fixed by the rebuild it prints), nothing once
 // repaired, and, the GRUB disk's NVRAM entry and fallback loader deleted,
-// nvram-no-entry, which its fix (a rebuild: generation 4) makes again.
+// nvram-no-entry, which its fix (a rebuild: generation 4) makes again;
+// prune --keep 1 on the systemd-boot disk deletes generations 1 and 2,
+// generation 1's kernel and initrd leave the ESP, and doctor finds
+// nothing (the disk then boots generation 3 as before).
 func TestUEFIRescueHost(t *testing.T) {
 	setup(t)
 	t.Parallel()
@@ -276,6 +279,8 @@ step rebuild-grub nixrescue rebuild /dev/vdb --json
 step efibootmgr efibootmgr
 step system-3 nixrescue run /dev/vda --read-only -q -- readlink -f /nix/var/nix/profiles/system-3-link
 step doctor-after nixrescue doctor /dev/vda --json
+step prune nixrescue prune /dev/vda --keep 1 --json
+step doctor-pruned nixrescue doctor /dev/vda --json
 mount /dev/vda1 /mnt && step esp-systemd-boot find /mnt && rm -f /mnt/EFI/BOOT/BOOTX64.EFI && umount /mnt
 mount /dev/vdb1 /mnt && step esp-grub find /mnt && rm -f /mnt/EFI/BOOT/BOOTX64.EFI && umount /mnt
 n=$(efibootmgr | sed -n 's/^Boot\([0-9A-F]*\)\* NixOS-boot-efi.*/\1/p'); efibootmgr -q -b "$n" -B
@@ -286,6 +291,18 @@ unchanged uefi
 `)
 	doctorSays(t, steps, "doctor-before", "bootloader-missing", "nixrescue rebuild /dev/vda")
 	doctorSays(t, steps, "doctor-after", "", "")
+	var pruned struct {
+		Plan struct {
+			Delete, Kept []int
+		}
+		Removed []string
+		Freed   int64
+	}
+	if st := wantExit(t, steps, "prune", 0); json.Unmarshal([]byte(st.Stdout), &pruned) != nil || fmt.Sprint(pruned.Plan.Delete) != "[1 2]" ||
+		fmt.Sprint(pruned.Plan.Kept) != "[3]" || len(pruned.Removed) != 2 || pruned.Freed <= 0 {
+		t.Errorf("prune --keep 1 on systemd-boot: %+v\n%s%s", pruned, st.Stdout, st.Stderr)
+	}
+	doctorSays(t, steps, "doctor-pruned", "", "")
 	doctorSays(t, steps, "doctor-no-entry", "nvram-no-entry", "nixrescue rebuild /dev/vdb")
 	wantExit(t, steps, "rebuild-grub-again", 0)
 	doctorSays(t, steps, "doctor-entry-again", "", "")

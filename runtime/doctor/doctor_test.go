@@ -283,3 +283,18 @@ func TestSpaceAndState(t *testing.T) {
 		t.Error("Quote")
 	}
 }
+
+// TestLUKSMissing: a LUKS device of the configuration that is on no
+// partition is fatal, and the LUKS volume the configuration does not
+// name is said; one that is there is nothing.
+func TestLUKSMissing(t *testing.T) {
+	f := &Facts{Target: "/dev/sda", Partitions: []target.Partition{
+		{Number: 2, Device: "/dev/sda2", FS: target.FS{Type: "crypto_LUKS", UUID: "1111"}},
+		{Number: 3, Device: "/dev/sda3", FS: target.FS{Type: "crypto_LUKS", UUID: "2222"}}},
+		LUKS: []LUKSDevice{{Name: "cryptroot", Device: "/dev/disk/by-uuid/1111"}, {Name: "cryptdata", Device: "/dev/disk/by-uuid/9999"}}}
+	fs := checkLUKS(f)
+	if len(fs) != 1 || fs[0].ID != "luks-missing" || !strings.Contains(fs[0].Summary, "cryptdata") ||
+		!strings.Contains(strings.Join(fs[0].Evidence, "\n"), "partition 3 is a LUKS volume (UUID 2222) the configuration does not name") {
+		t.Errorf("%+v", fs)
+	}
+}
