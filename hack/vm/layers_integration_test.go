@@ -186,8 +186,9 @@ func wantKilled(t *testing.T, steps map[string]vm.Step, name string) {
 // a wrong one; the volume open on the host, a volume group of the host's
 // with the target's name, a missing cryptsetup, a key file that is a
 // directory; SIGKILL after the unlock, after LVM's activation and during
-// the command; then the repaired LUKS disk boots, its initrd opening the
-// root.
+// the command; doctor on both repaired disks (nothing fatal) and, without
+// a key, one line naming --key-file; then the repaired LUKS disk boots,
+// its initrd opening the root.
 func TestLUKSAndLVMOnLUKS(t *testing.T) {
 	setup(t)
 	t.Parallel()
@@ -241,6 +242,9 @@ step read-only nixrescue run `+a+` --read-only `+key+` -q -- sh -c 'cat /sys/blo
 step bench-luks bench `+a+` "`+a+`1" ""
 step bench-lvm bench `+b+` "`+b+`1" vg
 step system-3 nixrescue run `+a+` --read-only `+key+` -q -- readlink -f /nix/var/nix/profiles/system-3-link
+step doctor-luks nixrescue doctor `+a+` `+key+` --json
+step doctor-lvm nixrescue doctor `+b+` `+key+` --json
+step doctor-locked nixrescue doctor `+a+` --json
 mount `+a+`1 /mnt && rm -f /mnt/EFI/BOOT/BOOTX64.EFI && umount /mnt
 unchanged layers
 `)
@@ -285,6 +289,11 @@ unchanged layers
 	benchRatio(t, steps, "bench-luks")
 	benchRatio(t, steps, "bench-lvm")
 	system3 := strings.TrimSpace(wantExit(t, steps, "system-3", 0).Stdout)
+	doctorSays(t, steps, "doctor-luks", "", "")
+	doctorSays(t, steps, "doctor-lvm", "", "")
+	if s := wantExit(t, steps, "doctor-locked", 125); !strings.Contains(s.Stderr, "--key-file") {
+		t.Errorf("doctor without a key: want the locked root said, with --key-file:\n%s", s.Stderr)
+	}
 	wantExit(t, steps, "unchanged-layers", 0)
 	if t.Failed() {
 		return
