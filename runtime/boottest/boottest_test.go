@@ -71,8 +71,8 @@ func TestPatchGrub(t *testing.T) {
 
 func TestPatchSystemdBoot(t *testing.T) {
 	conf := "timeout 5\ndefault nixos-generation-2.conf\nconsole-mode keep\n"
-	if LoaderDefault(conf) != "nixos-generation-2.conf" {
-		t.Error(LoaderDefault(conf))
+	if nixos.LoaderConfDefault(conf) != "nixos-generation-2.conf" {
+		t.Error(nixos.LoaderConfDefault(conf))
 	}
 	if got := PatchLoaderConf(conf, "nixos-generation-1.conf"); got != "default nixos-generation-1.conf\ntimeout 0\nconsole-mode keep\n" {
 		t.Errorf("%q", got)

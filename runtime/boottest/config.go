@@ -84,17 +84,6 @@ func PatchLoaderConf(conf, entry string) string {
 	return strings.Join(append([]string{"default " + entry, "timeout 0"}, out...), "\n") + "\n"
 }
 
-// LoaderDefault is the entry a loader.conf names by default ("" when it
-// names none).
-func LoaderDefault(conf string) string {
-	for _, l := range strings.Split(conf, "\n") {
-		if f := strings.Fields(l); len(f) == 2 && f[0] == "default" {
-			return f[1]
-		}
-	}
-	return ""
-}
-
 // PatchLoaderEntry puts serial's kernel parameter on a systemd-boot
 // entry's options.
 func PatchLoaderEntry(entry string, s Serial) string {

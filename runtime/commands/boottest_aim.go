@@ -165,7 +165,7 @@ func aimSystemdBoot(s *engine.Session, b nixos.Bootloader, generation int, pf bo
 	if err != nil {
 		return "", fmt.Errorf("%w: the ESP has no loader/loader.conf (run nixrescue rebuild first)", errNoBootloader)
 	}
-	entry := boottest.LoaderDefault(string(conf))
+	entry := nixos.LoaderConfDefault(string(conf))
 	if generation > 0 {
 		entry = fmt.Sprintf("nixos-generation-%d.conf", generation)
 	}

@@ -107,10 +107,6 @@ func gatherFacts(s *engine.Session) *doctor.Facts {
 		if pf, ok := boottest.PlatformOf(nixos.SystemArch(root, sys.StorePath)); ok {
 			f.EFIArch = pf.EFIArch
 		}
-		if hostname, err := nixos.Hostname(root, sys.Path); err == nil {
-			src := nixos.RebuildSource(root, "", hostname)
-			f.Configuration = &src
-		}
 	} else {
 		f.Bootloader = nixos.Bootloader{Kind: nixos.UnknownLoader}
 	}

@@ -110,7 +110,8 @@ func dryPrune(ctx context.Context, po PruneOptions) (*PruneReport, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	r.BootFreeBefore = bootSpace(s, r.Bootloader).Avail
+	sp, _ := bootSpace(s, r.Bootloader)
+	r.BootFreeBefore = sp.Avail
 	r.BootFreeAfter = r.BootFreeBefore + r.Plan.Bytes
 	r.Freed = int64(r.Plan.Bytes)
 	return r, 0, nil
@@ -136,13 +137,13 @@ func planPrune(root string, keep int) (nixos.Bootloader, doctor.PrunePlan, error
 }
 
 // bootSpace is what /boot (the filesystem the bootloader's kernels are
-// on) has left.
-func bootSpace(s *engine.Session, b nixos.Bootloader) doctor.Space {
-	dirs := nixos.BootFileDirs(b)
-	if len(dirs) == 0 {
-		return doctor.Space{}
-	}
-	return spaceOf(s.Root(), s.Layout().Plan, dirs[0])
+// on) has left, and whether the installer has room there (its kernel
+// and initrd fit, or /boot is on the root's filesystem, where moving
+// files aside would free nothing).
+func bootSpace(s *engine.Session, b nixos.Bootloader) (sp doctor.Space, roomy bool) {
+	sys, _ := currentGeneration(s.Root())
+	sp, need, own := doctor.BootRoom(s.Root(), sys, b, func(p string) doctor.Space { return spaceOf(s.Root(), s.Layout().Plan, p) })
+	return sp, !own || sp.Avail >= need
 }
 
 // wrote says what prune wrote, for the audit record.

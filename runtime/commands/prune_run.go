@@ -24,11 +24,11 @@ func pruneIn(ctx context.Context, s *engine.Session, p *engine.Prepared, o *Opti
 	if r.Bootloader, r.Plan, err = planPrune(root, keep); err != nil {
 		return 0, err
 	}
-	before := bootSpace(s, r.Bootloader)
+	before, roomy := bootSpace(s, r.Bootloader)
 	r.BootFreeBefore = before.Avail
-	files := bootFiles(root, r.Bootloader)
+	files := nixos.BootFiles(root, r.Bootloader)
 	var aside *asideFiles
-	if !roomy(s, before) && len(r.Plan.Unreferenced) > 0 {
+	if !roomy && len(r.Plan.Unreferenced) > 0 {
 		o.Log.Info(fmt.Sprintf("%s has no room for the installer's writes: moving the %d files no kept entry names onto the root filesystem first", before.Mountpoint, len(r.Plan.Unreferenced)))
 		if aside, err = moveAside(root, r.Plan.Unreferenced, s.ID()); err != nil {
 			return 0, err
@@ -61,42 +61,16 @@ func pruneIn(ctx context.Context, s *engine.Session, p *engine.Prepared, o *Opti
 	if err := aside.remove(root); err != nil {
 		o.Log.Warn(err.Error())
 	}
-	after := bootFiles(root, r.Bootloader)
+	after := nixos.BootFiles(root, r.Bootloader)
 	for _, f := range files {
 		if !slices.Contains(after, f) {
 			r.Removed = append(r.Removed, f)
 		}
 	}
-	r.BootFreeAfter = bootSpace(s, r.Bootloader).Avail
+	sp, _ := bootSpace(s, r.Bootloader)
+	r.BootFreeAfter = sp.Avail
 	r.Freed = int64(r.BootFreeAfter) - int64(r.BootFreeBefore)
 	return 0, nil
-}
-
-// roomy tells whether /boot has room for what the installer may write
-// there: a kernel and initrd of the current system's size, unless /boot is
-// on the root's filesystem (moving aside would free nothing then).
-func roomy(s *engine.Session, sp doctor.Space) bool {
-	if sp.ReadFailure || sp.Device == spaceOf(s.Root(), s.Layout().Plan, "/").Device {
-		return true
-	}
-	sys, _ := currentGeneration(s.Root())
-	need := doctor.FileSize(s.Root(), sys+"/kernel") + doctor.FileSize(s.Root(), sys+"/initrd")
-	return sp.Avail >= need
-}
-
-// bootFiles lists the regular files of the bootloader's kernel
-// directories.
-func bootFiles(root string, b nixos.Bootloader) []string {
-	var out []string
-	for _, dir := range nixos.BootFileDirs(b) {
-		list, _ := rootfs.ReadDir(root, dir)
-		for _, e := range list {
-			if e.Type().IsRegular() {
-				out = append(out, path.Join(dir, e.Name()))
-			}
-		}
-	}
-	return out
 }
 
 // removeUnreferenced removes the files of the kernel directories that no

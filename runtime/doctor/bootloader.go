@@ -40,7 +40,7 @@ func checkBootloader(f *Facts) []Finding {
 	l, _ := nixos.LoaderOf(b.Kind)
 	menu := l.Menu
 	if b.Kind == nixos.SystemdBoot {
-		menu = path.Join(espOf(b), "loader/loader.conf")
+		menu = path.Join(b.ESPMount(), "loader/loader.conf")
 	}
 	if _, unread := f.Unread(menu); !unread && !nixos.Exists(f.Root, menu) {
 		out = append(out, finding("boot-menu-missing", Fatal, fmt.Sprintf("%s's menu, %s, is not there: the bootloader has nothing to boot", b.Kind, menu),
@@ -49,17 +49,10 @@ func checkBootloader(f *Facts) []Finding {
 	return out
 }
 
-func espOf(b nixos.Bootloader) string {
-	if b.ESP == "" {
-		return nixos.DefaultESP
-	}
-	return b.ESP
-}
-
 // espMounted says whether the ESP the configuration installs into is
 // mounted in the root; if not, why, as findings.
 func espMounted(f *Facts) ([]Finding, bool) {
-	esp := espOf(f.Bootloader)
+	esp := f.Bootloader.ESPMount()
 	for _, e := range f.Plan {
 		if path.Clean(e.Mountpoint) != esp {
 			continue
@@ -88,7 +81,7 @@ func espMounted(f *Facts) ([]Finding, bool) {
 // path (EFI/*/systemd-bootx64.efi, EFI/*/grubx64.efi) or the firmware's
 // fallback path (EFI/BOOT/BOOTX64.EFI).
 func checkEFILoader(f *Facts) *Finding {
-	esp := espOf(f.Bootloader)
+	esp := f.Bootloader.ESPMount()
 	l, _ := nixos.LoaderOf(f.Bootloader.Kind)
 	arch := orDefault(f.EFIArch, "x64")
 	name := l.EFIBinaryFor(arch)

@@ -19,17 +19,9 @@ func checkBootSpace(f *Facts) []Finding {
 	if f.Space == nil || f.System == "" || len(dirs) == 0 || !copiesKernels(f, dirs[0]) {
 		return nil
 	}
-	boot := path.Dir(dirs[0])
-	if f.Bootloader.Kind == nixos.SystemdBoot {
-		boot = espOf(f.Bootloader)
-	}
-	sp, root := f.Space(boot), f.Space("/")
-	if sp.ReadFailure || sp.Device == root.Device {
-		// On the root's filesystem: the space check speaks for it.
-		return nil
-	}
-	need := FileSize(f.Root, f.System+"/kernel") + FileSize(f.Root, f.System+"/initrd")
-	if need == 0 || sp.Avail >= 2*need {
+	sp, need, own := BootRoom(f.Root, f.System, f.Bootloader, f.Space)
+	if !own || need == 0 || sp.Avail >= 2*need {
+		// On the root's filesystem, the space check speaks for it.
 		return nil
 	}
 	keep, plan := 1, PrunePlan{}
@@ -51,6 +43,24 @@ func checkBootSpace(f *Facts) []Finding {
 		return []Finding{finding("boot-full", Fatal, fmt.Sprintf("%s is full: the next rebuild cannot copy its kernel and initrd there", sp.Mountpoint), ev, fix)}
 	}
 	return []Finding{finding("boot-nearly-full", Warning, fmt.Sprintf("%s has room for one more kernel and initrd only", sp.Mountpoint), ev, fix)}
+}
+
+// BootRoom is what the filesystem the bootloader b keeps its kernels on
+// (/boot, or the ESP) has left, as space reads it, and what the next
+// rebuild of system copies there (its kernel and initrd); own says that
+// filesystem is not the root's, where /boot's room is the root's.
+func BootRoom(root, system string, b nixos.Bootloader, space func(string) Space) (sp Space, need uint64, own bool) {
+	dirs := nixos.BootFileDirs(b)
+	if len(dirs) == 0 {
+		return Space{ReadFailure: true}, 0, false
+	}
+	boot := path.Dir(dirs[0])
+	if b.Kind == nixos.SystemdBoot {
+		boot = b.ESPMount()
+	}
+	sp = space(boot)
+	need = FileSize(root, system+"/kernel") + FileSize(root, system+"/initrd")
+	return sp, need, !sp.ReadFailure && sp.Device != space("/").Device
 }
 
 // copiesKernels tells whether the bootloader copies kernels into dir:

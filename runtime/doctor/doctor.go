@@ -88,8 +88,6 @@ type Facts struct {
 	EntriesRead bool
 	// EFIArch is the UEFI name of the system's architecture (x64, aa64).
 	EFIArch string
-	// Configuration is what a rebuild builds; nil when none was found.
-	Configuration *nixos.ConfigSource
 	// Aliases are the configuration's names of the disk, mapped to Disk.
 	Aliases []target.DiskAlias
 	// HostEFI says this host booted by EFI; BootEntries are its NVRAM's

@@ -99,8 +99,7 @@ func MiB(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/mib) }
 
 // checkConfiguration reports a target with nothing to rebuild from.
 func checkConfiguration(f *Facts) []Finding {
-	if nixos.Exists(f.Root, nixos.Configuration) || nixos.Exists(f.Root, nixos.Flake) ||
-		f.Configuration != nil && f.Configuration.Flake != "" {
+	if nixos.Exists(f.Root, nixos.Configuration) || nixos.Exists(f.Root, nixos.Flake) {
 		return nil
 	}
 	return []Finding{finding("no-configuration", Warning, "there is no configuration to rebuild from: neither "+nixos.Configuration+" nor "+nixos.Flake,

@@ -115,7 +115,7 @@ func checkNVRAM(f *Facts) []Finding {
 	if !f.HostEFI || f.Image || f.Disk == "" || f.BootEntries == nil || !f.Bootloader.Kind.EFI() {
 		return nil
 	}
-	esp := espOf(f.Bootloader)
+	esp := f.Bootloader.ESPMount()
 	var part *target.Partition
 	for _, e := range f.Plan {
 		for i, p := range f.Partitions {

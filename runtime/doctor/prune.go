@@ -61,13 +61,8 @@ func PlanPrune(root string, b nixos.Bootloader, gens []nixos.Generation, current
 			}
 		}
 	}
-	for _, dir := range nixos.BootFileDirs(b) {
-		list, _ := rootfs.ReadDir(root, dir)
-		for _, de := range list {
-			f := path.Join(dir, de.Name())
-			if !de.Type().IsRegular() || named[f] {
-				continue
-			}
+	for _, f := range nixos.BootFiles(root, b) {
+		if !named[f] {
 			p.Unreferenced = append(p.Unreferenced, f)
 			p.Bytes += FileSize(root, f)
 		}

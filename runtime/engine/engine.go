@@ -406,9 +406,4 @@ func (s *Session) Close() {
 
 // GRUBInstallProblem says why GRUB for BIOS cannot be installed on the
 // target from this host, nil when it can (or is not its bootloader).
-func (s *Session) GRUBInstallProblem() error {
-	if mount.DMPartitionsAvailable() == nil {
-		return nil
-	}
-	return s.opened.GRUBInstallProblem()
-}
+func (s *Session) GRUBInstallProblem() error { return s.opened.GRUBInstallProblem() }

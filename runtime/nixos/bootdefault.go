@@ -1,9 +1,6 @@
 package nixos
 
 import (
-	"bufio"
-	"io"
-	"path"
 	"strconv"
 	"strings"
 
@@ -51,41 +48,20 @@ func grubDefault(root string, gens []Generation) (BootDefault, bool) {
 	}
 	d := BootDefault{Source: GrubConfig}
 	c := grubcfg.Parse(string(b))
-	e := c.DefaultEntry()
-	if e == nil {
-		return d, true
-	}
-	d.Entry = e.Title
-	if m := configNumberRE().FindStringSubmatch(e.Title); m != nil {
-		d.Generation, _ = strconv.Atoi(m[1])
-		return d, true
-	}
-	if m := initRE().FindStringSubmatch(strings.Join(c.Body(*e), "\n")); m != nil {
-		for _, g := range gens {
-			if g.StorePath == m[1] {
-				d.Generation = g.Number
-			}
-		}
+	if e := c.DefaultEntry(); e != nil {
+		d.Entry = e.Title
+		d.Generation = entryGeneration(e.Title, strings.Join(c.Body(*e), "\n"), gens)
 	}
 	return d, true
 }
 
 func sdbootDefault(root string, _ []Generation) (BootDefault, bool) {
-	f, err := rootfs.Open(root, LoaderConf)
-	if err != nil {
+	if _, err := rootfs.Lstat(root, LoaderConf); err != nil {
 		return BootDefault{}, false
 	}
-	defer f.Close()
-	d := BootDefault{Source: LoaderConf}
-	sc := bufio.NewScanner(io.LimitReader(f, maxScript))
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) == 2 && fields[0] == "default" {
-			d.Entry = path.Base(fields[1])
-			if m := sdbootEntryRE().FindStringSubmatch(d.Entry); m != nil {
-				d.Generation, _ = strconv.Atoi(m[1])
-			}
-		}
+	d := BootDefault{Source: LoaderConf, Entry: sdbootDefaultEntry(root, DefaultESP)}
+	if m := sdbootEntryRE().FindStringSubmatch(d.Entry); m != nil {
+		d.Generation, _ = strconv.Atoi(m[1])
 	}
 	return d, true
 }

@@ -35,19 +35,35 @@ type BootEntry struct {
 func BootFileDirs(b Bootloader) []string {
 	switch b.Kind {
 	case SystemdBoot:
-		return []string{path.Join(espOf(b), "EFI/nixos")}
+		return []string{path.Join(b.ESPMount(), "EFI/nixos")}
 	case GRUBBIOS, GRUBEFI:
 		return []string{"/boot/kernels"}
 	}
 	return nil
 }
 
-// espOf is where b's ESP is mounted in the root (/boot by default).
-func espOf(b Bootloader) string {
+// ESPMount is where b's ESP is mounted in the root (DefaultESP when
+// the configuration says nothing).
+func (b Bootloader) ESPMount() string {
 	if b.ESP == "" {
 		return DefaultESP
 	}
 	return b.ESP
+}
+
+// BootFiles lists the regular files of b's kernel directories
+// (BootFileDirs), as paths in root.
+func BootFiles(root string, b Bootloader) []string {
+	var out []string
+	for _, dir := range BootFileDirs(b) {
+		list, _ := rootfs.ReadDir(root, dir)
+		for _, e := range list {
+			if e.Type().IsRegular() {
+				out = append(out, path.Join(dir, e.Name()))
+			}
+		}
+	}
+	return out
 }
 
 // ReadBootEntries reads the menu of the bootloader b installs, from the
@@ -56,7 +72,7 @@ func espOf(b Bootloader) string {
 func ReadBootEntries(root string, b Bootloader, gens []Generation) (entries []BootEntry, ok bool) {
 	switch b.Kind {
 	case SystemdBoot:
-		return sdbootEntries(root, espOf(b))
+		return sdbootEntries(root, b.ESPMount())
 	case GRUBBIOS, GRUBEFI:
 		return grubEntries(root, gens)
 	}
@@ -162,16 +178,23 @@ func sdbootEntries(root, esp string) ([]BootEntry, bool) {
 // sdbootDefaultEntry is the entry file loader.conf on the ESP names
 // ("" when none).
 func sdbootDefaultEntry(root, esp string) string {
-	f, err := rootfs.Open(root, path.Join(esp, "loader/loader.conf"))
+	b, err := rootfs.ReadFile(root, path.Join(esp, "loader/loader.conf"), maxScript)
 	if err != nil {
 		return ""
 	}
-	defer f.Close()
+	if def := LoaderConfDefault(string(b)); def != "" {
+		return path.Base(def)
+	}
+	return ""
+}
+
+// LoaderConfDefault is the entry a loader.conf names by default (its
+// last default line; "" when none).
+func LoaderConfDefault(conf string) string {
 	def := ""
-	sc := bufio.NewScanner(io.LimitReader(f, maxScript))
-	for sc.Scan() {
-		if fields := strings.Fields(sc.Text()); len(fields) == 2 && fields[0] == "default" {
-			def = path.Base(fields[1])
+	for _, l := range strings.Split(conf, "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == "default" {
+			def = f[1]
 		}
 	}
 	return def

@@ -43,7 +43,10 @@ func (op *Opened) GRUBInstallProblem() error {
 	if disk == "" {
 		disk, _, _ = target.MountedDisk(op.RootDir)
 	}
-	if !strings.HasPrefix(filepath.Base(disk), "loop") || op.dmParts || target.CheckWholeDisk(disk) != nil {
+	// A session that writes maps the partitions with device-mapper where
+	// it can (dmParts); a read-only one does not, but would.
+	mapped := op.dmParts || op.Table != "" && mount.DMPartitionsAvailable() == nil
+	if !strings.HasPrefix(filepath.Base(disk), "loop") || mapped || target.CheckWholeDisk(disk) != nil {
 		return nil // no disk for GRUB at all: the disk aliases say why
 	}
 	sys, _ := nixos.ResolveSystem(op.RootDir, nixos.SystemChoice{})
