@@ -119,7 +119,11 @@ func TestDoctorBootFull(t *testing.T) {
 	if f.Severity != doctor.Fatal || len(f.Fix) != 1 || f.Fix[0] != "nixrescue prune "+img+" --keep 2" {
 		t.Fatalf("boot-full: %+v", f)
 	}
+	before := fileHash(t, img)
 	dry := imageSession(t, "prune", img, "--keep", "2", "--dry-run", "--json")
+	if fileHash(t, img) != before {
+		t.Error("prune --dry-run changed the image")
+	}
 	var plan commands.PruneReport
 	if dry.code != 0 || json.Unmarshal([]byte(dry.stdout), &plan) != nil || !plan.DryRun || fmt.Sprint(plan.Plan.Delete) != "[1 2]" || len(plan.Plan.Unreferenced) != 4 {
 		t.Fatalf("prune --dry-run: exit %d %+v\n%s", dry.code, plan, dry.stderr)
@@ -326,5 +330,20 @@ func TestDoctorBootTest(t *testing.T) {
 	noneFatal(t, rep, r)
 	if len(rep.Boots) != 1 || rep.Boots[0].Generation != 1 || !rep.Boots[0].Passed {
 		t.Errorf("the boot after the rollback: %+v", rep.Boots)
+	}
+}
+
+// TestPruneWhoseInstallerFailsPutsBack: on a machine whose installer
+// fails (this fixture's GRUB script without a real Nix refuses), prune
+// exits with its status and the deleted generation is back.
+func TestPruneWhoseInstallerFailsPutsBack(t *testing.T) {
+	testenv.Require(t)
+	img, _ := image(t, string(fixture.LayoutBIOS))
+	r := imageSession(t, "prune", img, "--keep", "1")
+	if r.code == 0 || !strings.Contains(r.stderr, "the deleted generations and the files moved aside are back") {
+		t.Errorf("prune with a failing installer: exit %d\n%s", r.code, r.stderr)
+	}
+	if g := generations(t, img); len(g.Generations) != 2 {
+		t.Errorf("after the failed prune: %+v", g.Generations)
 	}
 }

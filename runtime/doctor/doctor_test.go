@@ -298,3 +298,38 @@ func TestLUKSMissing(t *testing.T) {
 		t.Errorf("%+v", fs)
 	}
 }
+
+// TestSystemIncomplete: a current system without its initrd is fatal, and
+// the fix is the newest whole generation; a whole one is nothing.
+func TestSystemIncomplete(t *testing.T) {
+	root := t.TempDir()
+	write(t, root, map[string]string{
+		"/nix/store/s1/kernel": "k", "/nix/store/s1/initrd": "i", "/nix/store/s1/init": "",
+		"/nix/store/s2/kernel": "k", "/nix/store/s2/init": "",
+		"/nix/store/s3/kernel": "k", "/nix/store/s3/init": ""})
+	f := &Facts{Root: root, Target: "vm.img", System: "/nix/store/s3", Generation: 3,
+		Generations: []nixos.Generation{{Number: 1, StorePath: "/nix/store/s1"}, {Number: 2, StorePath: "/nix/store/s2"}, {Number: 3, StorePath: "/nix/store/s3"}}}
+	fs := checkSystem(f)
+	if len(fs) != 1 || fs[0].ID != "system-incomplete" || fs[0].Fix[0] != "nixrescue rollback vm.img {Generation 1}" ||
+		!strings.Contains(strings.Join(fs[0].Evidence, "\n"), "/nix/store/s3/initrd is missing") {
+		t.Errorf("%+v", fs)
+	}
+	f.System, f.Generation = "/nix/store/s1", 1
+	if fs := checkSystem(f); len(fs) != 0 {
+		t.Errorf("a whole system: %+v", fs)
+	}
+}
+
+// TestNixFull: a /nix of its own that is full is nix-full; the root, on
+// another filesystem with room, is nothing.
+func TestNixFull(t *testing.T) {
+	f := &Facts{Target: "vm.img", Space: func(p string) Space {
+		if p == "/nix" {
+			return Space{Mountpoint: "/nix", Device: 2, Avail: 1 << 20, Size: 1 << 30}
+		}
+		return Space{Mountpoint: "/", Device: 1, Avail: 1 << 30, Size: 2 << 30}
+	}}
+	if got := strings.Join(ids(checkSpace(f)), " "); got != "nix-full:fatal" {
+		t.Errorf("%s", got)
+	}
+}
