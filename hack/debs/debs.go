@@ -27,13 +27,16 @@ func Cache() string {
 // File is the downloaded .deb of the package whose name matches pattern
 // (a shell pattern: "linux-image-[0-9]*-amd64"), the newest version when
 // there are several.
-func File(pattern string) (string, error) {
-	files, err := filepath.Glob(filepath.Join(Cache(), "debs", pattern+"_*.deb"))
+func File(pattern string) (string, error) { return Native.File(pattern) }
+
+// File is the downloaded .deb of a's package whose name matches pattern.
+func (a Arch) File(pattern string) (string, error) {
+	files, err := filepath.Glob(filepath.Join(a.dir(), pattern+"_*.deb"))
 	if err != nil {
 		return "", err
 	}
 	if len(files) == 0 {
-		return "", fmt.Errorf("%s has no %s package: run hack/install-deps", filepath.Join(Cache(), "debs"), pattern)
+		return "", fmt.Errorf("%s has no %s package: run hack/install-deps", a.dir(), pattern)
 	}
 	sort.Slice(files, func(i, j int) bool { return versionLess(files[i], files[j]) })
 	return files[len(files)-1], nil
@@ -59,8 +62,12 @@ func debVersion(file string) string {
 // in (dpkg-deb -x: its files, no maintainer scripts run), unpacking it
 // the first time. Unpacking goes to a new directory renamed into place,
 // so that a run killed half-way leaves nothing that looks finished.
-func Unpack(pattern string) (string, error) {
-	deb, err := File(pattern)
+func Unpack(pattern string) (string, error) { return Native.Unpack(pattern) }
+
+// Unpack returns the directory a's package matching pattern is unpacked
+// in, as Unpack.
+func (a Arch) Unpack(pattern string) (string, error) {
+	deb, err := a.File(pattern)
 	if err != nil {
 		return "", err
 	}
