@@ -33,14 +33,15 @@ type BootEntry struct {
 // NixOS's installers copy kernels and initrds, per kind: what prune may
 // remove from (never a file a kept entry names).
 func BootFileDirs(b Bootloader) []string {
-	switch b.Kind {
-	case SystemdBoot:
-		return []string{path.Join(b.ESPMount(), "EFI/nixos")}
-	case GRUBBIOS, GRUBEFI:
-		return []string{"/boot/kernels"}
+	if l, ok := LoaderOf(b.Kind); ok && l.FileDirs != nil {
+		return l.FileDirs(b)
 	}
 	return nil
 }
+
+func sdbootFileDirs(b Bootloader) []string { return []string{path.Join(b.ESPMount(), "EFI/nixos")} }
+
+func grubFileDirs(Bootloader) []string { return []string{"/boot/kernels"} }
 
 // ESPMount is where b's ESP is mounted in the root (DefaultESP when
 // the configuration says nothing).
@@ -70,11 +71,8 @@ func BootFiles(root string, b Bootloader) []string {
 // root's /boot: its entries, the default marked; ok is false when that
 // menu is not there. gens maps store paths to generation numbers.
 func ReadBootEntries(root string, b Bootloader, gens []Generation) (entries []BootEntry, ok bool) {
-	switch b.Kind {
-	case SystemdBoot:
-		return sdbootEntries(root, b.ESPMount())
-	case GRUBBIOS, GRUBEFI:
-		return grubEntries(root, gens)
+	if l, ok := LoaderOf(b.Kind); ok && l.Entries != nil {
+		return l.Entries(root, b, gens)
 	}
 	return nil, false
 }
@@ -84,7 +82,7 @@ var grubFileRE = lazyre.New(`^\s*(?:linux|linux16|linuxefi|initrd|initrd16|initr
 // grubEntries reads install-grub.pl's grub.cfg: each menu entry's linux
 // and initrd lines, whose paths are on /boot's filesystem (($drive1)/…,
 // or /kernels/… when /boot is a filesystem of its own) or the root's.
-func grubEntries(root string, gens []Generation) ([]BootEntry, bool) {
+func grubEntries(root string, _ Bootloader, gens []Generation) ([]BootEntry, bool) {
 	b, err := rootfs.ReadFile(root, GrubConfig, maxScript)
 	if err != nil {
 		return nil, false
@@ -140,9 +138,10 @@ func entryGeneration(title, body string, gens []Generation) int {
 var sdbootFileRE = regexp.MustCompile(`^\s*(linux|initrd|efi)\s+(\S+)`)
 
 // sdbootEntries reads systemd-boot's loader entries (Boot Loader
-// Specification type 1) on the ESP at esp: each file's linux, initrd and
-// efi lines (paths on the ESP), the default named by loader.conf.
-func sdbootEntries(root, esp string) ([]BootEntry, bool) {
+// Specification type 1) on b's ESP: each file's linux, initrd and efi
+// lines (paths on the ESP), the default named by loader.conf.
+func sdbootEntries(root string, b Bootloader, _ []Generation) ([]BootEntry, bool) {
+	esp := b.ESPMount()
 	dir := path.Join(esp, "loader/entries")
 	list, err := rootfs.ReadDir(root, dir)
 	if err != nil {

@@ -47,6 +47,12 @@ type Loader struct {
 	// default and its generation (gens maps systems to numbers); false
 	// when there is no Menu.
 	ReadDefault func(root string, gens []Generation) (BootDefault, bool)
+	// Entries reads its menu from root's /boot: its entries, the default
+	// marked; false when the menu is not there.
+	Entries func(root string, b Bootloader, gens []Generation) ([]BootEntry, bool)
+	// FileDirs are the directories (inside the root) where its installer
+	// copies kernels and initrds.
+	FileDirs func(b Bootloader) []string
 }
 
 // EFIBinaryFor is l's loader file on the ESP for the UEFI architecture
@@ -54,12 +60,13 @@ type Loader struct {
 func (l Loader) EFIBinaryFor(efiArch string) string { return fmt.Sprintf(l.EFIBinary, efiArch) }
 
 // Loaders are the kinds nixrescue knows: a new kind is one more entry
-// (its menu and how its default is read), its installer in Installers,
-// and boot-test's aim of its menu (runtime/commands/boottest_aim.go).
+// (its menu, how its default and entries are read), its installer in
+// Installers, and boot-test's aim of its menu
+// (runtime/commands/boottest_aim.go); extlinux.go adds one so.
 var Loaders = []Loader{
-	{Kind: GRUBBIOS, Arches: []string{"x86_64", "i686"}, Menu: GrubConfig, ReadDefault: grubDefault},
-	{Kind: GRUBEFI, EFI: true, Arches: []string{"x86_64", "aarch64"}, Menu: GrubConfig, EFIBinary: "grub%s.efi", ReadDefault: grubDefault},
-	{Kind: SystemdBoot, EFI: true, Arches: []string{"x86_64", "aarch64"}, Menu: LoaderConf, EFIBinary: "systemd-boot%s.efi", ReadDefault: sdbootDefault},
+	{Kind: GRUBBIOS, Arches: []string{"x86_64", "i686"}, Menu: GrubConfig, ReadDefault: grubDefault, Entries: grubEntries, FileDirs: grubFileDirs},
+	{Kind: GRUBEFI, EFI: true, Arches: []string{"x86_64", "aarch64"}, Menu: GrubConfig, EFIBinary: "grub%s.efi", ReadDefault: grubDefault, Entries: grubEntries, FileDirs: grubFileDirs},
+	{Kind: SystemdBoot, EFI: true, Arches: []string{"x86_64", "aarch64"}, Menu: LoaderConf, EFIBinary: "systemd-boot%s.efi", ReadDefault: sdbootDefault, Entries: sdbootEntries, FileDirs: sdbootFileDirs},
 }
 
 // LoaderOf is what nixrescue knows of kind k; ok is false for a kind it
