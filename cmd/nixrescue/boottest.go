@@ -23,7 +23,7 @@ type bootTestFlags struct {
 // (rebuild has --memory for its container).
 func (b *bootTestFlags) register(cmd *cobra.Command, memory string) {
 	fl := cmd.Flags()
-	fl.StringVar(&b.firmware, "firmware", "auto", "the VM's firmware: auto (as the bootloader needs: SeaBIOS for GRUB on BIOS, OVMF for systemd-boot and GRUB on EFI), bios or efi")
+	fl.StringVar(&b.firmware, "firmware", "auto", "the VM's firmware: auto (as the bootloader needs: SeaBIOS for GRUB on BIOS, OVMF or AAVMF for systemd-boot and GRUB on EFI, U-Boot for extlinux), efi, bios (x86_64) or u-boot (aarch64)")
 	fl.DurationVar(&b.timeout, "timeout", commands.DefaultBootTimeout, "give up after this long")
 	fl.StringVar(&b.until, "until", string(commands.MultiUser), "the milestone that passes the test: stage-1, root, stage-2 or multi-user")
 	fl.StringVar(&b.console, "console", "", "keep the serial console in `FILE`")
@@ -49,10 +49,12 @@ func newBootTestCommand() *cobra.Command {
 		Use:   "boot-test [TARGET] [flags]",
 		Short: "Boot the target in a throwaway VM and say how far it got",
 		Long: `Boot-test boots TARGET (a disk or an image) in qemu, through its own firmware
-and bootloader, on a snapshot: the target is never written. In the snapshot
-only, the bootloader's entry (the default, or --generation N's) gets
-console=ttyS0 and GRUB a serial terminal, so that everything speaks on the
-serial console, where nixrescue reads the milestones of a NixOS boot: firmware,
+and bootloader, on a snapshot: the target is never written. The machine is of
+the system's architecture: x86_64 (qemu-system-x86, SeaBIOS or OVMF) or
+aarch64 (qemu-system-arm's virt board, AAVMF or U-Boot). In the snapshot
+only, the bootloader's entry (the default, or --generation N's) gets the
+architecture's serial console (console=ttyS0, ttyAMA0) and GRUB a serial
+terminal, so that everything speaks on the serial console, where nixrescue reads the milestones of a NixOS boot: firmware,
 bootloader, kernel, stage-1, root (mounted), stage-2, multi-user. It stops at
 --until (then powers the VM off), at a failure that ends the boot (stage 1's
 error, a panic, emergency mode), or at the timeout, and reports the entry and

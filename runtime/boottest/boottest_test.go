@@ -218,3 +218,50 @@ func TestPlatformsEFINames(t *testing.T) {
 		t.Errorf("x86_64's serial: %+v", got)
 	}
 }
+
+// TestPatchExtlinux: the menu aimed at one label, at once, with the
+// virt board's console on that entry alone; a label it lacks is refused.
+func TestPatchExtlinux(t *testing.T) {
+	conf := "DEFAULT nixos-default\nTIMEOUT 50\n\nLABEL nixos-default\n  APPEND init=/a/init\n\nLABEL nixos-3\n  LINUX ../nixos/k\n  APPEND init=/b/init loglevel=4\n"
+	pf, ok := PlatformOf("aarch64")
+	if !ok || pf.Firmware != "u-boot" || pf.Console != "ttyAMA0" || pf.EFIFallback() != "/EFI/BOOT/BOOTAA64.EFI" {
+		t.Fatalf("aarch64's platform: %+v", pf)
+	}
+	got, err := PatchExtlinux(conf, "nixos-3", pf.Serial())
+	want := "DEFAULT nixos-3\nTIMEOUT 1\n\nLABEL nixos-default\n  APPEND init=/a/init\n\nLABEL nixos-3\n  LINUX ../nixos/k\n  APPEND init=/b/init loglevel=4 console=ttyAMA0\n"
+	if err != nil || got != want {
+		t.Errorf("patched:\n%s\nwant:\n%s (%v)", got, want, err)
+	}
+	if _, err := PatchExtlinux(conf, "nixos-9", pf.Serial()); err == nil {
+		t.Error("a label the menu lacks was accepted")
+	}
+}
+
+// TestAarch64MachineArgs: an aarch64 machine is qemu's virt board with a
+// 64-bit CPU under TCG, U-Boot as its firmware without UEFI, AAVMF with.
+func TestAarch64MachineArgs(t *testing.T) {
+	pf, _ := PlatformOf("aarch64")
+	dir := t.TempDir()
+	rom := filepath.Join(dir, "u-boot.bin")
+	if err := os.WriteFile(rom, []byte("rom"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pf.BootROM = rom
+	args, err := Machine{Platform: pf, Dir: dir, Disk: "/x.qcow2"}.args("tcg")
+	joined := strings.Join(args, " ")
+	if err != nil || !strings.Contains(joined, "-machine virt,accel=tcg") || !strings.Contains(joined, "-cpu cortex-a57") || !strings.Contains(joined, "-bios "+rom) {
+		t.Errorf("args %v %v", args, err)
+	}
+	vars := filepath.Join(dir, "vars.template")
+	os.WriteFile(vars, []byte("vars"), 0o644)
+	pf.FirmwareVars = vars
+	args, err = Machine{Platform: pf, EFI: true, Dir: dir, Disk: "/x.qcow2"}.args("kvm")
+	joined = strings.Join(args, " ")
+	if err != nil || strings.Contains(joined, "-bios") || !strings.Contains(joined, "-cpu host") || !strings.Contains(joined, "file="+pf.FirmwareCode) {
+		t.Errorf("EFI args %v %v", args, err)
+	}
+	pf.BootROM = filepath.Join(dir, "missing.bin")
+	if _, err := (Machine{Platform: pf, Dir: dir, Disk: "/x.qcow2"}).args("tcg"); err == nil || !strings.Contains(err.Error(), "u-boot-qemu") {
+		t.Errorf("a missing U-Boot: %v", err)
+	}
+}

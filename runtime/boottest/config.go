@@ -99,3 +99,35 @@ func PatchLoaderEntry(entry string, s Serial) string {
 	}
 	return strings.Join(append(lines, "options "+serial), "\n") + "\n"
 }
+
+// PatchExtlinux aims an extlinux.conf (U-Boot's menu) at the entry
+// label: DEFAULT label, the shortest TIMEOUT (U-Boot counts tenths of a
+// second; 0 would wait for ever), and the serial console on that entry's
+// APPEND line. It fails when no entry has that label.
+func PatchExtlinux(conf, label string, s Serial) (string, error) {
+	lines := strings.Split(strings.TrimRight(conf, "\n"), "\n")
+	in, found := false, false
+	for i, l := range lines {
+		f := strings.Fields(l)
+		if len(f) == 0 {
+			continue
+		}
+		switch strings.ToUpper(f[0]) {
+		case "DEFAULT":
+			lines[i] = "DEFAULT " + label
+		case "TIMEOUT":
+			lines[i] = "TIMEOUT 1"
+		case "LABEL":
+			in = len(f) > 1 && strings.TrimSpace(strings.TrimSpace(l)[len(f[0]):]) == label
+			found = found || in
+		case "APPEND":
+			if in && !strings.Contains(l, s.Param) {
+				lines[i] = l + " " + s.Param
+			}
+		}
+	}
+	if !found {
+		return "", fmt.Errorf("extlinux.conf has no entry %s", label)
+	}
+	return strings.Join(lines, "\n") + "\n", nil
+}

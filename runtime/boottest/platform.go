@@ -14,10 +14,17 @@ type Platform struct {
 	Arch string
 	// Qemu is the qemu-system program; QemuPackage Debian's package of it.
 	Qemu, QemuPackage string
-	// Machine is qemu's machine type; BIOS says its default firmware is a
-	// BIOS (SeaBIOS) that boots a disk's boot sector.
-	Machine string
-	BIOS    bool
+	// Machine is qemu's machine type; CPU the processor emulated without
+	// KVM ("" qemu's default for the machine).
+	Machine, CPU string
+	// BIOS says its default firmware is a BIOS (SeaBIOS) that boots a
+	// disk's boot sector.
+	BIOS bool
+	// Firmware names the firmware that boots it without UEFI: bios, or
+	// u-boot (which reads extlinux.conf); BootROM is that firmware's
+	// image when qemu has none built in (given with -bios), BootROMPackage
+	// Debian's package of it.
+	Firmware, BootROM, BootROMPackage string
 	// Console is the serial console's device, as the kernel names it;
 	// GRUBSerial the GRUB commands that put GRUB's menu there.
 	Console    string
@@ -38,7 +45,26 @@ func (p Platform) EFIFallback() string { return "/EFI/BOOT/BOOT" + strings.ToUpp
 var Platforms = []Platform{
 	{Arch: "x86_64", Qemu: "qemu-system-x86_64", QemuPackage: "qemu-system-x86", Machine: "pc", BIOS: true,
 		Console: "ttyS0", GRUBSerial: []string{"serial --unit=0 --speed=115200", "terminal_input --append serial", "terminal_output --append serial"},
-		FirmwareCode: "/usr/share/OVMF/OVMF_CODE_4M.fd", FirmwareVars: "/usr/share/OVMF/OVMF_VARS_4M.fd", FirmwarePackage: "ovmf", EFIArch: "x64"},
+		Firmware: "bios", FirmwareCode: "/usr/share/OVMF/OVMF_CODE_4M.fd", FirmwareVars: "/usr/share/OVMF/OVMF_VARS_4M.fd", FirmwarePackage: "ovmf", EFIArch: "x64"},
+	// qemu's virt board: its serial port is a PL011 (ttyAMA0); UEFI is
+	// EDK2's ArmVirtQemu (Debian's AAVMF), else U-Boot built for it
+	// (distro boot: extlinux.conf on the disk). Without KVM, a Cortex-A57:
+	// qemu's default CPU on virt is a 32-bit one.
+	{Arch: "aarch64", Qemu: "qemu-system-aarch64", QemuPackage: "qemu-system-arm", Machine: "virt", CPU: "cortex-a57",
+		Console: "ttyAMA0", GRUBSerial: []string{"serial", "terminal_input --append serial", "terminal_output --append serial"},
+		Firmware: "u-boot", BootROM: "/usr/lib/u-boot/qemu_arm64/u-boot.bin", BootROMPackage: "u-boot-qemu",
+		FirmwareCode: "/usr/share/AAVMF/AAVMF_CODE.fd", FirmwareVars: "/usr/share/AAVMF/AAVMF_VARS.fd", FirmwarePackage: "qemu-efi-aarch64", EFIArch: "aa64"},
+}
+
+// Firmwares lists the firmware names boot-test knows, for a message.
+func Firmwares() []string {
+	names := []string{"efi"}
+	for _, p := range Platforms {
+		if !slices.Contains(names, p.Firmware) {
+			names = append(names, p.Firmware)
+		}
+	}
+	return names
 }
 
 // Serial is how a machine's boot is put on its serial console: what the

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nixrescue/nixrescue/runtime/host"
 	"github.com/nixrescue/nixrescue/runtime/image"
 	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
 )
@@ -29,7 +30,8 @@ type Machine struct {
 	// Disk is the qcow2 overlay on the target; Interface the controller
 	// it sits on: virtio, nvme or ahci.
 	Disk, Interface string
-	// EFI boots by OVMF with a fresh variable store, else by SeaBIOS.
+	// EFI boots by UEFI firmware (OVMF, AAVMF) with a fresh variable
+	// store, else by the platform's own firmware (SeaBIOS, U-Boot).
 	EFI       bool
 	MemoryMiB int
 	Timeout   time.Duration
@@ -86,6 +88,14 @@ func (m Machine) args(accel string) ([]string, error) {
 		"-nic", "none", "-no-reboot", "-serial", "stdio", "-monitor", "unix:" + filepath.Join(m.Dir, "monitor.sock") + ",server=on,wait=off"}
 	if accel == "kvm" {
 		args = append(args, "-cpu", "host")
+	} else if pf.CPU != "" {
+		args = append(args, "-cpu", pf.CPU)
+	}
+	if !m.EFI && pf.BootROM != "" {
+		if _, err := os.Stat(pf.BootROM); err != nil {
+			return nil, missing(pf.Firmware+" ("+pf.BootROM+")", pf.BootROMPackage)
+		}
+		args = append(args, "-bios", pf.BootROM)
 	}
 	if m.EFI {
 		vars := filepath.Join(m.Dir, "vars.fd")
@@ -163,16 +173,25 @@ func Boot(ctx context.Context, m Machine) (*Run, error) {
 		if _, err := os.Stat(pf.FirmwareCode); err != nil {
 			return nil, missing("UEFI firmware ("+pf.FirmwareCode+")", pf.FirmwarePackage)
 		}
+	} else if pf.BootROM != "" {
+		if _, err := os.Stat(pf.BootROM); err != nil {
+			return nil, missing(pf.Firmware+" ("+pf.BootROM+")", pf.BootROMPackage)
+		}
 	}
 	why := "as asked"
 	switch m.Accel {
 	case "tcg":
 	case "kvm":
+		if pf.Arch != host.Arch() {
+			return nil, fmt.Errorf("KVM runs machines of this host's architecture (%s) only, and this one is %s: use --accel tcg or auto", host.Arch(), pf.Arch)
+		}
 		m.note("booting with KVM")
 		return boot(ctx, qemu, m, "kvm", 0)
 	default:
 		why = "no usable /dev/kvm here"
-		if kvmUsable() && m.kvmMemory().hangs() {
+		if pf.Arch != host.Arch() {
+			why = fmt.Sprintf("an %s machine on this %s host", pf.Arch, host.Arch())
+		} else if kvmUsable() && m.kvmMemory().hangs() {
 			why = "KVM hung a boot on this kernel before"
 		} else if kvmUsable() {
 			m.note("booting with KVM (a kernel that makes no progress in %.0f s is booted again under software emulation)", kvmGrace.Seconds())

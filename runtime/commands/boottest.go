@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"time"
 
@@ -153,9 +154,11 @@ func bootUntilSignalled(ctx context.Context, m boottest.Machine) (*boottest.Run,
 
 func (bo *BootTestOptions) check() error {
 	switch bo.Firmware {
-	case "", "auto", "bios", "efi":
+	case "", "auto":
 	default:
-		return &hint.Error{Err: hint.Errorf("{Firmware %s}: no such firmware", bo.Firmware), Fix: "use auto, bios or efi"}
+		if !slices.Contains(boottest.Firmwares(), bo.Firmware) {
+			return &hint.Error{Err: hint.Errorf("{Firmware %s}: no such firmware", bo.Firmware), Fix: "use auto, " + strings.Join(boottest.Firmwares(), ", ")}
+		}
 	}
 	switch bo.Accel {
 	case "", "auto", "kvm", "tcg":
@@ -267,10 +270,12 @@ func prepareBoot(ctx context.Context, bo *BootTestOptions, overlay string, r *Bo
 	switch {
 	case bo.Firmware == "efi", bo.Firmware == "auto" && b.Kind.EFI():
 		m.EFI, r.Firmware = true, "efi"
-	case bo.Firmware == "bios", bo.Firmware == "auto" && b.Kind.Known():
-		r.Firmware = "bios"
+	case bo.Firmware == pf.Firmware, bo.Firmware == "auto" && b.Kind.Known():
+		r.Firmware = pf.Firmware
+	case bo.Firmware != "auto":
+		return m, hint.Errorf("{Firmware %s}: an %s machine boots by efi or %s", bo.Firmware, pf.Arch, pf.Firmware)
 	default:
-		return m, hint.Errorf("the target's bootloader is %s: nixrescue cannot tell which firmware boots it; give {Firmware bios} or {Firmware efi}", b.Kind)
+		return m, hint.Errorf("the target's bootloader is %s: nixrescue cannot tell which firmware boots it; give {Firmware %s} or {Firmware efi}", b.Kind, pf.Firmware)
 	}
 	entry, err := aimBootloader(s, b, bo.Generation, pf)
 	if err != nil {

@@ -114,6 +114,7 @@ var aimers = map[nixos.Kind]aimer{
 	nixos.GRUBBIOS:    aimGRUB,
 	nixos.GRUBEFI:     aimGRUB,
 	nixos.SystemdBoot: aimSystemdBoot,
+	nixos.Extlinux:    aimExtlinux,
 }
 
 // aimBootloader aims the system's bootloader (aimers), and returns the
@@ -177,6 +178,26 @@ func aimSystemdBoot(s *engine.Session, b nixos.Bootloader, generation int, pf bo
 		return "", err
 	}
 	return entry, f.write("/loader/loader.conf", []byte(boottest.PatchLoaderConf(string(conf), entry)))
+}
+
+// aimExtlinux aims U-Boot's extlinux.conf on /boot: the default entry
+// (nixos-default) or generation's (nixos-N), at once, with a serial
+// console.
+func aimExtlinux(s *engine.Session, _ nixos.Bootloader, generation int, pf boottest.Platform) (string, error) {
+	root := mounted{root: s.Root(), dir: "/"}
+	conf, err := root.read(nixos.ExtlinuxConf)
+	if err != nil {
+		return "", fmt.Errorf("%w: /boot has no %s (run nixrescue rebuild first)", errNoBootloader, strings.TrimPrefix(nixos.ExtlinuxConf, "/boot/"))
+	}
+	label := nixos.ParseExtlinux(string(conf)).Default
+	if generation > 0 {
+		label = fmt.Sprintf("nixos-%d", generation)
+	}
+	patched, err := boottest.PatchExtlinux(string(conf), label, pf.Serial())
+	if err != nil {
+		return "", err
+	}
+	return label, root.write(nixos.ExtlinuxConf, []byte(patched))
 }
 
 // grubInBootSector tells whether the disk's first sector holds GRUB's

@@ -29,7 +29,7 @@ func TestBootTestOptionsRefused(t *testing.T) {
 		o    BootTestOptions
 		want string
 	}{
-		{BootTestOptions{Firmware: "uefi"}, "use auto, bios or efi"},
+		{BootTestOptions{Firmware: "uefi"}, "use auto, efi, bios, u-boot"},
 		{BootTestOptions{Accel: "hvf"}, "use auto, kvm or tcg"},
 		{BootTestOptions{Until: "login"}, "use stage-1, root, stage-2 or multi-user"},
 		{BootTestOptions{Until: "kernel"}, "use stage-1, root, stage-2 or multi-user"},
