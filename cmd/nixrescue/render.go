@@ -62,7 +62,12 @@ func writeInspect(w io.Writer, r *commands.Report) error {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\ncurrent system: %s\n", r.Current.System)
-	if r.Arch != "" {
+	switch {
+	case r.Emulator != "":
+		fmt.Fprintf(w, "architecture: %s (runs here through qemu-user: binfmt_misc's %s)\n", r.Arch, r.Emulator)
+	case r.Runs == "no":
+		fmt.Fprintf(w, "architecture: %s (this host cannot run it)\n", r.Arch)
+	case r.Arch != "":
 		fmt.Fprintf(w, "architecture: %s\n", r.Arch)
 	}
 	boot := string(r.Bootloader.Kind)

@@ -23,7 +23,12 @@ type Report struct {
 	Current *GenerationRef `json:"current,omitempty"`
 	// Arch is the CPU architecture of that system (x86_64, aarch64 …),
 	// as its name says.
-	Arch       string           `json:"arch,omitempty"`
+	Arch string `json:"arch,omitempty"`
+	// Runs says how this host runs that system's programs: native,
+	// emulated (through Emulator, a qemu-user binfmt_misc handler) or
+	// no (a session refuses it).
+	Runs       string           `json:"runs,omitempty"`
+	Emulator   string           `json:"emulator,omitempty"`
 	Bootloader nixos.Bootloader `json:"bootloader"`
 	// Configuration is what a rebuild would build: the flake and its
 	// attribute, or configuration.nix.
@@ -65,6 +70,7 @@ func Inspect(ctx context.Context, o Options) (_ *Report, err error) {
 	if sys, err := nixos.ResolveSystem(root, o.Container.System); err == nil {
 		r.Current = &GenerationRef{Generation: sys.Generation, System: sys.StorePath}
 		r.Arch = nixos.SystemArch(root, sys.StorePath)
+		r.readRuns()
 		r.Bootloader = nixos.DetectBootloader(root, sys.StorePath)
 		if host, err := nixos.Hostname(root, sys.Path); err == nil {
 			src := nixos.RebuildSource(root, "", host)
@@ -103,4 +109,22 @@ func openReadOnly(ctx context.Context, o *Options) (*engine.Session, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// readRuns says in r how this host runs the system's programs, and warns when
+// it cannot (a session would stop before it runs anything).
+func (r *Report) readRuns() {
+	if r.Arch == "" {
+		return
+	}
+	handler, ok := host.Emulator(r.Arch)
+	switch {
+	case !ok:
+		r.Runs = "no"
+		r.Warnings = append(r.Warnings, fmt.Sprintf("this %s host cannot run the system's %s programs: a session refuses it until qemu-user for %s is registered with binfmt_misc (see rebuild's message)", host.Arch(), r.Arch, r.Arch))
+	case handler != "":
+		r.Runs, r.Emulator = "emulated", handler
+	default:
+		r.Runs = "native"
+	}
 }

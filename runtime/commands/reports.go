@@ -29,6 +29,9 @@ type RunReport struct {
 	// session only (NIX_CONFIG) besides the sandbox's: a flake's
 	// experimental features.
 	NixSettings []string `json:"nix_settings,omitempty"`
+	// Emulator is the binfmt_misc handler (qemu-user) that ran the
+	// target's programs, when its architecture is not this host's.
+	Emulator string `json:"emulator,omitempty"`
 	// Snapshot says where a --snapshot session's writes went.
 	Snapshot   *SnapshotOutcome `json:"snapshot,omitempty"`
 	ExitStatus int              `json:"exit_status"`

@@ -76,6 +76,15 @@ func runIn(ctx context.Context, s *engine.Session, o RunOptions, rep *RunReport,
 		return 0, err
 	}
 	rep.DiskAliases = append(rep.DiskAliases, p.Aliases...)
+	if p.Emulator != "" {
+		rep.Emulator = p.Emulator
+		o.NixConfig = append(o.NixConfig, emulatedNixConfig...)
+		rep.NixSettings = o.NixConfig
+		o.Notes = append(o.Notes, "Nix runs under qemu-user, which cannot load its seccomp filter: giving it "+strings.Join(emulatedNixConfig, "; ")+" for this session only (NIX_CONFIG); the target's nix.conf is unchanged")
+		if o.Sandbox == "" {
+			o.Sandbox = SandboxAuto // off: see chooseSandbox
+		}
+	}
 	for _, n := range o.Notes {
 		o.Log.Info(n)
 	}
@@ -137,6 +146,14 @@ func withHold(ctx context.Context, s *engine.Session, p *engine.Prepared, o RunO
 	defer s.Time("command")()
 	return c.Exec(ctx, proc)
 }
+
+// emulatedNixConfig are the Nix settings of a session whose programs run
+// through qemu-user: Nix's seccomp filter (filter-syscalls) is a BPF
+// program for the emulated architecture's system calls, which qemu-user
+// refuses to load (EINVAL), and every build then fails. extra-platforms
+// is not needed: the target's own Nix runs, and takes itself for the
+// target's architecture.
+var emulatedNixConfig = []string{"filter-syscalls = false"}
 
 // nixConfigEnv gives Nix settings to a process, one per line of
 // NIX_CONFIG (read after nix.conf, so they win for this process only).
@@ -220,6 +237,12 @@ func chooseSandbox(ctx context.Context, c execer, p *engine.Prepared, mode Sandb
 	case SandboxAuto:
 	default:
 		return nil, hint.Errorf("{Sandbox %s}: use auto, on or off", mode)
+	}
+	if p.Emulator != "" {
+		ch.On, ch.NixConfig = false, "sandbox = false"
+		ch.Why = fmt.Sprintf("Nix runs under qemu-user (binfmt_misc's %s), which cannot make the namespaces of the build sandbox (clone fails with EINVAL)", p.Emulator)
+		log.Info(ch.Why + "; building with sandbox = false for this session only (NIX_CONFIG); the target's nix.conf is unchanged")
+		return ch, nil
 	}
 	var why bytes.Buffer
 	code, err := c.Exec(ctx, engine.Process{Args: []string{specs.HelperPath, "probe-sandbox"}, Env: p.Env, Cwd: "/", Stdout: &why, Stderr: &why})

@@ -68,4 +68,16 @@ func TestChooseSandbox(t *testing.T) {
 	if _, err := chooseSandbox(context.Background(), &probeContainer{}, p, "maybe", &said{}); err == nil {
 		t.Error("--sandbox maybe accepted")
 	}
+	// Under qemu-user, auto is off without a probe (Nix cannot clone
+	// into the sandbox's namespaces there); on is the user's choice.
+	emulated := &engine.Prepared{Env: p.Env, Emulator: "qemu-aarch64"}
+	var stderr said
+	ct := &probeContainer{}
+	ch, err := chooseSandbox(context.Background(), ct, emulated, SandboxAuto, &stderr)
+	if err != nil || ch.On || ch.NixConfig != "sandbox = false" || len(ct.ran) != 0 || !strings.Contains(ch.Why, "qemu-user (binfmt_misc's qemu-aarch64)") {
+		t.Errorf("emulated auto: %+v %v, probed %v", ch, err, ct.ran)
+	}
+	if ch, _ := chooseSandbox(context.Background(), ct, emulated, SandboxOn, &stderr); !ch.On {
+		t.Errorf("emulated on: %+v", ch)
+	}
 }

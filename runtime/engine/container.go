@@ -94,6 +94,10 @@ type Prepared struct {
 	// usual).
 	Warnings []string
 	Notes    []string
+	// Emulator is the binfmt_misc handler (qemu-user) that runs the
+	// system's programs on this host, "" when they run natively
+	// (CheckArch).
+	Emulator string
 	options  ContainerOptions
 }
 
@@ -194,6 +198,7 @@ func (p *Prepared) CheckArch(runsHere bool) error {
 		return hint.Errorf("the target's system is %s-linux and this host is %s: its programs cannot run here; register qemu-user for %s with binfmt_misc (mount -t binfmt_misc binfmt_misc %s, then install qemu-user-static and binfmt-support) and run nixrescue again (inspect and generations need none of it)",
 			arch, host.Arch(), arch, host.BinfmtDir)
 	case handler != "":
+		p.Emulator = handler
 		p.Warnings = append(p.Warnings, fmt.Sprintf("the target's system is %s-linux: its programs run through qemu-user (binfmt_misc's %s), many times slower than on the machine itself", arch, handler))
 	}
 	return nil
