@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nixrescue/nixrescue/hack/debs"
 	"github.com/nixrescue/nixrescue/hack/fixture"
 	"github.com/nixrescue/nixrescue/hack/testenv"
 	"github.com/nixrescue/nixrescue/hack/vm"
@@ -39,7 +40,12 @@ func kernelImage(t *testing.T, name string, o fixture.ImageOptions) string {
 	kernelImages.mu.Lock()
 	path, ok := kernelImages.built[name]
 	if !ok {
-		k, err := vm.DebianKernel()
+		a, err := debs.ArchOf(o.Root.Arch)
+		if err != nil {
+			kernelImages.mu.Unlock()
+			t.Fatal(err)
+		}
+		k, err := vm.DebianKernelFor(a)
 		if err != nil {
 			kernelImages.mu.Unlock()
 			t.Fatal(err)

@@ -85,7 +85,11 @@ func BuildInitramfs(k *Kernel, o InitramfsOptions, out string) error {
 			return err
 		}
 	}
-	if err := copyTo("/bin/busybox", filepath.Join(dir, "bin/busybox"), 0o755); err != nil {
+	busybox, err := Busybox(k.Arch)
+	if err != nil {
+		return err
+	}
+	if err := copyTo(busybox, filepath.Join(dir, "bin/busybox"), 0o755); err != nil {
 		return fmt.Errorf("busybox-static (hack/install-deps): %w", err)
 	}
 	if o.Nixrescue != "" {
@@ -129,6 +133,19 @@ func BuildInitramfs(k *Kernel, o InitramfsOptions, out string) error {
 		}
 	}
 	return WriteCpio(dir, out)
+}
+
+// Busybox is Debian's busybox-static of architecture a: this host's own
+// (/bin/busybox), or the one of a's package.
+func Busybox(a debs.Arch) (string, error) {
+	if a.Qemu == "" {
+		return "/bin/busybox", nil
+	}
+	d, err := a.Unpack("busybox-static")
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(d, "bin/busybox"), nil
 }
 
 // copyModules copies the kernel's modules (and their dependencies) into

@@ -20,13 +20,19 @@ type Kernel struct {
 	Image string
 	// Tree is where the package is unpacked: Tree/lib/modules/Version.
 	Tree string
+	// Arch is its architecture.
+	Arch debs.Arch
 }
 
 // DebianKernel unpacks the kernel hack/install-deps downloaded (the one
 // Debian's linux-image-amd64 depends on) and indexes its modules (depmod
 // -b), once.
-func DebianKernel() (*Kernel, error) {
-	tree, err := debs.Unpack("linux-image-[0-9]*-amd64")
+func DebianKernel() (*Kernel, error) { return DebianKernelFor(debs.Native) }
+
+// DebianKernelFor is DebianKernel of architecture a (arm64's: an
+// uncompressed Image, an EFI stub too, that U-Boot boots as it is).
+func DebianKernelFor(a debs.Arch) (*Kernel, error) {
+	tree, err := a.Unpack("linux-image-[0-9]*-" + a.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -34,7 +40,7 @@ func DebianKernel() (*Kernel, error) {
 	if err != nil || len(mods) != 1 {
 		return nil, fmt.Errorf("%s: expected one lib/modules/VERSION", tree)
 	}
-	k := &Kernel{Version: mods[0].Name(), Tree: tree, Image: filepath.Join(tree, "boot", "vmlinuz-"+mods[0].Name())}
+	k := &Kernel{Version: mods[0].Name(), Tree: tree, Arch: a, Image: filepath.Join(tree, "boot", "vmlinuz-"+mods[0].Name())}
 	if _, err := os.Stat(k.Image); err != nil {
 		return nil, fmt.Errorf("the kernel package has no image: %w", err)
 	}
