@@ -55,12 +55,22 @@ func Enabled() bool { return os.Getenv(EnvVar) != "" }
 
 // BuildStatic builds the static nixrescue binary into dir and returns its
 // path; moduleRoot is the repository's top directory.
-func BuildStatic(moduleRoot, dir string) (string, error) {
+func BuildStatic(moduleRoot, dir string) (string, error) { return BuildStaticFor(moduleRoot, dir, "") }
+
+// BuildStaticFor is BuildStatic for GOARCH goarch ("" this host's): arm64
+// with Debian's cross compiler (gcc-aarch64-linux-gnu), as hack/release
+// builds it, into dir/nixrescue-arm64.
+func BuildStaticFor(moduleRoot, dir, goarch string) (string, error) {
 	out := filepath.Join(dir, "nixrescue")
+	env := append(os.Environ(), "CGO_ENABLED=1")
+	if goarch == "arm64" {
+		out += "-arm64"
+		env = append(env, "GOARCH=arm64", "CC=aarch64-linux-gnu-gcc")
+	}
 	cmd := exec.Command("go", "build", "-trimpath", "-tags", "netgo osusergo",
 		"-ldflags", "-extldflags -static -X main.version="+Version(moduleRoot), "-o", out, "./cmd/nixrescue")
 	cmd.Dir = moduleRoot
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	cmd.Env = env
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build nixrescue: %v\n%s", err, b)
 	}

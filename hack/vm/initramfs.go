@@ -51,6 +51,10 @@ type DebTool struct{ Package, Path string }
 // mdadm, as a rescue system has them.
 var DefaultDebTools = []DebTool{{"cryptsetup-bin", "/sbin/cryptsetup"}, {"lvm2", "/sbin/lvm"}, {"mdadm", "/sbin/mdadm"}}
 
+// ArmDebTools are an arm64 rescue host's programs beside busybox:
+// util-linux's blkid (Debian's arm64 package), which nixrescue needs.
+var ArmDebTools = []DebTool{{"util-linux", "/sbin/blkid"}}
+
 // debLibraries are packages of libraries DefaultDebTools need that a host
 // may lack.
 var debLibraries = []string{"libdevmapper-event1.02.1"}
@@ -69,11 +73,18 @@ var DefaultModules = []string{"virtio_pci", "virtio_blk", "nvme", "ahci", "sd_mo
 // when booted by EFI), waits for the machine's disks, runs /script with
 // its output on the second serial port, and powers off.
 func BuildInitramfs(k *Kernel, o InitramfsOptions, out string) error {
+	arm := k.Arch.Qemu != ""
 	if o.Tools == nil {
 		o.Tools = DefaultTools
+		if arm {
+			o.Tools = []string{} // this host's programs are not arm64's
+		}
 	}
 	if o.Modules == nil {
 		o.Modules = DefaultModules
+		if arm {
+			o.Modules = append(slices.Clone(DefaultModules), "virtio_console")
+		}
 	}
 	dir, err := os.MkdirTemp(filepath.Dir(out), ".initramfs-")
 	if err != nil {
@@ -102,8 +113,11 @@ func BuildInitramfs(k *Kernel, o InitramfsOptions, out string) error {
 	}
 	if o.DebTools == nil && !o.NoDebTools {
 		o.DebTools = DefaultDebTools
+		if arm {
+			o.DebTools = ArmDebTools
+		}
 	}
-	if err := copyDebTools(dir, o.DebTools, o.DebLibraries); err != nil {
+	if err := copyDebTools(dir, k.Arch, o.DebTools, o.DebLibraries); err != nil {
 		return err
 	}
 	load, err := copyModules(k, o.Modules, o.ExtraModules, dir)
@@ -117,9 +131,12 @@ func BuildInitramfs(k *Kernel, o InitramfsOptions, out string) error {
 		"init":           o.Init,
 		"lib/vm.sh":      guestLibrary,
 		"etc/vm/modules": strings.Join(load, "\n") + "\n",
-		"etc/passwd":     "root:x:0:0:root:/root:/bin/sh\n",
-		"etc/group":      "root:x:0:\ndisk:x:6:\n",
-		"etc/hostname":   "rescue\n",
+		// Where the script speaks: the PC's second UART; the virt board
+		// has one, so a virtio console there.
+		"etc/vm/output": map[bool]string{false: "/dev/ttyS1\n", true: "/dev/hvc0\n"}[arm],
+		"etc/passwd":    "root:x:0:0:root:/root:/bin/sh\n",
+		"etc/group":     "root:x:0:\ndisk:x:6:\n",
+		"etc/hostname":  "rescue\n",
 	}
 	for name, content := range o.Files {
 		files[strings.TrimPrefix(name, "/")] = content
@@ -197,24 +214,28 @@ func WriteCpio(dir, out string) error {
 
 // copyDebTools copies programs of packages in the cache to their paths
 // in the package, under dir, with their libraries.
-func copyDebTools(dir string, tools []DebTool, moreLibraries []string) error {
+func copyDebTools(dir string, a debs.Arch, tools []DebTool, moreLibraries []string) error {
 	var libPath []string
-	for _, p := range append(slices.Clone(debLibraries), moreLibraries...) {
-		d, err := debs.Unpack(p)
+	libraries := moreLibraries
+	if a.Qemu == "" {
+		libraries = append(slices.Clone(debLibraries), moreLibraries...)
+	}
+	for _, p := range libraries {
+		d, err := a.Unpack(p)
 		if err != nil {
 			return err
 		}
-		libPath = append(libPath, filepath.Join(d, "lib/x86_64-linux-gnu"), filepath.Join(d, "usr/lib/x86_64-linux-gnu"))
+		libPath = append(libPath, a.LibraryDirs(d)...)
 	}
 	var progs []program
 	for _, t := range tools {
-		d, err := debs.Unpack(t.Package)
+		d, err := a.Unpack(t.Package)
 		if err != nil {
 			return err
 		}
 		progs = append(progs, program{src: filepath.Join(d, t.Path), dst: t.Path})
 	}
-	return copyPrograms(dir, progs, strings.Join(libPath, ":"))
+	return copyProgramsFor(dir, a, progs, libPath)
 }
 
 // copyTools copies host programs and their libraries to the same paths
@@ -224,61 +245,73 @@ func copyTools(dir string, tools []string) error {
 	for _, t := range tools {
 		progs = append(progs, program{src: t, dst: t})
 	}
-	return copyPrograms(dir, progs, "")
+	return copyProgramsFor(dir, debs.Native, progs, nil)
 }
 
 // program is a program to copy from src to dst (inside the initramfs).
 type program struct{ src, dst string }
 
-// copyPrograms copies programs under dir with the libraries ldd lists for
-// them (those in libPath first), each library where the system's would
-// be.
-func copyPrograms(dir string, progs []program, libPath string) error {
+// copyProgramsFor copies programs of architecture a under dir with the
+// libraries they need (those in libPath first), each library where the
+// system's would be, and the ELF interpreter where the programs name it.
+func copyProgramsFor(dir string, a debs.Arch, progs []program, libPath []string) error {
 	libs := map[string]bool{}
 	for _, p := range progs {
 		if err := copyTo(p.src, filepath.Join(dir, p.dst), 0o755); err != nil {
 			return fmt.Errorf("%s (hack/install-deps): %w", p.src, err)
 		}
-		cmd := exec.Command("ldd", p.src)
-		if libPath != "" {
-			cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+libPath)
-		}
-		out, err := cmd.Output()
+		deps, err := a.Libraries(p.src, libPath)
 		if err != nil {
-			continue // static
+			return err
 		}
-		for _, line := range strings.Split(string(out), "\n") {
-			f := strings.Fields(line)
-			switch {
-			case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
-				libs[f[2]] = true
-			case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
-				libs[f[0]] = true
-			case len(f) >= 3 && f[2] == "not":
-				return fmt.Errorf("%s needs %s, which is not here (hack/install-deps)", p.src, f[0])
-			}
+		for _, d := range deps {
+			libs[d] = true
 		}
 	}
-	if len(libs) > 0 {
-		// glibc loads it when a thread exits (pthread_exit, for zdb's
-		// threads): ldd does not list it; initramfs-tools and NixOS's
-		// stage 1 copy it all the same.
-		libs[hostLibgcc] = true
+	if len(libs) == 0 {
+		return nil
 	}
+	// glibc loads it when a thread exits (pthread_exit, for zdb's
+	// threads): ldd does not list it; initramfs-tools and NixOS's stage 1
+	// copy it all the same.
+	gcc, err := libgcc(a)
+	if err != nil {
+		return err
+	}
+	libs[gcc] = true
 	for l := range libs {
 		real, err := filepath.EvalSymlinks(l)
 		if err != nil {
 			return err
 		}
 		to := l
-		if i := strings.Index(l, "/lib/x86_64-linux-gnu/"); i > 0 && strings.HasPrefix(l, debs.Cache()) {
+		if i := strings.Index(l, "/lib/"+a.Triplet+"/"); i > 0 && strings.HasPrefix(l, debs.Cache()) {
 			to = "/usr" + l[i:] // from an unpacked package
 		}
 		if err := copyTo(real, filepath.Join(dir, to), 0o755); err != nil {
 			return err
 		}
 	}
-	return nil
+	if a.Qemu == "" {
+		return nil
+	}
+	// The interpreter arm64's programs name (/lib/ld-linux-aarch64.so.1).
+	if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(a.Loader)), 0o755); err != nil {
+		return err
+	}
+	return os.Symlink("/usr/lib/"+a.Triplet+"/"+filepath.Base(a.Loader), filepath.Join(dir, a.Loader))
+}
+
+// libgcc is libgcc_s of architecture a: this host's, or a's sysroot's.
+func libgcc(a debs.Arch) (string, error) {
+	if a.Qemu == "" {
+		return hostLibgcc, nil
+	}
+	root, err := a.Sysroot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(a.LibraryDirs(root)[0], "libgcc_s.so.1"), nil
 }
 
 // hostLibgcc is this host's libgcc_s (Debian's libgcc-s1).
@@ -299,7 +332,7 @@ func copyTo(src, dst string, mode os.FileMode) error {
 // leaves mounted (proc, sysfs, devtmpfs, a tmpfs /run, cgroup2 alone at
 // /sys/fs/cgroup as on a systemd host of today, efivarfs when the
 // firmware is EFI), the modules loaded, the disks waited for; then
-// /script, its output on ttyS1 and its exit status after it; then power
+// /script, its output on ttyS1 (hvc0 on arm64) and its exit status after it; then power
 // off (the VM ends).
 const initScript = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -321,13 +354,14 @@ i=0
 while [ "$(ls /sys/class/block | grep -cE '^(vd[a-z]+|nvme[0-9]+n[0-9]+|sd[a-z]+)$')" -lt "${want:-0}" ] && [ $i -lt 200 ]; do
   sleep 0.05; i=$((i+1))
 done
-stty -F /dev/ttyS1 raw -echo 2>/dev/null
+stty -F "$(cat /etc/vm/output)" raw -echo 2>/dev/null
 cd /root
+out=$(cat /etc/vm/output)
 if [ -e /script ]; then
-  sh /script </dev/null >/dev/ttyS1 2>&1
-  echo "NIXRESCUE-VM-EXIT=$?" >/dev/ttyS1
+  sh /script </dev/null >"$out" 2>&1
+  echo "NIXRESCUE-VM-EXIT=$?" >"$out"
 else
-  echo "vm: no /script" >/dev/ttyS1
+  echo "vm: no /script" >"$out"
 fi
 sync
 poweroff -f

@@ -87,13 +87,18 @@ func rescue(t *testing.T, m vm.Machine, script string) map[string]vm.Step {
 	return rescueWith(t, m, lab.initramfs, script)
 }
 
-// rescueWith is rescue with another initramfs (one with OpenZFS).
+// rescueWith is rescue with another initramfs (one with OpenZFS, or the
+// aarch64 rescue host's, booted with its kernel).
 func rescueWith(t *testing.T, m vm.Machine, initramfs, script string) map[string]vm.Step {
 	t.Helper()
 	if m.Timeout == 0 {
 		m.Timeout = 6 * time.Minute
 	}
-	r, err := m.Rescue(context.Background(), lab.kernel, initramfs, script)
+	k := lab.kernel
+	if m.Arch.Qemu != "" {
+		k = armLab.kernel // the aarch64 rescue host's
+	}
+	r, err := m.Rescue(context.Background(), k, initramfs, script)
 	t.Logf("%s rescue host: %.1f s", m.Firmware, r.Elapsed.Seconds())
 	if testing.Verbose() {
 		t.Logf("its output:\n%s", r.Output)

@@ -25,20 +25,30 @@ import (
 	"regexp"
 	"strconv"
 	"time"
+
+	"github.com/nixrescue/nixrescue/hack/debs"
 )
 
-// Firmware is the machine's: SeaBIOS (BIOS) or OVMF (UEFI).
+// Firmware is the machine's: SeaBIOS (BIOS) or OVMF (UEFI) on x86_64,
+// AAVMF (UEFI) or U-Boot on aarch64.
 type Firmware string
 
 const (
 	SeaBIOS Firmware = "seabios"
 	OVMF    Firmware = "ovmf"
+	AAVMF   Firmware = "aavmf"
+	UBoot   Firmware = "u-boot"
 )
 
-// Debian's OVMF (package ovmf): the firmware and its variables' template.
+// Debian's OVMF (package ovmf) and AAVMF (qemu-efi-aarch64): the
+// firmware and its variables' template; and U-Boot for qemu's virt board
+// (u-boot-qemu).
 const (
-	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+	ovmfCode  = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+	ovmfVars  = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+	aavmfCode = "/usr/share/AAVMF/AAVMF_CODE.fd"
+	aavmfVars = "/usr/share/AAVMF/AAVMF_VARS.fd"
+	uboot     = "/usr/lib/u-boot/qemu_arm64/u-boot.bin"
 )
 
 // Disk is a disk image attached to the machine.
@@ -52,7 +62,10 @@ type Disk struct {
 
 // Machine is a VM's hardware.
 type Machine struct {
-	Firmware Firmware // default SeaBIOS
+	// Arch is its architecture: this host's (a PC), or arm64 (qemu's
+	// virt board, a Cortex-A57).
+	Arch     debs.Arch
+	Firmware Firmware // default SeaBIOS (AAVMF on arm64)
 	// Vars is OVMF's variable store (NVRAM): a file the machine reads and
 	// writes, made from Debian's template when it does not exist, so that
 	// a second machine can boot through the entries a first one made.
@@ -88,8 +101,12 @@ func (m Machine) Rescue(ctx context.Context, k *Kernel, initramfs, script string
 	if err != nil {
 		return Result{}, err
 	}
+	console := "ttyS0"
+	if m.arm() {
+		console = "ttyAMA0"
+	}
 	args := []string{"-kernel", k.Image, "-initrd", initrd,
-		"-append", fmt.Sprintf("console=ttyS0 panic=-1 quiet loglevel=3 nixrescue.disks=%d", len(m.Disks))}
+		"-append", fmt.Sprintf("console=%s panic=-1 quiet loglevel=3 nixrescue.disks=%d", console, len(m.Disks))}
 	return m.run(ctx, work, args, true)
 }
 
@@ -111,9 +128,13 @@ var exitRE = regexp.MustCompile(`(?m)^NIXRESCUE-VM-EXIT=(\d+)\s*$`)
 var ansiRE = regexp.MustCompile(`\x1b\[[0-9;?=]*[A-Za-z]|\x1b[()][A-Z0-9]|\r`)
 
 func (m Machine) run(ctx context.Context, work string, extra []string, rescue bool) (Result, error) {
-	qemu, err := exec.LookPath("qemu-system-x86_64")
+	name := "qemu-system-x86_64"
+	if m.arm() {
+		name = "qemu-system-aarch64"
+	}
+	qemu, err := exec.LookPath(name)
 	if err != nil {
-		return Result{}, errors.New("qemu-system-x86_64 is not installed: run hack/install-deps")
+		return Result{}, fmt.Errorf("%s is not installed: run hack/install-deps", name)
 	}
 	args, err := m.args(work)
 	if err != nil {
@@ -121,7 +142,12 @@ func (m Machine) run(ctx context.Context, work string, extra []string, rescue bo
 	}
 	console, output := filepath.Join(work, "console"), filepath.Join(work, "output")
 	args = append(args, "-serial", "file:"+console)
-	if rescue {
+	switch {
+	case rescue && m.arm():
+		// The virt board has one UART: the script speaks on a virtio
+		// console (hvc0), which the rescue host's init knows.
+		args = append(args, "-device", "virtio-serial-pci", "-chardev", "file,id=output,path="+output, "-device", "virtconsole,chardev=output")
+	case rescue:
 		args = append(args, "-serial", "file:"+output)
 	}
 	args = append(args, extra...)
@@ -166,23 +192,15 @@ func (m Machine) args(work string) ([]string, error) {
 	}
 	args := []string{"-machine", "pc", "-m", strconv.Itoa(mem), "-smp", "1", "-display", "none",
 		"-monitor", "none", "-nic", "none", "-no-reboot", "-nodefaults"}
-	switch m.Firmware {
-	case "", SeaBIOS:
-	case OVMF:
-		vars := m.Vars
-		if vars == "" {
-			vars = filepath.Join(work, "vars.fd")
-		}
-		if _, err := os.Stat(vars); errors.Is(err, os.ErrNotExist) {
-			if err := copyTo(ovmfVars, vars, 0o644); err != nil {
-				return nil, fmt.Errorf("OVMF (install ovmf: hack/install-deps): %w", err)
-			}
-		}
-		args = append(args, "-drive", "if=pflash,format=raw,readonly=on,file="+ovmfCode,
-			"-drive", "if=pflash,format=raw,file="+vars)
-	default:
-		return nil, fmt.Errorf("firmware %q: use seabios or ovmf", m.Firmware)
+	if m.arm() {
+		args[1] = "virt"
+		args = append(args, "-cpu", "cortex-a57")
 	}
+	fw, err := m.firmwareArgs(work)
+	if err != nil {
+		return nil, err
+	}
+	args = append(args, fw...)
 	ahci := false
 	for i, d := range m.Disks {
 		id := fmt.Sprintf("disk%d", i)
@@ -207,6 +225,41 @@ func (m Machine) args(work string) ([]string, error) {
 		}
 	}
 	return args, nil
+}
+
+// arm tells whether m is an aarch64 machine.
+func (m Machine) arm() bool { return m.Arch.Qemu != "" }
+
+// firmwareArgs are qemu's for m's firmware: UEFI's code and a variable
+// store (m.Vars, or a fresh one in work), U-Boot's image, or none
+// (SeaBIOS, qemu's own).
+func (m Machine) firmwareArgs(work string) ([]string, error) {
+	fw := m.Firmware
+	if fw == "" {
+		fw = map[bool]Firmware{false: SeaBIOS, true: AAVMF}[m.arm()]
+	}
+	code, template := ovmfCode, ovmfVars
+	switch {
+	case fw == SeaBIOS && !m.arm():
+		return nil, nil
+	case fw == UBoot && m.arm():
+		return []string{"-bios", uboot}, nil
+	case fw == OVMF && !m.arm():
+	case fw == AAVMF && m.arm():
+		code, template = aavmfCode, aavmfVars
+	default:
+		return nil, fmt.Errorf("firmware %q on %s: use seabios or ovmf on amd64, aavmf or u-boot on arm64", fw, m.Arch.Name)
+	}
+	vars := m.Vars
+	if vars == "" {
+		vars = filepath.Join(work, "vars.fd")
+	}
+	if _, err := os.Stat(vars); errors.Is(err, os.ErrNotExist) {
+		if err := copyTo(template, vars, 0o644); err != nil {
+			return nil, fmt.Errorf("UEFI firmware (install ovmf, qemu-efi-aarch64: hack/install-deps): %w", err)
+		}
+	}
+	return []string{"-drive", "if=pflash,format=raw,readonly=on,file=" + code, "-drive", "if=pflash,format=raw,file=" + vars}, nil
 }
 
 // withScript makes the rescue host's initramfs with script as /script:

@@ -3,6 +3,7 @@
 //
 //	go run ./hack/vm/cmd -nixrescue BIN [-ovmf] [-vars FILE] -disk IMG[:virtio|nvme|ahci]… rescue SCRIPT
 //	go run ./hack/vm/cmd [-ovmf] [-vars FILE] -disk IMG… boot
+//	go run ./hack/vm/cmd -arch arm64 [-uboot] … (qemu's virt board, AAVMF or U-Boot; an arm64 BIN)
 //
 // The exit status is the script's (rescue), or 1 when the machine timed
 // out or qemu failed.
@@ -17,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nixrescue/nixrescue/hack/debs"
 	"github.com/nixrescue/nixrescue/hack/vm"
 )
 
@@ -37,9 +39,20 @@ func main() {
 	flag.Var(&ds, "disk", "a disk image, raw, with :virtio (default), :nvme or :ahci (repeat)")
 	flag.DurationVar(&m.Timeout, "timeout", 5*time.Minute, "end the machine after this long")
 	nixrescue := flag.String("nixrescue", "", "the static nixrescue for the rescue host (rescue)")
+	arch := flag.String("arch", "amd64", "the machine's architecture: amd64, or arm64 (qemu's virt board, AAVMF unless -uboot)")
+	uboot := flag.Bool("uboot", false, "arm64: boot by U-Boot instead of UEFI (AAVMF)")
 	flag.Parse()
 	m.Disks = ds
-	if *ovmf {
+	switch {
+	case *arch == "arm64":
+		m.Arch, m.Firmware = debs.Arm64, vm.AAVMF
+		if *uboot {
+			m.Firmware = vm.UBoot
+		}
+	case *arch != "amd64":
+		fmt.Fprintf(os.Stderr, "vm: -arch %s: use amd64 or arm64\n", *arch)
+		os.Exit(2)
+	case *ovmf:
 		m.Firmware = vm.OVMF
 	}
 	ctx := context.Background()
@@ -77,7 +90,11 @@ func rescue(ctx context.Context, m vm.Machine, nixrescue, script string) (vm.Res
 	if err != nil {
 		return vm.Result{}, err
 	}
-	k, err := vm.DebianKernel()
+	a := m.Arch
+	if a.Name == "" {
+		a = debs.Native
+	}
+	k, err := vm.DebianKernelFor(a)
 	if err != nil {
 		return vm.Result{}, err
 	}
