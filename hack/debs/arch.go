@@ -65,30 +65,7 @@ func (a Arch) Sysroot() (string, error) {
 	if err != nil || len(libs) == 0 {
 		return "", fmt.Errorf("%s has no library packages: run hack/install-deps", a.dir())
 	}
-	dir := filepath.Join(Cache(), "unpacked", "sysroot-"+a.Name)
-	if _, err := os.Stat(dir); err == nil {
-		return dir, nil
-	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return "", err
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".sysroot-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(tmp)
-	for _, deb := range libs {
-		if out, err := exec.Command("dpkg-deb", "-x", deb, tmp).CombinedOutput(); err != nil {
-			return "", fmt.Errorf("dpkg-deb -x %s: %v: %s", deb, err, bytes.TrimSpace(out))
-		}
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		if _, serr := os.Stat(dir); serr == nil {
-			return dir, nil
-		}
-		return "", err
-	}
-	return dir, nil
+	return unpackOnce(filepath.Join(Cache(), "unpacked", "sysroot-"+a.Name), libs...)
 }
 
 // LibraryDirs are the directories of sysroot where a's libraries are.

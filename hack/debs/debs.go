@@ -71,7 +71,14 @@ func (a Arch) Unpack(pattern string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(Cache(), "unpacked", strings.TrimSuffix(filepath.Base(deb), ".deb"))
+	return unpackOnce(filepath.Join(Cache(), "unpacked", strings.TrimSuffix(filepath.Base(deb), ".deb")), deb)
+}
+
+// unpackOnce returns dir, which holds the packages debs unpacked together
+// (dpkg-deb -x: their files, no maintainer scripts run), unpacking them
+// the first time into a new directory renamed into place, so that a run
+// killed half-way leaves nothing that looks finished.
+func unpackOnce(dir string, debs ...string) (string, error) {
 	if _, err := os.Stat(dir); err == nil {
 		return dir, nil
 	}
@@ -83,8 +90,10 @@ func (a Arch) Unpack(pattern string) (string, error) {
 		return "", err
 	}
 	defer os.RemoveAll(tmp)
-	if out, err := exec.Command("dpkg-deb", "-x", deb, tmp).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("dpkg-deb -x %s: %v: %s", deb, err, bytes.TrimSpace(out))
+	for _, deb := range debs {
+		if out, err := exec.Command("dpkg-deb", "-x", deb, tmp).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("dpkg-deb -x %s: %v: %s", deb, err, bytes.TrimSpace(out))
+		}
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		if _, serr := os.Stat(dir); serr == nil {

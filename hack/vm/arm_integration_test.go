@@ -9,7 +9,6 @@ import (
 
 	"github.com/nixrescue/nixrescue/hack/debs"
 	"github.com/nixrescue/nixrescue/hack/fixture"
-	"github.com/nixrescue/nixrescue/hack/testenv"
 	"github.com/nixrescue/nixrescue/hack/vm"
 )
 
@@ -29,15 +28,7 @@ func setupArm(t *testing.T) {
 	t.Helper()
 	setup(t)
 	armLab.once.Do(func() {
-		var bin string
-		if bin, armLab.err = testenv.BuildStaticFor("../..", lab.dir, "arm64"); armLab.err != nil {
-			return
-		}
-		if armLab.kernel, armLab.err = vm.DebianKernelFor(debs.Arm64); armLab.err != nil {
-			return
-		}
-		armLab.initramfs = filepath.Join(lab.dir, "initramfs-arm64.cpio.gz")
-		armLab.err = vm.BuildInitramfs(armLab.kernel, vm.InitramfsOptions{Nixrescue: bin}, armLab.initramfs)
+		_, armLab.kernel, armLab.initramfs, armLab.err = rescueHost(debs.Arm64)
 	})
 	if armLab.err != nil {
 		t.Fatal(armLab.err)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nixrescue/nixrescue/hack/debs"
 	"github.com/nixrescue/nixrescue/hack/fixture"
 	"github.com/nixrescue/nixrescue/hack/testenv"
 	"github.com/nixrescue/nixrescue/hack/vm"
@@ -51,20 +52,27 @@ func setup(t *testing.T) {
 		if lab.dir, lab.err = os.MkdirTemp("", "nixrescue-vmtest-"); lab.err != nil {
 			return
 		}
-		var bin string
-		if bin, lab.err = testenv.BuildStatic("../..", lab.dir); lab.err != nil {
-			return
-		}
-		lab.nixrescue = bin
-		if lab.kernel, lab.err = vm.DebianKernel(); lab.err != nil {
-			return
-		}
-		lab.initramfs = filepath.Join(lab.dir, "initramfs.cpio.gz")
-		lab.err = vm.BuildInitramfs(lab.kernel, vm.InitramfsOptions{Nixrescue: bin}, lab.initramfs)
+		lab.nixrescue, lab.kernel, lab.initramfs, lab.err = rescueHost(debs.Native)
 	})
 	if lab.err != nil {
 		t.Fatal(lab.err)
 	}
+}
+
+// rescueHost builds a rescue host of architecture a in lab.dir: the
+// static nixrescue (for arm64, cross-built as hack/release builds it),
+// Debian's kernel, and the initramfs holding that nixrescue.
+func rescueHost(a debs.Arch) (bin string, k *vm.Kernel, initramfs string, err error) {
+	goarch := map[bool]string{true: "arm64"}[a.Qemu != ""]
+	if bin, err = testenv.BuildStaticFor("../..", lab.dir, goarch); err != nil {
+		return
+	}
+	if k, err = vm.DebianKernelFor(a); err != nil {
+		return
+	}
+	initramfs = filepath.Join(lab.dir, "initramfs-"+a.Name+".cpio.gz")
+	err = vm.BuildInitramfs(k, vm.InitramfsOptions{Nixrescue: bin}, initramfs)
+	return
 }
 
 // buildImage makes a fixture disk with a real Nix and GRUB, and Debian's
