@@ -435,6 +435,23 @@ func TestMessagesOfRealLayouts(t *testing.T) {
 		if r := nixrescue(t, "spec", "--root", tg.root, "--", "true"); r.code != 0 || !strings.Contains(r.stdout, `"ociVersion"`) || !strings.Contains(r.stderr, specWarning) {
 			t.Errorf("spec of an aarch64 system: exit %d\n%s", r.code, r.stderr)
 		}
+		// An architecture no handler runs here (hack/install-deps
+		// registers qemu-aarch64 alone): refused before anything runs,
+		// in one line; inspect says so.
+		if err := os.WriteFile(filepath.Join(tg.root, current(tg), "system"), []byte("riscv64-linux"), 0o444); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := host.Emulator("riscv64"); ok {
+			t.Fatal("this host runs riscv64 programs: the refusal cannot be tested here")
+		}
+		snap := testenv.SnapshotTree(t, tg.root)
+		oneLine(t, nixrescue(t, "run", "--root", tg.root, "--", "true"), "the target's system is riscv64-linux and this host is x86_64: its programs cannot run here; register qemu-user for riscv64 with binfmt_misc")
+		testenv.AssertTreeUnchanged(t, tg.root, snap)
+		r := nixrescue(t, "inspect", "--root", tg.root, "--json")
+		var rep commands.Report
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rep) != nil || rep.Arch != "riscv64" || rep.Runs != "no" || !hasWarning(rep.Warnings, "this x86_64 host cannot run the system's riscv64 programs") {
+			t.Errorf("inspect of a riscv64 system: exit %d %+v", r.code, rep)
+		}
 	})
 	t.Run("root-link", func(t *testing.T) {
 		img, _ := image(t, string(fixture.LayoutBIOS))

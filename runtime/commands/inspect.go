@@ -121,7 +121,7 @@ func (r *Report) readRuns() {
 	switch {
 	case !ok:
 		r.Runs = "no"
-		r.Warnings = append(r.Warnings, fmt.Sprintf("this %s host cannot run the system's %s programs: a session refuses it until qemu-user for %s is registered with binfmt_misc (see rebuild's message)", host.Arch(), r.Arch, r.Arch))
+		r.Warnings = append(r.Warnings, fmt.Sprintf("this %s host cannot run the system's %s programs: a session refuses it until qemu-user for %s is registered with binfmt_misc, F flag (Debian: qemu-user-static and binfmt-support; docs/arm.md)", host.Arch(), r.Arch, r.Arch))
 	case handler != "":
 		r.Runs, r.Emulator = "emulated", handler
 	default:
