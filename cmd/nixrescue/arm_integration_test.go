@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -43,8 +44,10 @@ func requireEmulator(t *testing.T, arch string) {
 // off and filter-syscalls = false for the session, said) and the
 // system's extlinux-conf-builder, which writes the menu anew; the board
 // then boots to multi-user under U-Boot on qemu's virt board, and a
-// rollback makes generation 2 U-Boot's default. The host is left as it
-// was by each command.
+// rollback makes generation 2 U-Boot's default; boot-test aims
+// generation 1's own entry (nixos-1-default); prune deletes generation 1
+// and the builder its files in /boot/nixos. The host is left as it was
+// by each command.
 func TestAarch64ImageOnThisHost(t *testing.T) {
 	testenv.Require(t)
 	img := sdImage(t)
@@ -98,6 +101,22 @@ func TestAarch64ImageOnThisHost(t *testing.T) {
 	if btr.code != 0 || !bt.Passed || bt.Booted.Generation != 2 {
 		t.Errorf("boot-test after the rollback: exit %d %+v", btr.code, bt)
 	}
+	// A generation's own entry, as the builder labels it today.
+	bt, btr = bootTest(t, img, "--generation", "1", "--until", "stage-1")
+	if btr.code != 0 || !bt.Passed || bt.Booted.Generation != 1 || bt.Entry != "nixos-1-default" {
+		t.Errorf("boot-test --generation 1: exit %d %+v", btr.code, bt)
+	}
+	// prune on extlinux: generation 1 goes (3 is the newest, 2 the
+	// current), and the builder removes its kernel and initrd from
+	// /boot/nixos.
+	pr := imageSession(t, "prune", img, "--keep", "1", "--json")
+	var pruned commands.PruneReport
+	if pr.code != 0 || json.Unmarshal([]byte(pr.stdout), &pruned) != nil || fmt.Sprint(pruned.Plan.Delete) != "[1]" || len(pruned.Removed) != 2 ||
+		!strings.HasPrefix(pruned.Removed[0], "/boot/nixos/") {
+		t.Errorf("prune --keep 1: exit %d %+v\n%s", pr.code, pruned, pr.stderr)
+	}
+	d, r = diagnose(t, img)
+	noneFatal(t, d, r)
 }
 
 // TestAarch64BootTestRefusals: an aarch64 machine has no BIOS, and KVM

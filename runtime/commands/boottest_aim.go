@@ -181,17 +181,20 @@ func aimSystemdBoot(s *engine.Session, b nixos.Bootloader, generation int, pf bo
 }
 
 // aimExtlinux aims U-Boot's extlinux.conf on /boot: the default entry
-// (nixos-default) or generation's (nixos-N), at once, with a serial
-// console.
+// (nixos-default) or generation's (nixos-N-default), at once, with a
+// serial console.
 func aimExtlinux(s *engine.Session, _ nixos.Bootloader, generation int, pf boottest.Platform) (string, error) {
 	root := mounted{root: s.Root(), dir: "/"}
 	conf, err := root.read(nixos.ExtlinuxConf)
 	if err != nil {
 		return "", fmt.Errorf("%w: /boot has no %s (run nixrescue rebuild first)", errNoBootloader, strings.TrimPrefix(nixos.ExtlinuxConf, "/boot/"))
 	}
-	label := nixos.ParseExtlinux(string(conf)).Default
+	menu := nixos.ParseExtlinux(string(conf))
+	label := menu.Default
 	if generation > 0 {
-		label = fmt.Sprintf("nixos-%d", generation)
+		if label = menu.LabelOf(generation); label == "" {
+			return "", fmt.Errorf("extlinux.conf has no entry of generation %d", generation)
+		}
 	}
 	patched, err := boottest.PatchExtlinux(string(conf), label, pf.Serial())
 	if err != nil {

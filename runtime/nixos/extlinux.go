@@ -13,9 +13,10 @@ import (
 // Its installer is extlinux-conf-builder.sh
 // (nixos/modules/system/boot/loader/generic-extlinux-compatible), run as
 // "BUILDER -g N -t T -c SYSTEM": it writes /boot/extlinux/extlinux.conf,
-// "DEFAULT nixos-default" and an entry per generation (LABEL nixos-N),
-// and copies kernels, initrds and device trees into /boot/nixos when
-// /boot is not the store's filesystem (else the entries name the store).
+// "DEFAULT nixos-default" and an entry per generation (LABEL
+// nixos-N-default, and nixos-N-NAME for its specialisations; nixos-N
+// before nixpkgs listed specialisations), and copies the kernels, initrds
+// and device trees they name into /boot/nixos.
 
 // Extlinux is the kind of generic-extlinux-compatible.
 const Extlinux Kind = "extlinux"
@@ -92,13 +93,36 @@ func (m ExtlinuxMenu) DefaultEntry() *ExtlinuxEntry {
 	return nil
 }
 
-// Generation is the generation e boots: N of its label nixos-N, else the
-// system its init= names.
+// Generation is the generation e boots: N of its label nixos-N-… (or
+// nixos-N), else the system its init= names (nixos-default).
 func (e ExtlinuxEntry) Generation(gens []Generation) int {
-	if n, err := strconv.Atoi(strings.TrimPrefix(e.Label, "nixos-")); err == nil && strings.HasPrefix(e.Label, "nixos-") {
+	if n, _, ok := generationLabel(e.Label); ok {
 		return n
 	}
 	return entryGeneration("", e.Append, gens)
+}
+
+// generationLabel reads a generation's label: nixos-N-default (or
+// nixos-N), special false; nixos-N-NAME, a specialisation.
+func generationLabel(label string) (n int, special, ok bool) {
+	num, rest, _ := strings.Cut(strings.TrimPrefix(label, "nixos-"), "-")
+	n, err := strconv.Atoi(num)
+	if err != nil || !strings.HasPrefix(label, "nixos-") {
+		return 0, false, false
+	}
+	return n, rest != "" && rest != "default", true
+}
+
+// LabelOf is the label of generation n's own entry (not a
+// specialisation's): nixos-N-default, or nixos-N in an older menu; ""
+// when the menu has none.
+func (m ExtlinuxMenu) LabelOf(n int) string {
+	for _, e := range m.Entries {
+		if g, special, ok := generationLabel(e.Label); ok && g == n && !special {
+			return e.Label
+		}
+	}
+	return ""
 }
 
 // extlinuxFilePath is where a path of the menu is in the root: the

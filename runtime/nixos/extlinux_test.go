@@ -10,7 +10,9 @@ import (
 // extlinuxConf is a menu as extlinux-conf-builder.sh writes it: the
 // default entry by the store (a /boot on the store's filesystem), the
 // generations' copied into /boot/nixos (an SD image as populateCmd made
-// it), keywords in another case as U-Boot allows.
+// it), keywords in another case as U-Boot allows; an older menu's label
+// (nixos-7) beside today's (nixos-9-default) and a specialisation's
+// (nixos-9-kiosk).
 const extlinuxConf = `# Generated file, all changes will be lost on nixos-rebuild!
 
 # Change this to e.g. nixos-42 to temporarily boot to an older configuration.
@@ -31,6 +33,18 @@ label nixos-7
   kernel ../nixos/abc-linux-6.6-Image
   initrd ../nixos/abc-initrd-initrd
   append init=/nix/store/33333333333333333333333333333333-nixos-system-x/init
+
+LABEL nixos-9-default
+  MENU LABEL NixOS - Configuration 9-default (2026-12-02 10:00 - 24.11)
+  LINUX ../nixos/def-linux-6.6-Image
+  INITRD ../nixos/def-initrd-initrd
+  APPEND init=/nix/store/44444444444444444444444444444444-nixos-system-x/init
+
+LABEL nixos-9-kiosk
+  MENU LABEL NixOS - Configuration 9-kiosk (2026-12-02 10:00 - 24.11)
+  LINUX ../nixos/def-linux-6.6-Image
+  INITRD ../nixos/def-initrd-initrd
+  APPEND init=/nix/store/55555555555555555555555555555555-kiosk/init
 `
 
 // TestExtlinux: generic-extlinux-compatible is found by its builder,
@@ -38,7 +52,10 @@ label nixos-7
 // system init= names), and its kernels' directory is /boot/nixos.
 func TestExtlinux(t *testing.T) {
 	m := ParseExtlinux(extlinuxConf)
-	if m.Default != "nixos-default" || len(m.Entries) != 2 || m.Entries[1].MenuLabel != "NixOS - Configuration 7 (2026-12-01 10:00 - 24.11)" ||
+	if m.LabelOf(9) != "nixos-9-default" || m.LabelOf(7) != "nixos-7" || m.LabelOf(8) != "" || m.Entries[3].Generation(nil) != 9 {
+		t.Errorf("labels of generations: %q %q %q, kiosk's generation %d", m.LabelOf(9), m.LabelOf(7), m.LabelOf(8), m.Entries[3].Generation(nil))
+	}
+	if m.Default != "nixos-default" || len(m.Entries) != 4 || m.Entries[1].MenuLabel != "NixOS - Configuration 7 (2026-12-01 10:00 - 24.11)" ||
 		m.Entries[0].FDT == "" || m.Entries[1].Kernel != "../nixos/abc-linux-6.6-Image" || m.DefaultEntry() != &m.Entries[0] {
 		t.Fatalf("parsed %+v", m)
 	}
@@ -51,7 +68,7 @@ func TestExtlinux(t *testing.T) {
 	gens := []Generation{{Number: 8, StorePath: "/nix/store/00000000000000000000000000000000-nixos-system-x"}}
 	b := Bootloader{Kind: Extlinux}
 	entries, ok := ReadBootEntries(root, b, gens)
-	if !ok || len(entries) != 2 || !entries[0].Default || entries[0].Generation != 8 || entries[1].Generation != 7 ||
+	if !ok || len(entries) != 4 || !entries[0].Default || entries[0].Generation != 8 || entries[1].Generation != 7 ||
 		strings.Join(entries[0].Files, " ") != "/nix/store/11111111111111111111111111111111-linux-6.6/Image /nix/store/22222222222222222222222222222222-initrd/initrd" ||
 		strings.Join(entries[1].Files, " ") != "/boot/nixos/abc-linux-6.6-Image /boot/nixos/abc-initrd-initrd" {
 		t.Errorf("entries %v %+v", ok, entries)
