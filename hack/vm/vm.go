@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/nixrescue/nixrescue/hack/debs"
+	"github.com/nixrescue/nixrescue/runtime/boottest"
 )
 
 // Firmware is the machine's: SeaBIOS (BIOS) or OVMF (UEFI) on x86_64,
@@ -38,17 +39,6 @@ const (
 	OVMF    Firmware = "ovmf"
 	AAVMF   Firmware = "aavmf"
 	UBoot   Firmware = "u-boot"
-)
-
-// Debian's OVMF (package ovmf) and AAVMF (qemu-efi-aarch64): the
-// firmware and its variables' template; and U-Boot for qemu's virt board
-// (u-boot-qemu).
-const (
-	ovmfCode  = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-	ovmfVars  = "/usr/share/OVMF/OVMF_VARS_4M.fd"
-	aavmfCode = "/usr/share/AAVMF/AAVMF_CODE.fd"
-	aavmfVars = "/usr/share/AAVMF/AAVMF_VARS.fd"
-	uboot     = "/usr/lib/u-boot/qemu_arm64/u-boot.bin"
 )
 
 // Disk is a disk image attached to the machine.
@@ -101,12 +91,8 @@ func (m Machine) Rescue(ctx context.Context, k *Kernel, initramfs, script string
 	if err != nil {
 		return Result{}, err
 	}
-	console := "ttyS0"
-	if m.arm() {
-		console = "ttyAMA0"
-	}
 	args := []string{"-kernel", k.Image, "-initrd", initrd,
-		"-append", fmt.Sprintf("console=%s panic=-1 quiet loglevel=3 nixrescue.disks=%d", console, len(m.Disks))}
+		"-append", fmt.Sprintf("console=%s panic=-1 quiet loglevel=3 nixrescue.disks=%d", m.platform().Console, len(m.Disks))}
 	return m.run(ctx, work, args, true)
 }
 
@@ -128,10 +114,7 @@ var exitRE = regexp.MustCompile(`(?m)^NIXRESCUE-VM-EXIT=(\d+)\s*$`)
 var ansiRE = regexp.MustCompile(`\x1b\[[0-9;?=]*[A-Za-z]|\x1b[()][A-Z0-9]|\r`)
 
 func (m Machine) run(ctx context.Context, work string, extra []string, rescue bool) (Result, error) {
-	name := "qemu-system-x86_64"
-	if m.arm() {
-		name = "qemu-system-aarch64"
-	}
+	name := m.platform().Qemu
 	qemu, err := exec.LookPath(name)
 	if err != nil {
 		return Result{}, fmt.Errorf("%s is not installed: run hack/install-deps", name)
@@ -190,11 +173,11 @@ func (m Machine) args(work string) ([]string, error) {
 	if mem == 0 {
 		mem = 1024
 	}
-	args := []string{"-machine", "pc", "-m", strconv.Itoa(mem), "-smp", "1", "-display", "none",
+	pf := m.platform()
+	args := []string{"-machine", pf.Machine, "-m", strconv.Itoa(mem), "-smp", "1", "-display", "none",
 		"-monitor", "none", "-nic", "none", "-no-reboot", "-nodefaults"}
-	if m.arm() {
-		args[1] = "virt"
-		args = append(args, "-cpu", "cortex-a57")
+	if pf.CPU != "" {
+		args = append(args, "-cpu", pf.CPU)
 	}
 	fw, err := m.firmwareArgs(work)
 	if err != nil {
@@ -230,6 +213,13 @@ func (m Machine) args(work string) ([]string, error) {
 // arm tells whether m is an aarch64 machine.
 func (m Machine) arm() bool { return m.Arch.Qemu != "" }
 
+// platform is what boot-test knows of m's architecture (qemu, machine
+// type, CPU, console, firmware files): one table for both.
+func (m Machine) platform() boottest.Platform {
+	pf, _ := boottest.PlatformOf(m.Arch.Nix)
+	return pf
+}
+
 // firmwareArgs are qemu's for m's firmware: UEFI's code and a variable
 // store (m.Vars, or a fresh one in work), U-Boot's image, or none
 // (SeaBIOS, qemu's own).
@@ -238,15 +228,13 @@ func (m Machine) firmwareArgs(work string) ([]string, error) {
 	if fw == "" {
 		fw = map[bool]Firmware{false: SeaBIOS, true: AAVMF}[m.arm()]
 	}
-	code, template := ovmfCode, ovmfVars
+	pf := m.platform()
 	switch {
 	case fw == SeaBIOS && !m.arm():
 		return nil, nil
 	case fw == UBoot && m.arm():
-		return []string{"-bios", uboot}, nil
-	case fw == OVMF && !m.arm():
-	case fw == AAVMF && m.arm():
-		code, template = aavmfCode, aavmfVars
+		return []string{"-bios", pf.BootROM}, nil
+	case fw == OVMF && !m.arm(), fw == AAVMF && m.arm():
 	default:
 		return nil, fmt.Errorf("firmware %q on %s: use seabios or ovmf on amd64, aavmf or u-boot on arm64", fw, m.Arch.Name)
 	}
@@ -255,11 +243,11 @@ func (m Machine) firmwareArgs(work string) ([]string, error) {
 		vars = filepath.Join(work, "vars.fd")
 	}
 	if _, err := os.Stat(vars); errors.Is(err, os.ErrNotExist) {
-		if err := copyTo(template, vars, 0o644); err != nil {
+		if err := copyTo(pf.FirmwareVars, vars, 0o644); err != nil {
 			return nil, fmt.Errorf("UEFI firmware (install ovmf, qemu-efi-aarch64: hack/install-deps): %w", err)
 		}
 	}
-	return []string{"-drive", "if=pflash,format=raw,readonly=on,file=" + code, "-drive", "if=pflash,format=raw,file=" + vars}, nil
+	return []string{"-drive", "if=pflash,format=raw,readonly=on,file=" + pf.FirmwareCode, "-drive", "if=pflash,format=raw,file=" + vars}, nil
 }
 
 // withScript makes the rescue host's initramfs with script as /script:
