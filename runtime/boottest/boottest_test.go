@@ -261,7 +261,7 @@ func TestAarch64MachineArgs(t *testing.T) {
 		t.Errorf("EFI args %v %v", args, err)
 	}
 	pf.BootROM = filepath.Join(dir, "missing.bin")
-	if _, err := (Machine{Platform: pf, Dir: dir, Disk: "/x.qcow2"}).args("tcg"); err == nil || !strings.Contains(err.Error(), "u-boot-qemu") {
+	if err := (Machine{Platform: pf, Dir: dir, Disk: "/x.qcow2"}).firmwareReady(); err == nil || !strings.Contains(err.Error(), "u-boot-qemu") {
 		t.Errorf("a missing U-Boot: %v", err)
 	}
 }

@@ -92,9 +92,6 @@ func (m Machine) args(accel string) ([]string, error) {
 		args = append(args, "-cpu", pf.CPU)
 	}
 	if !m.EFI && pf.BootROM != "" {
-		if _, err := os.Stat(pf.BootROM); err != nil {
-			return nil, missing(pf.Firmware+" ("+pf.BootROM+")", pf.BootROMPackage)
-		}
 		args = append(args, "-bios", pf.BootROM)
 	}
 	if m.EFI {
@@ -118,6 +115,23 @@ func (m Machine) args(accel string) ([]string, error) {
 		args = append(args, "-drive", drive, "-device", "virtio-blk-pci,drive=disk")
 	}
 	return args, nil
+}
+
+// firmwareReady checks that this host has m's firmware: UEFI's, or the
+// platform's boot ROM (U-Boot) when qemu has none built in.
+func (m Machine) firmwareReady() error {
+	pf := m.platform()
+	switch {
+	case m.EFI:
+		if _, err := os.Stat(pf.FirmwareCode); err != nil {
+			return missing("UEFI firmware ("+pf.FirmwareCode+")", pf.FirmwarePackage)
+		}
+	case pf.BootROM != "":
+		if _, err := os.Stat(pf.BootROM); err != nil {
+			return missing(pf.Firmware+" ("+pf.BootROM+")", pf.BootROMPackage)
+		}
+	}
+	return nil
 }
 
 // kvmUsable tells whether /dev/kvm can be opened: then KVM is tried.
@@ -169,14 +183,8 @@ func Boot(ctx context.Context, m Machine) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	if m.EFI {
-		if _, err := os.Stat(pf.FirmwareCode); err != nil {
-			return nil, missing("UEFI firmware ("+pf.FirmwareCode+")", pf.FirmwarePackage)
-		}
-	} else if pf.BootROM != "" {
-		if _, err := os.Stat(pf.BootROM); err != nil {
-			return nil, missing(pf.Firmware+" ("+pf.BootROM+")", pf.BootROMPackage)
-		}
+	if err := m.firmwareReady(); err != nil {
+		return nil, err
 	}
 	why := "as asked"
 	switch m.Accel {
