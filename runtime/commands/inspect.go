@@ -111,17 +111,17 @@ func openReadOnly(ctx context.Context, o *Options) (*engine.Session, error) {
 	return s, nil
 }
 
-// readRuns says in r how this host runs the system's programs, and warns when
-// it cannot (a session would stop before it runs anything).
+// readRuns says in r how this host runs the system's programs, and warns
+// with the refusal a session would give when it cannot.
 func (r *Report) readRuns() {
 	if r.Arch == "" {
 		return
 	}
-	handler, ok := host.Emulator(r.Arch)
+	handler, err := engine.HostRuns(r.Arch)
 	switch {
-	case !ok:
+	case err != nil:
 		r.Runs = "no"
-		r.Warnings = append(r.Warnings, fmt.Sprintf("this %s host cannot run the system's %s programs: a session refuses it until qemu-user for %s is registered with binfmt_misc, F flag (Debian: qemu-user-static and binfmt-support; docs/arm.md)", host.Arch(), r.Arch, r.Arch))
+		r.Warnings = append(r.Warnings, hint.Render(err.Error()))
 	case handler != "":
 		r.Runs, r.Emulator = "emulated", handler
 	default:

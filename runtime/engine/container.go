@@ -180,23 +180,34 @@ func PrepareRoot(root string, readOnly bool, o ContainerOptions) (*Prepared, err
 	return p, nil
 }
 
-// CheckArch refuses a system of another architecture than this host's
-// when nothing here runs its programs (they fail with "exec format
-// error"), and says that they run through qemu-user when they do. When
-// the programs do not run here (a spec written for another machine),
-// the refusal is only a warning.
+// HostRuns says how this host runs programs of arch (as a system's name
+// has it): natively (""), or through emulator, a qemu-user handler of
+// binfmt_misc with the F flag; an error that says what would make it work
+// when nothing runs them (they would fail with "exec format error").
+func HostRuns(arch string) (emulator string, err error) {
+	handler, ok := host.Emulator(arch)
+	if !ok {
+		return "", hint.Errorf("the target's system is %s-linux and this host is %s: its programs cannot run here; register qemu-user for %s with binfmt_misc (mount -t binfmt_misc binfmt_misc %s, then install qemu-user-static and binfmt-support) and run nixrescue again (inspect and generations need none of it)",
+			arch, host.Arch(), arch, host.BinfmtDir)
+	}
+	return handler, nil
+}
+
+// CheckArch refuses a system this host cannot run (HostRuns), and says
+// that its programs run through qemu-user when they do. When the
+// programs do not run here (a spec written for another machine), the
+// refusal is only a warning.
 func (p *Prepared) CheckArch(runsHere bool) error {
 	arch := nixos.SystemArch(p.Root, p.System.StorePath)
 	if arch == "" {
 		return nil
 	}
-	handler, ok := host.Emulator(arch)
+	handler, err := HostRuns(arch)
 	switch {
-	case !ok && !runsHere:
+	case err != nil && !runsHere:
 		p.Warnings = append(p.Warnings, fmt.Sprintf("the target's system is %s-linux and this host is %s: this spec's programs run only on %s machines, or here once qemu-user is registered with binfmt_misc", arch, host.Arch(), arch))
-	case !ok:
-		return hint.Errorf("the target's system is %s-linux and this host is %s: its programs cannot run here; register qemu-user for %s with binfmt_misc (mount -t binfmt_misc binfmt_misc %s, then install qemu-user-static and binfmt-support) and run nixrescue again (inspect and generations need none of it)",
-			arch, host.Arch(), arch, host.BinfmtDir)
+	case err != nil:
+		return err
 	case handler != "":
 		p.Emulator = handler
 		p.Warnings = append(p.Warnings, fmt.Sprintf("the target's system is %s-linux: its programs run through qemu-user (binfmt_misc's %s), many times slower than on the machine itself", arch, handler))
