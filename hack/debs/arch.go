@@ -82,6 +82,7 @@ func (a Arch) Libraries(file string, libPath []string) ([]string, error) {
 		return nil, err
 	}
 	var cmd *exec.Cmd
+	loader := "" // a foreign loader's file here
 	if a.Qemu == "" {
 		cmd = exec.Command("ldd", file)
 		if len(libPath) > 0 {
@@ -93,7 +94,7 @@ func (a Arch) Libraries(file string, libPath []string) ([]string, error) {
 			return nil, err
 		}
 		dirs := append(append([]string{}, libPath...), a.LibraryDirs(root)...)
-		loader := filepath.Join(root, "lib", a.Triplet, filepath.Base(a.Loader))
+		loader = filepath.Join(root, "lib", a.Triplet, filepath.Base(a.Loader))
 		cmd = exec.Command(a.Qemu, loader, "--library-path", strings.Join(dirs, ":"), "--list", file)
 	}
 	var stderr bytes.Buffer
@@ -102,7 +103,7 @@ func (a Arch) Libraries(file string, libPath []string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list the libraries of %s: %v: %s", file, err, bytes.TrimSpace(stderr.Bytes()))
 	}
-	return parseLdd(out, a)
+	return parseLdd(out, a, loader)
 }
 
 // isDynamic tells whether an ELF file names an interpreter (a static
@@ -125,8 +126,9 @@ func isDynamic(file string) (bool, error) {
 }
 
 // parseLdd reads ldd's (the loader's --list) lines: the libraries found,
-// and the interpreter; one that was not found is an error.
-func parseLdd(out []byte, a Arch) ([]string, error) {
+// and the interpreter (loader, when not ""; a foreign one names itself as
+// the program sees it); one that was not found is an error.
+func parseLdd(out []byte, a Arch, loader string) ([]string, error) {
 	var libs []string
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
@@ -136,17 +138,9 @@ func parseLdd(out []byte, a Arch) ([]string, error) {
 			libs = append(libs, f[2])
 		case len(f) >= 3 && f[1] == "=>" && f[2] == "not":
 			return nil, fmt.Errorf("%s (%s) is not among the libraries here: run hack/install-deps", f[0], a.Name)
+		case len(f) >= 1 && strings.HasPrefix(f[0], "/") && loader != "":
+			libs = append(libs, loader)
 		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
-			if a.Qemu != "" {
-				// The foreign loader names itself as the program sees
-				// it; the file is the sysroot's.
-				root, err := a.Sysroot()
-				if err != nil {
-					return nil, err
-				}
-				libs = append(libs, filepath.Join(root, "lib", a.Triplet, filepath.Base(f[0])))
-				continue
-			}
 			libs = append(libs, f[0])
 		}
 	}
