@@ -3,15 +3,16 @@ package boottest
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
+
+	"github.com/nixrescue/nixrescue/runtime/internal/lazyre"
 
 	"github.com/nixrescue/nixrescue/runtime/grubcfg"
 )
 
 var (
-	grubTimeoutRE = regexp.MustCompile(`^(\s*set\s+timeout=)\S*`)
-	grubLinuxRE   = regexp.MustCompile(`^\s*(linux|linux16|linuxefi)\s`)
+	grubTimeoutRE = lazyre.New(`^(\s*set\s+timeout=)\S*`)
+	grubLinuxRE   = lazyre.New(`^\s*(linux|linux16|linuxefi)\s`)
 )
 
 // ErrNoEntry says the bootloader has no entry for the generation asked.
@@ -41,12 +42,12 @@ func PatchGrub(cfg string, generation int, serial Serial) (string, string, error
 		}
 	}
 	for i := chosen.From; i <= chosen.To; i++ {
-		if grubLinuxRE.MatchString(lines[i]) && !strings.Contains(lines[i], serial.Param) {
+		if grubLinuxRE().MatchString(lines[i]) && !strings.Contains(lines[i], serial.Param) {
 			lines[i] += " " + serial.Param
 		}
 	}
 	for i, l := range lines {
-		lines[i] = grubTimeoutRE.ReplaceAllString(l, "${1}0")
+		lines[i] = grubTimeoutRE().ReplaceAllString(l, "${1}0")
 	}
 	head := []string{}
 	if !strings.Contains(cfg, "terminal_output serial") && !strings.Contains(cfg, "terminal_output --append serial") {

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nixrescue/nixrescue/runtime/internal/lazyre"
 )
 
 // Milestone is a point of a NixOS boot the console shows.
@@ -37,18 +39,18 @@ var Milestones = []Milestone{Firmware, Bootloader, Kernel, Stage1, Root, Stage2,
 func Index(m Milestone) int { return slices.Index(Milestones, m) }
 
 var (
-	firmwareRE   = regexp.MustCompile(`SeaBIOS \(version|BdsDxe: |UEFI firmware|Booting from Hard Disk`)
-	bootloaderRE = regexp.MustCompile("Booting `(.*)'|BdsDxe: starting Boot[0-9A-F]+ \"([^\"]+)\"|Welcome to GRUB|Boot in [0-9]+ s")
-	kernelRE     = regexp.MustCompile(`Linux version [0-9]|Command line: |EFI stub: |Decompressing Linux|Run /init as init process`)
-	stage1RE     = regexp.MustCompile(`<<< .* Stage 1 >>>`)
-	rootRE       = regexp.MustCompile(`^mounting (\S+) on /\.\.\.`)
-	stage2RE     = regexp.MustCompile(`<<< .* Stage 2 >>>`)
-	multiUserRE  = regexp.MustCompile(`Reached target (multi-user\.target|Multi-User System)`)
-	cmdlineRE    = regexp.MustCompile(`init=/nix/store/[0-9a-z]{32}-(nixos-system-[^/ ]+)/init`)
-	failedUnitRE = regexp.MustCompile(`\[FAILED\] Failed to start (\S+)`)
+	firmwareRE   = lazyre.New(`SeaBIOS \(version|BdsDxe: |UEFI firmware|Booting from Hard Disk`)
+	bootloaderRE = lazyre.New("Booting `(.*)'|BdsDxe: starting Boot[0-9A-F]+ \"([^\"]+)\"|Welcome to GRUB|Boot in [0-9]+ s")
+	kernelRE     = lazyre.New(`Linux version [0-9]|Command line: |EFI stub: |Decompressing Linux|Run /init as init process`)
+	stage1RE     = lazyre.New(`<<< .* Stage 1 >>>`)
+	rootRE       = lazyre.New(`^mounting (\S+) on /\.\.\.`)
+	stage2RE     = lazyre.New(`<<< .* Stage 2 >>>`)
+	multiUserRE  = lazyre.New(`Reached target (multi-user\.target|Multi-User System)`)
+	cmdlineRE    = lazyre.New(`init=/nix/store/[0-9a-z]{32}-(nixos-system-[^/ ]+)/init`)
+	failedUnitRE = lazyre.New(`\[FAILED\] Failed to start (\S+)`)
 	// What ends a boot short of its goal.
-	stage1FailRE = regexp.MustCompile(`An error occurred in stage 1 of the boot process|Timed out waiting for device|waiting for device \S+ to appear|mount: mounting \S+ on /mnt-root/? failed|Kernel panic - not syncing|You are in emergency mode|Cannot open access to console, the root account is locked|error: (file|disk) .* not found|no such device`)
-	ansiRE       = regexp.MustCompile(`\x1b\[[0-9;?=]*[A-Za-z]|\x1b[()][A-Z0-9]`)
+	stage1FailRE = lazyre.New(`An error occurred in stage 1 of the boot process|Timed out waiting for device|waiting for device \S+ to appear|mount: mounting \S+ on /mnt-root/? failed|Kernel panic - not syncing|You are in emergency mode|Cannot open access to console, the root account is locked|error: (file|disk) .* not found|no such device`)
+	ansiRE       = lazyre.New(`\x1b\[[0-9;?=]*[A-Za-z]|\x1b[()][A-Z0-9]`)
 )
 
 // Console reads a boot's serial console line by line and keeps what it
@@ -74,7 +76,7 @@ type Console struct {
 }
 
 // mountFailedRE is stage 1's word that a mount failed.
-var mountFailedRE = regexp.MustCompile(`mount: mounting \S+ on /mnt-root/? failed`)
+var mountFailedRE = lazyre.New(`mount: mounting \S+ on /mnt-root/? failed`)
 
 // NewConsole starts reading a console.
 func NewConsole() *Console { return &Console{Reached: map[Milestone]time.Duration{}} }
@@ -92,7 +94,7 @@ func (c *Console) reach(m Milestone, d time.Duration) {
 
 // Add reads one line of the console, seen at d after the start.
 func (c *Console) Add(line string, d time.Duration) {
-	line = strings.TrimRight(ansiRE.ReplaceAllString(line, ""), "\r\n ")
+	line = strings.TrimRight(ansiRE().ReplaceAllString(line, ""), "\r\n ")
 	text := strings.TrimSpace(line)
 	if text == "" {
 		return
@@ -102,45 +104,45 @@ func (c *Console) Add(line string, d time.Duration) {
 		c.Reached[Firmware] = d
 	}
 	switch {
-	case firmwareRE.MatchString(text):
-	case bootloaderRE.MatchString(text):
+	case firmwareRE().MatchString(text):
+	case bootloaderRE().MatchString(text):
 		// GRUB names the entry it boots; OVMF, the boot option.
-		m := bootloaderRE.FindStringSubmatch(text)
+		m := bootloaderRE().FindStringSubmatch(text)
 		if m[1] != "" || c.Entry == "" {
 			c.Entry = m[1] + m[2]
 		}
 		c.reach(Bootloader, d)
 	}
-	if m := cmdlineRE.FindStringSubmatch(text); m != nil {
+	if m := cmdlineRE().FindStringSubmatch(text); m != nil {
 		c.System = m[1]
 	}
 	// stage-1-init.sh says "mounting DEVICE on /..." before it mounts:
 	// the root is mounted unless the next line says the mount failed.
-	if c.rootAt != nil && !rootRE.MatchString(text) {
-		if !mountFailedRE.MatchString(text) {
+	if c.rootAt != nil && !rootRE().MatchString(text) {
+		if !mountFailedRE().MatchString(text) {
 			c.reach(Root, *c.rootAt)
 		}
 		c.rootAt = nil
 	}
 	switch {
-	case kernelRE.MatchString(text):
+	case kernelRE().MatchString(text):
 		c.reach(Kernel, d)
-	case stage1RE.MatchString(text):
+	case stage1RE().MatchString(text):
 		c.reach(Stage1, d)
-	case rootRE.MatchString(text):
+	case rootRE().MatchString(text):
 		c.reach(Stage1, d)
 		c.rootAt = &d
-	case stage2RE.MatchString(text):
+	case stage2RE().MatchString(text):
 		c.reach(Stage2, d)
-	case multiUserRE.MatchString(text):
+	case multiUserRE().MatchString(text):
 		c.reach(MultiUser, d)
 	}
-	if m := failedUnitRE.FindStringSubmatch(text); m != nil {
+	if m := failedUnitRE().FindStringSubmatch(text); m != nil {
 		unit := strings.TrimSuffix(m[1], ".")
 		c.FailedUnits = append(c.FailedUnits, unit)
 		c.Failure = append(c.Failure, text)
 	}
-	if stage1FailRE.MatchString(text) {
+	if stage1FailRE().MatchString(text) {
 		c.Failure = append(c.Failure, text)
 		if strings.Contains(text, "An error occurred in stage 1") || strings.Contains(text, "Kernel panic") ||
 			strings.Contains(text, "emergency mode") || strings.Contains(text, "not found") {
@@ -170,8 +172,8 @@ func (c *Console) Has(m Milestone) bool {
 // ("NixOS - Configuration 3 (…)", "nixos-generation-3.conf"), 0 when it
 // names none.
 func GenerationOf(entry string) int {
-	for _, re := range []*regexp.Regexp{configurationRE, generationFileRE} {
-		if m := re.FindStringSubmatch(entry); m != nil {
+	for _, re := range []func() *regexp.Regexp{configurationRE, generationFileRE} {
+		if m := re().FindStringSubmatch(entry); m != nil {
 			n, _ := strconv.Atoi(m[1])
 			return n
 		}
@@ -180,6 +182,6 @@ func GenerationOf(entry string) int {
 }
 
 var (
-	configurationRE  = regexp.MustCompile(`Configuration ([0-9]+)`)
-	generationFileRE = regexp.MustCompile(`generation-([0-9]+)`)
+	configurationRE  = lazyre.New(`Configuration ([0-9]+)`)
+	generationFileRE = lazyre.New(`generation-([0-9]+)`)
 )

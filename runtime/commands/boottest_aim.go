@@ -8,9 +8,10 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/nixrescue/nixrescue/runtime/internal/lazyre"
 
 	"github.com/nixrescue/nixrescue/runtime/boottest"
 	"github.com/nixrescue/nixrescue/runtime/engine"
@@ -257,14 +258,14 @@ func espDirs(s *engine.Session, f files, mountpoint string) []string {
 	return nil
 }
 
-var availableModulesRE = regexp.MustCompile(`availableKernelModules\s*=\s*\[([^\]]*)\]`)
+var availableModulesRE = lazyre.New(`availableKernelModules\s*=\s*\[([^\]]*)\]`)
 
 // interfaceOfInitrd is the disk controller a hardware configuration's
 // initrd modules name (boot.initrd.availableKernelModules), when they
 // name exactly one kind: "" otherwise.
 func interfaceOfInitrd(hardwareConfig string) string {
 	var kinds []string
-	for _, m := range availableModulesRE.FindAllStringSubmatch(hardwareConfig, -1) {
+	for _, m := range availableModulesRE().FindAllStringSubmatch(hardwareConfig, -1) {
 		for _, mod := range strings.Fields(strings.ReplaceAll(m[1], `"`, " ")) {
 			k := map[string]string{"nvme": "nvme", "ahci": "ahci", "virtio_blk": "virtio", "virtio_pci": "virtio", "virtio_scsi": "virtio"}[mod]
 			if k != "" && !slices.Contains(kinds, k) {

@@ -2,18 +2,19 @@ package commands
 
 import (
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/nixrescue/nixrescue/runtime/internal/lazyre"
 )
 
 // fileSystemRE finds the fileSystems entries nixos-generate-config
 // writes: fileSystems."MP" = { device = "DEV"; fsType = "T"; options = [ … ]; };
 var (
-	fileSystemRE = regexp.MustCompile(`fileSystems\."((?:[^"\\]|\\.)*)"\s*=\s*\{([^}]*)\}`)
-	attrRE       = regexp.MustCompile(`(device|fsType)\s*=\s*"((?:[^"\\]|\\.)*)"`)
-	optionsRE    = regexp.MustCompile(`options\s*=\s*\[([^\]]*)\]`)
-	quotedRE     = regexp.MustCompile(`"((?:[^"\\]|\\.)*)"`)
+	fileSystemRE = lazyre.New(`fileSystems\."((?:[^"\\]|\\.)*)"\s*=\s*\{([^}]*)\}`)
+	attrRE       = lazyre.New(`(device|fsType)\s*=\s*"((?:[^"\\]|\\.)*)"`)
+	optionsRE    = lazyre.New(`options\s*=\s*\[([^\]]*)\]`)
+	quotedRE     = lazyre.New(`"((?:[^"\\]|\\.)*)"`)
 )
 
 // UnbootableMounts lists the fileSystems entries of a generated
@@ -25,14 +26,14 @@ var (
 // is said in a line.
 func UnbootableMounts(generated string) []string {
 	var out []string
-	for _, m := range fileSystemRE.FindAllStringSubmatch(generated, -1) {
+	for _, m := range fileSystemRE().FindAllStringSubmatch(generated, -1) {
 		attrs := map[string]string{}
-		for _, a := range attrRE.FindAllStringSubmatch(m[2], -1) {
+		for _, a := range attrRE().FindAllStringSubmatch(m[2], -1) {
 			attrs[a[1]] = a[2]
 		}
 		var options []string
-		if o := optionsRE.FindStringSubmatch(m[2]); o != nil {
-			for _, q := range quotedRE.FindAllStringSubmatch(o[1], -1) {
+		if o := optionsRE().FindStringSubmatch(m[2]); o != nil {
+			for _, q := range quotedRE().FindAllStringSubmatch(o[1], -1) {
 				options = append(options, q[1])
 			}
 		}

@@ -5,14 +5,15 @@
 package grubcfg
 
 import (
-	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/nixrescue/nixrescue/runtime/internal/lazyre"
 )
 
 var (
-	entryRE   = regexp.MustCompile(`^\s*(menuentry|submenu)\s+(?:'([^']*)'|"([^"]*)")`)
-	defaultRE = regexp.MustCompile(`^\s*set\s+default=(?:"([^"]*)"|'([^']*)'|(\S*))`)
+	entryRE   = lazyre.New(`^\s*(menuentry|submenu)\s+(?:'([^']*)'|"([^"]*)")`)
+	defaultRE = lazyre.New(`^\s*set\s+default=(?:"([^"]*)"|'([^']*)'|(\S*))`)
 )
 
 // Config is a grub.cfg, line by line, and its menu.
@@ -39,7 +40,7 @@ type Entry struct {
 func (c *Config) Body(e Entry) []string { return c.Lines[e.From : e.To+1] }
 
 // IsEntry tells whether line opens a menu entry or a submenu.
-func IsEntry(line string) bool { return entryRE.MatchString(line) }
+func IsEntry(line string) bool { return entryRE().MatchString(line) }
 
 // Parse reads text.
 func Parse(text string) *Config {
@@ -53,10 +54,10 @@ func Parse(text string) *Config {
 	var stack []open
 	depth := 0
 	for i, l := range c.Lines {
-		if m := defaultRE.FindStringSubmatch(l); m != nil {
+		if m := defaultRE().FindStringSubmatch(l); m != nil {
 			c.Default = m[1] + m[2] + m[3]
 		}
-		if m := entryRE.FindStringSubmatch(l); m != nil {
+		if m := entryRE().FindStringSubmatch(l); m != nil {
 			title := m[2] + m[3]
 			if depth == 0 {
 				c.Top = append(c.Top, title)

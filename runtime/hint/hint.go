@@ -14,9 +14,10 @@ package hint
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"sync/atomic"
+
+	"github.com/nixrescue/nixrescue/runtime/internal/lazyre"
 )
 
 // Option names an option of the runtime's API.
@@ -89,7 +90,7 @@ var words atomic.Pointer[Words]
 // a front end does it once, first thing.
 func SetWords(w Words) { words.Store(&w) }
 
-var mentionRE = regexp.MustCompile(`\{([A-Z][A-Za-z]*)(?: ([^{}]*))?\}`)
+var mentionRE = lazyre.New(`\{([A-Z][A-Za-z]*)(?: ([^{}]*))?\}`)
 
 // Render words the option mentions of s ({Name} and {Name value});
 // braces around anything else are left as they are.
@@ -98,8 +99,8 @@ func Render(s string) string {
 	if p := words.Load(); p != nil {
 		w = *p
 	}
-	return mentionRE.ReplaceAllStringFunc(s, func(m string) string {
-		sub := mentionRE.FindStringSubmatch(m)
+	return mentionRE().ReplaceAllStringFunc(s, func(m string) string {
+		sub := mentionRE().FindStringSubmatch(m)
 		o := Option(sub[1])
 		if !known(o) {
 			return m
@@ -120,7 +121,7 @@ func known(o Option) bool {
 // Mentions lists the options s mentions, known or not (for tests).
 func Mentions(s string) []Option {
 	var out []Option
-	for _, m := range mentionRE.FindAllStringSubmatch(s, -1) {
+	for _, m := range mentionRE().FindAllStringSubmatch(s, -1) {
 		out = append(out, Option(m[1]))
 	}
 	return out

@@ -8,9 +8,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/nixrescue/nixrescue/runtime/internal/lazyre"
 
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
@@ -47,11 +48,11 @@ func ReadHeader(ctx context.Context, device string) (Header, error) {
 }
 
 var (
-	dumpFieldRE   = regexp.MustCompile(`^([A-Za-z][A-Za-z ]*):\s*(.*)$`)
-	luks1SlotRE   = regexp.MustCompile(`^Key Slot (\d+): ENABLED`)
-	luks2ItemRE   = regexp.MustCompile(`^  (\d+): (\S+)`)
-	luks2KeyslotR = regexp.MustCompile(`^\s+Keyslot:\s+(\d+)`)
-	luks2CipherRE = regexp.MustCompile(`^\s+cipher:\s+(\S+)`)
+	dumpFieldRE   = lazyre.New(`^([A-Za-z][A-Za-z ]*):\s*(.*)$`)
+	luks1SlotRE   = lazyre.New(`^Key Slot (\d+): ENABLED`)
+	luks2ItemRE   = lazyre.New(`^  (\d+): (\S+)`)
+	luks2KeyslotR = lazyre.New(`^\s+Keyslot:\s+(\d+)`)
+	luks2CipherRE = lazyre.New(`^\s+cipher:\s+(\S+)`)
 )
 
 // ParseDump reads cryptsetup luksDump's text, of a LUKS1 or a LUKS2
@@ -63,12 +64,12 @@ func ParseDump(out []byte) (Header, error) {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		line := sc.Text()
-		if m := luks1SlotRE.FindStringSubmatch(line); m != nil {
+		if m := luks1SlotRE().FindStringSubmatch(line); m != nil {
 			n, _ := strconv.Atoi(m[1])
 			h.Keyslots = append(h.Keyslots, n)
 			continue
 		}
-		if m := dumpFieldRE.FindStringSubmatch(line); m != nil {
+		if m := dumpFieldRE().FindStringSubmatch(line); m != nil {
 			key, v := m[1], strings.TrimSpace(m[2])
 			switch key {
 			case "Version":
@@ -92,20 +93,20 @@ func ParseDump(out []byte) (Header, error) {
 		}
 		switch section {
 		case "Keyslots":
-			if m := luks2ItemRE.FindStringSubmatch(line); m != nil {
+			if m := luks2ItemRE().FindStringSubmatch(line); m != nil {
 				n, _ := strconv.Atoi(m[1])
 				h.Keyslots = append(h.Keyslots, n)
 			}
 		case "Tokens":
-			if m := luks2ItemRE.FindStringSubmatch(line); m != nil {
+			if m := luks2ItemRE().FindStringSubmatch(line); m != nil {
 				h.Tokens = append(h.Tokens, Token{Type: m[2], Keyslots: []int{}})
 				tok = &h.Tokens[len(h.Tokens)-1]
-			} else if m := luks2KeyslotR.FindStringSubmatch(line); m != nil && tok != nil {
+			} else if m := luks2KeyslotR().FindStringSubmatch(line); m != nil && tok != nil {
 				n, _ := strconv.Atoi(m[1])
 				tok.Keyslots = append(tok.Keyslots, n)
 			}
 		case "Data segments":
-			if m := luks2CipherRE.FindStringSubmatch(line); m != nil && h.Cipher == "" {
+			if m := luks2CipherRE().FindStringSubmatch(line); m != nil && h.Cipher == "" {
 				h.Cipher = m[1]
 			}
 		}

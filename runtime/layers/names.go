@@ -1,8 +1,9 @@
 package layers
 
 import (
-	"regexp"
 	"strings"
+
+	"github.com/nixrescue/nixrescue/runtime/internal/lazyre"
 )
 
 // LUKSName is a name the target's configuration gives a LUKS volume
@@ -14,18 +15,18 @@ type LUKSName struct {
 
 var (
 	// boot.initrd.luks.devices."NAME".device = "DEV" (and NAME bare).
-	luksDotRE = regexp.MustCompile(`luks\s*\.\s*devices\s*\.\s*("[^"]+"|[A-Za-z0-9_'-]+)\s*\.\s*device\s*=\s*"([^"]+)"`)
+	luksDotRE = lazyre.New(`luks\s*\.\s*devices\s*\.\s*("[^"]+"|[A-Za-z0-9_'-]+)\s*\.\s*device\s*=\s*"([^"]+)"`)
 	// boot.initrd.luks.devices."NAME" = { … device = "DEV"; … };
-	luksAttrRE = regexp.MustCompile(`luks\s*\.\s*devices\s*\.\s*("[^"]+"|[A-Za-z0-9_'-]+)\s*=\s*\{`)
+	luksAttrRE = lazyre.New(`luks\s*\.\s*devices\s*\.\s*("[^"]+"|[A-Za-z0-9_'-]+)\s*=\s*\{`)
 	// boot.initrd.luks.devices = { NAME = { … }; … };
-	luksSetRE = regexp.MustCompile(`luks\s*\.\s*devices\s*=\s*\{`)
+	luksSetRE = lazyre.New(`luks\s*\.\s*devices\s*=\s*\{`)
 	// An attribute of a set: NAME = {
-	attrOpenRE = regexp.MustCompile(`^\s*("[^"]+"|[A-Za-z0-9_'-]+)\s*=\s*\{`)
-	deviceRE   = regexp.MustCompile(`(?:^|[;{\s])device\s*=\s*"([^"]+)"`)
-	nameRE     = regexp.MustCompile(`(?:^|[;{\s])name\s*=\s*"([^"]+)"`)
+	attrOpenRE = lazyre.New(`^\s*("[^"]+"|[A-Za-z0-9_'-]+)\s*=\s*\{`)
+	deviceRE   = lazyre.New(`(?:^|[;{\s])device\s*=\s*"([^"]+)"`)
+	nameRE     = lazyre.New(`(?:^|[;{\s])name\s*=\s*"([^"]+)"`)
 	// boot.initrd.luks.devices = [ { name = "NAME"; device = "DEV"; } ];
-	luksListRE = regexp.MustCompile(`luks\s*\.\s*devices\s*=\s*\[`)
-	commentRE  = regexp.MustCompile(`(?m)#.*$`)
+	luksListRE = lazyre.New(`luks\s*\.\s*devices\s*=\s*\[`)
+	commentRE  = lazyre.New(`(?m)#.*$`)
 )
 
 // ParseLUKSNames reads the LUKS volumes a NixOS configuration file
@@ -34,7 +35,7 @@ var (
 // …; }, devices = { NAME = { device = …; }; }, and the old list of
 // { name; device; }. Comments are skipped; nothing is evaluated.
 func ParseLUKSNames(text string) []LUKSName {
-	text = commentRE.ReplaceAllString(text, "")
+	text = commentRE().ReplaceAllString(text, "")
 	var out []LUKSName
 	add := func(name, dev string) {
 		name = strings.Trim(name, `"`)
@@ -45,25 +46,25 @@ func ParseLUKSNames(text string) []LUKSName {
 		}
 		out = append(out, LUKSName{Name: name, Device: dev})
 	}
-	for _, m := range luksDotRE.FindAllStringSubmatch(text, -1) {
+	for _, m := range luksDotRE().FindAllStringSubmatch(text, -1) {
 		add(m[1], m[2])
 	}
-	for _, loc := range luksAttrRE.FindAllStringSubmatchIndex(text, -1) {
+	for _, loc := range luksAttrRE().FindAllStringSubmatchIndex(text, -1) {
 		body := braced(text, loc[1]-1)
-		if d := deviceRE.FindStringSubmatch(body); d != nil {
+		if d := deviceRE().FindStringSubmatch(body); d != nil {
 			add(text[loc[2]:loc[3]], d[1])
 		}
 	}
-	for _, loc := range luksSetRE.FindAllStringIndex(text, -1) {
+	for _, loc := range luksSetRE().FindAllStringIndex(text, -1) {
 		set := braced(text, loc[1]-1)
 		inner := set[1 : len(set)-1]
 		for i := 0; i < len(inner); {
-			m := attrOpenRE.FindStringSubmatchIndex(inner[i:])
+			m := attrOpenRE().FindStringSubmatchIndex(inner[i:])
 			if m == nil {
 				break
 			}
 			body := braced(inner, i+m[1]-1)
-			if d := deviceRE.FindStringSubmatch(body); d != nil {
+			if d := deviceRE().FindStringSubmatch(body); d != nil {
 				add(inner[i+m[2]:i+m[3]], d[1])
 			}
 			next := strings.IndexByte(inner[i+m[1]-1+len(body):], ';')
@@ -73,13 +74,13 @@ func ParseLUKSNames(text string) []LUKSName {
 			i += m[1] - 1 + len(body) + next + 1
 		}
 	}
-	for _, loc := range luksListRE.FindAllStringIndex(text, -1) {
+	for _, loc := range luksListRE().FindAllStringIndex(text, -1) {
 		end := strings.IndexByte(text[loc[1]:], ']')
 		if end < 0 {
 			continue
 		}
 		for _, item := range strings.Split(text[loc[1]:loc[1]+end], "}") {
-			n, d := nameRE.FindStringSubmatch(item), deviceRE.FindStringSubmatch(item)
+			n, d := nameRE().FindStringSubmatch(item), deviceRE().FindStringSubmatch(item)
 			if n != nil && d != nil {
 				add(n[1], d[1])
 			}

@@ -9,10 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/nixrescue/nixrescue/runtime/internal/lazyre"
 
 	"github.com/nixrescue/nixrescue/runtime/hint"
 )
@@ -149,7 +150,7 @@ func parseFeatureList(out []byte) []string {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) == 0 || strings.HasPrefix(sc.Text(), " ") || !featureNameRE.MatchString(f[0]) {
+		if len(f) == 0 || strings.HasPrefix(sc.Text(), " ") || !featureNameRE().MatchString(f[0]) {
 			continue
 		}
 		known = append(known, f[0])
@@ -157,7 +158,7 @@ func parseFeatureList(out []byte) []string {
 	return known
 }
 
-var featureNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+var featureNameRE = lazyre.New(`^[a-z][a-z0-9_]*$`)
 
 // parseZFSVersion reads zfs version's first line: zfs-2.1.11-1 → 2.1.11.
 func parseZFSVersion(out []byte) string {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"io"
 	"path"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -135,7 +134,7 @@ func entryGeneration(title, body string, gens []Generation) int {
 	return 0
 }
 
-var sdbootFileRE = regexp.MustCompile(`^\s*(linux|initrd|efi)\s+(\S+)`)
+var sdbootFileRE = lazyre.New(`^\s*(linux|initrd|efi)\s+(\S+)`)
 
 // sdbootEntries reads systemd-boot's loader entries (Boot Loader
 // Specification type 1) on b's ESP: each file's linux, initrd and efi
@@ -163,7 +162,7 @@ func sdbootEntries(root string, b Bootloader, _ []Generation) ([]BootEntry, bool
 		}
 		sc := bufio.NewScanner(io.LimitReader(f, maxScript))
 		for sc.Scan() {
-			if m := sdbootFileRE.FindStringSubmatch(sc.Text()); m != nil {
+			if m := sdbootFileRE().FindStringSubmatch(sc.Text()); m != nil {
 				be.Files = append(be.Files, path.Join(esp, m[2]))
 			}
 		}

@@ -5,10 +5,11 @@ import (
 	"bytes"
 	"fmt"
 	"path"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/nixrescue/nixrescue/runtime/internal/lazyre"
 
 	version "github.com/hashicorp/go-version"
 
@@ -78,11 +79,11 @@ func RebuildSource(root, ref, hostname string) ConfigSource {
 
 // flakeRefRE splits REF#NAME as nixos-rebuild does: the name is what
 // follows the last '#', without '"'.
-var flakeRefRE = regexp.MustCompile(`^(.*)#([^#"]*)$`)
+var flakeRefRE = lazyre.New(`^(.*)#([^#"]*)$`)
 
 func flakeSource(ref, hostname, chosenBy string) ConfigSource {
 	s := ConfigSource{Kind: FlakeKind, Flake: ref, ChosenBy: chosenBy}
-	if m := flakeRefRE.FindStringSubmatch(ref); m != nil {
+	if m := flakeRefRE().FindStringSubmatch(ref); m != nil {
 		s.Flake, s.Name = m[1], m[2]
 	}
 	s.NameFrom = "flake reference"
@@ -126,14 +127,14 @@ func NixVersion(root, system string) string {
 	if err != nil {
 		return ""
 	}
-	m := nixPackageRE.FindStringSubmatch(real)
+	m := nixPackageRE().FindStringSubmatch(real)
 	if m == nil {
 		return ""
 	}
 	return m[1]
 }
 
-var nixPackageRE = regexp.MustCompile(`^/nix/store/[0-9a-z]{32}-nix-([0-9][0-9.]*[0-9])[^/]*/`)
+var nixPackageRE = lazyre.New(`^/nix/store/[0-9a-z]{32}-nix-([0-9][0-9.]*[0-9])[^/]*/`)
 
 // FlakeSettings is what the session must give Nix (NIX_CONFIG) for a
 // flake's build on the system at storePath: nothing when its nix.conf
