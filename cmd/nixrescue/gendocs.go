@@ -1,3 +1,5 @@
+//go:build docs
+
 package main
 
 import (
@@ -11,7 +13,10 @@ import (
 
 // newGenerateDocsCommand writes man pages and shell completions made from
 // the commands themselves (hack/release ships them). Hidden: it is for
-// packagers.
+// packagers. Only in a binary built with the tag docs (hack/release builds
+// one for this): cobra's man pages bring a Markdown parser whose
+// initialisation every nixrescue process, and every container's init,
+// would pay, with 0.5 MB of binary.
 func newGenerateDocsCommand() *cobra.Command {
 	var manDir, completionDir string
 	cmd := &cobra.Command{

@@ -122,7 +122,10 @@ run inside it, and nothing is left mounted or changed on the host.`,
 	}
 	root.SetFlagErrorFunc(flagError)
 	root.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "say more about what nixrescue does: which backend runs a session, and why")
-	root.AddCommand(newRunCommand(), newEnterCommand(), newSpecCommand(), newInspectCommand(), newCleanupCommand(), newRebuildCommand(), newGenerationsCommand(), newRollbackCommand(), newHardwareConfigCommand(), newBootTestCommand(), newDoctorCommand(), newPruneCommand(), newPSCommand(), newVersionCommand(), newGenerateDocsCommand())
+	root.AddCommand(newRunCommand(), newEnterCommand(), newSpecCommand(), newInspectCommand(), newCleanupCommand(), newRebuildCommand(), newGenerationsCommand(), newRollbackCommand(), newHardwareConfigCommand(), newBootTestCommand(), newDoctorCommand(), newPruneCommand(), newPSCommand(), newVersionCommand())
+	if docs := newGenerateDocsCommand(); docs != nil {
+		root.AddCommand(docs)
+	}
 	registerCompletions(root)
 	return root
 }
