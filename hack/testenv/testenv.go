@@ -59,16 +59,16 @@ func BuildStatic(moduleRoot, dir string) (string, error) { return BuildStaticFor
 
 // BuildStaticFor is BuildStatic for GOARCH goarch ("" this host's): arm64
 // with Debian's cross compiler (gcc-aarch64-linux-gnu), as hack/release
-// builds it, into dir/nixrescue-arm64.
+// builds it, into dir/nixrescue-arm64. It builds as hack/lib.sh's
+// build_static does (its tags and flags), by running it.
 func BuildStaticFor(moduleRoot, dir, goarch string) (string, error) {
 	out := filepath.Join(dir, "nixrescue")
-	env := append(os.Environ(), "CGO_ENABLED=1")
+	env := os.Environ()
 	if goarch == "arm64" {
 		out += "-arm64"
 		env = append(env, "GOARCH=arm64", "CC=aarch64-linux-gnu-gcc")
 	}
-	cmd := exec.Command("go", "build", "-trimpath", "-tags", "netgo osusergo",
-		"-ldflags", "-extldflags -static -X main.version="+Version(moduleRoot), "-o", out, "./cmd/nixrescue")
+	cmd := exec.Command("sh", "-c", `. hack/lib.sh && build_static "$0"`, out)
 	cmd.Dir = moduleRoot
 	cmd.Env = env
 	if b, err := cmd.CombinedOutput(); err != nil {
