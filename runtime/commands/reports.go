@@ -41,6 +41,8 @@ type RunReport struct {
 	Fix       string         `json:"fix,omitempty"`
 	OOMKilled bool           `json:"oom_killed,omitempty"`
 	Phases    []engine.Phase `json:"phases"`
+	// Guards are what the session's protections cost, within its phases.
+	Guards []engine.Phase `json:"guards"`
 	// BootTest is rebuild --boot-test's: the target booted after.
 	BootTest *BootTestReport `json:"boot_test,omitempty"`
 }
@@ -72,7 +74,7 @@ type SnapshotOutcome struct {
 
 // newRunReport begins the report of session s.
 func newRunReport(s *engine.Session) *RunReport {
-	r := &RunReport{Target: s.Target(), DiskAliases: []target.DiskAlias{}, Phases: []engine.Phase{}}
+	r := &RunReport{Target: s.Target(), DiskAliases: []target.DiskAlias{}, Phases: []engine.Phase{}, Guards: []engine.Phase{}}
 	r.Backend, r.BackendWhy = s.Backend()
 	r.CurrentBefore = currentRef(s.Root())
 	return r
@@ -82,6 +84,7 @@ func newRunReport(s *engine.Session) *RunReport {
 // points at now was read before (after), and where the writes went.
 func (r *RunReport) ended(s *engine.Session, o *Options) {
 	r.Phases = append(r.Phases, s.Phases()...)
+	r.Guards = append(r.Guards, s.Guards()...)
 	if o.Snapshot {
 		r.Snapshot = &SnapshotOutcome{Kept: o.SnapshotOut, Discarded: o.SnapshotOut == ""}
 	}

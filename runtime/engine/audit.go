@@ -36,7 +36,9 @@ func (s *Session) recordCaller() error {
 	if s.o.Container {
 		backend = s.backend.name
 	}
+	opened := s.timer.guard(GuardAudit)
 	l, err := audit.Open(s.o.AuditLog)
+	opened()
 	switch {
 	case err != nil && s.o.AuditLog != "" && s.o.AuditLog != "auto":
 		return hint.Errorf("{AuditLog %s}: %v: name a file this host can write to, journal or syslog; the session does not run unaudited", s.o.AuditLog, err)
@@ -112,6 +114,7 @@ func (s *Session) writeAudit(r audit.Record) error {
 	if s.audit == nil || s.st == nil {
 		return nil
 	}
+	defer s.timer.guard(GuardAudit)()
 	j := s.st.Journal()
 	r.Session, r.Caller, r.Target, r.Disk = s.st.ID, j.Caller, s.target.Path, j.Disk
 	if err := s.audit.Write(r); err != nil {

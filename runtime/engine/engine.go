@@ -192,7 +192,7 @@ func (s *Session) open(ctx context.Context) error {
 
 // opening is what opening the target needs of s.
 func (s *Session) opening() *open.Session {
-	o := &open.Session{State: s.st, Time: s.timer.start, Log: s.log}
+	o := &open.Session{State: s.st, Time: s.timer.start, Guard: s.timer.guard, Log: s.log}
 	if s.o.Container && s.backend.name == BackendEmbedded {
 		// Warmed when the session began, and again shortly before the
 		// container is made.
@@ -365,6 +365,11 @@ func (s *Session) ID() string { return s.st.ID }
 // Phases are how long each step of the session took so far.
 func (s *Session) Phases() []Phase { return s.timer.phases }
 
+// Guards are what each of the session's protections cost so far, within
+// its phases: the claims on the target, the check that nothing else has
+// its data mounted read-write, the guard process, the audit records.
+func (s *Session) Guards() []Phase { return s.timer.guards }
+
 // Close tears the session down in the reverse order of setup: container,
 // placeholder, mounts, partitions, loop devices, claims, state. It is safe
 // to call more than once; what fails is said as a warning.
@@ -389,7 +394,9 @@ func (s *Session) Close() {
 		warn("", s.container.Destroy())
 		s.container = nil
 	}
+	disarmed := s.timer.guard(GuardProcess)
 	s.guard.Disarm()
+	disarmed()
 	recovery.UndoPlaceholder(s.st.Journal())
 	if s.opened != nil {
 		warn("teardown: ", s.opened.Close())
@@ -398,6 +405,9 @@ func (s *Session) Close() {
 		warn("teardown: ", mount.UnmountUnder(j.HostTree))
 	}
 	warn("teardown: ", recovery.UndoLoops(s.st.Journal()))
+	released := s.timer.guard(GuardClaims)
+	s.st.ReleaseClaims()
+	released()
 	warn("", s.st.End())
 	if s.audited {
 		s.auditEnd()

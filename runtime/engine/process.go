@@ -122,7 +122,10 @@ func (s *Session) create(ctx context.Context, p *Prepared, args []string) (spec 
 	if ctx.Err() != nil || s.fwd.interrupted() {
 		return nil, nil, ErrInterrupted
 	}
-	if s.guard, err = guard.Start("/" + s.st.ID); err != nil {
+	started := s.timer.guard(GuardProcess)
+	s.guard, err = guard.Start("/" + s.st.ID)
+	started()
+	if err != nil {
 		// The session works without; only a killed nixrescue would then
 		// leave the container's processes to the next session's sweep.
 		s.log.Warn(err.Error())

@@ -31,12 +31,32 @@ type Session struct {
 	// State is the session's state: its directory, journal and claims.
 	State *state.Session
 	// Time starts timing a phase of the session; what it returns ends it.
-	Time func(phase string) func()
+	// Guard, when set, times one of its guards (engine.GuardClaims,
+	// GuardTwoWriters) the same way.
+	Time  func(phase string) func()
+	Guard func(name string) func()
 	// Log takes what opening has to say beside its warnings (verbose).
 	Log *slog.Logger
 	// Prewarm, when set, is called as the mounts begin: what the
 	// session's container will need warm stays warm only a short while.
 	Prewarm func()
+}
+
+// The guards opening a target times (Session.Guard).
+const (
+	// GuardClaims is taking the target's claims (state.Session.Claim).
+	GuardClaims = "claims"
+	// GuardTwoWriters is the check that nothing else on this host has the
+	// target's data mounted read-write, in any mount namespace.
+	GuardTwoWriters = "two-writers check"
+)
+
+// guard times guard name when the session asked for it.
+func (s *Session) guard(name string) func() {
+	if s.Guard == nil {
+		return func() {}
+	}
+	return s.Guard(name)
 }
 
 // Options say how a target is opened.

@@ -113,10 +113,14 @@ func Target(ctx context.Context, t target.Target, to Options, s *Session) (op *O
 	done := s.Time("attach")
 	keys, err := target.Keys(t)
 	if err == nil {
+		claimed := s.guard(GuardClaims)
 		err = s.State.Claim(t.Arg, t.Path, keys)
+		claimed()
 	}
 	if err == nil {
+		checked := s.guard(GuardTwoWriters)
 		err = op.checkNotMounted(keys, to.Force, s.State.State().SessionsDir())
+		checked()
 	}
 	if err == nil {
 		switch t.Kind {
