@@ -15,6 +15,7 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 
+	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
 	"github.com/nixrescue/nixrescue/runtime/mount"
 )
@@ -132,6 +133,9 @@ func Start(ctx context.Context, o ExportOptions) (*Export, error) {
 	deadline := time.After(30 * time.Second)
 	for {
 		if e.mounted() {
+			if err := e.serialize(o); err != nil {
+				return nil, err
+			}
 			return e, nil
 		}
 		select {
@@ -148,6 +152,19 @@ func Start(ctx context.Context, o ExportOptions) (*Export, error) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// serialize has the kernel send the export one request at a time (see
+// serialize.go): required to write through it, which is refused when it
+// cannot be done, and done for reads too (they are faster so).
+func (e *Export) serialize(o ExportOptions) error {
+	err := serialize(e.Path(), filepath.Dir(o.File))
+	if err == nil || o.ReadOnly {
+		return nil
+	}
+	e.Stop()
+	return &hint.Error{Subject: o.Image, Err: fmt.Errorf("cannot write through qemu-storage-daemon's FUSE export safely: %w", err),
+		Fix: "qemu-storage-daemon's FUSE export corrupts parallel writes (QEMU before 10.1): pass {ReadOnly}, or convert the image to raw with qemu-img convert -O raw"}
 }
 
 // createOverlay makes the snapshot's qcow2 overlay, its backing file the

@@ -33,12 +33,27 @@ type Loop struct {
 	dev  *os.File
 }
 
+// LoopOption configures a loop device as AttachLoop attaches it.
+type LoopOption func(*unix.LoopConfig)
+
+// WithDirectIO has the loop device read and write its file with direct
+// I/O (LO_FLAGS_DIRECT_IO), not through the file's page cache: for a file
+// that is itself an export (qemu-storage-daemon's FUSE file), whose
+// requests FUSE then sends as background requests, which the export's
+// connection takes one at a time (runtime/image: a FUSE export of QEMU
+// before 10.1 corrupts parallel writes). Sequential reads of the fixture's
+// export so: 30-32 ms against 91-98 buffered (the raw image's loop device
+// 23-33). Where the file takes no direct I/O the kernel stays buffered.
+func WithDirectIO() LoopOption {
+	return func(c *unix.LoopConfig) { c.Info.Flags |= unix.LO_FLAGS_DIRECT_IO }
+}
+
 // AttachLoop attaches file to a free loop device, read-only if asked,
 // with the logical sector size the image's partition table was written
 // for (0 or 512: the default; 4096 for a 4Kn disk's image). The device
 // detaches itself once Close is called and nothing else (a mount, a
 // partition in use) holds it.
-func AttachLoop(file string, readOnly bool, sectorSize int) (*Loop, error) {
+func AttachLoop(file string, readOnly bool, sectorSize int, opts ...LoopOption) (*Loop, error) {
 	flag := os.O_RDWR
 	if readOnly {
 		flag = os.O_RDONLY
@@ -73,6 +88,9 @@ func AttachLoop(file string, readOnly bool, sectorSize int) (*Loop, error) {
 		cfg.Info.Flags = unix.LO_FLAGS_AUTOCLEAR | unix.LO_FLAGS_PARTSCAN
 		if readOnly {
 			cfg.Info.Flags |= unix.LO_FLAGS_READ_ONLY
+		}
+		for _, o := range opts {
+			o(&cfg)
 		}
 		copy(cfg.Info.File_name[:], file)
 		err = unix.IoctlLoopConfigure(int(dev.Fd()), &cfg)

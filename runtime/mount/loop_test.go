@@ -73,3 +73,27 @@ func TestDeletePartitionGivesUpOnAUserThatStays(t *testing.T) {
 		t.Fatalf("%v, want a busy error", err)
 	}
 }
+
+// WithDirectIO: the loop device reads its file with direct I/O (the
+// kernel says so in sysfs); without it, through the page cache.
+func TestAttachLoopWithDirectIO(t *testing.T) {
+	testenv.Require(t)
+	img := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(img, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		opts []LoopOption
+		dio  string
+	}{{nil, "0"}, {[]LoopOption{WithDirectIO()}, "1"}} {
+		l, err := AttachLoop(img, true, 0, c.opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join("/sys/block", l.Name, "loop/dio"))
+		l.Close()
+		if err != nil || strings.TrimSpace(string(b)) != c.dio {
+			t.Errorf("options %d: dio %q %v, want %s", len(c.opts), b, err, c.dio)
+		}
+	}
+}

@@ -261,7 +261,12 @@ func (op *Opened) attachRaw(ctx context.Context, t target.Target, to Options, s 
 				Fix: "the image is empty, truncated or damaged; check that it was copied whole"}
 		}
 	}
-	loop, err := mount.AttachLoop(path, to.ReadOnly, table.SectorSize)
+	var loopOpts []mount.LoopOption
+	if op.export != nil {
+		// One request at a time to the export (runtime/image's serialize).
+		loopOpts = append(loopOpts, mount.WithDirectIO())
+	}
+	loop, err := mount.AttachLoop(path, to.ReadOnly, table.SectorSize, loopOpts...)
 	if errors.Is(err, unix.EROFS) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
 		return &hint.Error{Subject: t.Arg, Err: errors.New("the image cannot be opened for writing (a read-only filesystem or file)"),
 			Fix: "pass {ReadOnly} to look at it, {Snapshot} to change a throwaway copy, or copy it somewhere writable"}
