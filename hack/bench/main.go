@@ -29,6 +29,8 @@ import (
 
 	"github.com/nixrescue/nixrescue/hack/fixture"
 	"github.com/nixrescue/nixrescue/runtime/host"
+	"github.com/nixrescue/nixrescue/runtime/image"
+	"github.com/nixrescue/nixrescue/runtime/mount"
 )
 
 type sample struct {
@@ -432,36 +434,31 @@ func imageCases(work, bin, img string) ([]*Case, func(), error) {
 			return nil, func() {}, fmt.Errorf("qemu-img convert: %v %s", err, out)
 		}
 	}
-	export := filepath.Join(work, "export.raw")
-	if err := os.WriteFile(export, nil, 0o600); err != nil {
+	// The export as a session makes it (runtime/image: qemu-storage-daemon,
+	// one request at a time; its loop device with direct I/O), the raw
+	// image's loop device as a session attaches a raw image.
+	e, err := image.Start(context.Background(), image.ExportOptions{Image: qread, Format: image.QCOW2, ReadOnly: true,
+		File: filepath.Join(work, "export.raw"), Log: filepath.Join(work, "export.log")})
+	if err != nil {
 		return nil, func() {}, err
 	}
-	daemon := exec.Command("qemu-storage-daemon", "--blockdev", "driver=file,node-name=f,filename="+qread,
-		"--blockdev", "driver=qcow2,node-name=q,file=f,read-only=on", "--export", "type=fuse,id=e,node-name=q,mountpoint="+export+",writable=off")
-	if err := daemon.Start(); err != nil {
-		return nil, func() {}, fmt.Errorf("qemu-storage-daemon: %w", err)
-	}
-	var loops []string
+	var loops []*mount.Loop
 	stop := func() {
 		for _, l := range loops {
-			exec.Command("losetup", "-d", l).Run()
+			l.Close()
 		}
-		daemon.Process.Signal(syscall.SIGTERM)
-		daemon.Wait()
+		e.Stop()
 	}
-	for i := 0; i < 100; i++ {
-		if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), export) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	for _, f := range []string{img, export} {
-		out, err := exec.Command("losetup", "--find", "--show", "--read-only", f).Output()
+	for _, a := range []struct {
+		file string
+		opts []mount.LoopOption
+	}{{img, nil}, {e.Path(), []mount.LoopOption{mount.WithDirectIO()}}} {
+		l, err := mount.AttachLoop(a.file, true, 0, a.opts...)
 		if err != nil {
 			stop()
-			return nil, func() {}, fmt.Errorf("losetup %s: %v", f, err)
+			return nil, func() {}, err
 		}
-		loops = append(loops, strings.TrimSpace(string(out)))
+		loops = append(loops, l)
 	}
 	read := func(dev string) func(int) sample {
 		return func(int) sample { return timed("dd", "if="+dev, "of=/dev/null", "bs=1M", "iflag=direct") }
@@ -473,8 +470,8 @@ func imageCases(work, bin, img string) ([]*Case, func(), error) {
 		{Name: "nixrescue run IMAGE --snapshot -- true (embedded, whole session)", Group: "image", run: func(int) sample {
 			return timed(bin, "run", img, "--snapshot", "-q", "--backend", "embedded", "--", "true")
 		}},
-		{Name: "read the raw image's loop device (dd, direct)", Group: "image", run: read(loops[0])},
-		{Name: "read the qcow2's export through its loop device (dd, direct)", Group: "image", run: read(loops[1])},
+		{Name: "read the raw image's loop device (dd, direct)", Group: "image", run: read(loops[0].Path)},
+		{Name: "read the qcow2's export through its loop device (dd, direct)", Group: "image", run: read(loops[1].Path)},
 	}, stop, nil
 }
 
