@@ -452,7 +452,7 @@ func imageCases(work, bin, img string) ([]*Case, func(), error) {
 	for _, a := range []struct {
 		file string
 		opts []mount.LoopOption
-	}{{img, nil}, {e.Path(), []mount.LoopOption{mount.WithDirectIO()}}} {
+	}{{img, nil}, {e.Path(), e.LoopOptions()}} {
 		l, err := mount.AttachLoop(a.file, true, 0, a.opts...)
 		if err != nil {
 			stop()

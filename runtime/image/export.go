@@ -189,6 +189,12 @@ func createOverlay(ctx context.Context, o ExportOptions) error {
 // root, in its mount namespace.
 func (e *Export) Path() string { return fmt.Sprintf("/proc/%d/root%s", e.PID, e.File) }
 
+// LoopOptions are how a loop device on the export must be attached: with
+// direct I/O, so that FUSE sends its requests as background requests,
+// which the serialized connection takes one at a time (serialize.go).
+// Buffered, the loop device's reads would go past that limit.
+func (e *Export) LoopOptions() []mount.LoopOption { return []mount.LoopOption{mount.WithDirectIO()} }
+
 // mounted tells whether the export is mounted in the daemon's namespace.
 func (e *Export) mounted() bool {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", e.PID))

@@ -42,7 +42,7 @@ func TestExportTakesParallelWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Stop()
-	loop, err := mount.AttachLoop(e.Path(), false, 0, mount.WithDirectIO())
+	loop, err := mount.AttachLoop(e.Path(), false, 0, e.LoopOptions()...)
 	if err != nil {
 		t.Fatal(err)
 	}

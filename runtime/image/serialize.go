@@ -23,7 +23,7 @@ import (
 //
 // serialize has the kernel send the export one request at a time: the
 // loop device reads and writes the export with direct I/O
-// (mount.WithDirectIO), which FUSE sends as background requests, and the
+// (Export.LoopOptions), which FUSE sends as background requests, and the
 // connection's max_background is set to 1 (fusectl), so that the kernel
 // holds every further one back until the daemon has answered. Sequential
 // reads are faster so too (the loop device no longer caches what FUSE

@@ -37,13 +37,11 @@ type Loop struct {
 type LoopOption func(*unix.LoopConfig)
 
 // WithDirectIO has the loop device read and write its file with direct
-// I/O (LO_FLAGS_DIRECT_IO), not through the file's page cache: for a file
-// that is itself an export (qemu-storage-daemon's FUSE file), whose
-// requests FUSE then sends as background requests, which the export's
-// connection takes one at a time (runtime/image: a FUSE export of QEMU
-// before 10.1 corrupts parallel writes). Sequential reads of the fixture's
-// export so: 30-32 ms against 91-98 buffered (the raw image's loop device
-// 23-33). Where the file takes no direct I/O the kernel stays buffered.
+// I/O (LO_FLAGS_DIRECT_IO), not through the file's page cache. For an
+// export (runtime/image's Export.LoopOptions): sequential reads of the
+// fixture's export so take 30-32 ms against 91-98 buffered (the raw
+// image's loop device 23-33). Where the file takes no direct I/O the
+// kernel stays buffered.
 func WithDirectIO() LoopOption {
 	return func(c *unix.LoopConfig) { c.Info.Flags |= unix.LO_FLAGS_DIRECT_IO }
 }

@@ -263,8 +263,7 @@ func (op *Opened) attachRaw(ctx context.Context, t target.Target, to Options, s 
 	}
 	var loopOpts []mount.LoopOption
 	if op.export != nil {
-		// One request at a time to the export (runtime/image's serialize).
-		loopOpts = append(loopOpts, mount.WithDirectIO())
+		loopOpts = op.export.LoopOptions()
 	}
 	loop, err := mount.AttachLoop(path, to.ReadOnly, table.SectorSize, loopOpts...)
 	if errors.Is(err, unix.EROFS) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
