@@ -116,13 +116,11 @@ func (d *Dir) readClaim(k target.Key) (Claim, error) {
 	return c, json.Unmarshal(b, &c)
 }
 
-// releaseClaims removes the session's claim files and lets them go:
+// ReleaseClaims removes the session's claim files and lets them go:
 // removed while still locked, so that nobody takes a file that is about
-// to vanish for a claim (lockClaim checks that it is still there).
-// ReleaseClaims lets the session's claims go (End does too).
-func (s *Session) ReleaseClaims() { s.releaseClaims() }
-
-func (s *Session) releaseClaims() {
+// to vanish for a claim (lockClaim checks that it is still there). End
+// does it too; safe to call more than once.
+func (s *Session) ReleaseClaims() {
 	for _, f := range s.claims {
 		_ = os.Remove(f.Name())
 		f.Close()

@@ -207,7 +207,7 @@ func (s *Session) State() *Dir { return s.dir }
 // (and the shared ones when no other session uses them). What it made in
 // the target must be undone first.
 func (s *Session) End() error {
-	s.releaseClaims()
+	s.ReleaseClaims()
 	if s.lock != nil {
 		s.lock.Close()
 		s.lock = nil

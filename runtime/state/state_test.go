@@ -38,12 +38,12 @@ func TestClaims(t *testing.T) {
 	if err.Error() != "link.img: in use by nixrescue (pid 11, session "+a.ID+", on /images/disk.img): wait for that session to end (one session per disk or image, under whatever name)" {
 		t.Errorf("message: %s", err)
 	}
-	b.releaseClaims()
-	a.releaseClaims()
+	b.ReleaseClaims()
+	a.ReleaseClaims()
 	if err := b.Claim("link.img", "/images/link.img", keys); err != nil {
 		t.Fatalf("after the first let go: %v", err)
 	}
-	b.releaseClaims()
+	b.ReleaseClaims()
 	if entries, _ := os.ReadDir(st.claimsDir()); len(entries) != 0 {
 		t.Errorf("claim files left: %v", entries)
 	}
@@ -61,7 +61,7 @@ func TestClaims(t *testing.T) {
 	if err := a.Claim("disk.img", "/images/disk.img", []target.Key{"file-5-6"}); err != nil {
 		t.Errorf("a claim a sweep looked at: %v", err)
 	}
-	a.releaseClaims()
+	a.ReleaseClaims()
 	// A claim file left by a killed session (nobody holds its lock) is
 	// removed by the next session's sweep.
 	if err := os.WriteFile(filepath.Join(st.claimsDir(), "file-3-4"), []byte(`{"session":"dead"}`), 0o600); err != nil {
