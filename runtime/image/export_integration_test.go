@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nixrescue/nixrescue/hack/testenv"
+	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/mount"
 )
 
@@ -42,6 +45,7 @@ func TestExportTakesParallelWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Stop()
+	noFusectlLeft(t, dir)
 	loop, err := mount.AttachLoop(e.Path(), false, 0, e.LoopOptions()...)
 	if err != nil {
 		t.Fatal(err)
@@ -64,6 +68,43 @@ func TestExportTakesParallelWrites(t *testing.T) {
 	}
 	if i := mismatch(got, data); i >= 0 {
 		t.Fatalf("the image differs from what was written through the export, from byte %d on", i)
+	}
+}
+
+// TestUnserializedExportIsNotWritten: an export whose FUSE connection
+// cannot be set to one request at a time is refused for writing, in one
+// error that says what to do instead, and read-only it goes on; the
+// fusectl mounted for the attempt is gone either way.
+func TestUnserializedExportIsNotWritten(t *testing.T) {
+	testenv.Require(t)
+	dir := t.TempDir()
+	// An ordinary file where the export would be: no FUSE connection.
+	file := filepath.Join(dir, "export.raw")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := &Export{PID: os.Getpid(), File: file}
+	err := e.serialize(ExportOptions{Image: "disk.qcow2", File: file})
+	var he *hint.Error
+	if !errors.As(err, &he) || !strings.Contains(he.Err.Error(), "cannot write through qemu-storage-daemon's FUSE export safely") ||
+		!strings.Contains(he.Fix, "{ReadOnly}") || he.Subject != "disk.qcow2" {
+		t.Errorf("writable: %#v", err)
+	}
+	if err := e.serialize(ExportOptions{Image: "disk.qcow2", File: file, ReadOnly: true}); err != nil {
+		t.Errorf("read-only: %v", err)
+	}
+	noFusectlLeft(t, dir)
+}
+
+// noFusectlLeft fails t when serialize left its fusectl mounted, or its
+// directory in dir.
+func noFusectlLeft(t *testing.T, dir string) {
+	t.Helper()
+	if left, _ := filepath.Glob(filepath.Join(dir, "fusectl-*")); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+	if mi, _ := os.ReadFile("/proc/self/mountinfo"); bytes.Contains(mi, []byte(" fusectl ")) {
+		t.Error("fusectl is still mounted")
 	}
 }
 
