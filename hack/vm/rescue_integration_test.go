@@ -181,6 +181,20 @@ type report struct {
 	} `json:"disk_aliases"`
 }
 
+// systemdBootInstalled checks a rebuild (step name) that installed
+// systemd-boot: bootctl made its NVRAM entry, and the ESP (the listing of
+// step esp) has the loader efi and generation 3's entry.
+func systemdBootInstalled(t *testing.T, steps map[string]vm.Step, name, esp, efi string) {
+	t.Helper()
+	rebuilt(t, steps, name, "systemd-boot")
+	if s := step(t, steps, name); !strings.Contains(s.Stdout+s.Stderr, `Created EFI boot entry "Linux Boot Manager"`) {
+		t.Errorf("bootctl made no boot entry:\n%s", s.Stderr)
+	}
+	if f := step(t, steps, esp).Stdout; !strings.Contains(f, "/mnt/EFI/systemd/"+efi) || !strings.Contains(f, "/mnt/loader/entries/nixos-generation-3.conf") {
+		t.Errorf("the ESP after the rebuild:\n%s", f)
+	}
+}
+
 func rebuilt(t *testing.T, steps map[string]vm.Step, name, kind string) report {
 	t.Helper()
 	s := wantExit(t, steps, name, 0)
@@ -332,16 +346,10 @@ unchanged uefi
 	if strings.Contains(hw, "isContainer") {
 		t.Errorf("hardware-config takes the session for a container:\n%s", hw)
 	}
-	rebuilt(t, steps, "rebuild-systemd-boot", "systemd-boot")
-	if s := steps["rebuild-systemd-boot"]; !strings.Contains(s.Stdout+s.Stderr, `Created EFI boot entry "Linux Boot Manager"`) {
-		t.Errorf("bootctl made no boot entry:\n%s", s.Stderr)
-	}
+	systemdBootInstalled(t, steps, "rebuild-systemd-boot", "esp-systemd-boot", "systemd-bootx64.efi")
 	rebuilt(t, steps, "rebuild-grub", "grub-efi")
 	if e := step(t, steps, "efibootmgr").Stdout; !strings.Contains(e, "Linux Boot Manager") || !strings.Contains(e, "NixOS-boot-efi") {
 		t.Errorf("the NVRAM lacks the entries bootctl and grub-install made:\n%s", e)
-	}
-	if f := step(t, steps, "esp-systemd-boot").Stdout; !strings.Contains(f, "/mnt/EFI/systemd/systemd-bootx64.efi") || !strings.Contains(f, "/mnt/loader/entries/nixos-generation-3.conf") {
-		t.Errorf("the ESP after the rebuild:\n%s", f)
 	}
 	system3 := strings.TrimSpace(wantExit(t, steps, "system-3", 0).Stdout)
 	wantExit(t, steps, "unchanged-uefi", 0)
