@@ -1,0 +1,47 @@
+package nbd
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+// TestDevicesFromSysfs: free devices are those without a pid (no
+// connection), lowest first; Serving finds connected devices by the
+// backend the kernel records; Index reads a device's number.
+func TestDevicesFromSysfs(t *testing.T) {
+	sysBlock = t.TempDir()
+	defer func() { sysBlock = "/sys/block" }()
+	mk := func(name string, files map[string]string) {
+		d := filepath.Join(sysBlock, name)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for f, v := range files {
+			if err := os.WriteFile(filepath.Join(d, f), []byte(v), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	mk("nbd10", nil)
+	mk("nbd2", map[string]string{"pid": "77\n", "backend": "/run/nixrescue/sessions/a/export.nbd\n"})
+	mk("nbd0", nil)
+	mk("nbd1", map[string]string{"pid": "78\n", "backend": "/run/nixrescue/sessions/b/export.nbd\n"})
+	mk("nbd3", map[string]string{"backend": "/run/nixrescue/sessions/a/export.nbd\n"}) // disconnected
+	mk("loop0", nil)
+	if got := freeDevices(); !slices.Equal(got, []int{0, 3, 10}) {
+		t.Errorf("free devices %v, want [0 3 10]", got)
+	}
+	if got := Serving("/run/nixrescue/sessions/a/export.nbd"); !slices.Equal(got, []string{"/dev/nbd2"}) {
+		t.Errorf("serving a: %v, want [/dev/nbd2]", got)
+	}
+	if !Connected("/dev/nbd1") || Connected("/dev/nbd0") || !RecordsBackend("/dev/nbd1") || RecordsBackend("/dev/nbd0") {
+		t.Error("Connected or RecordsBackend misread sysfs")
+	}
+	for dev, want := range map[string]int{"/dev/nbd12": 12, "nbd0": 0, "/dev/loop1": -1, "/dev/nbd": -1, "/dev/nbd1p2": -1} {
+		if got := Index(dev); got != want {
+			t.Errorf("Index(%s) = %d, want %d", dev, got, want)
+		}
+	}
+}
