@@ -380,6 +380,9 @@ func writePS(w io.Writer, r *commands.PSReport) error {
 		if s.Disk != "" {
 			target += " on " + s.Disk
 		}
+		if e := s.Export; e != nil && e.Via != "" {
+			target += " (" + strings.TrimSpace(e.Via+" export "+e.Device) + ")"
+		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.PID, printable(who), s.Started.Local().Format("15:04:05"), dash(s.Phase), dash(s.Backend), printable(target))
 	}
 	tw.Flush()

@@ -37,6 +37,17 @@ type SessionInfo struct {
 	Started  time.Time `json:"started"`
 	// Phase is attaching, mounting, running, booting or tearing down.
 	Phase string `json:"phase"`
+	// Export is qemu-storage-daemon's export of an image (or snapshot)
+	// the session reads.
+	Export *ExportInfo `json:"export,omitempty"`
+}
+
+// ExportInfo is a session's export: how it is reached (nbd, fuse; empty
+// while it starts), its daemon's PID and the kernel's nbd device.
+type ExportInfo struct {
+	Via    string `json:"via,omitempty"`
+	PID    int    `json:"pid,omitempty"`
+	Device string `json:"device,omitempty"`
 }
 
 // PS lists the running sessions of the state directory stateDir ("" is
@@ -65,8 +76,12 @@ func PS(stateDir string, g *policy.Grant) (*PSReport, error) {
 			cmd = []string{}
 		}
 		t := target.Target{Arg: cmp.Or(j.TargetArg, j.Target), Path: j.Target, Kind: target.Kind(j.TargetKind)}
-		r.Sessions = append(r.Sessions, SessionInfo{ID: id, PID: j.PID, Target: t, Disk: j.Disk, Backend: j.Backend,
-			UID: j.UID, SudoUser: j.SudoUser, SudoUID: j.SudoUID, Command: cmd, Started: j.Started, Phase: j.Phase})
+		info := SessionInfo{ID: id, PID: j.PID, Target: t, Disk: j.Disk, Backend: j.Backend,
+			UID: j.UID, SudoUser: j.SudoUser, SudoUID: j.SudoUID, Command: cmd, Started: j.Started, Phase: j.Phase}
+		if e := j.Export; e != nil {
+			info.Export = &ExportInfo{Via: e.Via, PID: e.PID, Device: e.Device}
+		}
+		r.Sessions = append(r.Sessions, info)
 	}
 	sort.Slice(r.Sessions, func(a, b int) bool { return r.Sessions[a].Started.Before(r.Sessions[b].Started) })
 	return r, nil

@@ -18,6 +18,7 @@ import (
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/internal/hosttool"
 	"github.com/nixrescue/nixrescue/runtime/mount"
+	"github.com/nixrescue/nixrescue/runtime/nbd"
 )
 
 // ExportOptions say how an image is exported.
@@ -39,14 +40,24 @@ type ExportOptions struct {
 	// File is where the raw content appears: it is made, empty, and the
 	// export is mounted on it.
 	File string
+	// Socket, when set, is where an NBD export listens (a unix socket
+	// made here), used instead of the FUSE export where the kernel has
+	// nbd.
+	Socket string
 	// Log takes the daemon's messages.
 	Log string
 }
 
-// Export is a running qemu-storage-daemon and its FUSE export.
+// Export is a running qemu-storage-daemon and its export: a FUSE export
+// mounted on File, or an NBD export listening on Socket, which the kernel
+// serves as Device once attached.
 type Export struct {
-	PID  int    `json:"pid"`
-	File string `json:"file"`
+	PID    int
+	File   string
+	Socket string
+	Device string
+	// conn is the NBD connection until the kernel takes it (Attach).
+	conn *nbd.Conn
 	p    hosttool.Process
 	done chan error
 }
@@ -64,8 +75,10 @@ func fuseReady() error {
 }
 
 // args are the daemon's: the image's nodes (file, then format), the
-// overlay's when there is one, and the FUSE export of the top node.
-func (o ExportOptions) args() []string {
+// overlay's when there is one, and the export of the top node: over NBD
+// on the listening socket it is given as its descriptor 3, named by the
+// socket's path (which tells a cleanup whose daemon it is), or over FUSE.
+func (o ExportOptions) args(viaNBD bool) []string {
 	proto := "file"
 	if o.Device {
 		proto = "host_device"
@@ -90,32 +103,71 @@ func (o ExportOptions) args() []string {
 	if o.ReadOnly {
 		writable = "off"
 	}
+	if viaNBD {
+		return append(args, "--nbd-server", "addr.type=fd,addr.str=3",
+			"--export", fmt.Sprintf("type=nbd,id=export,node-name=%s,name=%s,writable=%s", top, QemuValue(o.Socket), writable))
+	}
 	return append(args, "--export", fmt.Sprintf("type=fuse,id=export,node-name=%s,mountpoint=%s,writable=%s", top, QemuValue(o.File), writable))
 }
 
 // Start makes the overlay (if asked), starts qemu-storage-daemon and
-// waits for its export to be mounted.
+// waits for its export: an NBD export on Socket where the kernel has nbd
+// (the session then attaches it as /dev/nbdN, Attach), else a FUSE export
+// mounted on File.
 func Start(ctx context.Context, o ExportOptions) (*Export, error) {
 	qsd, err := tool("qemu-storage-daemon")
 	if err != nil {
 		return nil, err
 	}
-	if err := fuseReady(); err != nil {
-		return nil, err
+	viaNBD := o.Socket != "" && nbd.Available() == nil
+	if !viaNBD {
+		if err := fuseReady(); err != nil {
+			return nil, err
+		}
 	}
 	if o.Overlay != "" {
 		if err := createOverlay(ctx, o); err != nil {
 			return nil, err
 		}
 	}
-	if err := os.WriteFile(o.File, nil, 0o600); err != nil {
+	var listener *os.File
+	if viaNBD {
+		if listener, err = listen(o.Socket); err != nil {
+			return nil, err
+		}
+	} else if err := os.WriteFile(o.File, nil, 0o600); err != nil {
 		return nil, fmt.Errorf("make the export file: %w", err)
 	}
+	e, err := startDaemon(ctx, qsd, o, viaNBD, listener)
+	if err != nil {
+		return nil, err
+	}
+	if viaNBD {
+		err = e.handshake(ctx, o)
+	} else {
+		err = e.waitMounted(ctx, o)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// startDaemon starts qemu-storage-daemon, giving it the NBD export's
+// listening socket when there is one.
+func startDaemon(ctx context.Context, qsd string, o ExportOptions, viaNBD bool, listener *os.File) (*Export, error) {
 	logf, err := os.OpenFile(o.Log, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close()
+	d := hosttool.Daemon{Output: logf, OwnGroup: true, OwnMountNamespace: true}
+	if listener != nil {
+		// The daemon's alone: were nixrescue's copy kept, a daemon that
+		// failed would leave a connection waiting on it for ever.
+		defer listener.Close()
+		d.Files = []*os.File{listener}
+	}
 	// Its own process group: a Ctrl-C meant for nixrescue does not end
 	// it under the session; the teardown does. Its own mount namespace
 	// (private), where its FUSE export is mounted: it does not keep the
@@ -124,31 +176,43 @@ func Start(ctx context.Context, o ExportOptions) (*Export, error) {
 	// device on its export; in a namespace of its own, they go with the
 	// session's last process, flushed to the export first, and the
 	// daemon goes after (cleanup).
-	p, err := hosttool.Start(ctx, hosttool.Command{Name: qsd, Args: o.args()}, hosttool.Daemon{Output: logf, OwnGroup: true, OwnMountNamespace: true})
+	p, err := hosttool.Start(ctx, hosttool.Command{Name: qsd, Args: o.args(viaNBD)}, d)
 	if err != nil {
+		if viaNBD {
+			os.Remove(o.Socket)
+		}
 		return nil, err
 	}
-	e := &Export{PID: p.PID(), File: o.File, p: p, done: make(chan error, 1)}
+	e := &Export{PID: p.PID(), p: p, done: make(chan error, 1)}
+	if viaNBD {
+		e.Socket = o.Socket
+	} else {
+		e.File = o.File
+	}
 	go func() { e.done <- p.Wait() }()
+	return e, nil
+}
+
+// waitMounted waits for the daemon to mount its FUSE export, and
+// serializes it.
+func (e *Export) waitMounted(ctx context.Context, o ExportOptions) error {
 	deadline := time.After(30 * time.Second)
 	for {
 		if e.mounted() {
-			if err := e.serialize(o); err != nil {
-				return nil, err
-			}
-			return e, nil
+			return e.serialize(o)
 		}
 		select {
 		case <-e.done:
 			msg, _ := os.ReadFile(o.Log)
 			os.Remove(o.File)
-			return nil, interpret(o.Image, strings.TrimSpace(string(msg)))
+			e.p = nil
+			return interpret(o.Image, strings.TrimSpace(string(msg)))
 		case <-deadline:
 			e.Stop()
-			return nil, fmt.Errorf("qemu-storage-daemon did not export %s within 30 s", o.Image)
+			return fmt.Errorf("qemu-storage-daemon did not export %s within 30 s", o.Image)
 		case <-ctx.Done():
 			e.Stop()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(2 * time.Millisecond):
 			// The daemon mounts its export some 10 ms after its start: a
 			// finer poll than that (of its mountinfo, cheap) saves the
@@ -207,10 +271,20 @@ func (e *Export) mounted() bool {
 }
 
 // Stop ends the daemon (it flushes the image and unmounts its export)
-// and removes the export file.
+// and removes the export file; the kernel's nbd device on an NBD export
+// is disconnected first (whoever used it has closed it).
 func (e *Export) Stop() error {
 	if e == nil || e.p == nil {
 		return nil
+	}
+	var first error
+	if e.conn != nil {
+		e.conn.Close()
+		e.conn = nil
+	}
+	if e.Device != "" {
+		first = nbd.Detach(e.Device)
+		e.Device = ""
 	}
 	_ = e.p.Signal(unix.SIGTERM)
 	select {
@@ -220,41 +294,75 @@ func (e *Export) Stop() error {
 		<-e.done
 	}
 	e.p = nil
-	return removeExportFile(e.File)
+	if err := removeExportFiles(e.File, e.Socket); err != nil && first == nil {
+		first = err
+	}
+	return first
 }
 
-// removeExportFile unmounts an export left mounted (its daemon killed)
-// and removes the file.
-func removeExportFile(file string) error {
-	if m, _ := mount.At(file); m != nil {
-		if err := unix.Unmount(file, unix.MNT_DETACH); err != nil {
-			return fmt.Errorf("unmount the export %s: %w", file, err)
+// removeExportFiles unmounts a FUSE export left mounted (its daemon
+// killed) and removes its file, and an NBD export's socket.
+func removeExportFiles(file, socket string) error {
+	if file != "" {
+		if m, _ := mount.At(file); m != nil {
+			if err := unix.Unmount(file, unix.MNT_DETACH); err != nil {
+				return fmt.Errorf("unmount the export %s: %w", file, err)
+			}
 		}
 	}
-	if err := os.Remove(file); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+	for _, f := range []string{file, socket} {
+		if f == "" {
+			continue
+		}
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
 	}
 	return nil
 }
 
-// StopRecorded ends the daemon a killed session left, if pid is still
-// that daemon (its command line names the export file), and removes its
-// export.
-// A pid of 0 (killed before it was recorded) is looked for.
-func StopRecorded(pid int, file string) error {
-	ours := func(pid int) bool {
-		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		return err == nil && bytes.Contains(cmdline, []byte("qemu-storage-daemon")) && bytes.Contains(cmdline, []byte("mountpoint="+QemuValue(file)+","))
+// Recorded is what a session's journal says of its export.
+type Recorded struct {
+	PID          int
+	File, Socket string
+	Device       string
+}
+
+// ours tells whether process pid is the daemon of export r: its command
+// line names r's export file or socket.
+func (r Recorded) ours(pid int) bool {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && r.cmdlineIsOurs(cmdline)
+}
+
+// cmdlineIsOurs tells whether a process's command line (NUL-separated)
+// is that of export r's daemon.
+func (r Recorded) cmdlineIsOurs(cmdline []byte) bool {
+	if !bytes.Contains(cmdline, []byte("qemu-storage-daemon")) {
+		return false
 	}
+	return r.File != "" && bytes.Contains(cmdline, []byte("mountpoint="+QemuValue(r.File)+",")) ||
+		r.Socket != "" && bytes.Contains(cmdline, []byte(",name="+QemuValue(r.Socket)+","))
+}
+
+// StopRecorded ends the export a killed session left: the kernel's nbd
+// devices on it (by the backend the kernel records, or the device
+// recorded), then its daemon, if r.PID is still that daemon, and removes
+// its files. A PID of 0 (killed before it was recorded) is looked for.
+func StopRecorded(r Recorded) error {
+	if err := detachRecorded(r); err != nil {
+		return err
+	}
+	pid := r.PID
 	if pid == 0 {
 		procs, _ := filepath.Glob("/proc/[0-9]*")
 		for _, p := range procs {
-			if n, err := strconv.Atoi(filepath.Base(p)); err == nil && ours(n) {
+			if n, err := strconv.Atoi(filepath.Base(p)); err == nil && r.ours(n) {
 				pid = n
 			}
 		}
 	}
-	if pid != 0 && ours(pid) {
+	if pid != 0 && r.ours(pid) {
 		_ = unix.Kill(pid, unix.SIGTERM)
 		deadline := time.Now().Add(15 * time.Second)
 		for {
@@ -270,5 +378,5 @@ func StopRecorded(pid int, file string) error {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	return removeExportFile(file)
+	return removeExportFiles(r.File, r.Socket)
 }

@@ -110,7 +110,16 @@ type Info struct {
 	InUse bool `json:"in_use"`
 	// Overlay is the snapshot's overlay, when the session has one.
 	Overlay string `json:"overlay,omitempty"`
+	// Via is how the session reads it: qemu-storage-daemon's export
+	// over NBD (ViaNBD) or FUSE (ViaFUSE).
+	Via string `json:"export,omitempty"`
 }
+
+// How an export is reached (Info.Via).
+const (
+	ViaNBD  = "nbd"
+	ViaFUSE = "fuse"
+)
 
 // Backing is an image a qcow2 image is layered on.
 type Backing struct {

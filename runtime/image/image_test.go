@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -38,5 +39,52 @@ func TestInUse(t *testing.T) {
 	}
 	if InUse(filepath.Join(t.TempDir(), "missing.img")) {
 		t.Fatal("a missing file is in use")
+	}
+}
+
+// TestDaemonArgs: the daemon's export is over NBD on descriptor 3 (its
+// server before the export, which names the socket: cleanup finds the
+// daemon by it) or over FUSE on the file, writable as asked, of the
+// overlay's node when there is one; commas in paths are escaped.
+func TestDaemonArgs(t *testing.T) {
+	o := ExportOptions{Image: "/i/a,b.qcow2", Format: QCOW2, File: "/s/export.raw", Socket: "/s/export.nbd"}
+	nbdArgs := strings.Join(o.args(true), " ")
+	for _, want := range []string{"filename=/i/a,,b.qcow2,", "--nbd-server addr.type=fd,addr.str=3 --export type=nbd,id=export,node-name=image,name=/s/export.nbd,writable=on"} {
+		if !strings.Contains(nbdArgs, want) {
+			t.Errorf("NBD args lack %q:\n%s", want, nbdArgs)
+		}
+	}
+	if strings.Contains(nbdArgs, "fuse") {
+		t.Errorf("NBD args name FUSE:\n%s", nbdArgs)
+	}
+	o.ReadOnly, o.Overlay = false, "/s/overlay.qcow2"
+	fuseArgs := strings.Join(o.args(false), " ")
+	if !strings.HasSuffix(fuseArgs, "--export type=fuse,id=export,node-name=overlay,mountpoint=/s/export.raw,writable=on") || strings.Contains(fuseArgs, "nbd") {
+		t.Errorf("FUSE args:\n%s", fuseArgs)
+	}
+	o.Overlay, o.ReadOnly = "", true
+	if a := strings.Join(o.args(true), " "); !strings.HasSuffix(a, "writable=off") || !strings.Contains(a, "read-only=on") {
+		t.Errorf("read-only NBD args:\n%s", a)
+	}
+}
+
+// TestRecordedDaemonIsKnownByItsExport: a cleanup ends a process only
+// when its command line names the recorded export's file or socket.
+func TestRecordedDaemonIsKnownByItsExport(t *testing.T) {
+	o := ExportOptions{Image: "/i/disk.qcow2", Format: QCOW2, File: "/s/export.raw", Socket: "/s/export.nbd"}
+	for _, c := range []struct {
+		viaNBD bool
+		r      Recorded
+		ours   bool
+	}{
+		{true, Recorded{File: o.File, Socket: o.Socket}, true},
+		{false, Recorded{File: o.File, Socket: o.Socket}, true},
+		{true, Recorded{File: o.File, Socket: "/other/export.nbd"}, false},
+		{false, Recorded{File: "/other/export.raw", Socket: o.Socket}, false},
+	} {
+		cmdline := []byte("qemu-storage-daemon\x00" + strings.Join(o.args(c.viaNBD), "\x00") + "\x00")
+		if got := c.r.cmdlineIsOurs(cmdline); got != c.ours {
+			t.Errorf("via NBD %v, recorded %+v: ours %v, want %v", c.viaNBD, c.r, got, c.ours)
+		}
 	}
 }

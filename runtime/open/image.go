@@ -1,47 +1,66 @@
 package open
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/image"
+	"github.com/nixrescue/nixrescue/runtime/mount"
 	"github.com/nixrescue/nixrescue/runtime/state"
 	"github.com/nixrescue/nixrescue/runtime/target"
+	"golang.org/x/sys/unix"
 )
 
-// exportImage has qemu-storage-daemon export the image t (or the disk,
-// for a snapshot of one) as a raw file in the session's directory, behind
-// a qcow2 overlay with Snapshot, and returns that file's path. An image a
+// openExported has qemu-storage-daemon export the image t (or the disk,
+// for a snapshot of one) behind a qcow2 overlay with Snapshot, and
+// attaches the export: the kernel's nbd device on its NBD export where
+// the kernel has nbd, else a loop device on its FUSE export's file.
+func (op *Opened) openExported(ctx context.Context, t target.Target, to Options, s *Session, format image.Format, device bool) error {
+	if err := op.exportImage(ctx, t, to, s, format, device); err != nil {
+		return err
+	}
+	if r := op.export.ReaderAt(); r != nil {
+		return op.attachNBD(ctx, t, to, s, r)
+	}
+	return op.attachRaw(ctx, t, to, s, op.export.Path())
+}
+
+// exportImage starts qemu-storage-daemon's export of the image t (or the
+// disk) as its raw content, in the session's directory. An image a
 // running VM holds is refused unless it is only read (ReadOnly, or
 // Snapshot).
-func (op *Opened) exportImage(ctx context.Context, t target.Target, to Options, s *Session, format image.Format, device bool) (string, error) {
+func (op *Opened) exportImage(ctx context.Context, t target.Target, to Options, s *Session, format image.Format, device bool) error {
 	src, info, inspected, err := op.imageFacts(ctx, t, to, format, device)
 	if err != nil {
-		return "", err
+		return err
 	}
 	if info.InUse && !to.ReadOnly && !to.Snapshot {
-		return "", image.InUseError(t.Arg)
+		return image.InUseError(t.Arg)
 	}
 	if info.InUse {
 		op.warn("another program (a running VM?) is using %s: what the session sees may change under it", t.Path)
 	}
 	overlay, keep, err := overlayPath(to, s)
 	if err != nil {
-		return "", err
+		return err
 	}
-	file := filepath.Join(s.State.Dir(), "export.raw")
+	file, socket := filepath.Join(s.State.Dir(), "export.raw"), filepath.Join(s.State.Dir(), "export.nbd")
 	// Recorded first: a cleanup after a crash finds the daemon by its
 	// export, and the overlay.
-	rec := &state.Export{File: file, Overlay: overlay, KeepOverlay: keep}
+	rec := &state.Export{File: file, Socket: socket, Overlay: overlay, KeepOverlay: keep}
 	if err := s.State.Record(func(j *state.Journal) { j.Export = rec }); err != nil {
-		return "", err
+		return err
 	}
 	op.overlay, op.keepOverlay = overlay, keep
 	e, err := image.Start(ctx, image.ExportOptions{Image: src, Format: info.Format, Device: device, ReadOnly: to.ReadOnly,
-		Overlay: overlay, Size: info.VirtualSize, Share: info.InUse, File: file, Log: filepath.Join(s.State.Dir(), "qemu-storage-daemon.log")})
+		Overlay: overlay, Size: info.VirtualSize, Share: info.InUse, File: file, Socket: socket, Log: filepath.Join(s.State.Dir(), "qemu-storage-daemon.log")})
 	// qemu-img's view of the image (its backing chain; a damaged or
 	// incomplete image said plainly) was read meanwhile.
 	if res := <-inspected; res.err != nil {
@@ -50,7 +69,7 @@ func (op *Opened) exportImage(ctx context.Context, t target.Target, to Options, 
 			os.Remove(overlay) // made for this session, which did not start
 			op.overlay = ""
 		}
-		return "", res.err
+		return res.err
 	} else if res.info != nil {
 		info.Backing, info.VirtualSize = res.info.Backing, res.info.VirtualSize
 	}
@@ -62,18 +81,57 @@ func (op *Opened) exportImage(ctx context.Context, t target.Target, to Options, 
 		// About the image as the user named it.
 		var he *hint.Error
 		if errors.As(err, &he) {
-			return "", &hint.Error{Subject: t.Arg, Err: he.Err, Fix: he.Fix}
+			return &hint.Error{Subject: t.Arg, Err: he.Err, Fix: he.Fix}
 		}
-		return "", &hint.Error{Subject: t.Arg, Err: err}
+		return &hint.Error{Subject: t.Arg, Err: err}
 	}
 	op.export = e
-	if err := s.State.Record(func(j *state.Journal) { j.Export.PID = e.PID }); err != nil {
-		return "", err
+	if err := s.State.Record(func(j *state.Journal) { j.Export.PID, j.Export.Via = e.PID, e.Via() }); err != nil {
+		return err
 	}
-	info.Overlay = overlay
+	info.Overlay, info.Via = overlay, e.Via()
 	op.Format = &info
-	return e.Path(), nil
+	return nil
 }
+
+// attachNBD has the kernel attach the NBD export as a block device, with
+// the logical sector size its partition table was written for (read
+// through the export first), and takes its partitions.
+func (op *Opened) attachNBD(ctx context.Context, t target.Target, to Options, s *Session, r io.ReaderAt) error {
+	size := op.export.Size()
+	table, err := target.ReadTable(readerFile{io.NewSectionReader(r, 0, size)}, size, 0)
+	if err != nil {
+		return &hint.Error{Subject: t.Arg, Err: err}
+	}
+	dev, err := op.export.Attach(cmp.Or(table.SectorSize, 512))
+	if err != nil {
+		return fmt.Errorf("attach %s: %w", t.Arg, err)
+	}
+	if err := s.State.Record(func(j *state.Journal) { j.Export.Device = dev }); err != nil {
+		return err
+	}
+	flag := os.O_RDWR
+	if to.ReadOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(dev, flag|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s (the export of %s): %w", dev, t.Arg, err)
+	}
+	op.Disk, op.diskDev = dev, f
+	op.dmParts = !to.ReadOnly && table.Type != "" && mount.DMPartitionsAvailable() == nil
+	if table.Type == "" {
+		return op.bareFilesystem(ctx, t, dev, size)
+	}
+	return op.useTable(ctx, table, s)
+}
+
+// readerFile is an export read before it is attached, as the partition
+// table's parser takes a disk.
+type readerFile struct{ *io.SectionReader }
+
+func (readerFile) Stat() (fs.FileInfo, error) { return nil, errors.ErrUnsupported }
+func (readerFile) Close() error               { return nil }
 
 // inspection is qemu-img's answer about an image, read beside the
 // daemon's start.
@@ -171,11 +229,7 @@ func (op *Opened) snapshotDisk(ctx context.Context, t target.Target, to Options,
 		return &hint.Error{Subject: t.Arg, Err: err}
 	}
 	op.image = f
-	exported, err := op.exportImage(ctx, t, to, s, image.Raw, true)
-	if err != nil {
-		return err
-	}
-	return op.attachRaw(ctx, t, to, s, exported)
+	return op.openExported(ctx, t, to, s, image.Raw, true)
 }
 
 // stopExport ends qemu's export and removes the overlay unless it is

@@ -208,11 +208,7 @@ func (op *Opened) attachImage(ctx context.Context, t target.Target, to Options, 
 	format := image.Detect(f, st.Size())
 	if format != image.Raw || to.Snapshot {
 		// qemu's block layer reads it; the session sees its raw content.
-		exported, err := op.exportImage(ctx, t, to, s, format, false)
-		if err != nil {
-			return err
-		}
-		return op.attachRaw(ctx, t, to, s, exported)
+		return op.openExported(ctx, t, to, s, format, false)
 	}
 	op.Format = &image.Info{Format: image.Raw, VirtualSize: st.Size(), InUse: image.InUse(t.Path)}
 	if op.Format.InUse && !to.ReadOnly {
@@ -250,15 +246,9 @@ func (op *Opened) attachRaw(ctx context.Context, t target.Target, to Options, s 
 		return &hint.Error{Subject: t.Arg, Err: err}
 	}
 	if table.Type == "" {
-		// No table: a filesystem image, or nothing usable. (blkid only
-		// then: it costs an exec and a read of the image.)
-		pr, err := target.ProbeDevice(ctx, path)
-		if err != nil {
+		// No table: a filesystem image, or nothing usable.
+		if err := probeBare(ctx, t, path); err != nil {
 			return err
-		}
-		if pr.Type == "" {
-			return &hint.Error{Subject: t.Arg, Err: errors.New("no partition table and no filesystem found"),
-				Fix: "the image is empty, truncated or damaged; check that it was copied whole"}
 		}
 	}
 	var loopOpts []mount.LoopOption
@@ -288,6 +278,30 @@ func (op *Opened) attachRaw(ctx context.Context, t target.Target, to Options, s 
 		return nil
 	}
 	return op.useTable(ctx, table, s)
+}
+
+// probeBare says whether a disk (or image) without a partition table has
+// a filesystem: blkid only then, since it costs an exec and a read.
+func probeBare(ctx context.Context, t target.Target, path string) error {
+	pr, err := target.ProbeDevice(ctx, path)
+	if err != nil {
+		return err
+	}
+	if pr.Type == "" {
+		return &hint.Error{Subject: t.Arg, Err: errors.New("no partition table and no filesystem found"),
+			Fix: "the image is empty, truncated or damaged; check that it was copied whole"}
+	}
+	return nil
+}
+
+// bareFilesystem takes a disk without a partition table, probed for a
+// filesystem, as the one "partition".
+func (op *Opened) bareFilesystem(ctx context.Context, t target.Target, dev string, size int64) error {
+	if err := probeBare(ctx, t, dev); err != nil {
+		return err
+	}
+	op.Partitions = []target.Partition{{Number: 0, Device: dev, Size: size}}
+	return nil
 }
 
 // useTable takes the partitions of a table read from the disk, and says

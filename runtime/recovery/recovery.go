@@ -229,7 +229,7 @@ func UndoExport(j state.Journal) error {
 	if j.Export == nil {
 		return nil
 	}
-	if err := image.StopRecorded(j.Export.PID, j.Export.File); err != nil {
+	if err := image.StopRecorded(image.Recorded{PID: j.Export.PID, File: j.Export.File, Socket: j.Export.Socket, Device: j.Export.Device}); err != nil {
 		return err
 	}
 	if j.Export.Overlay != "" && !j.Export.KeepOverlay {

@@ -87,11 +87,16 @@ type VM struct {
 }
 
 // Export is a session's qemu-storage-daemon: its PID (0 until it runs),
-// the file its export is mounted on, and the snapshot's overlay, removed
-// after a crash unless kept (--snapshot-out).
+// the file its FUSE export is mounted on or the socket of its NBD export
+// (both named before it starts, which one it is after: Via), the kernel's
+// nbd device on the NBD export, and the snapshot's overlay, removed after
+// a crash unless kept (--snapshot-out).
 type Export struct {
 	PID         int    `json:"pid,omitempty"`
 	File        string `json:"file"`
+	Socket      string `json:"socket,omitempty"`
+	Via         string `json:"via,omitempty"`
+	Device      string `json:"device,omitempty"`
 	Overlay     string `json:"overlay,omitempty"`
 	KeepOverlay bool   `json:"keep_overlay,omitempty"`
 }

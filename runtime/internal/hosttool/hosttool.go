@@ -129,6 +129,9 @@ type Daemon struct {
 	// nixrescue does not reach it. OwnMountNamespace gives it a private
 	// mount namespace of its own.
 	OwnGroup, OwnMountNamespace bool
+	// Files are given to it as its descriptors 3, 4, …: a listening
+	// socket it serves, made by nixrescue.
+	Files []*os.File
 }
 
 // Process is a started program.
@@ -182,6 +185,7 @@ func (Exec) Start(c Command, d Daemon) (Process, error) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.Stdin, d.Output, d.Output
 	cmd.Env = append(append(os.Environ(), "LC_ALL=C"), c.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: d.OwnGroup}
+	cmd.ExtraFiles = d.Files
 	if d.OwnMountNamespace {
 		cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
 	}
