@@ -77,14 +77,17 @@ func Detect(f io.ReaderAt, size int64) Format {
 }
 
 // QCOW2Header is what a qcow2 image's header says, read without qemu:
-// its virtual size, and whether it is encrypted (crypt_method).
+// its virtual size, whether it is encrypted (crypt_method), and whether it
+// has a backing file (a non-zero backing_file_offset).
 type QCOW2Header struct {
 	VirtualSize int64
 	Encrypted   bool
+	Backed      bool
 }
 
 // ReadQCOW2Header reads the header of a qcow2 image (QEMU's qcow2.txt:
-// big-endian, the size at byte 24, crypt_method at 32).
+// big-endian, backing_file_offset at byte 8, the size at 24, crypt_method
+// at 32).
 func ReadQCOW2Header(f io.ReaderAt) (QCOW2Header, error) {
 	b := make([]byte, 36)
 	if _, err := f.ReadAt(b, 0); err != nil {
@@ -93,7 +96,8 @@ func ReadQCOW2Header(f io.ReaderAt) (QCOW2Header, error) {
 	if !bytes.HasPrefix(b, []byte("QFI\xfb")) {
 		return QCOW2Header{}, errors.New("not a qcow2 image")
 	}
-	return QCOW2Header{VirtualSize: int64(binary.BigEndian.Uint64(b[24:])), Encrypted: binary.BigEndian.Uint32(b[32:]) != 0}, nil
+	return QCOW2Header{VirtualSize: int64(binary.BigEndian.Uint64(b[24:])), Encrypted: binary.BigEndian.Uint32(b[32:]) != 0,
+		Backed: binary.BigEndian.Uint64(b[8:]) != 0}, nil
 }
 
 // Info is what qemu-img says of an image.

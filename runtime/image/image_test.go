@@ -3,10 +3,12 @@ package image
 import (
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/nixrescue/nixrescue/hack/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -85,6 +87,31 @@ func TestRecordedDaemonIsKnownByItsExport(t *testing.T) {
 		cmdline := []byte("qemu-storage-daemon\x00" + strings.Join(o.args(c.viaNBD), "\x00") + "\x00")
 		if got := c.r.cmdlineIsOurs(cmdline); got != c.ours {
 			t.Errorf("via NBD %v, recorded %+v: ours %v, want %v", c.viaNBD, c.r, got, c.ours)
+		}
+	}
+}
+
+// TestQCOW2HeaderSaysBacked: the header read without qemu tells an
+// overlay (a backing file) from a standalone qcow2, so that a session
+// asks qemu-img for the backing chain only when there is one.
+func TestQCOW2HeaderSaysBacked(t *testing.T) {
+	testenv.RequireTool(t, "qemu-img")
+	dir := t.TempDir()
+	base, over := filepath.Join(dir, "base.qcow2"), filepath.Join(dir, "over.qcow2")
+	for _, args := range [][]string{{"create", "-q", "-f", "qcow2", base, "64M"}, {"create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, over}} {
+		if out, err := exec.Command("qemu-img", args...).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img %v: %v %s", args, err, out)
+		}
+	}
+	for path, backed := range map[string]bool{base: false, over: true} {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := ReadQCOW2Header(f)
+		f.Close()
+		if err != nil || h.Backed != backed || h.VirtualSize != 64<<20 || h.Encrypted {
+			t.Errorf("%s: %+v, %v; want backed %v, 64 MiB, not encrypted", filepath.Base(path), h, err, backed)
 		}
 	}
 }
