@@ -45,3 +45,20 @@ func TestDevicesFromSysfs(t *testing.T) {
 		}
 	}
 }
+
+// TestUnusedIndex: a new device goes at the lowest index no device has.
+func TestUnusedIndex(t *testing.T) {
+	sysBlock = t.TempDir()
+	defer func() { sysBlock = "/sys/block" }()
+	if got := unusedIndex(0); got != 0 {
+		t.Errorf("no devices: %d, want 0", got)
+	}
+	for _, n := range []string{"nbd0", "nbd1", "nbd3"} {
+		if err := os.Mkdir(filepath.Join(sysBlock, n), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, got3 := unusedIndex(0), unusedIndex(3); got != 2 || got3 != 4 {
+		t.Errorf("unusedIndex(0), (3) = %d, %d; want 2, 4", got, got3)
+	}
+}
