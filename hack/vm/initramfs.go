@@ -385,11 +385,13 @@ step() {
 }
 
 # host_state prints what a session must leave as it found it: mounts,
-# loop devices, device-mapper devices, /run, nixrescue's cgroups, and the
-# programs running other than busybox's own (this script's).
+# loop devices, nbd devices (and which serve a connection), device-mapper
+# devices, /run, nixrescue's cgroups, and the programs running other than
+# busybox's own (this script's).
 host_state() {
   awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { print $5, $(i+1), $(i+2); break } }' /proc/self/mountinfo | sort
   losetup -a 2>/dev/null | sort
+  for d in /sys/block/nbd*; do [ -e "$d" ] && echo "$d" && ls "$d/pid" 2>/dev/null; done
   ls /dev/mapper 2>/dev/null | grep -v '^control$' | sort
   find /run | sort
   find /sys/fs/cgroup -type d -name 'nixrescue*' | sort

@@ -220,24 +220,28 @@ const grubConfiguration = `{ config, pkgs, ... }:
 }
 `
 
-// filesystemWith makes an ext4 filesystem image holding a copy of file
-// (a disk image the rescue host then finds as a file), and returns its
+// filesystemWith makes an ext4 filesystem image holding copies of files
+// (disk images the rescue host then finds as files), and returns its
 // path.
-func filesystemWith(t *testing.T, name, file string) string {
+func filesystemWith(t *testing.T, name string, files ...string) string {
 	t.Helper()
 	dir := filepath.Join(lab.dir, name+".d")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("cp", "--sparse=always", file, dir).CombinedOutput(); err != nil {
-		t.Fatalf("%v %s", err, out)
-	}
-	st, err := os.Stat(file)
-	if err != nil {
-		t.Fatal(err)
+	var size int64
+	for _, file := range files {
+		if out, err := exec.Command("cp", "--sparse=always", file, dir).CombinedOutput(); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+		st, err := os.Stat(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size += st.Size()
 	}
 	p := filepath.Join(lab.dir, name+".img")
-	if out, err := exec.Command("mkfs.ext4", "-q", "-d", dir, p, fmt.Sprintf("%dM", st.Size()>>20+128)).CombinedOutput(); err != nil {
+	if out, err := exec.Command("mkfs.ext4", "-q", "-d", dir, p, fmt.Sprintf("%dM", size>>20+128)).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext4 -d: %v %s", err, out)
 	}
 	os.RemoveAll(dir)
