@@ -19,20 +19,17 @@ import (
 // their libraries), which nixrescue runs to open images.
 func nbdInitramfs(t *testing.T) string {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "initramfs-nbd.cpio.gz")
-	o := vm.InitramfsOptions{Nixrescue: lab.nixrescue,
+	return initramfsWith(t, "nbd", vm.InitramfsOptions{
 		Tools:   append(slices.Clone(vm.DefaultTools), "/usr/bin/qemu-storage-daemon", "/usr/bin/qemu-img"),
-		Modules: append(slices.Clone(vm.DefaultModules), "fuse", "nbd")}
-	if err := vm.BuildInitramfs(lab.kernel, o, out); err != nil {
-		t.Fatal(err)
-	}
-	return out
+		Modules: append(slices.Clone(vm.DefaultModules), "fuse", "nbd")})
 }
 
 // TestImagesThroughNBD (SeaBIOS): on a rescue host whose kernel has nbd,
 // a qcow2 image is read through qemu-storage-daemon's NBD export attached
 // by the kernel (inspect says so), written (its configuration), and
 // rebuilt: GRUB installed on it through device-mapper maps over /dev/nbdN;
+// a 4Kn disk's qcow2 gets a device of 4096-byte sectors, and a bare
+// filesystem's is opened as the device itself;
 // a --snapshot session leaves it byte for byte as it was; ps shows the
 // export and its device; a session killed with SIGKILL leaves its export
 // to cleanup, which disconnects the device and ends the daemon; the host
@@ -50,7 +47,21 @@ func TestImagesThroughNBD(t *testing.T) {
 	if out, err := exec.Command("qemu-img", "convert", "-f", "raw", "-O", "qcow2", seed.Path, q).CombinedOutput(); err != nil {
 		t.Fatalf("qemu-img convert: %v %s", err, out)
 	}
-	scratch := filesystemWith(t, "nbd-scratch", seed.Path, q)
+	// A 4Kn disk and a bare filesystem, as qcow2 (no Nix needed: they
+	// are only looked at).
+	files := []string{seed.Path, q}
+	for _, l := range []fixture.DiskLayout{fixture.Layout4K, fixture.LayoutBare} {
+		img, err := fixture.BuildImage(filepath.Join(lab.dir, "nbd-"+string(l)+".img"), fixture.ImageOptions{Layout: l, Root: fixture.Options{Hostname: "nbd" + strings.ReplaceAll(string(l), "-", "")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lq := filepath.Join(lab.dir, "nbd-"+string(l)+".qcow2")
+		if out, err := exec.Command("qemu-img", "convert", "-f", "raw", "-O", "qcow2", img.Path, lq).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img convert: %v %s", err, out)
+		}
+		files = append(files, lq)
+	}
+	scratch := filesystemWith(t, "nbd-scratch", files...)
 	steps := rescueWith(t, vm.Machine{Firmware: vm.SeaBIOS, Disks: []vm.Disk{{Path: scratch}}}, initramfs, nbdScript)
 	inspectSaysNBD(t, steps)
 	wantExit(t, steps, "image-config", 0)
@@ -66,6 +77,16 @@ func TestImagesThroughNBD(t *testing.T) {
 	psShowsNBD(t, steps)
 	if s := wantExit(t, steps, "killed", 0); !strings.Contains(s.Stdout, "connected: /dev/nbd") || !strings.Contains(s.Stdout, "after cleanup: none\n") {
 		t.Errorf("a killed session's nbd device should be connected until cleanup, then free:\n%s%s", s.Stdout, s.Stderr)
+	}
+	// The 4Kn disk's device has 4096-byte sectors, as its table was
+	// written for; the bare filesystem is the device itself.
+	if s := wantExit(t, steps, "4k-blocksize", 0); strings.TrimSpace(s.Stdout) != "4096" {
+		t.Errorf("the 4Kn qcow2's nbd device: logical block size %q, want 4096", s.Stdout)
+	}
+	for name, host := range map[string]string{"4k": "nbdgpt4k", "bare": "nbdbare"} {
+		if s := wantExit(t, steps, name, 0); strings.TrimSpace(s.Stdout) != host {
+			t.Errorf("%s: hostname %q, want %s\n%s", name, s.Stdout, host, s.Stderr)
+		}
 	}
 	if s := wantExit(t, steps, "unchanged-nbd", 0); s.Stdout != "" {
 		t.Errorf("the rescue host changed: %s", s.Stdout)
@@ -114,6 +135,10 @@ killed() {
   echo "after cleanup: ${c:-none}"
 }
 step killed killed
+blocksize() { held $1; dev=$(connected); cat /sys/block/${dev#/dev/}/queue/logical_block_size; kill -TERM $pid; wait $pid || :; }
+step 4k-blocksize blocksize /mnt/scratch/nbd-gpt-4k.qcow2
+step 4k nixrescue run /mnt/scratch/nbd-gpt-4k.qcow2 --read-only -q --no-activate -- cat /etc/hostname
+step bare nixrescue run /mnt/scratch/nbd-bare.qcow2 --read-only -q --no-activate -- cat /etc/hostname
 unchanged nbd
 readtime() {
   echo 3 > /proc/sys/vm/drop_caches

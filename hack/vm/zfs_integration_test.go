@@ -20,9 +20,16 @@ func zfsInitramfs(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(t.TempDir(), "initramfs-zfs.cpio.gz")
-	o := vm.InitramfsOptions{Nixrescue: lab.nixrescue, DebTools: append(append([]vm.DebTool{}, vm.DefaultDebTools...), vm.ZFSDebTools...),
-		DebLibraries: vm.ZFSLibraries, ExtraModules: mods}
+	return initramfsWith(t, "zfs", vm.InitramfsOptions{DebTools: append(append([]vm.DebTool{}, vm.DefaultDebTools...), vm.ZFSDebTools...),
+		DebLibraries: vm.ZFSLibraries, ExtraModules: mods})
+}
+
+// initramfsWith builds a variant of the rescue host's initramfs (o, with
+// the nixrescue under test) for one test.
+func initramfsWith(t *testing.T, name string, o vm.InitramfsOptions) string {
+	t.Helper()
+	o.Nixrescue = lab.nixrescue
+	out := filepath.Join(t.TempDir(), "initramfs-"+name+".cpio.gz")
 	if err := vm.BuildInitramfs(lab.kernel, o, out); err != nil {
 		t.Fatal(err)
 	}

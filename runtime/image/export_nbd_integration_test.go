@@ -42,14 +42,7 @@ func TestNBDExportHandshakeAndReads(t *testing.T) {
 		t.Fatalf("qemu-img convert: %v %s", err, out)
 	}
 	o := ExportOptions{Image: img, Format: QCOW2, ReadOnly: true, Socket: filepath.Join(dir, "export.nbd"), Log: filepath.Join(dir, "qsd.log")}
-	listener, err := listen(o.Socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := startDaemon(context.Background(), "qemu-storage-daemon", o, true, listener)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := startNBDDaemon(t, o)
 	defer e.Stop()
 	if err := e.handshake(context.Background(), o); err != nil {
 		t.Fatal(err)
@@ -96,6 +89,18 @@ func TestNBDExportRefusesAnUnknownName(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := ExportOptions{Image: img, Format: Raw, ReadOnly: true, Socket: filepath.Join(dir, "export.nbd"), Log: filepath.Join(dir, "qsd.log")}
+	e := startNBDDaemon(t, o)
+	defer e.Stop()
+	_, err := nbd.Dial(o.Socket, "no-such-export")
+	if err == nil || !strings.Contains(err.Error(), "refused the export") {
+		t.Fatalf("got %v, want the server's refusal", err)
+	}
+}
+
+// startNBDDaemon starts qemu-storage-daemon's NBD export as Start does
+// where the kernel has nbd, whether this one has or not.
+func startNBDDaemon(t *testing.T, o ExportOptions) *Export {
+	t.Helper()
 	listener, err := listen(o.Socket)
 	if err != nil {
 		t.Fatal(err)
@@ -104,9 +109,5 @@ func TestNBDExportRefusesAnUnknownName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.Stop()
-	_, err = nbd.Dial(o.Socket, "no-such-export")
-	if err == nil || !strings.Contains(err.Error(), "refused the export") {
-		t.Fatalf("got %v, want the server's refusal", err)
-	}
+	return e
 }
