@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/nixrescue/nixrescue/runtime/commands"
@@ -64,6 +65,25 @@ func TestNearestFlag(t *testing.T) {
 	for typed, want := range map[string]string{"jsn": "json", "josn": "json", "read-onyl": "read-only", "roo": "root", "mount-miss": "mount-missing", "zzzzzz": ""} {
 		if got := nearestFlag(inspect, typed); got != want {
 			t.Errorf("--%s: got --%s, want --%s", typed, got, want)
+		}
+	}
+}
+
+// TestPSShowsTheExport: ps's table names how a session's image is read
+// (the NBD export and its device, or FUSE), and nothing for a disk.
+func TestPSShowsTheExport(t *testing.T) {
+	r := &commands.PSReport{Sessions: []commands.SessionInfo{
+		{ID: "nixrescue-a", Target: nrtarget.Target{Arg: "vm.qcow2"}, Disk: "image /srv/vm.qcow2", Export: &commands.ExportInfo{Via: "nbd", PID: 7, Device: "/dev/nbd16"}},
+		{ID: "nixrescue-b", Target: nrtarget.Target{Arg: "old.vmdk"}, Disk: "image /srv/old.vmdk", Export: &commands.ExportInfo{Via: "fuse", PID: 8}},
+		{ID: "nixrescue-c", Target: nrtarget.Target{Arg: "/dev/sdb"}, Disk: "disk /dev/sdb"},
+	}}
+	var b strings.Builder
+	if err := writePS(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"vm.qcow2 on image /srv/vm.qcow2 (nbd export /dev/nbd16)", "old.vmdk on image /srv/old.vmdk (fuse export)", "/dev/sdb on disk /dev/sdb\n"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("ps lacks %q:\n%s", want, b.String())
 		}
 	}
 }
