@@ -16,7 +16,8 @@ func newPSCommand() *cobra.Command {
 target and what that is on (the disk and its serial number, or the image), the
 backend, nixrescue's PID, who started it (the user, and who called sudo), its
 command line, since when, and what it is doing (attaching, mounting, running,
-booting, tearing down).`,
+booting, tearing down). An image read through qemu-storage-daemon shows its
+export: nbd and the kernel's device (/dev/nbdN), or fuse.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := commands.PS(stateDir, grant)
