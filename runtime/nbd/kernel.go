@@ -94,7 +94,7 @@ func (c *Conn) Attach(o AttachOptions) (string, error) {
 	}
 	defer f.Close()
 	fd := int(f.Fd())
-	idx := unusedIndex(0)
+	idx, refused := unusedIndex(0), 0
 	for tries := 0; tries < 16; tries++ {
 		dev, err := c.connect(gc, fam, o, fd, idx, true)
 		switch {
@@ -105,6 +105,13 @@ func (c *Conn) Attach(o AttachOptions) (string, error) {
 			idx = unusedIndex(idx + 1) // taken meanwhile
 			continue
 		case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENODEV):
+			// A device at idx going away (another session's, just
+			// disconnected), or a kernel that adds none at an index:
+			// once more at the next, then one of the kernel's own.
+			if refused++; refused < 2 {
+				idx = unusedIndex(idx + 1)
+				continue
+			}
 			return c.attachFree(gc, fam, o, fd)
 		}
 		return "", err
