@@ -29,7 +29,9 @@ func nbdInitramfs(t *testing.T) string {
 // by the kernel (inspect says so), written (its configuration), and
 // rebuilt: GRUB installed on it through device-mapper maps over /dev/nbdN;
 // a 4Kn disk's qcow2 gets a device of 4096-byte sectors, and a bare
-// filesystem's is opened as the device itself;
+// filesystem's is opened as the device itself; four sessions at once on
+// overlays of it (qemu-img info for their backing chain) each get a
+// device of their own;
 // a --snapshot session leaves it byte for byte as it was; ps shows the
 // export and its device; a session killed with SIGKILL leaves its export
 // to cleanup, which disconnects the device and ends the daemon; the host
@@ -88,6 +90,9 @@ func TestImagesThroughNBD(t *testing.T) {
 			t.Errorf("%s: hostname %q, want %s\n%s", name, s.Stdout, host, s.Stderr)
 		}
 	}
+	if s := wantExit(t, steps, "many", 0); strings.Count(s.Stdout, "nixfixture\n") != 4 {
+		t.Errorf("4 sessions at once on overlays of the qcow2, each its own nbd device: want the hostname 4 times:\n%s", s.Stdout)
+	}
 	if s := wantExit(t, steps, "unchanged-nbd", 0); s.Stdout != "" {
 		t.Errorf("the rescue host changed: %s", s.Stdout)
 	}
@@ -139,6 +144,14 @@ blocksize() { held $1; dev=$(connected); cat /sys/block/${dev#/dev/}/queue/logic
 step 4k-blocksize blocksize /mnt/scratch/nbd-gpt-4k.qcow2
 step 4k nixrescue run /mnt/scratch/nbd-gpt-4k.qcow2 --read-only -q --no-activate -- cat /etc/hostname
 step bare nixrescue run /mnt/scratch/nbd-bare.qcow2 --read-only -q --no-activate -- cat /etc/hostname
+many() {
+  for i in 1 2 3 4; do qemu-img create -q -f qcow2 -F qcow2 -b $Q /tmp/o$i.qcow2 || return 1; done
+  for i in 1 2 3 4; do nixrescue run /tmp/o$i.qcow2 --read-only -q --no-activate -- cat /etc/hostname >/tmp/many$i.out 2>&1 & done
+  wait
+  cat /tmp/many?.out
+  rm -f /tmp/o?.qcow2 /tmp/many?.out
+}
+step many many
 unchanged nbd
 readtime() {
   echo 3 > /proc/sys/vm/drop_caches
