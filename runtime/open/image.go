@@ -10,12 +10,13 @@ import (
 	"os"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/image"
 	"github.com/nixrescue/nixrescue/runtime/mount"
 	"github.com/nixrescue/nixrescue/runtime/state"
 	"github.com/nixrescue/nixrescue/runtime/target"
-	"golang.org/x/sys/unix"
 )
 
 // openExported has qemu-storage-daemon export the image t (or the disk,
