@@ -1,8 +1,9 @@
 // Package image opens disk images of every format qemu reads (qcow2 with
 // its backing chain and compressed clusters, VMDK, VDI, VHDX, VHD, raw)
-// through qemu's own block layer: qemu-storage-daemon exports the image
-// as a raw file over FUSE, and a session attaches a loop device to that
-// file as it does to a raw image. With a snapshot, a qcow2 overlay is put
+// through qemu's own block layer: qemu-storage-daemon exports the image's
+// raw content over NBD, which the kernel's nbd driver attaches as a block
+// device where it is loaded (export_nbd.go), or else as a file over FUSE,
+// to which a session attaches a loop device as it does to a raw image. With a snapshot, a qcow2 overlay is put
 // in front of the image (or disk), so that every write goes to the
 // overlay and the image stays byte for byte as it was.
 //
