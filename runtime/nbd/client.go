@@ -43,12 +43,8 @@ const (
 	cmdRead = 0
 )
 
-// Transmission flags the server sends for an export.
-const (
-	FlagHasFlags  = 1 << 0
-	FlagReadOnly  = 1 << 1
-	FlagMultiConn = 1 << 8
-)
+// FlagReadOnly is the transmission flag of a read-only export.
+const FlagReadOnly = 1 << 1
 
 // Conn is a connection to an export, past the handshake: ready for the
 // transmission phase, which ReadAt speaks until the connection is handed

@@ -41,18 +41,29 @@ var ErrNoKernelNBD = errors.New("the kernel's nbd driver is not loaded (modprobe
 // Available tells whether the kernel's nbd driver is there to connect
 // to: its generic-netlink family.
 func Available() error {
-	c, err := genetlink.Dial(nil)
+	gc, _, err := family()
 	if err != nil {
-		return fmt.Errorf("generic netlink: %w", err)
+		return err
 	}
-	defer c.Close()
-	if _, err := c.GetFamily(familyName); err != nil {
+	return gc.Close()
+}
+
+// family dials generic netlink and finds the nbd family in it
+// (ErrNoKernelNBD when the driver is not loaded).
+func family() (*genetlink.Conn, genetlink.Family, error) {
+	gc, err := genetlink.Dial(nil)
+	if err != nil {
+		return nil, genetlink.Family{}, fmt.Errorf("generic netlink: %w", err)
+	}
+	fam, err := gc.GetFamily(familyName)
+	if err != nil {
+		gc.Close()
 		if errors.Is(err, os.ErrNotExist) {
-			return ErrNoKernelNBD
+			return nil, genetlink.Family{}, ErrNoKernelNBD
 		}
-		return fmt.Errorf("generic netlink family nbd: %w", err)
+		return nil, genetlink.Family{}, fmt.Errorf("generic netlink family nbd: %w", err)
 	}
-	return nil
+	return gc, fam, nil
 }
 
 // AttachOptions say how the kernel takes a connection over.
@@ -76,53 +87,55 @@ func (c *Conn) Attach(o AttachOptions) (string, error) {
 	if o.BlockSize == 0 {
 		o.BlockSize = 512
 	}
-	gc, err := genetlink.Dial(nil)
+	gc, fam, err := family()
 	if err != nil {
-		return "", fmt.Errorf("generic netlink: %w", err)
-	}
-	defer gc.Close()
-	fam, err := gc.GetFamily(familyName)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return "", ErrNoKernelNBD
-		}
 		return "", err
 	}
+	defer gc.Close()
 	f, err := c.c.File()
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	fd := int(f.Fd())
+	dev, err := chooseDevice(func(idx int, destroy bool) (string, error) {
+		return c.connect(gc, fam, o, int(f.Fd()), idx, destroy)
+	})
+	if err == nil {
+		largerRequests(Index(dev))
+	}
+	return dev, err
+}
+
+// chooseDevice connects (through connect) a new device at the lowest
+// unused index, the next one when that index was taken meanwhile (EBUSY)
+// or is a device still going away (EINVAL, once), and else one of the
+// kernel's free devices as it is, for a kernel that adds none at an index.
+func chooseDevice(connect func(idx int, destroy bool) (string, error)) (string, error) {
 	idx, refused := unusedIndex(0), 0
 	for tries := 0; tries < 16; tries++ {
-		dev, err := c.connect(gc, fam, o, fd, idx, true)
+		dev, err := connect(idx, true)
 		switch {
 		case err == nil:
-			largerRequests(idx)
 			return dev, nil
 		case errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST):
-			idx = unusedIndex(idx + 1) // taken meanwhile
+			idx = unusedIndex(idx + 1)
 			continue
 		case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENODEV):
-			// A device at idx going away (another session's, just
-			// disconnected), or a kernel that adds none at an index:
-			// once more at the next, then one of the kernel's own.
 			if refused++; refused < 2 {
 				idx = unusedIndex(idx + 1)
 				continue
 			}
-			return c.attachFree(gc, fam, o, fd)
+			return connectFree(connect)
 		}
 		return "", err
 	}
 	return "", errors.New("connect an nbd device: every index tried was taken meanwhile")
 }
 
-// attachFree connects one of the kernel's free devices, as it is.
-func (c *Conn) attachFree(gc *genetlink.Conn, fam genetlink.Family, o AttachOptions, fd int) (string, error) {
+// connectFree connects one of the kernel's free devices, as it is.
+func connectFree(connect func(idx int, destroy bool) (string, error)) (string, error) {
 	for _, idx := range freeDevices() {
-		dev, err := c.connect(gc, fam, o, fd, idx, false)
+		dev, err := connect(idx, false)
 		if errors.Is(err, unix.EBUSY) {
 			continue
 		}
@@ -288,15 +301,11 @@ func Detach(dev string) error {
 	if idx < 0 {
 		return fmt.Errorf("%s is not an nbd device", dev)
 	}
-	gc, err := genetlink.Dial(nil)
-	if err != nil {
-		return fmt.Errorf("generic netlink: %w", err)
-	}
-	defer gc.Close()
-	fam, err := gc.GetFamily(familyName)
+	gc, fam, err := family()
 	if err != nil {
 		return fmt.Errorf("disconnect %s: %w", dev, err)
 	}
+	defer gc.Close()
 	ae := netlink.NewAttributeEncoder()
 	ae.Uint32(attrIndex, uint32(idx))
 	data, err := ae.Encode()
