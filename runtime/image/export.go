@@ -41,8 +41,8 @@ type ExportOptions struct {
 	// export is mounted on it.
 	File string
 	// Socket, when set, is where an NBD export listens (a unix socket
-	// made here), used instead of the FUSE export where the kernel has
-	// nbd.
+	// made here), used instead of the FUSE export on File where the
+	// kernel has nbd.
 	Socket string
 	// Log takes the daemon's messages.
 	Log string
@@ -76,9 +76,10 @@ func fuseReady() error {
 
 // args are the daemon's: the image's nodes (file, then format), the
 // overlay's when there is one, and the export of the top node: over NBD
-// on the listening socket it is given as its descriptor 3, named by the
-// socket's path (which tells a cleanup whose daemon it is), or over FUSE.
-func (o ExportOptions) args(viaNBD bool) []string {
+// (with a Socket) on the listening socket it is given as its descriptor
+// 3, named by the socket's path (which tells a cleanup whose daemon it
+// is), or over FUSE on File.
+func (o ExportOptions) args() []string {
 	proto := "file"
 	if o.Device {
 		proto = "host_device"
@@ -103,7 +104,7 @@ func (o ExportOptions) args(viaNBD bool) []string {
 	if o.ReadOnly {
 		writable = "off"
 	}
-	if viaNBD {
+	if o.Socket != "" {
 		return append(args, "--nbd-server", "addr.type=fd,addr.str=3",
 			"--export", fmt.Sprintf("type=nbd,id=export,node-name=%s,name=%s,writable=%s", top, QemuValue(o.Socket), writable))
 	}
@@ -119,8 +120,10 @@ func Start(ctx context.Context, o ExportOptions) (*Export, error) {
 	if err != nil {
 		return nil, err
 	}
-	viaNBD := o.Socket != "" && nbd.Available() == nil
-	if !viaNBD {
+	if o.Socket != "" && nbd.Available() != nil {
+		o.Socket = "" // no nbd here: the FUSE export
+	}
+	if o.Socket == "" {
 		if err := fuseReady(); err != nil {
 			return nil, err
 		}
@@ -130,19 +133,11 @@ func Start(ctx context.Context, o ExportOptions) (*Export, error) {
 			return nil, err
 		}
 	}
-	var listener *os.File
-	if viaNBD {
-		if listener, err = listen(o.Socket); err != nil {
-			return nil, err
-		}
-	} else if err := os.WriteFile(o.File, nil, 0o600); err != nil {
-		return nil, fmt.Errorf("make the export file: %w", err)
-	}
-	e, err := startDaemon(ctx, qsd, o, viaNBD, listener)
+	e, err := startDaemon(ctx, qsd, o)
 	if err != nil {
 		return nil, err
 	}
-	if viaNBD {
+	if o.Socket != "" {
 		err = e.handshake(ctx, o)
 	} else {
 		err = e.waitMounted(ctx, o)
@@ -153,21 +148,29 @@ func Start(ctx context.Context, o ExportOptions) (*Export, error) {
 	return e, nil
 }
 
-// startDaemon starts qemu-storage-daemon, giving it the NBD export's
-// listening socket when there is one.
-func startDaemon(ctx context.Context, qsd string, o ExportOptions, viaNBD bool, listener *os.File) (*Export, error) {
+// startDaemon makes the export's socket (NBD: the daemon is given the
+// listening socket) or file (FUSE: mounted on) and starts
+// qemu-storage-daemon.
+func startDaemon(ctx context.Context, qsd string, o ExportOptions) (*Export, error) {
+	d := hosttool.Daemon{OwnGroup: true, OwnMountNamespace: true}
+	if o.Socket != "" {
+		listener, err := listen(o.Socket)
+		if err != nil {
+			return nil, err
+		}
+		// The daemon's alone: were nixrescue's copy kept, a daemon that
+		// failed would leave a connection waiting on it for ever.
+		defer listener.Close()
+		d.Files = []*os.File{listener}
+	} else if err := os.WriteFile(o.File, nil, 0o600); err != nil {
+		return nil, fmt.Errorf("make the export file: %w", err)
+	}
 	logf, err := os.OpenFile(o.Log, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	defer logf.Close()
-	d := hosttool.Daemon{Output: logf, OwnGroup: true, OwnMountNamespace: true}
-	if listener != nil {
-		// The daemon's alone: were nixrescue's copy kept, a daemon that
-		// failed would leave a connection waiting on it for ever.
-		defer listener.Close()
-		d.Files = []*os.File{listener}
-	}
+	d.Output = logf
 	// Its own process group: a Ctrl-C meant for nixrescue does not end
 	// it under the session; the teardown does. Its own mount namespace
 	// (private), where its FUSE export is mounted: it does not keep the
@@ -176,17 +179,13 @@ func startDaemon(ctx context.Context, qsd string, o ExportOptions, viaNBD bool, 
 	// device on its export; in a namespace of its own, they go with the
 	// session's last process, flushed to the export first, and the
 	// daemon goes after (cleanup).
-	p, err := hosttool.Start(ctx, hosttool.Command{Name: qsd, Args: o.args(viaNBD)}, d)
+	p, err := hosttool.Start(ctx, hosttool.Command{Name: qsd, Args: o.args()}, d)
 	if err != nil {
-		if viaNBD {
-			os.Remove(o.Socket)
-		}
+		removeExportFiles(o.File, o.Socket)
 		return nil, err
 	}
-	e := &Export{PID: p.PID(), p: p, done: make(chan error, 1)}
-	if viaNBD {
-		e.Socket = o.Socket
-	} else {
+	e := &Export{PID: p.PID(), Socket: o.Socket, p: p, done: make(chan error, 1)}
+	if o.Socket == "" {
 		e.File = o.File
 	}
 	go func() { e.done <- p.Wait() }()

@@ -101,11 +101,7 @@ func TestNBDExportRefusesAnUnknownName(t *testing.T) {
 // where the kernel has nbd, whether this one has or not.
 func startNBDDaemon(t *testing.T, o ExportOptions) *Export {
 	t.Helper()
-	listener, err := listen(o.Socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := startDaemon(context.Background(), "qemu-storage-daemon", o, true, listener)
+	e, err := startDaemon(context.Background(), "qemu-storage-daemon", o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func TestInUse(t *testing.T) {
 // overlay's node when there is one; commas in paths are escaped.
 func TestDaemonArgs(t *testing.T) {
 	o := ExportOptions{Image: "/i/a,b.qcow2", Format: QCOW2, File: "/s/export.raw", Socket: "/s/export.nbd"}
-	nbdArgs := strings.Join(o.args(true), " ")
+	nbdArgs := strings.Join(o.args(), " ")
 	for _, want := range []string{"filename=/i/a,,b.qcow2,", "--nbd-server addr.type=fd,addr.str=3 --export type=nbd,id=export,node-name=image,name=/s/export.nbd,writable=on"} {
 		if !strings.Contains(nbdArgs, want) {
 			t.Errorf("NBD args lack %q:\n%s", want, nbdArgs)
@@ -59,13 +59,14 @@ func TestDaemonArgs(t *testing.T) {
 	if strings.Contains(nbdArgs, "fuse") {
 		t.Errorf("NBD args name FUSE:\n%s", nbdArgs)
 	}
-	o.ReadOnly, o.Overlay = false, "/s/overlay.qcow2"
-	fuseArgs := strings.Join(o.args(false), " ")
+	fuse := o
+	fuse.Socket, fuse.Overlay = "", "/s/overlay.qcow2"
+	fuseArgs := strings.Join(fuse.args(), " ")
 	if !strings.HasSuffix(fuseArgs, "--export type=fuse,id=export,node-name=overlay,mountpoint=/s/export.raw,writable=on") || strings.Contains(fuseArgs, "nbd") {
 		t.Errorf("FUSE args:\n%s", fuseArgs)
 	}
-	o.Overlay, o.ReadOnly = "", true
-	if a := strings.Join(o.args(true), " "); !strings.HasSuffix(a, "writable=off") || !strings.Contains(a, "read-only=on") {
+	o.ReadOnly = true
+	if a := strings.Join(o.args(), " "); !strings.HasSuffix(a, "writable=off") || !strings.Contains(a, "read-only=on") {
 		t.Errorf("read-only NBD args:\n%s", a)
 	}
 }
@@ -84,7 +85,11 @@ func TestRecordedDaemonIsKnownByItsExport(t *testing.T) {
 		{true, Recorded{File: o.File, Socket: "/other/export.nbd"}, false},
 		{false, Recorded{File: "/other/export.raw", Socket: o.Socket}, false},
 	} {
-		cmdline := []byte("qemu-storage-daemon\x00" + strings.Join(o.args(c.viaNBD), "\x00") + "\x00")
+		started := o
+		if !c.viaNBD {
+			started.Socket = ""
+		}
+		cmdline := []byte("qemu-storage-daemon\x00" + strings.Join(started.args(), "\x00") + "\x00")
 		if got := c.r.cmdlineIsOurs(cmdline); got != c.ours {
 			t.Errorf("via NBD %v, recorded %+v: ours %v, want %v", c.viaNBD, c.r, got, c.ours)
 		}
