@@ -14,7 +14,6 @@ import (
 
 	"github.com/nixrescue/nixrescue/runtime/hint"
 	"github.com/nixrescue/nixrescue/runtime/image"
-	"github.com/nixrescue/nixrescue/runtime/mount"
 	"github.com/nixrescue/nixrescue/runtime/state"
 	"github.com/nixrescue/nixrescue/runtime/target"
 )
@@ -120,7 +119,7 @@ func (op *Opened) attachNBD(ctx context.Context, t target.Target, to Options, s 
 		return fmt.Errorf("open %s (the export of %s): %w", dev, t.Arg, err)
 	}
 	op.Disk, op.diskDev = dev, f
-	op.dmParts = !to.ReadOnly && table.Type != "" && mount.DMPartitionsAvailable() == nil
+	op.dmParts = mapsPartitions(to, table)
 	if table.Type == "" {
 		return op.bareFilesystem(ctx, t, dev, size)
 	}

@@ -263,10 +263,7 @@ func (op *Opened) attachRaw(ctx context.Context, t target.Target, to Options, s 
 		return fmt.Errorf("attach %s: %w", t.Arg, err)
 	}
 	op.loop, op.Disk, op.diskDev = loop, loop.Path, loop.File()
-	// The partitions of an image that may be written are device-mapper
-	// maps where the kernel has device-mapper: they tell grub-install
-	// where they start, which loop partitions cannot (mount/dmpart.go).
-	op.dmParts = !to.ReadOnly && table.Type != "" && mount.DMPartitionsAvailable() == nil
+	op.dmParts = mapsPartitions(to, table)
 	// As the kernel names the file: an export is in its daemon's namespace.
 	op.backing = mount.BackingFile(filepath.Base(loop.Path))
 	if err := s.State.Record(func(j *state.Journal) { j.Loops = append(j.Loops, state.Loop{Device: loop.Path, Backing: op.backing}) }); err != nil {
@@ -302,6 +299,15 @@ func (op *Opened) bareFilesystem(ctx context.Context, t target.Target, dev strin
 	}
 	op.Partitions = []target.Partition{{Number: 0, Device: dev, Size: size}}
 	return nil
+}
+
+// mapsPartitions tells whether the partitions of an image's disk (a loop
+// device, or the kernel's nbd device on its export) are device-mapper
+// maps: when it may be written, has a table, and the kernel has
+// device-mapper. They tell grub-install where they start, which loop
+// partitions cannot (mount/dmpart.go).
+func mapsPartitions(to Options, table target.Table) bool {
+	return !to.ReadOnly && table.Type != "" && mount.DMPartitionsAvailable() == nil
 }
 
 // useTable takes the partitions of a table read from the disk, and says
