@@ -15,6 +15,7 @@ import (
 	"github.com/nixrescue/nixrescue/hack/vm"
 	"github.com/nixrescue/nixrescue/runtime/commands"
 	nrimage "github.com/nixrescue/nixrescue/runtime/image"
+	"github.com/nixrescue/nixrescue/runtime/nbd"
 )
 
 // Disk images as people keep them: qcow2 (with a backing file,
@@ -86,12 +87,18 @@ func TestImageFormats(t *testing.T) {
 		{"VDI", convert(t, raw, "vdi"), "vdi"},
 		{"VHDX", convert(t, raw, "vhdx"), "vhdx"},
 	}
+	// How this host's sessions reach an export: over NBD where the
+	// kernel has nbd, else (as here) FUSE.
+	via := nrimage.ViaFUSE
+	if nbd.Available() == nil {
+		via = nrimage.ViaNBD
+	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			baseHash := fileHash(t, base)
 			rep := inspected(t, c.path)
-			if rep.Format == nil || string(rep.Format.Format) != c.format || rep.Format.InUse {
-				t.Errorf("format %+v, want %s, not in use", rep.Format, c.format)
+			if rep.Format == nil || string(rep.Format.Format) != c.format || rep.Format.InUse || rep.Format.Via != via {
+				t.Errorf("format %+v, want %s through %s, not in use", rep.Format, c.format, via)
 			}
 			if c.path == top && (len(rep.Format.Backing) != 1 || rep.Format.Backing[0].File != base) {
 				t.Errorf("backing chain %+v, want %s", rep.Format.Backing, base)

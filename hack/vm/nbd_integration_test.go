@@ -2,6 +2,7 @@ package vm_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -28,7 +29,8 @@ func nbdInitramfs(t *testing.T) string {
 // a qcow2 image is read through qemu-storage-daemon's NBD export attached
 // by the kernel (inspect says so), written (its configuration), and
 // rebuilt: GRUB installed on it through device-mapper maps over /dev/nbdN;
-// a 4Kn disk's qcow2 gets a device of 4096-byte sectors, and a bare
+// a 4Kn disk's qcow2 gets a device of 4096-byte sectors (a new device,
+// not one of the module's, its requests up to 4 MiB), and a bare
 // filesystem's is opened as the device itself; four sessions at once on
 // overlays of it (qemu-img info for their backing chain) each get a
 // device of their own;
@@ -82,8 +84,12 @@ func TestImagesThroughNBD(t *testing.T) {
 	}
 	// The 4Kn disk's device has 4096-byte sectors, as its table was
 	// written for; the bare filesystem is the device itself.
-	if s := wantExit(t, steps, "4k-blocksize", 0); strings.TrimSpace(s.Stdout) != "4096" {
-		t.Errorf("the 4Kn qcow2's nbd device: logical block size %q, want 4096", s.Stdout)
+	// Its device is a new one, past the module's own (left alone), with
+	// requests up to 4 MiB.
+	var had, index, block, maxKB int
+	s := wantExit(t, steps, "4k-blocksize", 0)
+	if _, err := fmt.Sscan(s.Stdout, &had, &index, &block, &maxKB); err != nil || block != 4096 || index < had || maxKB != 4096 {
+		t.Errorf("the 4Kn qcow2's nbd device: index %d (the module had %d devices), logical block size %d, max_sectors_kb %d; want a new one, 4096, 4096:\n%s", index, had, block, maxKB, s.Stdout)
 	}
 	for name, host := range map[string]string{"4k": "nbdgpt4k", "bare": "nbdbare"} {
 		if s := wantExit(t, steps, name, 0); strings.TrimSpace(s.Stdout) != host {
@@ -140,7 +146,12 @@ killed() {
   echo "after cleanup: ${c:-none}"
 }
 step killed killed
-blocksize() { held $1; dev=$(connected); cat /sys/block/${dev#/dev/}/queue/logical_block_size; kill -TERM $pid; wait $pid || :; }
+blocksize() {
+  n=$(ls -d /sys/block/nbd* | wc -l)
+  held $1; dev=$(connected); q=/sys/block/${dev#/dev/}/queue
+  echo "$n ${dev#/dev/nbd} $(cat $q/logical_block_size) $(cat $q/max_sectors_kb)"
+  kill -TERM $pid; wait $pid || :
+}
 step 4k-blocksize blocksize /mnt/scratch/nbd-gpt-4k.qcow2
 step 4k nixrescue run /mnt/scratch/nbd-gpt-4k.qcow2 --read-only -q --no-activate -- cat /etc/hostname
 step bare nixrescue run /mnt/scratch/nbd-bare.qcow2 --read-only -q --no-activate -- cat /etc/hostname
